@@ -1,0 +1,296 @@
+//! Diagnostics: located problems in a manifest, collected (never first-only) and rendered.
+
+use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, SourceSpan};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// One problem, pointing at a byte span of a file the [`Sources`] registry holds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    /// A stable identifier (`estate::schema`, `estate::unknown-reference`, ...).
+    pub code: &'static str,
+    pub message: String,
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    #[serde(skip)]
+    pub span: Range<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub help: Option<String>,
+}
+
+/// The text of every file diagnostics may point into, by display path.
+#[derive(Debug, Default, Clone)]
+pub struct Sources {
+    files: BTreeMap<String, Arc<str>>,
+}
+
+impl Sources {
+    pub fn add(&mut self, path: &str, text: &str) {
+        self.files.insert(path.to_string(), Arc::from(text));
+    }
+    pub fn get(&self, path: &str) -> Option<&Arc<str>> {
+        self.files.get(path)
+    }
+}
+
+/// Builds diagnostics against the files of one load.
+#[derive(Debug, Default)]
+pub struct Diagnostics {
+    pub sources: Sources,
+    pub items: Vec<Diagnostic>,
+}
+
+/// A diagnostic under construction: `diags.error(file, span, msg).help(..)`.
+pub struct Builder<'a> {
+    diags: &'a mut Diagnostics,
+    index: usize,
+}
+
+impl Builder<'_> {
+    pub fn help(self, help: impl Into<String>) -> Self {
+        self.diags.items[self.index].help = Some(help.into());
+        self
+    }
+    pub fn label(self, label: impl Into<String>) -> Self {
+        self.diags.items[self.index].label = Some(label.into());
+        self
+    }
+    /// Adds "did you mean `x`?" when a candidate is close enough.
+    pub fn suggest<'s>(self, wrong: &str, candidates: impl IntoIterator<Item = &'s str>) -> Self {
+        match closest(wrong, candidates) {
+            Some(best) => self.help(format!("did you mean `{best}`?")),
+            None => self,
+        }
+    }
+}
+
+impl Diagnostics {
+    pub fn push(
+        &mut self,
+        severity: Severity,
+        code: &'static str,
+        file: &str,
+        span: Range<usize>,
+        message: impl Into<String>,
+    ) -> Builder<'_> {
+        let (line, column) = self
+            .sources
+            .get(file)
+            .map_or((1, 1), |text| line_col(text, span.start));
+        self.items.push(Diagnostic {
+            severity,
+            code,
+            message: message.into(),
+            file: file.to_string(),
+            line,
+            column,
+            span,
+            label: None,
+            help: None,
+        });
+        let index = self.items.len() - 1;
+        Builder { diags: self, index }
+    }
+
+    pub fn error(
+        &mut self,
+        code: &'static str,
+        file: &str,
+        span: Range<usize>,
+        message: impl Into<String>,
+    ) -> Builder<'_> {
+        self.push(Severity::Error, code, file, span, message)
+    }
+
+    pub fn warning(
+        &mut self,
+        code: &'static str,
+        file: &str,
+        span: Range<usize>,
+        message: impl Into<String>,
+    ) -> Builder<'_> {
+        self.push(Severity::Warning, code, file, span, message)
+    }
+
+    pub fn error_count(&self) -> usize {
+        self.items
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count()
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.error_count() > 0
+    }
+
+    /// Orders by file and position so output is stable whatever order checks ran in.
+    pub fn sort(&mut self) {
+        self.items.sort_by(|a, b| {
+            (&a.file, a.span.start, a.severity, &a.message).cmp(&(
+                &b.file,
+                b.span.start,
+                b.severity,
+                &b.message,
+            ))
+        });
+        self.items.dedup();
+    }
+
+    /// Renders every diagnostic with its source line and a caret under the span.
+    pub fn render(&self, color: bool) -> String {
+        let theme = if color {
+            GraphicalTheme::unicode()
+        } else {
+            GraphicalTheme::unicode_nocolor()
+        };
+        let handler = GraphicalReportHandler::new_themed(theme)
+            .with_width(100)
+            .with_links(false);
+        let mut out = String::new();
+        for d in &self.items {
+            let report = Report {
+                diag: d,
+                source: self.sources.get(&d.file).map(|text| {
+                    NamedSource::new(format!("{}", d.file), text.to_string()).with_language("yaml")
+                }),
+            };
+            let _ = handler.render_report(&mut out, &report);
+            out.push('\n');
+        }
+        out
+    }
+
+    pub fn summary(&self) -> String {
+        let errors = self.error_count();
+        let warnings = self.items.len() - errors;
+        format!(
+            "{} error{}, {} warning{}",
+            errors,
+            if errors == 1 { "" } else { "s" },
+            warnings,
+            if warnings == 1 { "" } else { "s" }
+        )
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        })
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..floor_char_boundary(text, offset)];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    (line, column)
+}
+
+fn floor_char_boundary(text: &str, mut i: usize) -> usize {
+    while !text.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// The candidate nearest to `wrong`, if it is near enough to be a plausible typo.
+pub fn closest<'s>(wrong: &str, candidates: impl IntoIterator<Item = &'s str>) -> Option<&'s str> {
+    let wrong_lower = wrong.to_lowercase();
+    candidates
+        .into_iter()
+        .filter(|c| *c != wrong)
+        .map(|c| {
+            let d = strsim::damerau_levenshtein(&wrong_lower, &c.to_lowercase());
+            (d, c)
+        })
+        .filter(|(d, c)| *d <= (c.chars().count().max(wrong.chars().count()) / 3).max(2))
+        .min_by_key(|(d, c)| (*d, *c))
+        .map(|(_, c)| c)
+}
+
+struct Report<'a> {
+    diag: &'a Diagnostic,
+    source: Option<NamedSource<String>>,
+}
+
+impl fmt::Debug for Report<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.diag.message)
+    }
+}
+impl fmt::Display for Report<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.diag.message)
+    }
+}
+impl std::error::Error for Report<'_> {}
+
+impl miette::Diagnostic for Report<'_> {
+    fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        Some(Box::new(self.diag.code))
+    }
+    fn severity(&self) -> Option<miette::Severity> {
+        Some(match self.diag.severity {
+            Severity::Error => miette::Severity::Error,
+            Severity::Warning => miette::Severity::Warning,
+        })
+    }
+    fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.diag
+            .help
+            .as_ref()
+            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
+    }
+    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
+        self.source.as_ref().map(|s| s as &dyn miette::SourceCode)
+    }
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        self.source.as_ref()?;
+        let span = &self.diag.span;
+        let span = SourceSpan::new(span.start.into(), span.end.saturating_sub(span.start));
+        Some(Box::new(std::iter::once(LabeledSpan::new_with_span(
+            Some(self.diag.label.clone().unwrap_or_else(|| "here".into())),
+            span,
+        ))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closest_finds_typos_but_not_strangers() {
+        let names = ["staging", "production", "dev"];
+        assert_eq!(closest("stagin", names), Some("staging"));
+        assert_eq!(closest("prod", names), None);
+        assert_eq!(closest("Production", names), Some("production"));
+        assert_eq!(closest("zzzzzz", names), None);
+    }
+
+    #[test]
+    fn line_col_counts_characters() {
+        assert_eq!(line_col("ab\ncé d", 7), (2, 4));
+        assert_eq!(line_col("x", 0), (1, 1));
+    }
+}

@@ -1,0 +1,10 @@
+//! estate: a declarative GitOps reconciler for multi-account AWS machine-learning platforms.
+//!
+//! The library is the core (manifest, templates, diagnostics); the binary in `main.rs` is the
+//! command-line edge.
+
+pub mod diag;
+pub mod manifest;
+pub mod source;
+pub mod template;
+pub mod yaml;

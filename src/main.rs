@@ -1,0 +1,7 @@
+//! The `estate` command line: the binary edge, where errors become messages and exit codes.
+
+mod cli;
+
+fn main() {
+    std::process::exit(cli::run());
+}

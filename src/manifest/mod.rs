@@ -1,0 +1,550 @@
+//! The manifest: loading `estate.yaml` and its includes into typed documents, with every
+//! problem collected as a located diagnostic.
+
+pub mod model;
+pub mod refs;
+pub mod schema;
+mod validate;
+
+use crate::diag::Diagnostics;
+use crate::source::{ManifestSource, normalize};
+use crate::template::{Template, TemplateError};
+use crate::yaml::{self, Node};
+use model::*;
+use serde::de::DeserializeOwned;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+pub const ROOT_FILE: &str = "estate.yaml";
+
+/// One document with where it came from.
+#[derive(Debug, Clone)]
+pub struct Doc<S> {
+    pub name: String,
+    pub spec: S,
+    /// Display path of the file holding it (for diagnostics).
+    pub file: String,
+    /// The file's folder, relative to the manifest root (templates resolve against it).
+    pub dir: PathBuf,
+    /// The parsed YAML, kept for locating later diagnostics.
+    pub node: Node,
+}
+
+impl<S> Doc<S> {
+    /// The span to underline for a JSON pointer into this document.
+    pub fn span(&self, pointer: &str) -> Range<usize> {
+        self.node.span_for(pointer)
+    }
+
+    /// A path written in this document (a template), relative to the manifest root.
+    pub fn resolve_path(&self, rel: &str) -> PathBuf {
+        let joined = self.dir.join(rel);
+        normalize(&joined).unwrap_or(joined)
+    }
+}
+
+/// A loaded, valid manifest.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    pub root: PathBuf,
+    pub commit: Option<String>,
+    pub dirty: bool,
+    pub estate: Doc<EstateSpec>,
+    pub organization: Option<Doc<OrganizationSpec>>,
+    pub environments: Vec<Doc<EnvironmentSpec>>,
+    pub stack_sets: Vec<Doc<StackSetSpec>>,
+    pub portfolios: Vec<Doc<PortfolioSpec>>,
+    pub pipelines: Vec<Doc<PipelineSpec>>,
+    /// Every template the manifest names, by path relative to the manifest root.
+    pub templates: BTreeMap<PathBuf, Template>,
+}
+
+impl Manifest {
+    pub fn name(&self) -> &str {
+        &self.estate.name
+    }
+
+    pub fn environment(&self, name: &str) -> Option<&Doc<EnvironmentSpec>> {
+        self.environments.iter().find(|e| e.name == name)
+    }
+
+    pub fn accounts(&self) -> &[Account] {
+        self.organization
+            .as_ref()
+            .map_or(&[], |o| o.spec.accounts.as_slice())
+    }
+
+    pub fn units(&self) -> &[Unit] {
+        self.organization
+            .as_ref()
+            .map_or(&[], |o| o.spec.units.as_slice())
+    }
+
+    /// Environments in promotion order; those not in `promotion` follow, by name.
+    pub fn environments_in_order(&self) -> Vec<&Doc<EnvironmentSpec>> {
+        let mut out: Vec<_> = self
+            .estate
+            .spec
+            .promotion
+            .iter()
+            .filter_map(|n| self.environment(n))
+            .collect();
+        let mut rest: Vec<_> = self
+            .environments
+            .iter()
+            .filter(|e| !self.estate.spec.promotion.contains(&e.name))
+            .collect();
+        rest.sort_by(|a, b| a.name.cmp(&b.name));
+        out.extend(rest);
+        out
+    }
+
+    /// Regions of an environment: its own, or the Estate's.
+    pub fn regions_of(&self, env: &Doc<EnvironmentSpec>) -> Vec<String> {
+        env.spec
+            .regions
+            .clone()
+            .unwrap_or_else(|| self.estate.spec.regions.clone())
+    }
+}
+
+/// What loading produced: the manifest when there were no errors, and every diagnostic.
+pub struct Loaded {
+    pub manifest: Option<Manifest>,
+    pub diagnostics: Diagnostics,
+}
+
+/// Documents as parsed, before cross-document checks.
+#[derive(Default)]
+struct Parsed {
+    estate: Vec<Doc<EstateSpec>>,
+    organization: Vec<Doc<OrganizationSpec>>,
+    environments: Vec<Doc<EnvironmentSpec>>,
+    stack_sets: Vec<Doc<StackSetSpec>>,
+    portfolios: Vec<Doc<PortfolioSpec>>,
+    pipelines: Vec<Doc<PipelineSpec>>,
+    /// Documents that failed the schema: their names still count as defined, so one typo
+    /// does not cascade into "unknown environment" errors everywhere it is referenced.
+    invalid: Vec<(Kind, String, Node)>,
+}
+
+/// Loads and validates the manifest from `source`. Makes no network calls.
+pub fn load(source: &ManifestSource) -> Loaded {
+    let mut diags = Diagnostics::default();
+    let mut parsed = Parsed::default();
+    let root_file = Path::new(ROOT_FILE);
+    let root_display = source.display(root_file);
+
+    let Some(root_docs) = read_yaml(source, root_file, &mut diags) else {
+        return Loaded {
+            manifest: None,
+            diagnostics: diags,
+        };
+    };
+    let mut root_count = 0;
+    for node in root_docs {
+        root_count += 1;
+        let kind = document_kind(&node, &root_display, &mut diags);
+        if root_count > 1 {
+            diags
+                .error(
+                    "estate::root",
+                    &root_display,
+                    node.span.clone(),
+                    "estate.yaml holds exactly one document, the Estate",
+                )
+                .help("move other documents into files named by `include`");
+            continue;
+        }
+        match kind {
+            Some(Kind::Estate) => add_document(
+                Kind::Estate,
+                node,
+                &root_display,
+                Path::new(""),
+                &mut parsed,
+                &mut diags,
+            ),
+            Some(other) => {
+                let span = node.span_for("/kind");
+                diags
+                    .error(
+                        "estate::root",
+                        &root_display,
+                        span,
+                        format!(
+                            "estate.yaml must hold the Estate document, found {}",
+                            other.as_str()
+                        ),
+                    )
+                    .help("start estate.yaml with `kind: Estate`");
+            }
+            None => {}
+        }
+    }
+    if root_count == 0 {
+        diags.error(
+            "estate::root",
+            &root_display,
+            0..0,
+            "estate.yaml is empty: it must hold the Estate document",
+        );
+    }
+
+    // Included files, each loaded once even when several globs match it. An Estate that failed
+    // the schema still names its includes, so their mistakes are reported in the same run.
+    let includes: Option<Vec<(String, Range<usize>)>> = match parsed.estate.first() {
+        Some(estate) => Some(
+            estate
+                .spec
+                .include
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (p.clone(), estate.span(&format!("/spec/include/{i}"))))
+                .collect(),
+        ),
+        None => parsed
+            .invalid
+            .iter()
+            .find(|(k, _, _)| *k == Kind::Estate)
+            .and_then(|(_, _, node)| {
+                let items = node.pointer("/spec/include")?;
+                match &items.value {
+                    yaml::Value::Seq(items) => Some(
+                        items
+                            .iter()
+                            .filter_map(|n| Some((n.as_str()?.to_string(), n.span.clone())))
+                            .collect(),
+                    ),
+                    _ => None,
+                }
+            }),
+    };
+    if let Some(includes) = includes {
+        let files = match source.list_files() {
+            Ok(f) => f,
+            Err(e) => {
+                diags.error("estate::io", &root_display, 0..0, e.to_string());
+                Vec::new()
+            }
+        };
+        let mut seen = BTreeSet::new();
+        for (pattern, span) in includes {
+            let span = span.clone();
+            let glob = match globset::GlobBuilder::new(&pattern)
+                .literal_separator(true)
+                .build()
+            {
+                Ok(g) => g.compile_matcher(),
+                Err(e) => {
+                    diags.error(
+                        "estate::include",
+                        &root_display,
+                        span,
+                        format!("invalid include glob `{pattern}`: {}", e.kind()),
+                    );
+                    continue;
+                }
+            };
+            let matched: Vec<&PathBuf> = files
+                .iter()
+                .filter(|f| glob.is_match(f) && f.as_path() != root_file)
+                .collect();
+            if matched.is_empty() {
+                diags
+                    .warning(
+                        "estate::include",
+                        &root_display,
+                        span,
+                        format!("include `{pattern}` matches no file"),
+                    )
+                    .label("matches nothing");
+            }
+            for file in matched {
+                if seen.insert(file.clone()) {
+                    load_file(source, file, &mut parsed, &mut diags);
+                }
+            }
+        }
+    }
+
+    let templates = load_templates(source, &parsed, &mut diags);
+    validate::check(&parsed, &templates, &mut diags);
+    diags.sort();
+
+    let manifest = if diags.has_errors() {
+        None
+    } else {
+        parsed.estate.into_iter().next().map(|estate| Manifest {
+            root: source.display_root.clone(),
+            commit: source.commit.clone(),
+            dirty: source.dirty,
+            estate,
+            organization: parsed.organization.into_iter().next(),
+            environments: parsed.environments,
+            stack_sets: parsed.stack_sets,
+            portfolios: parsed.portfolios,
+            pipelines: parsed.pipelines,
+            templates,
+        })
+    };
+    Loaded {
+        manifest,
+        diagnostics: diags,
+    }
+}
+
+/// Reads and parses a YAML file; registers its text for diagnostics.
+fn read_yaml(source: &ManifestSource, rel: &Path, diags: &mut Diagnostics) -> Option<Vec<Node>> {
+    let display = source.display(rel);
+    let bytes = match source.read(rel) {
+        Ok(b) => b,
+        Err(e) => {
+            diags.error("estate::io", &display, 0..0, e.to_string());
+            return None;
+        }
+    };
+    let Ok(text) = String::from_utf8(bytes) else {
+        diags.error("estate::io", &display, 0..0, "file is not UTF-8 text");
+        return None;
+    };
+    diags.sources.add(&display, &text);
+    match yaml::parse_documents(&text) {
+        Ok((docs, duplicates)) => {
+            for d in duplicates {
+                diags.error("estate::yaml", &display, d.span, d.message);
+            }
+            // `---` at the end of a file yields an empty document; it holds nothing.
+            Some(
+                docs.into_iter()
+                    .filter(|d| d.value != yaml::Value::Null)
+                    .collect(),
+            )
+        }
+        Err(e) => {
+            diags
+                .error(
+                    "estate::yaml",
+                    &display,
+                    e.span,
+                    format!("YAML syntax error: {}", e.message),
+                )
+                .label("here");
+            None
+        }
+    }
+}
+
+fn load_file(source: &ManifestSource, rel: &Path, parsed: &mut Parsed, diags: &mut Diagnostics) {
+    let display = source.display(rel);
+    let Some(docs) = read_yaml(source, rel, diags) else {
+        return;
+    };
+    let dir = rel.parent().map(Path::to_path_buf).unwrap_or_default();
+    for node in docs {
+        match document_kind(&node, &display, diags) {
+            Some(Kind::Estate) => {
+                diags
+                    .error(
+                        "estate::root",
+                        &display,
+                        node.span_for("/kind"),
+                        "only estate.yaml may hold the Estate document",
+                    )
+                    .help("there is exactly one Estate, in the manifest's estate.yaml");
+            }
+            Some(kind) => add_document(kind, node, &display, &dir, parsed, diags),
+            None => {}
+        }
+    }
+}
+
+/// Reads `kind`, reporting a missing or unknown one.
+fn document_kind(node: &Node, file: &str, diags: &mut Diagnostics) -> Option<Kind> {
+    if node.as_map().is_none() {
+        diags.error(
+            "estate::type",
+            file,
+            node.span.clone(),
+            "a manifest document must be a mapping with apiVersion, kind, metadata and spec",
+        );
+        return None;
+    }
+    let Some(kind_node) = node.get("kind") else {
+        diags
+            .error(
+                "estate::missing-field",
+                file,
+                node.span.start..node.span.start,
+                "document has no `kind`",
+            )
+            .help(format!(
+                "one of: {}",
+                Kind::ALL.map(Kind::as_str).join(", ")
+            ));
+        return None;
+    };
+    let text = kind_node.as_str().unwrap_or_default();
+    match Kind::parse(text) {
+        Some(k) => Some(k),
+        None => {
+            let names = Kind::ALL.map(Kind::as_str);
+            let b = diags
+                .error(
+                    "estate::unknown-kind",
+                    file,
+                    kind_node.span.clone(),
+                    format!("unknown kind `{text}`"),
+                )
+                .label("not a kind");
+            match crate::diag::closest(text, names) {
+                Some(best) => b.help(format!("did you mean `{best}`?")),
+                None => b.help(format!("one of: {}", names.join(", "))),
+            };
+            None
+        }
+    }
+}
+
+fn add_document(
+    kind: Kind,
+    node: Node,
+    file: &str,
+    dir: &Path,
+    parsed: &mut Parsed,
+    diags: &mut Diagnostics,
+) {
+    if !schema::check(kind, &node, file, diags) {
+        parsed.invalid.push((kind, file.to_string(), node));
+        return;
+    }
+    fn typed<S: DeserializeOwned>(
+        node: Node,
+        file: &str,
+        dir: &Path,
+        diags: &mut Diagnostics,
+    ) -> Option<Doc<S>> {
+        match serde_json::from_value::<Document<S>>(node.to_json()) {
+            Ok(doc) => Some(Doc {
+                name: doc.metadata.name,
+                spec: doc.spec,
+                file: file.to_string(),
+                dir: dir.to_path_buf(),
+                node,
+            }),
+            Err(e) => {
+                // The schema is generated from these types, so this means they disagree: a bug.
+                diags.error("estate::schema", file, node.span.clone(), e.to_string());
+                None
+            }
+        }
+    }
+    match kind {
+        Kind::Estate => parsed.estate.extend(typed(node, file, dir, diags)),
+        Kind::Organization => parsed.organization.extend(typed(node, file, dir, diags)),
+        Kind::Environment => parsed.environments.extend(typed(node, file, dir, diags)),
+        Kind::StackSet => parsed.stack_sets.extend(typed(node, file, dir, diags)),
+        Kind::Portfolio => parsed.portfolios.extend(typed(node, file, dir, diags)),
+        Kind::Pipeline => parsed.pipelines.extend(typed(node, file, dir, diags)),
+    }
+}
+
+/// Every template path the documents name, with the document and pointer that names it.
+fn template_uses(parsed: &Parsed) -> Vec<(PathBuf, &str, Range<usize>)> {
+    let mut uses = Vec::new();
+    for s in &parsed.stack_sets {
+        uses.push((
+            s.resolve_path(&s.spec.template),
+            s.file.as_str(),
+            s.span("/spec/template"),
+        ));
+    }
+    for p in &parsed.portfolios {
+        for (i, product) in p.spec.products.iter().enumerate() {
+            for (j, v) in product.versions.iter().enumerate() {
+                uses.push((
+                    p.resolve_path(&v.template),
+                    p.file.as_str(),
+                    p.span(&format!("/spec/products/{i}/versions/{j}/template")),
+                ));
+            }
+        }
+    }
+    for p in &parsed.pipelines {
+        uses.push((
+            p.resolve_path(&p.spec.template),
+            p.file.as_str(),
+            p.span("/spec/template"),
+        ));
+    }
+    uses
+}
+
+fn load_templates(
+    source: &ManifestSource,
+    parsed: &Parsed,
+    diags: &mut Diagnostics,
+) -> BTreeMap<PathBuf, Template> {
+    let mut templates = BTreeMap::new();
+    let mut failed = BTreeSet::new();
+    for (path, file, span) in template_uses(parsed) {
+        if templates.contains_key(&path) || failed.contains(&path) {
+            continue;
+        }
+        let display = source.display(&path);
+        let bytes = match source.read(&path) {
+            Ok(b) => b,
+            Err(_) => {
+                diags
+                    .error(
+                        "estate::template",
+                        file,
+                        span,
+                        format!("template `{display}` does not exist"),
+                    )
+                    .label("no such file");
+                failed.insert(path);
+                continue;
+            }
+        };
+        match Template::parse(&bytes) {
+            Ok(t) => {
+                templates.insert(path, t);
+            }
+            Err(e) => {
+                // Point into the template itself when the parser knows the line.
+                let text = String::from_utf8_lossy(&bytes).into_owned();
+                match &e {
+                    TemplateError::Syntax {
+                        line: Some(line), ..
+                    } => {
+                        diags.sources.add(&display, &text);
+                        let at = line_start(&text, *line);
+                        diags.error("estate::template", &display, at..at, e.to_string());
+                        diags
+                            .error(
+                                "estate::template",
+                                file,
+                                span,
+                                format!("template `{display}` does not parse"),
+                            )
+                            .label("named here");
+                    }
+                    _ => {
+                        diags.error("estate::template", file, span, format!("`{display}`: {e}"));
+                    }
+                }
+                failed.insert(path);
+            }
+        }
+    }
+    templates
+}
+
+fn line_start(text: &str, line: usize) -> usize {
+    text.split_inclusive('\n')
+        .take(line.saturating_sub(1))
+        .map(str::len)
+        .sum()
+}

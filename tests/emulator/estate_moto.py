@@ -1,0 +1,122 @@
+"""AWS emulator for estate's integration tests.
+
+Runs moto's standalone server on 127.0.0.1:<port> for one test process
+(tests/it/emulator.rs starts it once per process). It prints ``READY <port>``
+on stdout once the socket is listening, then sends its own stdout to stderr so
+nothing blocks on a pipe the harness no longer reads.
+
+The server must never outlive the test process that started it: it asks the
+kernel for SIGTERM when its parent dies (prctl PR_SET_PDEATHSIG, Linux) and a
+thread also polls the parent pid, for other platforms and for the race where
+the parent dies before prctl runs.
+
+Calls that moto does not implement (later: some Service Catalog actions) are
+served by handlers registered with ``@route("<X-Amz-Target>")``; every other
+request goes to moto unchanged.
+
+Usage: estate_moto.py PORT [--parent-pid PID]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import ctypes.util
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Any, Callable, Iterable
+
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+from werkzeug.serving import make_server
+
+PR_SET_PDEATHSIG = 1
+PARENT_POLL_SECONDS = 0.5
+
+# A WSGI application: (environ, start_response) -> body chunks.
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+# X-Amz-Target value (JSON-protocol services, e.g.
+# "AWS242ServiceCatalogService.SomeAction") -> handler served instead of moto.
+EXTRA_ROUTES: dict[str, WsgiApp] = {}
+
+
+def route(target: str) -> Callable[[WsgiApp], WsgiApp]:
+    """Register a WSGI handler for requests whose X-Amz-Target is `target`."""
+
+    def register(handler: WsgiApp) -> WsgiApp:
+        EXTRA_ROUTES[target] = handler
+        return handler
+
+    return register
+
+
+class EstateDispatcher:
+    """Sends requests with a registered X-Amz-Target to our handlers, the rest to moto."""
+
+    def __init__(self, moto_app: WsgiApp) -> None:
+        self.moto_app = moto_app
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        handler = EXTRA_ROUTES.get(environ.get("HTTP_X_AMZ_TARGET", ""))
+        if handler is not None:
+            return handler(environ, start_response)
+        return self.moto_app(environ, start_response)
+
+
+def die_with_parent(expected_parent: int) -> None:
+    """Exit as soon as the process that started us is gone."""
+    libc_name = ctypes.util.find_library("c")
+    if sys.platform.startswith("linux") and libc_name:
+        libc = ctypes.CDLL(libc_name, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+    def poll() -> None:
+        while True:
+            # Re-parenting (to init or a subreaper) means the parent has died,
+            # including before prctl above took effect.
+            if os.getppid() != expected_parent:
+                os._exit(0)
+            time.sleep(PARENT_POLL_SECONDS)
+
+    threading.Thread(target=poll, name="parent-watch", daemon=True).start()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("port", type=int, help="TCP port on 127.0.0.1 (0: any free port)")
+    parser.add_argument(
+        "--parent-pid",
+        type=int,
+        default=None,
+        help="pid of the process that must outlive us (default: our parent now)",
+    )
+    args = parser.parse_args(argv)
+
+    die_with_parent(args.parent_pid if args.parent_pid is not None else os.getppid())
+
+    app = EstateDispatcher(DomainDispatcherApplication(create_backend_app))
+    # Binding happens here, so a taken port fails before READY is printed.
+    server = make_server(
+        "127.0.0.1",
+        args.port,
+        app,
+        threaded=True,
+        request_handler=MotoRequestHandler,
+    )
+    print(f"READY {server.server_port}", flush=True)
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    server.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,427 @@
+//! AWS emulator harness: one moto server per test process (tests/emulator/estate_moto.py) and fresh, isolated management accounts on it.
+
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
+use std::thread;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_config::SdkConfig;
+use aws_config::retry::RetryConfig;
+use aws_sdk_organizations::types::OrganizationFeatureSet;
+use aws_sdk_sts::config::{BehaviorVersion, Credentials, Region, SharedCredentialsProvider};
+
+/// The only region the tests use.
+pub const REGION: &str = "us-east-1";
+
+/// Moto imports in about a second; the margin is for a loaded CI machine.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+/// A port picked free can be taken by someone else before the server binds it.
+const START_ATTEMPTS: usize = 3;
+/// Moto's fallback account for unknown credentials; never hand it out.
+const MOTO_DEFAULT_ACCOUNT: u64 = 123_456_789_012;
+
+struct Server {
+    port: u16,
+    log: PathBuf,
+    python: PathBuf,
+}
+
+/// A failed start is remembered so later tests fail fast with the same message.
+static SERVER: OnceLock<Result<Server, String>> = OnceLock::new();
+
+fn server() -> &'static Server {
+    match SERVER.get_or_init(start) {
+        Ok(server) => server,
+        Err(message) => panic!("{message}"),
+    }
+}
+
+/// Base URL of the emulator, starting it on first use.
+pub fn endpoint() -> String {
+    format!("http://127.0.0.1:{}", server().port)
+}
+
+/// The emulator's log (its stderr): where to look when an AWS call misbehaves.
+pub fn log_path() -> &'static Path {
+    &server().log
+}
+
+/// A management account with its own organization on the emulator.
+#[derive(Clone, Debug)]
+pub struct TestAccount {
+    pub id: String,
+    /// Acts as this account against the emulator.
+    pub config: SdkConfig,
+    /// Root of the account's organization (`r-...`).
+    pub root_id: String,
+    credentials: Credentials,
+}
+
+impl TestAccount {
+    /// Environment for a child `estate` process acting as this account; meant
+    /// for `Command::env_clear().envs(..)` so nothing leaks in from the host.
+    pub fn env(&self) -> Vec<(String, String)> {
+        let missing = Path::new("/nonexistent/estate-tests");
+        let vars = [
+            ("AWS_ENDPOINT_URL", endpoint()),
+            ("AWS_ACCESS_KEY_ID", self.credentials.access_key_id().into()),
+            (
+                "AWS_SECRET_ACCESS_KEY",
+                self.credentials.secret_access_key().into(),
+            ),
+            (
+                "AWS_SESSION_TOKEN",
+                self.credentials.session_token().unwrap_or_default().into(),
+            ),
+            ("AWS_REGION", REGION.into()),
+            ("AWS_DEFAULT_REGION", REGION.into()),
+            ("AWS_MAX_ATTEMPTS", "1".into()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+            (
+                "AWS_CONFIG_FILE",
+                missing.join("config").display().to_string(),
+            ),
+            (
+                "AWS_SHARED_CREDENTIALS_FILE",
+                missing.join("credentials").display().to_string(),
+            ),
+            ("NO_COLOR", "1".into()),
+        ];
+        vars.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+    }
+}
+
+/// A new account id, organization and root, isolated from every other test.
+///
+/// Moto keys its state by account, and maps the credentials that STS
+/// AssumeRole returns to the account in the role ARN, so assuming a role in a
+/// fresh id yields an account nobody else touches.
+pub async fn management_account() -> TestAccount {
+    let id = fresh_account_id();
+    let base = sdk_config(Credentials::new(
+        "AKIAIOSFODNN7EXAMPLE",
+        "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        None,
+        None,
+        "estate-tests-base",
+    ));
+    let assumed = aws_sdk_sts::Client::new(&base)
+        .assume_role()
+        .role_arn(format!(
+            "arn:aws:iam::{id}:role/OrganizationAccountAccessRole"
+        ))
+        .role_session_name("estate-tests")
+        .send()
+        .await
+        .unwrap_or_else(|e| fail("sts:AssumeRole", aws_sdk_sts::error::DisplayErrorContext(e)));
+    let c = assumed
+        .credentials()
+        .unwrap_or_else(|| fail("sts:AssumeRole", "no credentials in the response"));
+    let credentials = Credentials::new(
+        c.access_key_id(),
+        c.secret_access_key(),
+        Some(c.session_token().to_string()),
+        None,
+        "estate-tests",
+    );
+    let config = sdk_config(credentials.clone());
+
+    let org = aws_sdk_organizations::Client::new(&config);
+    let created = org
+        .create_organization()
+        .feature_set(OrganizationFeatureSet::All)
+        .send()
+        .await
+        .unwrap_or_else(|e| fail("organizations:CreateOrganization", org_error(e)));
+    let master = created
+        .organization()
+        .and_then(|o| o.master_account_id())
+        .unwrap_or_default();
+    assert_eq!(
+        master,
+        id,
+        "the assumed-role credentials did not map to account {id}; emulator log: {}",
+        log_path().display()
+    );
+    // CreateOrganization does not return the root; ListRoots does.
+    let roots = org
+        .list_roots()
+        .send()
+        .await
+        .unwrap_or_else(|e| fail("organizations:ListRoots", org_error(e)));
+    let root_id = match roots.roots() {
+        [root] => root.id().unwrap_or_default().to_string(),
+        other => fail("organizations:ListRoots", format!("{other:?}")),
+    };
+    TestAccount {
+        id,
+        config,
+        root_id,
+        credentials,
+    }
+}
+
+/// Client configuration for the emulator, built from nothing on the host
+/// (no profile files or AWS_* variables) so a developer's AWS setup can't leak in.
+fn sdk_config(credentials: Credentials) -> SdkConfig {
+    SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(endpoint())
+        .region(Region::new(REGION))
+        .credentials_provider(SharedCredentialsProvider::new(credentials))
+        .retry_config(RetryConfig::standard().with_max_attempts(1))
+        .build()
+}
+
+fn org_error<E, R>(e: aws_sdk_organizations::error::SdkError<E, R>) -> String
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    aws_sdk_organizations::error::DisplayErrorContext(e).to_string()
+}
+
+fn fail(what: &str, err: impl std::fmt::Display) -> ! {
+    panic!(
+        "{what} against the emulator failed: {err}\nemulator log: {}",
+        log_path().display()
+    )
+}
+
+/// 12 digits, no leading zero, unique within this process (the counter) and
+/// very likely across processes and runs (pid and clock pick the start).
+fn fresh_account_id() -> String {
+    const FIRST: u64 = 100_000_000_000;
+    const SPAN: u64 = 900_000_000_000;
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    static BASE: OnceLock<u64> = OnceLock::new();
+    let base = *BASE.get_or_init(|| {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos() as u64;
+        splitmix64(nanos ^ u64::from(std::process::id()).rotate_left(40)) % SPAN
+    });
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let id = FIRST + (base + n % SPAN) % SPAN;
+        if id != MOTO_DEFAULT_ACCOUNT {
+            return id.to_string();
+        }
+    }
+}
+
+fn splitmix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+fn start() -> Result<Server, String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let venv = std::env::var_os("ESTATE_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join(".venv"));
+    let python = venv.join("bin").join("python");
+    if !python.exists() {
+        return Err(format!(
+            "no Python venv with moto at {}: run scripts/test once (it creates the venv), \
+             or set ESTATE_VENV to one",
+            venv.display()
+        ));
+    }
+    let script = root.join("tests/emulator/estate_moto.py");
+    let log_dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    fs::create_dir_all(log_dir).map_err(|e| format!("creating {}: {e}", log_dir.display()))?;
+    remove_stale_logs(log_dir);
+    let log = log_dir.join(format!("moto-{}.log", std::process::id()));
+
+    let mut errors = Vec::new();
+    for _ in 0..START_ATTEMPTS {
+        match free_port().and_then(|port| launch(&python, &script, port, &log)) {
+            Ok(port) => return Ok(Server { port, log, python }),
+            Err(e) => errors.push(e),
+        }
+    }
+    Err(format!(
+        "the AWS emulator did not start ({}):\n{}\nemulator log: {}\n{}",
+        python.display(),
+        errors.join("\n"),
+        log.display(),
+        log_tail(&log)
+    ))
+}
+
+fn free_port() -> Result<u16, String> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("binding a port: {e}"))?;
+    let port = listener
+        .local_addr()
+        .map_err(|e| format!("reading the bound port: {e}"))?
+        .port();
+    Ok(port)
+}
+
+enum Event {
+    Ready(u16),
+    Failed(String),
+}
+
+/// Starts the server on `port` and waits until it accepts connections.
+fn launch(python: &Path, script: &Path, port: u16, log: &Path) -> Result<u16, String> {
+    let stderr = File::options()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| format!("opening {}: {e}", log.display()))?;
+    let mut command = Command::new(python);
+    command
+        .arg(script)
+        .arg(port.to_string())
+        .arg("--parent-pid")
+        .arg(std::process::id().to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr);
+
+    let child: Arc<Mutex<Option<Child>>> = Arc::default();
+    let (tx, rx) = mpsc::channel();
+    let shared = Arc::clone(&child);
+    // The server dies with the thread that spawned it (PR_SET_PDEATHSIG is per
+    // thread), so it is spawned from a thread that lives as long as the process
+    // rather than from whichever test happened to come first.
+    thread::Builder::new()
+        .name(format!("moto-{port}"))
+        .spawn(move || supervise(command, &shared, &tx))
+        .map_err(|e| format!("spawning the supervisor thread: {e}"))?;
+
+    let event = rx
+        .recv_timeout(STARTUP_TIMEOUT)
+        .unwrap_or_else(|_| Event::Failed(format!("no READY line within {STARTUP_TIMEOUT:?}")));
+    match event {
+        Event::Ready(ready_port) => {
+            let addr = SocketAddr::from(([127, 0, 0, 1], ready_port));
+            TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+                .map_err(|e| format!("port {ready_port}: READY but connect failed: {e}"))?;
+            Ok(ready_port)
+        }
+        Event::Failed(reason) => {
+            if let Some(mut c) = child.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            Err(format!("port {port}: {reason}"))
+        }
+    }
+}
+
+/// Body of the thread that owns the server process; never returns once the
+/// server is up.
+fn supervise(mut command: Command, child: &Mutex<Option<Child>>, tx: &mpsc::Sender<Event>) {
+    let mut spawned = match command.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = tx.send(Event::Failed(format!("spawning the server: {e}")));
+            return;
+        }
+    };
+    let stdout = spawned.stdout.take().expect("stdout is piped");
+    *child.lock().unwrap_or_else(|e| e.into_inner()) = Some(spawned);
+
+    let mut ready = false;
+    for line in BufReader::new(stdout).lines() {
+        let Ok(line) = line else { break };
+        if let Some(port) = line
+            .strip_prefix("READY ")
+            .and_then(|p| p.trim().parse().ok())
+        {
+            ready = true;
+            let _ = tx.send(Event::Ready(port));
+        }
+    }
+    if !ready {
+        let status = child
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .map(|mut c| c.wait());
+        let _ = tx.send(Event::Failed(format!("exited before READY ({status:?})")));
+        return;
+    }
+    // The server sent its stdout to its log after READY, hence the EOF above.
+    loop {
+        thread::park();
+    }
+}
+
+/// Logs of test processes that are gone; keeps target/tmp from piling up.
+fn remove_stale_logs(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("moto-"))
+            .and_then(|n| n.strip_suffix(".log"))
+        else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid).exists() {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+fn log_tail(log: &Path) -> String {
+    let text = fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+#[test]
+fn account_ids_are_twelve_digits_and_distinct() {
+    let ids: Vec<String> = (0..1000).map(|_| fresh_account_id()).collect();
+    for id in &ids {
+        assert_eq!(id.len(), 12, "{id}");
+        assert!(!id.starts_with('0'), "{id}");
+        assert!(id.bytes().all(|b| b.is_ascii_digit()), "{id}");
+    }
+    let unique: std::collections::HashSet<_> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len());
+}
+
+#[tokio::test]
+async fn env_points_a_child_process_at_the_emulator() {
+    let account = management_account().await;
+    let env: std::collections::HashMap<_, _> = account.env().into_iter().collect();
+    assert_eq!(env["AWS_ENDPOINT_URL"], endpoint());
+    assert_eq!(env["AWS_REGION"], REGION);
+    assert_eq!(env["AWS_MAX_ATTEMPTS"], "1");
+    assert!(!env["AWS_SESSION_TOKEN"].is_empty());
+    assert!(!Path::new(&env["AWS_CONFIG_FILE"]).exists());
+
+    // A child process given only these variables acts as the account: boto3
+    // from the emulator's venv stands in for `estate` here.
+    let out = Command::new(&server().python)
+        .args([
+            "-c",
+            "import boto3; print(boto3.client('sts').get_caller_identity()['Account'])",
+        ])
+        .env_clear()
+        .envs(account.env())
+        .output()
+        .expect("running the venv's python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), account.id);
+}
