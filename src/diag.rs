@@ -30,6 +30,9 @@ pub struct Diagnostic {
     pub label: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub help: Option<String>,
+    /// The span holds a secret (a NoEcho parameter's value): never show the source line.
+    #[serde(skip)]
+    pub sensitive: bool,
 }
 
 /// The text of every file diagnostics may point into, by display path.
@@ -69,6 +72,11 @@ impl Builder<'_> {
         self.diags.items[self.index].label = Some(label.into());
         self
     }
+    /// Marks the span as secret: the rendering names the location but never shows the line.
+    pub fn sensitive(self) -> Self {
+        self.diags.items[self.index].sensitive = true;
+        self
+    }
     /// Adds "did you mean `x`?" when a candidate is close enough.
     pub fn suggest<'s>(self, wrong: &str, candidates: impl IntoIterator<Item = &'s str>) -> Self {
         match closest(wrong, candidates) {
@@ -101,6 +109,7 @@ impl Diagnostics {
             span,
             label: None,
             help: None,
+            sensitive: false,
         });
         let index = self.items.len() - 1;
         Builder { diags: self, index }
@@ -162,11 +171,22 @@ impl Diagnostics {
             .with_links(false);
         let mut out = String::new();
         for d in &self.items {
+            if d.sensitive {
+                out.push_str(&format!(
+                    "[{}:{}:{}] (source line not shown: it holds a secret)\n",
+                    d.file, d.line, d.column
+                ));
+            }
             let report = Report {
                 diag: d,
-                source: self.sources.get(&d.file).map(|text| {
-                    NamedSource::new(format!("{}", d.file), text.to_string()).with_language("yaml")
-                }),
+                source: self
+                    .sources
+                    .get(&d.file)
+                    .filter(|_| !d.sensitive)
+                    .map(|text| {
+                        NamedSource::new(format!("{}", d.file), text.to_string())
+                            .with_language("yaml")
+                    }),
             };
             let _ = handler.render_report(&mut out, &report);
             out.push('\n');
@@ -220,7 +240,13 @@ pub fn closest<'s>(wrong: &str, candidates: impl IntoIterator<Item = &'s str>) -
         .into_iter()
         .filter(|c| *c != wrong)
         .map(|c| {
-            let d = strsim::damerau_levenshtein(&wrong_lower, &c.to_lowercase());
+            let lower = c.to_lowercase();
+            // An abbreviation (`prod` for `production`) is as likely as a typo.
+            let d = if wrong_lower.chars().count() >= 3 && lower.starts_with(&wrong_lower) {
+                1
+            } else {
+                strsim::damerau_levenshtein(&wrong_lower, &lower)
+            };
             (d, c)
         })
         .filter(|(d, c)| *d <= (c.chars().count().max(wrong.chars().count()) / 3).max(2))
@@ -283,7 +309,8 @@ mod tests {
     fn closest_finds_typos_but_not_strangers() {
         let names = ["staging", "production", "dev"];
         assert_eq!(closest("stagin", names), Some("staging"));
-        assert_eq!(closest("prod", names), None);
+        assert_eq!(closest("prod", names), Some("production"));
+        assert_eq!(closest("pr", names), None);
         assert_eq!(closest("Production", names), Some("production"));
         assert_eq!(closest("zzzzzz", names), None);
     }

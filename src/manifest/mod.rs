@@ -127,6 +127,8 @@ struct Parsed {
     /// Documents that failed the schema: their names still count as defined, so one typo
     /// does not cascade into "unknown environment" errors everywhere it is referenced.
     invalid: Vec<(Kind, String, Node)>,
+    /// A file did not parse: names it defines are unknown, so "unknown name" is not reported.
+    incomplete: bool,
 }
 
 /// Loads and validates the manifest from `source`. Makes no network calls.
@@ -339,6 +341,7 @@ fn read_yaml(source: &ManifestSource, rel: &Path, diags: &mut Diagnostics) -> Op
 fn load_file(source: &ManifestSource, rel: &Path, parsed: &mut Parsed, diags: &mut Diagnostics) {
     let display = source.display(rel);
     let Some(docs) = read_yaml(source, rel, diags) else {
+        parsed.incomplete = true;
         return;
     };
     let dir = rel.parent().map(Path::to_path_buf).unwrap_or_default();

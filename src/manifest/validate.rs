@@ -19,6 +19,8 @@ struct Names<'a> {
     environments: Vec<&'a str>,
     /// Account names by unit path, for resolving targets statically.
     account_units: HashMap<&'a str, &'a str>,
+    /// Some file did not parse, so a name missing here may well be defined there.
+    incomplete: bool,
 }
 
 pub(super) fn check(p: &Parsed, templates: &BTreeMap<PathBuf, Template>, diags: &mut Diagnostics) {
@@ -45,6 +47,7 @@ pub(super) fn check(p: &Parsed, templates: &BTreeMap<PathBuf, Template>, diags: 
         units: vec!["/"],
         environments: p.environments.iter().map(|e| e.name.as_str()).collect(),
         account_units: HashMap::new(),
+        incomplete: p.incomplete,
     };
     if let Some(org) = org {
         check_organization(org, &mut names, diags);
@@ -283,6 +286,7 @@ fn check_estate(
             );
         } else if !names.environments.contains(&env.as_str()) {
             unknown(
+                names,
                 diags,
                 &estate.file,
                 span,
@@ -323,6 +327,7 @@ fn check_estate(
 }
 
 fn unknown(
+    names: &Names,
     diags: &mut Diagnostics,
     file: &str,
     span: std::ops::Range<usize>,
@@ -330,6 +335,9 @@ fn unknown(
     name: &str,
     candidates: &[&str],
 ) {
+    if names.incomplete {
+        return;
+    }
     let b = diags
         .error(
             "estate::unknown-name",
@@ -355,13 +363,21 @@ fn check_targets<S>(
     for (i, unit) in targets.units.iter().enumerate() {
         if !names.units.contains(&unit.as_str()) {
             let span = doc.span(&format!("{ptr}/units/{i}"));
-            unknown(diags, &doc.file, span, "unit", unit, &names.units);
+            unknown(names, diags, &doc.file, span, "unit", unit, &names.units);
         }
     }
     for (i, account) in targets.accounts.iter().enumerate() {
         if !names.accounts.contains(&account.as_str()) {
             let span = doc.span(&format!("{ptr}/accounts/{i}"));
-            unknown(diags, &doc.file, span, "account", account, &names.accounts);
+            unknown(
+                names,
+                diags,
+                &doc.file,
+                span,
+                "account",
+                account,
+                &names.accounts,
+            );
         }
     }
 }
@@ -409,7 +425,10 @@ fn check_stack_set(
         }
         match p.environments.iter().find(|e| &e.name == env) {
             Some(e) => envs.push((i, e)),
+            // Defined but invalid: already reported where it is defined.
+            None if names.environments.contains(&env.as_str()) => {}
             None => unknown(
+                names,
                 diags,
                 &s.file,
                 span,
@@ -491,7 +510,15 @@ fn check_stack_set(
         for (j, account) in o.accounts.iter().enumerate() {
             let span = s.span(&format!("/spec/overrides/{i}/accounts/{j}"));
             if !names.accounts.contains(&account.as_str()) {
-                unknown(diags, &s.file, span, "account", account, &names.accounts);
+                unknown(
+                    names,
+                    diags,
+                    &s.file,
+                    span,
+                    "account",
+                    account,
+                    &names.accounts,
+                );
             } else if !reached.contains(account.as_str()) {
                 diags.warning(
                     "estate::override",
@@ -600,17 +627,30 @@ fn check_stack_set(
     } else {
         envs.iter().map(|(_, e)| e.name.as_str()).collect()
     };
-    let check_values = |doc_file: &str,
-                        node: &Node,
-                        ptr: String,
-                        params: &Parameters,
-                        envs: &[&str],
-                        who: &str,
-                        diags: &mut Diagnostics| {
+    let mut warned: BTreeSet<(String, String, String)> = BTreeSet::new();
+    let mut check_values = |doc_file: &str,
+                            node: &Node,
+                            ptr: String,
+                            params: &Parameters,
+                            envs: &[&str],
+                            who: &str,
+                            diags: &mut Diagnostics| {
         for (name, value) in params {
             let Some(decl) = template.parameters.get(name) else {
                 continue;
             };
+            let key = (doc_file.to_string(), ptr.clone(), name.clone());
+            if decl.no_echo && !value.0.contains("{{resolve:") && warned.insert(key) {
+                diags
+                    .warning(
+                        "estate::secret-in-manifest",
+                        doc_file,
+                        node.key_span(&ptr, name).unwrap_or_else(|| node.span_for(&ptr)),
+                        format!("parameter `{name}` is NoEcho but its value is written in the manifest"),
+                    )
+                    .help("anyone who can read the repository can read it: use a dynamic reference such as {{resolve:secretsmanager:NAME}}")
+                    .sensitive();
+            }
             for env in envs
                 .iter()
                 .copied()
@@ -626,7 +666,7 @@ fn check_stack_set(
                     } else {
                         format!("`{literal}`")
                     };
-                    diags
+                    let b = diags
                         .error(
                             "estate::parameter-value",
                             doc_file,
@@ -634,6 +674,9 @@ fn check_stack_set(
                             format!("{who}parameter `{name}` = {shown} {problem}"),
                         )
                         .label("rejected by the template");
+                    if decl.no_echo {
+                        b.sensitive();
+                    }
                     break;
                 }
             }
@@ -691,6 +734,7 @@ fn check_portfolio(p: &Doc<PortfolioSpec>, names: &Names, diags: &mut Diagnostic
     let spec = &p.spec;
     if !names.accounts.contains(&spec.account.as_str()) {
         unknown(
+            names,
             diags,
             &p.file,
             p.span("/spec/account"),
@@ -758,6 +802,7 @@ fn check_pipeline(pipe: &Doc<PipelineSpec>, p: &Parsed, names: &Names, diags: &m
     ] {
         if !names.accounts.contains(&account.as_str()) {
             unknown(
+                names,
                 diags,
                 &pipe.file,
                 pipe.span(ptr),
@@ -787,6 +832,7 @@ fn check_pipeline(pipe: &Doc<PipelineSpec>, p: &Parsed, names: &Names, diags: &m
         }
         if !names.environments.contains(&stage.environment.as_str()) {
             unknown(
+                names,
                 diags,
                 &pipe.file,
                 span,
@@ -842,16 +888,24 @@ fn check_references(file: &str, doc: &Node, kind: Kind, names: &Names, diags: &m
                         closest(kind_written, refs::KINDS).map(|k| format!("did you mean `{k}`?"));
                     Some((msg.clone(), help))
                 }
-                Ok(Ref::Account(name)) if !names.accounts.contains(&name.as_str()) => Some((
-                    format!("unknown account `{name}` in `{raw}`"),
-                    closest(name, names.accounts.iter().copied())
-                        .map(|b| format!("did you mean `{b}`?")),
-                )),
-                Ok(Ref::Unit(path)) if !names.units.contains(&path.as_str()) => Some((
-                    format!("unknown unit `{path}` in `{raw}`"),
-                    closest(path, names.units.iter().copied())
-                        .map(|b| format!("did you mean `{b}`?")),
-                )),
+                Ok(Ref::Account(name))
+                    if !names.incomplete && !names.accounts.contains(&name.as_str()) =>
+                {
+                    Some((
+                        format!("unknown account `{name}` in `{raw}`"),
+                        closest(name, names.accounts.iter().copied())
+                            .map(|b| format!("did you mean `{b}`?")),
+                    ))
+                }
+                Ok(Ref::Unit(path))
+                    if !names.incomplete && !names.units.contains(&path.as_str()) =>
+                {
+                    Some((
+                        format!("unknown unit `{path}` in `{raw}`"),
+                        closest(path, names.units.iter().copied())
+                            .map(|b| format!("did you mean `{b}`?")),
+                    ))
+                }
                 Ok(Ref::Region) if !(kind == Kind::StackSet && is_override_parameter(&ptr)) => {
                     Some((
                         "`${region}` is only available in stack-set overrides".into(),

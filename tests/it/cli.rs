@@ -1,0 +1,196 @@
+//! The `estate` binary's contract: exit codes, output streams, `schema`, `--git-ref`.
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use std::path::Path;
+
+const EXAMPLE: &str = "examples/environments/ml-platform";
+
+/// The binary with no AWS configuration at all, and an endpoint that refuses connections:
+/// anything that tried to reach AWS would fail.
+pub fn estate() -> Command {
+    let mut cmd = Command::cargo_bin("estate").unwrap();
+    for (k, _) in std::env::vars() {
+        if k.starts_with("AWS_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("AWS_CONFIG_FILE", "/nonexistent")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("NO_COLOR", "1");
+    cmd
+}
+
+#[test]
+fn validate_the_example_offline_exits_0() {
+    estate()
+        .args(["validate", EXAMPLE])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("is valid"))
+        .stderr(predicate::str::is_empty());
+}
+
+#[test]
+fn validate_an_invalid_manifest_exits_1_with_located_diagnostics() {
+    estate()
+        .args(["validate", "tests/fixtures/invalid/several-mistakes"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "[tests/fixtures/invalid/several-mistakes/stacksets.yaml:9:24]",
+        ))
+        .stderr(predicate::str::contains("did you mean `tools`?"))
+        .stderr(predicate::str::contains("5 errors, 1 warning"));
+}
+
+#[test]
+fn validate_json_lists_diagnostics_with_positions() {
+    let out = estate()
+        .args([
+            "validate",
+            "--format",
+            "json",
+            "tests/fixtures/invalid/unknown-field",
+        ])
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["valid"], false);
+    let d = &v["diagnostics"][0];
+    assert_eq!(d["code"], "estate::unknown-field");
+    assert_eq!(d["line"], 6);
+    assert_eq!(d["column"], 3);
+    assert_eq!(d["help"], "did you mean `promotion`?");
+}
+
+#[test]
+fn usage_errors_exit_64() {
+    estate()
+        .args(["validate", "--frobnicate"])
+        .assert()
+        .code(64);
+    estate().arg("no-such-command").assert().code(64);
+    estate()
+        .args(["--format", "yaml", "validate"])
+        .assert()
+        .code(64);
+    estate().arg("--help").assert().code(0);
+}
+
+#[test]
+fn a_missing_folder_is_an_error_not_a_crash() {
+    estate()
+        .args(["validate", "no/such/dir"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("no/such/dir is not a directory"));
+}
+
+#[test]
+fn schema_prints_the_published_schema() {
+    let published = std::fs::read_to_string("schema/estate.schema.json").unwrap();
+    estate()
+        .arg("schema")
+        .assert()
+        .code(0)
+        .stdout(predicate::eq(published));
+}
+
+#[test]
+fn no_color_by_default_when_not_a_terminal() {
+    let out = estate()
+        .env_remove("NO_COLOR")
+        .args(["validate", "tests/fixtures/invalid/unknown-kind"])
+        .assert()
+        .code(1)
+        .get_output()
+        .stderr
+        .clone();
+    assert!(!String::from_utf8(out).unwrap().contains('\u{1b}'));
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let status = std::process::Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+        .args(args)
+        .current_dir(dir)
+        .status()
+        .unwrap();
+    assert!(status.success(), "git {args:?}");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// `--git-ref` reads the committed manifest from the object database, not the working tree,
+/// and leaves the working tree untouched.
+#[test]
+fn git_ref_reads_the_commit_not_the_working_tree() {
+    let repo = tempfile::tempdir().unwrap();
+    let manifest = repo.path().join("platform");
+    copy_dir(Path::new(EXAMPLE), &manifest);
+    git(repo.path(), &["init", "-q", "-b", "main"]);
+    git(repo.path(), &["add", "."]);
+    git(repo.path(), &["commit", "-q", "-m", "good"]);
+    // Break the working tree, and remove a file the commit has.
+    let stacksets = manifest.join("stacksets.yaml");
+    let broken = std::fs::read_to_string(&stacksets)
+        .unwrap()
+        .replace("${account:tools}", "${account:tool}");
+    std::fs::write(&stacksets, &broken).unwrap();
+    std::fs::remove_file(manifest.join("templates/secure-notebook.yaml")).unwrap();
+
+    estate().arg("validate").arg(&manifest).assert().code(1);
+    estate()
+        .args(["validate", "--git-ref", "HEAD"])
+        .arg(&manifest)
+        .assert()
+        .code(0);
+    // The working tree is as we left it.
+    assert_eq!(std::fs::read_to_string(&stacksets).unwrap(), broken);
+    assert!(!manifest.join("templates/secure-notebook.yaml").exists());
+
+    // Commit the break; the previous commit still validates by ref.
+    git(repo.path(), &["commit", "-q", "-am", "bad"]);
+    estate()
+        .args(["validate", "--git-ref", "HEAD"])
+        .arg(&manifest)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("unknown account `tool`"));
+    let out = estate()
+        .args(["validate", "--format", "json", "--git-ref", "HEAD~1"])
+        .arg(&manifest)
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["commit"].as_str().unwrap().len(), 40);
+
+    estate()
+        .args(["validate", "--git-ref", "no-such-branch"])
+        .arg(&manifest)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "cannot resolve git ref `no-such-branch`",
+        ));
+}

@@ -1,0 +1,245 @@
+//! `estate validate` over fixture folders: every invalid manifest reports exactly the expected
+//! diagnostics at the expected file:line, rendered diagnostics are snapshot-tested.
+
+use estate::manifest::{self, schema};
+use estate::source::ManifestSource;
+use std::path::{Path, PathBuf};
+
+/// Fixture folders under tests/fixtures/<group>, sorted.
+fn cases(group: &str) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(Path::new("tests/fixtures").join(group))
+        .expect("fixture group exists")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("estate.yaml").exists())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+/// `severity code file:line` of every diagnostic, files relative to the fixture folder.
+fn located(dir: &Path) -> (Vec<String>, String) {
+    let loaded = manifest::load(&ManifestSource::work_tree(dir).unwrap());
+    let d = &loaded.diagnostics;
+    let mut lines: Vec<String> = d
+        .items
+        .iter()
+        .map(|x| {
+            let file = relative(Path::new(&x.file), dir);
+            format!("{} {} {}:{}", x.severity, x.code, file, x.line)
+        })
+        .collect();
+    lines.sort();
+    (lines, d.render(false))
+}
+
+fn relative(file: &Path, dir: &Path) -> String {
+    let mut up = PathBuf::new();
+    let mut base = dir.to_path_buf();
+    loop {
+        if let Ok(rest) = file.strip_prefix(&base) {
+            return up.join(rest).to_string_lossy().into_owned();
+        }
+        up.push("..");
+        if !base.pop() {
+            return file.to_string_lossy().into_owned();
+        }
+    }
+}
+
+fn expected(dir: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(dir.join("expected.txt")).expect("expected.txt");
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    lines.sort();
+    lines
+}
+
+#[test]
+fn invalid_manifests_report_every_mistake_at_its_line() {
+    let cases = cases("invalid");
+    assert!(cases.len() >= 15, "the corpus has {} cases", cases.len());
+    let mut failures = Vec::new();
+    for dir in &cases {
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let (got, rendered) = located(dir);
+        let want = expected(dir);
+        assert!(
+            want.iter().any(|l| l.starts_with("error ")),
+            "{name}: an invalid case must expect an error"
+        );
+        // The no-echo-value case writes a secret; no rendering may show it.
+        assert!(!rendered.contains("hunter2"), "{name} leaks a NoEcho value");
+        if got != want {
+            failures.push(format!("{name}:\n  got:  {got:?}\n  want: {want:?}"));
+        }
+        insta::assert_snapshot!(format!("invalid-{name}"), rendered);
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn valid_manifests_have_no_errors() {
+    for dir in cases("valid") {
+        let (got, _) = located(&dir);
+        assert_eq!(got, expected(&dir), "{}", dir.display());
+    }
+}
+
+#[test]
+fn the_reference_example_is_valid_and_complete() {
+    let loaded = manifest::load(
+        &ManifestSource::work_tree(Path::new("examples/environments/ml-platform")).unwrap(),
+    );
+    assert!(
+        loaded.diagnostics.items.is_empty(),
+        "{}",
+        loaded.diagnostics.render(false)
+    );
+    let m = loaded.manifest.unwrap();
+    assert_eq!(m.name(), "ml-platform");
+    assert_eq!(m.units().len(), 4);
+    assert_eq!(m.accounts().len(), 4);
+    assert_eq!(m.environments.len(), 3);
+    assert_eq!(m.stack_sets.len(), 1);
+    assert_eq!(m.portfolios.len(), 1);
+    assert_eq!(m.templates.len(), 2);
+}
+
+/// Every YAML document of the example, as JSON, validates against the published schema as an
+/// editor would apply it (the root schema with its per-kind branches).
+#[test]
+fn the_reference_example_validates_against_the_published_schema() {
+    let schema: serde_json::Value = serde_json::from_str(schema::PUBLISHED).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let mut count = 0;
+    for entry in std::fs::read_dir("examples/environments/ml-platform").unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let (docs, _) = estate::yaml::parse_documents(&text).unwrap();
+            for doc in docs {
+                let json = doc.to_json();
+                let errors: Vec<String> = validator
+                    .iter_errors(&json)
+                    .map(|e| e.to_string())
+                    .collect();
+                assert!(errors.is_empty(), "{}: {errors:?}", path.display());
+                count += 1;
+            }
+        }
+    }
+    assert_eq!(count, 7);
+    // The schema is not vacuous: a typo'd field fails it.
+    let bad = serde_json::json!({"apiVersion": "estate/v1", "kind": "Environment",
+        "metadata": {"name": "x"}, "spec": {"targets": {}, "protectd": true}});
+    assert!(!validator.is_valid(&bad));
+}
+
+/// The loader drops nothing: every field written in the kitchen-sink fixture (which uses every
+/// field the model has) comes back when the typed documents are serialized again.
+#[test]
+fn every_field_the_loader_accepts_is_in_the_schema_and_kept() {
+    let dir = Path::new("tests/fixtures/valid/kitchen-sink");
+    let loaded = manifest::load(&ManifestSource::work_tree(dir).unwrap());
+    assert!(
+        !loaded.diagnostics.has_errors(),
+        "{}",
+        loaded.diagnostics.render(false)
+    );
+    let m = loaded.manifest.unwrap();
+    let typed: Vec<(serde_json::Value, &estate::yaml::Node)> = std::iter::once((
+        serde_json::to_value(&m.estate.spec).unwrap(),
+        &m.estate.node,
+    ))
+    .chain(
+        m.organization
+            .iter()
+            .map(|d| (serde_json::to_value(&d.spec).unwrap(), &d.node)),
+    )
+    .chain(
+        m.environments
+            .iter()
+            .map(|d| (serde_json::to_value(&d.spec).unwrap(), &d.node)),
+    )
+    .chain(
+        m.stack_sets
+            .iter()
+            .map(|d| (serde_json::to_value(&d.spec).unwrap(), &d.node)),
+    )
+    .chain(
+        m.portfolios
+            .iter()
+            .map(|d| (serde_json::to_value(&d.spec).unwrap(), &d.node)),
+    )
+    .chain(
+        m.pipelines
+            .iter()
+            .map(|d| (serde_json::to_value(&d.spec).unwrap(), &d.node)),
+    )
+    .collect();
+    assert_eq!(
+        typed.len(),
+        8,
+        "every kind; two environments and two stack sets"
+    );
+    let mut written = std::collections::BTreeSet::new();
+    for (value, node) in typed {
+        let spec = node.get("spec").unwrap().to_json();
+        let mut paths = Vec::new();
+        leaf_paths(&spec, String::new(), &mut paths);
+        for path in paths {
+            assert!(
+                value.pointer(&path).is_some(),
+                "field {path} was written but not kept by the loader"
+            );
+            written.insert(strip_indices(&path));
+        }
+    }
+    // And the fixture really exercises every property the schema defines.
+    let schema: serde_json::Value = serde_json::from_str(schema::PUBLISHED).unwrap();
+    let mut defined = std::collections::BTreeSet::new();
+    for (name, def) in schema["$defs"].as_object().unwrap() {
+        if let Some(props) = def.get("properties").and_then(|p| p.as_object()) {
+            for key in props.keys() {
+                defined.insert(format!("{name}.{key}"));
+            }
+        }
+    }
+    let used: std::collections::BTreeSet<&str> = written
+        .iter()
+        .filter_map(|p| p.rsplit('/').next())
+        .collect();
+    let unused: Vec<&String> = defined
+        .iter()
+        .filter(|d| {
+            let field = d.rsplit('.').next().unwrap();
+            !used.contains(field)
+                && !["apiVersion", "kind", "metadata", "spec", "name"].contains(&field)
+        })
+        .collect();
+    assert!(unused.is_empty(), "kitchen-sink does not use: {unused:?}");
+}
+
+fn leaf_paths(v: &serde_json::Value, at: String, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                let p = format!("{at}/{k}");
+                out.push(p.clone());
+                leaf_paths(v, p, out);
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                leaf_paths(v, format!("{at}/{i}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn strip_indices(path: &str) -> String {
+    path.split('/')
+        .filter(|t| t.parse::<usize>().is_err())
+        .collect::<Vec<_>>()
+        .join("/")
+}
