@@ -153,7 +153,7 @@ fn validate(g: &Global, dir: &Path) -> Result<i32> {
             writeln!(out)?;
         }
         Format::Text | Format::Markdown => {
-            if !diagnostics.items.is_empty() && !(g.quiet && !diagnostics.has_errors()) {
+            if !diagnostics.items.is_empty() && (!g.quiet || diagnostics.has_errors()) {
                 eprint!("{}", diagnostics.render(color_enabled(&std::io::stderr())));
             }
             if let Some(m) = &manifest {

@@ -184,8 +184,7 @@ impl Diagnostics {
                     .get(&d.file)
                     .filter(|_| !d.sensitive)
                     .map(|text| {
-                        NamedSource::new(format!("{}", d.file), text.to_string())
-                            .with_language("yaml")
+                        NamedSource::new(d.file.clone(), text.to_string()).with_language("yaml")
                     }),
             };
             let _ = handler.render_report(&mut out, &report);

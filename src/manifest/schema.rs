@@ -222,7 +222,7 @@ fn report(
             expected_value: options,
         } => {
             let options: Vec<String> = match options.as_ref() {
-                Value::Array(a) => a.iter().map(|v| text(v)).collect(),
+                Value::Array(a) => a.iter().map(text).collect(),
                 other => vec![text(other)],
             };
             let node = doc.pointer(path);

@@ -63,8 +63,9 @@ pub struct TestAccount {
 }
 
 impl TestAccount {
-    /// Environment for a child `estate` process acting as this account; meant
-    /// for `Command::env_clear().envs(..)` so nothing leaks in from the host.
+    /// Environment for a child `estate` process acting as this account. Host
+    /// AWS_* variables other than these still leak in unless the caller
+    /// removes them (or uses `env_clear()`).
     pub fn env(&self) -> Vec<(String, String)> {
         let missing = Path::new("/nonexistent/estate-tests");
         let vars = [
@@ -246,7 +247,11 @@ fn start() -> Result<Server, String> {
     for _ in 0..START_ATTEMPTS {
         match free_port().and_then(|port| launch(&python, &script, port, &log)) {
             Ok(port) => return Ok(Server { port, log, python }),
-            Err(e) => errors.push(e),
+            Err(Launch::Retry(e)) => errors.push(e),
+            Err(Launch::GiveUp(e)) => {
+                errors.push(e);
+                break;
+            }
         }
     }
     Err(format!(
@@ -258,27 +263,36 @@ fn start() -> Result<Server, String> {
     ))
 }
 
-fn free_port() -> Result<u16, String> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("binding a port: {e}"))?;
+fn free_port() -> Result<u16, Launch> {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| Launch::GiveUp(format!("binding a port: {e}")))?;
     let port = listener
         .local_addr()
-        .map_err(|e| format!("reading the bound port: {e}"))?
+        .map_err(|e| Launch::GiveUp(format!("reading the bound port: {e}")))?
         .port();
     Ok(port)
 }
 
+/// Why a start attempt failed: an early exit (most likely the port was taken
+/// meanwhile) is worth another port; a hang or a local error is not.
+enum Launch {
+    Retry(String),
+    GiveUp(String),
+}
+
 enum Event {
     Ready(u16),
-    Failed(String),
+    Exited(String),
+    TimedOut,
 }
 
 /// Starts the server on `port` and waits until it accepts connections.
-fn launch(python: &Path, script: &Path, port: u16, log: &Path) -> Result<u16, String> {
+fn launch(python: &Path, script: &Path, port: u16, log: &Path) -> Result<u16, Launch> {
     let stderr = File::options()
         .create(true)
         .append(true)
         .open(log)
-        .map_err(|e| format!("opening {}: {e}", log.display()))?;
+        .map_err(|e| Launch::GiveUp(format!("opening {}: {e}", log.display())))?;
     let mut command = Command::new(python);
     command
         .arg(script)
@@ -298,24 +312,25 @@ fn launch(python: &Path, script: &Path, port: u16, log: &Path) -> Result<u16, St
     thread::Builder::new()
         .name(format!("moto-{port}"))
         .spawn(move || supervise(command, &shared, &tx))
-        .map_err(|e| format!("spawning the supervisor thread: {e}"))?;
+        .map_err(|e| Launch::GiveUp(format!("spawning the supervisor thread: {e}")))?;
 
-    let event = rx
-        .recv_timeout(STARTUP_TIMEOUT)
-        .unwrap_or_else(|_| Event::Failed(format!("no READY line within {STARTUP_TIMEOUT:?}")));
-    match event {
+    match rx.recv_timeout(STARTUP_TIMEOUT).unwrap_or(Event::TimedOut) {
         Event::Ready(ready_port) => {
             let addr = SocketAddr::from(([127, 0, 0, 1], ready_port));
-            TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-                .map_err(|e| format!("port {ready_port}: READY but connect failed: {e}"))?;
+            TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| {
+                Launch::GiveUp(format!("port {ready_port}: READY but connect failed: {e}"))
+            })?;
             Ok(ready_port)
         }
-        Event::Failed(reason) => {
+        Event::Exited(reason) => Err(Launch::Retry(format!("port {port}: {reason}"))),
+        Event::TimedOut => {
             if let Some(mut c) = child.lock().unwrap_or_else(|e| e.into_inner()).take() {
                 let _ = c.kill();
                 let _ = c.wait();
             }
-            Err(format!("port {port}: {reason}"))
+            Err(Launch::GiveUp(format!(
+                "port {port}: no READY line within {STARTUP_TIMEOUT:?}"
+            )))
         }
     }
 }
@@ -326,7 +341,7 @@ fn supervise(mut command: Command, child: &Mutex<Option<Child>>, tx: &mpsc::Send
     let mut spawned = match command.spawn() {
         Ok(c) => c,
         Err(e) => {
-            let _ = tx.send(Event::Failed(format!("spawning the server: {e}")));
+            let _ = tx.send(Event::Exited(format!("spawning the server failed: {e}")));
             return;
         }
     };
@@ -345,12 +360,14 @@ fn supervise(mut command: Command, child: &Mutex<Option<Child>>, tx: &mpsc::Send
         }
     }
     if !ready {
-        let status = child
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-            .map(|mut c| c.wait());
-        let _ = tx.send(Event::Failed(format!("exited before READY ({status:?})")));
+        let status = match child.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            Some(mut c) => match c.wait() {
+                Ok(status) => status.to_string(),
+                Err(e) => format!("wait failed: {e}"),
+            },
+            None => "killed after the timeout".to_string(),
+        };
+        let _ = tx.send(Event::Exited(format!("exited before READY ({status})")));
         return;
     }
     // The server sent its stdout to its log after READY, hence the EOF above.

@@ -1,0 +1,21 @@
+# Multi-stage: build with the Rust toolchain, ship only the binary on a slim base.
+FROM rust:1.95-slim-bookworm AS build
+WORKDIR /src
+# libgit2 is built from source by git2 (no OpenSSL: AWS calls use rustls).
+RUN apt-get update && apt-get install -y --no-install-recommends pkg-config make \
+    && rm -rf /var/lib/apt/lists/*
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY schema ./schema
+RUN cargo build --release --locked --bin estate
+
+FROM debian:bookworm-slim
+# CA certificates for TLS to AWS endpoints; git for repositories the GitOps loop follows.
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 --create-home estate
+COPY --from=build /src/target/release/estate /usr/local/bin/estate
+USER estate
+WORKDIR /work
+ENTRYPOINT ["estate"]
+CMD ["--help"]
