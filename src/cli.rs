@@ -2,7 +2,8 @@
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use estate::manifest::{self, Loaded, schema};
+use estate::manifest::{self, Loaded, Manifest, schema};
+use estate::render::{self, Mode};
 use estate::source::ManifestSource;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -11,6 +12,8 @@ use std::path::{Path, PathBuf};
 pub mod exit {
     pub const OK: i32 = 0;
     pub const ERROR: i32 = 1;
+    /// `plan`: there are changes; `drift`: there is drift.
+    pub const CHANGES: i32 = 2;
     pub const USAGE: i32 = 64;
 }
 
@@ -44,6 +47,26 @@ struct Global {
     quiet: bool,
 }
 
+/// Arguments of commands that read live AWS state.
+#[derive(Debug, Args)]
+struct LiveArgs {
+    /// The manifest folder (holding estate.yaml).
+    #[arg(default_value = ".")]
+    dir: PathBuf,
+    /// Limit to these environments (repeatable); organization changes are always included.
+    #[arg(long = "env", value_name = "ENV")]
+    envs: Vec<String>,
+    /// AWS API calls by operation, on stderr at the end (and under `stats` in JSON).
+    #[arg(long)]
+    stats: bool,
+    /// AWS profile (default: the standard credential chain).
+    #[arg(long, env = "AWS_PROFILE")]
+    profile: Option<String>,
+    /// Region for the AWS clients (default: the Estate's homeRegion).
+    #[arg(long)]
+    region: Option<String>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Format {
     Text,
@@ -60,6 +83,21 @@ enum Command {
         dir: PathBuf,
     },
     /// Print the JSON Schema of manifest documents (for editors and CI).
+    /// Read live AWS state, diff it with the manifest and show the plan.
+    /// Exit 0: no changes; 2: changes; 1: error.
+    Plan {
+        #[command(flatten)]
+        live: LiveArgs,
+        /// Also write the plan as JSON to this file.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Compare live AWS state with the manifest: out-of-band changes, orphans, conflicts.
+    /// Exit 0: clean; 2: drift; 1: error.
+    Drift {
+        #[command(flatten)]
+        live: LiveArgs,
+    },
     Schema {
         /// Print the schema generated from this build's model instead of the published one.
         #[arg(long, hide = true)]
@@ -115,6 +153,8 @@ fn color_enabled(stream: &impl IsTerminal) -> bool {
 fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Validate { dir } => validate(&cli.global, &dir),
+        Command::Plan { live, out } => plan(&cli.global, &live, out.as_deref(), Mode::Plan),
+        Command::Drift { live } => plan(&cli.global, &live, None, Mode::Drift),
         Command::Schema { generate } => {
             let text = if generate {
                 schema::generate_text()
@@ -188,6 +228,99 @@ fn validate(g: &Global, dir: &Path) -> Result<i32> {
     }
     Ok(if diagnostics.has_errors() {
         exit::ERROR
+    } else {
+        exit::OK
+    })
+}
+
+/// Loads the manifest, or prints its diagnostics and fails.
+fn load_valid(g: &Global, dir: &Path) -> Result<Manifest> {
+    let source = open_source(g, dir)?;
+    let Loaded {
+        manifest,
+        diagnostics,
+    } = manifest::load(&source);
+    if !diagnostics.items.is_empty() && (!g.quiet || diagnostics.has_errors()) {
+        eprint!("{}", diagnostics.render(color_enabled(&std::io::stderr())));
+    }
+    manifest.ok_or_else(|| {
+        anyhow::anyhow!(
+            "{} is invalid ({}); run `estate validate`",
+            dir.display(),
+            diagnostics.summary()
+        )
+    })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn plan(g: &Global, args: &LiveArgs, out: Option<&Path>, mode: Mode) -> Result<i32> {
+    let m = load_valid(g, &args.dir)?;
+    let rt = runtime()?;
+    let (plan, aws) = rt.block_on(async {
+        let region = args
+            .region
+            .clone()
+            .unwrap_or_else(|| m.estate.spec.home_region.clone());
+        let aws = estate::aws::Aws::from_env(
+            args.profile.as_deref(),
+            Some(&region),
+            &m.estate.spec.member_role,
+        )
+        .await?;
+        let live = estate::live::read::read(&aws, &estate::plan::read_options(&m)).await?;
+        let plan = estate::plan::make(&m, &live, &args.envs)?;
+        anyhow::Ok((plan, aws))
+    })?;
+    let mut plan = match mode {
+        Mode::Plan => plan,
+        Mode::Drift => estate::plan::drift_view(&plan),
+    };
+    let stats = aws.stats().snapshot();
+    // Stats go under `stats` in JSON; terminal and comment readers get them on stderr.
+    if args.stats {
+        plan.stats = Some(stats.clone());
+    }
+    if let Some(path) = out {
+        std::fs::write(path, render::json(&plan))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if g.format != Format::Json {
+        plan.stats = None;
+    }
+    let rendered = match g.format {
+        Format::Text => render::text(
+            &plan,
+            &render::TextOptions {
+                color: color_enabled(&std::io::stdout()),
+                mode,
+            },
+        ),
+        Format::Markdown => render::markdown_with(
+            &plan,
+            &render::MarkdownOptions {
+                mode,
+                ..Default::default()
+            },
+        ),
+        Format::Json => render::json(&plan),
+    };
+    std::io::stdout().write_all(rendered.as_bytes())?;
+    if args.stats {
+        let total: u64 = stats.values().sum();
+        eprintln!("AWS API calls: {total}");
+        for (op, n) in &stats {
+            eprintln!("  {op:<48} {n}");
+        }
+    }
+    let drift = mode == Mode::Drift && !plan.findings.is_empty();
+    Ok(if !plan.changes.is_empty() || drift {
+        exit::CHANGES
     } else {
         exit::OK
     })

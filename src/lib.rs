@@ -3,8 +3,12 @@
 //! The library is the core (manifest, templates, diagnostics); the binary in `main.rs` is the
 //! command-line edge.
 
+pub mod aws;
 pub mod diag;
+pub mod live;
 pub mod manifest;
+pub mod plan;
+pub mod render;
 pub mod source;
 pub mod template;
 pub mod yaml;

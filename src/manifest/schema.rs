@@ -107,9 +107,23 @@ fn strip_null(v: &mut Value) {
     }
 }
 
+/// Keys in sorted order whatever map serde_json was built with (a dependency may turn on
+/// `preserve_order`), so the published file is byte-for-byte reproducible.
+fn sorted(v: Value) -> Value {
+    match v {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
+        other => other,
+    }
+}
+
 /// Pretty JSON with a trailing newline, as committed.
 pub fn generate_text() -> String {
-    let mut text = serde_json::to_string_pretty(&generate()).expect("schema serializes");
+    let mut text = serde_json::to_string_pretty(&sorted(generate())).expect("schema serializes");
     text.push('\n');
     text
 }

@@ -72,6 +72,26 @@ class EstateDispatcher:
         return self.moto_app(environ, start_response)
 
 
+def keep_stack_set_capabilities() -> None:
+    """moto 5.2.5 drops a stack set's Capabilities; AWS keeps those of the last
+    CreateStackSet/UpdateStackSet and returns them from DescribeStackSet, which
+    is what estate compares. Record them on moto's StackSet model."""
+    from moto.cloudformation.responses import CloudFormationResponse
+
+    def recording(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        def action(self: Any) -> Any:
+            result = original(self)
+            name = self._get_param("StackSetName")
+            stack_set = self.cloudformation_backend.describe_stack_set(name)
+            stack_set.capabilities = self._get_param("Capabilities", [])
+            return result
+
+        return action
+
+    CloudFormationResponse.create_stack_set = recording(CloudFormationResponse.create_stack_set)
+    CloudFormationResponse.update_stack_set = recording(CloudFormationResponse.update_stack_set)
+
+
 def die_with_parent(expected_parent: int) -> None:
     """Exit as soon as the process that started us is gone."""
     libc_name = ctypes.util.find_library("c")
@@ -91,6 +111,7 @@ def die_with_parent(expected_parent: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    keep_stack_set_capabilities()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("port", type=int, help="TCP port on 127.0.0.1 (0: any free port)")
     parser.add_argument(

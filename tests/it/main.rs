@@ -2,6 +2,9 @@
 
 mod cli;
 mod emulator;
+mod plan;
+mod read_cost;
+mod render;
 mod samples;
 mod smoke;
 mod validate;

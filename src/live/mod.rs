@@ -1,0 +1,119 @@
+//! Live state: what AWS holds, as a plain value. Reading it is `live::read` (through the AWS
+//! edge); everything else only looks at the value.
+
+pub mod read;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+/// Organizations and CloudFormation state relevant to one estate.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LiveState {
+    /// The account the tool runs as: the organization's management account.
+    pub management_account: String,
+    pub root_id: String,
+    /// Every unit of the organization, parents before children.
+    pub units: Vec<LiveUnit>,
+    pub accounts: Vec<LiveAccount>,
+    /// Every active stack set of the administrator account, by name.
+    pub stack_sets: BTreeMap<String, LiveStackSet>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LiveUnit {
+    pub id: String,
+    /// `/ml/staging`.
+    pub path: String,
+    pub parent_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LiveAccount {
+    pub id: String,
+    pub name: String,
+    pub email: String,
+    pub status: String,
+    /// Unit (`ou-…`) or root (`r-…`) id the account is in.
+    pub parent_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LiveStackSet {
+    pub name: String,
+    pub description: Option<String>,
+    pub template_body: String,
+    /// Parameter values; AWS returns NoEcho values masked.
+    pub parameters: BTreeMap<String, String>,
+    pub capabilities: Vec<String>,
+    pub tags: BTreeMap<String, String>,
+    /// `SELF_MANAGED` or `SERVICE_MANAGED`.
+    pub permission_model: String,
+    pub administration_role_arn: Option<String>,
+    pub execution_role_name: Option<String>,
+    pub auto_deployment: Option<LiveAutoDeployment>,
+    /// `None` when not read: stack sets estate does not manage are never listed further.
+    pub instances: Option<Vec<LiveInstance>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LiveAutoDeployment {
+    pub enabled: bool,
+    pub retain_stacks_on_account_removal: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LiveInstance {
+    pub account: String,
+    pub region: String,
+    /// `CURRENT`, `OUTDATED` or `INOPERABLE`.
+    pub status: String,
+    pub status_reason: Option<String>,
+    /// Read only where the manifest gives overrides (one DescribeStackInstance each);
+    /// `None` means not read.
+    pub overrides: Option<BTreeMap<String, String>>,
+}
+
+/// The tag every resource estate creates carries, naming the estate.
+pub const TAG_MANAGED_BY: &str = "estate:managed-by";
+/// The environment a resource belongs to.
+pub const TAG_ENVIRONMENT: &str = "estate:environment";
+/// Digest of the NoEcho parameter values last applied: AWS masks them on read.
+pub const TAG_SECRETS: &str = "estate:secrets-sha256";
+/// Operation preferences last applied (AWS does not keep them on the stack set).
+pub const TAG_OPERATION: &str = "estate:operation";
+
+impl LiveState {
+    /// A digest of the whole state, so a saved plan can tell whether live changed since.
+    pub fn fingerprint(&self) -> String {
+        let json = serde_json::to_vec(self).expect("live state serializes");
+        format!("sha256:{}", hex::encode(Sha256::digest(json)))
+    }
+
+    pub fn unit_by_path(&self, path: &str) -> Option<&LiveUnit> {
+        self.units.iter().find(|u| u.path == path)
+    }
+
+    /// Path of a unit or root id (`/` for the root).
+    pub fn path_of(&self, parent_id: &str) -> Option<&str> {
+        if parent_id == self.root_id {
+            return Some("/");
+        }
+        self.units
+            .iter()
+            .find(|u| u.id == parent_id)
+            .map(|u| u.path.as_str())
+    }
+
+    pub fn account_by_email(&self, email: &str) -> Option<&LiveAccount> {
+        self.accounts
+            .iter()
+            .find(|a| a.email.eq_ignore_ascii_case(email))
+    }
+}

@@ -1,0 +1,286 @@
+//! Reading live state through the AWS edge: the organization tree and accounts, then the
+//! stack sets of the administrator account. One DescribeStackSet per stack set and paged
+//! ListStackInstances (100 a page) for managed ones; never a call per instance, except
+//! DescribeStackInstance where overrides must be read (see [`ReadOptions`]).
+
+use super::*;
+use crate::aws::{Aws, AwsError};
+use futures::future::try_join_all;
+use std::collections::BTreeMap;
+
+/// What the reader needs to know from the manifest to read no more than necessary.
+#[derive(Debug, Clone, Default)]
+pub struct ReadOptions {
+    /// The estate's name: stack sets tagged `estate:managed-by=<estate>` are read in full.
+    pub estate: String,
+    /// Region where stack sets are administered.
+    pub home_region: String,
+    /// Per stack set, the digest of the overrides the manifest gives. Instances of a stack set
+    /// whose `estate:overrides-sha256` tag differs are described one by one, since
+    /// ListStackInstances does not return overrides; when the tag matches, none are.
+    pub overrides_digests: BTreeMap<String, String>,
+}
+
+/// Digest tag of the overrides last applied to a stack set.
+pub const TAG_OVERRIDES: &str = "estate:overrides-sha256";
+
+pub async fn read(aws: &Aws, opts: &ReadOptions) -> Result<LiveState, AwsError> {
+    let org = aws.organizations();
+    let description = org
+        .describe_organization()
+        .send()
+        .await
+        .map_err(|e| AwsError::call("Organizations.DescribeOrganization", e))?;
+    let management_account = description
+        .organization
+        .and_then(|o| o.master_account_id)
+        .unwrap_or_default();
+    let roots = org
+        .list_roots()
+        .send()
+        .await
+        .map_err(|e| AwsError::call("Organizations.ListRoots", e))?;
+    let root_id = roots
+        .roots
+        .unwrap_or_default()
+        .into_iter()
+        .find_map(|r| r.id)
+        .ok_or_else(|| AwsError::Call {
+            operation: "Organizations.ListRoots".into(),
+            message: "the organization has no root".into(),
+        })?;
+
+    // Breadth-first over the tree, one level at a time, so parents precede children.
+    let mut units = Vec::new();
+    let mut accounts = Vec::new();
+    let mut level = vec![(root_id.clone(), String::new())];
+    while !level.is_empty() {
+        let results = try_join_all(
+            level
+                .iter()
+                .map(|(id, path)| read_parent(aws, id.clone(), path.clone())),
+        )
+        .await?;
+        let mut next = Vec::new();
+        for (children, members) in results {
+            for unit in children {
+                next.push((unit.id.clone(), unit.path.clone()));
+                units.push(unit);
+            }
+            accounts.extend(members);
+        }
+        level = next;
+    }
+    accounts.sort_by(|a: &LiveAccount, b| a.id.cmp(&b.id));
+
+    let stack_sets = read_stack_sets(aws, opts).await?;
+    Ok(LiveState {
+        management_account,
+        root_id,
+        units,
+        accounts,
+        stack_sets,
+    })
+}
+
+/// The units and accounts directly under one parent.
+async fn read_parent(
+    aws: &Aws,
+    parent_id: String,
+    parent_path: String,
+) -> Result<(Vec<LiveUnit>, Vec<LiveAccount>), AwsError> {
+    let _permit = aws.read_permit().await;
+    let org = aws.organizations();
+    let mut units = Vec::new();
+    let mut pages = org
+        .list_organizational_units_for_parent()
+        .parent_id(&parent_id)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page =
+            page.map_err(|e| AwsError::call("Organizations.ListOrganizationalUnitsForParent", e))?;
+        for ou in page.organizational_units.unwrap_or_default() {
+            units.push(LiveUnit {
+                id: ou.id.unwrap_or_default(),
+                path: format!("{parent_path}/{}", ou.name.unwrap_or_default()),
+                parent_id: parent_id.clone(),
+            });
+        }
+    }
+    units.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut accounts = Vec::new();
+    let mut pages = org
+        .list_accounts_for_parent()
+        .parent_id(&parent_id)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| AwsError::call("Organizations.ListAccountsForParent", e))?;
+        for a in page.accounts.unwrap_or_default() {
+            accounts.push(LiveAccount {
+                id: a.id.unwrap_or_default(),
+                name: a.name.unwrap_or_default(),
+                email: a.email.unwrap_or_default(),
+                status: a.status.map(|s| s.as_str().to_string()).unwrap_or_default(),
+                parent_id: parent_id.clone(),
+            });
+        }
+    }
+    Ok((units, accounts))
+}
+
+async fn read_stack_sets(
+    aws: &Aws,
+    opts: &ReadOptions,
+) -> Result<BTreeMap<String, LiveStackSet>, AwsError> {
+    use aws_sdk_cloudformation::types::StackSetStatus;
+    let cfn = aws.cloudformation(&opts.home_region);
+    let mut names = Vec::new();
+    let mut pages = cfn
+        .list_stack_sets()
+        .status(StackSetStatus::Active)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| AwsError::call("CloudFormation.ListStackSets", e))?;
+        for s in page.summaries.unwrap_or_default() {
+            // Some implementations ignore the status filter; deleted sets are history.
+            if s.status
+                .as_ref()
+                .is_some_and(|st| *st != StackSetStatus::Active)
+            {
+                continue;
+            }
+            if let Some(name) = s.stack_set_name {
+                names.push(name);
+            }
+        }
+    }
+    names.sort();
+    names.dedup();
+    let sets = try_join_all(names.iter().map(|n| read_stack_set(aws, &cfn, n, opts))).await?;
+    Ok(sets.into_iter().map(|s| (s.name.clone(), s)).collect())
+}
+
+async fn read_stack_set(
+    aws: &Aws,
+    cfn: &aws_sdk_cloudformation::Client,
+    name: &str,
+    opts: &ReadOptions,
+) -> Result<LiveStackSet, AwsError> {
+    let described = {
+        let _permit = aws.read_permit().await;
+        cfn.describe_stack_set()
+            .stack_set_name(name)
+            .send()
+            .await
+            .map_err(|e| AwsError::call("CloudFormation.DescribeStackSet", e))?
+    };
+    let s = described.stack_set.ok_or_else(|| AwsError::Call {
+        operation: "CloudFormation.DescribeStackSet".into(),
+        message: format!("no stack set `{name}` in the answer"),
+    })?;
+    let tags: BTreeMap<String, String> = s
+        .tags
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|t| Some((t.key?, t.value.unwrap_or_default())))
+        .collect();
+    let mut set = LiveStackSet {
+        name: name.to_string(),
+        description: s.description,
+        template_body: s.template_body.unwrap_or_default(),
+        parameters: s
+            .parameters
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|p| Some((p.parameter_key?, p.parameter_value.unwrap_or_default())))
+            .collect(),
+        capabilities: s
+            .capabilities
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| c.as_str().to_string())
+            .collect(),
+        permission_model: s
+            .permission_model
+            .map_or("SELF_MANAGED".to_string(), |p| p.as_str().to_string()),
+        administration_role_arn: s.administration_role_arn,
+        execution_role_name: s.execution_role_name,
+        auto_deployment: s.auto_deployment.map(|a| LiveAutoDeployment {
+            enabled: a.enabled.unwrap_or(false),
+            retain_stacks_on_account_removal: a.retain_stacks_on_account_removal.unwrap_or(false),
+        }),
+        tags,
+        instances: None,
+    };
+    set.capabilities.sort();
+    if set.tags.get(TAG_MANAGED_BY) == Some(&opts.estate) {
+        let describe_each = opts.overrides_digests.get(name).map(String::as_str)
+            != Some(
+                set.tags
+                    .get(TAG_OVERRIDES)
+                    .map_or(EMPTY_OVERRIDES, String::as_str),
+            )
+            && opts.overrides_digests.contains_key(name);
+        set.instances = Some(read_instances(aws, cfn, name, describe_each).await?);
+    }
+    Ok(set)
+}
+
+/// Digest of "no overrides": what a stack set without the tag is taken to have.
+pub const EMPTY_OVERRIDES: &str = "none";
+
+async fn read_instances(
+    aws: &Aws,
+    cfn: &aws_sdk_cloudformation::Client,
+    name: &str,
+    describe_each: bool,
+) -> Result<Vec<LiveInstance>, AwsError> {
+    let mut instances = Vec::new();
+    let mut pages = cfn
+        .list_stack_instances()
+        .stack_set_name(name)
+        .max_results(100)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let _permit = aws.read_permit().await;
+        let page = page.map_err(|e| AwsError::call("CloudFormation.ListStackInstances", e))?;
+        for i in page.summaries.unwrap_or_default() {
+            instances.push(LiveInstance {
+                account: i.account.unwrap_or_default(),
+                region: i.region.unwrap_or_default(),
+                status: i.status.map(|s| s.as_str().to_string()).unwrap_or_default(),
+                status_reason: i.status_reason,
+                overrides: None,
+            });
+        }
+    }
+    instances.sort_by(|a, b| (&a.account, &a.region).cmp(&(&b.account, &b.region)));
+    if describe_each {
+        let described = try_join_all(instances.iter().map(|i| async {
+            let _permit = aws.read_permit().await;
+            cfn.describe_stack_instance()
+                .stack_set_name(name)
+                .stack_instance_account(&i.account)
+                .stack_instance_region(&i.region)
+                .send()
+                .await
+                .map_err(|e| AwsError::call("CloudFormation.DescribeStackInstance", e))
+        }))
+        .await?;
+        for (instance, out) in instances.iter_mut().zip(described) {
+            instance.overrides = Some(
+                out.stack_instance
+                    .and_then(|s| s.parameter_overrides)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|p| Some((p.parameter_key?, p.parameter_value.unwrap_or_default())))
+                    .collect(),
+            );
+        }
+    }
+    Ok(instances)
+}

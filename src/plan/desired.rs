@@ -1,0 +1,434 @@
+//! Desired state: the manifest resolved against live ids. Environments' targets become
+//! accounts (units recursively; accounts this plan creates included, by name), parameters are
+//! merged (stack set, then environment, then overrides) and references are substituted.
+
+use crate::live::read::EMPTY_OVERRIDES;
+use crate::live::{
+    LiveAutoDeployment, LiveState, TAG_ENVIRONMENT, TAG_MANAGED_BY, TAG_OPERATION, TAG_SECRETS,
+};
+use crate::manifest::model::{
+    EnvironmentSpec, OperationPreferences, PermissionModel, RegionConcurrency, StackSetSpec,
+};
+use crate::manifest::refs::{self, Ref};
+use crate::manifest::{Doc, Manifest};
+use crate::template::Template;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+use thiserror::Error;
+
+/// Stands for a value that only exists once apply has created what it refers to.
+pub const KNOWN_AFTER_APPLY: &str = "(known after apply)";
+
+#[derive(Debug, Error, PartialEq)]
+pub enum PlanError {
+    #[error("account `{name}` pins id {pinned}, but the live account with email {email} is {live}")]
+    PinnedIdMismatch {
+        name: String,
+        pinned: String,
+        email: String,
+        live: String,
+    },
+    #[error(
+        "account `{name}` pins id {pinned}, which belongs to the live account {live_email}, not {email}"
+    )]
+    PinnedIdTaken {
+        name: String,
+        pinned: String,
+        email: String,
+        live_email: String,
+    },
+    #[error("unknown environment `{0}` in --env")]
+    UnknownEnvironment(String),
+    #[error("stack set `{stack_set}`: {message}")]
+    Reference { stack_set: String, message: String },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Desired {
+    pub units: Vec<String>,
+    pub accounts: Vec<DesiredAccount>,
+    pub stack_sets: Vec<DesiredStackSet>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredAccount {
+    pub name: String,
+    pub email: String,
+    /// The live id, or the pinned one; `None` when apply will create the account.
+    pub id: Option<String>,
+    pub unit: Option<String>,
+}
+
+/// An account as a target: its id when known, and its manifest name when it has one.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AccountRef {
+    pub id: Option<String>,
+    pub name: Option<String>,
+}
+
+impl AccountRef {
+    /// The key instances are matched on: the id, or the name for accounts not yet created.
+    pub fn key(&self) -> String {
+        match (&self.id, &self.name) {
+            (Some(id), _) => id.clone(),
+            (None, Some(name)) => format!("{name} {KNOWN_AFTER_APPLY}"),
+            (None, None) => KNOWN_AFTER_APPLY.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredStackSet {
+    /// The AWS name: `<name>-<environment>`.
+    pub name: String,
+    /// The manifest's StackSet name.
+    pub stack_set: String,
+    pub environment: String,
+    pub description: Option<String>,
+    pub template: Template,
+    pub parameters: BTreeMap<String, String>,
+    /// Parameters the template declares NoEcho: never shown, compared through a digest tag.
+    pub sensitive: BTreeSet<String>,
+    pub capabilities: Vec<String>,
+    pub tags: BTreeMap<String, String>,
+    /// `SELF_MANAGED` or `SERVICE_MANAGED`.
+    pub permission_model: String,
+    pub administration_role_arn: Option<String>,
+    pub execution_role_name: Option<String>,
+    pub auto_deployment: Option<LiveAutoDeployment>,
+    pub operation: OperationPreferences,
+    /// Units targeted (service-managed stack sets deploy to units).
+    pub units: Vec<String>,
+    pub instances: Vec<DesiredInstance>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredInstance {
+    pub account: AccountRef,
+    pub region: String,
+    pub overrides: BTreeMap<String, String>,
+}
+
+/// Digest of the overrides a stack set of an environment gets, kept in a tag at apply so a
+/// plan can tell, without one call per instance, whether instance overrides changed.
+pub fn overrides_digest(spec: &StackSetSpec, environment: &str) -> String {
+    if spec.overrides.is_empty() {
+        return EMPTY_OVERRIDES.to_string();
+    }
+    let json = serde_json::json!({"environment": environment, "overrides": spec.overrides});
+    digest(&json.to_string())
+}
+
+fn digest(text: &str) -> String {
+    hex::encode(&Sha256::digest(text.as_bytes())[..16])
+}
+
+/// Resolves the manifest for the environments `envs` (all, in promotion order, when empty).
+pub fn resolve(m: &Manifest, live: &LiveState, envs: &[String]) -> Result<Desired, PlanError> {
+    for e in envs {
+        if m.environment(e).is_none() {
+            return Err(PlanError::UnknownEnvironment(e.clone()));
+        }
+    }
+    let mut accounts = Vec::new();
+    for a in m.accounts() {
+        let by_email = live.account_by_email(&a.email);
+        if let (Some(pinned), Some(l)) = (&a.id, by_email) {
+            if pinned != &l.id {
+                return Err(PlanError::PinnedIdMismatch {
+                    name: a.name.clone(),
+                    pinned: pinned.clone(),
+                    email: a.email.clone(),
+                    live: l.id.clone(),
+                });
+            }
+        }
+        if let Some(pinned) = &a.id {
+            if let Some(other) = live.accounts.iter().find(|l| &l.id == pinned) {
+                if !other.email.eq_ignore_ascii_case(&a.email) {
+                    return Err(PlanError::PinnedIdTaken {
+                        name: a.name.clone(),
+                        pinned: pinned.clone(),
+                        email: a.email.clone(),
+                        live_email: other.email.clone(),
+                    });
+                }
+            }
+        }
+        accounts.push(DesiredAccount {
+            name: a.name.clone(),
+            email: a.email.clone(),
+            id: by_email.map(|l| l.id.clone()).or_else(|| a.id.clone()),
+            // Without `unit` the account stays where it is: its live unit is its place.
+            unit: a.unit.clone().or_else(|| {
+                by_email
+                    .and_then(|l| live.path_of(&l.parent_id))
+                    .map(str::to_string)
+            }),
+        });
+    }
+    let selected: Vec<&Doc<EnvironmentSpec>> = m
+        .environments_in_order()
+        .into_iter()
+        .filter(|e| envs.is_empty() || envs.contains(&e.name))
+        .collect();
+
+    let mut stack_sets = Vec::new();
+    for s in &m.stack_sets {
+        let template = &m.templates[&s.resolve_path(&s.spec.template)];
+        for env in &selected {
+            if s.spec.environments.contains(&env.name) {
+                stack_sets.push(resolve_stack_set(m, live, &accounts, s, env, template)?);
+            }
+        }
+    }
+    Ok(Desired {
+        units: m.units().iter().map(|u| u.path.clone()).collect(),
+        accounts,
+        stack_sets,
+    })
+}
+
+struct Resolver<'a> {
+    m: &'a Manifest,
+    live: &'a LiveState,
+    accounts: &'a [DesiredAccount],
+    environment: &'a str,
+}
+
+impl Resolver<'_> {
+    fn value(&self, s: &str, region: Option<&str>) -> Result<String, String> {
+        if s.contains("{{resolve:") && !s.contains("${") {
+            return Ok(s.to_string());
+        }
+        refs::substitute(s, |r| match r {
+            Ref::Account(name) => Some(
+                self.accounts
+                    .iter()
+                    .find(|a| &a.name == name)
+                    .and_then(|a| a.id.clone())
+                    .unwrap_or_else(|| KNOWN_AFTER_APPLY.to_string()),
+            ),
+            Ref::Unit(path) if path == "/" => Some(self.live.root_id.clone()),
+            Ref::Unit(path) => Some(
+                self.live
+                    .unit_by_path(path)
+                    .map_or_else(|| KNOWN_AFTER_APPLY.to_string(), |u| u.id.clone()),
+            ),
+            Ref::Environment => Some(self.environment.to_string()),
+            Ref::Estate => Some(self.m.name().to_string()),
+            Ref::Region => region.map(str::to_string),
+        })
+    }
+}
+
+/// Accounts an environment targets: named accounts, and every account (by its desired unit,
+/// or live unit for accounts the manifest does not know) in a targeted unit or below it.
+fn targets(
+    env: &Doc<EnvironmentSpec>,
+    accounts: &[DesiredAccount],
+    live: &LiveState,
+) -> Vec<AccountRef> {
+    let inside = |path: &str| {
+        env.spec
+            .targets
+            .units
+            .iter()
+            .any(|u| u == "/" || path == u || path.starts_with(&format!("{u}/")))
+    };
+    let mut out: BTreeSet<AccountRef> = BTreeSet::new();
+    for a in accounts {
+        let named = env.spec.targets.accounts.contains(&a.name);
+        if named || a.unit.as_deref().is_some_and(inside) {
+            out.insert(AccountRef {
+                id: a.id.clone(),
+                name: Some(a.name.clone()),
+            });
+        }
+    }
+    for l in &live.accounts {
+        let known = accounts.iter().any(|a| a.id.as_deref() == Some(&l.id));
+        if !known && l.status == "ACTIVE" && live.path_of(&l.parent_id).is_some_and(inside) {
+            out.insert(AccountRef {
+                id: Some(l.id.clone()),
+                name: None,
+            });
+        }
+    }
+    out.into_iter().collect()
+}
+
+fn resolve_stack_set(
+    m: &Manifest,
+    live: &LiveState,
+    accounts: &[DesiredAccount],
+    s: &Doc<StackSetSpec>,
+    env: &Doc<EnvironmentSpec>,
+    template: &Template,
+) -> Result<DesiredStackSet, PlanError> {
+    let r = Resolver {
+        m,
+        live,
+        accounts,
+        environment: &env.name,
+    };
+    let name = format!("{}-{}", s.name, env.name);
+    let err = |message: String| PlanError::Reference {
+        stack_set: name.clone(),
+        message,
+    };
+    let spec = &s.spec;
+
+    // Stack set, then environment (only parameters the template declares); later wins.
+    let mut parameters = BTreeMap::new();
+    for (k, v) in &spec.parameters {
+        parameters.insert(k.clone(), r.value(&v.0, None).map_err(&err)?);
+    }
+    for (k, v) in &env.spec.parameters {
+        if template.parameters.contains_key(k) {
+            parameters.insert(k.clone(), r.value(&v.0, None).map_err(&err)?);
+        }
+    }
+    let sensitive: BTreeSet<String> = template
+        .parameters
+        .iter()
+        .filter(|(_, d)| d.no_echo)
+        .map(|(n, _)| n.clone())
+        .collect();
+
+    let mut tags: BTreeMap<String, String> = spec.tags.clone();
+    tags.insert(TAG_MANAGED_BY.into(), m.name().to_string());
+    tags.insert(TAG_ENVIRONMENT.into(), env.name.clone());
+    tags.insert(
+        crate::live::read::TAG_OVERRIDES.into(),
+        overrides_digest(spec, &env.name),
+    );
+    if !sensitive.is_empty() {
+        let secrets: Vec<String> = sensitive
+            .iter()
+            .filter_map(|k| parameters.get(k).map(|v| format!("{k}={v}")))
+            .collect();
+        tags.insert(TAG_SECRETS.into(), digest(&secrets.join("\n")));
+    }
+    let operation = spec.operation.clone().unwrap_or_default();
+    if let Some(text) = operation_tag(&operation) {
+        tags.insert(TAG_OPERATION.into(), text);
+    }
+
+    let self_managed = spec.permission_model == PermissionModel::SelfManaged;
+    let regions = m.regions_of(env);
+    let mut instances = Vec::new();
+    for account in targets(env, accounts, live) {
+        for region in &regions {
+            let mut overrides = BTreeMap::new();
+            for o in &spec.overrides {
+                let applies = account
+                    .name
+                    .as_ref()
+                    .is_some_and(|n| o.accounts.contains(n))
+                    && o.regions.as_ref().is_none_or(|rs| rs.contains(region));
+                if applies {
+                    for (k, v) in &o.parameters {
+                        overrides.insert(k.clone(), r.value(&v.0, Some(region)).map_err(&err)?);
+                    }
+                }
+            }
+            instances.push(DesiredInstance {
+                account: account.clone(),
+                region: region.clone(),
+                overrides,
+            });
+        }
+    }
+    let mut capabilities: Vec<String> = spec
+        .capabilities
+        .iter()
+        .map(|c| c.as_str().to_string())
+        .collect();
+    capabilities.sort();
+    capabilities.dedup();
+    Ok(DesiredStackSet {
+        name: name.clone(),
+        stack_set: s.name.clone(),
+        environment: env.name.clone(),
+        description: spec
+            .description
+            .as_ref()
+            .map(|d| r.value(d, None))
+            .transpose()
+            .map_err(&err)?,
+        template: template.clone(),
+        parameters,
+        sensitive,
+        capabilities,
+        tags,
+        permission_model: if self_managed {
+            "SELF_MANAGED"
+        } else {
+            "SERVICE_MANAGED"
+        }
+        .into(),
+        administration_role_arn: if self_managed {
+            Some(match &spec.administration_role_arn {
+                Some(arn) => r.value(arn, None).map_err(&err)?,
+                None => format!(
+                    "arn:aws:iam::{}:role/AWSCloudFormationStackSetAdministrationRole",
+                    live.management_account
+                ),
+            })
+        } else {
+            None
+        },
+        execution_role_name: self_managed.then(|| {
+            spec.execution_role_name
+                .clone()
+                .unwrap_or_else(|| "AWSCloudFormationStackSetExecutionRole".into())
+        }),
+        auto_deployment: (!self_managed).then(|| {
+            let a =
+                spec.auto_deployment
+                    .clone()
+                    .unwrap_or(crate::manifest::model::AutoDeployment {
+                        enabled: true,
+                        retain_stacks_on_account_removal: false,
+                    });
+            LiveAutoDeployment {
+                enabled: a.enabled,
+                retain_stacks_on_account_removal: a.retain_stacks_on_account_removal,
+            }
+        }),
+        operation,
+        units: env.spec.targets.units.clone(),
+        instances,
+    })
+}
+
+/// Operation preferences as a tag value (AWS does not keep them on the stack set).
+pub fn operation_tag(op: &OperationPreferences) -> Option<String> {
+    let mut parts = Vec::new();
+    if let Some(v) = op.max_concurrent_percentage {
+        parts.push(format!("maxConcurrentPercentage={v}"));
+    }
+    if let Some(v) = op.max_concurrent_count {
+        parts.push(format!("maxConcurrentCount={v}"));
+    }
+    if let Some(v) = op.failure_tolerance_percentage {
+        parts.push(format!("failureTolerancePercentage={v}"));
+    }
+    if let Some(v) = op.failure_tolerance_count {
+        parts.push(format!("failureToleranceCount={v}"));
+    }
+    if let Some(v) = op.region_concurrency {
+        parts.push(format!(
+            "regionConcurrency={}",
+            match v {
+                RegionConcurrency::Sequential => "sequential",
+                RegionConcurrency::Parallel => "parallel",
+            }
+        ));
+    }
+    if let Some(order) = &op.region_order {
+        parts.push(format!("regionOrder={}", order.join("+")));
+    }
+    (!parts.is_empty()).then(|| parts.join(" "))
+}

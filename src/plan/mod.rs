@@ -1,0 +1,115 @@
+//! Planning: resolve the manifest against live state and diff the two into a [`Plan`].
+//! Everything here is pure: no I/O, no clock, no randomness.
+
+pub mod desired;
+pub mod diff;
+pub mod model;
+
+pub use desired::PlanError;
+pub use model::*;
+
+use crate::live::LiveState;
+use crate::live::read::ReadOptions;
+use crate::manifest::Manifest;
+
+/// The environments a plan covers: those asked for, in promotion order, or all of them.
+pub fn environments(m: &Manifest, only: &[String]) -> Result<Vec<String>, PlanError> {
+    for e in only {
+        if m.environment(e).is_none() {
+            return Err(PlanError::UnknownEnvironment(e.clone()));
+        }
+    }
+    Ok(m.environments_in_order()
+        .into_iter()
+        .map(|e| e.name.clone())
+        .filter(|n| only.is_empty() || only.contains(n))
+        .collect())
+}
+
+/// What the live reader needs from the manifest (which stack sets, which override digests).
+pub fn read_options(m: &Manifest) -> ReadOptions {
+    let mut overrides_digests = std::collections::BTreeMap::new();
+    for s in &m.stack_sets {
+        for env in &s.spec.environments {
+            overrides_digests.insert(
+                format!("{}-{env}", s.name),
+                desired::overrides_digest(&s.spec, env),
+            );
+        }
+    }
+    ReadOptions {
+        estate: m.name().to_string(),
+        home_region: m.estate.spec.home_region.clone(),
+        overrides_digests,
+    }
+}
+
+/// The plan: `diff(resolve(manifest, live), live)`.
+pub fn make(m: &Manifest, live: &LiveState, only: &[String]) -> Result<Plan, PlanError> {
+    let environments = environments(m, only)?;
+    let desired = desired::resolve(m, live, &environments)?;
+    let (changes, findings) = diff::diff(
+        &desired,
+        live,
+        &diff::DiffOptions {
+            estate: m.name(),
+            environments: &environments,
+            prune: m.estate.spec.prune,
+        },
+    );
+    Ok(Plan {
+        format_version: FORMAT_VERSION,
+        estate: m.name().to_string(),
+        source: PlanSource {
+            commit: m.commit.clone(),
+            path: m.root.to_string_lossy().replace('\\', "/"),
+            dirty: m.dirty,
+        },
+        environments,
+        fingerprint: live.fingerprint(),
+        summary: Plan::summarize(&changes),
+        changes,
+        findings,
+        stats: None,
+    })
+}
+
+/// The plan framed as drift: what live has that differs from the manifest. Creates count only
+/// for instances of stack sets that exist (an instance gone missing); a resource never applied
+/// is pending, not drift.
+pub fn drift_view(plan: &Plan) -> Plan {
+    let created_sets: std::collections::BTreeSet<String> = plan
+        .changes
+        .iter()
+        .filter(|c| c.resource_type == ResourceType::StackSet && c.action == Action::Create)
+        .filter_map(|c| c.address.strip_prefix("stackSet:").map(str::to_string))
+        .collect();
+    let changes: Vec<Change> = plan
+        .changes
+        .iter()
+        .filter(|c| match (c.action, c.resource_type) {
+            (Action::Create, ResourceType::StackInstance) => {
+                let set = c
+                    .address
+                    .trim_start_matches("stackInstance:")
+                    .split('/')
+                    .next()
+                    .unwrap_or_default();
+                !created_sets.contains(set)
+            }
+            (Action::Create, _) => false,
+            _ => true,
+        })
+        .cloned()
+        .collect();
+    Plan {
+        summary: Plan::summarize(&changes),
+        changes,
+        ..plan.clone()
+    }
+}
+
+/// Changes of a plan that are not drift: never applied yet.
+pub fn pending_count(plan: &Plan) -> usize {
+    plan.changes.len() - drift_view(plan).changes.len()
+}

@@ -1,0 +1,143 @@
+//! The Plan: a value describing every change and finding, which renderers and apply read.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Shown in place of any NoEcho parameter value, in every format.
+pub const SENSITIVE: &str = "(sensitive)";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    pub format_version: u32,
+    pub estate: String,
+    pub source: PlanSource,
+    /// Environments this plan covers, in promotion order.
+    pub environments: Vec<String>,
+    /// Digest of the live state the plan was computed from.
+    pub fingerprint: String,
+    pub summary: Summary,
+    pub changes: Vec<Change>,
+    /// What the reconciler will not change but a reader must know: orphans, conflicts,
+    /// unmanaged accounts.
+    #[serde(default)]
+    pub findings: Vec<Finding>,
+    /// AWS API calls made to read live state, by `Service.Operation` (with `--stats`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<BTreeMap<String, u64>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanSource {
+    pub commit: Option<String>,
+    pub path: String,
+    /// The working tree had uncommitted changes.
+    #[serde(default)]
+    pub dirty: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub create: usize,
+    pub update: usize,
+    pub delete: usize,
+    #[serde(default)]
+    pub replace: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Change {
+    /// `kind:name[/…]`, unique within the plan.
+    pub address: String,
+    pub resource_type: ResourceType,
+    pub action: Action,
+    /// `None` for changes that belong to no environment (units, accounts).
+    pub environment: Option<String>,
+    /// Why: what differs between the manifest and live.
+    pub reason: String,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ResourceType {
+    Unit,
+    Account,
+    StackSet,
+    StackInstance,
+    Portfolio,
+    Product,
+    ProductVersion,
+    TagOption,
+    Constraint,
+    Principal,
+    Share,
+    Pipeline,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Action {
+    Create,
+    Update,
+    Delete,
+    Replace,
+}
+
+impl Action {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Action::Create => "+",
+            Action::Update => "~",
+            Action::Delete => "-",
+            Action::Replace => "-/+",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Finding {
+    pub kind: FindingKind,
+    pub address: String,
+    pub environment: Option<String>,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum FindingKind {
+    /// Managed by this estate but gone from the manifest; deleted only with `prune: true`.
+    Orphan,
+    /// Same name as a resource of the manifest, but not carrying this estate's tag.
+    Conflict,
+    /// In the organization, not in the manifest; never touched.
+    Unmanaged,
+    /// A stack instance AWS reports as not current (failed or outdated).
+    Unhealthy,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    /// Recounts the summary from the changes.
+    pub fn summarize(changes: &[Change]) -> Summary {
+        let mut s = Summary::default();
+        for c in changes {
+            match c.action {
+                Action::Create => s.create += 1,
+                Action::Update => s.update += 1,
+                Action::Delete => s.delete += 1,
+                Action::Replace => s.replace += 1,
+            }
+        }
+        s
+    }
+}

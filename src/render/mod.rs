@@ -1,0 +1,45 @@
+//! Renderers: a Plan as terminal text, as the pull-request comment (markdown), or as JSON.
+//! They read only the Plan.
+//!
+//! Every renderer is a pure function of the Plan and its options: no clock, no environment, no
+//! terminal detection (the caller decides colour). `drift` reuses them with [`Mode::Drift`],
+//! which changes only the wording. Values of NoEcho parameters arrive already masked as
+//! [`SENSITIVE`](crate::plan::SENSITIVE); nothing here can recover them, and templates of
+//! created resources are summarized, never printed whole.
+
+mod markdown;
+mod outline;
+mod text;
+
+pub use markdown::{COMMENT_BUDGET, MarkdownOptions, markdown, markdown_with};
+pub use text::{TextOptions, text};
+
+use crate::plan::Plan;
+
+/// What the Plan is being shown as: the changes `apply` would make, or the drift `drift` found.
+/// The same Plan value serves both; only the wording differs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Mode {
+    #[default]
+    Plan,
+    Drift,
+}
+
+impl Mode {
+    /// The command word, used in titles and the markdown marker.
+    pub fn word(self) -> &'static str {
+        match self {
+            Mode::Plan => "plan",
+            Mode::Drift => "drift",
+        }
+    }
+}
+
+/// The Plan exactly as serde writes it: pretty, in the model's key order, newline-terminated.
+/// This is the contract of docs/manifest.md ("The JSON plan"), so it adds and hides nothing.
+pub fn json(plan: &Plan) -> String {
+    // A Plan holds only string-keyed maps, the one thing serde_json could refuse.
+    let mut out = serde_json::to_string_pretty(plan).expect("a Plan always serializes to JSON");
+    out.push('\n');
+    out
+}

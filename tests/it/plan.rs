@@ -1,0 +1,407 @@
+//! `estate plan` and `estate drift` against the emulator: a fresh organization plans exactly
+//! the reference example; out-of-band changes made with the SDK show as drift.
+
+use crate::cli::estate;
+use crate::emulator::{TestAccount, management_account};
+use std::path::Path;
+
+const EXAMPLE: &str = "examples/environments/ml-platform";
+
+/// The example copied out of the repository, so plans carry no commit and the same path.
+fn example_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(Path::new(EXAMPLE), dir.path());
+    dir
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+fn run(account: &TestAccount, dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = estate()
+        .envs(account.env())
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// Ids that differ per test run, replaced for snapshots.
+fn stable(text: &str, account: &TestAccount) -> String {
+    let re = regex::Regex::new(r"sha256:[0-9a-f]{64}").unwrap();
+    re.replace_all(
+        &text.replace(&account.id, "<management>"),
+        "sha256:<fingerprint>",
+    )
+    .into_owned()
+}
+
+#[tokio::test]
+async fn a_fresh_organization_plans_the_reference_example() {
+    let account = management_account().await;
+    let dir = example_copy();
+    let (code, json, stderr) = run(
+        &account,
+        dir.path(),
+        &["plan", ".", "--format", "json", "--stats"],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    let plan: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let addresses: Vec<&str> = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["address"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        addresses,
+        [
+            "unit:/ml",
+            "unit:/ml/data-science",
+            "unit:/ml/staging",
+            "unit:/ml/production",
+            "account:tools",
+            "account:data-science",
+            "account:staging",
+            "account:production",
+            "stackSet:model-execution-role-staging",
+            "stackInstance:model-execution-role-staging/staging (known after apply)/us-east-1",
+            "stackSet:model-execution-role-production",
+            "stackInstance:model-execution-role-production/production (known after apply)/us-east-1",
+        ]
+    );
+    assert!(
+        plan["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["action"] == "create")
+    );
+    assert_eq!(plan["summary"]["create"], 12);
+    assert_eq!(plan["formatVersion"], 1);
+    assert_eq!(
+        plan["environments"],
+        serde_json::json!(["dev", "staging", "production"])
+    );
+    // --stats: calls by operation, in JSON and on stderr.
+    assert!(plan["stats"]["Organizations.ListRoots"].as_u64().unwrap() >= 1);
+    assert!(stderr.contains("CloudFormation.ListStackSets"), "{stderr}");
+    insta::assert_snapshot!("plan-reference-json", stable(&json, &account));
+
+    let (code, text, _) = run(&account, dir.path(), &["plan", "."]);
+    assert_eq!(code, 2);
+    assert!(
+        text.trim_end()
+            .ends_with("Plan: 12 to create, 0 to update, 0 to delete.")
+    );
+    insta::assert_snapshot!("plan-reference-text", stable(&text, &account));
+
+    let (code, md, _) = run(&account, dir.path(), &["plan", ".", "--format", "markdown"]);
+    assert_eq!(code, 2);
+    assert!(md.starts_with("<!-- estate-plan: ml-platform -->"));
+    insta::assert_snapshot!("plan-reference-markdown", stable(&md, &account));
+
+    // --out writes the same JSON plan as --format json.
+    let (code, _, _) = run(&account, dir.path(), &["plan", ".", "--out", "plan.json"]);
+    assert_eq!(code, 2);
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("plan.json")).unwrap())
+            .unwrap();
+    assert_eq!(saved["changes"], plan["changes"]);
+    assert_eq!(saved["fingerprint"], plan["fingerprint"]);
+}
+
+#[tokio::test]
+async fn env_limits_stack_sets_but_keeps_organization_changes() {
+    let account = management_account().await;
+    let dir = example_copy();
+    let (code, json, stderr) = run(
+        &account,
+        dir.path(),
+        &["plan", ".", "--format", "json", "--env", "staging"],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    let plan: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(plan["environments"], serde_json::json!(["staging"]));
+    let changes = plan["changes"].as_array().unwrap();
+    assert_eq!(
+        changes
+            .iter()
+            .filter(|c| c["environment"].is_null())
+            .count(),
+        8
+    );
+    assert!(
+        changes
+            .iter()
+            .all(|c| c["environment"].is_null() || c["environment"] == "staging")
+    );
+
+    let (code, _, stderr) = run(&account, dir.path(), &["plan", ".", "--env", "stagin"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("unknown environment `stagin`"), "{stderr}");
+}
+
+/// Builds the example's organization with the SDK, as an apply would.
+async fn build_organization(account: &TestAccount) -> std::collections::BTreeMap<String, String> {
+    let org = aws_sdk_organizations::Client::new(&account.config);
+    let mut units = std::collections::BTreeMap::new();
+    units.insert("/".to_string(), account.root_id.clone());
+    for path in ["/ml", "/ml/data-science", "/ml/staging", "/ml/production"] {
+        let (parent, name) = path.rsplit_once('/').unwrap();
+        let parent = if parent.is_empty() { "/" } else { parent };
+        let ou = org
+            .create_organizational_unit()
+            .parent_id(&units[parent])
+            .name(name)
+            .send()
+            .await
+            .unwrap();
+        units.insert(
+            path.to_string(),
+            ou.organizational_unit.unwrap().id.unwrap(),
+        );
+    }
+    let mut ids = std::collections::BTreeMap::new();
+    for (name, unit) in [
+        ("tools", "/ml"),
+        ("data-science", "/ml/data-science"),
+        ("staging", "/ml/staging"),
+        ("production", "/ml/production"),
+    ] {
+        let created = org
+            .create_account()
+            .account_name(name)
+            .email(format!("ml-{name}@example.com"))
+            .send()
+            .await
+            .unwrap();
+        let id = created.create_account_status.unwrap().account_id.unwrap();
+        org.move_account()
+            .account_id(&id)
+            .source_parent_id(&account.root_id)
+            .destination_parent_id(&units[unit])
+            .send()
+            .await
+            .unwrap();
+        ids.insert(name.to_string(), id);
+    }
+    ids.extend(units.into_iter().map(|(k, v)| (format!("unit:{k}"), v)));
+    ids
+}
+
+#[tokio::test]
+async fn an_account_moved_out_of_band_shows_as_drift() {
+    let account = management_account().await;
+    let dir = example_copy();
+    let ids = build_organization(&account).await;
+
+    // The organization matches: only stack sets are pending, which is not drift.
+    let (code, json, stderr) = run(&account, dir.path(), &["plan", ".", "--format", "json"]);
+    assert_eq!(code, 2, "{stderr}");
+    let plan: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(
+        plan["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["resourceType"] == "stackSet" || c["resourceType"] == "stackInstance")
+    );
+    let (code, text, stderr) = run(&account, dir.path(), &["drift", "."]);
+    assert_eq!(code, 0, "{text}{stderr}");
+
+    // On-call moves the staging account to the root by hand.
+    let org = aws_sdk_organizations::Client::new(&account.config);
+    org.move_account()
+        .account_id(&ids["staging"])
+        .source_parent_id(&ids["unit:/ml/staging"])
+        .destination_parent_id(&account.root_id)
+        .send()
+        .await
+        .unwrap();
+    let (code, json, stderr) = run(&account, dir.path(), &["drift", ".", "--format", "json"]);
+    assert_eq!(code, 2, "{stderr}");
+    let drift: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let changes = drift["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 1, "{json}");
+    assert_eq!(changes[0]["address"], "account:staging");
+    assert_eq!(changes[0]["action"], "update");
+    assert_eq!(changes[0]["before"]["unit"], "/");
+    assert_eq!(changes[0]["after"]["unit"], "/ml/staging");
+}
+
+#[tokio::test]
+async fn an_unmanaged_stack_set_with_the_same_name_is_a_conflict() {
+    let account = management_account().await;
+    let dir = example_copy();
+    let cfn = aws_sdk_cloudformation::Client::new(&account.config);
+    cfn.create_stack_set()
+        .stack_set_name("model-execution-role-staging")
+        .template_body("Resources:\n  T:\n    Type: AWS::SNS::Topic\n")
+        .send()
+        .await
+        .unwrap();
+    let (code, json, stderr) = run(&account, dir.path(), &["plan", ".", "--format", "json"]);
+    assert_eq!(code, 2, "{stderr}");
+    let plan: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let findings = plan["findings"].as_array().unwrap();
+    assert!(
+        findings
+            .iter()
+            .any(|f| f["kind"] == "conflict"
+                && f["address"] == "stackSet:model-execution-role-staging"),
+        "{json}"
+    );
+    // It is not planned for creation or update: estate never touches it.
+    assert!(
+        !plan["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["address"] == "stackSet:model-execution-role-staging")
+    );
+    let (code, _, _) = run(&account, dir.path(), &["drift", "."]);
+    assert_eq!(code, 2, "a conflict is drift");
+}
+
+/// Creates a stack set and its instances with the SDK exactly as the plan describes them.
+async fn create_as_planned(
+    account: &TestAccount,
+    change: &serde_json::Value,
+    instances: &[&serde_json::Value],
+    template: &str,
+) {
+    use aws_sdk_cloudformation::types::{Capability, Parameter, Tag};
+    let cfn = aws_sdk_cloudformation::Client::new(&account.config);
+    let after = &change["after"];
+    let name = after["name"].as_str().unwrap();
+    let mut req = cfn
+        .create_stack_set()
+        .stack_set_name(name)
+        .template_body(template)
+        .administration_role_arn(after["administrationRoleArn"].as_str().unwrap())
+        .execution_role_name(after["executionRoleName"].as_str().unwrap());
+    for (k, v) in after["parameters"].as_object().unwrap() {
+        req = req.parameters(
+            Parameter::builder()
+                .parameter_key(k)
+                .parameter_value(v.as_str().unwrap())
+                .build(),
+        );
+    }
+    for c in after["capabilities"].as_array().unwrap() {
+        req = req.capabilities(Capability::from(c.as_str().unwrap()));
+    }
+    for (k, v) in after["tags"].as_object().unwrap() {
+        req = req.tags(Tag::builder().key(k).value(v.as_str().unwrap()).build());
+    }
+    req.send().await.unwrap();
+    let accounts: Vec<String> = instances
+        .iter()
+        .map(|i| i["after"]["account"].as_str().unwrap().to_string())
+        .collect();
+    cfn.create_stack_instances()
+        .stack_set_name(name)
+        .set_accounts(Some(accounts))
+        .regions("us-east-1")
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_stack_set_parameter_changed_out_of_band_shows_as_drift() {
+    let account = management_account().await;
+    let dir = example_copy();
+    build_organization(&account).await;
+    let (_, json, _) = run(&account, dir.path(), &["plan", ".", "--format", "json"]);
+    let plan: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let changes = plan["changes"].as_array().unwrap();
+    let template =
+        std::fs::read_to_string(dir.path().join("templates/model-execution-role.yaml")).unwrap();
+    for set in changes.iter().filter(|c| c["resourceType"] == "stackSet") {
+        let name = set["after"]["name"].as_str().unwrap();
+        let instances: Vec<&serde_json::Value> = changes
+            .iter()
+            .filter(|c| c["resourceType"] == "stackInstance" && c["after"]["stackSet"] == name)
+            .collect();
+        create_as_planned(&account, set, &instances, &template).await;
+    }
+
+    // Live now matches the manifest: no changes, no drift.
+    let (code, text, stderr) = run(&account, dir.path(), &["plan", "."]);
+    assert_eq!(code, 0, "{text}{stderr}");
+    assert!(
+        text.trim_end()
+            .ends_with("No changes. Live state matches the manifest."),
+        "{text}"
+    );
+    let (code, text, _) = run(&account, dir.path(), &["drift", "."]);
+    assert_eq!(code, 0, "{text}");
+
+    // Someone changes a parameter in the console.
+    let cfn = aws_sdk_cloudformation::Client::new(&account.config);
+    let live = cfn
+        .describe_stack_set()
+        .stack_set_name("model-execution-role-staging")
+        .send()
+        .await
+        .unwrap();
+    let params: Vec<aws_sdk_cloudformation::types::Parameter> = live
+        .stack_set
+        .unwrap()
+        .parameters
+        .unwrap()
+        .into_iter()
+        .map(|p| {
+            if p.parameter_key.as_deref() == Some("EnvType") {
+                aws_sdk_cloudformation::types::Parameter::builder()
+                    .parameter_key("EnvType")
+                    .parameter_value("dev")
+                    .build()
+            } else {
+                aws_sdk_cloudformation::types::Parameter::builder()
+                    .parameter_key(p.parameter_key.unwrap())
+                    .use_previous_value(true)
+                    .build()
+            }
+        })
+        .collect();
+    cfn.update_stack_set()
+        .stack_set_name("model-execution-role-staging")
+        .use_previous_template(true)
+        .set_parameters(Some(params))
+        .capabilities(aws_sdk_cloudformation::types::Capability::CapabilityNamedIam)
+        .send()
+        .await
+        .unwrap();
+    let (code, json, stderr) = run(&account, dir.path(), &["drift", ".", "--format", "json"]);
+    assert_eq!(code, 2, "{stderr}");
+    let drift: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let changes = drift["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 1, "{json}");
+    assert_eq!(
+        changes[0]["address"],
+        "stackSet:model-execution-role-staging"
+    );
+    assert_eq!(changes[0]["reason"], "changed: parameters EnvType");
+    assert_eq!(changes[0]["before"]["parameters"]["EnvType"], "dev");
+    assert_eq!(changes[0]["after"]["parameters"]["EnvType"], "staging");
+    let (_, text, _) = run(&account, dir.path(), &["drift", "."]);
+    assert!(text.contains("EnvType"), "{text}");
+}

@@ -1,0 +1,470 @@
+//! Plan renderers: snapshots of text, markdown and JSON for fixture plans (what reviewers and
+//! on-call read), the comment budget, escaping, and that masked secrets stay masked.
+
+use estate::plan::{
+    Action, Change, Finding, FindingKind, Plan, PlanSource, ResourceType, SENSITIVE,
+};
+use estate::render::{self, COMMENT_BUDGET, MarkdownOptions, Mode, TextOptions};
+use serde_json::json;
+use std::path::Path;
+
+fn fixture_text(name: &str) -> String {
+    let path = Path::new("tests/fixtures/plans").join(format!("{name}.json"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn fixture(name: &str) -> Plan {
+    serde_json::from_str(&fixture_text(name)).expect("fixture is a Plan")
+}
+
+fn plain(plan: &Plan) -> String {
+    render::text(plan, &TextOptions::default())
+}
+
+fn drift_text(plan: &Plan) -> String {
+    render::text(
+        plan,
+        &TextOptions {
+            color: false,
+            mode: Mode::Drift,
+        },
+    )
+}
+
+fn drift_markdown(plan: &Plan) -> String {
+    render::markdown_with(
+        plan,
+        &MarkdownOptions {
+            mode: Mode::Drift,
+            ..MarkdownOptions::default()
+        },
+    )
+}
+
+fn last_line(s: &str) -> &str {
+    s.lines().last().unwrap_or_default()
+}
+
+fn change(address: &str, rt: ResourceType, action: Action, env: Option<&str>) -> Change {
+    Change {
+        address: address.into(),
+        resource_type: rt,
+        action,
+        environment: env.map(str::to_string),
+        reason: "why".into(),
+        before: None,
+        after: None,
+    }
+}
+
+fn plan_of(changes: Vec<Change>, findings: Vec<Finding>) -> Plan {
+    Plan {
+        format_version: estate::plan::FORMAT_VERSION,
+        estate: "ml-platform".into(),
+        source: PlanSource {
+            commit: Some("0123456789abcdef0123456789abcdef01234567".into()),
+            path: "examples/environments/ml-platform".into(),
+            dirty: false,
+        },
+        environments: vec!["dev".into(), "staging".into(), "production".into()],
+        fingerprint: "sha256:00".into(),
+        summary: Plan::summarize(&changes),
+        changes,
+        findings,
+        stats: None,
+    }
+}
+
+/// Every fence that opens closes, and every `<details>` has its `</details>`: a cut must never
+/// leave the rest of the comment inside a code block.
+fn assert_well_formed(md: &str) {
+    let mut fence: Option<String> = None;
+    let (mut open, mut close) = (0, 0);
+    for line in md.lines() {
+        let ticks: String = line.chars().take_while(|c| *c == '`').collect();
+        match &fence {
+            None if ticks.len() >= 3 => fence = Some(ticks),
+            Some(f) if ticks.len() >= f.len() && line.trim_end() == ticks => fence = None,
+            Some(_) => continue,
+            None => {}
+        }
+        open += line.matches("<details>").count();
+        close += line.matches("</details>").count();
+    }
+    assert!(fence.is_none(), "a code fence is left open");
+    assert_eq!(open, close, "<details> and </details> do not pair");
+}
+
+#[test]
+fn fixture_plans_render_in_every_format() {
+    for name in ["reference", "update", "empty"] {
+        let plan = fixture(name);
+        let md = render::markdown(&plan);
+        assert_well_formed(&md);
+        insta::assert_snapshot!(format!("{name}-text"), plain(&plan));
+        insta::assert_snapshot!(format!("{name}-markdown"), md);
+        insta::assert_snapshot!(format!("{name}-json"), render::json(&plan));
+    }
+}
+
+#[test]
+fn drift_uses_its_own_wording() {
+    let plan = fixture("update");
+    let text = drift_text(&plan);
+    assert_eq!(last_line(&text), "Drift: 4 differences.");
+    let md = drift_markdown(&plan);
+    assert!(md.starts_with("<!-- estate-drift: ml-platform -->\n"));
+    assert_well_formed(&md);
+    insta::assert_snapshot!("update-drift-text", text);
+    insta::assert_snapshot!("update-drift-markdown", md);
+
+    let empty = fixture("empty");
+    assert_eq!(
+        last_line(&drift_text(&empty)),
+        "No drift. Live state matches the manifest."
+    );
+    assert!(drift_markdown(&empty).contains("No drift. Live state matches the manifest."));
+}
+
+#[test]
+fn json_is_the_plan_exactly_and_stable() {
+    for name in ["reference", "update", "empty"] {
+        let plan = fixture(name);
+        let out = render::json(&plan);
+        // The fixtures are written in serde's own layout, so a round trip is byte-identical.
+        assert_eq!(out, fixture_text(name), "{name} does not round-trip");
+        let back: Plan = serde_json::from_str(&out).unwrap();
+        assert_eq!(back, plan);
+        assert_eq!(render::json(&back), out);
+    }
+}
+
+#[test]
+fn text_ends_with_the_totals_sentence() {
+    assert_eq!(
+        last_line(&plain(&fixture("reference"))),
+        "Plan: 12 to create, 0 to update, 0 to delete."
+    );
+    assert_eq!(
+        last_line(&plain(&fixture("update"))),
+        "Plan: 1 to create, 2 to update, 1 to delete."
+    );
+    assert_eq!(
+        last_line(&plain(&fixture("empty"))),
+        "No changes. Live state matches the manifest."
+    );
+    let replaced = plan_of(
+        vec![change(
+            "unit:/ml",
+            ResourceType::Unit,
+            Action::Replace,
+            None,
+        )],
+        vec![],
+    );
+    assert_eq!(
+        last_line(&plain(&replaced)),
+        "Plan: 0 to create, 0 to update, 0 to delete, 1 to replace."
+    );
+}
+
+#[test]
+fn legend_lists_only_the_symbols_used() {
+    let reference = plain(&fixture("reference"));
+    assert!(reference.contains("Legend: + create\n"), "{reference}");
+    let update = plain(&fixture("update"));
+    assert!(
+        update.contains("Legend: + create, ~ update, - delete, ! finding\n"),
+        "{update}"
+    );
+    assert!(!plain(&fixture("empty")).contains("Legend"));
+}
+
+#[test]
+fn colour_only_when_asked() {
+    let plan = fixture("update");
+    let plain_text = plain(&plan);
+    assert!(!plain_text.contains('\x1b'));
+    let coloured = render::text(
+        &plan,
+        &TextOptions {
+            color: true,
+            mode: Mode::Plan,
+        },
+    );
+    assert!(coloured.contains("\x1b[32m+\x1b[0m"));
+    // Colour adds escapes and nothing else.
+    let stripped = regex::Regex::new("\x1b\\[[0-9;]*m")
+        .unwrap()
+        .replace_all(&coloured, "");
+    assert_eq!(stripped, plain_text);
+}
+
+/// A plan with everything that could go wrong on screen: a replace, markdown and HTML in
+/// reasons and values, a multi-line reason, non-ASCII, a terminal escape, a NoEcho parameter.
+fn awkward_plan() -> Plan {
+    let mut replace = change(
+        "stackSet:notebook-kms-staging",
+        ResourceType::StackSet,
+        Action::Replace,
+        Some("staging"),
+    );
+    replace.reason = "permissionModel changed: `self-managed` → `service-managed`\nCloudFormation cannot convert a stack set in place".into();
+    replace.before = Some(
+        json!({"name": "notebook-kms-staging", "permissionModel": "self-managed",
+        "parameters": {"ApiToken": SENSITIVE, "Owner": "Zoë <data-science@example.com>"}}),
+    );
+    replace.after = Some(
+        json!({"name": "notebook-kms-staging", "permissionModel": "service-managed",
+        "parameters": {"ApiToken": SENSITIVE, "Owner": "Zoë <data-science@example.com>", "Count": 3}}),
+    );
+    let mut create = change(
+        "stackSet:token-staging",
+        ResourceType::StackSet,
+        Action::Create,
+        Some("staging"),
+    );
+    create.reason = "stack set **token-staging** does not exist <!-- sneaky -->\u{1b}[2J".into();
+    create.after = Some(json!({
+        "name": "token-staging",
+        "parameters": {"ApiToken": SENSITIVE, "EnvType": "staging"},
+        "capabilities": [],
+        "permissionModel": "self-managed",
+        // The body of a created template is summarized, never printed.
+        "template": "Description: body-of-a-created-template\nParameters:\n  ApiToken:\n    NoEcho: true\n    Type: String\n"
+    }));
+    let mut tagged = change(
+        "stackSet:tagged```-staging",
+        ResourceType::StackSet,
+        Action::Update,
+        Some("staging"),
+    );
+    tagged.before = Some(json!({"tags": {"aws:team": "ml", "cost.centre": "8457"}, "count": "1"}));
+    tagged.after = Some(json!({"tags": {"aws:team": "ml | ops"}, "count": 1}));
+    plan_of(
+        vec![replace, create, tagged],
+        vec![Finding {
+            kind: FindingKind::Conflict,
+            address: "stackSet:<b>shadow</b>".into(),
+            environment: Some("staging".into()),
+            message: "exists without the estate tag; [click](http://example.com) `x`".into(),
+        }],
+    )
+}
+
+#[test]
+fn awkward_content_is_escaped() {
+    let plan = awkward_plan();
+    let text = plain(&plan);
+    let md = render::markdown(&plan);
+    assert_well_formed(&md);
+    assert!(!text.contains('\x1b'), "a reason drove the terminal");
+    // In a code span HTML is shown, not interpreted; anywhere else it must be escaped.
+    assert_eq!(
+        md.matches("<b>shadow").count(),
+        md.matches("`stackSet:<b>shadow</b>`").count(),
+        "HTML from a finding reached the comment"
+    );
+    assert!(
+        !md.contains("[click](http"),
+        "a link from a finding reached the comment"
+    );
+    assert!(
+        md.contains("| replace |"),
+        "the table gains a replace column"
+    );
+    insta::assert_snapshot!("awkward-text", text);
+    insta::assert_snapshot!("awkward-markdown", md);
+}
+
+#[test]
+fn masked_values_stay_masked_and_created_templates_are_not_printed() {
+    let plan = awkward_plan();
+    let outputs = [
+        plain(&plan),
+        drift_text(&plan),
+        render::markdown(&plan),
+        drift_markdown(&plan),
+    ];
+    for out in &outputs {
+        assert!(out.contains("parameters.ApiToken: (sensitive)"), "{out}");
+        assert!(!out.contains("body-of-a-created-template"), "{out}");
+    }
+    // JSON is the plan itself: masked exactly as the planner masked it.
+    let json = render::json(&plan);
+    assert!(json.contains("\"ApiToken\": \"(sensitive)\""));
+}
+
+fn many_instances(n: usize, reason: &str) -> Plan {
+    let changes = (0..n)
+        .map(|i| {
+            let (action, env) = if i % 100 == 99 {
+                (Action::Delete, "production")
+            } else {
+                (Action::Create, "staging")
+            };
+            let account = format!("{:012}", 100_000_000_000u64 + i as u64);
+            let mut c = change(
+                &format!("stackInstance:model-execution-role-{env}/{account}/us-east-1"),
+                ResourceType::StackInstance,
+                action,
+                Some(env),
+            );
+            c.reason = reason.to_string();
+            let body = json!({"stackSet": format!("model-execution-role-{env}"), "account": account,
+                "accountName": format!("team-{i}"), "region": "us-east-1",
+                "parameterOverrides": {"EnvType": env}});
+            if action == Action::Delete {
+                c.before = Some(body);
+            } else {
+                c.after = Some(body);
+            }
+            c
+        })
+        .collect();
+    plan_of(changes, vec![])
+}
+
+#[test]
+fn a_huge_plan_is_cut_to_the_comment_budget_keeping_the_summary() {
+    let plan = many_instances(5_000, "account joined /ml/staging, a target of staging");
+    let md = render::markdown(&plan);
+    let chars = md.chars().count();
+    assert!(chars <= COMMENT_BUDGET, "{chars} characters");
+    assert!(md.starts_with("<!-- estate-plan: ml-platform -->\n"));
+    assert!(md.contains("| organization | 0 | 0 | 0 |"));
+    assert!(md.contains("| staging | 4,950 | 0 | 0 |"));
+    assert!(md.contains("| production | 0 | 0 | 50 |"));
+    assert!(md.contains("| **total** | **4,950** | **0** | **50** |"));
+    assert!(md.contains("> [!WARNING]"));
+    assert!(md.contains("> - … and 40 more"));
+    let shown = md
+        .lines()
+        .filter(|l| l.starts_with("+ stackInstance"))
+        .count()
+        + md.lines()
+            .filter(|l| l.starts_with("- stackInstance"))
+            .count();
+    assert!(shown > 100, "only {shown} changes shown");
+    let notice = format!(
+        "… {} more changes not shown",
+        estate_thousands(5_000 - shown)
+    );
+    assert!(
+        md.contains(&notice),
+        "no `{notice}` in the tail:\n{}",
+        tail(&md)
+    );
+    assert!(md.contains("Run `estate plan` for the full plan."));
+    assert_well_formed(&md);
+}
+
+#[test]
+fn the_budget_counts_characters_not_bytes() {
+    // Three bytes per character: counting bytes would stop near a third of the budget.
+    let plan = many_instances(
+        5_000,
+        "Konto trat /ml/staging bei — 検証済み — ünd ïs ëin Zíel",
+    );
+    let md = render::markdown(&plan);
+    let chars = md.chars().count();
+    assert!(chars <= COMMENT_BUDGET, "{chars} characters");
+    assert!(
+        md.len() > COMMENT_BUDGET,
+        "the test needs multi-byte output"
+    );
+    assert!(
+        chars > COMMENT_BUDGET - 1_000,
+        "only {chars} characters used"
+    );
+    assert_well_formed(&md);
+}
+
+#[test]
+fn a_small_budget_cuts_cleanly_between_changes() {
+    let plan = fixture("update");
+    for budget in [1_200, 1_800, 2_500, 3_500, 5_000] {
+        let md = render::markdown_with(
+            &plan,
+            &MarkdownOptions {
+                mode: Mode::Plan,
+                budget,
+            },
+        );
+        assert!(md.chars().count() <= budget, "{budget}: {md}");
+        assert!(md.starts_with("<!-- estate-plan: ml-platform -->"));
+        assert!(
+            md.contains("| **total** | **1** | **2** | **1** |"),
+            "{budget}: {md}"
+        );
+        assert!(md.contains("> [!WARNING]"), "{budget}: {md}");
+        assert_well_formed(&md);
+    }
+    let cut = render::markdown_with(
+        &plan,
+        &MarkdownOptions {
+            mode: Mode::Plan,
+            budget: 2_500,
+        },
+    );
+    insta::assert_snapshot!("update-markdown-cut", cut);
+    assert!(!render::markdown(&plan).contains("not shown"));
+}
+
+fn tail(s: &str) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(8)..].join("\n")
+}
+
+fn estate_thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+#[test]
+fn a_rewritten_template_is_capped_in_the_comment_but_whole_in_the_terminal() {
+    let lines = |tag: &str| {
+        (0..1_000)
+            .map(|i| format!("  Param{i}: {tag}\n"))
+            .collect::<String>()
+    };
+    let mut c = change(
+        "stackSet:big-staging",
+        ResourceType::StackSet,
+        Action::Update,
+        Some("staging"),
+    );
+    c.before = Some(json!({"template": lines("old")}));
+    c.after = Some(json!({"template": lines("new")}));
+    let plan = plan_of(vec![c], vec![]);
+    let md = render::markdown(&plan);
+    assert!(
+        md.contains("… 1,801 more template diff lines not shown"),
+        "{}",
+        tail(&md)
+    );
+    assert_well_formed(&md);
+    let text = plain(&plan);
+    assert!(text.contains("+  Param999: new"));
+}
+
+#[test]
+fn a_budget_smaller_than_the_summary_still_holds() {
+    let plan = fixture("update");
+    let md = render::markdown_with(
+        &plan,
+        &MarkdownOptions {
+            mode: Mode::Plan,
+            budget: 300,
+        },
+    );
+    assert!(md.chars().count() <= 300, "{md}");
+    assert!(md.starts_with("<!-- estate-plan: ml-platform -->\n"));
+}
