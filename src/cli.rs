@@ -9,7 +9,7 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 /// Exit codes of the contract.
-pub mod exit {
+pub(crate) mod exit {
     pub const OK: i32 = 0;
     pub const ERROR: i32 = 1;
     /// `plan`: there are changes; `drift`: there is drift.
@@ -32,43 +32,43 @@ pub struct Cli {
 }
 
 #[derive(Debug, Args)]
-struct Global {
+pub(crate) struct Global {
     /// Read the manifest from this commit of the enclosing Git repository instead of the working tree.
     #[arg(long, global = true, value_name = "REF")]
-    git_ref: Option<String>,
+    pub(crate) git_ref: Option<String>,
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
-    format: Format,
+    pub(crate) format: Format,
     /// More logging (repeat for more).
     #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     verbose: u8,
     /// Only errors.
     #[arg(short, long, global = true)]
-    quiet: bool,
+    pub(crate) quiet: bool,
 }
 
 /// Arguments of commands that read live AWS state.
 #[derive(Debug, Args)]
-struct LiveArgs {
+pub(crate) struct LiveArgs {
     /// The manifest folder (holding estate.yaml).
     #[arg(default_value = ".")]
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
     /// Limit to these environments (repeatable); organization changes are always included.
     #[arg(long = "env", value_name = "ENV")]
-    envs: Vec<String>,
+    pub(crate) envs: Vec<String>,
     /// AWS API calls by operation, on stderr at the end (and under `stats` in JSON).
     #[arg(long)]
-    stats: bool,
+    pub(crate) stats: bool,
     /// AWS profile (default: the standard credential chain).
     #[arg(long, env = "AWS_PROFILE")]
-    profile: Option<String>,
+    pub(crate) profile: Option<String>,
     /// Region for the AWS clients (default: the Estate's homeRegion).
     #[arg(long)]
-    region: Option<String>,
+    pub(crate) region: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Format {
+pub(crate) enum Format {
     Text,
     Markdown,
     Json,
@@ -91,6 +91,27 @@ enum Command {
         /// Also write the plan as JSON to this file.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+    },
+    /// Converge AWS to the manifest, environments in promotion order.
+    /// Exit 0: done; 1: error, refusal or failed instances.
+    Apply {
+        #[command(flatten)]
+        live: LiveArgs,
+        /// Apply exactly this saved plan (`plan --out`), refusing if live changed since.
+        #[arg(long, value_name = "FILE")]
+        plan: Option<PathBuf>,
+        /// Do not ask for confirmation (required without a terminal).
+        #[arg(long)]
+        auto_approve: bool,
+        /// Allow deletes in protected environments.
+        #[arg(long)]
+        allow_delete: bool,
+        /// Apply an environment even though an earlier promotion stage has pending changes.
+        #[arg(long)]
+        skip_promotion_check: bool,
+        /// Stack sets worked on at once.
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+        parallelism: u16,
     },
     /// Compare live AWS state with the manifest: out-of-band changes, orphans, conflicts.
     /// Exit 0: clean; 2: drift; 1: error.
@@ -146,7 +167,7 @@ fn init_logging(g: &Global) {
 }
 
 /// Colour only on a terminal, and never when NO_COLOR is set (https://no-color.org).
-fn color_enabled(stream: &impl IsTerminal) -> bool {
+pub(crate) fn color_enabled(stream: &impl IsTerminal) -> bool {
     stream.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
@@ -155,6 +176,24 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Validate { dir } => validate(&cli.global, &dir),
         Command::Plan { live, out } => plan(&cli.global, &live, out.as_deref(), Mode::Plan),
         Command::Drift { live } => plan(&cli.global, &live, None, Mode::Drift),
+        Command::Apply {
+            live,
+            plan,
+            auto_approve,
+            allow_delete,
+            skip_promotion_check,
+            parallelism,
+        } => crate::apply_cmd::run(
+            &cli.global,
+            &crate::apply_cmd::Args {
+                live,
+                plan,
+                auto_approve,
+                allow_delete,
+                skip_promotion_check,
+                parallelism: usize::from(parallelism),
+            },
+        ),
         Command::Schema { generate } => {
             let text = if generate {
                 schema::generate_text()
@@ -233,8 +272,22 @@ fn validate(g: &Global, dir: &Path) -> Result<i32> {
     })
 }
 
+/// The AWS edge for a manifest: the given profile and region, or the Estate's home region.
+pub(crate) async fn connect(m: &Manifest, args: &LiveArgs) -> Result<estate::aws::Aws> {
+    let region = args
+        .region
+        .clone()
+        .unwrap_or_else(|| m.estate.spec.home_region.clone());
+    Ok(estate::aws::Aws::from_env(
+        args.profile.as_deref(),
+        Some(&region),
+        &m.estate.spec.member_role,
+    )
+    .await?)
+}
+
 /// Loads the manifest, or prints its diagnostics and fails.
-fn load_valid(g: &Global, dir: &Path) -> Result<Manifest> {
+pub(crate) fn load_valid(g: &Global, dir: &Path) -> Result<Manifest> {
     let source = open_source(g, dir)?;
     let Loaded {
         manifest,
@@ -252,7 +305,7 @@ fn load_valid(g: &Global, dir: &Path) -> Result<Manifest> {
     })
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -263,16 +316,7 @@ fn plan(g: &Global, args: &LiveArgs, out: Option<&Path>, mode: Mode) -> Result<i
     let m = load_valid(g, &args.dir)?;
     let rt = runtime()?;
     let (plan, aws) = rt.block_on(async {
-        let region = args
-            .region
-            .clone()
-            .unwrap_or_else(|| m.estate.spec.home_region.clone());
-        let aws = estate::aws::Aws::from_env(
-            args.profile.as_deref(),
-            Some(&region),
-            &m.estate.spec.member_role,
-        )
-        .await?;
+        let aws = connect(&m, args).await?;
         let live = estate::live::read::read(&aws, &estate::plan::read_options(&m)).await?;
         let plan = estate::plan::make(&m, &live, &args.envs)?;
         anyhow::Ok((plan, aws))

@@ -3,6 +3,7 @@
 //! The library is the core (manifest, templates, diagnostics); the binary in `main.rs` is the
 //! command-line edge.
 
+pub mod apply;
 pub mod aws;
 pub mod diag;
 pub mod live;

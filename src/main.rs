@@ -1,5 +1,6 @@
 //! The `estate` command line: the binary edge, where errors become messages and exit codes.
 
+mod apply_cmd;
 mod cli;
 
 fn main() {

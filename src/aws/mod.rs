@@ -21,7 +21,12 @@ pub const DEFAULT_READ_CONCURRENCY: usize = 8;
 #[derive(Debug, Error)]
 pub enum AwsError {
     #[error("{operation}: {message}")]
-    Call { operation: String, message: String },
+    Call {
+        operation: String,
+        /// AWS's error code (`OperationInProgressException`, ...), when it gave one.
+        code: Option<String>,
+        message: String,
+    },
     #[error("no AWS region: pass --region or set AWS_REGION")]
     NoRegion,
     #[error("cannot assume {role} in account {account}: {message}")]
@@ -52,9 +57,22 @@ impl AwsError {
             },
             None => aws_smithy_types::error::display::DisplayErrorContext(&err).to_string(),
         };
+        let code = err
+            .as_service_error()
+            .and_then(|s| s.code())
+            .map(str::to_string);
         AwsError::Call {
             operation: operation.to_string(),
+            code,
             message,
+        }
+    }
+
+    /// The AWS error code, if this is an error AWS answered with.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            AwsError::Call { code, .. } => code.as_deref(),
+            _ => None,
         }
     }
 }
@@ -196,6 +214,18 @@ impl Aws {
         }
         let conf = conf.build();
         aws_sdk_cloudformation::Client::from_conf(conf)
+    }
+
+    pub fn s3(&self, region: &str) -> aws_sdk_s3::Client {
+        let mut conf = aws_sdk_s3::config::Builder::from(&self.config)
+            .region(aws_config::Region::new(region.to_string()))
+            // Emulators and some endpoints serve buckets by path, not by DNS name.
+            .force_path_style(std::env::var_os("AWS_ENDPOINT_URL").is_some())
+            .interceptor(CountCalls(self.stats.clone()));
+        for i in &self.extra {
+            conf.push_interceptor(i.clone());
+        }
+        aws_sdk_s3::Client::from_conf(conf.build())
     }
 
     pub fn sts(&self) -> aws_sdk_sts::Client {

@@ -47,6 +47,7 @@ pub async fn read(aws: &Aws, opts: &ReadOptions) -> Result<LiveState, AwsError> 
         .find_map(|r| r.id)
         .ok_or_else(|| AwsError::Call {
             operation: "Organizations.ListRoots".into(),
+            code: None,
             message: "the organization has no root".into(),
         })?;
 
@@ -179,6 +180,7 @@ async fn read_stack_set(
     };
     let s = described.stack_set.ok_or_else(|| AwsError::Call {
         operation: "CloudFormation.DescribeStackSet".into(),
+        code: None,
         message: format!("no stack set `{name}` in the answer"),
     })?;
     let tags: BTreeMap<String, String> = s

@@ -292,7 +292,8 @@ fn desired_json(d: &DesiredStackSet) -> Value {
         "administrationRoleArn": d.administration_role_arn,
         "executionRoleName": d.execution_role_name,
         "autoDeployment": d.auto_deployment,
-        "operation": d.operation,
+        // As the tag keeps it, so live and desired compare like for like.
+        "operation": super::desired::operation_tag(&d.operation),
         "template": template_text(&d.template.body, &d.sensitive),
     })
 }

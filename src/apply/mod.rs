@@ -1,0 +1,1028 @@
+//! Apply: carries out a Plan's changes through the AWS edge, in dependency order, batched
+//! (one stack-set operation per action and parameter-override group), waiting on each
+//! operation and reporting every failed instance. Values the Plan masks (NoEcho parameters,
+//! whole templates) come from the desired state the Plan was computed from.
+
+pub mod lock;
+pub mod templates;
+
+use crate::aws::{Aws, AwsError};
+use crate::live::LiveState;
+use crate::plan::desired::{Desired, DesiredInstance, DesiredStackSet};
+use crate::plan::{Action, Change, Plan, ResourceType};
+use futures::stream::{self, StreamExt};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+    #[error("account {name}: creation failed: {reason}")]
+    AccountFailed { name: String, reason: String },
+    #[error("{0}")]
+    Inconsistent(String),
+    #[error("timed out after {seconds}s waiting for {what}")]
+    Timeout { what: String, seconds: u64 },
+}
+
+/// How often and how long to wait on AWS's asynchronous operations.
+#[derive(Debug, Clone, Copy)]
+pub struct Polling {
+    pub initial: Duration,
+    pub max: Duration,
+    pub timeout: Duration,
+}
+
+impl Default for Polling {
+    fn default() -> Self {
+        Polling {
+            initial: Duration::from_secs(2),
+            max: Duration::from_secs(20),
+            timeout: Duration::from_secs(3 * 3600),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Independent stack sets worked on at once.
+    pub parallelism: usize,
+    pub polling: Polling,
+    /// The Estate's `templateBucket`, if set.
+    pub template_bucket: Option<String>,
+    pub home_region: String,
+}
+
+/// What apply reports as it goes (a progress bar on a terminal, log lines otherwise).
+pub trait Progress: Send + Sync {
+    fn event(&self, event: Event);
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A step begins: `what` says which AWS action, on how many instances.
+    Started {
+        address: String,
+        what: String,
+    },
+    /// An asynchronous operation changed state.
+    Operation {
+        stack_set: String,
+        operation_id: String,
+        status: String,
+    },
+    Done {
+        address: String,
+    },
+    Failed {
+        address: String,
+        message: String,
+    },
+}
+
+/// Progress that discards events (library callers that do not care).
+pub struct Silent;
+impl Progress for Silent {
+    fn event(&self, _: Event) {}
+}
+
+/// One instance AWS could not converge, with its reason.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct InstanceFailure {
+    pub account: String,
+    pub region: String,
+    pub status: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StepFailure {
+    pub stack_set: String,
+    pub step: String,
+    pub message: String,
+    pub instances: Vec<InstanceFailure>,
+}
+
+/// What apply did.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Report {
+    /// Addresses of changes carried out.
+    pub done: Vec<String>,
+    pub failures: Vec<StepFailure>,
+    /// AWS stack-set operations started, by stack set.
+    pub operations: BTreeMap<String, Vec<String>>,
+}
+
+/// A deterministic operation id: the same plan and step always give the same id, so a re-run
+/// of an interrupted apply finds the operation it already started instead of starting another.
+pub fn operation_id(fingerprint: &str, step: &str) -> String {
+    let digest = Sha256::digest(format!("{fingerprint}\n{step}").as_bytes());
+    format!("estate-{}", hex::encode(&digest[..16]))
+}
+
+// ------------------------------------------------------------------ organization
+
+/// Units, new accounts (created, then moved into their unit) and account moves: the changes
+/// that belong to no environment, always applied first. Returns the addresses done.
+pub async fn organization(
+    aws: &Aws,
+    plan: &Plan,
+    live: &LiveState,
+    estate: &str,
+    polling: Polling,
+    progress: &dyn Progress,
+) -> Result<Vec<String>, ApplyError> {
+    let org = aws.organizations();
+    let mut done = Vec::new();
+    let mut unit_ids: BTreeMap<String, String> = live
+        .units
+        .iter()
+        .map(|u| (u.path.clone(), u.id.clone()))
+        .collect();
+    unit_ids.insert("/".into(), live.root_id.clone());
+    let tag = |k: &str, v: &str| {
+        aws_sdk_organizations::types::Tag::builder()
+            .key(k)
+            .value(v)
+            .build()
+            .expect("key and value are set")
+    };
+
+    // Units in plan order: the manifest lists parents before children.
+    for c in plan
+        .changes
+        .iter()
+        .filter(|c| c.resource_type == ResourceType::Unit)
+    {
+        let path = json_str(&c.after, "path")?;
+        let parent = json_str(&c.after, "parent")?;
+        let parent_id = unit_ids.get(&parent).cloned().ok_or_else(|| {
+            ApplyError::Inconsistent(format!("parent unit {parent} of {path} does not exist"))
+        })?;
+        let name = path.rsplit('/').next().unwrap_or_default();
+        progress.event(Event::Started {
+            address: c.address.clone(),
+            what: format!("CreateOrganizationalUnit {name} under {parent}"),
+        });
+        let out = org
+            .create_organizational_unit()
+            .parent_id(&parent_id)
+            .name(name)
+            .tags(tag(crate::live::TAG_MANAGED_BY, estate))
+            .send()
+            .await
+            .map_err(|e| AwsError::call("Organizations.CreateOrganizationalUnit", e))?;
+        let id = out
+            .organizational_unit
+            .and_then(|u| u.id)
+            .unwrap_or_default();
+        unit_ids.insert(path, id);
+        progress.event(Event::Done {
+            address: c.address.clone(),
+        });
+        done.push(c.address.clone());
+    }
+
+    for c in plan
+        .changes
+        .iter()
+        .filter(|c| c.resource_type == ResourceType::Account)
+    {
+        let unit = c
+            .after
+            .as_ref()
+            .and_then(|a| a.get("unit"))
+            .and_then(|u| u.as_str())
+            .map(str::to_string);
+        match c.action {
+            Action::Create => {
+                let name = json_str(&c.after, "name")?;
+                let email = json_str(&c.after, "email")?;
+                progress.event(Event::Started {
+                    address: c.address.clone(),
+                    what: format!("CreateAccount {name} <{email}>"),
+                });
+                let id = create_account(aws, &name, &email, estate, polling).await?;
+                if let Some(unit) = unit.filter(|u| u != "/") {
+                    let dest = unit_ids.get(&unit).cloned().ok_or_else(|| {
+                        ApplyError::Inconsistent(format!("unit {unit} does not exist"))
+                    })?;
+                    move_account(aws, &id, &live.root_id, &dest).await?;
+                }
+            }
+            Action::Update => {
+                let id = json_str(&c.before, "id")?;
+                let from = json_str(&c.before, "unit")?;
+                let to =
+                    unit.ok_or_else(|| ApplyError::Inconsistent("move without unit".into()))?;
+                progress.event(Event::Started {
+                    address: c.address.clone(),
+                    what: format!("MoveAccount {id} {from} → {to}"),
+                });
+                let (Some(src), Some(dest)) = (unit_ids.get(&from), unit_ids.get(&to)) else {
+                    return Err(ApplyError::Inconsistent(format!(
+                        "cannot move {id}: unit {from} or {to} is unknown"
+                    )));
+                };
+                move_account(aws, &id, src, dest).await?;
+            }
+            // Accounts are never closed or removed by the reconciler.
+            Action::Delete | Action::Replace => continue,
+        }
+        progress.event(Event::Done {
+            address: c.address.clone(),
+        });
+        done.push(c.address.clone());
+    }
+    Ok(done)
+}
+
+async fn move_account(aws: &Aws, id: &str, from: &str, to: &str) -> Result<(), ApplyError> {
+    aws.organizations()
+        .move_account()
+        .account_id(id)
+        .source_parent_id(from)
+        .destination_parent_id(to)
+        .send()
+        .await
+        .map_err(|e| AwsError::call("Organizations.MoveAccount", e))?;
+    Ok(())
+}
+
+/// CreateAccount, then DescribeCreateAccountStatus until SUCCEEDED or FAILED.
+pub async fn create_account(
+    aws: &Aws,
+    name: &str,
+    email: &str,
+    estate: &str,
+    polling: Polling,
+) -> Result<String, ApplyError> {
+    use aws_sdk_organizations::types::CreateAccountState;
+    let org = aws.organizations();
+    let out = org
+        .create_account()
+        .account_name(name)
+        .email(email)
+        .tags(
+            aws_sdk_organizations::types::Tag::builder()
+                .key(crate::live::TAG_MANAGED_BY)
+                .value(estate)
+                .build()
+                .expect("key and value are set"),
+        )
+        .send()
+        .await
+        .map_err(|e| AwsError::call("Organizations.CreateAccount", e))?;
+    let missing = || ApplyError::Inconsistent(format!("CreateAccount {name}: no status returned"));
+    let mut status = out.create_account_status.ok_or_else(missing)?;
+    let request_id = status.id.clone().unwrap_or_default();
+    let mut wait = Backoff::new(polling);
+    loop {
+        match status.state {
+            Some(CreateAccountState::Succeeded) => {
+                return status.account_id.ok_or_else(|| {
+                    ApplyError::Inconsistent(format!("account {name} succeeded without an id"))
+                });
+            }
+            Some(CreateAccountState::Failed) => {
+                return Err(ApplyError::AccountFailed {
+                    name: name.to_string(),
+                    reason: status
+                        .failure_reason
+                        .map_or("no reason given".into(), |r| r.as_str().to_string()),
+                });
+            }
+            _ => {}
+        }
+        wait.sleep(&format!("account {name}")).await?;
+        status = org
+            .describe_create_account_status()
+            .create_account_request_id(&request_id)
+            .send()
+            .await
+            .map_err(|e| AwsError::call("Organizations.DescribeCreateAccountStatus", e))?
+            .create_account_status
+            .ok_or_else(missing)?;
+    }
+}
+
+// ------------------------------------------------------------------ stack sets
+
+/// Applies the stack-set changes of `plan`, one environment after another in the plan's
+/// order; within an environment independent stack sets run concurrently (bounded), and the
+/// steps of one stack set run one after another.
+pub async fn stack_sets(
+    aws: &Aws,
+    plan: &Plan,
+    desired: &Desired,
+    opts: &Options,
+    progress: &dyn Progress,
+) -> Report {
+    let mut report = Report::default();
+    for env in &plan.environments {
+        let mut names: Vec<&str> = Vec::new();
+        for c in plan
+            .changes
+            .iter()
+            .filter(|c| c.environment.as_deref() == Some(env))
+        {
+            let name = stack_set_of(c);
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        let results: Vec<(String, Result<StackSetOutcome, StepFailure>)> = stream::iter(names)
+            .map(|name| async move {
+                let changes: Vec<&Change> = plan
+                    .changes
+                    .iter()
+                    .filter(|c| c.environment.as_deref() == Some(env) && stack_set_of(c) == name)
+                    .collect();
+                let d = desired.stack_sets.iter().find(|d| d.name == name);
+                let r = apply_stack_set(aws, &plan.fingerprint, name, d, &changes, opts, progress)
+                    .await;
+                (name.to_string(), r)
+            })
+            .buffer_unordered(opts.parallelism.max(1))
+            .collect()
+            .await;
+        let mut failed = false;
+        for (name, r) in results {
+            match r {
+                Ok(outcome) => {
+                    report.done.extend(outcome.done);
+                    report.operations.insert(name, outcome.operations);
+                }
+                Err(f) => {
+                    failed = true;
+                    report.failures.push(f);
+                }
+            }
+        }
+        // A later stage never runs on top of a failed earlier one.
+        if failed {
+            break;
+        }
+    }
+    report
+        .failures
+        .sort_by(|a, b| a.stack_set.cmp(&b.stack_set));
+    report
+}
+
+fn stack_set_of(c: &Change) -> &str {
+    match c.resource_type {
+        ResourceType::StackInstance => c
+            .address
+            .trim_start_matches("stackInstance:")
+            .split('/')
+            .next()
+            .unwrap_or_default(),
+        _ => c.address.trim_start_matches("stackSet:"),
+    }
+}
+
+struct StackSetOutcome {
+    done: Vec<String>,
+    operations: Vec<String>,
+}
+
+/// One batched instance operation: these accounts × these regions, with these overrides.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    pub accounts: Vec<String>,
+    pub regions: Vec<String>,
+    pub overrides: BTreeMap<String, String>,
+    pub addresses: Vec<String>,
+}
+
+/// Key of an instance group: its parameter overrides and account.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct Overrides(BTreeMap<String, String>, String);
+
+/// Groups instance changes into as few calls as AWS allows: a call covers accounts × regions
+/// with one set of overrides, so instances are grouped by overrides, then by region set.
+pub fn batches(instances: &[(String, &DesiredInstanceView)]) -> Vec<Batch> {
+    // (overrides, account) → (its regions, the plan addresses they cover)
+    let mut by_account: BTreeMap<Overrides, (BTreeSet<String>, Vec<String>)> = BTreeMap::new();
+    for (address, i) in instances {
+        let entry = by_account
+            .entry(Overrides(i.overrides.clone(), i.account.clone()))
+            .or_default();
+        entry.0.insert(i.region.clone());
+        entry.1.push(address.clone());
+    }
+    let mut groups: BTreeMap<(BTreeMap<String, String>, Vec<String>), Batch> = BTreeMap::new();
+    for (Overrides(overrides, account), (regions, addresses)) in by_account {
+        let regions: Vec<String> = regions.into_iter().collect();
+        let batch = groups
+            .entry((overrides.clone(), regions.clone()))
+            .or_insert_with(|| Batch {
+                accounts: Vec::new(),
+                regions,
+                overrides,
+                addresses: Vec::new(),
+            });
+        batch.accounts.push(account);
+        batch.addresses.extend(addresses);
+    }
+    groups.into_values().collect()
+}
+
+/// An instance as apply sees it: a known account id, a region, overrides with real values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredInstanceView {
+    pub account: String,
+    pub region: String,
+    pub overrides: BTreeMap<String, String>,
+}
+
+fn instance_view(
+    d: Option<&DesiredStackSet>,
+    c: &Change,
+) -> Result<DesiredInstanceView, ApplyError> {
+    let side = c.after.as_ref().or(c.before.as_ref());
+    let account = side
+        .and_then(|v| v.get("account"))
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+        .ok_or_else(|| {
+            ApplyError::Inconsistent(format!(
+                "{}: the account is not known yet; run apply again once it exists",
+                c.address
+            ))
+        })?;
+    let region = side
+        .and_then(|v| v.get("region"))
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_string();
+    // Real override values (the Plan masks NoEcho ones) come from the desired state.
+    let overrides = d
+        .and_then(|d| {
+            d.instances.iter().find(|i: &&DesiredInstance| {
+                i.account.id.as_deref() == Some(&account) && i.region == region
+            })
+        })
+        .map(|i| i.overrides.clone())
+        .unwrap_or_default();
+    Ok(DesiredInstanceView {
+        account,
+        region,
+        overrides,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn apply_stack_set(
+    aws: &Aws,
+    fingerprint: &str,
+    name: &str,
+    d: Option<&DesiredStackSet>,
+    changes: &[&Change],
+    opts: &Options,
+    progress: &dyn Progress,
+) -> Result<StackSetOutcome, StepFailure> {
+    let fail = |step: &str, message: String, instances: Vec<InstanceFailure>| StepFailure {
+        stack_set: name.to_string(),
+        step: step.to_string(),
+        message,
+        instances,
+    };
+    let cfn = aws.cloudformation(&opts.home_region);
+    let ops = Ops {
+        cfn: &cfn,
+        name,
+        fingerprint,
+        polling: opts.polling,
+        progress,
+    };
+    let mut outcome = StackSetOutcome {
+        done: Vec::new(),
+        operations: Vec::new(),
+    };
+    let set_change = changes
+        .iter()
+        .find(|c| c.resource_type == ResourceType::StackSet);
+    let instance_changes =
+        |action: Action| -> Result<Vec<(String, DesiredInstanceView)>, StepFailure> {
+            changes
+                .iter()
+                .filter(|c| c.resource_type == ResourceType::StackInstance && c.action == action)
+                .map(|c| {
+                    instance_view(d, c)
+                        .map(|v| (c.address.clone(), v))
+                        .map_err(|e| fail("resolve", e.to_string(), Vec::new()))
+                })
+                .collect()
+        };
+
+    let set_action = set_change.map(|c| c.action);
+    // Replace: AWS cannot change the permission model in place; delete everything, recreate.
+    if set_action == Some(Action::Replace) || set_action == Some(Action::Delete) {
+        let live_instances: Vec<(String, DesiredInstanceView)> = instance_changes(Action::Delete)?;
+        run_batches(&ops, "DeleteStackInstances", &live_instances, &mut outcome).await?;
+        ops.delete_stack_set()
+            .await
+            .map_err(|e| fail("DeleteStackSet", e.to_string(), Vec::new()))?;
+        if set_action == Some(Action::Delete) {
+            outcome.done.push(format!("stackSet:{name}"));
+            return Ok(outcome);
+        }
+    }
+    if matches!(set_action, Some(Action::Create | Action::Replace)) {
+        let d = d.ok_or_else(|| fail("CreateStackSet", "no desired state".into(), Vec::new()))?;
+        let template = templates::location(aws, d, opts)
+            .await
+            .map_err(|e| fail("UploadTemplate", e.to_string(), Vec::new()))?;
+        progress.event(Event::Started {
+            address: format!("stackSet:{name}"),
+            what: "CreateStackSet".into(),
+        });
+        ops.create_stack_set(d, &template)
+            .await
+            .map_err(|e| fail("CreateStackSet", e.to_string(), Vec::new()))?;
+        outcome.done.push(format!("stackSet:{name}"));
+    }
+    if set_action == Some(Action::Update) {
+        let d = d.ok_or_else(|| fail("UpdateStackSet", "no desired state".into(), Vec::new()))?;
+        let template = templates::location(aws, d, opts)
+            .await
+            .map_err(|e| fail("UploadTemplate", e.to_string(), Vec::new()))?;
+        progress.event(Event::Started {
+            address: format!("stackSet:{name}"),
+            what: "UpdateStackSet".into(),
+        });
+        let op = ops
+            .update_stack_set(d, &template)
+            .await
+            .map_err(|e| fail("UpdateStackSet", e.to_string(), Vec::new()))?;
+        outcome.operations.push(op.clone());
+        ops.wait(&op, "UpdateStackSet").await?;
+        outcome.done.push(format!("stackSet:{name}"));
+    }
+    if set_action != Some(Action::Replace) && set_action != Some(Action::Delete) {
+        let deletes = instance_changes(Action::Delete)?;
+        run_batches(&ops, "DeleteStackInstances", &deletes, &mut outcome).await?;
+    }
+    let creates = instance_changes(Action::Create)?;
+    run_batches(&ops, "CreateStackInstances", &creates, &mut outcome).await?;
+    let updates = instance_changes(Action::Update)?;
+    run_batches(&ops, "UpdateStackInstances", &updates, &mut outcome).await?;
+    Ok(outcome)
+}
+
+async fn run_batches(
+    ops: &Ops<'_>,
+    action: &str,
+    instances: &[(String, DesiredInstanceView)],
+    outcome: &mut StackSetOutcome,
+) -> Result<(), StepFailure> {
+    let refs: Vec<(String, &DesiredInstanceView)> =
+        instances.iter().map(|(a, v)| (a.clone(), v)).collect();
+    for batch in batches(&refs) {
+        ops.progress.event(Event::Started {
+            address: format!("stackSet:{}", ops.name),
+            what: format!(
+                "{action}: {} account{} × {} region{}",
+                batch.accounts.len(),
+                if batch.accounts.len() == 1 { "" } else { "s" },
+                batch.regions.len(),
+                if batch.regions.len() == 1 { "" } else { "s" }
+            ),
+        });
+        let op = ops
+            .instances(action, &batch)
+            .await
+            .map_err(|e| StepFailure {
+                stack_set: ops.name.to_string(),
+                step: action.to_string(),
+                message: e.to_string(),
+                instances: Vec::new(),
+            })?;
+        outcome.operations.push(op.clone());
+        ops.wait(&op, action).await?;
+        outcome.done.extend(batch.addresses);
+    }
+    Ok(())
+}
+
+/// The calls for one stack set.
+struct Ops<'a> {
+    cfn: &'a aws_sdk_cloudformation::Client,
+    name: &'a str,
+    fingerprint: &'a str,
+    polling: Polling,
+    progress: &'a dyn Progress,
+}
+
+fn parameters(values: &BTreeMap<String, String>) -> Vec<aws_sdk_cloudformation::types::Parameter> {
+    values
+        .iter()
+        .map(|(k, v)| {
+            aws_sdk_cloudformation::types::Parameter::builder()
+                .parameter_key(k)
+                .parameter_value(v)
+                .build()
+        })
+        .collect()
+}
+
+fn preferences(
+    op: &crate::manifest::model::OperationPreferences,
+) -> aws_sdk_cloudformation::types::StackSetOperationPreferences {
+    use aws_sdk_cloudformation::types::{RegionConcurrencyType, StackSetOperationPreferences};
+    let to_i32 = |v: Option<u32>| v.map(|n| n as i32);
+    StackSetOperationPreferences::builder()
+        .set_max_concurrent_percentage(to_i32(op.max_concurrent_percentage))
+        .set_max_concurrent_count(to_i32(op.max_concurrent_count))
+        .set_failure_tolerance_percentage(to_i32(op.failure_tolerance_percentage))
+        .set_failure_tolerance_count(to_i32(op.failure_tolerance_count))
+        .set_region_concurrency_type(op.region_concurrency.map(|r| match r {
+            crate::manifest::model::RegionConcurrency::Sequential => {
+                RegionConcurrencyType::Sequential
+            }
+            crate::manifest::model::RegionConcurrency::Parallel => RegionConcurrencyType::Parallel,
+        }))
+        .set_region_order(op.region_order.clone())
+        .build()
+}
+
+impl Ops<'_> {
+    fn op_id(&self, step: &str) -> String {
+        operation_id(self.fingerprint, &format!("{}/{step}", self.name))
+    }
+
+    async fn create_stack_set(
+        &self,
+        d: &DesiredStackSet,
+        template: &templates::Location,
+    ) -> Result<(), AwsError> {
+        use aws_sdk_cloudformation::types::{AutoDeployment, Capability, PermissionModels, Tag};
+        let mut req = self
+            .cfn
+            .create_stack_set()
+            .stack_set_name(&d.name)
+            .set_description(d.description.clone())
+            .set_parameters(Some(parameters(&d.parameters)))
+            .set_capabilities(Some(
+                d.capabilities
+                    .iter()
+                    .map(|c| Capability::from(c.as_str()))
+                    .collect(),
+            ))
+            .set_tags(Some(
+                d.tags
+                    .iter()
+                    .map(|(k, v)| Tag::builder().key(k).value(v).build())
+                    .collect(),
+            ))
+            .permission_model(PermissionModels::from(d.permission_model.as_str()))
+            .set_administration_role_arn(d.administration_role_arn.clone())
+            .set_execution_role_name(d.execution_role_name.clone())
+            .client_request_token(self.op_id("create"));
+        req = match template {
+            templates::Location::Body(b) => req.template_body(b),
+            templates::Location::Url(u) => req.template_url(u),
+        };
+        if let Some(a) = &d.auto_deployment {
+            req = req.auto_deployment(
+                AutoDeployment::builder()
+                    .enabled(a.enabled)
+                    .retain_stacks_on_account_removal(a.retain_stacks_on_account_removal)
+                    .build(),
+            );
+        }
+        match req.send().await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let e = AwsError::call("CloudFormation.CreateStackSet", e);
+                // A re-run after an interruption: the set exists already (same token).
+                if e.code() == Some("NameAlreadyExistsException") {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    async fn update_stack_set(
+        &self,
+        d: &DesiredStackSet,
+        template: &templates::Location,
+    ) -> Result<String, AwsError> {
+        use aws_sdk_cloudformation::types::{AutoDeployment, Capability, Tag};
+        let op_id = self.op_id("update");
+        let send = || {
+            let mut req = self
+                .cfn
+                .update_stack_set()
+                .stack_set_name(&d.name)
+                .set_description(d.description.clone())
+                .set_parameters(Some(parameters(&d.parameters)))
+                .set_capabilities(Some(
+                    d.capabilities
+                        .iter()
+                        .map(|c| Capability::from(c.as_str()))
+                        .collect(),
+                ))
+                .set_tags(Some(
+                    d.tags
+                        .iter()
+                        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+                        .collect(),
+                ))
+                .set_administration_role_arn(d.administration_role_arn.clone())
+                .set_execution_role_name(d.execution_role_name.clone())
+                .operation_preferences(preferences(&d.operation))
+                .operation_id(&op_id);
+            req = match template {
+                templates::Location::Body(b) => req.template_body(b),
+                templates::Location::Url(u) => req.template_url(u),
+            };
+            if let Some(a) = &d.auto_deployment {
+                req = req.auto_deployment(
+                    AutoDeployment::builder()
+                        .enabled(a.enabled)
+                        .retain_stacks_on_account_removal(a.retain_stacks_on_account_removal)
+                        .build(),
+                );
+            }
+            req.send()
+        };
+        loop {
+            match send().await {
+                Ok(out) => return Ok(out.operation_id.unwrap_or(op_id)),
+                Err(e) => {
+                    let e = AwsError::call("CloudFormation.UpdateStackSet", e);
+                    match e.code() {
+                        Some("OperationIdAlreadyExistsException") => return Ok(op_id),
+                        Some("OperationInProgressException") => self.wait_for_running().await?,
+                        _ => return Err(e),
+                    }
+                }
+            }
+        }
+    }
+
+    async fn delete_stack_set(&self) -> Result<(), AwsError> {
+        loop {
+            match self
+                .cfn
+                .delete_stack_set()
+                .stack_set_name(self.name)
+                .send()
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(e) => {
+                    let e = AwsError::call("CloudFormation.DeleteStackSet", e);
+                    match e.code() {
+                        Some("StackSetNotFoundException") => return Ok(()),
+                        Some("OperationInProgressException") => self.wait_for_running().await?,
+                        _ => return Err(e),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Create, update or delete instances in one call; retries behind a running operation.
+    async fn instances(&self, action: &str, b: &Batch) -> Result<String, AwsError> {
+        let step = format!(
+            "{action}/{}/{}/{}",
+            b.accounts.join(","),
+            b.regions.join(","),
+            b.overrides
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let op_id = self.op_id(&step);
+        loop {
+            let result = match action {
+                "CreateStackInstances" => self
+                    .cfn
+                    .create_stack_instances()
+                    .stack_set_name(self.name)
+                    .set_accounts(Some(b.accounts.clone()))
+                    .set_regions(Some(b.regions.clone()))
+                    .set_parameter_overrides(
+                        (!b.overrides.is_empty()).then(|| parameters(&b.overrides)),
+                    )
+                    .operation_id(&op_id)
+                    .send()
+                    .await
+                    .map(|o| o.operation_id)
+                    .map_err(|e| AwsError::call("CloudFormation.CreateStackInstances", e)),
+                "UpdateStackInstances" => self
+                    .cfn
+                    .update_stack_instances()
+                    .stack_set_name(self.name)
+                    .set_accounts(Some(b.accounts.clone()))
+                    .set_regions(Some(b.regions.clone()))
+                    .set_parameter_overrides(Some(parameters(&b.overrides)))
+                    .operation_id(&op_id)
+                    .send()
+                    .await
+                    .map(|o| o.operation_id)
+                    .map_err(|e| AwsError::call("CloudFormation.UpdateStackInstances", e)),
+                _ => self
+                    .cfn
+                    .delete_stack_instances()
+                    .stack_set_name(self.name)
+                    .set_accounts(Some(b.accounts.clone()))
+                    .set_regions(Some(b.regions.clone()))
+                    .retain_stacks(false)
+                    .operation_id(&op_id)
+                    .send()
+                    .await
+                    .map(|o| o.operation_id)
+                    .map_err(|e| AwsError::call("CloudFormation.DeleteStackInstances", e)),
+            };
+            match result {
+                Ok(id) => return Ok(id.unwrap_or(op_id)),
+                Err(e) => match e.code() {
+                    // This very step was started by an earlier, interrupted apply.
+                    Some("OperationIdAlreadyExistsException") => return Ok(op_id),
+                    Some("OperationInProgressException") => self.wait_for_running().await?,
+                    _ => return Err(e),
+                },
+            }
+        }
+    }
+
+    /// Waits for whatever operation is running on the stack set (another apply, the console).
+    async fn wait_for_running(&self) -> Result<(), AwsError> {
+        use aws_sdk_cloudformation::types::StackSetOperationStatus as S;
+        let mut wait = Backoff::new(self.polling);
+        loop {
+            let out = self
+                .cfn
+                .list_stack_set_operations()
+                .stack_set_name(self.name)
+                .send()
+                .await
+                .map_err(|e| AwsError::call("CloudFormation.ListStackSetOperations", e))?;
+            let running = out
+                .summaries
+                .unwrap_or_default()
+                .into_iter()
+                .any(|s| matches!(s.status, Some(S::Running | S::Queued | S::Stopping)));
+            if !running {
+                return Ok(());
+            }
+            self.progress.event(Event::Operation {
+                stack_set: self.name.to_string(),
+                operation_id: "(another operation)".into(),
+                status: "RUNNING".into(),
+            });
+            wait.sleep(&format!("the running operation on {}", self.name))
+                .await
+                .map_err(|e| AwsError::Call {
+                    operation: "CloudFormation.ListStackSetOperations".into(),
+                    code: None,
+                    message: e.to_string(),
+                })?;
+        }
+    }
+
+    /// Polls the operation until it ends; a FAILED or STOPPED one is reported with every
+    /// failed account and region and its StatusReason.
+    async fn wait(&self, op_id: &str, step: &str) -> Result<(), StepFailure> {
+        use aws_sdk_cloudformation::types::StackSetOperationStatus as S;
+        let fail = |message: String, instances| StepFailure {
+            stack_set: self.name.to_string(),
+            step: step.to_string(),
+            message,
+            instances,
+        };
+        let mut wait = Backoff::new(self.polling);
+        let mut last = None;
+        loop {
+            let out = self
+                .cfn
+                .describe_stack_set_operation()
+                .stack_set_name(self.name)
+                .operation_id(op_id)
+                .send()
+                .await
+                .map_err(|e| {
+                    fail(
+                        AwsError::call("CloudFormation.DescribeStackSetOperation", e).to_string(),
+                        Vec::new(),
+                    )
+                })?;
+            let Some(op) = out.stack_set_operation else {
+                return Err(fail(format!("operation {op_id}: not found"), Vec::new()));
+            };
+            let status = op.status.clone();
+            if status != last {
+                self.progress.event(Event::Operation {
+                    stack_set: self.name.to_string(),
+                    operation_id: op_id.to_string(),
+                    status: status
+                        .as_ref()
+                        .map_or("UNKNOWN", |s| s.as_str())
+                        .to_string(),
+                });
+                last = status.clone();
+            }
+            match status {
+                Some(S::Succeeded) => return Ok(()),
+                Some(S::Failed | S::Stopped) => {
+                    let instances = self.failed_instances(op_id).await.unwrap_or_default();
+                    return Err(fail(
+                        format!(
+                            "operation {op_id} {}{}",
+                            status.as_ref().map_or("FAILED", |s| s.as_str()),
+                            op.status_reason
+                                .map(|r| format!(": {r}"))
+                                .unwrap_or_default()
+                        ),
+                        instances,
+                    ));
+                }
+                _ => wait
+                    .sleep(&format!("operation {op_id} on {}", self.name))
+                    .await
+                    .map_err(|e| fail(e.to_string(), Vec::new()))?,
+            }
+        }
+    }
+
+    async fn failed_instances(&self, op_id: &str) -> Result<Vec<InstanceFailure>, AwsError> {
+        use aws_sdk_cloudformation::types::StackSetOperationResultStatus as R;
+        let mut out = Vec::new();
+        let mut pages = self
+            .cfn
+            .list_stack_set_operation_results()
+            .stack_set_name(self.name)
+            .operation_id(op_id)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page =
+                page.map_err(|e| AwsError::call("CloudFormation.ListStackSetOperationResults", e))?;
+            for r in page.summaries.unwrap_or_default() {
+                if matches!(r.status, Some(R::Succeeded)) {
+                    continue;
+                }
+                out.push(InstanceFailure {
+                    account: r.account.unwrap_or_default(),
+                    region: r.region.unwrap_or_default(),
+                    status: r
+                        .status
+                        .map_or("UNKNOWN".into(), |s| s.as_str().to_string()),
+                    reason: r.status_reason.unwrap_or_else(|| "no reason given".into()),
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Exponential backoff between polls, bounded by a total timeout.
+struct Backoff {
+    next: Duration,
+    polling: Polling,
+    started: std::time::Instant,
+}
+
+impl Backoff {
+    fn new(polling: Polling) -> Self {
+        Backoff {
+            next: polling.initial,
+            polling,
+            started: std::time::Instant::now(),
+        }
+    }
+    async fn sleep(&mut self, what: &str) -> Result<(), ApplyError> {
+        if self.started.elapsed() > self.polling.timeout {
+            return Err(ApplyError::Timeout {
+                what: what.to_string(),
+                seconds: self.polling.timeout.as_secs(),
+            });
+        }
+        tokio::time::sleep(self.next).await;
+        self.next = (self.next * 2).min(self.polling.max);
+        Ok(())
+    }
+}
+
+fn json_str(v: &Option<serde_json::Value>, key: &str) -> Result<String, ApplyError> {
+    v.as_ref()
+        .and_then(|v| v.get(key))
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+        .ok_or_else(|| ApplyError::Inconsistent(format!("plan change lacks `{key}`")))
+}
+
+/// Shared so progress reporters can be passed across tasks.
+pub type SharedProgress = Arc<dyn Progress>;

@@ -1,0 +1,114 @@
+//! Where CloudFormation reads a template from: inline up to 51,200 bytes, otherwise an S3
+//! object in the home region under a content-addressed key, in a bucket estate creates with
+//! default encryption and public access blocked when it is missing.
+
+use super::Options;
+use crate::aws::{Aws, AwsError};
+use crate::plan::desired::DesiredStackSet;
+use crate::template::INLINE_TEMPLATE_LIMIT;
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Location {
+    Body(String),
+    Url(String),
+}
+
+/// The default bucket: one per management account and home region.
+pub fn default_bucket(management_account: &str, region: &str) -> String {
+    format!("estate-templates-{management_account}-{region}")
+}
+
+/// Content-addressed key: the same template is uploaded once, whichever stack set uses it.
+pub fn key(text: &str) -> String {
+    format!(
+        "templates/{}.template",
+        hex::encode(Sha256::digest(text.as_bytes()))
+    )
+}
+
+pub async fn location(
+    aws: &Aws,
+    d: &DesiredStackSet,
+    opts: &Options,
+) -> Result<Location, AwsError> {
+    let text = &d.template.text;
+    if text.len() <= INLINE_TEMPLATE_LIMIT {
+        return Ok(Location::Body(text.clone()));
+    }
+    let region = &opts.home_region;
+    let bucket = match &opts.template_bucket {
+        Some(b) => b.clone(),
+        None => default_bucket(&aws.caller_account().await?, region),
+    };
+    upload(aws, &bucket, region, text).await
+}
+
+async fn upload(aws: &Aws, bucket: &str, region: &str, text: &str) -> Result<Location, AwsError> {
+    use aws_sdk_s3::types::{
+        BucketLocationConstraint, CreateBucketConfiguration, PublicAccessBlockConfiguration,
+        ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration,
+        ServerSideEncryptionRule,
+    };
+    let s3 = aws.s3(region);
+    if s3.head_bucket().bucket(bucket).send().await.is_err() {
+        let mut create = s3.create_bucket().bucket(bucket);
+        // us-east-1 is the one region that takes no location constraint.
+        if region != "us-east-1" {
+            create = create.create_bucket_configuration(
+                CreateBucketConfiguration::builder()
+                    .location_constraint(BucketLocationConstraint::from(region))
+                    .build(),
+            );
+        }
+        create
+            .send()
+            .await
+            .map_err(|e| AwsError::call("S3.CreateBucket", e))?;
+        s3.put_public_access_block()
+            .bucket(bucket)
+            .public_access_block_configuration(
+                PublicAccessBlockConfiguration::builder()
+                    .block_public_acls(true)
+                    .ignore_public_acls(true)
+                    .block_public_policy(true)
+                    .restrict_public_buckets(true)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| AwsError::call("S3.PutPublicAccessBlock", e))?;
+        s3.put_bucket_encryption()
+            .bucket(bucket)
+            .server_side_encryption_configuration(
+                ServerSideEncryptionConfiguration::builder()
+                    .rules(
+                        ServerSideEncryptionRule::builder()
+                            .apply_server_side_encryption_by_default(
+                                ServerSideEncryptionByDefault::builder()
+                                    .sse_algorithm(ServerSideEncryption::Aes256)
+                                    .build()
+                                    .expect("algorithm is set"),
+                            )
+                            .build(),
+                    )
+                    .build()
+                    .expect("rules are set"),
+            )
+            .send()
+            .await
+            .map_err(|e| AwsError::call("S3.PutBucketEncryption", e))?;
+    }
+    let key = key(text);
+    s3.put_object()
+        .bucket(bucket)
+        .key(&key)
+        .body(text.as_bytes().to_vec().into())
+        .server_side_encryption(ServerSideEncryption::Aes256)
+        .send()
+        .await
+        .map_err(|e| AwsError::call("S3.PutObject", e))?;
+    Ok(Location::Url(format!(
+        "https://{bucket}.s3.{region}.amazonaws.com/{key}"
+    )))
+}

@@ -1,0 +1,437 @@
+//! `estate apply`: the refusals a careful operator expects (stale plan, protected deletes,
+//! skipped promotion stages, no confirmation, a concurrent apply), then the organization,
+//! then stack sets per environment in promotion order, with progress and a final report.
+
+use crate::cli::{Format, Global, LiveArgs, color_enabled, connect, exit, load_valid, runtime};
+use anyhow::{Context, Result, anyhow, bail};
+use estate::apply::{self, Event, Progress, lock::Lock};
+use estate::manifest::Manifest;
+use estate::manifest::model::Approval;
+use estate::plan::{self, Action, Plan};
+use estate::render;
+use std::collections::BTreeMap;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+pub struct Args {
+    pub live: LiveArgs,
+    pub plan: Option<PathBuf>,
+    pub auto_approve: bool,
+    pub allow_delete: bool,
+    pub skip_promotion_check: bool,
+    pub parallelism: usize,
+}
+
+/// A refusal: printed as is, exit 1.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Refusal(String);
+
+pub fn run(g: &Global, args: &Args) -> Result<i32> {
+    let m = load_valid(g, &args.live.dir)?;
+    let rt = runtime()?;
+    match rt.block_on(apply(g, args, &m)) {
+        Ok(code) => Ok(code),
+        Err(e) if e.downcast_ref::<Refusal>().is_some() => {
+            eprintln!("refused: {e}");
+            Ok(exit::ERROR)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Which environments this apply covers, and a note when it stops at a manual gate.
+fn scope(m: &Manifest, named: &[String]) -> Result<(Vec<String>, Option<String>)> {
+    if !named.is_empty() {
+        return Ok((plan::environments(m, named)?, None));
+    }
+    let mut envs = Vec::new();
+    for e in m.environments_in_order() {
+        if e.spec.approval == Approval::Manual {
+            return Ok((
+                envs,
+                Some(format!(
+                    "stopping before `{}` (approval: manual); apply it with `estate apply --env {}`",
+                    e.name, e.name
+                )),
+            ));
+        }
+        envs.push(e.name.clone());
+    }
+    Ok((envs, None))
+}
+
+async fn apply(g: &Global, args: &Args, m: &Manifest) -> Result<i32> {
+    let aws = connect(m, &args.live).await?;
+    let read_opts = plan::read_options(m);
+    let live = estate::live::read::read(&aws, &read_opts).await?;
+    let (envs, gate) = match &args.plan {
+        Some(_) => (Vec::new(), None),
+        None => scope(m, &args.live.envs)?,
+    };
+
+    let plan: Plan = match &args.plan {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let saved: Plan = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not an estate plan", path.display()))?;
+            if saved.estate != m.name() {
+                return Err(Refusal(format!(
+                    "{} is a plan of estate `{}`, not `{}`",
+                    path.display(),
+                    saved.estate,
+                    m.name()
+                ))
+                .into());
+            }
+            if saved.fingerprint != live.fingerprint() {
+                return Err(Refusal(
+                    "stale plan: live state changed since it was made; run estate plan again"
+                        .into(),
+                )
+                .into());
+            }
+            // The saved plan must still be what the manifest asks for.
+            let now = plan::make(m, &live, &saved.environments)?;
+            if now.changes != saved.changes {
+                return Err(Refusal(format!(
+                    "{} no longer matches the manifest (it changed since the plan was made); run estate plan again",
+                    path.display()
+                ))
+                .into());
+            }
+            saved
+        }
+        None => plan::make(m, &live, &envs)?,
+    };
+
+    if !args.skip_promotion_check && !args.live.envs.is_empty() {
+        promotion_check(m, &live, &plan.environments)?;
+    }
+    protected_check(m, &plan, args.allow_delete)?;
+
+    if plan.changes.is_empty() {
+        println!("No changes. Live state matches the manifest.");
+        if let Some(gate) = gate {
+            eprintln!("note: {gate}");
+        }
+        return Ok(exit::OK);
+    }
+
+    confirm(g, &plan, args.auto_approve)?;
+
+    // Locks: the organization when it changes, and every environment that changes.
+    let mut scopes: Vec<String> = Vec::new();
+    if plan.changes.iter().any(|c| c.environment.is_none()) {
+        scopes.push("organization".into());
+    }
+    for e in &plan.environments {
+        if plan
+            .changes
+            .iter()
+            .any(|c| c.environment.as_ref() == Some(e))
+        {
+            scopes.push(e.clone());
+        }
+    }
+    let who = format!(
+        "{}@{} pid {}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+        hostname(),
+        std::process::id()
+    );
+    let mut locks = Vec::new();
+    for s in &scopes {
+        match Lock::acquire(&aws, &live.root_id, m.name(), s, &who).await {
+            Ok(l) => locks.push(l),
+            Err(e) => {
+                for l in locks {
+                    let _ = l.release().await;
+                }
+                return Err(Refusal(e.to_string()).into());
+            }
+        }
+    }
+
+    let progress = reporter(g);
+    let result = tokio::select! {
+        r = converge(&aws, m, &plan, &live, args, progress.as_ref()) => r,
+        _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted; AWS operations already started continue; run estate apply again to converge")),
+    };
+    for l in locks {
+        if let Err(e) = l.release().await {
+            eprintln!("warning: could not release the apply lock: {e}");
+        }
+    }
+    let report = result?;
+
+    match g.format {
+        Format::Json => {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        _ => {
+            for f in &report.failures {
+                eprintln!("FAILED {} {}: {}", f.stack_set, f.step, f.message);
+                for i in &f.instances {
+                    eprintln!("  {} {} {}: {}", i.account, i.region, i.status, i.reason);
+                }
+            }
+            println!(
+                "Apply {}: {} change{} applied{}.",
+                if report.failures.is_empty() {
+                    "complete"
+                } else {
+                    "failed"
+                },
+                report.done.len(),
+                if report.done.len() == 1 { "" } else { "s" },
+                if report.failures.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ", {} step{} failed",
+                        report.failures.len(),
+                        if report.failures.len() == 1 { "" } else { "s" }
+                    )
+                }
+            );
+        }
+    }
+    if let Some(gate) = gate {
+        eprintln!("note: {gate}");
+    }
+    if args.live.stats {
+        let stats = aws.stats().snapshot();
+        eprintln!("AWS API calls: {}", stats.values().sum::<u64>());
+        for (op, n) in &stats {
+            eprintln!("  {op:<48} {n}");
+        }
+    }
+    Ok(if report.failures.is_empty() {
+        exit::OK
+    } else {
+        exit::ERROR
+    })
+}
+
+/// Organization first; then, with the ids it created now known, the stack sets.
+async fn converge(
+    aws: &estate::aws::Aws,
+    m: &Manifest,
+    plan: &Plan,
+    live: &estate::live::LiveState,
+    args: &Args,
+    progress: &dyn Progress,
+) -> Result<apply::Report> {
+    let polling = polling();
+    let mut done = apply::organization(aws, plan, live, m.name(), polling, progress).await?;
+    let (plan, live) = if done.is_empty() {
+        (plan.clone(), live.clone())
+    } else {
+        // Accounts and units created just now resolve the "(known after apply)" values.
+        let live = estate::live::read::read(aws, &plan::read_options(m)).await?;
+        (plan::make(m, &live, &plan.environments)?, live)
+    };
+    let desired = plan::desired::resolve(m, &live, &plan.environments)?;
+    let opts = apply::Options {
+        parallelism: args.parallelism,
+        polling,
+        template_bucket: m.estate.spec.template_bucket.clone(),
+        home_region: m.estate.spec.home_region.clone(),
+    };
+    let mut report = apply::stack_sets(aws, &plan, &desired, &opts, progress).await;
+    done.append(&mut report.done);
+    report.done = done;
+    Ok(report)
+}
+
+/// Poll intervals; `ESTATE_POLL_MS` shortens them (tests, emulators answer at once).
+fn polling() -> apply::Polling {
+    let mut p = apply::Polling::default();
+    if let Some(ms) = std::env::var("ESTATE_POLL_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        p.initial = std::time::Duration::from_millis(ms);
+        p.max = std::time::Duration::from_millis(ms.max(1) * 8);
+    }
+    p
+}
+
+/// `apply --env E` refuses while an earlier promotion stage has pending changes.
+fn promotion_check(m: &Manifest, live: &estate::live::LiveState, envs: &[String]) -> Result<()> {
+    let order: Vec<&str> = m.estate.spec.promotion.iter().map(String::as_str).collect();
+    let Some(first) = envs
+        .iter()
+        .filter_map(|e| order.iter().position(|o| o == e))
+        .min()
+    else {
+        return Ok(());
+    };
+    let earlier: Vec<String> = order[..first]
+        .iter()
+        .filter(|e| !envs.iter().any(|n| n == *e))
+        .map(|e| e.to_string())
+        .collect();
+    if earlier.is_empty() {
+        return Ok(());
+    }
+    let before = plan::make(m, live, &earlier)?;
+    let mut pending: BTreeMap<String, usize> = BTreeMap::new();
+    for c in &before.changes {
+        if let Some(e) = &c.environment {
+            *pending.entry(e.clone()).or_default() += 1;
+        }
+    }
+    if let Some((env, n)) = pending.into_iter().next() {
+        return Err(Refusal(format!(
+            "environment `{env}` comes earlier in promotion ({}) and has {n} pending change{}; apply it first, or pass --skip-promotion-check",
+            order.join(" → "),
+            if n == 1 { "" } else { "s" }
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// Deletes in a protected environment need --allow-delete.
+fn protected_check(m: &Manifest, plan: &Plan, allow: bool) -> Result<()> {
+    if allow {
+        return Ok(());
+    }
+    let blocked: Vec<&str> = plan
+        .changes
+        .iter()
+        .filter(|c| matches!(c.action, Action::Delete | Action::Replace))
+        .filter(|c| {
+            c.environment
+                .as_ref()
+                .and_then(|e| m.environment(e))
+                .is_some_and(|e| e.spec.protected)
+        })
+        .map(|c| c.address.as_str())
+        .collect();
+    if blocked.is_empty() {
+        return Ok(());
+    }
+    Err(Refusal(format!(
+        "the plan deletes in a protected environment ({}); pass --allow-delete to allow it",
+        blocked.join(", ")
+    ))
+    .into())
+}
+
+/// Shows the plan and asks, at a terminal; without one, only --auto-approve proceeds.
+fn confirm(g: &Global, plan: &Plan, auto_approve: bool) -> Result<()> {
+    if auto_approve {
+        return Ok(());
+    }
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Err(Refusal(
+            "no terminal to confirm the plan on; review it with `estate plan` and pass --auto-approve".into(),
+        )
+        .into());
+    }
+    let text = render::text(
+        plan,
+        &render::TextOptions {
+            color: color_enabled(&std::io::stderr()),
+            mode: render::Mode::Plan,
+        },
+    );
+    eprint!("{text}\nApply these changes? Only `yes` is accepted: ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    stdin.lock().read_line(&mut answer)?;
+    if answer.trim() != "yes" {
+        bail!(Refusal("not confirmed; nothing was changed".into()));
+    }
+    let _ = g;
+    Ok(())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+/// A progress bar per running stack-set operation on a terminal; a log line per state
+/// change otherwise.
+fn reporter(g: &Global) -> Box<dyn Progress> {
+    if std::io::stderr().is_terminal() && g.format != Format::Json && !g.quiet {
+        Box::new(Bars::default())
+    } else {
+        Box::new(Lines { quiet: g.quiet })
+    }
+}
+
+struct Lines {
+    quiet: bool,
+}
+
+impl Progress for Lines {
+    fn event(&self, e: Event) {
+        if self.quiet {
+            return;
+        }
+        match e {
+            Event::Started { address, what } => eprintln!("{address}: {what}"),
+            Event::Operation {
+                stack_set,
+                operation_id,
+                status,
+            } => eprintln!("stackSet:{stack_set}: operation {operation_id} {status}"),
+            Event::Done { address } => eprintln!("{address}: done"),
+            Event::Failed { address, message } => eprintln!("{address}: FAILED {message}"),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Bars {
+    multi: indicatif::MultiProgress,
+    bars: Mutex<BTreeMap<String, indicatif::ProgressBar>>,
+}
+
+impl Bars {
+    fn bar(&self, key: &str) -> indicatif::ProgressBar {
+        let mut bars = self.bars.lock().expect("bars lock");
+        bars.entry(key.to_string())
+            .or_insert_with(|| {
+                let b = self.multi.add(indicatif::ProgressBar::new_spinner());
+                b.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{spinner} {prefix:.bold} {msg} ({elapsed})",
+                    )
+                    .expect("valid template"),
+                );
+                b.set_prefix(key.to_string());
+                b.enable_steady_tick(std::time::Duration::from_millis(120));
+                b
+            })
+            .clone()
+    }
+}
+
+impl Progress for Bars {
+    fn event(&self, e: Event) {
+        match e {
+            Event::Started { address, what } => self.bar(&address).set_message(what),
+            Event::Operation {
+                stack_set,
+                operation_id,
+                status,
+            } => self
+                .bar(&format!("stackSet:{stack_set}"))
+                .set_message(format!("{operation_id} {status}")),
+            Event::Done { address } => self.bar(&address).finish_with_message("done"),
+            Event::Failed { address, message } => self
+                .bar(&address)
+                .abandon_with_message(format!("FAILED {message}")),
+        }
+    }
+}
