@@ -156,8 +156,20 @@ async fn apply(g: &Global, args: &Args, m: &Manifest) -> Result<i32> {
     }
 
     let progress = reporter(g);
+    // Keep the locks fresh while working, so a long apply is never taken for a dead one.
+    let refresh = async {
+        loop {
+            tokio::time::sleep(estate::apply::lock::REFRESH_EVERY).await;
+            for l in &locks {
+                if let Err(e) = l.refresh(&who).await {
+                    tracing::warn!("could not refresh the apply lock: {e}");
+                }
+            }
+        }
+    };
     let result = tokio::select! {
         r = converge(&aws, m, &plan, &live, args, progress.as_ref()) => r,
+        _ = refresh => unreachable!("the refresh loop never ends"),
         _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted; AWS operations already started continue; run estate apply again to converge")),
     };
     for l in locks {

@@ -92,6 +92,39 @@ def keep_stack_set_capabilities() -> None:
     CloudFormationResponse.update_stack_set = recording(CloudFormationResponse.update_stack_set)
 
 
+def _as_dict(parameters: Any) -> dict[str, str]:
+    """moto keeps stack set parameters as {key: value} or as a list of Parameter dicts."""
+    if isinstance(parameters, dict):
+        return dict(parameters)
+    return {
+        p["ParameterKey"]: p.get("ParameterValue", "")
+        for p in parameters or []
+        if "ParameterKey" in p and not p.get("UsePreviousValue")
+    }
+
+
+def merge_instance_overrides() -> None:
+    """moto 5.2.5 creates a stack instance with ParameterOverrides *instead of* the stack
+    set's parameters; AWS merges them (overrides win) and reports only the overrides on the
+    instance. Do what AWS does."""
+    from moto.cloudformation.models import StackSet
+
+    original = StackSet.create_stack_instances
+
+    def create_stack_instances(self: Any, accounts: Any, regions: Any, deployment_targets: Any, parameters: Any) -> Any:
+        overrides = list(parameters or [])
+        merged = _as_dict(self.parameters)
+        merged.update(_as_dict(overrides))
+        full = [{"ParameterKey": k, "ParameterValue": v} for k, v in merged.items()]
+        operation = original(self, accounts, regions, deployment_targets, full if overrides else [])
+        for instance in self.instances.stack_instances:
+            if instance.account_id in (accounts or []) and instance.region_name in regions:
+                instance.parameters = overrides
+        return operation
+
+    StackSet.create_stack_instances = create_stack_instances
+
+
 def die_with_parent(expected_parent: int) -> None:
     """Exit as soon as the process that started us is gone."""
     libc_name = ctypes.util.find_library("c")
@@ -112,6 +145,7 @@ def die_with_parent(expected_parent: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     keep_stack_set_capabilities()
+    merge_instance_overrides()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("port", type=int, help="TCP port on 127.0.0.1 (0: any free port)")
     parser.add_argument(

@@ -15,12 +15,22 @@ pub fn estate() -> Command {
             cmd.env_remove(k);
         }
     }
-    cmd.env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
-        .env("AWS_CONFIG_FILE", "/nonexistent")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("NO_COLOR", "1");
+    cmd.envs(estate_env());
     cmd
+}
+
+/// Environment for the binary in tests: no AWS configuration, and an endpoint that refuses
+/// connections unless a test account's environment replaces it. Polls are quick: the
+/// emulator finishes operations at once.
+pub fn estate_env() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("AWS_ENDPOINT_URL", "http://127.0.0.1:9"),
+        ("AWS_CONFIG_FILE", "/nonexistent"),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("NO_COLOR", "1"),
+        ("ESTATE_POLL_MS", "20"),
+    ]
 }
 
 #[test]

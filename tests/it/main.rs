@@ -1,5 +1,6 @@
 //! Integration tests for estate, in one binary so all tests share one AWS emulator per run.
 
+mod apply;
 mod cli;
 mod emulator;
 mod plan;

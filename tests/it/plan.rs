@@ -8,13 +8,13 @@ use std::path::Path;
 const EXAMPLE: &str = "examples/environments/ml-platform";
 
 /// The example copied out of the repository, so plans carry no commit and the same path.
-fn example_copy() -> tempfile::TempDir {
+pub(crate) fn example_copy() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     copy_dir(Path::new(EXAMPLE), dir.path());
     dir
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
@@ -27,7 +27,7 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-fn run(account: &TestAccount, dir: &Path, args: &[&str]) -> (i32, String, String) {
+pub(crate) fn run(account: &TestAccount, dir: &Path, args: &[&str]) -> (i32, String, String) {
     let out = estate()
         .envs(account.env())
         .current_dir(dir)

@@ -1,0 +1,389 @@
+//! `estate apply` against the emulator: examples converge and re-plan empty; the refusals a
+//! careful operator expects; an apply killed mid-way converges on the next run.
+
+use crate::emulator::{TestAccount, management_account};
+use crate::plan::{copy_dir, example_copy, run};
+use std::path::Path;
+
+fn example(name: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&Path::new("examples/environments").join(name), dir.path());
+    dir
+}
+
+fn apply(account: &TestAccount, dir: &Path, extra: &[&str]) -> (i32, String, String) {
+    let mut args = vec!["apply", ".", "--auto-approve"];
+    args.extend_from_slice(extra);
+    run(account, dir, &args)
+}
+
+#[tokio::test]
+async fn the_reference_example_applies_stage_by_stage_and_replans_empty() {
+    let account = management_account().await;
+    let dir = example_copy();
+    // Without --env, apply stops before production (approval: manual).
+    let (code, out, err) = apply(&account, dir.path(), &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("stopping before `production`"), "{err}");
+    let (code, json, _) = run(&account, dir.path(), &["plan", ".", "--format", "json"]);
+    assert_eq!(code, 2);
+    let plan: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let left: Vec<&str> = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["environment"].as_str().unwrap_or("-"))
+        .collect();
+    assert_eq!(
+        left,
+        ["production", "production"],
+        "only production is left"
+    );
+
+    let (code, out, err) = apply(&account, dir.path(), &["--env", "production"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = run(&account, dir.path(), &["plan", "."]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.trim_end()
+            .ends_with("No changes. Live state matches the manifest.")
+    );
+    let (code, out, _) = run(&account, dir.path(), &["drift", "."]);
+    assert_eq!(code, 0, "{out}");
+    // A second apply has nothing to do.
+    let (code, out, _) = apply(&account, dir.path(), &["--env", "production"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("No changes"), "{out}");
+}
+
+#[tokio::test]
+async fn nested_units_two_regions_and_overrides_converge() {
+    let account = management_account().await;
+    let dir = example("multi-region");
+    let (code, out, err) = apply(&account, dir.path(), &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = run(&account, dir.path(), &["plan", "."]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    let cfn = aws_sdk_cloudformation::Client::new(&account.config);
+    let instances = cfn
+        .list_stack_instances()
+        .stack_set_name("observability-production")
+        .send()
+        .await
+        .unwrap()
+        .summaries
+        .unwrap();
+    // Two production accounts (one in a nested unit) × two regions.
+    assert_eq!(instances.len(), 4);
+    let staging = cfn
+        .list_stack_instances()
+        .stack_set_name("observability-staging")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        staging.summaries.unwrap().len(),
+        1,
+        "staging is limited to us-east-1"
+    );
+
+    // The EU account's eu-west-1 instance carries its overrides, ${region} resolved.
+    let org = aws_sdk_organizations::Client::new(&account.config);
+    let accounts = org.list_accounts().send().await.unwrap().accounts.unwrap();
+    let eu = accounts
+        .iter()
+        .find(|a| a.email.as_deref() == Some("dp-ml-prod-eu@example.com"))
+        .unwrap();
+    let described = cfn
+        .describe_stack_instance()
+        .stack_set_name("observability-production")
+        .stack_instance_account(eu.id.as_deref().unwrap())
+        .stack_instance_region("eu-west-1")
+        .send()
+        .await
+        .unwrap();
+    let overrides: std::collections::BTreeMap<String, String> = described
+        .stack_instance
+        .unwrap()
+        .parameter_overrides
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.parameter_key.unwrap(), p.parameter_value.unwrap()))
+        .collect();
+    assert_eq!(overrides["RetentionDays"], "365");
+    assert_eq!(overrides["DataResidency"], "eu-west-1");
+}
+
+#[tokio::test]
+async fn a_stale_saved_plan_is_refused() {
+    let account = management_account().await;
+    let dir = example_copy();
+    let (code, _, _) = run(&account, dir.path(), &["plan", ".", "--out", "plan.json"]);
+    assert_eq!(code, 2);
+    // Someone creates a unit by hand after the plan was made.
+    let org = aws_sdk_organizations::Client::new(&account.config);
+    org.create_organizational_unit()
+        .parent_id(&account.root_id)
+        .name("sandbox")
+        .send()
+        .await
+        .unwrap();
+    let (code, _, err) = apply(&account, dir.path(), &["--plan", "plan.json"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("stale plan: live state changed since it was made; run estate plan again"),
+        "{err}"
+    );
+
+    // A fresh saved plan applies exactly.
+    let (code, _, _) = run(
+        &account,
+        dir.path(),
+        &[
+            "plan",
+            ".",
+            "--out",
+            "plan.json",
+            "--env",
+            "dev",
+            "--env",
+            "staging",
+        ],
+    );
+    assert_eq!(code, 2);
+    let (code, out, err) = apply(&account, dir.path(), &["--plan", "plan.json"]);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+#[tokio::test]
+async fn a_delete_in_a_protected_environment_needs_allow_delete() {
+    let account = management_account().await;
+    let dir = example_copy();
+    assert_eq!(apply(&account, dir.path(), &[]).0, 0);
+    assert_eq!(apply(&account, dir.path(), &["--env", "production"]).0, 0);
+    // The stack set leaves production, with pruning on.
+    let stacksets = dir.path().join("stacksets.yaml");
+    let text = std::fs::read_to_string(&stacksets)
+        .unwrap()
+        .replace("[staging, production]", "[staging]");
+    std::fs::write(&stacksets, text).unwrap();
+    let estate = dir.path().join("estate.yaml");
+    let text = std::fs::read_to_string(&estate)
+        .unwrap()
+        .replace("  include:", "  prune: true\n  include:");
+    std::fs::write(&estate, text).unwrap();
+
+    let (code, _, err) = apply(&account, dir.path(), &["--env", "production"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("protected environment"), "{err}");
+    assert!(err.contains("--allow-delete"), "{err}");
+    let cfn = aws_sdk_cloudformation::Client::new(&account.config);
+    assert!(
+        cfn.describe_stack_set()
+            .stack_set_name("model-execution-role-production")
+            .send()
+            .await
+            .is_ok()
+    );
+
+    let (code, out, err) = apply(
+        &account,
+        dir.path(),
+        &["--env", "production", "--allow-delete"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, _) = run(&account, dir.path(), &["plan", "."]);
+    assert_eq!(code, 0, "{out}");
+}
+
+#[tokio::test]
+async fn skipping_a_promotion_stage_is_refused() {
+    let account = management_account().await;
+    let dir = example_copy();
+    let (code, _, err) = apply(&account, dir.path(), &["--env", "production"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("environment `staging` comes earlier in promotion"),
+        "{err}"
+    );
+    let (code, out, err) = apply(
+        &account,
+        dir.path(),
+        &["--env", "production", "--skip-promotion-check"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+#[tokio::test]
+async fn a_concurrent_apply_is_refused_and_told_who_holds_the_lock() {
+    let account = management_account().await;
+    let dir = example_copy();
+    // Another apply holds the organization lock, refreshed just now.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let org = aws_sdk_organizations::Client::new(&account.config);
+    org.tag_resource()
+        .resource_id(&account.root_id)
+        .tags(
+            aws_sdk_organizations::types::Tag::builder()
+                .key("estate-lock:ml-platform:organization")
+                .value(format!("othertoken {now} alice@ci-runner pid 42"))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (code, _, err) = apply(&account, dir.path(), &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("alice@ci-runner pid 42"), "{err}");
+    // Nothing was changed.
+    let (code, json, _) = run(&account, dir.path(), &["plan", ".", "--format", "json"]);
+    assert_eq!(code, 2);
+    assert!(json.contains("\"unit:/ml\""));
+
+    // A stale lock (its holder died an hour ago) is taken over.
+    org.tag_resource()
+        .resource_id(&account.root_id)
+        .tags(
+            aws_sdk_organizations::types::Tag::builder()
+                .key("estate-lock:ml-platform:organization")
+                .value(format!("othertoken {} alice@ci-runner pid 42", now - 3600))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (code, out, err) = apply(&account, dir.path(), &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    // And released on exit.
+    let tags = org
+        .list_tags_for_resource()
+        .resource_id(&account.root_id)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        tags.tags
+            .unwrap_or_default()
+            .iter()
+            .all(|t| !t.key.starts_with("estate-lock:"))
+    );
+}
+
+#[tokio::test]
+async fn without_a_terminal_apply_needs_auto_approve() {
+    let account = management_account().await;
+    let dir = example_copy();
+    let (code, _, err) = run(&account, dir.path(), &["apply", "."]);
+    assert_eq!(code, 1);
+    assert!(err.contains("--auto-approve"), "{err}");
+}
+
+/// Kills apply (the process, SIGKILL) once it has created some accounts, then applies again:
+/// everything converges and nothing exists twice.
+#[tokio::test]
+async fn an_apply_killed_mid_way_converges_on_the_next_run() {
+    use std::io::{BufRead, BufReader};
+    let account = management_account().await;
+    let dir = example_copy();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("estate"))
+        .envs(crate::cli::estate_env())
+        .envs(account.env())
+        .env("ESTATE_POLL_MS", "20")
+        .current_dir(dir.path())
+        .args(["apply", ".", "--auto-approve"])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        if line.starts_with("account:data-science: done") {
+            child.kill().unwrap();
+            break;
+        }
+    }
+    child.wait().unwrap();
+    assert!(seen.iter().any(|l| l == "account:tools: done"), "{seen:?}");
+
+    // The lock of the killed apply stays behind; the rerun is refused until it is stale.
+    // Make it stale as if 20 minutes had passed.
+    let org = aws_sdk_organizations::Client::new(&account.config);
+    let tags = org
+        .list_tags_for_resource()
+        .resource_id(&account.root_id)
+        .send()
+        .await
+        .unwrap()
+        .tags
+        .unwrap_or_default();
+    let locks: Vec<_> = tags
+        .iter()
+        .filter(|t| t.key.starts_with("estate-lock:"))
+        .collect();
+    assert!(!locks.is_empty(), "the killed apply's locks stay behind");
+    let (code, _, err) = apply(&account, dir.path(), &[]);
+    assert_eq!(code, 1, "a fresh lock of a dead apply is still respected");
+    assert!(err.contains("holds the lock"), "{err}");
+    for lock in locks {
+        let parts: Vec<&str> = lock.value.splitn(3, ' ').collect();
+        let old = parts[1].parse::<u64>().unwrap() - 1200;
+        org.tag_resource()
+            .resource_id(&account.root_id)
+            .tags(
+                aws_sdk_organizations::types::Tag::builder()
+                    .key(&lock.key)
+                    .value(format!("{} {old} {}", parts[0], parts[2]))
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+
+    let (code, out, err) = apply(&account, dir.path(), &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        !err.contains("account:tools: CreateAccount"),
+        "tools was created once: {err}"
+    );
+    let (code, out, err) = apply(&account, dir.path(), &["--env", "production"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, _) = run(&account, dir.path(), &["plan", "."]);
+    assert_eq!(code, 0, "{out}");
+
+    // Nothing exists twice.
+    let accounts = org.list_accounts().send().await.unwrap().accounts.unwrap();
+    for email in [
+        "ml-tools@example.com",
+        "ml-data-science@example.com",
+        "ml-staging@example.com",
+        "ml-production@example.com",
+    ] {
+        assert_eq!(
+            accounts
+                .iter()
+                .filter(|a| a.email.as_deref() == Some(email))
+                .count(),
+            1,
+            "{email}"
+        );
+    }
+    let units = org
+        .list_organizational_units_for_parent()
+        .parent_id(&account.root_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(units.organizational_units.unwrap().len(), 1, "one /ml");
+}
