@@ -387,3 +387,57 @@ async fn an_apply_killed_mid_way_converges_on_the_next_run() {
         .unwrap();
     assert_eq!(units.organizational_units.unwrap().len(), 1, "one /ml");
 }
+
+#[tokio::test]
+async fn a_template_over_51200_bytes_goes_through_an_encrypted_private_bucket() {
+    let account = management_account().await;
+    let dir = example_copy();
+    // Pad the role template with comments past the inline limit; its data is unchanged.
+    let path = dir.path().join("templates/model-execution-role.yaml");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    while text.len() <= 52_000 {
+        text.push_str("# padding: this template is long, as real ones with inline code are\n");
+    }
+    std::fs::write(&path, &text).unwrap();
+    let (code, out, err) = apply(&account, dir.path(), &["--env", "staging", "--env", "dev"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, _) = run(&account, dir.path(), &["plan", ".", "--env", "staging"]);
+    assert_eq!(code, 0, "{out}");
+
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&account.config)
+            .force_path_style(true)
+            .build(),
+    );
+    let bucket = format!("estate-templates-{}-us-east-1", account.id);
+    let objects = s3.list_objects_v2().bucket(&bucket).send().await.unwrap();
+    let keys: Vec<String> = objects
+        .contents
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|o| o.key)
+        .collect();
+    use sha2::Digest;
+    let digest = hex::encode(sha2::Sha256::digest(text.as_bytes()));
+    assert_eq!(
+        keys,
+        [format!("templates/{digest}.template")],
+        "content-addressed"
+    );
+    let enc = s3
+        .get_bucket_encryption()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+    assert!(format!("{enc:?}").contains("Aes256"), "{enc:?}");
+    let block = s3
+        .get_public_access_block()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+    let conf = block.public_access_block_configuration.unwrap();
+    assert_eq!(conf.block_public_acls, Some(true));
+    assert_eq!(conf.restrict_public_buckets, Some(true));
+}
