@@ -246,6 +246,18 @@ async fn converge(
         let live = estate::live::read::read(aws, &plan::read_options(m)).await?;
         (plan::make(m, &live, &plan.environments)?, live)
     };
+    // Portfolios, which need their hub and recipient accounts, before any stack set.
+    done.extend(
+        apply::catalog::portfolios(
+            aws,
+            &plan,
+            &plan::catalog::resolve(m, &live),
+            &live,
+            &m.estate.spec.home_region,
+            progress,
+        )
+        .await?,
+    );
     let desired = plan::desired::resolve(m, &live, &plan.environments)?;
     let opts = apply::Options {
         parallelism: args.parallelism,

@@ -3,6 +3,7 @@
 //! operation and reporting every failed instance. Values the Plan masks (NoEcho parameters,
 //! whole templates) come from the desired state the Plan was computed from.
 
+pub mod catalog;
 pub mod lock;
 pub mod templates;
 
@@ -500,6 +501,7 @@ async fn apply_stack_set(
         fingerprint,
         polling: opts.polling,
         progress,
+        preferences: d.map(|d| preferences(&d.operation)),
     };
     let mut outcome = StackSetOutcome {
         done: Vec::new(),
@@ -618,6 +620,9 @@ struct Ops<'a> {
     fingerprint: &'a str,
     polling: Polling,
     progress: &'a dyn Progress,
+    /// The manifest's operation preferences, for instance operations too (AWS's default is
+    /// one account at a time, stopping at the first failure).
+    preferences: Option<aws_sdk_cloudformation::types::StackSetOperationPreferences>,
 }
 
 fn parameters(values: &BTreeMap<String, String>) -> Vec<aws_sdk_cloudformation::types::Parameter> {
@@ -755,6 +760,7 @@ impl Ops<'_> {
             }
             req.send()
         };
+        let mut retry = Backoff::new(self.polling);
         loop {
             match send().await {
                 Ok(out) => return Ok(out.operation_id.unwrap_or(op_id)),
@@ -762,7 +768,9 @@ impl Ops<'_> {
                     let e = AwsError::call("CloudFormation.UpdateStackSet", e);
                     match e.code() {
                         Some("OperationIdAlreadyExistsException") => return Ok(op_id),
-                        Some("OperationInProgressException") => self.wait_for_running().await?,
+                        Some("OperationInProgressException") => {
+                            self.wait_for_running(&mut retry).await?
+                        }
                         _ => return Err(e),
                     }
                 }
@@ -771,6 +779,7 @@ impl Ops<'_> {
     }
 
     async fn delete_stack_set(&self) -> Result<(), AwsError> {
+        let mut retry = Backoff::new(self.polling);
         loop {
             match self
                 .cfn
@@ -784,7 +793,9 @@ impl Ops<'_> {
                     let e = AwsError::call("CloudFormation.DeleteStackSet", e);
                     match e.code() {
                         Some("StackSetNotFoundException") => return Ok(()),
-                        Some("OperationInProgressException") => self.wait_for_running().await?,
+                        Some("OperationInProgressException") => {
+                            self.wait_for_running(&mut retry).await?
+                        }
                         _ => return Err(e),
                     }
                 }
@@ -805,6 +816,7 @@ impl Ops<'_> {
                 .join(",")
         );
         let op_id = self.op_id(&step);
+        let mut retry = Backoff::new(self.polling);
         loop {
             let result = match action {
                 "CreateStackInstances" => self
@@ -816,6 +828,7 @@ impl Ops<'_> {
                     .set_parameter_overrides(
                         (!b.overrides.is_empty()).then(|| parameters(&b.overrides)),
                     )
+                    .set_operation_preferences(self.preferences.clone())
                     .operation_id(&op_id)
                     .send()
                     .await
@@ -828,6 +841,7 @@ impl Ops<'_> {
                     .set_accounts(Some(b.accounts.clone()))
                     .set_regions(Some(b.regions.clone()))
                     .set_parameter_overrides(Some(parameters(&b.overrides)))
+                    .set_operation_preferences(self.preferences.clone())
                     .operation_id(&op_id)
                     .send()
                     .await
@@ -840,6 +854,7 @@ impl Ops<'_> {
                     .set_accounts(Some(b.accounts.clone()))
                     .set_regions(Some(b.regions.clone()))
                     .retain_stacks(false)
+                    .set_operation_preferences(self.preferences.clone())
                     .operation_id(&op_id)
                     .send()
                     .await
@@ -851,7 +866,9 @@ impl Ops<'_> {
                 Err(e) => match e.code() {
                     // This very step was started by an earlier, interrupted apply.
                     Some("OperationIdAlreadyExistsException") => return Ok(op_id),
-                    Some("OperationInProgressException") => self.wait_for_running().await?,
+                    Some("OperationInProgressException") => {
+                        self.wait_for_running(&mut retry).await?
+                    }
                     _ => return Err(e),
                 },
             }
@@ -859,9 +876,18 @@ impl Ops<'_> {
     }
 
     /// Waits for whatever operation is running on the stack set (another apply, the console).
-    async fn wait_for_running(&self) -> Result<(), AwsError> {
+    /// `retry` spans all attempts of one call: when AWS refuses with OperationInProgress but
+    /// lists nothing running (the list is eventually consistent and paged), it backs off
+    /// before the next attempt and gives up at the timeout, instead of spinning.
+    async fn wait_for_running(&self, retry: &mut Backoff) -> Result<(), AwsError> {
         use aws_sdk_cloudformation::types::StackSetOperationStatus as S;
+        let timed_out = |e: ApplyError| AwsError::Call {
+            operation: "CloudFormation.ListStackSetOperations".into(),
+            code: None,
+            message: e.to_string(),
+        };
         let mut wait = Backoff::new(self.polling);
+        let mut waited = false;
         loop {
             let out = self
                 .cfn
@@ -876,20 +902,26 @@ impl Ops<'_> {
                 .into_iter()
                 .any(|s| matches!(s.status, Some(S::Running | S::Queued | S::Stopping)));
             if !running {
+                if !waited {
+                    retry
+                        .sleep(&format!("the operation in progress on {}", self.name))
+                        .await
+                        .map_err(timed_out)?;
+                }
                 return Ok(());
             }
-            self.progress.event(Event::Operation {
-                stack_set: self.name.to_string(),
-                operation_id: "(another operation)".into(),
-                status: "RUNNING".into(),
-            });
+            // One progress line for the wait, not one per poll.
+            if !waited {
+                self.progress.event(Event::Operation {
+                    stack_set: self.name.to_string(),
+                    operation_id: "(another operation)".into(),
+                    status: "RUNNING".into(),
+                });
+                waited = true;
+            }
             wait.sleep(&format!("the running operation on {}", self.name))
                 .await
-                .map_err(|e| AwsError::Call {
-                    operation: "CloudFormation.ListStackSetOperations".into(),
-                    code: None,
-                    message: e.to_string(),
-                })?;
+                .map_err(timed_out)?;
         }
     }
 

@@ -44,7 +44,12 @@ pub async fn location(
     upload(aws, &bucket, region, text).await
 }
 
-async fn upload(aws: &Aws, bucket: &str, region: &str, text: &str) -> Result<Location, AwsError> {
+pub async fn upload(
+    aws: &Aws,
+    bucket: &str,
+    region: &str,
+    text: &str,
+) -> Result<Location, AwsError> {
     use aws_sdk_s3::types::{
         BucketLocationConstraint, CreateBucketConfiguration, PublicAccessBlockConfiguration,
         ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration,

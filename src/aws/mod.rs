@@ -216,6 +216,16 @@ impl Aws {
         aws_sdk_cloudformation::Client::from_conf(conf)
     }
 
+    pub fn servicecatalog(&self, region: &str) -> aws_sdk_servicecatalog::Client {
+        let mut conf = aws_sdk_servicecatalog::config::Builder::from(&self.config)
+            .region(aws_config::Region::new(region.to_string()))
+            .interceptor(CountCalls(self.stats.clone()));
+        for i in &self.extra {
+            conf.push_interceptor(i.clone());
+        }
+        aws_sdk_servicecatalog::Client::from_conf(conf.build())
+    }
+
     pub fn s3(&self, region: &str) -> aws_sdk_s3::Client {
         let mut conf = aws_sdk_s3::config::Builder::from(&self.config)
             .region(aws_config::Region::new(region.to_string()))

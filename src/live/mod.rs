@@ -1,6 +1,7 @@
 //! Live state: what AWS holds, as a plain value. Reading it is `live::read` (through the AWS
 //! edge); everything else only looks at the value.
 
+pub mod catalog;
 pub mod read;
 
 use serde::{Deserialize, Serialize};
@@ -19,6 +20,13 @@ pub struct LiveState {
     pub accounts: Vec<LiveAccount>,
     /// Every active stack set of the administrator account, by name.
     pub stack_sets: BTreeMap<String, LiveStackSet>,
+    /// Portfolios this estate manages, read in their hub accounts.
+    #[serde(default)]
+    pub portfolios: Vec<catalog::LivePortfolio>,
+    /// Whether Service Catalog may use AWS Organizations (read only when a portfolio is
+    /// shared with units).
+    #[serde(default)]
+    pub catalog_organizations_access: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -15,6 +15,10 @@ pub struct ReadOptions {
     pub estate: String,
     /// Region where stack sets are administered.
     pub home_region: String,
+    /// Hub accounts (by email) whose portfolios are read, and whether any portfolio is shared
+    /// with units (then Service Catalog's AWS Organizations access is read too).
+    pub portfolio_hubs: Vec<String>,
+    pub portfolio_unit_shares: bool,
     /// Per stack set, the digest of the overrides the manifest gives. Instances of a stack set
     /// whose `estate:overrides-sha256` tag differs are described one by one, since
     /// ListStackInstances does not return overrides; when the tag matches, none are.
@@ -75,13 +79,58 @@ pub async fn read(aws: &Aws, opts: &ReadOptions) -> Result<LiveState, AwsError> 
     accounts.sort_by(|a: &LiveAccount, b| a.id.cmp(&b.id));
 
     let stack_sets = read_stack_sets(aws, opts).await?;
-    Ok(LiveState {
+    let mut state = LiveState {
         management_account,
         root_id,
         units,
         accounts,
         stack_sets,
-    })
+        portfolios: Vec::new(),
+        catalog_organizations_access: None,
+    };
+    read_portfolios(aws, opts, &mut state).await?;
+    Ok(state)
+}
+
+/// Portfolios in each hub account that exists, and the recipients of their account shares.
+async fn read_portfolios(
+    aws: &Aws,
+    opts: &ReadOptions,
+    state: &mut LiveState,
+) -> Result<(), AwsError> {
+    let region = &opts.home_region;
+    let mut hubs: Vec<String> = opts
+        .portfolio_hubs
+        .iter()
+        .filter_map(|email| state.account_by_email(email).map(|a| a.id.clone()))
+        .collect();
+    hubs.sort();
+    hubs.dedup();
+    for hub in hubs {
+        let edge = if hub == state.management_account {
+            aws.clone()
+        } else {
+            aws.member(&hub).await?
+        };
+        let mut portfolios = super::catalog::read_hub(&edge, &hub, region, &opts.estate).await?;
+        for p in &mut portfolios {
+            for recipient in p.shared_accounts.clone() {
+                let edge = if recipient == state.management_account {
+                    aws.clone()
+                } else {
+                    aws.member(&recipient).await?
+                };
+                let r = super::catalog::read_recipient(&edge, region, &p.id).await?;
+                p.recipients.insert(recipient, r);
+            }
+        }
+        state.portfolios.extend(portfolios);
+    }
+    if opts.portfolio_unit_shares {
+        state.catalog_organizations_access =
+            Some(super::catalog::organizations_access(aws, region).await?);
+    }
+    Ok(())
 }
 
 /// The units and accounts directly under one parent.

@@ -48,6 +48,9 @@ pub struct Desired {
     pub units: Vec<String>,
     pub accounts: Vec<DesiredAccount>,
     pub stack_sets: Vec<DesiredStackSet>,
+    /// Every environment of the manifest, planned or not: a managed stack set tagged with
+    /// none of them is an orphan no environment's plan would find.
+    pub environments: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -186,6 +189,7 @@ pub fn resolve(m: &Manifest, live: &LiveState, envs: &[String]) -> Result<Desire
         units: m.units().iter().map(|u| u.path.clone()).collect(),
         accounts,
         stack_sets,
+        environments: m.environments.iter().map(|e| e.name.clone()).collect(),
     })
 }
 
@@ -431,4 +435,219 @@ pub fn operation_tag(op: &OperationPreferences) -> Option<String> {
         parts.push(format!("regionOrder={}", order.join("+")));
     }
     (!parts.is_empty()).then(|| parts.join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::live::{LiveAccount, LiveUnit};
+    use crate::source::ManifestSource;
+
+    const ROOT: &str = "r-root";
+
+    fn unit(id: &str, path: &str, parent: &str) -> LiveUnit {
+        LiveUnit {
+            id: id.into(),
+            path: path.into(),
+            parent_id: parent.into(),
+        }
+    }
+
+    fn account(id: &str, name: &str, parent: &str, status: &str) -> LiveAccount {
+        LiveAccount {
+            id: id.into(),
+            name: name.into(),
+            email: format!("{name}@example.com"),
+            status: status.into(),
+            parent_id: parent.into(),
+        }
+    }
+
+    /// A manifest from files written to a fresh folder (outside any Git repository).
+    fn manifest(files: &[(&str, &str)]) -> Manifest {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        let loaded = crate::manifest::load(&ManifestSource::work_tree(dir.path()).unwrap());
+        loaded
+            .manifest
+            .unwrap_or_else(|| panic!("{}", loaded.diagnostics.render(false)))
+    }
+
+    const ESTATE: &str = "apiVersion: estate/v1
+kind: Estate
+metadata: {name: acme}
+spec:
+  homeRegion: us-east-1
+  regions: [us-east-1]
+  promotion: [staging]
+  include: [docs.yaml]
+";
+
+    const TEMPLATE: &str = "Parameters:
+  EnvType: {Type: String}
+  Tier: {Type: String, Default: small}
+  Residency: {Type: String, Default: any}
+  Pipeline: {Type: String, Default: none}
+  Pending: {Type: String, Default: none}
+Resources:
+  Topic: {Type: AWS::SNS::Topic}
+";
+
+    /// Units nest (`/ml/staging/eu`), and `/ml/staging-old` shares a prefix with `/ml/staging`
+    /// without being inside it. `mover` and `elsewhere` sit where the manifest does not want
+    /// them; `new-stage` does not exist yet.
+    const DOCS: &str = "apiVersion: estate/v1
+kind: Organization
+metadata: {name: org}
+spec:
+  units:
+    - path: /ml
+    - path: /ml/staging
+    - path: /ml/staging/eu
+    - path: /ml/staging-old
+    - path: /other
+  accounts:
+    - {name: tools, email: tools@example.com, unit: /ml}
+    - {name: stage-a, email: stage-a@example.com, unit: /ml/staging}
+    - {name: stage-eu, email: stage-eu@example.com, unit: /ml/staging/eu}
+    - {name: new-stage, email: new-stage@example.com, unit: /ml/staging}
+    - {name: mover, email: mover@example.com, unit: /ml/staging}
+    - {name: elsewhere, email: elsewhere@example.com, unit: /other}
+---
+apiVersion: estate/v1
+kind: Environment
+metadata: {name: staging}
+spec:
+  targets: {units: [/ml/staging], accounts: [tools]}
+  regions: [us-east-1, eu-west-1]
+  parameters: {EnvType: staging, Tier: env-tier, Undeclared: ignored}
+---
+apiVersion: estate/v1
+kind: StackSet
+metadata: {name: topic}
+spec:
+  template: topic.yaml
+  environments: [staging]
+  parameters:
+    Tier: set-tier
+    Pipeline: ${account:tools}
+    Pending: ${account:new-stage}-${environment}
+  overrides:
+    - accounts: [stage-a]
+      parameters: {Tier: override-tier}
+    - accounts: [stage-a]
+      regions: [eu-west-1]
+      parameters: {Residency: '${region}'}
+";
+
+    fn live() -> LiveState {
+        LiveState {
+            management_account: "111111111111".into(),
+            root_id: ROOT.into(),
+            units: vec![
+                unit("ou-ml", "/ml", ROOT),
+                unit("ou-stg", "/ml/staging", "ou-ml"),
+                unit("ou-eu", "/ml/staging/eu", "ou-stg"),
+                unit("ou-old", "/ml/staging-old", "ou-ml"),
+                unit("ou-other", "/other", ROOT),
+            ],
+            accounts: vec![
+                account("111111111111", "management", ROOT, "ACTIVE"),
+                account("222222222222", "tools", "ou-ml", "ACTIVE"),
+                account("333333333333", "stage-a", "ou-stg", "ACTIVE"),
+                account("333333333334", "stage-eu", "ou-eu", "ACTIVE"),
+                account("444444444444", "mover", "ou-other", "ACTIVE"),
+                account("444444444445", "elsewhere", "ou-stg", "ACTIVE"),
+                // Not in the manifest: in a targeted unit's descendant, suspended, and in the
+                // unit that only shares a prefix.
+                account("555555555555", "joined", "ou-eu", "ACTIVE"),
+                account("666666666666", "suspended", "ou-stg", "SUSPENDED"),
+                account("777777777777", "old", "ou-old", "ACTIVE"),
+            ],
+            ..LiveState::default()
+        }
+    }
+
+    fn resolved() -> DesiredStackSet {
+        let m = manifest(&[
+            ("estate.yaml", ESTATE),
+            ("docs.yaml", DOCS),
+            ("topic.yaml", TEMPLATE),
+        ]);
+        let mut d = resolve(&m, &live(), &[]).unwrap();
+        assert_eq!(d.stack_sets.len(), 1);
+        d.stack_sets.remove(0)
+    }
+
+    #[test]
+    fn targets_are_units_with_their_descendants_and_named_accounts() {
+        let d = resolved();
+        let mut keys: Vec<String> = d
+            .instances
+            .iter()
+            .filter(|i| i.region == "us-east-1")
+            .map(|i| i.account.key())
+            .collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "222222222222",                  // tools: named
+                "333333333333",                  // stage-a: in /ml/staging
+                "333333333334",                  // stage-eu: in a descendant
+                "444444444444",                  // mover: where the manifest puts it
+                "555555555555",                  // not in the manifest, but in a descendant
+                "new-stage (known after apply)", // created by this plan, shown by name
+            ]
+        );
+        // Every target in every region of the environment.
+        assert_eq!(d.instances.len(), 12);
+        let new = d.instances.iter().find(|i| i.account.id.is_none()).unwrap();
+        assert_eq!(new.account.name.as_deref(), Some("new-stage"));
+    }
+
+    #[test]
+    fn parameters_merge_stack_set_then_declared_environment_values() {
+        let d = resolved();
+        let want: BTreeMap<String, String> = [
+            ("EnvType", "staging"),
+            // The environment's value wins over the stack set's.
+            ("Tier", "env-tier"),
+            ("Pipeline", "222222222222"),
+            ("Pending", "(known after apply)-staging"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        // `Undeclared` is not a parameter of the template: it is not passed.
+        assert_eq!(d.parameters, want);
+    }
+
+    #[test]
+    fn overrides_apply_per_account_and_region_with_the_region_resolved() {
+        let d = resolved();
+        let overrides = |id: &str, region: &str| {
+            d.instances
+                .iter()
+                .find(|i| i.account.id.as_deref() == Some(id) && i.region == region)
+                .unwrap()
+                .overrides
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            overrides("333333333333", "us-east-1"),
+            ["Tier=override-tier"]
+        );
+        assert_eq!(
+            overrides("333333333333", "eu-west-1"),
+            ["Residency=eu-west-1", "Tier=override-tier"]
+        );
+        assert!(overrides("333333333334", "eu-west-1").is_empty());
+        assert!(overrides("222222222222", "us-east-1").is_empty());
+        assert_ne!(d.tags[crate::live::read::TAG_OVERRIDES], EMPTY_OVERRIDES);
+    }
 }

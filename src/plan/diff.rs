@@ -3,6 +3,7 @@
 
 use super::desired::{Desired, DesiredStackSet};
 use super::model::*;
+use crate::live::read::{EMPTY_OVERRIDES, TAG_OVERRIDES};
 use crate::live::{
     LiveInstance, LiveStackSet, LiveState, TAG_ENVIRONMENT, TAG_MANAGED_BY, TAG_SECRETS,
 };
@@ -132,6 +133,8 @@ pub fn diff(
                 continue;
             }
             if opts.prune {
+                // No manifest template says which values are secret: the live one does.
+                let sensitive = no_echo(&parse_body(&l.template_body).unwrap_or(Value::Null));
                 for i in l.instances.iter().flatten() {
                     changes.push(instance_change(
                         &l.name,
@@ -140,7 +143,7 @@ pub fn diff(
                         &i.account,
                         &i.region,
                         format!("stack set {} left the manifest (prune is on)", l.name),
-                        Some(live_instance_json(&l.name, i)),
+                        Some(live_instance_json(&l.name, i, &sensitive)),
                         None,
                     ));
                 }
@@ -150,7 +153,7 @@ pub fn diff(
                     action: Action::Delete,
                     environment: Some(env.clone()),
                     reason: format!("stack set {} left the manifest (prune is on)", l.name),
-                    before: Some(live_json(l, &BTreeSet::new())),
+                    before: Some(live_json(l, &BTreeSet::new(), None)),
                     after: None,
                 });
             } else {
@@ -160,6 +163,32 @@ pub fn diff(
                     environment: Some(env.clone()),
                     message: format!(
                         "stack set {} is managed by this estate but no longer in the manifest; set `prune: true` to delete it",
+                        l.name
+                    ),
+                });
+            }
+        }
+    }
+    // Managed stack sets of an environment the manifest no longer has: no environment in the
+    // plan owns them, so apply would never reach a delete; they are reported whatever `prune`
+    // says. Only when every environment is planned: `--env` limits orphans to its scope.
+    if desired
+        .environments
+        .iter()
+        .all(|e| opts.environments.contains(e))
+    {
+        for l in live.stack_sets.values() {
+            let ours = l.tags.get(TAG_MANAGED_BY).map(String::as_str) == Some(opts.estate);
+            let Some(env) = l.tags.get(TAG_ENVIRONMENT) else {
+                continue;
+            };
+            if ours && !desired.environments.contains(env) {
+                findings.push(Finding {
+                    kind: FindingKind::Orphan,
+                    address: format!("stackSet:{}", l.name),
+                    environment: Some(env.clone()),
+                    message: format!(
+                        "stack set {} is managed by this estate, but its environment {env} is no longer in the manifest, so no plan deletes it; delete it by hand, or add the environment back with `prune: true`",
                         l.name
                     ),
                 });
@@ -238,13 +267,13 @@ fn instance_json(d: &DesiredStackSet, i: &super::desired::DesiredInstance) -> Va
     })
 }
 
-fn live_instance_json(stack_set: &str, i: &LiveInstance) -> Value {
+fn live_instance_json(stack_set: &str, i: &LiveInstance, sensitive: &BTreeSet<String>) -> Value {
     json!({
         "stackSet": stack_set,
         "account": i.account,
         "accountName": null,
         "region": i.region,
-        "parameterOverrides": i.overrides.clone().unwrap_or_default(),
+        "parameterOverrides": mask(&i.overrides.clone().unwrap_or_default(), sensitive),
         "status": i.status,
     })
 }
@@ -298,12 +327,67 @@ fn desired_json(d: &DesiredStackSet) -> Value {
     })
 }
 
-fn live_json(l: &LiveStackSet, sensitive: &BTreeSet<String>) -> Value {
+/// Parameters a template declares `NoEcho`.
+fn no_echo(body: &Value) -> BTreeSet<String> {
+    body.get("Parameters")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter(|(_, decl)| {
+            decl.get("NoEcho")
+                .is_some_and(|v| v == &Value::Bool(true) || v.as_str() == Some("true"))
+        })
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
+/// The `Default` a template declares for a parameter, as the text CloudFormation would use.
+fn default_of(body: &Value, name: &str) -> Option<String> {
+    match body.get("Parameters")?.get(name)?.get("Default")? {
+        Value::String(s) => Some(s.clone()),
+        Value::Null => None,
+        other => Some(other.to_string()),
+    }
+}
+
+/// `value` with its object keys in the order `like` has them (keys only `value` has last), so a
+/// template diff shows what changed, not how differently the live text happened to be ordered.
+fn align(value: &Value, like: &Value) -> Value {
+    match (value, like) {
+        (Value::Object(v), Value::Object(l)) => {
+            let mut out = serde_json::Map::new();
+            for (k, lv) in l {
+                if let Some(vv) = v.get(k) {
+                    out.insert(k.clone(), align(vv, lv));
+                }
+            }
+            for (k, vv) in v {
+                if !l.contains_key(k) {
+                    out.insert(k.clone(), vv.clone());
+                }
+            }
+            Value::Object(out)
+        }
+        (Value::Array(v), Value::Array(l)) => v
+            .iter()
+            .enumerate()
+            .map(|(i, vv)| l.get(i).map_or_else(|| vv.clone(), |lv| align(vv, lv)))
+            .collect(),
+        _ => value.clone(),
+    }
+}
+
+/// The live stack set as the plan shows it. Values are masked where either the manifest's or
+/// the live template declares them NoEcho (a Default in the live template included); `like`
+/// is the manifest's template, whose key order the live one is shown in.
+fn live_json(l: &LiveStackSet, sensitive: &BTreeSet<String>, like: Option<&Value>) -> Value {
     let body = parse_body(&l.template_body).unwrap_or(Value::Null);
+    let sensitive: BTreeSet<String> = sensitive.union(&no_echo(&body)).cloned().collect();
+    let shown = like.map_or_else(|| body.clone(), |like| align(&body, like));
     json!({
         "name": l.name,
         "description": l.description,
-        "parameters": mask(&l.parameters, sensitive),
+        "parameters": mask(&l.parameters, &sensitive),
         "capabilities": l.capabilities,
         "tags": l.tags,
         "permissionModel": l.permission_model,
@@ -311,7 +395,7 @@ fn live_json(l: &LiveStackSet, sensitive: &BTreeSet<String>) -> Value {
         "executionRoleName": l.execution_role_name,
         "autoDeployment": l.auto_deployment,
         "operation": d_operation_from_tags(l),
-        "template": template_text(&body, sensitive),
+        "template": template_text(&shown, &sensitive),
     })
 }
 
@@ -328,10 +412,19 @@ fn update_stack_set(
     changes: &mut Vec<Change>,
     findings: &mut Vec<Finding>,
 ) {
-    let mut reasons = Vec::new();
+    let live_body = parse_body(&l.template_body).ok();
+    let live_instances: &[LiveInstance] = l.instances.as_deref().unwrap_or(&[]);
+    let sensitive: BTreeSet<String> = live_body
+        .as_ref()
+        .map(no_echo)
+        .unwrap_or_default()
+        .union(&d.sensitive)
+        .cloned()
+        .collect();
     if l.permission_model != d.permission_model {
-        // AWS cannot change a stack set's permission model in place.
-        let mut before = live_json(l, &d.sensitive);
+        // AWS cannot change a stack set's permission model in place, and deletes only an empty
+        // stack set: every live instance goes first, every desired one is created after.
+        let mut before = live_json(l, &d.sensitive, Some(&d.template.body));
         before["operation"] = Value::Null;
         changes.push(Change {
             address: format!("stackSet:{}", d.name),
@@ -345,75 +438,40 @@ fn update_stack_set(
             before: Some(before),
             after: Some(desired_json(d)),
         });
+        for li in live_instances {
+            changes.push(instance_change(
+                &d.name,
+                &d.environment,
+                Action::Delete,
+                &li.account,
+                &li.region,
+                format!("stack set {} is replaced", d.name),
+                Some(live_instance_json(&d.name, li, &sensitive)),
+                None,
+            ));
+        }
+        for i in &d.instances {
+            changes.push(instance_change(
+                &d.name,
+                &d.environment,
+                Action::Create,
+                &i.account.key(),
+                &i.region,
+                format!(
+                    "stack set {} is replaced; {} is a target of {}",
+                    d.name,
+                    account_phrase(&i.account),
+                    d.environment
+                ),
+                None,
+                Some(instance_json(d, i)),
+            ));
+        }
         return;
     }
-    let live_body = parse_body(&l.template_body).ok();
-    if live_body.as_ref() != Some(&d.template.body) {
-        reasons.push("template".to_string());
-    }
-    if l.description != d.description {
-        reasons.push("description".into());
-    }
-    let changed_params: Vec<&String> = d
-        .parameters
-        .keys()
-        .chain(l.parameters.keys())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .filter(|k| !d.sensitive.contains(*k) && d.parameters.get(*k) != l.parameters.get(*k))
-        .collect();
-    if !changed_params.is_empty() {
-        let names: Vec<&str> = changed_params.iter().map(|s| s.as_str()).collect();
-        reasons.push(format!("parameters {}", names.join(", ")));
-    }
-    if d.tags.get(TAG_SECRETS) != l.tags.get(TAG_SECRETS) {
-        reasons.push("a sensitive parameter".into());
-    }
-    let mut live_caps = l.capabilities.clone();
-    live_caps.sort();
-    if live_caps != d.capabilities {
-        reasons.push("capabilities".into());
-    }
-    let tag_diff: Vec<&String> = d
-        .tags
-        .keys()
-        .chain(l.tags.keys())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .filter(|k| {
-            d.tags.get(*k) != l.tags.get(*k)
-                && *k != TAG_SECRETS
-                && *k != crate::live::read::TAG_OVERRIDES
-        })
-        .collect();
-    if !tag_diff.is_empty() {
-        let names: Vec<&str> = tag_diff.iter().map(|s| s.as_str()).collect();
-        reasons.push(format!("tags {}", names.join(", ")));
-    }
-    if d.administration_role_arn.is_some() && l.administration_role_arn != d.administration_role_arn
-    {
-        reasons.push("administration role".into());
-    }
-    if d.execution_role_name.is_some() && l.execution_role_name != d.execution_role_name {
-        reasons.push("execution role".into());
-    }
-    if d.auto_deployment.is_some() && l.auto_deployment != d.auto_deployment {
-        reasons.push("auto-deployment".into());
-    }
-    if !reasons.is_empty() {
-        changes.push(Change {
-            address: format!("stackSet:{}", d.name),
-            resource_type: ResourceType::StackSet,
-            action: Action::Update,
-            environment: Some(d.environment.clone()),
-            reason: format!("changed: {}", reasons.join("; ")),
-            before: Some(live_json(l, &d.sensitive)),
-            after: Some(desired_json(d)),
-        });
-    }
 
-    // Instances.
-    let live_instances: &[LiveInstance] = l.instances.as_deref().unwrap_or(&[]);
+    // Instances first: whether they change decides whether the overrides tag must.
+    let mut instance_changes = Vec::new();
     let by_key: BTreeMap<(String, String), &LiveInstance> = live_instances
         .iter()
         .map(|i| ((i.account.clone(), i.region.clone()), i))
@@ -423,7 +481,7 @@ fn update_stack_set(
         let key = (i.account.key(), i.region.clone());
         wanted.insert(key.clone());
         match by_key.get(&key) {
-            None => changes.push(instance_change(
+            None => instance_changes.push(instance_change(
                 &d.name,
                 &d.environment,
                 Action::Create,
@@ -439,16 +497,26 @@ fn update_stack_set(
                 Some(instance_json(d, i)),
             )),
             Some(li) => {
-                let overrides_differ = li.overrides.as_ref().is_some_and(|o| o != &i.overrides);
-                if overrides_differ {
-                    changes.push(instance_change(
+                let reason = li
+                    .overrides
+                    .as_ref()
+                    .and_then(|o| overrides_differ(o, &i.overrides, &sensitive));
+                if let Some(reason) = reason {
+                    // Shown against the manifest's instance: the same account (live does not
+                    // know its manifest name) and no status, which the manifest has no say in.
+                    let mut before = live_instance_json(&d.name, li, &sensitive);
+                    before["accountName"] = json!(i.account.name);
+                    if let Value::Object(o) = &mut before {
+                        o.remove("status");
+                    }
+                    instance_changes.push(instance_change(
                         &d.name,
                         &d.environment,
                         Action::Update,
                         &key.0,
                         &i.region,
-                        "parameter overrides differ from live".into(),
-                        Some(live_instance_json(&d.name, li)),
+                        reason,
+                        Some(before),
                         Some(instance_json(d, i)),
                     ));
                 } else if li.status != "CURRENT" {
@@ -471,7 +539,7 @@ fn update_stack_set(
     }
     for li in live_instances {
         if !wanted.contains(&(li.account.clone(), li.region.clone())) {
-            changes.push(instance_change(
+            instance_changes.push(instance_change(
                 &d.name,
                 &d.environment,
                 Action::Delete,
@@ -481,9 +549,169 @@ fn update_stack_set(
                     "account {} in {} is no longer a target of {}",
                     li.account, li.region, d.environment
                 ),
-                Some(live_instance_json(&d.name, li)),
+                Some(live_instance_json(&d.name, li, &sensitive)),
                 None,
             ));
         }
+    }
+
+    let mut reasons = Vec::new();
+    if live_body.as_ref() != Some(&d.template.body) {
+        reasons.push("template".to_string());
+    }
+    // AWS may leave out an empty description or return it empty: the same thing.
+    if l.description.as_deref().unwrap_or("") != d.description.as_deref().unwrap_or("") {
+        reasons.push("description".into());
+    }
+    // A parameter one side leaves out takes its template's Default: AWS may report defaulted
+    // values the manifest never gave, which is no difference.
+    let effective = |given: Option<&String>, body: Option<&Value>, k: &str| {
+        given
+            .cloned()
+            .or_else(|| body.and_then(|b| default_of(b, k)))
+    };
+    let changed_params: Vec<&String> = d
+        .parameters
+        .keys()
+        .chain(l.parameters.keys())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .filter(|k| {
+            !sensitive.contains(*k)
+                && effective(d.parameters.get(*k), Some(&d.template.body), k)
+                    != effective(l.parameters.get(*k), live_body.as_ref(), k)
+        })
+        .collect();
+    if !changed_params.is_empty() {
+        let names: Vec<&str> = changed_params.iter().map(|s| s.as_str()).collect();
+        reasons.push(format!("parameters {}", names.join(", ")));
+    }
+    if d.tags.get(TAG_SECRETS) != l.tags.get(TAG_SECRETS) {
+        reasons.push("a sensitive parameter".into());
+    }
+    let mut live_caps = l.capabilities.clone();
+    live_caps.sort();
+    if live_caps != d.capabilities {
+        reasons.push("capabilities".into());
+    }
+    let tag_diff: Vec<&String> = d
+        .tags
+        .keys()
+        .chain(l.tags.keys())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .filter(|k| d.tags.get(*k) != l.tags.get(*k) && *k != TAG_SECRETS && *k != TAG_OVERRIDES)
+        .collect();
+    if !tag_diff.is_empty() {
+        let names: Vec<&str> = tag_diff.iter().map(|s| s.as_str()).collect();
+        reasons.push(format!("tags {}", names.join(", ")));
+    }
+    // The overrides tag tells the next plan whether instances must be described. Applying new
+    // overrides to instances under the old tag would leave live overrides the tag does not
+    // describe, and a later return to the old overrides would go unseen; so the tag moves
+    // with them. Without instance changes, live already matches and the tag may stay.
+    let live_digest = l
+        .tags
+        .get(TAG_OVERRIDES)
+        .map_or(EMPTY_OVERRIDES, String::as_str);
+    let instances_written = instance_changes
+        .iter()
+        .any(|c| matches!(c.action, Action::Create | Action::Update));
+    if d.tags.get(TAG_OVERRIDES).map(String::as_str) != Some(live_digest) && instances_written {
+        reasons.push(format!("instance overrides (tag {TAG_OVERRIDES})"));
+    }
+    if d.administration_role_arn.is_some() && l.administration_role_arn != d.administration_role_arn
+    {
+        reasons.push("administration role".into());
+    }
+    if d.execution_role_name.is_some() && l.execution_role_name != d.execution_role_name {
+        reasons.push("execution role".into());
+    }
+    if d.auto_deployment.is_some() && l.auto_deployment != d.auto_deployment {
+        reasons.push("auto-deployment".into());
+    }
+    if !reasons.is_empty() {
+        changes.push(Change {
+            address: format!("stackSet:{}", d.name),
+            resource_type: ResourceType::StackSet,
+            action: Action::Update,
+            environment: Some(d.environment.clone()),
+            reason: format!("changed: {}", reasons.join("; ")),
+            before: Some(live_json(l, &d.sensitive, Some(&d.template.body))),
+            after: Some(desired_json(d)),
+        });
+    }
+    changes.extend(instance_changes);
+}
+
+/// Why an instance's live overrides (read because the manifest's overrides changed) need an
+/// update, if they do. AWS returns NoEcho values masked: for those only presence compares, and
+/// a sensitive override the manifest gives is written again, since a change to it is otherwise
+/// invisible.
+fn overrides_differ(
+    live: &BTreeMap<String, String>,
+    desired: &BTreeMap<String, String>,
+    sensitive: &BTreeSet<String>,
+) -> Option<String> {
+    let same_keys = live.keys().eq(desired.keys());
+    let same_values = desired
+        .iter()
+        .filter(|(k, _)| !sensitive.contains(*k))
+        .all(|(k, v)| live.get(k) == Some(v));
+    if !same_keys || !same_values {
+        return Some("parameter overrides differ from live".into());
+    }
+    let secret: Vec<&str> = desired
+        .keys()
+        .filter(|k| sensitive.contains(*k))
+        .map(String::as_str)
+        .collect();
+    (!secret.is_empty()).then(|| {
+        format!(
+            "the manifest's overrides changed; sensitive override {} cannot be compared with live, so it is written again",
+            secret.join(", ")
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn live_keys_follow_the_manifest_order_and_extra_keys_come_last() {
+        let live = json!({"b": 1, "extra": 0, "a": {"y": 1, "x": 2}, "list": [{"q": 1, "p": 2}]});
+        let like = json!({"a": {"x": 0, "y": 0}, "list": [{"p": 0, "q": 0}], "b": 0});
+        let aligned = align(&live, &like);
+        assert_eq!(aligned, live, "alignment only reorders");
+        assert_eq!(
+            aligned.to_string(),
+            r#"{"a":{"x":2,"y":1},"list":[{"p":2,"q":1}],"b":1,"extra":0}"#
+        );
+    }
+
+    #[test]
+    fn masked_overrides_compare_by_presence_and_are_written_again() {
+        let secret: BTreeSet<String> = ["Token".to_string()].into();
+        let live = map(&[("Token", "****"), ("Tier", "large")]);
+        assert_eq!(
+            overrides_differ(&live, &map(&[("Tier", "large")]), &secret).as_deref(),
+            Some("parameter overrides differ from live")
+        );
+        assert_eq!(
+            overrides_differ(&live, &map(&[("Token", "x"), ("Tier", "small")]), &secret).as_deref(),
+            Some("parameter overrides differ from live")
+        );
+        let again = overrides_differ(&live, &map(&[("Token", "x"), ("Tier", "large")]), &secret);
+        assert!(again.unwrap().contains("sensitive override Token"));
+        let plain = map(&[("Tier", "large")]);
+        assert_eq!(overrides_differ(&plain, &plain, &secret), None);
     }
 }

@@ -1,6 +1,7 @@
 //! Planning: resolve the manifest against live state and diff the two into a [`Plan`].
 //! Everything here is pure: no I/O, no clock, no randomness.
 
+pub mod catalog;
 pub mod desired;
 pub mod diff;
 pub mod model;
@@ -37,10 +38,21 @@ pub fn read_options(m: &Manifest) -> ReadOptions {
             );
         }
     }
+    let portfolio_hubs = m
+        .portfolios
+        .iter()
+        .filter_map(|p| m.accounts().iter().find(|a| a.name == p.spec.account))
+        .map(|a| a.email.clone())
+        .collect();
     ReadOptions {
         estate: m.name().to_string(),
         home_region: m.estate.spec.home_region.clone(),
         overrides_digests,
+        portfolio_hubs,
+        portfolio_unit_shares: m
+            .portfolios
+            .iter()
+            .any(|p| !p.spec.share_with.units.is_empty()),
     }
 }
 
@@ -48,7 +60,7 @@ pub fn read_options(m: &Manifest) -> ReadOptions {
 pub fn make(m: &Manifest, live: &LiveState, only: &[String]) -> Result<Plan, PlanError> {
     let environments = environments(m, only)?;
     let desired = desired::resolve(m, live, &environments)?;
-    let (changes, findings) = diff::diff(
+    let (mut changes, mut findings) = diff::diff(
         &desired,
         live,
         &diff::DiffOptions {
@@ -57,6 +69,20 @@ pub fn make(m: &Manifest, live: &LiveState, only: &[String]) -> Result<Plan, Pla
             prune: m.estate.spec.prune,
         },
     );
+    // Portfolios belong to no environment: like units and accounts, always planned, after
+    // the organization (their hub and recipient accounts) and before stack sets.
+    let (catalog_changes, catalog_findings) = catalog::diff(
+        &catalog::resolve(m, live),
+        live,
+        m.name(),
+        m.estate.spec.prune,
+    );
+    let org_end = changes
+        .iter()
+        .position(|c| c.environment.is_some())
+        .unwrap_or(changes.len());
+    changes.splice(org_end..org_end, catalog_changes);
+    findings.extend(catalog_findings);
     Ok(Plan {
         format_version: FORMAT_VERSION,
         estate: m.name().to_string(),

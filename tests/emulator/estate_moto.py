@@ -10,9 +10,10 @@ kernel for SIGTERM when its parent dies (prctl PR_SET_PDEATHSIG, Linux) and a
 thread also polls the parent pid, for other platforms and for the race where
 the parent dies before prctl runs.
 
-Calls that moto does not implement (later: some Service Catalog actions) are
-served by handlers registered with ``@route("<X-Amz-Target>")``; every other
-request goes to moto unchanged.
+Calls that moto does not implement, or gets wrong, are served by handlers
+registered with ``@route("<X-Amz-Target>")``; every other request goes to moto
+unchanged. The Service Catalog ones are in servicecatalog_ext.py (its docstring
+lists them, and where they deviate from AWS).
 
 Usage: estate_moto.py PORT [--parent-pid PID]
 """
@@ -35,6 +36,8 @@ from moto.moto_server.werkzeug_app import (
     create_backend_app,
 )
 from werkzeug.serving import make_server
+
+import servicecatalog_ext
 
 PR_SET_PDEATHSIG = 1
 PARENT_POLL_SECONDS = 0.5
@@ -146,6 +149,7 @@ def die_with_parent(expected_parent: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     keep_stack_set_capabilities()
     merge_instance_overrides()
+    servicecatalog_ext.install(route)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("port", type=int, help="TCP port on 127.0.0.1 (0: any free port)")
     parser.add_argument(

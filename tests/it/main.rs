@@ -1,11 +1,14 @@
 //! Integration tests for estate, in one binary so all tests share one AWS emulator per run.
 
 mod apply;
+mod apply_mocks;
 mod cli;
 mod emulator;
 mod plan;
+mod plan_cases;
 mod read_cost;
 mod render;
 mod samples;
+mod sc_emulator;
 mod smoke;
 mod validate;

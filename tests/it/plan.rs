@@ -14,6 +14,17 @@ pub(crate) fn example_copy() -> tempfile::TempDir {
     dir
 }
 
+/// The example without its portfolio, for tests that build live state by hand with the SDK.
+fn example_without_portfolio() -> tempfile::TempDir {
+    let dir = example_copy();
+    let estate = dir.path().join("estate.yaml");
+    let text = std::fs::read_to_string(&estate)
+        .unwrap()
+        .replace(", portfolios.yaml", "");
+    std::fs::write(estate, text).unwrap();
+    dir
+}
+
 pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
@@ -79,6 +90,15 @@ async fn a_fresh_organization_plans_the_reference_example() {
             "account:data-science",
             "account:staging",
             "account:production",
+            // The contract's portfolio: 1 portfolio, 1 product with 1 version, 1 tag option
+            // key with 2 values, 1 share and its recipient principal.
+            "portfolio:data-scientists",
+            "product:data-scientists/secure-notebook",
+            "productVersion:data-scientists/secure-notebook/v1",
+            "tagOption:data-scientists/cost-center=6534",
+            "tagOption:data-scientists/cost-center=8457",
+            "share:data-scientists/account/data-science",
+            "principal:data-scientists@data-science/role/DataScientist",
             "stackSet:model-execution-role-staging",
             "stackInstance:model-execution-role-staging/staging (known after apply)/us-east-1",
             "stackSet:model-execution-role-production",
@@ -92,7 +112,7 @@ async fn a_fresh_organization_plans_the_reference_example() {
             .iter()
             .all(|c| c["action"] == "create")
     );
-    assert_eq!(plan["summary"]["create"], 12);
+    assert_eq!(plan["summary"]["create"], 19);
     assert_eq!(plan["formatVersion"], 1);
     assert_eq!(
         plan["environments"],
@@ -107,7 +127,7 @@ async fn a_fresh_organization_plans_the_reference_example() {
     assert_eq!(code, 2);
     assert!(
         text.trim_end()
-            .ends_with("Plan: 12 to create, 0 to update, 0 to delete.")
+            .ends_with("Plan: 19 to create, 0 to update, 0 to delete.")
     );
     insta::assert_snapshot!("plan-reference-text", stable(&text, &account));
 
@@ -144,7 +164,8 @@ async fn env_limits_stack_sets_but_keeps_organization_changes() {
             .iter()
             .filter(|c| c["environment"].is_null())
             .count(),
-        8
+        15,
+        "8 organization and 7 portfolio changes"
     );
     assert!(
         changes
@@ -208,7 +229,7 @@ async fn build_organization(account: &TestAccount) -> std::collections::BTreeMap
 #[tokio::test]
 async fn an_account_moved_out_of_band_shows_as_drift() {
     let account = management_account().await;
-    let dir = example_copy();
+    let dir = example_without_portfolio();
     let ids = build_organization(&account).await;
 
     // The organization matches: only stack sets are pending, which is not drift.
@@ -327,7 +348,7 @@ async fn create_as_planned(
 #[tokio::test]
 async fn a_stack_set_parameter_changed_out_of_band_shows_as_drift() {
     let account = management_account().await;
-    let dir = example_copy();
+    let dir = example_without_portfolio();
     build_organization(&account).await;
     let (_, json, _) = run(&account, dir.path(), &["plan", ".", "--format", "json"]);
     let plan: serde_json::Value = serde_json::from_str(&json).unwrap();

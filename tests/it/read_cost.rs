@@ -147,6 +147,7 @@ fn options(digests: &[(&str, &str)]) -> ReadOptions {
             .iter()
             .map(|(a, b)| (a.to_string(), b.to_string()))
             .collect(),
+        ..Default::default()
     }
 }
 

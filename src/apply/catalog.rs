@@ -1,0 +1,568 @@
+//! Applying portfolio changes: in the hub account (through `memberRole`) the portfolio,
+//! products and versions, constraints, tag options, principals and shares; in each recipient
+//! account the share's acceptance and the principals there. Deletes run in reverse order.
+
+use super::{ApplyError, Event, Progress, templates};
+use crate::aws::{Aws, AwsError};
+use crate::live::LiveState;
+use crate::plan::catalog::{DesiredPortfolio, launch_parameters};
+use crate::plan::{Action, Change, Plan, ResourceType};
+use aws_sdk_servicecatalog::types::{
+    OrganizationNode, OrganizationNodeType, PrincipalType, ProductType,
+    ProvisioningArtifactProperties, ProvisioningArtifactType, Tag,
+};
+use std::collections::{BTreeMap, HashMap};
+
+fn is_catalog(c: &Change) -> bool {
+    matches!(
+        c.resource_type,
+        ResourceType::Portfolio
+            | ResourceType::Product
+            | ResourceType::ProductVersion
+            | ResourceType::TagOption
+            | ResourceType::Constraint
+            | ResourceType::Principal
+            | ResourceType::Share
+    )
+}
+
+/// The portfolio a catalog change belongs to: `kind:NAME/…` or `kind:NAME@account/…`.
+fn portfolio_of(c: &Change) -> &str {
+    let rest = c.address.split_once(':').map_or("", |(_, r)| r);
+    rest.split(['/', '@']).next().unwrap_or_default()
+}
+
+fn s(v: &Option<serde_json::Value>, key: &str) -> Option<String> {
+    v.as_ref()?.get(key)?.as_str().map(str::to_string)
+}
+
+fn sc_err<E>(
+    op: &'static str,
+) -> impl FnOnce(
+    aws_smithy_runtime_api::client::result::SdkError<E, aws_smithy_runtime_api::http::Response>,
+) -> ApplyError
+where
+    E: std::error::Error + aws_smithy_types::error::metadata::ProvideErrorMetadata + 'static,
+{
+    move |e| ApplyError::Aws(AwsError::call(op, e))
+}
+
+/// Applies every catalog change of the plan; returns the addresses done.
+pub async fn portfolios(
+    aws: &Aws,
+    plan: &Plan,
+    desired: &[DesiredPortfolio],
+    live: &LiveState,
+    region: &str,
+    progress: &dyn Progress,
+) -> Result<Vec<String>, ApplyError> {
+    let mut done = Vec::new();
+    let changes: Vec<&Change> = plan.changes.iter().filter(|c| is_catalog(c)).collect();
+    if let Some(c) = changes
+        .iter()
+        .find(|c| c.address == "share:aws-organizations-access")
+    {
+        progress.event(Event::Started {
+            address: c.address.clone(),
+            what: "EnableAWSOrganizationsAccess".into(),
+        });
+        aws.servicecatalog(region)
+            .enable_aws_organizations_access()
+            .send()
+            .await
+            .map_err(sc_err("ServiceCatalog.EnableAWSOrganizationsAccess"))?;
+        done.push(c.address.clone());
+    }
+    let mut names: Vec<&str> = Vec::new();
+    for c in &changes {
+        let n = portfolio_of(c);
+        if c.address != "share:aws-organizations-access" && !names.contains(&n) {
+            names.push(n);
+        }
+    }
+    for name in names {
+        let mine: Vec<&Change> = changes
+            .iter()
+            .copied()
+            .filter(|c| portfolio_of(c) == name && c.address != "share:aws-organizations-access")
+            .collect();
+        let d = desired.iter().find(|d| d.name == name);
+        done.extend(apply_portfolio(aws, name, d, &mine, live, region, progress).await?);
+    }
+    Ok(done)
+}
+
+async fn edge_for(aws: &Aws, live: &LiveState, account: &str) -> Result<Aws, ApplyError> {
+    Ok(if account == live.management_account {
+        aws.clone()
+    } else {
+        aws.member(account).await?
+    })
+}
+
+async fn apply_portfolio(
+    aws: &Aws,
+    name: &str,
+    d: Option<&DesiredPortfolio>,
+    changes: &[&Change],
+    live: &LiveState,
+    region: &str,
+    progress: &dyn Progress,
+) -> Result<Vec<String>, ApplyError> {
+    let mut done = Vec::new();
+    let hub_id = d
+        .and_then(|d| d.hub.clone())
+        .or_else(|| changes.iter().find_map(|c| s(&c.before, "account")))
+        .ok_or_else(|| {
+            ApplyError::Inconsistent(format!("portfolio {name}: hub account unknown"))
+        })?;
+    let hub = edge_for(aws, live, &hub_id).await?;
+    let sc = hub.servicecatalog(region);
+    let started = |c: &Change, what: String| {
+        progress.event(Event::Started {
+            address: c.address.clone(),
+            what,
+        })
+    };
+    let of = |t: ResourceType, a: Action| -> Vec<&Change> {
+        changes
+            .iter()
+            .copied()
+            .filter(|c| c.resource_type == t && c.action == a)
+            .collect()
+    };
+    let tags = |m: &BTreeMap<String, String>| -> Vec<Tag> {
+        m.iter()
+            .map(|(k, v)| Tag::builder().key(k).value(v).build().expect("tag"))
+            .collect()
+    };
+
+    // Deletes first, in reverse dependency order: recipient principals, shares, principals,
+    // tag options, constraints; the portfolio itself last of all.
+    for c in of(ResourceType::Principal, Action::Delete) {
+        let account = s(&c.before, "account").unwrap_or_else(|| hub_id.clone());
+        let pid = s(&c.before, "portfolioId").unwrap_or_default();
+        let principal = s(&c.before, "principal").unwrap_or_default();
+        started(c, format!("DisassociatePrincipalFromPortfolio {principal}"));
+        let edge = edge_for(aws, live, &account).await?;
+        edge.servicecatalog(region)
+            .disassociate_principal_from_portfolio()
+            .portfolio_id(&pid)
+            .principal_arn(&principal)
+            .send()
+            .await
+            .map_err(sc_err("ServiceCatalog.DisassociatePrincipalFromPortfolio"))?;
+        done.push(c.address.clone());
+    }
+    for c in of(ResourceType::Share, Action::Delete) {
+        let pid = s(&c.before, "portfolioId").unwrap_or_default();
+        started(c, "DeletePortfolioShare".into());
+        let mut req = sc.delete_portfolio_share().portfolio_id(&pid);
+        if let Some(account) = s(&c.before, "account") {
+            req = req.account_id(account);
+        } else if let Some(unit) = s(&c.before, "unitId") {
+            req = req.organization_node(
+                OrganizationNode::builder()
+                    .r#type(OrganizationNodeType::OrganizationalUnit)
+                    .value(unit)
+                    .build(),
+            );
+        }
+        req.send()
+            .await
+            .map_err(sc_err("ServiceCatalog.DeletePortfolioShare"))?;
+        done.push(c.address.clone());
+    }
+    for c in of(ResourceType::TagOption, Action::Delete) {
+        let pid = s(&c.before, "portfolioId").unwrap_or_default();
+        let id = s(&c.before, "id").unwrap_or_default();
+        started(c, "DisassociateTagOptionFromResource".into());
+        sc.disassociate_tag_option_from_resource()
+            .resource_id(&pid)
+            .tag_option_id(&id)
+            .send()
+            .await
+            .map_err(sc_err("ServiceCatalog.DisassociateTagOptionFromResource"))?;
+        done.push(c.address.clone());
+    }
+    for c in of(ResourceType::Constraint, Action::Delete)
+        .into_iter()
+        .chain(of(ResourceType::Constraint, Action::Replace))
+    {
+        let id = s(&c.before, "id").unwrap_or_default();
+        started(c, "DeleteConstraint".into());
+        sc.delete_constraint()
+            .id(&id)
+            .send()
+            .await
+            .map_err(sc_err("ServiceCatalog.DeleteConstraint"))?;
+        if c.action == Action::Delete {
+            done.push(c.address.clone());
+        }
+    }
+    if let Some(c) = of(ResourceType::Portfolio, Action::Delete).first() {
+        let pid = s(&c.before, "id").unwrap_or_default();
+        started(c, "DeletePortfolio".into());
+        sc.delete_portfolio()
+            .id(&pid)
+            .send()
+            .await
+            .map_err(sc_err("ServiceCatalog.DeletePortfolio"))?;
+        done.push(c.address.clone());
+        return Ok(done);
+    }
+
+    let Some(d) = d else {
+        return Ok(done);
+    };
+    // The portfolio.
+    let mut portfolio_id = changes.iter().find_map(|c| {
+        s(&c.after, "portfolioId")
+            .or_else(|| s(&c.after, "id").filter(|_| c.resource_type == ResourceType::Portfolio))
+    });
+    for c in of(ResourceType::Portfolio, Action::Create) {
+        started(c, format!("CreatePortfolio {}", d.display_name));
+        let out = sc
+            .create_portfolio()
+            .display_name(&d.display_name)
+            .provider_name(&d.provider_name)
+            .set_description(d.description.clone())
+            .set_tags(Some(tags(&d.tags)))
+            .idempotency_token(super::operation_id(&hub_id, &c.address))
+            .send()
+            .await
+            .map_err(sc_err("ServiceCatalog.CreatePortfolio"))?;
+        portfolio_id = out.portfolio_detail.and_then(|p| p.id);
+        done.push(c.address.clone());
+    }
+    for c in of(ResourceType::Portfolio, Action::Update) {
+        let id = s(&c.after, "id").unwrap_or_default();
+        started(c, "UpdatePortfolio".into());
+        sc.update_portfolio()
+            .id(&id)
+            .display_name(&d.display_name)
+            .provider_name(&d.provider_name)
+            .set_description(d.description.clone())
+            .set_add_tags(Some(tags(&d.tags)))
+            .send()
+            .await
+            .map_err(sc_err("ServiceCatalog.UpdatePortfolio"))?;
+        done.push(c.address.clone());
+    }
+    let pid =
+        portfolio_id.ok_or_else(|| ApplyError::Inconsistent(format!("portfolio {name}: no id")))?;
+
+    // Products and their versions.
+    let mut product_ids: HashMap<String, String> = HashMap::new();
+    for c in changes
+        .iter()
+        .filter(|c| c.resource_type == ResourceType::Product)
+    {
+        if let Some(id) = s(&c.after, "id") {
+            product_ids.insert(s(&c.after, "name").unwrap_or_default(), id);
+        }
+    }
+    for c in changes
+        .iter()
+        .filter(|c| c.resource_type == ResourceType::ProductVersion)
+    {
+        if let (Some(product), Some(id)) = (s(&c.after, "product"), s(&c.after, "productId")) {
+            product_ids.insert(product, id);
+        }
+    }
+    let mut first_versions: Vec<String> = Vec::new();
+    for c in of(ResourceType::Product, Action::Create) {
+        let pname = s(&c.after, "name").unwrap_or_default();
+        let p = d.products.iter().find(|p| p.name == pname).ok_or_else(|| {
+            ApplyError::Inconsistent(format!("product {pname} is not in the manifest"))
+        })?;
+        let first = p
+            .versions
+            .first()
+            .ok_or_else(|| ApplyError::Inconsistent(format!("product {pname} has no version")))?;
+        let url = template_url(&hub, &hub_id, region, &first.template.text).await?;
+        started(
+            c,
+            format!(
+                "CreateProduct {} with version {}",
+                p.display_name, first.name
+            ),
+        );
+        let out = sc
+            .create_product()
+            .name(&p.display_name)
+            .owner(&p.owner)
+            .set_description(p.description.clone())
+            .set_distributor(p.distributor.clone())
+            .set_support_email(p.support_email.clone())
+            .product_type(ProductType::CloudFormationTemplate)
+            .set_tags(Some(tags(&p.tags)))
+            .provisioning_artifact_parameters(
+                ProvisioningArtifactProperties::builder()
+                    .name(&first.name)
+                    .set_description(first.description.clone())
+                    .info("LoadTemplateFromURL", url)
+                    .r#type(ProvisioningArtifactType::CloudFormationTemplate)
+                    .build(),
+            )
+            .idempotency_token(super::operation_id(&hub_id, &c.address))
+            .send()
+            .await
+            .map_err(sc_err("ServiceCatalog.CreateProduct"))?;
+        let product_id = out
+            .product_view_detail
+            .and_then(|v| v.product_view_summary)
+            .and_then(|s| s.product_id)
+            .unwrap_or_default();
+        sc.associate_product_with_portfolio()
+            .product_id(&product_id)
+            .portfolio_id(&pid)
+            .send()
+            .await
+            .map_err(sc_err("ServiceCatalog.AssociateProductWithPortfolio"))?;
+        product_ids.insert(pname.clone(), product_id);
+        first_versions.push(format!("productVersion:{name}/{pname}/{}", first.name));
+        done.push(c.address.clone());
+    }
+    for c in of(ResourceType::Product, Action::Update) {
+        let id = s(&c.after, "id").unwrap_or_default();
+        let pname = s(&c.after, "name").unwrap_or_default();
+        let Some(p) = d.products.iter().find(|p| p.name == pname) else {
+            continue;
+        };
+        started(c, "UpdateProduct".into());
+        sc.update_product()
+            .id(&id)
+            .name(&p.display_name)
+            .owner(&p.owner)
+            .set_description(p.description.clone())
+            .set_distributor(p.distributor.clone())
+            .set_support_email(p.support_email.clone())
+            .send()
+            .await
+            .map_err(sc_err("ServiceCatalog.UpdateProduct"))?;
+        done.push(c.address.clone());
+    }
+    for c in of(ResourceType::ProductVersion, Action::Create) {
+        if first_versions.contains(&c.address) {
+            // Created together with its product.
+            done.push(c.address.clone());
+            continue;
+        }
+        let pname = s(&c.after, "product").unwrap_or_default();
+        let vname = s(&c.after, "name").unwrap_or_default();
+        let product_id = product_ids.get(&pname).cloned().unwrap_or_default();
+        let v = d
+            .products
+            .iter()
+            .find(|p| p.name == pname)
+            .and_then(|p| p.versions.iter().find(|v| v.name == vname))
+            .ok_or_else(|| {
+                ApplyError::Inconsistent(format!(
+                    "version {vname} of {pname} is not in the manifest"
+                ))
+            })?;
+        let url = template_url(&hub, &hub_id, region, &v.template.text).await?;
+        started(c, format!("CreateProvisioningArtifact {vname}"));
+        sc.create_provisioning_artifact()
+            .product_id(&product_id)
+            .parameters(
+                ProvisioningArtifactProperties::builder()
+                    .name(&vname)
+                    .set_description(v.description.clone())
+                    .info("LoadTemplateFromURL", url)
+                    .r#type(ProvisioningArtifactType::CloudFormationTemplate)
+                    .build(),
+            )
+            .idempotency_token(super::operation_id(&hub_id, &c.address))
+            .send()
+            .await
+            .map_err(sc_err("ServiceCatalog.CreateProvisioningArtifact"))?;
+        done.push(c.address.clone());
+    }
+    for c in of(ResourceType::ProductVersion, Action::Update) {
+        let product_id = s(&c.after, "productId").unwrap_or_default();
+        let id = s(&c.after, "id").unwrap_or_default();
+        let active = c
+            .after
+            .as_ref()
+            .and_then(|a| a.get("active"))
+            .and_then(|a| a.as_bool())
+            .unwrap_or(true);
+        started(c, format!("UpdateProvisioningArtifact Active={active}"));
+        sc.update_provisioning_artifact()
+            .product_id(&product_id)
+            .provisioning_artifact_id(&id)
+            .active(active)
+            .send()
+            .await
+            .map_err(sc_err("ServiceCatalog.UpdateProvisioningArtifact"))?;
+        done.push(c.address.clone());
+    }
+
+    // Launch constraints.
+    for c in of(ResourceType::Constraint, Action::Create)
+        .into_iter()
+        .chain(of(ResourceType::Constraint, Action::Replace))
+    {
+        let pname = s(&c.after, "product").unwrap_or_default();
+        let role = s(&c.after, "localRoleName").unwrap_or_default();
+        let product_id = product_ids.get(&pname).cloned().unwrap_or_default();
+        started(c, format!("CreateConstraint LAUNCH {role}"));
+        sc.create_constraint()
+            .portfolio_id(&pid)
+            .product_id(&product_id)
+            .r#type("LAUNCH")
+            .parameters(launch_parameters(&role))
+            .idempotency_token(super::operation_id(&hub_id, &c.address))
+            .send()
+            .await
+            .map_err(sc_err("ServiceCatalog.CreateConstraint"))?;
+        done.push(c.address.clone());
+    }
+
+    // Tag options: reuse the account's tag option when it exists, then associate.
+    for c in of(ResourceType::TagOption, Action::Create) {
+        let key = s(&c.after, "key").unwrap_or_default();
+        let value = s(&c.after, "value").unwrap_or_default();
+        started(c, format!("AssociateTagOptionWithResource {key}={value}"));
+        let existing = sc
+            .list_tag_options()
+            .filters(
+                aws_sdk_servicecatalog::types::ListTagOptionsFilters::builder()
+                    .key(&key)
+                    .value(&value)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(sc_err("ServiceCatalog.ListTagOptions"))?
+            .tag_option_details
+            .unwrap_or_default()
+            .into_iter()
+            .find(|t| t.key.as_deref() == Some(&key) && t.value.as_deref() == Some(&value))
+            .and_then(|t| t.id);
+        let id = match existing {
+            Some(id) => id,
+            None => sc
+                .create_tag_option()
+                .key(&key)
+                .value(&value)
+                .send()
+                .await
+                .map_err(sc_err("ServiceCatalog.CreateTagOption"))?
+                .tag_option_detail
+                .and_then(|t| t.id)
+                .unwrap_or_default(),
+        };
+        sc.associate_tag_option_with_resource()
+            .resource_id(&pid)
+            .tag_option_id(&id)
+            .send()
+            .await
+            .map_err(sc_err("ServiceCatalog.AssociateTagOptionWithResource"))?;
+        done.push(c.address.clone());
+    }
+
+    // Principals in the hub.
+    for c in of(ResourceType::Principal, Action::Create)
+        .into_iter()
+        .filter(|c| !c.address.contains('@'))
+    {
+        let principal = s(&c.after, "principal").unwrap_or_default();
+        started(c, format!("AssociatePrincipalWithPortfolio {principal}"));
+        sc.associate_principal_with_portfolio()
+            .portfolio_id(&pid)
+            .principal_arn(&principal)
+            .principal_type(PrincipalType::Iam)
+            .send()
+            .await
+            .map_err(sc_err("ServiceCatalog.AssociatePrincipalWithPortfolio"))?;
+        done.push(c.address.clone());
+    }
+
+    // Shares; account shares are accepted in the recipient, then its principals associated.
+    for c in of(ResourceType::Share, Action::Create) {
+        started(c, "CreatePortfolioShare".into());
+        let mut req = sc.create_portfolio_share().portfolio_id(&pid);
+        if let Some(unit) = s(&c.after, "unitId") {
+            req = req.organization_node(
+                OrganizationNode::builder()
+                    .r#type(OrganizationNodeType::OrganizationalUnit)
+                    .value(unit)
+                    .build(),
+            );
+        } else if let Some(account) = s(&c.after, "account") {
+            req = req.account_id(account);
+        } else {
+            return Err(ApplyError::Inconsistent(format!(
+                "{}: the recipient is not known yet; run apply again",
+                c.address
+            )));
+        }
+        req.send()
+            .await
+            .map_err(sc_err("ServiceCatalog.CreatePortfolioShare"))?;
+        done.push(c.address.clone());
+    }
+    for c in of(ResourceType::Share, Action::Create)
+        .into_iter()
+        .chain(of(ResourceType::Share, Action::Update))
+    {
+        let Some(account) = s(&c.after, "account") else {
+            continue;
+        };
+        progress.event(Event::Started {
+            address: c.address.clone(),
+            what: format!("AcceptPortfolioShare in {account}"),
+        });
+        let edge = edge_for(aws, live, &account).await?;
+        edge.servicecatalog(region)
+            .accept_portfolio_share()
+            .portfolio_id(&pid)
+            .send()
+            .await
+            .map_err(sc_err("ServiceCatalog.AcceptPortfolioShare"))?;
+        if c.action == Action::Update {
+            done.push(c.address.clone());
+        }
+    }
+    for c in of(ResourceType::Principal, Action::Create)
+        .into_iter()
+        .filter(|c| c.address.contains('@'))
+    {
+        let account = s(&c.after, "account").ok_or_else(|| {
+            ApplyError::Inconsistent(format!("{}: the recipient is not known yet", c.address))
+        })?;
+        let principal = s(&c.after, "principal").unwrap_or_default();
+        started(
+            c,
+            format!("AssociatePrincipalWithPortfolio {principal} in {account}"),
+        );
+        let edge = edge_for(aws, live, &account).await?;
+        edge.servicecatalog(region)
+            .associate_principal_with_portfolio()
+            .portfolio_id(&pid)
+            .principal_arn(&principal)
+            .principal_type(PrincipalType::Iam)
+            .send()
+            .await
+            .map_err(sc_err("ServiceCatalog.AssociatePrincipalWithPortfolio"))?;
+        done.push(c.address.clone());
+    }
+    Ok(done)
+}
+
+/// Product templates are always passed by URL: uploaded to the hub account's bucket.
+async fn template_url(
+    hub: &Aws,
+    hub_id: &str,
+    region: &str,
+    text: &str,
+) -> Result<String, ApplyError> {
+    let bucket = templates::default_bucket(hub_id, region);
+    match templates::upload(hub, &bucket, region, text).await? {
+        templates::Location::Url(u) => Ok(u),
+        templates::Location::Body(_) => unreachable!("upload always gives a URL"),
+    }
+}

@@ -1,0 +1,340 @@
+//! Reading Service Catalog state: portfolios this estate manages in their hub accounts
+//! (products, versions, constraints, tag options, principals, shares), and in each recipient
+//! account whether the share is accepted and which principals are associated there.
+
+use crate::aws::{Aws, AwsError};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Tag naming the manifest Portfolio a live portfolio is (display names may change).
+pub const TAG_PORTFOLIO: &str = "estate:portfolio";
+/// Tag naming the manifest product a live product is.
+pub const TAG_PRODUCT: &str = "estate:product";
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LivePortfolio {
+    pub id: String,
+    /// The hub account that owns it.
+    pub account: String,
+    pub display_name: String,
+    pub provider_name: String,
+    pub description: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    pub products: Vec<LiveProduct>,
+    pub constraints: Vec<LiveConstraint>,
+    pub tag_options: Vec<LiveTagOption>,
+    /// Principal ARNs associated in the hub account.
+    pub principals: Vec<String>,
+    /// Accounts the portfolio is shared with.
+    pub shared_accounts: Vec<String>,
+    /// Organization units (`ou-…`) the portfolio is shared with.
+    pub shared_units: Vec<String>,
+    /// Per recipient account (of an account share): acceptance and principals there.
+    pub recipients: BTreeMap<String, LiveRecipient>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LiveProduct {
+    pub id: String,
+    pub name: String,
+    pub owner: String,
+    pub description: Option<String>,
+    pub distributor: Option<String>,
+    pub support_email: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    pub versions: Vec<LiveVersion>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LiveVersion {
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub active: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LiveConstraint {
+    pub id: String,
+    pub product_id: String,
+    /// `LAUNCH`, …
+    pub kind: String,
+    /// The constraint's parameters, as the JSON text AWS keeps.
+    pub parameters: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LiveTagOption {
+    pub id: String,
+    pub key: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LiveRecipient {
+    pub accepted: bool,
+    pub principals: Vec<String>,
+}
+
+fn err<E>(
+    op: &str,
+) -> impl FnOnce(
+    aws_smithy_runtime_api::client::result::SdkError<E, aws_smithy_runtime_api::http::Response>,
+) -> AwsError
+where
+    E: std::error::Error + aws_smithy_types::error::metadata::ProvideErrorMetadata + 'static,
+{
+    let op = op.to_string();
+    move |e| AwsError::call(&op, e)
+}
+
+/// Portfolios in `hub` (the edge acting in that account) tagged for this estate.
+pub async fn read_hub(
+    hub: &Aws,
+    account: &str,
+    region: &str,
+    estate: &str,
+) -> Result<Vec<LivePortfolio>, AwsError> {
+    let sc = hub.servicecatalog(region);
+    let mut ids = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let out = sc
+            .list_portfolios()
+            .set_page_token(token.clone())
+            .send()
+            .await
+            .map_err(err("ServiceCatalog.ListPortfolios"))?;
+        ids.extend(
+            out.portfolio_details
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|p| p.id),
+        );
+        token = out.next_page_token.filter(|t| !t.is_empty());
+        if token.is_none() {
+            break;
+        }
+    }
+    let mut portfolios = Vec::new();
+    for id in ids {
+        let d = sc
+            .describe_portfolio()
+            .id(&id)
+            .send()
+            .await
+            .map_err(err("ServiceCatalog.DescribePortfolio"))?;
+        let tags: BTreeMap<String, String> = d
+            .tags
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| (t.key, t.value))
+            .collect();
+        if tags.get(crate::live::TAG_MANAGED_BY).map(String::as_str) != Some(estate) {
+            continue;
+        }
+        let detail = d.portfolio_detail;
+        let mut p = LivePortfolio {
+            id: id.clone(),
+            account: account.to_string(),
+            display_name: detail
+                .as_ref()
+                .and_then(|x| x.display_name.clone())
+                .unwrap_or_default(),
+            provider_name: detail
+                .as_ref()
+                .and_then(|x| x.provider_name.clone())
+                .unwrap_or_default(),
+            description: detail.and_then(|x| x.description).filter(|s| !s.is_empty()),
+            tags,
+            tag_options: d
+                .tag_options
+                .unwrap_or_default()
+                .into_iter()
+                .map(|t| LiveTagOption {
+                    id: t.id.unwrap_or_default(),
+                    key: t.key.unwrap_or_default(),
+                    value: t.value.unwrap_or_default(),
+                })
+                .collect(),
+            ..Default::default()
+        };
+        p.tag_options
+            .sort_by(|a, b| (&a.key, &a.value).cmp(&(&b.key, &b.value)));
+        p.products = read_products(&sc, &id).await?;
+        let constraints = sc
+            .list_constraints_for_portfolio()
+            .portfolio_id(&id)
+            .send()
+            .await
+            .map_err(err("ServiceCatalog.ListConstraintsForPortfolio"))?;
+        for c in constraints.constraint_details.unwrap_or_default() {
+            let cid = c.constraint_id.unwrap_or_default();
+            // The parameters are only returned by DescribeConstraint; portfolios have few.
+            let described = sc
+                .describe_constraint()
+                .id(&cid)
+                .send()
+                .await
+                .map_err(err("ServiceCatalog.DescribeConstraint"))?;
+            p.constraints.push(LiveConstraint {
+                id: cid,
+                product_id: c.product_id.unwrap_or_default(),
+                kind: c.r#type.unwrap_or_default(),
+                parameters: described.constraint_parameters.unwrap_or_default(),
+            });
+        }
+        p.principals = principals(&sc, &id).await?;
+        let access = sc
+            .list_portfolio_access()
+            .portfolio_id(&id)
+            .send()
+            .await
+            .map_err(err("ServiceCatalog.ListPortfolioAccess"))?;
+        p.shared_accounts = access.account_ids.unwrap_or_default();
+        p.shared_accounts.sort();
+        let units = sc
+            .describe_portfolio_shares()
+            .portfolio_id(&id)
+            .r#type(aws_sdk_servicecatalog::types::DescribePortfolioShareType::OrganizationalUnit)
+            .send()
+            .await
+            .map_err(err("ServiceCatalog.DescribePortfolioShares"))?;
+        p.shared_units = units
+            .portfolio_share_details
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|s| s.principal_id)
+            .collect();
+        p.shared_units.sort();
+        portfolios.push(p);
+    }
+    Ok(portfolios)
+}
+
+async fn principals(
+    sc: &aws_sdk_servicecatalog::Client,
+    portfolio: &str,
+) -> Result<Vec<String>, AwsError> {
+    let out = sc
+        .list_principals_for_portfolio()
+        .portfolio_id(portfolio)
+        .send()
+        .await
+        .map_err(err("ServiceCatalog.ListPrincipalsForPortfolio"))?;
+    let mut arns: Vec<String> = out
+        .principals
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|p| p.principal_arn)
+        .collect();
+    arns.sort();
+    Ok(arns)
+}
+
+async fn read_products(
+    sc: &aws_sdk_servicecatalog::Client,
+    portfolio: &str,
+) -> Result<Vec<LiveProduct>, AwsError> {
+    let out = sc
+        .search_products_as_admin()
+        .portfolio_id(portfolio)
+        .send()
+        .await
+        .map_err(err("ServiceCatalog.SearchProductsAsAdmin"))?;
+    let mut products = Vec::new();
+    for view in out.product_view_details.unwrap_or_default() {
+        let Some(summary) = view.product_view_summary else {
+            continue;
+        };
+        let id = summary.product_id.unwrap_or_default();
+        let described = sc
+            .describe_product_as_admin()
+            .id(&id)
+            .send()
+            .await
+            .map_err(err("ServiceCatalog.DescribeProductAsAdmin"))?;
+        let artifacts = sc
+            .list_provisioning_artifacts()
+            .product_id(&id)
+            .send()
+            .await
+            .map_err(err("ServiceCatalog.ListProvisioningArtifacts"))?;
+        let mut versions: Vec<LiveVersion> = artifacts
+            .provisioning_artifact_details
+            .unwrap_or_default()
+            .into_iter()
+            .map(|a| LiveVersion {
+                id: a.id.unwrap_or_default(),
+                name: a.name.unwrap_or_default(),
+                description: a.description.filter(|s| !s.is_empty()),
+                active: a.active.unwrap_or(true),
+            })
+            .collect();
+        versions.sort_by(|a, b| a.name.cmp(&b.name));
+        products.push(LiveProduct {
+            id,
+            name: summary.name.unwrap_or_default(),
+            owner: summary.owner.unwrap_or_default(),
+            description: summary.short_description.filter(|s| !s.is_empty()),
+            distributor: summary.distributor.filter(|s| !s.is_empty()),
+            support_email: summary.support_email.filter(|s| !s.is_empty()),
+            tags: described
+                .tags
+                .unwrap_or_default()
+                .into_iter()
+                .map(|t| (t.key, t.value))
+                .collect(),
+            versions,
+        });
+    }
+    products.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(products)
+}
+
+/// In a recipient account: is the portfolio's share accepted, and which principals are
+/// associated with it there.
+pub async fn read_recipient(
+    recipient: &Aws,
+    region: &str,
+    portfolio: &str,
+) -> Result<LiveRecipient, AwsError> {
+    let sc = recipient.servicecatalog(region);
+    let accepted = sc
+        .list_accepted_portfolio_shares()
+        .send()
+        .await
+        .map_err(err("ServiceCatalog.ListAcceptedPortfolioShares"))?
+        .portfolio_details
+        .unwrap_or_default()
+        .iter()
+        .any(|p| p.id.as_deref() == Some(portfolio));
+    let principals = if accepted {
+        principals(&sc, portfolio).await?
+    } else {
+        Vec::new()
+    };
+    Ok(LiveRecipient {
+        accepted,
+        principals,
+    })
+}
+
+/// Whether Service Catalog may use AWS Organizations (needed to share with units).
+pub async fn organizations_access(aws: &Aws, region: &str) -> Result<bool, AwsError> {
+    let out = aws
+        .servicecatalog(region)
+        .get_aws_organizations_access_status()
+        .send()
+        .await
+        .map_err(err("ServiceCatalog.GetAWSOrganizationsAccessStatus"))?;
+    Ok(out
+        .access_status
+        .is_some_and(|s| s == aws_sdk_servicecatalog::types::AccessStatus::Enabled))
+}

@@ -1,0 +1,635 @@
+//! Service Catalog portfolios: the manifest's Portfolio documents resolved against live ids
+//! and diffed with live portfolios into changes. Pure, like the rest of planning.
+
+use super::desired::KNOWN_AFTER_APPLY;
+use super::model::*;
+use crate::live::LiveState;
+use crate::live::catalog::{LivePortfolio, LiveProduct, TAG_PORTFOLIO, TAG_PRODUCT};
+use crate::manifest::model::PortfolioSpec;
+use crate::manifest::refs::{self, Ref};
+use crate::manifest::{Doc, Manifest};
+use crate::template::Template;
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A portfolio as the manifest wants it, with ids resolved where they exist.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredPortfolio {
+    pub name: String,
+    pub hub_name: String,
+    /// The hub account id, `None` when apply creates the account.
+    pub hub: Option<String>,
+    pub display_name: String,
+    pub provider_name: String,
+    pub description: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    pub products: Vec<DesiredProduct>,
+    pub tag_options: BTreeSet<(String, String)>,
+    pub principals: BTreeSet<String>,
+    /// Recipient accounts: (name, id when known).
+    pub share_accounts: Vec<(String, Option<String>)>,
+    /// Units by path, with their id when they exist.
+    pub share_units: Vec<(String, Option<String>)>,
+    /// `role/Name` forms, made ARNs in each recipient account.
+    pub recipient_principals: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredProduct {
+    pub name: String,
+    pub display_name: String,
+    pub owner: String,
+    pub description: Option<String>,
+    pub distributor: Option<String>,
+    pub support_email: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    pub versions: Vec<DesiredVersion>,
+    pub launch_role_name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredVersion {
+    pub name: String,
+    pub description: Option<String>,
+    pub template: Template,
+}
+
+/// Resolves every Portfolio of the manifest.
+pub fn resolve(m: &Manifest, live: &LiveState) -> Vec<DesiredPortfolio> {
+    m.portfolios
+        .iter()
+        .map(|p| resolve_one(m, live, p))
+        .collect()
+}
+
+fn account_id(m: &Manifest, live: &LiveState, name: &str) -> Option<String> {
+    let a = m.accounts().iter().find(|a| a.name == name)?;
+    live.account_by_email(&a.email)
+        .map(|l| l.id.clone())
+        .or_else(|| a.id.clone())
+}
+
+fn resolve_one(m: &Manifest, live: &LiveState, p: &Doc<PortfolioSpec>) -> DesiredPortfolio {
+    let spec = &p.spec;
+    let value = |s: &str| {
+        refs::substitute(s, |r| match r {
+            Ref::Account(n) => {
+                Some(account_id(m, live, n).unwrap_or_else(|| KNOWN_AFTER_APPLY.into()))
+            }
+            Ref::Unit(path) if path == "/" => Some(live.root_id.clone()),
+            Ref::Unit(path) => Some(
+                live.unit_by_path(path)
+                    .map_or_else(|| KNOWN_AFTER_APPLY.to_string(), |u| u.id.clone()),
+            ),
+            Ref::Estate => Some(m.name().to_string()),
+            Ref::Environment | Ref::Region => None,
+        })
+        .unwrap_or_else(|_| s.to_string())
+    };
+    let mut tags = spec.tags.clone();
+    tags.insert(crate::live::TAG_MANAGED_BY.into(), m.name().into());
+    tags.insert(TAG_PORTFOLIO.into(), p.name.clone());
+    DesiredPortfolio {
+        name: p.name.clone(),
+        hub_name: spec.account.clone(),
+        hub: account_id(m, live, &spec.account),
+        display_name: spec.display_name.clone(),
+        provider_name: spec.provider_name.clone(),
+        description: spec.description.clone(),
+        tags,
+        products: spec
+            .products
+            .iter()
+            .map(|pr| DesiredProduct {
+                name: pr.name.clone(),
+                display_name: pr.display_name.clone(),
+                owner: pr.owner.clone(),
+                description: pr.description.clone(),
+                distributor: pr.distributor.clone(),
+                support_email: pr.support_email.clone(),
+                tags: BTreeMap::from([
+                    (
+                        crate::live::TAG_MANAGED_BY.to_string(),
+                        m.name().to_string(),
+                    ),
+                    (TAG_PRODUCT.to_string(), pr.name.clone()),
+                ]),
+                versions: pr
+                    .versions
+                    .iter()
+                    .map(|v| DesiredVersion {
+                        name: v.name.clone(),
+                        description: v.description.clone(),
+                        template: m.templates[&p.resolve_path(&v.template)].clone(),
+                    })
+                    .collect(),
+                launch_role_name: pr.launch_role_name.clone(),
+            })
+            .collect(),
+        tag_options: spec
+            .tag_options
+            .iter()
+            .flat_map(|(k, vs)| vs.iter().map(move |v| (k.clone(), v.clone())))
+            .collect(),
+        principals: spec.principals.iter().map(|s| value(s)).collect(),
+        share_accounts: spec
+            .share_with
+            .accounts
+            .iter()
+            .map(|a| (a.clone(), account_id(m, live, a)))
+            .collect(),
+        share_units: spec
+            .share_with
+            .units
+            .iter()
+            .map(|u| {
+                let id = if u == "/" {
+                    Some(live.root_id.clone())
+                } else {
+                    live.unit_by_path(u).map(|x| x.id.clone())
+                };
+                (u.clone(), id)
+            })
+            .collect(),
+        recipient_principals: spec.recipient_principals.clone(),
+    }
+}
+
+/// The ARN a `role/Name` recipient principal has in `account`.
+pub fn recipient_arn(account: &str, principal: &str) -> String {
+    format!("arn:aws:iam::{account}:{principal}")
+}
+
+/// The LAUNCH constraint parameters AWS keeps for a local role name.
+pub fn launch_parameters(role: &str) -> String {
+    json!({ "LocalRoleName": role }).to_string()
+}
+
+fn change(
+    address: String,
+    resource_type: ResourceType,
+    action: Action,
+    reason: String,
+    before: Option<serde_json::Value>,
+    after: Option<serde_json::Value>,
+) -> Change {
+    Change {
+        address,
+        resource_type,
+        action,
+        environment: None,
+        reason,
+        before,
+        after,
+    }
+}
+
+/// Changes and findings for every portfolio, in apply order: portfolio, products and
+/// versions, constraints, tag options, principals, shares (with acceptance), recipient
+/// principals.
+pub fn diff(
+    desired: &[DesiredPortfolio],
+    live: &LiveState,
+    estate: &str,
+    prune: bool,
+) -> (Vec<Change>, Vec<Finding>) {
+    let mut changes = Vec::new();
+    let mut findings = Vec::new();
+    let needs_org_access = desired.iter().any(|d| !d.share_units.is_empty());
+    if needs_org_access && live.catalog_organizations_access == Some(false) {
+        changes.push(change(
+            "share:aws-organizations-access".into(),
+            ResourceType::Share,
+            Action::Create,
+            "sharing portfolios with units needs Service Catalog's AWS Organizations access, which is off".into(),
+            None,
+            Some(json!({"organizationsAccess": true})),
+        ));
+    }
+    for d in desired {
+        let l = live.portfolios.iter().find(|l| {
+            l.tags.get(TAG_PORTFOLIO) == Some(&d.name) && Some(&l.account) == d.hub.as_ref()
+        });
+        diff_portfolio(d, l, &mut changes);
+    }
+    for l in &live.portfolios {
+        let ours = l.tags.get(crate::live::TAG_MANAGED_BY).map(String::as_str) == Some(estate);
+        let name = l.tags.get(TAG_PORTFOLIO).cloned().unwrap_or_default();
+        if !ours || desired.iter().any(|d| d.name == name) {
+            continue;
+        }
+        if prune {
+            changes.push(change(
+                format!("portfolio:{name}"),
+                ResourceType::Portfolio,
+                Action::Delete,
+                format!("portfolio {name} left the manifest (prune is on)"),
+                Some(portfolio_json(l)),
+                None,
+            ));
+        } else {
+            findings.push(Finding {
+                kind: FindingKind::Orphan,
+                address: format!("portfolio:{name}"),
+                environment: None,
+                message: format!(
+                    "portfolio {} ({}) in account {} is managed by this estate but no longer in the manifest; set `prune: true` to delete it",
+                    l.display_name, l.id, l.account
+                ),
+            });
+        }
+    }
+    (changes, findings)
+}
+
+fn portfolio_json(l: &LivePortfolio) -> serde_json::Value {
+    json!({
+        "id": l.id,
+        "account": l.account,
+        "displayName": l.display_name,
+        "providerName": l.provider_name,
+        "description": l.description,
+    })
+}
+
+fn diff_portfolio(d: &DesiredPortfolio, l: Option<&LivePortfolio>, changes: &mut Vec<Change>) {
+    let name = &d.name;
+    let hub = d.hub.clone();
+    let after = json!({
+        "account": hub,
+        "accountName": d.hub_name,
+        "displayName": d.display_name,
+        "providerName": d.provider_name,
+        "description": d.description,
+        "tags": d.tags,
+    });
+    match l {
+        None => changes.push(change(
+            format!("portfolio:{name}"),
+            ResourceType::Portfolio,
+            Action::Create,
+            format!(
+                "portfolio {} does not exist in account {}",
+                d.display_name, d.hub_name
+            ),
+            None,
+            Some(after),
+        )),
+        Some(l) => {
+            let mut differs = Vec::new();
+            if l.display_name != d.display_name {
+                differs.push("displayName");
+            }
+            if l.provider_name != d.provider_name {
+                differs.push("providerName");
+            }
+            if l.description != d.description {
+                differs.push("description");
+            }
+            if l.tags != d.tags {
+                differs.push("tags");
+            }
+            if !differs.is_empty() {
+                let mut before = portfolio_json(l);
+                before["tags"] = json!(l.tags);
+                let mut after = after;
+                after["id"] = json!(l.id);
+                changes.push(change(
+                    format!("portfolio:{name}"),
+                    ResourceType::Portfolio,
+                    Action::Update,
+                    format!("changed: {}", differs.join(", ")),
+                    Some(before),
+                    Some(after),
+                ));
+            }
+        }
+    }
+    let portfolio_id = l.map(|l| l.id.clone());
+
+    for p in &d.products {
+        let lp = l.and_then(|l| {
+            l.products
+                .iter()
+                .find(|x| x.tags.get(TAG_PRODUCT) == Some(&p.name))
+                .or_else(|| l.products.iter().find(|x| x.name == p.display_name))
+        });
+        diff_product(name, portfolio_id.as_deref(), p, lp, l, changes);
+    }
+
+    // Tag options associated with the portfolio.
+    let live_options: BTreeMap<(String, String), String> = l
+        .map(|l| {
+            l.tag_options
+                .iter()
+                .map(|t| ((t.key.clone(), t.value.clone()), t.id.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    for (k, v) in &d.tag_options {
+        if !live_options.contains_key(&(k.clone(), v.clone())) {
+            changes.push(change(
+                format!("tagOption:{name}/{k}={v}"),
+                ResourceType::TagOption,
+                Action::Create,
+                format!("tag option {k}={v} is not associated with the portfolio"),
+                None,
+                Some(json!({"portfolio": name, "portfolioId": portfolio_id, "key": k, "value": v})),
+            ));
+        }
+    }
+    for ((k, v), id) in &live_options {
+        if !d.tag_options.contains(&(k.clone(), v.clone())) {
+            changes.push(change(
+                format!("tagOption:{name}/{k}={v}"),
+                ResourceType::TagOption,
+                Action::Delete,
+                format!("tag option {k}={v} is no longer in the manifest"),
+                Some(json!({"portfolio": name, "portfolioId": portfolio_id, "key": k, "value": v, "id": id})),
+                None,
+            ));
+        }
+    }
+
+    // Principals in the hub account.
+    let live_principals: BTreeSet<String> = l
+        .map(|l| l.principals.iter().cloned().collect())
+        .unwrap_or_default();
+    for arn in d.principals.difference(&live_principals) {
+        changes.push(change(
+            format!("principal:{name}/{arn}"),
+            ResourceType::Principal,
+            Action::Create,
+            format!("{arn} is not associated with the portfolio"),
+            None,
+            Some(json!({"portfolio": name, "portfolioId": portfolio_id, "account": hub, "principal": arn})),
+        ));
+    }
+    for arn in live_principals.difference(&d.principals) {
+        changes.push(change(
+            format!("principal:{name}/{arn}"),
+            ResourceType::Principal,
+            Action::Delete,
+            format!("{arn} is associated but not in the manifest"),
+            Some(json!({"portfolio": name, "portfolioId": portfolio_id, "account": hub, "principal": arn})),
+            None,
+        ));
+    }
+
+    // Shares with accounts (accepted there) and units.
+    let live_accounts: BTreeSet<String> = l
+        .map(|l| l.shared_accounts.iter().cloned().collect())
+        .unwrap_or_default();
+    let mut wanted_accounts = BTreeSet::new();
+    for (account_name, id) in &d.share_accounts {
+        let key = id
+            .clone()
+            .unwrap_or_else(|| format!("{account_name} {KNOWN_AFTER_APPLY}"));
+        wanted_accounts.insert(key.clone());
+        let recipient = id
+            .as_ref()
+            .and_then(|id| l.and_then(|l| l.recipients.get(id)));
+        let shared = id.as_ref().is_some_and(|id| live_accounts.contains(id));
+        let address = format!("share:{name}/account/{account_name}");
+        let after = json!({"portfolio": name, "portfolioId": portfolio_id, "account": id, "accountName": account_name, "accepted": true});
+        if !shared {
+            changes.push(change(
+                address,
+                ResourceType::Share,
+                Action::Create,
+                format!("the portfolio is not shared with account {account_name}"),
+                None,
+                Some(after),
+            ));
+        } else if !recipient.is_some_and(|r| r.accepted) {
+            changes.push(change(
+                address,
+                ResourceType::Share,
+                Action::Update,
+                format!("the share is not accepted in account {account_name}"),
+                Some(json!({"portfolio": name, "portfolioId": portfolio_id, "account": id, "accountName": account_name, "accepted": false})),
+                Some(after),
+            ));
+        }
+        // Principals associated in the recipient account.
+        let live_rp: BTreeSet<String> = recipient
+            .map(|r| r.principals.iter().cloned().collect())
+            .unwrap_or_default();
+        let account_part = id.clone().unwrap_or_else(|| KNOWN_AFTER_APPLY.into());
+        let wanted_rp: BTreeSet<String> = d
+            .recipient_principals
+            .iter()
+            .map(|p| recipient_arn(&account_part, p))
+            .collect();
+        for arn in wanted_rp.difference(&live_rp) {
+            changes.push(change(
+                format!("principal:{name}@{account_name}/{}", arn.rsplit(':').next().unwrap_or(arn)),
+                ResourceType::Principal,
+                Action::Create,
+                format!("{arn} is not associated with the portfolio in account {account_name}"),
+                None,
+                Some(json!({"portfolio": name, "portfolioId": portfolio_id, "account": id, "accountName": account_name, "principal": arn})),
+            ));
+        }
+        for arn in live_rp.difference(&wanted_rp) {
+            changes.push(change(
+                format!("principal:{name}@{account_name}/{}", arn.rsplit(':').next().unwrap_or(arn)),
+                ResourceType::Principal,
+                Action::Delete,
+                format!("{arn} is associated in account {account_name} but not in the manifest"),
+                Some(json!({"portfolio": name, "portfolioId": portfolio_id, "account": id, "accountName": account_name, "principal": arn})),
+                None,
+            ));
+        }
+    }
+    for id in live_accounts.difference(&wanted_accounts) {
+        changes.push(change(
+            format!("share:{name}/account/{id}"),
+            ResourceType::Share,
+            Action::Delete,
+            format!("the portfolio is shared with account {id}, which the manifest does not list"),
+            Some(json!({"portfolio": name, "portfolioId": portfolio_id, "account": id})),
+            None,
+        ));
+    }
+    let live_units: BTreeSet<String> = l
+        .map(|l| l.shared_units.iter().cloned().collect())
+        .unwrap_or_default();
+    let mut wanted_units = BTreeSet::new();
+    for (path, id) in &d.share_units {
+        if let Some(id) = id {
+            wanted_units.insert(id.clone());
+        }
+        if !id.as_ref().is_some_and(|id| live_units.contains(id)) {
+            changes.push(change(
+                format!("share:{name}/unit{path}"),
+                ResourceType::Share,
+                Action::Create,
+                format!("the portfolio is not shared with unit {path}"),
+                None,
+                Some(json!({"portfolio": name, "portfolioId": portfolio_id, "unit": path, "unitId": id})),
+            ));
+        }
+    }
+    for id in live_units.difference(&wanted_units) {
+        changes.push(change(
+            format!("share:{name}/unit/{id}"),
+            ResourceType::Share,
+            Action::Delete,
+            format!("the portfolio is shared with unit {id}, which the manifest does not list"),
+            Some(json!({"portfolio": name, "portfolioId": portfolio_id, "unitId": id})),
+            None,
+        ));
+    }
+}
+
+fn diff_product(
+    portfolio: &str,
+    portfolio_id: Option<&str>,
+    p: &DesiredProduct,
+    lp: Option<&LiveProduct>,
+    l: Option<&LivePortfolio>,
+    changes: &mut Vec<Change>,
+) {
+    let address = format!("product:{portfolio}/{}", p.name);
+    let attrs = json!({
+        "portfolio": portfolio,
+        "portfolioId": portfolio_id,
+        "name": p.name,
+        "displayName": p.display_name,
+        "owner": p.owner,
+        "description": p.description,
+        "distributor": p.distributor,
+        "supportEmail": p.support_email,
+    });
+    match lp {
+        None => changes.push(change(
+            address,
+            ResourceType::Product,
+            Action::Create,
+            format!("product {} is not in the portfolio", p.display_name),
+            None,
+            Some(attrs),
+        )),
+        Some(lp) => {
+            let mut differs = Vec::new();
+            if lp.name != p.display_name {
+                differs.push("displayName");
+            }
+            if lp.owner != p.owner {
+                differs.push("owner");
+            }
+            if lp.description != p.description {
+                differs.push("description");
+            }
+            if lp.distributor != p.distributor {
+                differs.push("distributor");
+            }
+            if lp.support_email != p.support_email {
+                differs.push("supportEmail");
+            }
+            if !differs.is_empty() {
+                let mut after = attrs;
+                after["id"] = json!(lp.id);
+                changes.push(change(
+                    address,
+                    ResourceType::Product,
+                    Action::Update,
+                    format!("changed: {}", differs.join(", ")),
+                    Some(json!({
+                        "id": lp.id, "displayName": lp.name, "owner": lp.owner,
+                        "description": lp.description, "distributor": lp.distributor,
+                        "supportEmail": lp.support_email,
+                    })),
+                    Some(after),
+                ));
+            }
+        }
+    }
+    let product_id = lp.map(|x| x.id.clone());
+
+    // Versions: new ones are added, existing ones never rewritten; removed ones deprecated.
+    for v in &p.versions {
+        let live_v = lp.and_then(|x| x.versions.iter().find(|lv| lv.name == v.name));
+        let address = format!("productVersion:{portfolio}/{}/{}", p.name, v.name);
+        match live_v {
+            None => changes.push(change(
+                address,
+                ResourceType::ProductVersion,
+                Action::Create,
+                format!("version {} of {} does not exist", v.name, p.display_name),
+                None,
+                Some(json!({"portfolio": portfolio, "product": p.name, "productId": product_id, "name": v.name, "description": v.description, "active": true})),
+            )),
+            Some(lv) if !lv.active => changes.push(change(
+                address,
+                ResourceType::ProductVersion,
+                Action::Update,
+                format!("version {} is deprecated but back in the manifest", v.name),
+                Some(json!({"id": lv.id, "productId": product_id, "name": lv.name, "active": false})),
+                Some(json!({"id": lv.id, "productId": product_id, "name": lv.name, "active": true})),
+            )),
+            Some(_) => {}
+        }
+    }
+    for lv in lp.map(|x| x.versions.as_slice()).unwrap_or_default() {
+        if p.versions.iter().any(|v| v.name == lv.name) || !lv.active {
+            continue;
+        }
+        changes.push(change(
+            format!("productVersion:{portfolio}/{}/{}", p.name, lv.name),
+            ResourceType::ProductVersion,
+            Action::Update,
+            format!(
+                "version {} left the manifest: deprecated (Active: false), not deleted",
+                lv.name
+            ),
+            Some(json!({"id": lv.id, "productId": product_id, "name": lv.name, "active": true})),
+            Some(json!({"id": lv.id, "productId": product_id, "name": lv.name, "active": false})),
+        ));
+    }
+
+    // The LAUNCH constraint.
+    let live_c = l.and_then(|l| {
+        l.constraints
+            .iter()
+            .find(|c| c.kind == "LAUNCH" && Some(&c.product_id) == product_id.as_ref())
+    });
+    let address = format!("constraint:{portfolio}/{}/launch", p.name);
+    let live_role = live_c.and_then(|c| {
+        serde_json::from_str::<serde_json::Value>(&c.parameters)
+            .ok()
+            .and_then(|v| {
+                v.get("LocalRoleName")
+                    .and_then(|r| r.as_str())
+                    .map(str::to_string)
+            })
+    });
+    match (&p.launch_role_name, live_c) {
+        (Some(role), None) => changes.push(change(
+            address,
+            ResourceType::Constraint,
+            Action::Create,
+            format!("{} has no launch constraint", p.display_name),
+            None,
+            Some(json!({"portfolio": portfolio, "portfolioId": portfolio_id, "product": p.name, "productId": product_id, "type": "LAUNCH", "localRoleName": role})),
+        )),
+        (Some(role), Some(c)) if live_role.as_ref() != Some(role) => changes.push(change(
+            address,
+            ResourceType::Constraint,
+            Action::Replace,
+            "the launch role differs".into(),
+            Some(json!({"id": c.id, "type": "LAUNCH", "localRoleName": live_role, "parameters": c.parameters})),
+            Some(json!({"portfolio": portfolio, "portfolioId": portfolio_id, "product": p.name, "productId": product_id, "type": "LAUNCH", "localRoleName": role, "id": c.id})),
+        )),
+        (None, Some(c)) => changes.push(change(
+            address,
+            ResourceType::Constraint,
+            Action::Delete,
+            "the manifest gives no launch role".into(),
+            Some(json!({"id": c.id, "type": "LAUNCH", "localRoleName": live_role})),
+            None,
+        )),
+        _ => {}
+    }
+}

@@ -1,0 +1,940 @@
+//! SDK-level tests (aws-smithy-mocks) of apply against AWS's real behaviour: batched instance
+//! calls, FAILED operations with paged per-instance reasons, OperationInProgress and
+//! OperationIdAlreadyExists, polling that reports state changes only, and account creation.
+
+use aws_config::SdkConfig;
+use aws_sdk_cloudformation::operation::create_stack_instances::{
+    CreateStackInstancesError, CreateStackInstancesInput, CreateStackInstancesOutput,
+};
+use aws_sdk_cloudformation::operation::describe_stack_set_operation::DescribeStackSetOperationOutput;
+use aws_sdk_cloudformation::operation::list_stack_set_operation_results::ListStackSetOperationResultsOutput;
+use aws_sdk_cloudformation::operation::list_stack_set_operations::ListStackSetOperationsOutput;
+use aws_sdk_cloudformation::types::error::OperationInProgressException;
+use aws_sdk_cloudformation::types::{
+    StackSetOperation, StackSetOperationResultStatus, StackSetOperationResultSummary,
+    StackSetOperationStatus, StackSetOperationSummary,
+};
+use aws_sdk_organizations::operation::create_account::CreateAccountOutput;
+use aws_sdk_organizations::operation::describe_create_account_status::DescribeCreateAccountStatusOutput;
+use aws_sdk_organizations::operation::move_account::{MoveAccountInput, MoveAccountOutput};
+use aws_sdk_organizations::types::{
+    CreateAccountFailureReason, CreateAccountState, CreateAccountStatus,
+};
+use aws_smithy_mocks::{
+    MockResponse, MockResponseInterceptor, Rule, RuleMode, create_mock_http_client, mock,
+};
+use aws_smithy_types::error::ErrorMetadata;
+use estate::apply::{
+    self, ApplyError, DesiredInstanceView, Event, Options, Polling, Progress, Report,
+};
+use estate::aws::Aws;
+use estate::live::{LiveState, LiveUnit};
+use estate::manifest::model::OperationPreferences;
+use estate::plan::desired::{AccountRef, Desired, DesiredInstance, DesiredStackSet};
+use estate::plan::{Action, Change, Plan, PlanSource, ResourceType};
+use estate::template::Template;
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+type Cfn = aws_sdk_cloudformation::Client;
+type Orgs = aws_sdk_organizations::Client;
+
+const REGION: &str = "us-east-1";
+
+fn config() -> SdkConfig {
+    SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(REGION))
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(
+                aws_credential_types::Credentials::for_tests(),
+            ),
+        )
+        .http_client(create_mock_http_client())
+        .build()
+}
+
+/// The edge with these rules standing in for AWS; a call no rule matches gets an error.
+fn edge(rules: &[&Rule]) -> Aws {
+    let mut interceptor = MockResponseInterceptor::new().rule_mode(RuleMode::MatchAny);
+    for r in rules {
+        interceptor = interceptor.with_rule(r);
+    }
+    Aws::from_config(config(), "OrganizationAccountAccessRole").with_interceptor(interceptor)
+}
+
+fn fast() -> Polling {
+    Polling {
+        initial: Duration::from_millis(1),
+        max: Duration::from_millis(5),
+        timeout: Duration::from_secs(5),
+    }
+}
+
+fn options() -> Options {
+    Options {
+        // One at a time: the mock interceptor holds one pending response, not one per call.
+        parallelism: 1,
+        polling: fast(),
+        template_bucket: None,
+        home_region: REGION.into(),
+    }
+}
+
+fn account(i: usize) -> String {
+    format!("{:012}", 300_000_000_000u64 + i as u64)
+}
+
+fn instance(account: &str, region: &str, overrides: &[(&str, &str)]) -> DesiredInstance {
+    DesiredInstance {
+        account: AccountRef {
+            id: Some(account.to_string()),
+            name: None,
+        },
+        region: region.to_string(),
+        overrides: overrides
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
+}
+
+fn stack_set(
+    name: &str,
+    env: &str,
+    operation: OperationPreferences,
+    instances: Vec<DesiredInstance>,
+) -> DesiredStackSet {
+    let template = Template::parse(
+        b"Parameters: {Size: {Type: String, Default: small}}\nResources: {T: {Type: AWS::SNS::Topic}}",
+    )
+    .unwrap();
+    DesiredStackSet {
+        name: format!("{name}-{env}"),
+        stack_set: name.to_string(),
+        environment: env.to_string(),
+        description: None,
+        template,
+        parameters: BTreeMap::new(),
+        sensitive: BTreeSet::new(),
+        capabilities: Vec::new(),
+        tags: BTreeMap::from([
+            ("estate:managed-by".into(), "e".into()),
+            ("estate:environment".into(), env.to_string()),
+        ]),
+        permission_model: "SELF_MANAGED".into(),
+        administration_role_arn: None,
+        execution_role_name: None,
+        auto_deployment: None,
+        operation,
+        units: Vec::new(),
+        instances,
+    }
+}
+
+/// The Plan `plan::diff` makes when every desired instance is missing from an existing set.
+fn plan_creating_instances(environments: &[&str], desired: &Desired) -> Plan {
+    let changes: Vec<Change> = desired
+        .stack_sets
+        .iter()
+        .flat_map(|d| {
+            d.instances.iter().map(move |i| {
+                let id = i.account.id.clone().unwrap();
+                Change {
+                    address: format!("stackInstance:{}/{id}/{}", d.name, i.region),
+                    resource_type: ResourceType::StackInstance,
+                    action: Action::Create,
+                    environment: Some(d.environment.clone()),
+                    reason: "not deployed".into(),
+                    before: None,
+                    after: Some(json!({
+                        "stackSet": d.name,
+                        "account": id,
+                        "accountName": null,
+                        "region": i.region,
+                        "parameterOverrides": i.overrides,
+                    })),
+                }
+            })
+        })
+        .collect();
+    plan_of(environments, changes)
+}
+
+fn plan_of(environments: &[&str], changes: Vec<Change>) -> Plan {
+    Plan {
+        format_version: estate::plan::FORMAT_VERSION,
+        estate: "e".into(),
+        source: PlanSource {
+            commit: None,
+            path: ".".into(),
+            dirty: false,
+        },
+        environments: environments.iter().map(|e| e.to_string()).collect(),
+        fingerprint: "fingerprint-1".into(),
+        summary: Plan::summarize(&changes),
+        changes,
+        findings: Vec::new(),
+        stats: None,
+    }
+}
+
+fn desired(stack_sets: Vec<DesiredStackSet>) -> Desired {
+    let mut environments: Vec<String> = Vec::new();
+    for d in &stack_sets {
+        if !environments.contains(&d.environment) {
+            environments.push(d.environment.clone());
+        }
+    }
+    Desired {
+        units: Vec::new(),
+        accounts: Vec::new(),
+        stack_sets,
+        environments,
+    }
+}
+
+type Requests = Arc<Mutex<Vec<CreateStackInstancesInput>>>;
+
+/// CreateStackInstances as AWS answers it: the operation gets the id the caller gave.
+/// Every request is kept for the test to look at.
+fn create_instances(requests: &Requests) -> Rule {
+    let requests = requests.clone();
+    mock!(Cfn::create_stack_instances).then_compute_output(move |req| {
+        requests.lock().unwrap().push(req.clone());
+        CreateStackInstancesOutput::builder()
+            .set_operation_id(req.operation_id().map(str::to_string))
+            .build()
+    })
+}
+
+fn operation(status: StackSetOperationStatus) -> DescribeStackSetOperationOutput {
+    DescribeStackSetOperationOutput::builder()
+        .stack_set_operation(StackSetOperation::builder().status(status).build())
+        .build()
+}
+
+fn succeeded_operations() -> Rule {
+    mock!(Cfn::describe_stack_set_operation)
+        .then_output(|| operation(StackSetOperationStatus::Succeeded))
+}
+
+/// An error as the SDK deserializes it from AWS: the code lives in the error metadata.
+fn meta(code: &str, message: &str) -> ErrorMetadata {
+    ErrorMetadata::builder().code(code).message(message).build()
+}
+
+fn in_progress() -> CreateStackInstancesError {
+    let message = "Another Operation on StackSet base-dev is in progress";
+    CreateStackInstancesError::OperationInProgressException(
+        OperationInProgressException::builder()
+            .message(message)
+            .meta(meta("OperationInProgressException", message))
+            .build(),
+    )
+}
+
+/// Records what apply reports.
+#[derive(Default)]
+struct Recorder(Mutex<Vec<Event>>);
+
+impl Progress for Recorder {
+    fn event(&self, event: Event) {
+        self.0.lock().unwrap().push(event);
+    }
+}
+
+impl Recorder {
+    /// (operation id, status) of every Operation event, in order.
+    fn operations(&self) -> Vec<(String, String)> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|e| match e {
+                Event::Operation {
+                    operation_id,
+                    status,
+                    ..
+                } => Some((operation_id.clone(), status.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+    fn started(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|e| match e {
+                Event::Started { address, .. } => Some(address.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn calls(aws: &Aws, operation: &str) -> u64 {
+    aws.stats()
+        .snapshot()
+        .get(operation)
+        .copied()
+        .unwrap_or_default()
+}
+
+fn assert_clean(report: &Report) {
+    assert!(report.failures.is_empty(), "{:#?}", report.failures);
+}
+
+// ------------------------------------------------------------------ batching
+
+#[tokio::test]
+async fn forty_new_instances_of_one_set_are_one_create_call() {
+    let prefs = OperationPreferences {
+        max_concurrent_percentage: Some(100),
+        failure_tolerance_count: Some(2),
+        ..Default::default()
+    };
+    let instances = (0..40)
+        .map(|i| instance(&account(i), REGION, &[]))
+        .collect();
+    let desired = desired(vec![stack_set("base", "dev", prefs, instances)]);
+    let plan = plan_creating_instances(&["dev"], &desired);
+    let requests = Requests::default();
+    let aws = edge(&[&create_instances(&requests), &succeeded_operations()]);
+
+    let report = apply::stack_sets(&aws, &plan, &desired, &options(), &apply::Silent).await;
+
+    assert_clean(&report);
+    assert_eq!(calls(&aws, "CloudFormation.CreateStackInstances"), 1);
+    let requests = requests.lock().unwrap();
+    let [req] = requests.as_slice() else {
+        panic!("{} CreateStackInstances calls", requests.len());
+    };
+    assert_eq!(req.stack_set_name(), Some("base-dev"));
+    assert_eq!(req.accounts().len(), 40);
+    let expected: Vec<String> = (0..40).map(account).collect();
+    assert_eq!(req.accounts(), expected.as_slice());
+    assert_eq!(req.regions(), [REGION]);
+    assert!(req.parameter_overrides().is_empty());
+    // The manifest's preferences reach the instance operation: without them AWS deploys to
+    // one account at a time and stops at the first failure.
+    let p = req
+        .operation_preferences()
+        .expect("operation preferences passed");
+    assert_eq!(p.max_concurrent_percentage(), Some(100));
+    assert_eq!(p.failure_tolerance_count(), Some(2));
+    assert_eq!(report.done.len(), 40);
+    assert_eq!(report.operations["base-dev"].len(), 1);
+    assert_eq!(
+        Some(report.operations["base-dev"][0].as_str()),
+        req.operation_id()
+    );
+}
+
+#[tokio::test]
+async fn two_override_groups_are_two_create_calls() {
+    let small: Vec<String> = (0..4).map(account).collect();
+    let large: Vec<String> = (4..7).map(account).collect();
+    let mut instances: Vec<DesiredInstance> = small
+        .iter()
+        .map(|a| instance(a, REGION, &[("Size", "small")]))
+        .collect();
+    instances.extend(
+        large
+            .iter()
+            .map(|a| instance(a, REGION, &[("Size", "large")])),
+    );
+    let desired = desired(vec![stack_set(
+        "base",
+        "dev",
+        OperationPreferences::default(),
+        instances,
+    )]);
+    let plan = plan_creating_instances(&["dev"], &desired);
+    let requests = Requests::default();
+    let aws = edge(&[&create_instances(&requests), &succeeded_operations()]);
+
+    let report = apply::stack_sets(&aws, &plan, &desired, &options(), &apply::Silent).await;
+
+    assert_clean(&report);
+    assert_eq!(calls(&aws, "CloudFormation.CreateStackInstances"), 2);
+    let requests = requests.lock().unwrap();
+    let mut seen: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for req in requests.iter() {
+        let [p] = req.parameter_overrides() else {
+            panic!("one override per call: {:?}", req.parameter_overrides());
+        };
+        assert_eq!(p.parameter_key(), Some("Size"));
+        assert_eq!(req.regions(), [REGION]);
+        seen.insert(
+            p.parameter_value().unwrap().to_string(),
+            req.accounts().to_vec(),
+        );
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen["small"], small);
+    assert_eq!(seen["large"], large);
+    // Two distinct operations: each call has its own id.
+    assert_ne!(requests[0].operation_id(), requests[1].operation_id());
+    assert_eq!(report.done.len(), 7);
+}
+
+#[test]
+fn batches_group_accounts_by_region_set_and_overrides() {
+    let view = |a: &str, r: &str, o: &[(&str, &str)]| DesiredInstanceView {
+        account: a.to_string(),
+        region: r.to_string(),
+        overrides: o
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    };
+    let (a, b, c, d) = (
+        "111111111111",
+        "222222222222",
+        "333333333333",
+        "444444444444",
+    );
+    let views = [
+        view(b, "eu-west-1", &[]),
+        view(a, "us-east-1", &[]),
+        view(a, "eu-west-1", &[]),
+        view(b, "us-east-1", &[]),
+        // Same overrides, but only one of the regions: a call of its own.
+        view(c, "us-east-1", &[]),
+        // Same regions as a and b, but different overrides.
+        view(d, "us-east-1", &[("Size", "large")]),
+        view(d, "eu-west-1", &[("Size", "large")]),
+    ];
+    let input: Vec<(String, &DesiredInstanceView)> = views
+        .iter()
+        .map(|v| (format!("stackInstance:s/{}/{}", v.account, v.region), v))
+        .collect();
+
+    let batches = apply::batches(&input);
+
+    let shape: Vec<(Vec<&str>, Vec<&str>, usize)> = batches
+        .iter()
+        .map(|b| {
+            (
+                b.accounts.iter().map(String::as_str).collect(),
+                b.regions.iter().map(String::as_str).collect(),
+                b.overrides.len(),
+            )
+        })
+        .collect();
+    assert_eq!(shape.len(), 3, "{shape:?}");
+    assert!(shape.contains(&(vec![a, b], vec!["eu-west-1", "us-east-1"], 0)));
+    assert!(shape.contains(&(vec![c], vec!["us-east-1"], 0)));
+    assert!(shape.contains(&(vec![d], vec!["eu-west-1", "us-east-1"], 1)));
+    // Each batch is exactly accounts × regions of the input: nothing added, nothing lost.
+    let mut covered: Vec<(String, String)> = batches
+        .iter()
+        .flat_map(|b| {
+            b.accounts.iter().flat_map(|a| {
+                b.regions
+                    .iter()
+                    .map(move |r| (a.to_string(), r.to_string()))
+            })
+        })
+        .collect();
+    covered.sort();
+    let mut wanted: Vec<(String, String)> = views
+        .iter()
+        .map(|v| (v.account.clone(), v.region.clone()))
+        .collect();
+    wanted.sort();
+    assert_eq!(covered, wanted);
+    let mut addresses: Vec<&String> = batches.iter().flat_map(|b| &b.addresses).collect();
+    addresses.sort();
+    addresses.dedup();
+    assert_eq!(addresses.len(), views.len());
+    // Deterministic whatever the input order (operation ids are derived from batches).
+    let reversed: Vec<(String, &DesiredInstanceView)> = input.iter().rev().cloned().collect();
+    let again = apply::batches(&reversed);
+    let key = |bs: &[apply::Batch]| -> Vec<(Vec<String>, Vec<String>)> {
+        bs.iter()
+            .map(|b| (b.accounts.clone(), b.regions.clone()))
+            .collect()
+    };
+    assert_eq!(key(&again), key(&batches));
+}
+
+// ------------------------------------------------------------------ failures
+
+#[tokio::test]
+async fn a_failed_operation_lists_every_failed_instance_and_stops_later_stages() {
+    let dev: Vec<DesiredInstance> = (0..4).map(|i| instance(&account(i), REGION, &[])).collect();
+    let staging = vec![instance(&account(10), REGION, &[])];
+    let desired = desired(vec![
+        stack_set("base", "dev", OperationPreferences::default(), dev),
+        stack_set("base", "staging", OperationPreferences::default(), staging),
+    ]);
+    let plan = plan_creating_instances(&["dev", "staging"], &desired);
+    let requests = Requests::default();
+    let failed = mock!(Cfn::describe_stack_set_operation)
+        .then_output(|| operation(StackSetOperationStatus::Failed));
+    // Two pages, as AWS pages results; failures on both.
+    let result = |i: usize, status: StackSetOperationResultStatus, reason: Option<&str>| {
+        StackSetOperationResultSummary::builder()
+            .account(account(i))
+            .region(REGION)
+            .status(status)
+            .set_status_reason(reason.map(str::to_string))
+            .build()
+    };
+    const ROLE: &str = "Account 300000000001 should have 'AWSCloudFormationStackSetExecutionRole' role with trust relationship to Role 'AWSCloudFormationStackSetAdministrationRole'.";
+    const TOPIC: &str = "ResourceLogicalId:T, ResourceType:AWS::SNS::Topic, ResourceStatusReason:Resource handler returned message: \"Access Denied\".";
+    let results = mock!(Cfn::list_stack_set_operation_results).then_compute_output(move |req| {
+        use StackSetOperationResultStatus as R;
+        match req.next_token() {
+            None => ListStackSetOperationResultsOutput::builder()
+                .summaries(result(0, R::Succeeded, None))
+                .summaries(result(1, R::Failed, Some(ROLE)))
+                .next_token("page-2")
+                .build(),
+            Some("page-2") => ListStackSetOperationResultsOutput::builder()
+                .summaries(result(2, R::Succeeded, None))
+                .summaries(result(3, R::Failed, Some(TOPIC)))
+                .build(),
+            Some(other) => panic!("unexpected token {other}"),
+        }
+    });
+    let aws = edge(&[&create_instances(&requests), &failed, &results]);
+    let progress = Recorder::default();
+
+    let report = apply::stack_sets(&aws, &plan, &desired, &options(), &progress).await;
+
+    let [failure] = report.failures.as_slice() else {
+        panic!("{:#?}", report.failures);
+    };
+    assert_eq!(failure.stack_set, "base-dev");
+    assert_eq!(failure.step, "CreateStackInstances");
+    assert!(failure.message.contains("FAILED"), "{}", failure.message);
+    let got: Vec<(&str, &str, &str, &str)> = failure
+        .instances
+        .iter()
+        .map(|i| {
+            (
+                i.account.as_str(),
+                i.region.as_str(),
+                i.status.as_str(),
+                i.reason.as_str(),
+            )
+        })
+        .collect();
+    let (a1, a3) = (account(1), account(3));
+    assert_eq!(
+        got,
+        [
+            (a1.as_str(), REGION, "FAILED", ROLE),
+            (a3.as_str(), REGION, "FAILED", TOPIC),
+        ]
+    );
+    assert_eq!(
+        calls(&aws, "CloudFormation.ListStackSetOperationResults"),
+        2
+    );
+    // Staging never starts on top of a failed dev.
+    assert_eq!(calls(&aws, "CloudFormation.CreateStackInstances"), 1);
+    assert!(
+        requests
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|r| r.stack_set_name() == Some("base-dev"))
+    );
+    assert!(
+        !progress.started().iter().any(|a| a.contains("staging")),
+        "{:?}",
+        progress.started()
+    );
+    assert!(report.done.is_empty(), "{:?}", report.done);
+}
+
+// ------------------------------------------------------------------ concurrency and re-runs
+
+#[tokio::test]
+async fn operation_in_progress_waits_for_the_running_operation_then_retries() {
+    let desired = desired(vec![stack_set(
+        "base",
+        "dev",
+        OperationPreferences::default(),
+        vec![instance(&account(0), REGION, &[])],
+    )]);
+    let plan = plan_creating_instances(&["dev"], &desired);
+    let requests = Requests::default();
+    let tries = Arc::new(AtomicUsize::new(0));
+    let create = {
+        let (requests, tries) = (requests.clone(), tries.clone());
+        mock!(Cfn::create_stack_instances).then_compute_response(move |req| {
+            requests.lock().unwrap().push(req.clone());
+            if tries.fetch_add(1, Ordering::SeqCst) == 0 {
+                MockResponse::Error(in_progress())
+            } else {
+                MockResponse::Output(
+                    CreateStackInstancesOutput::builder()
+                        .set_operation_id(req.operation_id().map(str::to_string))
+                        .build(),
+                )
+            }
+        })
+    };
+    let summary = |status| {
+        ListStackSetOperationsOutput::builder()
+            .summaries(
+                StackSetOperationSummary::builder()
+                    .operation_id("console-op")
+                    .status(status)
+                    .build(),
+            )
+            .build()
+    };
+    // Someone else's operation: running for three polls, then done.
+    let list = mock!(Cfn::list_stack_set_operations)
+        .sequence()
+        .output(move || summary(StackSetOperationStatus::Running))
+        .times(3)
+        .output(move || summary(StackSetOperationStatus::Succeeded))
+        .repeatedly()
+        .build();
+    let aws = edge(&[&create, &list, &succeeded_operations()]);
+    let progress = Recorder::default();
+
+    let report = apply::stack_sets(&aws, &plan, &desired, &options(), &progress).await;
+
+    assert_clean(&report);
+    assert_eq!(report.done.len(), 1);
+    assert_eq!(calls(&aws, "CloudFormation.CreateStackInstances"), 2);
+    assert_eq!(calls(&aws, "CloudFormation.ListStackSetOperations"), 4);
+    let requests = requests.lock().unwrap();
+    // The rejected call started nothing, so the retry may (and does) use the same id.
+    assert_eq!(requests[0].operation_id(), requests[1].operation_id());
+    // One line for the wait, not one per poll.
+    let waits: Vec<_> = progress
+        .operations()
+        .into_iter()
+        .filter(|(id, _)| id == "(another operation)")
+        .collect();
+    assert_eq!(waits.len(), 1, "{waits:?}");
+}
+
+#[tokio::test]
+async fn operation_in_progress_with_none_listed_backs_off_and_times_out() {
+    // AWS says an operation is in progress while ListStackSetOperations (eventually
+    // consistent, paged) shows none running: apply must back off and give up at the
+    // timeout, not spin on CreateStackInstances.
+    let desired = desired(vec![stack_set(
+        "base",
+        "dev",
+        OperationPreferences::default(),
+        vec![instance(&account(0), REGION, &[])],
+    )]);
+    let plan = plan_creating_instances(&["dev"], &desired);
+    let create = mock!(Cfn::create_stack_instances).then_error(in_progress);
+    let list = mock!(Cfn::list_stack_set_operations)
+        .then_output(|| ListStackSetOperationsOutput::builder().build());
+    let aws = edge(&[&create, &list]);
+    let mut opts = options();
+    opts.polling.timeout = Duration::from_millis(100);
+
+    let report = tokio::time::timeout(
+        Duration::from_secs(30),
+        apply::stack_sets(&aws, &plan, &desired, &opts, &apply::Silent),
+    )
+    .await
+    .expect("apply gives up at the polling timeout");
+
+    let [failure] = report.failures.as_slice() else {
+        panic!("{:#?}", report.failures);
+    };
+    assert_eq!(failure.step, "CreateStackInstances");
+    assert!(failure.message.contains("timed out"), "{}", failure.message);
+    // 100 ms of backoff capped at 5 ms is a few dozen tries, not a busy loop.
+    let tries = calls(&aws, "CloudFormation.CreateStackInstances");
+    assert!((2..=100).contains(&tries), "{tries} tries");
+}
+
+#[tokio::test]
+async fn polling_reports_each_state_change_once() {
+    let desired = desired(vec![stack_set(
+        "base",
+        "dev",
+        OperationPreferences::default(),
+        vec![instance(&account(0), REGION, &[])],
+    )]);
+    let plan = plan_creating_instances(&["dev"], &desired);
+    let requests = Requests::default();
+    let describe = mock!(Cfn::describe_stack_set_operation)
+        .sequence()
+        .output(|| operation(StackSetOperationStatus::Running))
+        .times(2)
+        .output(|| operation(StackSetOperationStatus::Succeeded))
+        .build();
+    let aws = edge(&[&create_instances(&requests), &describe]);
+    let progress = Recorder::default();
+
+    let report = apply::stack_sets(&aws, &plan, &desired, &options(), &progress).await;
+
+    assert_clean(&report);
+    assert_eq!(calls(&aws, "CloudFormation.DescribeStackSetOperation"), 3);
+    assert_eq!(describe.num_calls(), 3);
+    let id = requests.lock().unwrap()[0]
+        .operation_id()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        progress.operations(),
+        [(id.clone(), "RUNNING".into()), (id, "SUCCEEDED".into())]
+    );
+}
+
+#[tokio::test]
+async fn a_rerun_waits_for_the_operation_it_already_started() {
+    let desired = desired(vec![stack_set(
+        "base",
+        "dev",
+        OperationPreferences::default(),
+        (0..3).map(|i| instance(&account(i), REGION, &[])).collect(),
+    )]);
+    let plan = plan_creating_instances(&["dev"], &desired);
+
+    // First run: the operation starts, then the process is cut off (the operation goes on).
+    let requests = Requests::default();
+    let aws = edge(&[&create_instances(&requests), &succeeded_operations()]);
+    let first = apply::stack_sets(&aws, &plan, &desired, &options(), &apply::Silent).await;
+    assert_clean(&first);
+    let id = requests.lock().unwrap()[0]
+        .operation_id()
+        .unwrap()
+        .to_string();
+
+    // Second run of the same plan: AWS refuses the id it already has, on the wire as AWS
+    // sends it (awsQuery XML), and the operation with that id is the one to wait for.
+    let rerun_requests = Requests::default();
+    let refused = {
+        let rerun_requests = rerun_requests.clone();
+        let id = id.clone();
+        mock!(Cfn::create_stack_instances).then_compute_response(move |req| {
+            rerun_requests.lock().unwrap().push(req.clone());
+            MockResponse::Http(aws_smithy_runtime_api::http::Response::new(
+                aws_smithy_runtime_api::http::StatusCode::try_from(400).unwrap(),
+                aws_smithy_types::body::SdkBody::from(format!(
+                    "<ErrorResponse xmlns=\"http://cloudformation.amazonaws.com/doc/2010-05-15/\">\
+                     <Error><Type>Sender</Type><Code>OperationIdAlreadyExistsException</Code>\
+                     <Message>The operation id {id} already exists</Message></Error>\
+                     <RequestId>0f3a1c2e-0000-4000-8000-000000000000</RequestId></ErrorResponse>"
+                )),
+            ))
+        })
+    };
+    // Only the operation with that id exists; asking for any other is an unmatched call (an error).
+    let that_operation = {
+        let id = id.clone();
+        mock!(Cfn::describe_stack_set_operation)
+            .match_requests(move |r| r.operation_id() == Some(id.as_str()))
+            .then_output(|| operation(StackSetOperationStatus::Succeeded))
+    };
+    let aws = edge(&[&refused, &that_operation]);
+    let progress = Recorder::default();
+
+    let report = apply::stack_sets(&aws, &plan, &desired, &options(), &progress).await;
+
+    assert_clean(&report);
+    assert_eq!(report.done.len(), 3);
+    assert_eq!(calls(&aws, "CloudFormation.CreateStackInstances"), 1);
+    assert_eq!(
+        rerun_requests.lock().unwrap()[0].operation_id(),
+        Some(id.as_str()),
+        "the same plan and step give the same id"
+    );
+    assert_eq!(that_operation.num_calls(), 1);
+    assert_eq!(report.operations["base-dev"], std::slice::from_ref(&id));
+    assert_eq!(progress.operations(), [(id, "SUCCEEDED".to_string())]);
+}
+
+#[test]
+fn operation_ids_are_deterministic_and_valid_for_aws() {
+    let id = apply::operation_id("fingerprint-1", "base-dev/CreateStackInstances/a/b/");
+    assert_eq!(
+        id,
+        apply::operation_id("fingerprint-1", "base-dev/CreateStackInstances/a/b/")
+    );
+    let others = [
+        apply::operation_id("fingerprint-1", "base-dev/UpdateStackInstances/a/b/"),
+        apply::operation_id("fingerprint-2", "base-dev/CreateStackInstances/a/b/"),
+        apply::operation_id("fingerprint-1", "base-prod/CreateStackInstances/a/b/"),
+    ];
+    for other in &others {
+        assert_ne!(&id, other);
+    }
+    // OperationId and ClientRequestToken: [a-zA-Z0-9][-a-zA-Z0-9]*, at most 128 characters,
+    // whatever the step text (account lists of hundreds of ids included).
+    let long_step = (0..500).map(account).collect::<Vec<_>>().join(",");
+    let pattern = regex::Regex::new("^[a-zA-Z0-9][-a-zA-Z0-9]*$").unwrap();
+    for id in others.iter().chain([
+        &id,
+        &apply::operation_id("", ""),
+        &apply::operation_id("x", &long_step),
+    ]) {
+        assert!(pattern.is_match(id), "{id}");
+        assert!(id.len() <= 128, "{id}");
+    }
+}
+
+// ------------------------------------------------------------------ accounts
+
+fn account_status(state: CreateAccountState) -> CreateAccountStatus {
+    CreateAccountStatus::builder()
+        .id("car-0123456789abcdef")
+        .account_name("ml-dev")
+        .state(state)
+        .build()
+}
+
+fn create_account_rule() -> Rule {
+    mock!(Orgs::create_account).then_output(|| {
+        CreateAccountOutput::builder()
+            .create_account_status(account_status(CreateAccountState::InProgress))
+            .build()
+    })
+}
+
+#[tokio::test]
+async fn account_creation_that_fails_names_the_account_and_the_reason() {
+    let describe = mock!(Orgs::describe_create_account_status)
+        .match_requests(|r| r.create_account_request_id() == Some("car-0123456789abcdef"))
+        .sequence()
+        .output(|| {
+            DescribeCreateAccountStatusOutput::builder()
+                .create_account_status(account_status(CreateAccountState::InProgress))
+                .build()
+        })
+        .output(|| {
+            DescribeCreateAccountStatusOutput::builder()
+                .create_account_status(
+                    CreateAccountStatus::builder()
+                        .id("car-0123456789abcdef")
+                        .state(CreateAccountState::Failed)
+                        .failure_reason(CreateAccountFailureReason::EmailAlreadyExists)
+                        .build(),
+                )
+                .build()
+        })
+        .build();
+    let aws = edge(&[&create_account_rule(), &describe]);
+
+    let err = apply::create_account(&aws, "ml-dev", "ml-dev@example.com", "e", fast())
+        .await
+        .unwrap_err();
+
+    match &err {
+        ApplyError::AccountFailed { name, reason } => {
+            assert_eq!(name, "ml-dev");
+            assert_eq!(reason, "EMAIL_ALREADY_EXISTS");
+        }
+        other => panic!("{other:?}"),
+    }
+    let message = err.to_string();
+    assert!(
+        message.contains("ml-dev") && message.contains("EMAIL_ALREADY_EXISTS"),
+        "{message}"
+    );
+    assert_eq!(describe.num_calls(), 2);
+}
+
+#[tokio::test]
+async fn account_creation_polls_until_it_succeeds_and_returns_the_id() {
+    let describe = mock!(Orgs::describe_create_account_status)
+        .match_requests(|r| r.create_account_request_id() == Some("car-0123456789abcdef"))
+        .sequence()
+        .output(|| {
+            DescribeCreateAccountStatusOutput::builder()
+                .create_account_status(account_status(CreateAccountState::InProgress))
+                .build()
+        })
+        .times(2)
+        .output(|| {
+            DescribeCreateAccountStatusOutput::builder()
+                .create_account_status(
+                    CreateAccountStatus::builder()
+                        .id("car-0123456789abcdef")
+                        .state(CreateAccountState::Succeeded)
+                        .account_id("123456789012")
+                        .build(),
+                )
+                .build()
+        })
+        .build();
+    let aws = edge(&[&create_account_rule(), &describe]);
+
+    let id = apply::create_account(&aws, "ml-dev", "ml-dev@example.com", "e", fast())
+        .await
+        .unwrap();
+
+    assert_eq!(id, "123456789012");
+    assert_eq!(describe.num_calls(), 3);
+    assert_eq!(calls(&aws, "Organizations.CreateAccount"), 1);
+}
+
+#[tokio::test]
+async fn a_new_account_is_created_then_moved_from_the_root_into_its_unit() {
+    let describe = mock!(Orgs::describe_create_account_status).then_output(|| {
+        DescribeCreateAccountStatusOutput::builder()
+            .create_account_status(
+                CreateAccountStatus::builder()
+                    .id("car-0123456789abcdef")
+                    .state(CreateAccountState::Succeeded)
+                    .account_id("123456789012")
+                    .build(),
+            )
+            .build()
+    });
+    let moves: Arc<Mutex<Vec<MoveAccountInput>>> = Arc::default();
+    let move_account = {
+        let moves = moves.clone();
+        mock!(Orgs::move_account).then_compute_output(move |req| {
+            moves.lock().unwrap().push(req.clone());
+            MoveAccountOutput::builder().build()
+        })
+    };
+    let aws = edge(&[&create_account_rule(), &describe, &move_account]);
+    let live = LiveState {
+        root_id: "r-root".into(),
+        units: vec![LiveUnit {
+            id: "ou-root-ml".into(),
+            path: "/ml".into(),
+            parent_id: "r-root".into(),
+        }],
+        ..Default::default()
+    };
+    let plan = plan_of(
+        &[],
+        vec![Change {
+            address: "account:ml-dev".into(),
+            resource_type: ResourceType::Account,
+            action: Action::Create,
+            environment: None,
+            reason: "not in the organization".into(),
+            before: None,
+            after: Some(json!({"name": "ml-dev", "email": "ml-dev@example.com", "unit": "/ml"})),
+        }],
+    );
+
+    let done = apply::organization(&aws, &plan, &live, "e", fast(), &apply::Silent)
+        .await
+        .unwrap();
+
+    assert_eq!(done, ["account:ml-dev"]);
+    let moves = moves.lock().unwrap();
+    let [m] = moves.as_slice() else {
+        panic!("{moves:?}");
+    };
+    assert_eq!(m.account_id(), Some("123456789012"));
+    assert_eq!(m.source_parent_id(), Some("r-root"));
+    assert_eq!(m.destination_parent_id(), Some("ou-root-ml"));
+}

@@ -1,0 +1,836 @@
+//! Service Catalog on the emulator (tests/emulator/servicecatalog_ext.py): the calls estate makes,
+//! from the hub account to a recipient and back, with AWS's error codes, per account and region.
+
+use crate::emulator::{TestAccount, log_path, management_account};
+use aws_config::SdkConfig;
+use aws_sdk_servicecatalog::Client;
+use aws_sdk_servicecatalog::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_servicecatalog::types::{
+    AccessStatus, DescribePortfolioShareType, ListTagOptionsFilters, OrganizationNode,
+    OrganizationNodeType, PortfolioShareType, PrincipalType, ProductType,
+    ProvisioningArtifactProperties, ProvisioningArtifactType, Status, Tag,
+};
+use aws_sdk_sts::config::{Credentials, Region, SharedCredentialsProvider};
+
+const NO_PORTFOLIO: &str = "port-doesnotexist";
+const LAUNCH: &str = r#"{"LocalRoleName":"SCLaunchRole"}"#;
+
+/// The value of a call that must succeed; the full error and the emulator log otherwise.
+fn ok<T, E: std::error::Error + 'static>(result: Result<T, E>) -> T {
+    match result {
+        Ok(value) => value,
+        Err(e) => panic!(
+            "{}\nemulator log: {}",
+            DisplayErrorContext(e),
+            log_path().display()
+        ),
+    }
+}
+
+/// The AWS error code of a call that must fail.
+fn code<T: std::fmt::Debug, E: ProvideErrorMetadata>(result: Result<T, E>) -> String {
+    match result {
+        Ok(value) => panic!("expected an error, got {value:?}"),
+        Err(e) => e.code().unwrap_or("(no code)").to_string(),
+    }
+}
+
+fn tag(key: &str, value: &str) -> Tag {
+    Tag::builder().key(key).value(value).build().unwrap()
+}
+
+fn version(name: &str) -> ProvisioningArtifactProperties {
+    ProvisioningArtifactProperties::builder()
+        .name(name)
+        .description(format!("template {name}"))
+        .info(
+            "LoadTemplateFromURL",
+            format!("https://s3.amazonaws.com/templates/training-{name}.yaml"),
+        )
+        .r#type(ProvisioningArtifactType::CloudFormationTemplate)
+        .build()
+}
+
+/// A new member account in `management`'s organization, and a configuration acting in it
+/// (its OrganizationAccountAccessRole, assumed with the management account's credentials).
+async fn member_account(management: &TestAccount, name: &str) -> (String, SdkConfig) {
+    let org = aws_sdk_organizations::Client::new(&management.config);
+    let created = ok(org
+        .create_account()
+        .account_name(name)
+        .email(format!("{name}@example.com"))
+        .send()
+        .await);
+    let id = created
+        .create_account_status()
+        .and_then(|s| s.account_id())
+        .expect("CreateAccount returns the account id")
+        .to_string();
+    let assumed = ok(aws_sdk_sts::Client::new(&management.config)
+        .assume_role()
+        .role_arn(format!(
+            "arn:aws:iam::{id}:role/OrganizationAccountAccessRole"
+        ))
+        .role_session_name("estate-tests")
+        .send()
+        .await);
+    let c = assumed
+        .credentials()
+        .expect("AssumeRole returns credentials");
+    let credentials = Credentials::new(
+        c.access_key_id(),
+        c.secret_access_key(),
+        Some(c.session_token().to_string()),
+        None,
+        "estate-tests-member",
+    );
+    let config = management
+        .config
+        .to_builder()
+        .credentials_provider(SharedCredentialsProvider::new(credentials))
+        .build();
+    (id, config)
+}
+
+async fn new_portfolio(sc: &Client, name: &str) -> String {
+    let created = ok(sc
+        .create_portfolio()
+        .display_name(name)
+        .provider_name("platform")
+        .tags(tag("estate:managed-by", "test"))
+        .send()
+        .await);
+    created
+        .portfolio_detail()
+        .and_then(|p| p.id())
+        .unwrap()
+        .to_string()
+}
+
+async fn principals(sc: &Client, portfolio: &str) -> Vec<String> {
+    let out = ok(sc
+        .list_principals_for_portfolio()
+        .portfolio_id(portfolio)
+        .send()
+        .await);
+    out.principals()
+        .iter()
+        .map(|p| p.principal_arn().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// (recipient, accepted) of the portfolio's shares of one type.
+async fn shares(
+    sc: &Client,
+    portfolio: &str,
+    kind: DescribePortfolioShareType,
+) -> Vec<(String, bool)> {
+    let out = ok(sc
+        .describe_portfolio_shares()
+        .portfolio_id(portfolio)
+        .r#type(kind)
+        .send()
+        .await);
+    out.portfolio_share_details()
+        .iter()
+        .map(|s| {
+            (
+                s.principal_id().unwrap_or_default().to_string(),
+                s.accepted(),
+            )
+        })
+        .collect()
+}
+
+async fn accepted(sc: &Client, kind: PortfolioShareType) -> Vec<String> {
+    let out = ok(sc
+        .list_accepted_portfolio_shares()
+        .portfolio_share_type(kind)
+        .send()
+        .await);
+    out.portfolio_details()
+        .iter()
+        .map(|p| p.id().unwrap_or_default().to_string())
+        .collect()
+}
+
+async fn access_status(sc: &Client) -> AccessStatus {
+    let out = ok(sc.get_aws_organizations_access_status().send().await);
+    out.access_status().cloned().expect("an AccessStatus")
+}
+
+#[tokio::test]
+async fn a_portfolio_goes_from_the_hub_to_a_recipient_and_is_torn_down() {
+    let hub = management_account().await;
+    let sc = Client::new(&hub.config);
+    let (member_id, member_config) = member_account(&hub, "data-science").await;
+    let member = Client::new(&member_config);
+
+    // The portfolio, updated in place.
+    let portfolio = new_portfolio(&sc, "ML platform").await;
+    ok(sc
+        .update_portfolio()
+        .id(&portfolio)
+        .description("Models and pipelines")
+        .add_tags(tag("team", "ml"))
+        .send()
+        .await);
+    let listed = ok(sc.list_portfolios().send().await);
+    assert!(
+        listed
+            .portfolio_details()
+            .iter()
+            .any(|p| p.id() == Some(portfolio.as_str()))
+    );
+
+    // A product with v1; v2 added, v1 deactivated.
+    let created = ok(sc
+        .create_product()
+        .name("training")
+        .owner("ml")
+        .product_type(ProductType::CloudFormationTemplate)
+        .tags(tag("estate:product", "training"))
+        .provisioning_artifact_parameters(version("v1"))
+        .send()
+        .await);
+    let product = created
+        .product_view_detail()
+        .and_then(|v| v.product_view_summary())
+        .and_then(|s| s.product_id())
+        .unwrap()
+        .to_string();
+    let v1 = created.provisioning_artifact_detail().unwrap();
+    assert_eq!(v1.name(), Some("v1"));
+    assert_eq!(v1.active(), Some(true));
+    let v1 = v1.id().unwrap().to_string();
+    let v2 = ok(sc
+        .create_provisioning_artifact()
+        .product_id(&product)
+        .parameters(version("v2"))
+        .send()
+        .await);
+    assert_eq!(v2.status(), Some(&Status::Available));
+    let v2 = v2
+        .provisioning_artifact_detail()
+        .and_then(|a| a.id())
+        .unwrap();
+    ok(sc
+        .update_provisioning_artifact()
+        .product_id(&product)
+        .provisioning_artifact_id(&v1)
+        .active(false)
+        .send()
+        .await);
+    let versions = ok(sc
+        .list_provisioning_artifacts()
+        .product_id(&product)
+        .send()
+        .await);
+    let versions: Vec<(&str, &str, bool)> = versions
+        .provisioning_artifact_details()
+        .iter()
+        .map(|a| {
+            assert!(a.created_time().is_some());
+            assert_eq!(
+                a.r#type(),
+                Some(&ProvisioningArtifactType::CloudFormationTemplate)
+            );
+            (a.id().unwrap(), a.name().unwrap(), a.active().unwrap())
+        })
+        .collect();
+    assert_eq!(versions, [(v1.as_str(), "v1", false), (v2, "v2", true)]);
+
+    ok(sc
+        .update_product()
+        .id(&product)
+        .owner("ml-team")
+        .description("Trains models")
+        .distributor("platform")
+        .support_email("ml@example.com")
+        .send()
+        .await);
+    let described = ok(sc.describe_product_as_admin().id(&product).send().await);
+    let summary = described
+        .product_view_detail()
+        .and_then(|v| v.product_view_summary())
+        .unwrap();
+    assert_eq!(summary.owner(), Some("ml-team"));
+    assert_eq!(summary.short_description(), Some("Trains models"));
+    assert_eq!(summary.distributor(), Some("platform"));
+    assert_eq!(summary.support_email(), Some("ml@example.com"));
+    assert_eq!(described.provisioning_artifact_summaries().len(), 2);
+    assert_eq!(described.tags(), [tag("estate:product", "training")]);
+
+    // In the portfolio, with one launch constraint.
+    ok(sc
+        .associate_product_with_portfolio()
+        .product_id(&product)
+        .portfolio_id(&portfolio)
+        .send()
+        .await);
+    let found = ok(sc
+        .search_products_as_admin()
+        .portfolio_id(&portfolio)
+        .send()
+        .await);
+    let found: Vec<_> = found
+        .product_view_details()
+        .iter()
+        .filter_map(|v| v.product_view_summary()?.product_id())
+        .collect();
+    assert_eq!(found, [product.as_str()]);
+    let launch = || {
+        sc.create_constraint()
+            .portfolio_id(&portfolio)
+            .product_id(&product)
+            .r#type("LAUNCH")
+            .parameters(LAUNCH)
+    };
+    let constraint = ok(launch().send().await);
+    let constraint = constraint
+        .constraint_detail()
+        .and_then(|c| c.constraint_id())
+        .unwrap()
+        .to_string();
+    assert_eq!(code(launch().send().await), "DuplicateResourceException");
+    let listed = ok(sc
+        .list_constraints_for_portfolio()
+        .portfolio_id(&portfolio)
+        .send()
+        .await);
+    let listed: Vec<_> = listed
+        .constraint_details()
+        .iter()
+        .map(|c| {
+            (
+                c.constraint_id().unwrap(),
+                c.r#type().unwrap(),
+                c.product_id().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(listed, [(constraint.as_str(), "LAUNCH", product.as_str())]);
+    let described = ok(sc.describe_constraint().id(&constraint).send().await);
+    assert_eq!(described.constraint_parameters(), Some(LAUNCH));
+    assert_eq!(described.status(), Some(&Status::Available));
+
+    // A tag option on the portfolio.
+    let new_option = || sc.create_tag_option().key("cost-center").value("ml");
+    let option = ok(new_option().send().await);
+    let option = option
+        .tag_option_detail()
+        .and_then(|o| o.id())
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        code(new_option().send().await),
+        "DuplicateResourceException"
+    );
+    ok(sc
+        .associate_tag_option_with_resource()
+        .resource_id(&portfolio)
+        .tag_option_id(&option)
+        .send()
+        .await);
+    let described = ok(sc.describe_portfolio().id(&portfolio).send().await);
+    assert_eq!(
+        described.portfolio_detail().and_then(|p| p.description()),
+        Some("Models and pipelines")
+    );
+    let mut tags: Vec<_> = described
+        .tags()
+        .iter()
+        .map(|t| (t.key(), t.value()))
+        .collect();
+    tags.sort();
+    assert_eq!(tags, [("estate:managed-by", "test"), ("team", "ml")]);
+    let options: Vec<_> = described
+        .tag_options()
+        .iter()
+        .map(|o| (o.id().unwrap(), o.key().unwrap(), o.value().unwrap()))
+        .collect();
+    assert_eq!(options, [(option.as_str(), "cost-center", "ml")]);
+    let filtered = ok(sc
+        .list_tag_options()
+        .filters(ListTagOptionsFilters::builder().key("cost-center").build())
+        .send()
+        .await);
+    assert_eq!(filtered.tag_option_details().len(), 1);
+
+    // A principal in the hub; the share, accepted by the member, which adds its own principal.
+    let hub_role = format!("arn:aws:iam::{}:role/DataScientist", hub.id);
+    let member_role = format!("arn:aws:iam::{member_id}:role/DataScientist");
+    ok(sc
+        .associate_principal_with_portfolio()
+        .portfolio_id(&portfolio)
+        .principal_arn(&hub_role)
+        .principal_type(PrincipalType::Iam)
+        .send()
+        .await);
+    ok(sc
+        .create_portfolio_share()
+        .portfolio_id(&portfolio)
+        .account_id(&member_id)
+        .send()
+        .await);
+    let access = ok(sc
+        .list_portfolio_access()
+        .portfolio_id(&portfolio)
+        .send()
+        .await);
+    assert_eq!(access.account_ids(), [member_id.as_str()]);
+    assert_eq!(
+        shares(&sc, &portfolio, DescribePortfolioShareType::Account).await,
+        [(member_id.clone(), false)]
+    );
+    assert_eq!(
+        code(
+            member
+                .accept_portfolio_share()
+                .portfolio_id(NO_PORTFOLIO)
+                .send()
+                .await
+        ),
+        "ResourceNotFoundException"
+    );
+    ok(member
+        .accept_portfolio_share()
+        .portfolio_id(&portfolio)
+        .send()
+        .await);
+    let imported = ok(member.list_accepted_portfolio_shares().send().await);
+    let imported: Vec<_> = imported
+        .portfolio_details()
+        .iter()
+        .map(|p| (p.id().unwrap(), p.arn().unwrap()))
+        .collect();
+    assert_eq!(imported.len(), 1);
+    assert_eq!(imported[0].0, portfolio);
+    assert!(imported[0].1.contains(&hub.id), "{}", imported[0].1);
+    ok(member
+        .associate_principal_with_portfolio()
+        .portfolio_id(&portfolio)
+        .principal_arn(&member_role)
+        .principal_type(PrincipalType::Iam)
+        .send()
+        .await);
+    assert_eq!(
+        principals(&member, &portfolio).await,
+        [member_role.as_str()]
+    );
+    assert_eq!(principals(&sc, &portfolio).await, [hub_role.as_str()]);
+    assert_eq!(
+        shares(&sc, &portfolio, DescribePortfolioShareType::Account).await,
+        [(member_id.clone(), true)]
+    );
+
+    // Torn down in the order AWS insists on: nothing in use is deleted.
+    assert_eq!(
+        code(sc.delete_portfolio().id(&portfolio).send().await),
+        "ResourceInUseException"
+    );
+    ok(member
+        .disassociate_principal_from_portfolio()
+        .portfolio_id(&portfolio)
+        .principal_arn(&member_role)
+        .principal_type(PrincipalType::Iam)
+        .send()
+        .await);
+    ok(sc
+        .delete_portfolio_share()
+        .portfolio_id(&portfolio)
+        .account_id(&member_id)
+        .send()
+        .await);
+    assert!(
+        accepted(&member, PortfolioShareType::Imported)
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        code(
+            member
+                .list_principals_for_portfolio()
+                .portfolio_id(&portfolio)
+                .send()
+                .await
+        ),
+        "ResourceNotFoundException",
+        "an unshared portfolio is gone from the recipient"
+    );
+    ok(sc
+        .disassociate_principal_from_portfolio()
+        .portfolio_id(&portfolio)
+        .principal_arn(&hub_role)
+        .principal_type(PrincipalType::Iam)
+        .send()
+        .await);
+    let disassociate = || {
+        sc.disassociate_product_from_portfolio()
+            .portfolio_id(&portfolio)
+            .product_id(&product)
+    };
+    assert_eq!(
+        code(disassociate().send().await),
+        "ResourceInUseException",
+        "the launch constraint goes first"
+    );
+    ok(sc.delete_constraint().id(&constraint).send().await);
+    ok(disassociate().send().await);
+    ok(sc
+        .disassociate_tag_option_from_resource()
+        .resource_id(&portfolio)
+        .tag_option_id(&option)
+        .send()
+        .await);
+    ok(sc.delete_tag_option().id(&option).send().await);
+    let delete_version = |id: &str| {
+        sc.delete_provisioning_artifact()
+            .product_id(&product)
+            .provisioning_artifact_id(id)
+    };
+    ok(delete_version(&v1).send().await);
+    assert_eq!(
+        code(delete_version(v2).send().await),
+        "InvalidParametersException",
+        "a product keeps at least one version"
+    );
+    ok(sc.delete_product().id(&product).send().await);
+    ok(sc.delete_portfolio().id(&portfolio).send().await);
+    assert_eq!(
+        code(sc.describe_portfolio().id(&portfolio).send().await),
+        "ResourceNotFoundException"
+    );
+    let listed = ok(sc.list_portfolios().send().await);
+    assert!(listed.portfolio_details().is_empty());
+}
+
+#[tokio::test]
+async fn unit_shares_need_organizations_access_and_reach_accounts_in_the_unit() {
+    let hub = management_account().await;
+    let sc = Client::new(&hub.config);
+    let (member_id, member_config) = member_account(&hub, "staging").await;
+    let member = Client::new(&member_config);
+    let org = aws_sdk_organizations::Client::new(&hub.config);
+    let unit = ok(org
+        .create_organizational_unit()
+        .parent_id(&hub.root_id)
+        .name("workloads")
+        .send()
+        .await);
+    let unit = unit
+        .organizational_unit()
+        .and_then(|u| u.id())
+        .unwrap()
+        .to_string();
+    ok(org
+        .move_account()
+        .account_id(&member_id)
+        .source_parent_id(&hub.root_id)
+        .destination_parent_id(&unit)
+        .send()
+        .await);
+    let portfolio = new_portfolio(&sc, "Serving").await;
+    let share = || {
+        sc.create_portfolio_share()
+            .portfolio_id(&portfolio)
+            .organization_node(
+                OrganizationNode::builder()
+                    .r#type(OrganizationNodeType::OrganizationalUnit)
+                    .value(&unit)
+                    .build(),
+            )
+    };
+
+    assert_eq!(access_status(&sc).await, AccessStatus::Disabled);
+    assert_eq!(code(share().send().await), "InvalidStateException");
+    assert_eq!(
+        code(member.enable_aws_organizations_access().send().await),
+        "OperationNotSupportedException",
+        "only the management account may enable it"
+    );
+    ok(sc.enable_aws_organizations_access().send().await);
+    assert_eq!(access_status(&sc).await, AccessStatus::Enabled);
+    let services = ok(org.list_aws_service_access_for_organization().send().await);
+    assert!(
+        services
+            .enabled_service_principals()
+            .iter()
+            .any(|s| s.service_principal() == Some("servicecatalog.amazonaws.com"))
+    );
+
+    let token = ok(share().send().await);
+    assert!(token.portfolio_share_token().is_some());
+    assert_eq!(
+        shares(
+            &sc,
+            &portfolio,
+            DescribePortfolioShareType::OrganizationalUnit
+        )
+        .await,
+        [(unit.clone(), true)]
+    );
+    assert!(
+        shares(&sc, &portfolio, DescribePortfolioShareType::Account)
+            .await
+            .is_empty()
+    );
+
+    // The member, in the unit, accepts an organization share, not an account share.
+    let accept = |kind| {
+        member
+            .accept_portfolio_share()
+            .portfolio_id(&portfolio)
+            .portfolio_share_type(kind)
+    };
+    assert_eq!(
+        code(accept(PortfolioShareType::Imported).send().await),
+        "ResourceNotFoundException"
+    );
+    ok(accept(PortfolioShareType::AwsOrganizations).send().await);
+    assert_eq!(
+        accepted(&member, PortfolioShareType::AwsOrganizations).await,
+        [portfolio.as_str()]
+    );
+    assert!(
+        accepted(&member, PortfolioShareType::Imported)
+            .await
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn unknown_ids_and_bad_parameters_get_aws_error_codes() {
+    let hub = management_account().await;
+    let sc = Client::new(&hub.config);
+    let not_found = [
+        code(sc.describe_portfolio().id(NO_PORTFOLIO).send().await),
+        code(sc.update_portfolio().id(NO_PORTFOLIO).send().await),
+        code(sc.delete_portfolio().id(NO_PORTFOLIO).send().await),
+        code(
+            sc.search_products_as_admin()
+                .portfolio_id(NO_PORTFOLIO)
+                .send()
+                .await,
+        ),
+        code(
+            sc.list_constraints_for_portfolio()
+                .portfolio_id(NO_PORTFOLIO)
+                .send()
+                .await,
+        ),
+        code(
+            sc.list_principals_for_portfolio()
+                .portfolio_id(NO_PORTFOLIO)
+                .send()
+                .await,
+        ),
+        code(
+            sc.list_portfolio_access()
+                .portfolio_id(NO_PORTFOLIO)
+                .send()
+                .await,
+        ),
+        code(
+            sc.describe_portfolio_shares()
+                .portfolio_id(NO_PORTFOLIO)
+                .r#type(DescribePortfolioShareType::Account)
+                .send()
+                .await,
+        ),
+        code(
+            sc.create_portfolio_share()
+                .portfolio_id(NO_PORTFOLIO)
+                .account_id("123456789012")
+                .send()
+                .await,
+        ),
+        code(sc.describe_product_as_admin().id("prod-nope").send().await),
+        code(
+            sc.list_provisioning_artifacts()
+                .product_id("prod-nope")
+                .send()
+                .await,
+        ),
+        code(sc.delete_product().id("prod-nope").send().await),
+        code(sc.describe_constraint().id("cons-nope").send().await),
+        code(sc.delete_tag_option().id("tag-nope").send().await),
+    ];
+    for (i, c) in not_found.iter().enumerate() {
+        assert_eq!(c, "ResourceNotFoundException", "case {i}");
+    }
+
+    let portfolio = new_portfolio(&sc, "Errors").await;
+    let product = ok(sc
+        .create_product()
+        .name("p")
+        .owner("o")
+        .product_type(ProductType::CloudFormationTemplate)
+        .provisioning_artifact_parameters(version("v1"))
+        .send()
+        .await);
+    let product = product
+        .product_view_detail()
+        .and_then(|v| v.product_view_summary())
+        .and_then(|s| s.product_id())
+        .unwrap()
+        .to_string();
+    ok(sc
+        .associate_product_with_portfolio()
+        .product_id(&product)
+        .portfolio_id(&portfolio)
+        .send()
+        .await);
+    let constraint = |parameters: &str| {
+        sc.create_constraint()
+            .portfolio_id(&portfolio)
+            .product_id(&product)
+            .r#type("LAUNCH")
+            .parameters(parameters)
+            .send()
+    };
+    let invalid = [
+        code(constraint("{not json").await),
+        code(constraint(r#"["RoleArn"]"#).await),
+        code(constraint(r#"{"RoleArn":"arn:aws:iam::1:role/a","LocalRoleName":"a"}"#).await),
+        code(constraint("{}").await),
+        code(
+            sc.create_portfolio()
+                .display_name("no provider")
+                .send()
+                .await,
+        ),
+        code(
+            sc.create_product()
+                .name("no version")
+                .owner("o")
+                .product_type(ProductType::CloudFormationTemplate)
+                .send()
+                .await,
+        ),
+        code(
+            sc.create_provisioning_artifact()
+                .product_id(&product)
+                .parameters(
+                    ProvisioningArtifactProperties::builder()
+                        .name("no template")
+                        .build(),
+                )
+                .send()
+                .await,
+        ),
+        code(
+            sc.associate_principal_with_portfolio()
+                .portfolio_id(&portfolio)
+                .principal_arn(format!("arn:aws:iam::{}:role/*", hub.id))
+                .principal_type(PrincipalType::IamPattern)
+                .send()
+                .await,
+        ),
+        code(
+            sc.describe_portfolio_shares()
+                .portfolio_id(&portfolio)
+                .send()
+                .await,
+        ),
+    ];
+    for (i, c) in invalid.iter().enumerate() {
+        assert_eq!(c, "InvalidParametersException", "case {i}");
+    }
+    // An account-less pattern is what IAM_PATTERN takes.
+    ok(sc
+        .associate_principal_with_portfolio()
+        .portfolio_id(&portfolio)
+        .principal_arn("arn:aws:iam:::role/DataScientist*")
+        .principal_type(PrincipalType::IamPattern)
+        .send()
+        .await);
+}
+
+#[tokio::test]
+async fn accounts_and_regions_do_not_see_each_other() {
+    let first = management_account().await;
+    let second = management_account().await;
+    let sc = Client::new(&first.config);
+    let other = Client::new(&second.config);
+    let elsewhere = Client::new(
+        &first
+            .config
+            .to_builder()
+            .region(Region::new("eu-west-1"))
+            .build(),
+    );
+    let portfolio = new_portfolio(&sc, "Private").await;
+    let option = ok(sc.create_tag_option().key("team").value("ml").send().await);
+    let option = option
+        .tag_option_detail()
+        .and_then(|o| o.id())
+        .unwrap()
+        .to_string();
+
+    for client in [&other, &elsewhere] {
+        let options = ok(client.list_tag_options().send().await);
+        assert!(options.tag_option_details().is_empty());
+        assert_eq!(
+            code(client.describe_portfolio().id(&portfolio).send().await),
+            "ResourceNotFoundException"
+        );
+        // The same key and value are free there.
+        ok(client
+            .create_tag_option()
+            .key("team")
+            .value("ml")
+            .send()
+            .await);
+    }
+    let own = new_portfolio(&other, "Theirs").await;
+    assert_eq!(
+        code(
+            other
+                .associate_tag_option_with_resource()
+                .resource_id(&own)
+                .tag_option_id(&option)
+                .send()
+                .await
+        ),
+        "ResourceNotFoundException"
+    );
+    assert_eq!(
+        code(
+            other
+                .accept_portfolio_share()
+                .portfolio_id(&portfolio)
+                .send()
+                .await
+        ),
+        "ResourceNotFoundException",
+        "a portfolio nobody shared cannot be accepted"
+    );
+    let options = ok(sc.list_tag_options().send().await);
+    assert_eq!(options.tag_option_details().len(), 1);
+}
+
+#[tokio::test]
+async fn lists_come_in_pages_of_twenty() {
+    let account = management_account().await;
+    let sc = Client::new(&account.config);
+    for i in 0..21 {
+        ok(sc
+            .create_tag_option()
+            .key("team")
+            .value(format!("t{i:02}"))
+            .send()
+            .await);
+    }
+    let first = ok(sc.list_tag_options().send().await);
+    assert_eq!(first.tag_option_details().len(), 20);
+    let token = first.page_token().expect("a second page");
+    let second = ok(sc.list_tag_options().page_token(token).send().await);
+    let values: Vec<_> = second
+        .tag_option_details()
+        .iter()
+        .filter_map(|o| o.value())
+        .collect();
+    assert_eq!(values, ["t20"]);
+    assert!(second.page_token().is_none());
+}
