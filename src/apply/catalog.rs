@@ -202,7 +202,10 @@ async fn apply_portfolio(
     }
     if let Some(c) = of(ResourceType::Portfolio, Action::Delete).first() {
         let pid = s(&c.before, "id").unwrap_or_default();
-        started(c, "DeletePortfolio".into());
+        started(c, "DeletePortfolio, after everything attached to it".into());
+        if let Some(l) = live.portfolios.iter().find(|p| p.id == pid) {
+            teardown(&sc, l).await?;
+        }
         sc.delete_portfolio()
             .id(&pid)
             .send()
@@ -551,6 +554,74 @@ async fn apply_portfolio(
         done.push(c.address.clone());
     }
     Ok(done)
+}
+
+/// Detaches everything from a pruned portfolio, as AWS requires before DeletePortfolio:
+/// shares, principals, tag options, constraints, then its products (estate's own, deleted).
+async fn teardown(
+    sc: &aws_sdk_servicecatalog::Client,
+    l: &crate::live::catalog::LivePortfolio,
+) -> Result<(), ApplyError> {
+    for account in &l.shared_accounts {
+        sc.delete_portfolio_share()
+            .portfolio_id(&l.id)
+            .account_id(account)
+            .send()
+            .await
+            .map_err(sc_err("ServiceCatalog.DeletePortfolioShare"))?;
+    }
+    for unit in &l.shared_units {
+        sc.delete_portfolio_share()
+            .portfolio_id(&l.id)
+            .organization_node(
+                OrganizationNode::builder()
+                    .r#type(OrganizationNodeType::OrganizationalUnit)
+                    .value(unit)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(sc_err("ServiceCatalog.DeletePortfolioShare"))?;
+    }
+    for arn in &l.principals {
+        sc.disassociate_principal_from_portfolio()
+            .portfolio_id(&l.id)
+            .principal_arn(arn)
+            .send()
+            .await
+            .map_err(sc_err("ServiceCatalog.DisassociatePrincipalFromPortfolio"))?;
+    }
+    for t in &l.tag_options {
+        sc.disassociate_tag_option_from_resource()
+            .resource_id(&l.id)
+            .tag_option_id(&t.id)
+            .send()
+            .await
+            .map_err(sc_err("ServiceCatalog.DisassociateTagOptionFromResource"))?;
+    }
+    for c in &l.constraints {
+        sc.delete_constraint()
+            .id(&c.id)
+            .send()
+            .await
+            .map_err(sc_err("ServiceCatalog.DeleteConstraint"))?;
+    }
+    for p in &l.products {
+        sc.disassociate_product_from_portfolio()
+            .product_id(&p.id)
+            .portfolio_id(&l.id)
+            .send()
+            .await
+            .map_err(sc_err("ServiceCatalog.DisassociateProductFromPortfolio"))?;
+        if p.tags.get(crate::live::catalog::TAG_PRODUCT).is_some() {
+            sc.delete_product()
+                .id(&p.id)
+                .send()
+                .await
+                .map_err(sc_err("ServiceCatalog.DeleteProduct"))?;
+        }
+    }
+    Ok(())
 }
 
 /// Product templates are always passed by URL: uploaded to the hub account's bucket.

@@ -1,6 +1,7 @@
 //! Reading Service Catalog state: portfolios this estate manages in their hub accounts
 //! (products, versions, constraints, tag options, principals, shares), and in each recipient
-//! account whether the share is accepted and which principals are associated there.
+//! account whether the share is accepted and which principals are associated there. Every
+//! list is read to its last page.
 
 use crate::aws::{Aws, AwsError};
 use serde::{Deserialize, Serialize};
@@ -103,24 +104,15 @@ pub async fn read_hub(
 ) -> Result<Vec<LivePortfolio>, AwsError> {
     let sc = hub.servicecatalog(region);
     let mut ids = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let out = sc
-            .list_portfolios()
-            .set_page_token(token.clone())
-            .send()
-            .await
-            .map_err(err("ServiceCatalog.ListPortfolios"))?;
+    let mut pages = sc.list_portfolios().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(err("ServiceCatalog.ListPortfolios"))?;
         ids.extend(
-            out.portfolio_details
+            page.portfolio_details
                 .unwrap_or_default()
                 .into_iter()
                 .filter_map(|p| p.id),
         );
-        token = out.next_page_token.filter(|t| !t.is_empty());
-        if token.is_none() {
-            break;
-        }
     }
     let mut portfolios = Vec::new();
     for id in ids {
@@ -168,13 +160,17 @@ pub async fn read_hub(
         p.tag_options
             .sort_by(|a, b| (&a.key, &a.value).cmp(&(&b.key, &b.value)));
         p.products = read_products(&sc, &id).await?;
-        let constraints = sc
+        let mut details = Vec::new();
+        let mut pages = sc
             .list_constraints_for_portfolio()
             .portfolio_id(&id)
-            .send()
-            .await
-            .map_err(err("ServiceCatalog.ListConstraintsForPortfolio"))?;
-        for c in constraints.constraint_details.unwrap_or_default() {
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(err("ServiceCatalog.ListConstraintsForPortfolio"))?;
+            details.extend(page.constraint_details.unwrap_or_default());
+        }
+        for c in details {
             let cid = c.constraint_id.unwrap_or_default();
             // The parameters are only returned by DescribeConstraint; portfolios have few.
             let described = sc
@@ -191,27 +187,32 @@ pub async fn read_hub(
             });
         }
         p.principals = principals(&sc, &id).await?;
-        let access = sc
+        let mut pages = sc
             .list_portfolio_access()
             .portfolio_id(&id)
-            .send()
-            .await
-            .map_err(err("ServiceCatalog.ListPortfolioAccess"))?;
-        p.shared_accounts = access.account_ids.unwrap_or_default();
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(err("ServiceCatalog.ListPortfolioAccess"))?;
+            p.shared_accounts
+                .extend(page.account_ids.unwrap_or_default());
+        }
         p.shared_accounts.sort();
-        let units = sc
+        let mut pages = sc
             .describe_portfolio_shares()
             .portfolio_id(&id)
             .r#type(aws_sdk_servicecatalog::types::DescribePortfolioShareType::OrganizationalUnit)
-            .send()
-            .await
-            .map_err(err("ServiceCatalog.DescribePortfolioShares"))?;
-        p.shared_units = units
-            .portfolio_share_details
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|s| s.principal_id)
-            .collect();
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(err("ServiceCatalog.DescribePortfolioShares"))?;
+            p.shared_units.extend(
+                page.portfolio_share_details
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|s| s.principal_id),
+            );
+        }
         p.shared_units.sort();
         portfolios.push(p);
     }
@@ -222,18 +223,21 @@ async fn principals(
     sc: &aws_sdk_servicecatalog::Client,
     portfolio: &str,
 ) -> Result<Vec<String>, AwsError> {
-    let out = sc
+    let mut arns: Vec<String> = Vec::new();
+    let mut pages = sc
         .list_principals_for_portfolio()
         .portfolio_id(portfolio)
-        .send()
-        .await
-        .map_err(err("ServiceCatalog.ListPrincipalsForPortfolio"))?;
-    let mut arns: Vec<String> = out
-        .principals
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|p| p.principal_arn)
-        .collect();
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(err("ServiceCatalog.ListPrincipalsForPortfolio"))?;
+        arns.extend(
+            page.principals
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|p| p.principal_arn),
+        );
+    }
     arns.sort();
     Ok(arns)
 }
@@ -242,14 +246,18 @@ async fn read_products(
     sc: &aws_sdk_servicecatalog::Client,
     portfolio: &str,
 ) -> Result<Vec<LiveProduct>, AwsError> {
-    let out = sc
+    let mut views = Vec::new();
+    let mut pages = sc
         .search_products_as_admin()
         .portfolio_id(portfolio)
-        .send()
-        .await
-        .map_err(err("ServiceCatalog.SearchProductsAsAdmin"))?;
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(err("ServiceCatalog.SearchProductsAsAdmin"))?;
+        views.extend(page.product_view_details.unwrap_or_default());
+    }
     let mut products = Vec::new();
-    for view in out.product_view_details.unwrap_or_default() {
+    for view in views {
         let Some(summary) = view.product_view_summary else {
             continue;
         };
@@ -306,15 +314,16 @@ pub async fn read_recipient(
     portfolio: &str,
 ) -> Result<LiveRecipient, AwsError> {
     let sc = recipient.servicecatalog(region);
-    let accepted = sc
-        .list_accepted_portfolio_shares()
-        .send()
-        .await
-        .map_err(err("ServiceCatalog.ListAcceptedPortfolioShares"))?
-        .portfolio_details
-        .unwrap_or_default()
-        .iter()
-        .any(|p| p.id.as_deref() == Some(portfolio));
+    let mut accepted = false;
+    let mut pages = sc.list_accepted_portfolio_shares().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(err("ServiceCatalog.ListAcceptedPortfolioShares"))?;
+        accepted |= page
+            .portfolio_details
+            .unwrap_or_default()
+            .iter()
+            .any(|p| p.id.as_deref() == Some(portfolio));
+    }
     let principals = if accepted {
         principals(&sc, portfolio).await?
     } else {

@@ -15,7 +15,7 @@ pub struct ReadOptions {
     pub estate: String,
     /// Region where stack sets are administered.
     pub home_region: String,
-    /// Hub accounts (by email) whose portfolios are read, and whether any portfolio is shared
+    /// Accounts (by email) whose portfolios are read, and whether any portfolio is shared
     /// with units (then Service Catalog's AWS Organizations access is read too).
     pub portfolio_hubs: Vec<String>,
     pub portfolio_unit_shares: bool,
@@ -102,7 +102,10 @@ async fn read_portfolios(
     let mut hubs: Vec<String> = opts
         .portfolio_hubs
         .iter()
-        .filter_map(|email| state.account_by_email(email).map(|a| a.id.clone()))
+        .filter_map(|email| state.account_by_email(email))
+        // A suspended account cannot be entered, and holds nothing estate can change.
+        .filter(|a| a.status == "ACTIVE")
+        .map(|a| a.id.clone())
         .collect();
     hubs.sort();
     hubs.dedup();

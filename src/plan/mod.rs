@@ -38,12 +38,9 @@ pub fn read_options(m: &Manifest) -> ReadOptions {
             );
         }
     }
-    let portfolio_hubs = m
-        .portfolios
-        .iter()
-        .filter_map(|p| m.accounts().iter().find(|a| a.name == p.spec.account))
-        .map(|a| a.email.clone())
-        .collect();
+    // Every manifest account may hold portfolios of this estate: those of portfolios that
+    // left the manifest must be found to be reported as orphans (or pruned).
+    let portfolio_hubs = m.accounts().iter().map(|a| a.email.clone()).collect();
     ReadOptions {
         estate: m.name().to_string(),
         home_region: m.estate.spec.home_region.clone(),

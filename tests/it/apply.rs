@@ -441,3 +441,49 @@ async fn a_template_over_51200_bytes_goes_through_an_encrypted_private_bucket() 
     assert_eq!(conf.block_public_acls, Some(true));
     assert_eq!(conf.restrict_public_buckets, Some(true));
 }
+
+/// A portfolio that leaves the manifest is an orphan; with `prune: true` it is deleted, after
+/// everything attached to it (shares, principals, tag options, constraints, products).
+#[tokio::test]
+async fn a_portfolio_that_left_the_manifest_is_an_orphan_or_pruned() {
+    let account = management_account().await;
+    let dir = example("self-service-lab");
+    let (code, out, err) = apply(&account, dir.path(), &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let estate = dir.path().join("estate.yaml");
+    let text = std::fs::read_to_string(&estate)
+        .unwrap()
+        .replace(", portfolio.yaml", "");
+    std::fs::write(&estate, &text).unwrap();
+
+    let (code, json, err) = run(&account, dir.path(), &["drift", ".", "--format", "json"]);
+    assert_eq!(code, 2, "{err}");
+    let drift: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(drift["findings"][0]["kind"], "orphan", "{json}");
+    assert_eq!(drift["findings"][0]["address"], "portfolio:data-scientists");
+
+    std::fs::write(
+        &estate,
+        text.replace("  include:", "  prune: true\n  include:"),
+    )
+    .unwrap();
+    let (code, json, _) = run(&account, dir.path(), &["plan", ".", "--format", "json"]);
+    assert_eq!(code, 2);
+    let plan: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let changes: Vec<(&str, &str)> = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["action"].as_str().unwrap(),
+                c["address"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(changes, [("delete", "portfolio:data-scientists")]);
+    let (code, out, err) = apply(&account, dir.path(), &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, _) = run(&account, dir.path(), &["plan", "."]);
+    assert_eq!(code, 0, "{out}");
+}
