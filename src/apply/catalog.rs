@@ -613,7 +613,7 @@ async fn teardown(
             .send()
             .await
             .map_err(sc_err("ServiceCatalog.DisassociateProductFromPortfolio"))?;
-        if p.tags.get(crate::live::catalog::TAG_PRODUCT).is_some() {
+        if p.tags.contains_key(crate::live::catalog::TAG_PRODUCT) {
             sc.delete_product()
                 .id(&p.id)
                 .send()
