@@ -254,6 +254,7 @@ async fn converge(
             &plan::catalog::resolve(m, &live),
             &live,
             &m.estate.spec.home_region,
+            polling,
             progress,
         )
         .await?,

@@ -2,9 +2,10 @@
 //! products and versions, constraints, tag options, principals and shares; in each recipient
 //! account the share's acceptance and the principals there. Deletes run in reverse order.
 
-use super::{ApplyError, Event, Progress, templates};
+use super::{ApplyError, Backoff, Event, Polling, Progress, templates};
 use crate::aws::{Aws, AwsError};
 use crate::live::LiveState;
+use crate::live::catalog::{TAG_PORTFOLIO, TAG_PRODUCT};
 use crate::plan::catalog::{DesiredPortfolio, launch_parameters};
 use crate::plan::{Action, Change, Plan, ResourceType};
 use aws_sdk_servicecatalog::types::{
@@ -54,6 +55,7 @@ pub async fn portfolios(
     desired: &[DesiredPortfolio],
     live: &LiveState,
     region: &str,
+    polling: Polling,
     progress: &dyn Progress,
 ) -> Result<Vec<String>, ApplyError> {
     let mut done = Vec::new();
@@ -87,7 +89,7 @@ pub async fn portfolios(
             .filter(|c| portfolio_of(c) == name && c.address != "share:aws-organizations-access")
             .collect();
         let d = desired.iter().find(|d| d.name == name);
-        done.extend(apply_portfolio(aws, name, d, &mine, live, region, progress).await?);
+        done.extend(apply_portfolio(aws, name, d, &mine, live, region, polling, progress).await?);
     }
     Ok(done)
 }
@@ -100,6 +102,7 @@ async fn edge_for(aws: &Aws, live: &LiveState, account: &str) -> Result<Aws, App
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn apply_portfolio(
     aws: &Aws,
     name: &str,
@@ -107,6 +110,7 @@ async fn apply_portfolio(
     changes: &[&Change],
     live: &LiveState,
     region: &str,
+    polling: Polling,
     progress: &dyn Progress,
 ) -> Result<Vec<String>, ApplyError> {
     let mut done = Vec::new();
@@ -219,10 +223,19 @@ async fn apply_portfolio(
         return Ok(done);
     };
     // The portfolio.
-    let mut portfolio_id = changes.iter().find_map(|c| {
-        s(&c.after, "portfolioId")
-            .or_else(|| s(&c.after, "id").filter(|_| c.resource_type == ResourceType::Portfolio))
+    // Not every change names it (a new version names only its product): the live portfolio
+    // does, when it exists.
+    let live_portfolio = live.portfolios.iter().find(|l| {
+        l.account == hub_id && l.tags.get(TAG_PORTFOLIO).map(String::as_str) == Some(name)
     });
+    let mut portfolio_id = changes
+        .iter()
+        .find_map(|c| {
+            s(&c.after, "portfolioId").or_else(|| {
+                s(&c.after, "id").filter(|_| c.resource_type == ResourceType::Portfolio)
+            })
+        })
+        .or_else(|| live_portfolio.map(|l| l.id.clone()));
     for c in of(ResourceType::Portfolio, Action::Create) {
         started(c, format!("CreatePortfolio {}", d.display_name));
         let out = sc
@@ -240,13 +253,33 @@ async fn apply_portfolio(
     }
     for c in of(ResourceType::Portfolio, Action::Update) {
         let id = s(&c.after, "id").unwrap_or_default();
+        // Only the tags that differ: AddTags takes at most 20, and tags that left the
+        // manifest must be removed or the plan never converges.
+        let live_tags: BTreeMap<String, String> = c
+            .before
+            .as_ref()
+            .and_then(|b| serde_json::from_value(b.get("tags")?.clone()).ok())
+            .unwrap_or_default();
+        let add: BTreeMap<String, String> = d
+            .tags
+            .iter()
+            .filter(|(k, v)| live_tags.get(*k) != Some(*v))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let remove: Vec<String> = live_tags
+            .keys()
+            .filter(|k| !d.tags.contains_key(*k))
+            .cloned()
+            .collect();
         started(c, "UpdatePortfolio".into());
         sc.update_portfolio()
             .id(&id)
             .display_name(&d.display_name)
             .provider_name(&d.provider_name)
-            .set_description(d.description.clone())
-            .set_add_tags(Some(tags(&d.tags)))
+            // An absent Description leaves the old one; an empty one clears it.
+            .description(d.description.clone().unwrap_or_default())
+            .set_add_tags((!add.is_empty()).then(|| tags(&add)))
+            .set_remove_tags((!remove.is_empty()).then_some(remove))
             .send()
             .await
             .map_err(sc_err("ServiceCatalog.UpdatePortfolio"))?;
@@ -256,20 +289,23 @@ async fn apply_portfolio(
         portfolio_id.ok_or_else(|| ApplyError::Inconsistent(format!("portfolio {name}: no id")))?;
 
     // Products and their versions.
-    let mut product_ids: HashMap<String, String> = HashMap::new();
-    for c in changes
-        .iter()
-        .filter(|c| c.resource_type == ResourceType::Product)
-    {
-        if let Some(id) = s(&c.after, "id") {
-            product_ids.insert(s(&c.after, "name").unwrap_or_default(), id);
-        }
-    }
-    for c in changes
-        .iter()
-        .filter(|c| c.resource_type == ResourceType::ProductVersion)
-    {
-        if let (Some(product), Some(id)) = (s(&c.after, "product"), s(&c.after, "productId")) {
+    // Ids of existing products: from the live portfolio, and from changes that name them
+    // (a constraint added to an existing product names its id only there).
+    let mut product_ids: HashMap<String, String> = live_portfolio
+        .map(|l| {
+            l.products
+                .iter()
+                .filter_map(|p| Some((p.tags.get(TAG_PRODUCT)?.clone(), p.id.clone())))
+                .collect()
+        })
+        .unwrap_or_default();
+    for c in changes {
+        if c.resource_type == ResourceType::Product {
+            if let Some(id) = s(&c.after, "id") {
+                product_ids.insert(s(&c.after, "name").unwrap_or_default(), id);
+            }
+        } else if let (Some(product), Some(id)) = (s(&c.after, "product"), s(&c.after, "productId"))
+        {
             product_ids.insert(product, id);
         }
     }
@@ -338,9 +374,10 @@ async fn apply_portfolio(
             .id(&id)
             .name(&p.display_name)
             .owner(&p.owner)
-            .set_description(p.description.clone())
-            .set_distributor(p.distributor.clone())
-            .set_support_email(p.support_email.clone())
+            // Absent leaves the old value; empty clears it (read back as absent).
+            .description(p.description.clone().unwrap_or_default())
+            .distributor(p.distributor.clone().unwrap_or_default())
+            .support_email(p.support_email.clone().unwrap_or_default())
             .send()
             .await
             .map_err(sc_err("ServiceCatalog.UpdateProduct"))?;
@@ -429,34 +466,21 @@ async fn apply_portfolio(
         let key = s(&c.after, "key").unwrap_or_default();
         let value = s(&c.after, "value").unwrap_or_default();
         started(c, format!("AssociateTagOptionWithResource {key}={value}"));
-        let existing = sc
-            .list_tag_options()
-            .filters(
-                aws_sdk_servicecatalog::types::ListTagOptionsFilters::builder()
-                    .key(&key)
-                    .value(&value)
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(sc_err("ServiceCatalog.ListTagOptions"))?
-            .tag_option_details
-            .unwrap_or_default()
-            .into_iter()
-            .find(|t| t.key.as_deref() == Some(&key) && t.value.as_deref() == Some(&value))
-            .and_then(|t| t.id);
-        let id = match existing {
+        let id = match find_tag_option(&sc, &key, &value).await? {
             Some(id) => id,
-            None => sc
-                .create_tag_option()
-                .key(&key)
-                .value(&value)
-                .send()
-                .await
-                .map_err(sc_err("ServiceCatalog.CreateTagOption"))?
-                .tag_option_detail
-                .and_then(|t| t.id)
-                .unwrap_or_default(),
+            None => match sc.create_tag_option().key(&key).value(&value).send().await {
+                Ok(out) => out.tag_option_detail.and_then(|t| t.id).unwrap_or_default(),
+                Err(e) => {
+                    let e = AwsError::call("ServiceCatalog.CreateTagOption", e);
+                    // Created by someone else since we listed: it is account-wide, reuse it.
+                    match e.code() {
+                        Some("DuplicateResourceException") => {
+                            find_tag_option(&sc, &key, &value).await?.ok_or(e)?
+                        }
+                        _ => return Err(e.into()),
+                    }
+                }
+            },
         };
         sc.associate_tag_option_with_resource()
             .resource_id(&pid)
@@ -520,12 +544,7 @@ async fn apply_portfolio(
             what: format!("AcceptPortfolioShare in {account}"),
         });
         let edge = edge_for(aws, live, &account).await?;
-        edge.servicecatalog(region)
-            .accept_portfolio_share()
-            .portfolio_id(&pid)
-            .send()
-            .await
-            .map_err(sc_err("ServiceCatalog.AcceptPortfolioShare"))?;
+        accept_share(&edge.servicecatalog(region), &pid, &account, polling).await?;
         if c.action == Action::Update {
             done.push(c.address.clone());
         }
@@ -622,6 +641,75 @@ async fn teardown(
         }
     }
     Ok(())
+}
+
+/// The id of the account's tag option `key=value`, looked for on every page.
+async fn find_tag_option(
+    sc: &aws_sdk_servicecatalog::Client,
+    key: &str,
+    value: &str,
+) -> Result<Option<String>, ApplyError> {
+    let mut pages = sc
+        .list_tag_options()
+        .filters(
+            aws_sdk_servicecatalog::types::ListTagOptionsFilters::builder()
+                .key(key)
+                .value(value)
+                .build(),
+        )
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(sc_err("ServiceCatalog.ListTagOptions"))?;
+        let found = page
+            .tag_option_details
+            .unwrap_or_default()
+            .into_iter()
+            .find(|t| t.key.as_deref() == Some(key) && t.value.as_deref() == Some(value))
+            .and_then(|t| t.id);
+        if found.is_some() {
+            return Ok(found);
+        }
+    }
+    Ok(None)
+}
+
+/// The longest wait for a share to reach its recipient.
+const ACCEPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Accepts the share in the recipient (`sc` acts there). A share made a moment ago may not
+/// have reached the recipient yet (AWS answers ResourceNotFoundException until it has), so
+/// that answer is retried with backoff, for a bounded time.
+async fn accept_share(
+    sc: &aws_sdk_servicecatalog::Client,
+    portfolio: &str,
+    account: &str,
+    polling: Polling,
+) -> Result<(), ApplyError> {
+    let mut wait = Backoff::new(Polling {
+        timeout: polling.timeout.min(ACCEPT_TIMEOUT),
+        ..polling
+    });
+    loop {
+        match sc
+            .accept_portfolio_share()
+            .portfolio_id(portfolio)
+            .send()
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e) => {
+                let e = AwsError::call("ServiceCatalog.AcceptPortfolioShare", e);
+                if e.code() != Some("ResourceNotFoundException") {
+                    return Err(e.into());
+                }
+                wait.sleep(&format!(
+                    "the share of portfolio {portfolio} to reach account {account} ({e})"
+                ))
+                .await?;
+            }
+        }
+    }
 }
 
 /// Product templates are always passed by URL: uploaded to the hub account's bucket.

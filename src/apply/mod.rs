@@ -1021,21 +1021,21 @@ impl Ops<'_> {
 }
 
 /// Exponential backoff between polls, bounded by a total timeout.
-struct Backoff {
+pub(crate) struct Backoff {
     next: Duration,
     polling: Polling,
     started: std::time::Instant,
 }
 
 impl Backoff {
-    fn new(polling: Polling) -> Self {
+    pub(crate) fn new(polling: Polling) -> Self {
         Backoff {
             next: polling.initial,
             polling,
             started: std::time::Instant::now(),
         }
     }
-    async fn sleep(&mut self, what: &str) -> Result<(), ApplyError> {
+    pub(crate) async fn sleep(&mut self, what: &str) -> Result<(), ApplyError> {
         if self.started.elapsed() > self.polling.timeout {
             return Err(ApplyError::Timeout {
                 what: what.to_string(),

@@ -114,7 +114,9 @@ impl Intercept for CountCalls {
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         if let Some(meta) = cfg.load::<Metadata>() {
-            self.0.record(format!("{}.{}", meta.service(), meta.name()));
+            // "Service Catalog" → "ServiceCatalog", as in error messages.
+            let service: String = meta.service().split_whitespace().collect();
+            self.0.record(format!("{service}.{}", meta.name()));
         }
         Ok(())
     }

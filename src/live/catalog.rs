@@ -116,12 +116,17 @@ pub async fn read_hub(
     }
     let mut portfolios = Vec::new();
     for id in ids {
-        let d = sc
-            .describe_portfolio()
-            .id(&id)
-            .send()
-            .await
-            .map_err(err("ServiceCatalog.DescribePortfolio"))?;
+        let d = match sc.describe_portfolio().id(&id).send().await {
+            Ok(d) => d,
+            Err(e) => {
+                let e = AwsError::call("ServiceCatalog.DescribePortfolio", e);
+                // Deleted between the list and the describe: a fresh list would not show it.
+                if e.code() == Some("ResourceNotFoundException") {
+                    continue;
+                }
+                return Err(e);
+            }
+        };
         let tags: BTreeMap<String, String> = d
             .tags
             .unwrap_or_default()

@@ -155,6 +155,44 @@ fn resolve_one(m: &Manifest, live: &LiveState, p: &Doc<PortfolioSpec>) -> Desire
     }
 }
 
+/// Address of the one catalog change that belongs to no portfolio.
+pub const ORGANIZATIONS_ACCESS: &str = "share:aws-organizations-access";
+
+/// The portfolio a catalog change's address belongs to (`kind:NAME/…`, `kind:NAME@account/…`);
+/// `None` for other changes and for Service Catalog's AWS Organizations access.
+pub fn portfolio_of(c: &Change) -> Option<&str> {
+    let catalog = matches!(
+        c.resource_type,
+        ResourceType::Portfolio
+            | ResourceType::Product
+            | ResourceType::ProductVersion
+            | ResourceType::TagOption
+            | ResourceType::Constraint
+            | ResourceType::Principal
+            | ResourceType::Share
+    );
+    if !catalog || c.address == ORGANIZATIONS_ACCESS {
+        return None;
+    }
+    let (_, rest) = c.address.split_once(':')?;
+    rest.split(['/', '@']).next()
+}
+
+/// Whether a catalog create is drift: part of a portfolio that exists has gone missing (a
+/// principal disassociated, a share deleted), like an instance of an existing stack set. Parts
+/// of a portfolio the plan creates were never applied: pending, not drift.
+pub fn create_is_drift(c: &Change, plan_changes: &[Change]) -> bool {
+    let Some(portfolio) = portfolio_of(c) else {
+        return false;
+    };
+    c.resource_type != ResourceType::Portfolio
+        && !plan_changes.iter().any(|p| {
+            p.resource_type == ResourceType::Portfolio
+                && p.action == Action::Create
+                && portfolio_of(p) == Some(portfolio)
+        })
+}
+
 /// The ARN a `role/Name` recipient principal has in `account`.
 pub fn recipient_arn(account: &str, principal: &str) -> String {
     format!("arn:aws:iam::{account}:{principal}")
@@ -198,7 +236,7 @@ pub fn diff(
     let needs_org_access = desired.iter().any(|d| !d.share_units.is_empty());
     if needs_org_access && live.catalog_organizations_access == Some(false) {
         changes.push(change(
-            "share:aws-organizations-access".into(),
+            ORGANIZATIONS_ACCESS.into(),
             ResourceType::Share,
             Action::Create,
             "sharing portfolios with units needs Service Catalog's AWS Organizations access, which is off".into(),

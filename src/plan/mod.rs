@@ -98,8 +98,9 @@ pub fn make(m: &Manifest, live: &LiveState, only: &[String]) -> Result<Plan, Pla
 }
 
 /// The plan framed as drift: what live has that differs from the manifest. Creates count only
-/// for instances of stack sets that exist (an instance gone missing); a resource never applied
-/// is pending, not drift.
+/// for instances of stack sets that exist (an instance gone missing) and for parts of
+/// portfolios that exist (a principal or share gone missing); a resource never applied is
+/// pending, not drift.
 pub fn drift_view(plan: &Plan) -> Plan {
     let created_sets: std::collections::BTreeSet<String> = plan
         .changes
@@ -120,7 +121,8 @@ pub fn drift_view(plan: &Plan) -> Plan {
                     .unwrap_or_default();
                 !created_sets.contains(set)
             }
-            (Action::Create, _) => false,
+            // A missing part of an existing portfolio is drift, as an instance is above.
+            (Action::Create, _) => catalog::create_is_drift(c, &plan.changes),
             _ => true,
         })
         .cloned()

@@ -6,6 +6,8 @@ mod cli;
 mod emulator;
 mod plan;
 mod plan_cases;
+mod portfolio;
+mod portfolio_mocks;
 mod read_cost;
 mod render;
 mod samples;
