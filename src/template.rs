@@ -123,11 +123,21 @@ impl Template {
 
 /// Parses template text as JSON when it looks like JSON, otherwise as YAML.
 pub fn parse_body(text: &str) -> Result<Value, TemplateError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     if text.trim_start().starts_with('{') {
-        return serde_json::from_str(text).map_err(|e| TemplateError::Syntax {
-            message: e.to_string(),
-            line: Some(e.line()),
-        });
+        match serde_json::from_str(text) {
+            Ok(v) => return Ok(v),
+            // A YAML flow mapping also starts with `{`: try YAML before giving up.
+            Err(e) => {
+                if let Ok(yaml) = serde_yaml::from_str::<serde_yaml::Value>(text) {
+                    return Ok(canonical(yaml));
+                }
+                return Err(TemplateError::Syntax {
+                    message: e.to_string(),
+                    line: Some(e.line()),
+                });
+            }
+        }
     }
     let yaml: serde_yaml::Value =
         serde_yaml::from_str(text).map_err(|e| TemplateError::Syntax {
@@ -305,6 +315,18 @@ mod tests {
         assert!(n.check("x").is_some());
         assert!(n.check("0").is_some());
         assert_eq!(n.check("3"), None);
+    }
+
+    #[test]
+    fn yaml_flow_mappings_and_byte_order_marks_parse() {
+        let flow = "{Resources: {T: {Type: 'AWS::SNS::Topic', Properties: {TopicName: !Ref N}}}}";
+        let t = Template::parse(flow.as_bytes()).unwrap();
+        assert_eq!(
+            t.body["Resources"]["T"]["Properties"]["TopicName"],
+            json!({"Ref": "N"})
+        );
+        let bom = "\u{feff}{\"Resources\": {}}";
+        assert_eq!(parse_body(bom).unwrap(), json!({"Resources": {}}));
     }
 
     #[test]

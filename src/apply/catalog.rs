@@ -206,17 +206,23 @@ async fn apply_portfolio(
     }
     if let Some(c) = of(ResourceType::Portfolio, Action::Delete).first() {
         let pid = s(&c.before, "id").unwrap_or_default();
+        // The account that owns it: a portfolio whose hub moved is deleted in the old one.
+        let owner = s(&c.before, "account").unwrap_or_else(|| hub_id.clone());
         started(c, "DeletePortfolio, after everything attached to it".into());
+        let owner_sc = edge_for(aws, live, &owner).await?.servicecatalog(region);
         if let Some(l) = live.portfolios.iter().find(|p| p.id == pid) {
-            teardown(&sc, l).await?;
+            teardown(&owner_sc, l).await?;
         }
-        sc.delete_portfolio()
+        owner_sc
+            .delete_portfolio()
             .id(&pid)
             .send()
             .await
             .map_err(sc_err("ServiceCatalog.DeletePortfolio"))?;
         done.push(c.address.clone());
-        return Ok(done);
+        if of(ResourceType::Portfolio, Action::Create).is_empty() {
+            return Ok(done);
+        }
     }
 
     let Some(d) = d else {

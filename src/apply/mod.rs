@@ -1003,7 +1003,8 @@ impl Ops<'_> {
             let page =
                 page.map_err(|e| AwsError::call("CloudFormation.ListStackSetOperationResults", e))?;
             for r in page.summaries.unwrap_or_default() {
-                if matches!(r.status, Some(R::Succeeded)) {
+                // Instances AWS cancelled after a failure are not failures themselves.
+                if !matches!(r.status, Some(R::Failed)) {
                     continue;
                 }
                 out.push(InstanceFailure {

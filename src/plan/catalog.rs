@@ -253,12 +253,22 @@ pub fn diff(
     for l in &live.portfolios {
         let ours = l.tags.get(crate::live::TAG_MANAGED_BY).map(String::as_str) == Some(estate);
         let name = l.tags.get(TAG_PORTFOLIO).cloned().unwrap_or_default();
-        if !ours || desired.iter().any(|d| d.name == name) {
+        // Same name in another account is still an orphan: the portfolio moved hubs.
+        if !ours
+            || desired
+                .iter()
+                .any(|d| d.name == name && d.hub.as_ref() == Some(&l.account))
+        {
             continue;
         }
         if prune {
+            let moved = desired.iter().any(|d| d.name == name);
             changes.push(change(
-                format!("portfolio:{name}"),
+                if moved {
+                    format!("portfolio:{name}@{}", l.account)
+                } else {
+                    format!("portfolio:{name}")
+                },
                 ResourceType::Portfolio,
                 Action::Delete,
                 format!("portfolio {name} left the manifest (prune is on)"),

@@ -241,9 +241,18 @@ fn targets(
             .any(|u| u == "/" || path == u || path.starts_with(&format!("{u}/")))
     };
     let mut out: BTreeSet<AccountRef> = BTreeSet::new();
+    // A suspended or closing account takes no instances.
+    let active = |id: &Option<String>| {
+        id.as_ref().is_none_or(|id| {
+            live.accounts
+                .iter()
+                .find(|l| &l.id == id)
+                .is_none_or(|l| l.status == "ACTIVE")
+        })
+    };
     for a in accounts {
         let named = env.spec.targets.accounts.contains(&a.name);
-        if named || a.unit.as_deref().is_some_and(inside) {
+        if (named || a.unit.as_deref().is_some_and(inside)) && active(&a.id) {
             out.insert(AccountRef {
                 id: a.id.clone(),
                 name: Some(a.name.clone()),
@@ -322,7 +331,12 @@ fn resolve_stack_set(
     let self_managed = spec.permission_model == PermissionModel::SelfManaged;
     let regions = m.regions_of(env);
     let mut instances = Vec::new();
-    for account in targets(env, accounts, live) {
+    for account in targets(env, accounts, live)
+        .into_iter()
+        // Service-managed stack sets never deploy to the management account, even in a
+        // targeted unit; wanting an instance there would plan it forever.
+        .filter(|a| self_managed || a.id.as_deref() != Some(live.management_account.as_str()))
+    {
         for region in &regions {
             let mut overrides = BTreeMap::new();
             for o in &spec.overrides {
