@@ -2,7 +2,7 @@
 //! calls, FAILED operations with paged per-instance reasons, OperationInProgress and
 //! OperationIdAlreadyExists, polling that reports state changes only, and account creation.
 
-use aws_config::SdkConfig;
+use crate::mocks::config;
 use aws_sdk_cloudformation::operation::create_stack_instances::{
     CreateStackInstancesError, CreateStackInstancesInput, CreateStackInstancesOutput,
 };
@@ -20,9 +20,7 @@ use aws_sdk_organizations::operation::move_account::{MoveAccountInput, MoveAccou
 use aws_sdk_organizations::types::{
     CreateAccountFailureReason, CreateAccountState, CreateAccountStatus,
 };
-use aws_smithy_mocks::{
-    MockResponse, MockResponseInterceptor, Rule, RuleMode, create_mock_http_client, mock,
-};
+use aws_smithy_mocks::{MockResponse, MockResponseInterceptor, Rule, RuleMode, mock};
 use aws_smithy_types::error::ErrorMetadata;
 use estate::apply::{
     self, ApplyError, DesiredInstanceView, Event, Options, Polling, Progress, Report,
@@ -43,19 +41,6 @@ type Cfn = aws_sdk_cloudformation::Client;
 type Orgs = aws_sdk_organizations::Client;
 
 const REGION: &str = "us-east-1";
-
-fn config() -> SdkConfig {
-    SdkConfig::builder()
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(REGION))
-        .credentials_provider(
-            aws_credential_types::provider::SharedCredentialsProvider::new(
-                aws_credential_types::Credentials::for_tests(),
-            ),
-        )
-        .http_client(create_mock_http_client())
-        .build()
-}
 
 /// The edge with these rules standing in for AWS; a call no rule matches gets an error.
 fn edge(rules: &[&Rule]) -> Aws {

@@ -4,6 +4,7 @@ mod apply;
 mod apply_mocks;
 mod cli;
 mod emulator;
+mod mocks;
 mod plan;
 mod plan_cases;
 mod portfolio;

@@ -2,7 +2,7 @@
 //! errors: a portfolio gone between list and describe, a tag option that already exists
 //! account-wide, invalid parameters, and a share not yet visible to its recipient.
 
-use aws_config::SdkConfig;
+use crate::mocks::config;
 use aws_sdk_servicecatalog::operation::accept_portfolio_share::{
     AcceptPortfolioShareError, AcceptPortfolioShareOutput,
 };
@@ -22,7 +22,7 @@ use aws_sdk_servicecatalog::types::error::{
     DuplicateResourceException, InvalidParametersException, ResourceNotFoundException,
 };
 use aws_sdk_servicecatalog::types::{PortfolioDetail, TagOptionDetail};
-use aws_smithy_mocks::{Rule, RuleMode, create_mock_http_client, mock};
+use aws_smithy_mocks::{Rule, RuleMode, mock};
 use aws_smithy_types::error::ErrorMetadata;
 use estate::apply::{self, ApplyError, Polling};
 use estate::aws::Aws;
@@ -44,19 +44,6 @@ const HUB: &str = "222222222222";
 const RECIPIENT: &str = "333333333333";
 const PORTFOLIO: &str = "port-abcdefghijklm";
 const PRODUCT: &str = "prod-abcdefghijklm";
-
-fn config() -> SdkConfig {
-    SdkConfig::builder()
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(REGION))
-        .credentials_provider(
-            aws_credential_types::provider::SharedCredentialsProvider::new(
-                aws_credential_types::Credentials::for_tests(),
-            ),
-        )
-        .http_client(create_mock_http_client())
-        .build()
-}
 
 /// The edge with these rules standing in for AWS (member accounts reached through a mocked
 /// AssumeRole); a call no rule matches gets an error.

@@ -2,32 +2,19 @@
 //! one DescribeStackSet per stack set, ceil(I/100) ListStackInstances pages per managed set,
 //! and no call per instance unless overrides must be read.
 
-use aws_config::SdkConfig;
+use crate::mocks::config;
 use aws_sdk_cloudformation::types::{
     PermissionModels, StackInstanceStatus, StackInstanceSummary, StackSet, StackSetStatus,
     StackSetSummary, Tag,
 };
 use aws_sdk_organizations::types::{Account, Organization, Root};
-use aws_smithy_mocks::{MockResponseInterceptor, RuleMode, create_mock_http_client, mock};
+use aws_smithy_mocks::{MockResponseInterceptor, RuleMode, mock};
 use estate::aws::Aws;
 use estate::live::read::{ReadOptions, read};
 use std::collections::BTreeMap;
 
 type Cfn = aws_sdk_cloudformation::Client;
 type Orgs = aws_sdk_organizations::Client;
-
-fn config() -> SdkConfig {
-    SdkConfig::builder()
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(
-            aws_credential_types::provider::SharedCredentialsProvider::new(
-                aws_credential_types::Credentials::for_tests(),
-            ),
-        )
-        .http_client(create_mock_http_client())
-        .build()
-}
 
 /// An organization with one account under the root, and `sets` stack sets (name → instance
 /// count), all managed by estate `e` unless named `foreign-*`.
