@@ -657,6 +657,34 @@ fn preferences(
         .build()
 }
 
+fn capabilities(d: &DesiredStackSet) -> Vec<aws_sdk_cloudformation::types::Capability> {
+    d.capabilities
+        .iter()
+        .map(|c| aws_sdk_cloudformation::types::Capability::from(c.as_str()))
+        .collect()
+}
+
+fn stack_set_tags(d: &DesiredStackSet) -> Vec<aws_sdk_cloudformation::types::Tag> {
+    d.tags
+        .iter()
+        .map(|(k, v)| {
+            aws_sdk_cloudformation::types::Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+        })
+        .collect()
+}
+
+fn auto_deployment(d: &DesiredStackSet) -> Option<aws_sdk_cloudformation::types::AutoDeployment> {
+    d.auto_deployment.map(|a| {
+        aws_sdk_cloudformation::types::AutoDeployment::builder()
+            .enabled(a.enabled)
+            .retain_stacks_on_account_removal(a.retain_stacks_on_account_removal)
+            .build()
+    })
+}
+
 impl Ops<'_> {
     fn op_id(&self, step: &str) -> String {
         operation_id(self.fingerprint, &format!("{}/{step}", self.name))
@@ -667,25 +695,15 @@ impl Ops<'_> {
         d: &DesiredStackSet,
         template: &templates::Location,
     ) -> Result<(), AwsError> {
-        use aws_sdk_cloudformation::types::{AutoDeployment, Capability, PermissionModels, Tag};
+        use aws_sdk_cloudformation::types::PermissionModels;
         let mut req = self
             .cfn
             .create_stack_set()
             .stack_set_name(&d.name)
             .set_description(d.description.clone())
             .set_parameters(Some(parameters(&d.parameters)))
-            .set_capabilities(Some(
-                d.capabilities
-                    .iter()
-                    .map(|c| Capability::from(c.as_str()))
-                    .collect(),
-            ))
-            .set_tags(Some(
-                d.tags
-                    .iter()
-                    .map(|(k, v)| Tag::builder().key(k).value(v).build())
-                    .collect(),
-            ))
+            .set_capabilities(Some(capabilities(d)))
+            .set_tags(Some(stack_set_tags(d)))
             .permission_model(PermissionModels::from(d.permission_model.as_str()))
             .set_administration_role_arn(d.administration_role_arn.clone())
             .set_execution_role_name(d.execution_role_name.clone())
@@ -694,14 +712,7 @@ impl Ops<'_> {
             templates::Location::Body(b) => req.template_body(b),
             templates::Location::Url(u) => req.template_url(u),
         };
-        if let Some(a) = &d.auto_deployment {
-            req = req.auto_deployment(
-                AutoDeployment::builder()
-                    .enabled(a.enabled)
-                    .retain_stacks_on_account_removal(a.retain_stacks_on_account_removal)
-                    .build(),
-            );
-        }
+        req = req.set_auto_deployment(auto_deployment(d));
         match req.send().await {
             Ok(_) => Ok(()),
             Err(e) => {
@@ -721,7 +732,6 @@ impl Ops<'_> {
         d: &DesiredStackSet,
         template: &templates::Location,
     ) -> Result<String, AwsError> {
-        use aws_sdk_cloudformation::types::{AutoDeployment, Capability, Tag};
         let op_id = self.op_id("update");
         let send = || {
             let mut req = self
@@ -730,18 +740,8 @@ impl Ops<'_> {
                 .stack_set_name(&d.name)
                 .set_description(d.description.clone())
                 .set_parameters(Some(parameters(&d.parameters)))
-                .set_capabilities(Some(
-                    d.capabilities
-                        .iter()
-                        .map(|c| Capability::from(c.as_str()))
-                        .collect(),
-                ))
-                .set_tags(Some(
-                    d.tags
-                        .iter()
-                        .map(|(k, v)| Tag::builder().key(k).value(v).build())
-                        .collect(),
-                ))
+                .set_capabilities(Some(capabilities(d)))
+                .set_tags(Some(stack_set_tags(d)))
                 .set_administration_role_arn(d.administration_role_arn.clone())
                 .set_execution_role_name(d.execution_role_name.clone())
                 .operation_preferences(preferences(&d.operation))
@@ -750,14 +750,7 @@ impl Ops<'_> {
                 templates::Location::Body(b) => req.template_body(b),
                 templates::Location::Url(u) => req.template_url(u),
             };
-            if let Some(a) = &d.auto_deployment {
-                req = req.auto_deployment(
-                    AutoDeployment::builder()
-                        .enabled(a.enabled)
-                        .retain_stacks_on_account_removal(a.retain_stacks_on_account_removal)
-                        .build(),
-                );
-            }
+            req = req.set_auto_deployment(auto_deployment(d));
             req.send()
         };
         let mut retry = Backoff::new(self.polling);
