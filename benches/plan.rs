@@ -10,7 +10,6 @@ use estate::live::{LiveAccount, LiveInstance, LiveStackSet, LiveState, LiveUnit}
 use estate::manifest;
 use estate::plan;
 use estate::source::ManifestSource;
-use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::time::{Duration, Instant};
 
