@@ -163,5 +163,4 @@ fn main() {
     time("render the markdown comment of that plan", 5, || {
         estate::render::markdown(&p)
     });
-    let _: BTreeMap<(), ()> = BTreeMap::new();
 }
