@@ -2,6 +2,7 @@
 
 mod apply;
 mod apply_mocks;
+mod cfn_lint;
 mod cli;
 mod emulator;
 mod mocks;

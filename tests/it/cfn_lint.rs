@@ -1,0 +1,57 @@
+//! The project's own CloudFormation templates (examples, fixtures) pass cfn-lint, installed
+//! with the emulator by scripts/setup.
+
+use std::path::{Path, PathBuf};
+
+fn cfn_lint() -> PathBuf {
+    let venv = std::env::var_os("ESTATE_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv"));
+    let bin = venv.join("bin/cfn-lint");
+    assert!(
+        bin.exists(),
+        "{} is missing: run scripts/setup",
+        bin.display()
+    );
+    bin
+}
+
+#[test]
+fn example_templates_pass_cfn_lint() {
+    let mut templates = Vec::new();
+    for example in std::fs::read_dir("examples/environments").unwrap() {
+        let dir = example.unwrap().path().join("templates");
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            templates.extend(entries.map(|e| e.unwrap().path()));
+        }
+    }
+    templates.sort();
+    assert!(templates.len() >= 4, "{templates:?}");
+    let out = std::process::Command::new(cfn_lint())
+        .args(&templates)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cfn-lint: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn cfn_lint_does_fail_a_broken_template() {
+    // The check above can fail: a template referring to an undeclared parameter does.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(
+        &path,
+        "Resources:\n  T:\n    Type: AWS::SNS::Topic\n    Properties:\n      TopicName: !Ref Missing\n",
+    )
+    .unwrap();
+    let status = std::process::Command::new(cfn_lint())
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(!status.success());
+}
