@@ -120,7 +120,7 @@ async fn apply(g: &Global, args: &Args, m: &Manifest) -> Result<i32> {
         return Ok(exit::OK);
     }
 
-    confirm(g, &plan, args.auto_approve)?;
+    confirm(&plan, args.auto_approve)?;
 
     // Locks: the organization when it changes, and every environment that changes.
     let mut scopes: Vec<String> = Vec::new();
@@ -349,7 +349,7 @@ fn protected_check(m: &Manifest, plan: &Plan, allow: bool) -> Result<()> {
 }
 
 /// Shows the plan and asks, at a terminal; without one, only --auto-approve proceeds.
-fn confirm(g: &Global, plan: &Plan, auto_approve: bool) -> Result<()> {
+fn confirm(plan: &Plan, auto_approve: bool) -> Result<()> {
     if auto_approve {
         return Ok(());
     }
@@ -374,7 +374,6 @@ fn confirm(g: &Global, plan: &Plan, auto_approve: bool) -> Result<()> {
     if answer.trim() != "yes" {
         bail!(Refusal("not confirmed; nothing was changed".into()));
     }
-    let _ = g;
     Ok(())
 }
 
