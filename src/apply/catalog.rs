@@ -426,6 +426,18 @@ async fn apply_portfolio(
             .map_err(sc_err("ServiceCatalog.CreateProvisioningArtifact"))?;
         done.push(c.address.clone());
     }
+    for c in of(ResourceType::ProductVersion, Action::Delete) {
+        let product_id = s(&c.before, "productId").unwrap_or_default();
+        let id = s(&c.before, "id").unwrap_or_default();
+        started(c, "DeleteProvisioningArtifact".into());
+        sc.delete_provisioning_artifact()
+            .product_id(&product_id)
+            .provisioning_artifact_id(&id)
+            .send()
+            .await
+            .map_err(sc_err("ServiceCatalog.DeleteProvisioningArtifact"))?;
+        done.push(c.address.clone());
+    }
     for c in of(ResourceType::ProductVersion, Action::Update) {
         let product_id = s(&c.after, "productId").unwrap_or_default();
         let id = s(&c.after, "id").unwrap_or_default();

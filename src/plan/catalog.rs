@@ -248,7 +248,7 @@ pub fn diff(
         let l = live.portfolios.iter().find(|l| {
             l.tags.get(TAG_PORTFOLIO) == Some(&d.name) && Some(&l.account) == d.hub.as_ref()
         });
-        diff_portfolio(d, l, &mut changes);
+        diff_portfolio(d, l, prune, &mut changes);
     }
     for l in &live.portfolios {
         let ours = l.tags.get(crate::live::TAG_MANAGED_BY).map(String::as_str) == Some(estate);
@@ -300,7 +300,12 @@ fn portfolio_json(l: &LivePortfolio) -> serde_json::Value {
     })
 }
 
-fn diff_portfolio(d: &DesiredPortfolio, l: Option<&LivePortfolio>, changes: &mut Vec<Change>) {
+fn diff_portfolio(
+    d: &DesiredPortfolio,
+    l: Option<&LivePortfolio>,
+    prune: bool,
+    changes: &mut Vec<Change>,
+) {
     let name = &d.name;
     let hub = d.hub.clone();
     let after = json!({
@@ -362,7 +367,7 @@ fn diff_portfolio(d: &DesiredPortfolio, l: Option<&LivePortfolio>, changes: &mut
                 .find(|x| x.tags.get(TAG_PRODUCT) == Some(&p.name))
                 .or_else(|| l.products.iter().find(|x| x.name == p.display_name))
         });
-        diff_product(name, portfolio_id.as_deref(), p, lp, l, changes);
+        diff_product(name, portfolio_id.as_deref(), p, lp, l, prune, changes);
     }
 
     // Tag options associated with the portfolio.
@@ -531,12 +536,14 @@ fn diff_portfolio(d: &DesiredPortfolio, l: Option<&LivePortfolio>, changes: &mut
     }
 }
 
+#[allow(clippy::too_many_arguments)] // one call site; the arguments are the product's context
 fn diff_product(
     portfolio: &str,
     portfolio_id: Option<&str>,
     p: &DesiredProduct,
     lp: Option<&LiveProduct>,
     l: Option<&LivePortfolio>,
+    prune: bool,
     changes: &mut Vec<Change>,
 ) {
     let address = format!("product:{portfolio}/{}", p.name);
@@ -621,7 +628,22 @@ fn diff_product(
         }
     }
     for lv in lp.map(|x| x.versions.as_slice()).unwrap_or_default() {
-        if p.versions.iter().any(|v| v.name == lv.name) || !lv.active {
+        if p.versions.iter().any(|v| v.name == lv.name) {
+            continue;
+        }
+        if prune {
+            // Pruning deletes what left the manifest, deprecated versions included.
+            changes.push(change(
+                format!("productVersion:{portfolio}/{}/{}", p.name, lv.name),
+                ResourceType::ProductVersion,
+                Action::Delete,
+                format!("version {} left the manifest (prune is on)", lv.name),
+                Some(json!({"id": lv.id, "productId": product_id, "name": lv.name, "active": lv.active})),
+                None,
+            ));
+            continue;
+        }
+        if !lv.active {
             continue;
         }
         changes.push(change(

@@ -487,3 +487,41 @@ async fn a_portfolio_that_left_the_manifest_is_an_orphan_or_pruned() {
     let (code, out, _) = run(&account, dir.path(), &["plan", "."]);
     assert_eq!(code, 0, "{out}");
 }
+
+/// A version that left the manifest is deprecated; with `prune: true` it is deleted.
+#[tokio::test]
+async fn a_removed_version_is_deleted_only_when_pruning() {
+    let account = management_account().await;
+    let dir = example("self-service-lab");
+    let portfolio = dir.path().join("portfolio.yaml");
+    let text = std::fs::read_to_string(&portfolio).unwrap().replace(
+        "        - {name: v1, template: templates/secure-sagemaker.yaml, description: First release}",
+        "        - {name: v2, template: templates/secure-sagemaker.yaml, description: Second release}",
+    );
+    assert_eq!(apply(&account, dir.path(), &[]).0, 0);
+    // v1 replaced by v2 in the manifest, pruning on.
+    std::fs::write(&portfolio, &text).unwrap();
+    let estate = dir.path().join("estate.yaml");
+    let e = std::fs::read_to_string(&estate).unwrap().replace("  include:", "  prune: true\n  include:");
+    std::fs::write(&estate, e).unwrap();
+    let (code, json, _) = run(&account, dir.path(), &["plan", ".", "--format", "json"]);
+    assert_eq!(code, 2);
+    let plan: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let changes: Vec<(&str, &str)> = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["action"].as_str().unwrap(), c["address"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            ("create", "productVersion:data-scientists/secure-sagemaker/v2"),
+            ("delete", "productVersion:data-scientists/secure-sagemaker/v1"),
+        ]
+    );
+    let (code, out, err) = apply(&account, dir.path(), &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, _) = run(&account, dir.path(), &["plan", "."]);
+    assert_eq!(code, 0, "{out}");
+}
