@@ -502,7 +502,9 @@ async fn a_removed_version_is_deleted_only_when_pruning() {
     // v1 replaced by v2 in the manifest, pruning on.
     std::fs::write(&portfolio, &text).unwrap();
     let estate = dir.path().join("estate.yaml");
-    let e = std::fs::read_to_string(&estate).unwrap().replace("  include:", "  prune: true\n  include:");
+    let e = std::fs::read_to_string(&estate)
+        .unwrap()
+        .replace("  include:", "  prune: true\n  include:");
     std::fs::write(&estate, e).unwrap();
     let (code, json, _) = run(&account, dir.path(), &["plan", ".", "--format", "json"]);
     assert_eq!(code, 2);
@@ -511,13 +513,24 @@ async fn a_removed_version_is_deleted_only_when_pruning() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|c| (c["action"].as_str().unwrap(), c["address"].as_str().unwrap()))
+        .map(|c| {
+            (
+                c["action"].as_str().unwrap(),
+                c["address"].as_str().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         changes,
         [
-            ("create", "productVersion:data-scientists/secure-sagemaker/v2"),
-            ("delete", "productVersion:data-scientists/secure-sagemaker/v1"),
+            (
+                "create",
+                "productVersion:data-scientists/secure-sagemaker/v2"
+            ),
+            (
+                "delete",
+                "productVersion:data-scientists/secure-sagemaker/v1"
+            ),
         ]
     );
     let (code, out, err) = apply(&account, dir.path(), &[]);
