@@ -7,10 +7,12 @@ RUN apt-get update && apt-get install -y --no-install-recommends pkg-config make
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY schema ./schema
+# Cargo.toml declares the bench target; cargo refuses a manifest whose target file is missing.
+COPY benches ./benches
 RUN cargo build --release --locked --bin estate
 
 FROM debian:bookworm-slim
-# CA certificates for TLS to AWS endpoints; git for repositories the GitOps loop follows.
+# CA certificates for TLS to AWS endpoints.
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --create-home estate

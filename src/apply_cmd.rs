@@ -26,19 +26,77 @@ pub struct Args {
 /// A refusal: printed as is, exit 1.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-struct Refusal(String);
+pub(crate) struct Refusal(String);
+
+/// What one apply did: no report when there was nothing to change.
+pub(crate) struct Applied {
+    pub report: Option<apply::Report>,
+    /// Set when the apply stopped before an environment with `approval: manual`.
+    pub gate: Option<String>,
+}
+
+impl Applied {
+    pub fn code(&self) -> i32 {
+        match &self.report {
+            Some(r) if !r.failures.is_empty() => exit::ERROR,
+            _ => exit::OK,
+        }
+    }
+}
 
 pub fn run(g: &Global, args: &Args) -> Result<i32> {
     let m = load_valid(g, &args.live.dir)?;
     let rt = runtime()?;
     match rt.block_on(apply(g, args, &m)) {
-        Ok(code) => Ok(code),
+        Ok(applied) => {
+            print_outcome(g, &applied)?;
+            Ok(applied.code())
+        }
         Err(e) if e.downcast_ref::<Refusal>().is_some() => {
             eprintln!("refused: {e}");
             Ok(exit::ERROR)
         }
         Err(e) => Err(e),
     }
+}
+
+fn print_outcome(g: &Global, applied: &Applied) -> Result<()> {
+    match (&applied.report, g.format) {
+        (None, _) => println!("No changes. Live state matches the manifest."),
+        (Some(report), Format::Json) => println!("{}", serde_json::to_string_pretty(report)?),
+        (Some(report), _) => {
+            for f in &report.failures {
+                eprintln!("FAILED {} {}: {}", f.stack_set, f.step, f.message);
+                for i in &f.instances {
+                    eprintln!("  {} {} {}: {}", i.account, i.region, i.status, i.reason);
+                }
+            }
+            println!("{}", sentence(report));
+        }
+    }
+    if let Some(gate) = &applied.gate {
+        eprintln!("note: {gate}");
+    }
+    Ok(())
+}
+
+/// "Apply complete: 3 changes applied." / "Apply failed: 2 changes applied, 1 step failed."
+pub(crate) fn sentence(report: &apply::Report) -> String {
+    let n = report.done.len();
+    let failed = report.failures.len();
+    format!(
+        "Apply {}: {n} change{} applied{}.",
+        if failed == 0 { "complete" } else { "failed" },
+        if n == 1 { "" } else { "s" },
+        if failed == 0 {
+            String::new()
+        } else {
+            format!(
+                ", {failed} step{} failed",
+                if failed == 1 { "" } else { "s" }
+            )
+        }
+    )
 }
 
 /// Which environments this apply covers, and a note when it stops at a manual gate.
@@ -62,7 +120,7 @@ fn scope(m: &Manifest, named: &[String]) -> Result<(Vec<String>, Option<String>)
     Ok((envs, None))
 }
 
-async fn apply(g: &Global, args: &Args, m: &Manifest) -> Result<i32> {
+pub(crate) async fn apply(g: &Global, args: &Args, m: &Manifest) -> Result<Applied> {
     let aws = connect(m, &args.live).await?;
     let read_opts = plan::read_options(m);
     let live = estate::live::read::read(&aws, &read_opts).await?;
@@ -107,17 +165,16 @@ async fn apply(g: &Global, args: &Args, m: &Manifest) -> Result<i32> {
         None => plan::make(m, &live, &envs)?,
     };
 
-    if !args.skip_promotion_check && !args.live.envs.is_empty() {
+    // A saved plan names its environments itself: one made with `--env production` skips
+    // staging just as `apply --env production` would.
+    let limited = !args.live.envs.is_empty() || args.plan.is_some();
+    if !args.skip_promotion_check && limited {
         promotion_check(m, &live, &plan.environments)?;
     }
     protected_check(m, &plan, args.allow_delete)?;
 
     if plan.changes.is_empty() {
-        println!("No changes. Live state matches the manifest.");
-        if let Some(gate) = gate {
-            eprintln!("note: {gate}");
-        }
-        return Ok(exit::OK);
+        return Ok(Applied { report: None, gate });
     }
 
     confirm(&plan, args.auto_approve)?;
@@ -178,42 +235,6 @@ async fn apply(g: &Global, args: &Args, m: &Manifest) -> Result<i32> {
         }
     }
     let report = result?;
-
-    match g.format {
-        Format::Json => {
-            println!("{}", serde_json::to_string_pretty(&report)?);
-        }
-        _ => {
-            for f in &report.failures {
-                eprintln!("FAILED {} {}: {}", f.stack_set, f.step, f.message);
-                for i in &f.instances {
-                    eprintln!("  {} {} {}: {}", i.account, i.region, i.status, i.reason);
-                }
-            }
-            println!(
-                "Apply {}: {} change{} applied{}.",
-                if report.failures.is_empty() {
-                    "complete"
-                } else {
-                    "failed"
-                },
-                report.done.len(),
-                if report.done.len() == 1 { "" } else { "s" },
-                if report.failures.is_empty() {
-                    String::new()
-                } else {
-                    format!(
-                        ", {} step{} failed",
-                        report.failures.len(),
-                        if report.failures.len() == 1 { "" } else { "s" }
-                    )
-                }
-            );
-        }
-    }
-    if let Some(gate) = gate {
-        eprintln!("note: {gate}");
-    }
     if args.live.stats {
         let stats = aws.stats().snapshot();
         eprintln!("AWS API calls: {}", stats.values().sum::<u64>());
@@ -221,10 +242,9 @@ async fn apply(g: &Global, args: &Args, m: &Manifest) -> Result<i32> {
             eprintln!("  {op:<48} {n}");
         }
     }
-    Ok(if report.failures.is_empty() {
-        exit::OK
-    } else {
-        exit::ERROR
+    Ok(Applied {
+        report: Some(report),
+        gate,
     })
 }
 

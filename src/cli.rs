@@ -31,7 +31,7 @@ pub struct Cli {
     command: Command,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub(crate) struct Global {
     /// Read the manifest from this commit of the enclosing Git repository instead of the working tree.
     #[arg(long, global = true, value_name = "REF")]
@@ -48,7 +48,7 @@ pub(crate) struct Global {
 }
 
 /// Arguments of commands that read live AWS state.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub(crate) struct LiveArgs {
     /// The manifest folder (holding estate.yaml).
     #[arg(default_value = ".")]
@@ -82,7 +82,6 @@ enum Command {
         #[arg(default_value = ".")]
         dir: PathBuf,
     },
-    /// Print the JSON Schema of manifest documents (for editors and CI).
     /// Read live AWS state, diff it with the manifest and show the plan.
     /// Exit 0: no changes; 2: changes; 1: error.
     Plan {
@@ -119,6 +118,7 @@ enum Command {
         #[command(flatten)]
         live: LiveArgs,
     },
+    /// Print the JSON Schema of manifest documents (for editors and CI).
     Schema {
         /// Print the schema generated from this build's model instead of the published one.
         #[arg(long, hide = true)]

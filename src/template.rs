@@ -307,6 +307,17 @@ mod tests {
         assert_eq!(d.check("ab-1"), None);
         assert!(d.check("AB").unwrap().contains("pattern"));
         assert!(d.check("abcdef").unwrap().contains("at most 5"));
+        let m = ParameterDecl {
+            kind: "String".into(),
+            min_length: Some(3),
+            ..Default::default()
+        };
+        assert!(
+            m.check("ab").unwrap().contains("at least 3"),
+            "{:?}",
+            m.check("ab")
+        );
+        assert_eq!(m.check("abc"), None);
         let n = ParameterDecl {
             kind: "Number".into(),
             min_value: Some(1.0),

@@ -5,8 +5,11 @@
 use super::{ApplyError, Backoff, Event, Polling, Progress, templates};
 use crate::aws::{Aws, AwsError};
 use crate::live::LiveState;
-use crate::live::catalog::{TAG_PORTFOLIO, TAG_PRODUCT};
-use crate::plan::catalog::{DesiredPortfolio, launch_parameters};
+use crate::live::catalog::{SERVICE_PRINCIPAL, TAG_PORTFOLIO, TAG_PRODUCT};
+use crate::plan::catalog::{
+    DELEGATED_ADMIN, DesiredPortfolio, ORGANIZATIONS_ACCESS, is_organization_setting,
+    launch_parameters,
+};
 use crate::plan::{Action, Change, Plan, ResourceType};
 use aws_sdk_servicecatalog::types::{
     OrganizationNode, OrganizationNodeType, PrincipalType, ProductType,
@@ -60,10 +63,7 @@ pub async fn portfolios(
 ) -> Result<Vec<String>, ApplyError> {
     let mut done = Vec::new();
     let changes: Vec<&Change> = plan.changes.iter().filter(|c| is_catalog(c)).collect();
-    if let Some(c) = changes
-        .iter()
-        .find(|c| c.address == "share:aws-organizations-access")
-    {
+    if let Some(c) = changes.iter().find(|c| c.address == ORGANIZATIONS_ACCESS) {
         progress.event(Event::Started {
             address: c.address.clone(),
             what: "EnableAWSOrganizationsAccess".into(),
@@ -75,10 +75,31 @@ pub async fn portfolios(
             .map_err(sc_err("ServiceCatalog.EnableAWSOrganizationsAccess"))?;
         done.push(c.address.clone());
     }
+    // After the access above: AWS registers delegated administrators only for trusted services.
+    for c in changes
+        .iter()
+        .filter(|c| c.address.starts_with(DELEGATED_ADMIN))
+    {
+        let account = s(&c.after, "account").ok_or_else(|| {
+            ApplyError::Inconsistent(format!("{}: the account is not known yet", c.address))
+        })?;
+        progress.event(Event::Started {
+            address: c.address.clone(),
+            what: format!("RegisterDelegatedAdministrator {account} {SERVICE_PRINCIPAL}"),
+        });
+        aws.organizations()
+            .register_delegated_administrator()
+            .account_id(&account)
+            .service_principal(SERVICE_PRINCIPAL)
+            .send()
+            .await
+            .map_err(|e| AwsError::call("Organizations.RegisterDelegatedAdministrator", e))?;
+        done.push(c.address.clone());
+    }
     let mut names: Vec<&str> = Vec::new();
     for c in &changes {
         let n = portfolio_of(c);
-        if c.address != "share:aws-organizations-access" && !names.contains(&n) {
+        if !is_organization_setting(&c.address) && !names.contains(&n) {
             names.push(n);
         }
     }
@@ -86,7 +107,7 @@ pub async fn portfolios(
         let mine: Vec<&Change> = changes
             .iter()
             .copied()
-            .filter(|c| portfolio_of(c) == name && c.address != "share:aws-organizations-access")
+            .filter(|c| portfolio_of(c) == name && !is_organization_setting(&c.address))
             .collect();
         let d = desired.iter().find(|d| d.name == name);
         done.extend(apply_portfolio(aws, name, d, &mine, live, region, polling, progress).await?);
@@ -142,20 +163,14 @@ async fn apply_portfolio(
     };
 
     // Deletes first, in reverse dependency order: recipient principals, shares, principals,
-    // tag options, constraints; the portfolio itself last of all.
-    for c in of(ResourceType::Principal, Action::Delete) {
-        let account = s(&c.before, "account").unwrap_or_else(|| hub_id.clone());
-        let pid = s(&c.before, "portfolioId").unwrap_or_default();
-        let principal = s(&c.before, "principal").unwrap_or_default();
-        started(c, format!("DisassociatePrincipalFromPortfolio {principal}"));
-        let edge = edge_for(aws, live, &account).await?;
-        edge.servicecatalog(region)
-            .disassociate_principal_from_portfolio()
-            .portfolio_id(&pid)
-            .principal_arn(&principal)
-            .send()
-            .await
-            .map_err(sc_err("ServiceCatalog.DisassociatePrincipalFromPortfolio"))?;
+    // tag options, constraints; the portfolio itself last of all. A recipient principal's
+    // address names its account (`principal:NAME@account/…`).
+    let principal_deletes = of(ResourceType::Principal, Action::Delete);
+    let (recipient_deletes, hub_deletes): (Vec<&Change>, Vec<&Change>) = principal_deletes
+        .into_iter()
+        .partition(|c| c.address.contains('@'));
+    for c in recipient_deletes {
+        disassociate(aws, live, &hub_id, region, c, progress).await?;
         done.push(c.address.clone());
     }
     for c in of(ResourceType::Share, Action::Delete) {
@@ -175,6 +190,10 @@ async fn apply_portfolio(
         req.send()
             .await
             .map_err(sc_err("ServiceCatalog.DeletePortfolioShare"))?;
+        done.push(c.address.clone());
+    }
+    for c in hub_deletes {
+        disassociate(aws, live, &hub_id, region, c, progress).await?;
         done.push(c.address.clone());
     }
     for c in of(ResourceType::TagOption, Action::Delete) {
@@ -203,6 +222,24 @@ async fn apply_portfolio(
         if c.action == Action::Delete {
             done.push(c.address.clone());
         }
+    }
+    // Products that left the manifest, once their constraints are gone (above).
+    for c in of(ResourceType::Product, Action::Delete) {
+        let pid = s(&c.before, "portfolioId").unwrap_or_default();
+        let id = s(&c.before, "id").unwrap_or_default();
+        started(c, "DisassociateProductFromPortfolio, DeleteProduct".into());
+        sc.disassociate_product_from_portfolio()
+            .product_id(&id)
+            .portfolio_id(&pid)
+            .send()
+            .await
+            .map_err(sc_err("ServiceCatalog.DisassociateProductFromPortfolio"))?;
+        sc.delete_product()
+            .id(&id)
+            .send()
+            .await
+            .map_err(sc_err("ServiceCatalog.DeleteProduct"))?;
+        done.push(c.address.clone());
     }
     if let Some(c) = of(ResourceType::Portfolio, Action::Delete).first() {
         let pid = s(&c.before, "id").unwrap_or_default();
@@ -545,9 +582,14 @@ async fn apply_portfolio(
                 c.address
             )));
         }
-        req.send()
+        let out = req
+            .send()
             .await
             .map_err(sc_err("ServiceCatalog.CreatePortfolioShare"))?;
+        // Organization-node shares run asynchronously: the token says when they are done.
+        if let Some(token) = out.portfolio_share_token() {
+            wait_share(&sc, token, &c.address, polling, progress).await?;
+        }
         done.push(c.address.clone());
     }
     for c in of(ResourceType::Share, Action::Create)
@@ -591,6 +633,34 @@ async fn apply_portfolio(
         done.push(c.address.clone());
     }
     Ok(done)
+}
+
+/// Disassociates a principal deleted by the plan, in the account it was associated in.
+async fn disassociate(
+    aws: &Aws,
+    live: &LiveState,
+    hub_id: &str,
+    region: &str,
+    c: &Change,
+    progress: &dyn Progress,
+) -> Result<(), ApplyError> {
+    let account = s(&c.before, "account").unwrap_or_else(|| hub_id.to_string());
+    let pid = s(&c.before, "portfolioId").unwrap_or_default();
+    let principal = s(&c.before, "principal").unwrap_or_default();
+    progress.event(Event::Started {
+        address: c.address.clone(),
+        what: format!("DisassociatePrincipalFromPortfolio {principal}"),
+    });
+    edge_for(aws, live, &account)
+        .await?
+        .servicecatalog(region)
+        .disassociate_principal_from_portfolio()
+        .portfolio_id(&pid)
+        .principal_arn(&principal)
+        .send()
+        .await
+        .map_err(sc_err("ServiceCatalog.DisassociatePrincipalFromPortfolio"))?;
+    Ok(())
 }
 
 /// Detaches everything from a pruned portfolio, as AWS requires before DeletePortfolio:
@@ -690,6 +760,64 @@ async fn find_tag_option(
         }
     }
     Ok(None)
+}
+
+/// Waits for an organization-node share to finish: DescribePortfolioShareStatus until
+/// COMPLETED; COMPLETED_WITH_ERRORS or ERROR fail with every account AWS names and why.
+async fn wait_share(
+    sc: &aws_sdk_servicecatalog::Client,
+    token: &str,
+    address: &str,
+    polling: Polling,
+    progress: &dyn Progress,
+) -> Result<(), ApplyError> {
+    use aws_sdk_servicecatalog::types::ShareStatus;
+    let mut wait = Backoff::new(polling);
+    let mut last: Option<ShareStatus> = None;
+    loop {
+        let out = sc
+            .describe_portfolio_share_status()
+            .portfolio_share_token(token)
+            .send()
+            .await
+            .map_err(sc_err("ServiceCatalog.DescribePortfolioShareStatus"))?;
+        let status = out.status().cloned().unwrap_or(ShareStatus::NotStarted);
+        if last.as_ref() != Some(&status) {
+            progress.event(Event::Started {
+                address: address.to_string(),
+                what: format!("share {}", status.as_str()),
+            });
+            last = Some(status.clone());
+        }
+        match status {
+            ShareStatus::Completed => return Ok(()),
+            ShareStatus::CompletedWithErrors | ShareStatus::Error => {
+                let errors: Vec<String> = out
+                    .share_details()
+                    .map(|d| d.share_errors())
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|e| {
+                        format!(
+                            "{}: {} ({})",
+                            e.accounts().join(", "),
+                            e.message().unwrap_or("no message"),
+                            e.error().unwrap_or("no error code")
+                        )
+                    })
+                    .collect();
+                return Err(ApplyError::ShareFailed {
+                    what: format!("{address} ({})", status.as_str()),
+                    reason: if errors.is_empty() {
+                        "AWS gave no details".into()
+                    } else {
+                        errors.join("; ")
+                    },
+                });
+            }
+            _ => wait.sleep(&format!("{address} to complete")).await?,
+        }
+    }
 }
 
 /// The longest wait for a share to reach its recipient.

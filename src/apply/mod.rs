@@ -26,6 +26,8 @@ pub enum ApplyError {
     AccountFailed { name: String, reason: String },
     #[error("{0}")]
     Inconsistent(String),
+    #[error("{what} failed: {reason}")]
+    ShareFailed { what: String, reason: String },
     #[error("timed out after {seconds}s waiting for {what}")]
     Timeout { what: String, seconds: u64 },
 }

@@ -95,13 +95,31 @@ where
     move |e| AwsError::call(&op, e)
 }
 
-/// Portfolios in `hub` (the edge acting in that account) tagged for this estate.
+/// A portfolio in a hub account without this estate's tag: never read further or touched,
+/// only compared by name so that a manifest portfolio of the same name is a conflict.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnmanagedPortfolio {
+    pub id: String,
+    pub account: String,
+    pub display_name: String,
+}
+
+/// What a hub account holds: this estate's portfolios, read in full, and the others' names.
+#[derive(Debug, Default)]
+pub struct Hub {
+    pub portfolios: Vec<LivePortfolio>,
+    pub unmanaged: Vec<UnmanagedPortfolio>,
+}
+
+/// Portfolios in `hub` (the edge acting in that account): those tagged for this estate in
+/// full, the others by name only.
 pub async fn read_hub(
     hub: &Aws,
     account: &str,
     region: &str,
     estate: &str,
-) -> Result<Vec<LivePortfolio>, AwsError> {
+) -> Result<Hub, AwsError> {
     let sc = hub.servicecatalog(region);
     let mut ids = Vec::new();
     let mut pages = sc.list_portfolios().into_paginator().send();
@@ -115,6 +133,7 @@ pub async fn read_hub(
         );
     }
     let mut portfolios = Vec::new();
+    let mut unmanaged = Vec::new();
     for id in ids {
         let d = match sc.describe_portfolio().id(&id).send().await {
             Ok(d) => d,
@@ -133,10 +152,15 @@ pub async fn read_hub(
             .into_iter()
             .map(|t| (t.key, t.value))
             .collect();
+        let detail = d.portfolio_detail;
         if tags.get(crate::live::TAG_MANAGED_BY).map(String::as_str) != Some(estate) {
+            unmanaged.push(UnmanagedPortfolio {
+                id,
+                account: account.to_string(),
+                display_name: detail.and_then(|x| x.display_name).unwrap_or_default(),
+            });
             continue;
         }
-        let detail = d.portfolio_detail;
         let mut p = LivePortfolio {
             id: id.clone(),
             account: account.to_string(),
@@ -221,7 +245,10 @@ pub async fn read_hub(
         p.shared_units.sort();
         portfolios.push(p);
     }
-    Ok(portfolios)
+    Ok(Hub {
+        portfolios,
+        unmanaged,
+    })
 }
 
 async fn principals(
@@ -351,4 +378,28 @@ pub async fn organizations_access(aws: &Aws, region: &str) -> Result<bool, AwsEr
     Ok(out
         .access_status
         .is_some_and(|s| s == aws_sdk_servicecatalog::types::AccessStatus::Enabled))
+}
+
+/// The service principal Service Catalog delegates organization administration under.
+pub const SERVICE_PRINCIPAL: &str = "servicecatalog.amazonaws.com";
+
+/// Accounts the management account delegated Service Catalog administration to, sorted.
+pub async fn delegated_admins(aws: &Aws) -> Result<Vec<String>, AwsError> {
+    let mut pages = aws
+        .organizations()
+        .list_delegated_administrators()
+        .service_principal(SERVICE_PRINCIPAL)
+        .into_paginator()
+        .send();
+    let mut ids = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(err("Organizations.ListDelegatedAdministrators"))?;
+        ids.extend(
+            page.delegated_administrators()
+                .iter()
+                .filter_map(|a| a.id().map(str::to_string)),
+        );
+    }
+    ids.sort();
+    Ok(ids)
 }

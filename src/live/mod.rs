@@ -27,6 +27,14 @@ pub struct LiveState {
     /// shared with units).
     #[serde(default)]
     pub catalog_organizations_access: Option<bool>,
+    /// Accounts registered as delegated administrators for Service Catalog (read only when a
+    /// portfolio is shared with units: only these and the management account may do that).
+    #[serde(default)]
+    pub catalog_delegated_admins: Option<Vec<String>>,
+    /// Portfolios in hub accounts without this estate's tag, by name (conflicts if a manifest
+    /// portfolio has the same one).
+    #[serde(default)]
+    pub unmanaged_portfolios: Vec<catalog::UnmanagedPortfolio>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

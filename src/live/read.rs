@@ -87,6 +87,8 @@ pub async fn read(aws: &Aws, opts: &ReadOptions) -> Result<LiveState, AwsError> 
         stack_sets,
         portfolios: Vec::new(),
         catalog_organizations_access: None,
+        catalog_delegated_admins: None,
+        unmanaged_portfolios: Vec::new(),
     };
     read_portfolios(aws, opts, &mut state).await?;
     Ok(state)
@@ -115,7 +117,11 @@ async fn read_portfolios(
         } else {
             aws.member(&hub).await?
         };
-        let mut portfolios = super::catalog::read_hub(&edge, &hub, region, &opts.estate).await?;
+        let super::catalog::Hub {
+            mut portfolios,
+            unmanaged,
+        } = super::catalog::read_hub(&edge, &hub, region, &opts.estate).await?;
+        state.unmanaged_portfolios.extend(unmanaged);
         for p in &mut portfolios {
             for recipient in p.shared_accounts.clone() {
                 let edge = if recipient == state.management_account {
@@ -132,6 +138,7 @@ async fn read_portfolios(
     if opts.portfolio_unit_shares {
         state.catalog_organizations_access =
             Some(super::catalog::organizations_access(aws, region).await?);
+        state.catalog_delegated_admins = Some(super::catalog::delegated_admins(aws).await?);
     }
     Ok(())
 }

@@ -155,8 +155,16 @@ fn resolve_one(m: &Manifest, live: &LiveState, p: &Doc<PortfolioSpec>) -> Desire
     }
 }
 
-/// Address of the one catalog change that belongs to no portfolio.
+/// Address of Service Catalog's AWS Organizations access, which belongs to no portfolio.
 pub const ORGANIZATIONS_ACCESS: &str = "share:aws-organizations-access";
+
+/// Address prefix of a hub account's registration as Service Catalog delegated administrator.
+pub const DELEGATED_ADMIN: &str = "share:aws-organizations-delegated-admin/";
+
+/// Organization-wide Service Catalog settings unit shares need: no portfolio owns them.
+pub fn is_organization_setting(address: &str) -> bool {
+    address == ORGANIZATIONS_ACCESS || address.starts_with(DELEGATED_ADMIN)
+}
 
 /// The portfolio a catalog change's address belongs to (`kind:NAME/…`, `kind:NAME@account/…`);
 /// `None` for other changes and for Service Catalog's AWS Organizations access.
@@ -171,7 +179,7 @@ pub fn portfolio_of(c: &Change) -> Option<&str> {
             | ResourceType::Principal
             | ResourceType::Share
     );
-    if !catalog || c.address == ORGANIZATIONS_ACCESS {
+    if !catalog || is_organization_setting(&c.address) {
         return None;
     }
     let (_, rest) = c.address.split_once(':')?;
@@ -244,11 +252,58 @@ pub fn diff(
             Some(json!({"organizationsAccess": true})),
         ));
     }
+    // Only the management account and Service Catalog's delegated administrators may share
+    // with units: a member hub that does so is registered first.
+    let mut registered: Vec<&str> = Vec::new();
+    for d in desired.iter().filter(|d| !d.share_units.is_empty()) {
+        if d.hub.as_deref() == Some(live.management_account.as_str())
+            || registered.contains(&d.hub_name.as_str())
+        {
+            continue;
+        }
+        let admins = live.catalog_delegated_admins.as_deref().unwrap_or_default();
+        if d.hub.as_ref().is_some_and(|id| admins.contains(id)) {
+            continue;
+        }
+        registered.push(&d.hub_name);
+        changes.push(change(
+            format!("{DELEGATED_ADMIN}{}", d.hub_name),
+            ResourceType::Share,
+            Action::Create,
+            format!(
+                "portfolio {} is shared with units from account {}, which must be a delegated administrator for Service Catalog",
+                d.name, d.hub_name
+            ),
+            None,
+            Some(json!({
+                "account": d.hub,
+                "accountName": d.hub_name,
+                "servicePrincipal": crate::live::catalog::SERVICE_PRINCIPAL,
+            })),
+        ));
+    }
     for d in desired {
         let l = live.portfolios.iter().find(|l| {
             l.tags.get(TAG_PORTFOLIO) == Some(&d.name) && Some(&l.account) == d.hub.as_ref()
         });
-        diff_portfolio(d, l, prune, &mut changes);
+        // Someone else's portfolio of the same name in the hub: reported, never adopted.
+        let other = live
+            .unmanaged_portfolios
+            .iter()
+            .find(|u| Some(&u.account) == d.hub.as_ref() && u.display_name == d.display_name);
+        if let (None, Some(other)) = (l, other) {
+            findings.push(Finding {
+                kind: FindingKind::Conflict,
+                address: format!("portfolio:{}", d.name),
+                environment: None,
+                message: format!(
+                    "portfolio {} ({}) in account {} does not carry this estate's tag; estate will not manage it. Tag it `estate:managed-by={estate}` and `{TAG_PORTFOLIO}={}` to adopt it, or rename the portfolio in the manifest",
+                    other.display_name, other.id, other.account, d.name
+                ),
+            });
+            continue;
+        }
+        diff_portfolio(d, l, estate, prune, &mut changes, &mut findings);
     }
     for l in &live.portfolios {
         let ours = l.tags.get(crate::live::TAG_MANAGED_BY).map(String::as_str) == Some(estate);
@@ -303,8 +358,10 @@ fn portfolio_json(l: &LivePortfolio) -> serde_json::Value {
 fn diff_portfolio(
     d: &DesiredPortfolio,
     l: Option<&LivePortfolio>,
+    estate: &str,
     prune: bool,
     changes: &mut Vec<Change>,
+    findings: &mut Vec<Finding>,
 ) {
     let name = &d.name;
     let hub = d.hub.clone();
@@ -360,14 +417,86 @@ fn diff_portfolio(
     }
     let portfolio_id = l.map(|l| l.id.clone());
 
+    let live_products: &[LiveProduct] = l.map(|l| l.products.as_slice()).unwrap_or_default();
+    let ours = |x: &&LiveProduct| {
+        x.tags.get(crate::live::TAG_MANAGED_BY).map(String::as_str) == Some(estate)
+            && x.tags.contains_key(TAG_PRODUCT)
+    };
     for p in &d.products {
-        let lp = l.and_then(|l| {
-            l.products
+        let lp = live_products
+            .iter()
+            .filter(ours)
+            .find(|x| x.tags.get(TAG_PRODUCT) == Some(&p.name));
+        // A product of the same name without this estate's tags is someone else's: reported,
+        // never adopted or updated, and not duplicated beside it.
+        if lp.is_none() {
+            if let Some(other) = live_products
                 .iter()
-                .find(|x| x.tags.get(TAG_PRODUCT) == Some(&p.name))
-                .or_else(|| l.products.iter().find(|x| x.name == p.display_name))
-        });
+                .find(|x| !ours(x) && x.name == p.display_name)
+            {
+                findings.push(Finding {
+                    kind: FindingKind::Conflict,
+                    address: format!("product:{name}/{}", p.name),
+                    environment: None,
+                    message: format!(
+                        "product {} ({}) in the portfolio does not carry this estate's tags; estate will not manage it. Remove it, or rename the product in the manifest",
+                        other.name, other.id
+                    ),
+                });
+                continue;
+            }
+        }
         diff_product(name, portfolio_id.as_deref(), p, lp, l, prune, changes);
+    }
+    // Products of this estate that left the manifest: deleted when pruning, else orphans.
+    for lp in live_products.iter().filter(ours) {
+        let product = &lp.tags[TAG_PRODUCT];
+        if d.products.iter().any(|p| &p.name == product) {
+            continue;
+        }
+        if !prune {
+            findings.push(Finding {
+                kind: FindingKind::Orphan,
+                address: format!("product:{name}/{product}"),
+                environment: None,
+                message: format!(
+                    "product {} ({}) is managed by this estate but no longer in the manifest; set `prune: true` to delete it",
+                    lp.name, lp.id
+                ),
+            });
+            continue;
+        }
+        // AWS deletes a product only once nothing constrains it in the portfolio.
+        for c in l
+            .map(|l| l.constraints.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .filter(|c| c.product_id == lp.id)
+        {
+            changes.push(change(
+                format!(
+                    "constraint:{name}/{product}/{}",
+                    c.kind.to_ascii_lowercase()
+                ),
+                ResourceType::Constraint,
+                Action::Delete,
+                format!("product {product} left the manifest (prune is on)"),
+                Some(json!({"id": c.id, "type": c.kind, "parameters": c.parameters})),
+                None,
+            ));
+        }
+        changes.push(change(
+            format!("product:{name}/{product}"),
+            ResourceType::Product,
+            Action::Delete,
+            format!("product {product} left the manifest (prune is on)"),
+            Some(json!({
+                "portfolio": name, "portfolioId": portfolio_id, "id": lp.id,
+                "displayName": lp.name, "owner": lp.owner,
+                "versions": lp.versions.iter().map(|v| &v.name).collect::<Vec<_>>(),
+            })),
+            None,
+        ));
     }
 
     // Tag options associated with the portfolio.

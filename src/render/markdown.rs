@@ -101,7 +101,11 @@ fn head(plan: &Plan, sections: &[Section], mode: Mode) -> String {
     );
     let _ = writeln!(s, "## estate {}: {}\n", mode.word(), code(&plan.estate));
     let totals = outline::count(plan.changes.iter());
-    let _ = writeln!(s, "**{}**\n", escape(&mode.totals(&totals)));
+    let _ = writeln!(
+        s,
+        "**{}**\n",
+        escape(&mode.totals(&totals, plan.findings.len()))
+    );
 
     if !plan.changes.is_empty() {
         // Replace gets a column only when used: most plans never replace.
@@ -113,9 +117,7 @@ fn head(plan: &Plan, sections: &[Section], mode: Mode) -> String {
         let _ = writeln!(s, "| scope | {} |", header.join(" | "));
         let _ = writeln!(s, "| :-- |{}", " --: |".repeat(columns.len()));
         for section in sections {
-            let name = section
-                .env
-                .map_or_else(|| "organization".to_string(), escape);
+            let name = escape(section.scope.name());
             let counts = section.counts();
             let cells: Vec<String> = columns
                 .iter()
@@ -230,7 +232,7 @@ fn details_block(section: &Section, mode: Mode) -> Block {
     // A fence longer than any backtick run inside cannot be closed by the content.
     let longest = items.iter().map(|i| longest_run(i, '`')).max().unwrap_or(0);
     let fence = "`".repeat(longest.max(2) + 1);
-    let name = section.env.unwrap_or("organization");
+    let name = section.scope.name();
     let summary = format!(
         "<b>{}</b> · {}",
         html(name),

@@ -15,9 +15,59 @@ pub(crate) const ACTIONS: [Action; 4] = [
     Action::Replace,
 ];
 
-/// The changes of one scope: the organization (no environment) or one environment.
+/// Where a group of changes lives: the organization (units, accounts), the Service Catalog
+/// hub (portfolios and everything under them), or one environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scope<'a> {
+    Organization,
+    Catalog,
+    Environment(&'a str),
+}
+
+impl<'a> Scope<'a> {
+    fn of(change: &'a Change) -> Self {
+        match change.environment.as_deref() {
+            Some(env) => Scope::Environment(env),
+            None if is_catalog(change.resource_type) => Scope::Catalog,
+            None => Scope::Organization,
+        }
+    }
+
+    /// The heading of a section: "Organization", "Service Catalog", "Environment staging".
+    pub fn title(self) -> String {
+        match self {
+            Scope::Organization => "Organization".to_string(),
+            Scope::Catalog => "Service Catalog".to_string(),
+            Scope::Environment(env) => format!("Environment {env}"),
+        }
+    }
+
+    /// The short name of a table row or summary: "organization", "service catalog", the env.
+    pub fn name(self) -> &'a str {
+        match self {
+            Scope::Organization => "organization",
+            Scope::Catalog => "service catalog",
+            Scope::Environment(env) => env,
+        }
+    }
+}
+
+fn is_catalog(t: ResourceType) -> bool {
+    matches!(
+        t,
+        ResourceType::Portfolio
+            | ResourceType::Product
+            | ResourceType::ProductVersion
+            | ResourceType::TagOption
+            | ResourceType::Constraint
+            | ResourceType::Principal
+            | ResourceType::Share
+    )
+}
+
+/// The changes of one scope.
 pub(crate) struct Section<'a> {
-    pub env: Option<&'a str>,
+    pub scope: Scope<'a>,
     pub changes: Vec<&'a Change>,
 }
 
@@ -27,29 +77,37 @@ impl Section<'_> {
     }
 }
 
-/// The organization first, then every environment in `plan.environments` order (empty ones
-/// included, so a reader sees they were covered). A change naming an environment the plan does
-/// not list still gets a section, after the others, rather than being dropped.
+/// The organization first, the Service Catalog when it has changes, then every environment in
+/// `plan.environments` order (empty ones included, so a reader sees they were covered). A change
+/// naming an environment the plan does not list still gets a section, after the others, rather
+/// than being dropped.
 pub(crate) fn sections(plan: &Plan) -> Vec<Section<'_>> {
     let mut out = vec![Section {
-        env: None,
+        scope: Scope::Organization,
         changes: Vec::new(),
     }];
+    if plan.changes.iter().any(|c| Scope::of(c) == Scope::Catalog) {
+        out.push(Section {
+            scope: Scope::Catalog,
+            changes: Vec::new(),
+        });
+    }
     for env in &plan.environments {
-        if !out.iter().any(|s| s.env == Some(env.as_str())) {
+        let scope = Scope::Environment(env);
+        if !out.iter().any(|s| s.scope == scope) {
             out.push(Section {
-                env: Some(env),
+                scope,
                 changes: Vec::new(),
             });
         }
     }
     for change in &plan.changes {
-        let env = change.environment.as_deref();
-        let index = match out.iter().position(|s| s.env == env) {
+        let scope = Scope::of(change);
+        let index = match out.iter().position(|s| s.scope == scope) {
             Some(i) => i,
             None => {
                 out.push(Section {
-                    env,
+                    scope,
                     changes: Vec::new(),
                 });
                 out.len() - 1
@@ -127,11 +185,20 @@ impl Mode {
     }
 
     /// The closing sentence: the last line of the text output, the headline of the comment.
-    pub(crate) fn totals(self, s: &Summary) -> String {
+    /// A plan's sentence counts changes only (its two shapes are a contract scripts grep for);
+    /// drift counts findings too, since they are drift and set its exit code.
+    pub(crate) fn totals(self, s: &Summary, findings: usize) -> String {
         let n = s.create + s.update + s.delete + s.replace;
+        let found = format!(
+            "{} finding{}",
+            thousands(findings),
+            if findings == 1 { "" } else { "s" }
+        );
         match self {
             Mode::Plan if n == 0 => "No changes. Live state matches the manifest.".to_string(),
-            Mode::Drift if n == 0 => "No drift. Live state matches the manifest.".to_string(),
+            Mode::Drift if n == 0 && findings == 0 => {
+                "No drift. Live state matches the manifest.".to_string()
+            }
             Mode::Plan => {
                 // The three main counts always, so the sentence has a fixed shape to grep.
                 let mut line = format!(
@@ -148,7 +215,11 @@ impl Mode {
             }
             Mode::Drift => {
                 let noun = if n == 1 { "difference" } else { "differences" };
-                format!("Drift: {} {noun}.", thousands(n))
+                match (n, findings) {
+                    (_, 0) => format!("Drift: {} {noun}.", thousands(n)),
+                    (0, _) => format!("Drift: {found}."),
+                    _ => format!("Drift: {} {noun}, {found}.", thousands(n)),
+                }
             }
         }
     }

@@ -40,10 +40,7 @@ pub fn text(plan: &Plan, opts: &TextOptions) -> String {
     if !plan.changes.is_empty() {
         for section in outline::sections(plan) {
             out.push('\n');
-            let title = match section.env {
-                None => "Organization".to_string(),
-                Some(env) => format!("Environment {}", clean(env)),
-            };
+            let title = clean(&section.scope.title());
             let phrase = mode.phrase(&section.counts());
             let phrase = if phrase.is_empty() {
                 "no changes".to_string()
@@ -102,7 +99,7 @@ pub fn text(plan: &Plan, opts: &TextOptions) -> String {
     let _ = writeln!(
         out,
         "{}",
-        p.bold(&mode.totals(&outline::count(plan.changes.iter())))
+        p.bold(&mode.totals(&outline::count(plan.changes.iter()), plan.findings.len()))
     );
     out
 }

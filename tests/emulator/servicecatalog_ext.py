@@ -20,7 +20,7 @@ ListProvisioningArtifact(s), AssociateProductWithPortfolio, DisassociateProductF
 Create/Delete/DescribeConstraint, ListConstraintsForPortfolio, Create/Delete/ListTagOption(s),
 AssociateTagOptionWithResource, DisassociateTagOptionFromResource,
 Associate/DisassociatePrincipal(With|From)Portfolio, ListPrincipalsForPortfolio,
-EnableAWSOrganizationsAccess, GetAWSOrganizationsAccessStatus.
+EnableAWSOrganizationsAccess, GetAWSOrganizationsAccessStatus, DescribePortfolioShareStatus.
 
 Replaced (moto's state kept, its handler not used), because moto:
 - CreatePortfolio, CreateProduct: accept missing required parameters; CreateProduct drops its
@@ -53,6 +53,9 @@ Deviations from AWS (deliberate, or AWS's behaviour is not documented):
   portfolio, plus the owner's products; SharePrincipals/ShareTagOptions are reported, not
   propagated; DescribePortfolio of an imported portfolio has no Tags or TagOptions.
   DescribeProductAsAdmin, ListProvisioningArtifacts and tag options see local products only.
+- Organization-node shares complete at once: DescribePortfolioShareStatus answers COMPLETED,
+  listing the accounts under the node as SuccessfulShares (AWS: NOT_STARTED and IN_PROGRESS
+  first; the smithy-mock tests cover those).
 - Organization-node shares count as imported without acceptance (Accepted is always true, as
   AWS documents); ListAcceptedPortfolioShares(AWS_ORGANIZATIONS) lists the ones accepted with
   AcceptPortfolioShare(PortfolioShareType=AWS_ORGANIZATIONS). Deleting an account share
@@ -958,6 +961,30 @@ def describe_portfolio_shares(call: Call) -> dict[str, Any]:
     else:
         raise invalid(f"Invalid Type {share_type}.")
     return call.page("PortfolioShareDetails", details, max_size=100)
+
+
+@action("DescribePortfolioShareStatus")
+def describe_portfolio_share_status(call: Call) -> dict[str, Any]:
+    token = call.required("PortfolioShareToken")
+    for portfolio_id in list(call.backend.portfolio_share_tokens):
+        for kind, value, t in node_shares(call.backend, portfolio_id):
+            if t != token:
+                continue
+            org = organization_admin(call)
+            if kind == "ORGANIZATION":
+                accounts = [a.id for a in org.accounts]
+            elif kind == "ORGANIZATIONAL_UNIT":
+                accounts = [a.id for a in org.accounts if value in ancestors(org, a.id)]
+            else:
+                accounts = [value]
+            return {
+                "PortfolioShareToken": token,
+                "PortfolioId": portfolio_id,
+                "OrganizationNodeValue": value,
+                "Status": "COMPLETED",
+                "ShareDetails": {"SuccessfulShares": sorted(accounts), "ShareErrors": []},
+            }
+    raise not_found(f"Portfolio share token {token} not found.")
 
 
 @action("ListPortfolioAccess")

@@ -207,6 +207,26 @@ async fn skipping_a_promotion_stage_is_refused() {
         err.contains("environment `staging` comes earlier in promotion"),
         "{err}"
     );
+    // A plan saved for production alone skips staging just the same.
+    let (code, _, err) = run(
+        &account,
+        dir.path(),
+        &[
+            "plan",
+            ".",
+            "--env",
+            "production",
+            "--out",
+            "production.json",
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = apply(&account, dir.path(), &["--plan", "production.json"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("environment `staging` comes earlier in promotion"),
+        "{err}"
+    );
     let (code, out, err) = apply(
         &account,
         dir.path(),

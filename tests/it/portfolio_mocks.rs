@@ -235,10 +235,11 @@ async fn a_portfolio_deleted_between_list_and_describe_is_skipped() {
     let aws = edge(&[&list, &describe]);
 
     // What a fresh list would show: the portfolio is gone, so it is not live state.
-    let portfolios = estate::live::catalog::read_hub(&aws, HUB, REGION, "e")
+    let hub = estate::live::catalog::read_hub(&aws, HUB, REGION, "e")
         .await
         .unwrap();
-    assert!(portfolios.is_empty());
+    assert!(hub.portfolios.is_empty());
+    assert!(hub.unmanaged.is_empty());
 }
 
 #[tokio::test]

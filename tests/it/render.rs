@@ -111,7 +111,8 @@ fn fixture_plans_render_in_every_format() {
 fn drift_uses_its_own_wording() {
     let plan = fixture("update");
     let text = drift_text(&plan);
-    assert_eq!(last_line(&text), "Drift: 4 differences.");
+    // Findings are drift too: the sentence counts them, as the exit code does.
+    assert_eq!(last_line(&text), "Drift: 4 differences, 2 findings.");
     let md = drift_markdown(&plan);
     assert!(md.starts_with("<!-- estate-drift: ml-platform -->\n"));
     assert_well_formed(&md);
