@@ -625,6 +625,18 @@ fn diff_portfolio(
         }
     }
     for id in live_accounts.difference(&wanted_accounts) {
+        // The recipient's principals go before its share, the reverse of how they came.
+        let rp = l.and_then(|l| l.recipients.get(id));
+        for arn in rp.map(|r| r.principals.as_slice()).unwrap_or_default() {
+            changes.push(change(
+                format!("principal:{name}@{id}/{}", arn.rsplit(':').next().unwrap_or(arn)),
+                ResourceType::Principal,
+                Action::Delete,
+                format!("{arn} is associated in account {id}, whose share is removed"),
+                Some(json!({"portfolio": name, "portfolioId": portfolio_id, "account": id, "principal": arn})),
+                None,
+            ));
+        }
         changes.push(change(
             format!("share:{name}/account/{id}"),
             ResourceType::Share,

@@ -76,6 +76,10 @@ async fn account_ids(account: &TestAccount) -> BTreeMap<String, String> {
 /// Acting in a member account, as estate does: its OrganizationAccountAccessRole assumed with
 /// the management account's credentials.
 async fn member(account: &TestAccount, id: &str) -> Client {
+    Client::new(&member_config(account, id).await)
+}
+
+async fn member_config(account: &TestAccount, id: &str) -> SdkConfig {
     let assumed = aws_sdk_sts::Client::new(&account.config)
         .assume_role()
         .role_arn(format!(
@@ -97,7 +101,7 @@ async fn member(account: &TestAccount, id: &str) -> Client {
             "estate-tests-member",
         )))
         .build();
-    Client::new(&config)
+    config
 }
 
 /// The id of the lab's portfolio in the tools account.
@@ -475,6 +479,38 @@ async fn a_new_version_is_added_and_a_removed_one_deprecated_never_deleted() {
         .collect();
     versions.sort();
     assert_eq!(versions, [("v1", false), ("v2", true)]);
+
+    // Both versions' template went to the hub's bucket, once, under its content address.
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&member_config(&account, &ids["tools"]).await)
+            .force_path_style(true)
+            .build(),
+    );
+    let bucket = format!("estate-templates-{}-us-east-1", ids["tools"]);
+    let objects = s3.list_objects_v2().bucket(&bucket).send().await.unwrap();
+    let keys: Vec<String> = objects
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_string))
+        .collect();
+    let text = std::fs::read(dir.path().join("templates/secure-sagemaker.yaml")).unwrap();
+    use sha2::Digest;
+    let key = format!(
+        "templates/{}.template",
+        hex::encode(sha2::Sha256::digest(&text))
+    );
+    assert_eq!(keys, [key.clone()]);
+    let body = s3
+        .get_object()
+        .bucket(&bucket)
+        .key(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        body.body.collect().await.unwrap().into_bytes().as_ref(),
+        text
+    );
 }
 
 #[tokio::test]
@@ -712,4 +748,89 @@ async fn a_share_deleted_out_of_band_is_drift_and_apply_heals_it() {
         .await
         .unwrap();
     assert_eq!(accepted.portfolio_details().len(), 1);
+}
+
+#[tokio::test]
+async fn a_member_hub_shares_with_a_unit_as_delegated_administrator() {
+    let account = management_account().await;
+    let dir = example("examples/environments/ml-platform");
+    edit(
+        dir.path(),
+        "portfolios.yaml",
+        "shareWith: {accounts: [data-science]}",
+        "shareWith: {accounts: [data-science], units: [/ml/data-science]}",
+    );
+    let (code, plan) = json_of(&account, dir.path(), "plan");
+    assert_eq!(code, 2);
+    let addresses: Vec<&str> = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["address"].as_str())
+        .filter(|a| a.starts_with("share:"))
+        .collect();
+    assert_eq!(
+        addresses,
+        [
+            "share:aws-organizations-access",
+            "share:aws-organizations-delegated-admin/tools",
+            "share:data-scientists/account/data-science",
+            "share:data-scientists/unit/ml/data-science",
+        ]
+    );
+    let (code, out, err) = apply(&account, dir.path(), &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("RegisterDelegatedAdministrator"), "{err}");
+    let (code, out, err) = apply(&account, dir.path(), &["--env", "production"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_converged(&account, dir.path());
+
+    let ids = account_ids(&account).await;
+    let admins = aws_sdk_organizations::Client::new(&account.config)
+        .list_delegated_administrators()
+        .service_principal("servicecatalog.amazonaws.com")
+        .send()
+        .await
+        .unwrap();
+    let admins: Vec<&str> = admins
+        .delegated_administrators()
+        .iter()
+        .filter_map(|a| a.id())
+        .collect();
+    assert_eq!(admins, [ids["tools"].as_str()]);
+    let tools = member(&account, &ids["tools"]).await;
+    let portfolio = portfolio_id(&tools).await;
+    let shares = tools
+        .describe_portfolio_shares()
+        .portfolio_id(&portfolio)
+        .r#type(aws_sdk_servicecatalog::types::DescribePortfolioShareType::OrganizationalUnit)
+        .send()
+        .await
+        .unwrap();
+    let org = aws_sdk_organizations::Client::new(&account.config);
+    let ml = org
+        .list_organizational_units_for_parent()
+        .parent_id(&account.root_id)
+        .send()
+        .await
+        .unwrap();
+    let ml = ml.organizational_units()[0].id().unwrap().to_string();
+    let units = org
+        .list_organizational_units_for_parent()
+        .parent_id(&ml)
+        .send()
+        .await
+        .unwrap();
+    let data_science = units
+        .organizational_units()
+        .iter()
+        .find(|u| u.name() == Some("data-science"))
+        .and_then(|u| u.id())
+        .unwrap();
+    let shared: Vec<&str> = shares
+        .portfolio_share_details()
+        .iter()
+        .filter_map(|s| s.principal_id())
+        .collect();
+    assert_eq!(shared, [data_science]);
 }

@@ -1,6 +1,7 @@
 //! SDK-level tests (aws-smithy-mocks) of how the Service Catalog read and apply code meets AWS's
 //! errors: a portfolio gone between list and describe, a tag option that already exists
-//! account-wide, invalid parameters, and a share not yet visible to its recipient.
+//! account-wide, invalid parameters, a share not yet visible to its recipient, unit shares
+//! still IN_PROGRESS or completed with errors; and the ownership rules for products.
 
 use crate::mocks::config;
 use aws_sdk_servicecatalog::operation::accept_portfolio_share::{
@@ -15,13 +16,21 @@ use aws_sdk_servicecatalog::operation::create_constraint::{
 };
 use aws_sdk_servicecatalog::operation::create_portfolio_share::CreatePortfolioShareOutput;
 use aws_sdk_servicecatalog::operation::create_tag_option::CreateTagOptionError;
+use aws_sdk_servicecatalog::operation::delete_constraint::DeleteConstraintOutput;
+use aws_sdk_servicecatalog::operation::delete_portfolio_share::DeletePortfolioShareOutput;
+use aws_sdk_servicecatalog::operation::delete_product::DeleteProductOutput;
 use aws_sdk_servicecatalog::operation::describe_portfolio::DescribePortfolioError;
+use aws_sdk_servicecatalog::operation::describe_portfolio_share_status::DescribePortfolioShareStatusOutput;
+use aws_sdk_servicecatalog::operation::disassociate_principal_from_portfolio::DisassociatePrincipalFromPortfolioOutput;
+use aws_sdk_servicecatalog::operation::disassociate_product_from_portfolio::DisassociateProductFromPortfolioOutput;
 use aws_sdk_servicecatalog::operation::list_portfolios::ListPortfoliosOutput;
 use aws_sdk_servicecatalog::operation::list_tag_options::ListTagOptionsOutput;
 use aws_sdk_servicecatalog::types::error::{
     DuplicateResourceException, InvalidParametersException, ResourceNotFoundException,
 };
-use aws_sdk_servicecatalog::types::{PortfolioDetail, TagOptionDetail};
+use aws_sdk_servicecatalog::types::{
+    PortfolioDetail, ShareDetails, ShareError, ShareStatus, TagOptionDetail,
+};
 use aws_smithy_mocks::{Rule, RuleMode, mock};
 use aws_smithy_types::error::ErrorMetadata;
 use estate::apply::{self, ApplyError, Polling};
@@ -580,4 +589,317 @@ async fn an_accept_refused_for_another_reason_is_not_retried() {
         format!("ServiceCatalog.AcceptPortfolioShare: InvalidParametersException: {message}")
     );
     assert_eq!(accept.num_calls(), 1);
+}
+
+// ------------------------------------------------------------------ unit shares
+
+const UNIT: &str = "ou-abcd-12345678";
+
+/// `p` shared with unit /ml/ds from the hub, a delegated administrator with access on.
+fn shared_with_unit() -> (DesiredPortfolio, Plan, LiveState) {
+    let mut d = desired();
+    d.share_units = vec![("/ml/ds".into(), Some(UNIT.into()))];
+    let mut live = live();
+    live.catalog_organizations_access = Some(true);
+    live.catalog_delegated_admins = Some(vec![HUB.into()]);
+    let plan = plan(&d, &live, &[("share:p/unit/ml/ds", Action::Create)]);
+    (d, plan, live)
+}
+
+fn unit_share() -> Rule {
+    mock!(Sc::create_portfolio_share)
+        .match_requests(|r| {
+            r.organization_node().and_then(|n| n.value()) == Some(UNIT) && r.account_id().is_none()
+        })
+        .then_output(|| {
+            CreatePortfolioShareOutput::builder()
+                .portfolio_share_token("share-token-1")
+                .build()
+        })
+}
+
+fn share_status(status: ShareStatus) -> DescribePortfolioShareStatusOutput {
+    DescribePortfolioShareStatusOutput::builder()
+        .portfolio_share_token("share-token-1")
+        .portfolio_id(PORTFOLIO)
+        .organization_node_value(UNIT)
+        .status(status)
+        .build()
+}
+
+#[tokio::test]
+async fn a_unit_share_is_done_only_once_aws_reports_it_completed() {
+    let (d, plan, live) = shared_with_unit();
+    // Organization-node shares run asynchronously: NOT_STARTED, IN_PROGRESS, then COMPLETED.
+    let status = mock!(Sc::describe_portfolio_share_status)
+        .match_requests(|r| r.portfolio_share_token() == Some("share-token-1"))
+        .sequence()
+        .output(|| share_status(ShareStatus::NotStarted))
+        .output(|| share_status(ShareStatus::InProgress))
+        .times(2)
+        .output(|| {
+            DescribePortfolioShareStatusOutput::builder()
+                .status(ShareStatus::Completed)
+                .share_details(ShareDetails::builder().successful_shares(RECIPIENT).build())
+                .build()
+        })
+        .build();
+    let share = unit_share();
+    let aws = edge(&[&share, &status]);
+
+    let done = apply_catalog(&aws, &plan, &d, &live, fast()).await.unwrap();
+
+    assert_eq!(done, ["share:p/unit/ml/ds"]);
+    assert_eq!(share.num_calls(), 1);
+    assert_eq!(status.num_calls(), 4);
+}
+
+#[tokio::test]
+async fn a_unit_share_completed_with_errors_fails_naming_the_accounts_and_why() {
+    let (d, plan, live) = shared_with_unit();
+    let status = mock!(Sc::describe_portfolio_share_status)
+        .sequence()
+        .output(|| share_status(ShareStatus::InProgress))
+        .output(|| {
+            DescribePortfolioShareStatusOutput::builder()
+                .status(ShareStatus::CompletedWithErrors)
+                .share_details(
+                    ShareDetails::builder()
+                        .successful_shares(RECIPIENT)
+                        .share_errors(
+                            ShareError::builder()
+                                .accounts("444444444444")
+                                .message("Account is suspended.")
+                                .error("InvalidStateException")
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build()
+        })
+        .build();
+    let aws = edge(&[&unit_share(), &status]);
+
+    let err = apply_catalog(&aws, &plan, &d, &live, fast())
+        .await
+        .unwrap_err();
+
+    assert_eq!(
+        err.to_string(),
+        "share:p/unit/ml/ds (COMPLETED_WITH_ERRORS) failed: 444444444444: Account is suspended. (InvalidStateException)"
+    );
+}
+
+#[tokio::test]
+async fn a_unit_share_that_never_completes_times_out() {
+    let (d, plan, live) = shared_with_unit();
+    let status = mock!(Sc::describe_portfolio_share_status)
+        .then_output(|| share_status(ShareStatus::InProgress));
+    let aws = edge(&[&unit_share(), &status]);
+    let polling = Polling {
+        timeout: Duration::from_millis(50),
+        ..fast()
+    };
+
+    let err = apply_catalog(&aws, &plan, &d, &live, polling)
+        .await
+        .unwrap_err();
+
+    assert!(
+        matches!(err, ApplyError::Timeout { .. }),
+        "{err}: a share stuck IN_PROGRESS must not count as done"
+    );
+}
+
+#[test]
+fn a_member_hub_sharing_with_units_is_registered_as_delegated_administrator_first() {
+    let mut d = desired();
+    d.share_units = vec![("/ml/ds".into(), Some(UNIT.into()))];
+    let mut live = live();
+    live.catalog_organizations_access = Some(false);
+    live.catalog_delegated_admins = Some(Vec::new());
+    plan(
+        &d,
+        &live,
+        &[
+            ("share:aws-organizations-access", Action::Create),
+            (
+                "share:aws-organizations-delegated-admin/tools",
+                Action::Create,
+            ),
+            ("share:p/unit/ml/ds", Action::Create),
+        ],
+    );
+    // Once registered, or when the hub is the management account, nothing is needed.
+    live.catalog_organizations_access = Some(true);
+    live.catalog_delegated_admins = Some(vec![HUB.into()]);
+    plan(&d, &live, &[("share:p/unit/ml/ds", Action::Create)]);
+    live.catalog_delegated_admins = Some(Vec::new());
+    d.hub = Some(MANAGEMENT.into());
+    live.portfolios[0].account = MANAGEMENT.into();
+    plan(&d, &live, &[("share:p/unit/ml/ds", Action::Create)]);
+}
+
+// ------------------------------------------------------------------ ownership
+
+#[test]
+fn an_untagged_product_of_the_same_name_is_a_conflict_never_adopted() {
+    let d = desired();
+    let mut live = live();
+    live.portfolios[0].products[0].tags.clear();
+    let (changes, findings) =
+        estate::plan::catalog::diff(std::slice::from_ref(&d), &live, "e", false);
+    assert!(changes.is_empty(), "{changes:?}");
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert_eq!(findings[0].kind, estate::plan::FindingKind::Conflict);
+    assert_eq!(findings[0].address, "product:p/notebook");
+    assert!(
+        findings[0].message.contains(PRODUCT),
+        "{}",
+        findings[0].message
+    );
+}
+
+#[test]
+fn an_untagged_portfolio_of_the_same_name_is_a_conflict_never_duplicated() {
+    let d = desired();
+    let mut live = live();
+    live.portfolios.clear();
+    live.unmanaged_portfolios = vec![estate::live::catalog::UnmanagedPortfolio {
+        id: "port-someoneelse0".into(),
+        account: HUB.into(),
+        display_name: "Data Scientists".into(),
+    }];
+    let (changes, findings) =
+        estate::plan::catalog::diff(std::slice::from_ref(&d), &live, "e", false);
+    assert!(changes.is_empty(), "{changes:?}");
+    assert_eq!(findings[0].kind, estate::plan::FindingKind::Conflict);
+    assert!(findings[0].message.contains("port-someoneelse0"));
+    // In another account the name is free.
+    live.unmanaged_portfolios[0].account = RECIPIENT.into();
+    let (changes, findings) =
+        estate::plan::catalog::diff(std::slice::from_ref(&d), &live, "e", false);
+    assert!(findings.is_empty());
+    assert_eq!(changes[0].address, "portfolio:p");
+}
+
+#[tokio::test]
+async fn a_product_that_left_the_manifest_is_an_orphan_or_with_prune_deleted_after_its_constraint()
+{
+    let mut d = desired();
+    d.products.clear();
+    let mut live = live();
+    live.portfolios[0].constraints = vec![estate::live::catalog::LiveConstraint {
+        id: "cons-abcdefghijklm".into(),
+        product_id: PRODUCT.into(),
+        kind: "LAUNCH".into(),
+        parameters: r#"{"LocalRoleName":"SCLaunchRole"}"#.into(),
+    }];
+    let (changes, findings) =
+        estate::plan::catalog::diff(std::slice::from_ref(&d), &live, "e", false);
+    assert!(changes.is_empty(), "{changes:?}");
+    assert_eq!(findings[0].kind, estate::plan::FindingKind::Orphan);
+    assert_eq!(findings[0].address, "product:p/notebook");
+
+    let (changes, findings) =
+        estate::plan::catalog::diff(std::slice::from_ref(&d), &live, "e", true);
+    assert!(findings.is_empty(), "{findings:?}");
+    let got: Vec<(&str, Action)> = changes
+        .iter()
+        .map(|c| (c.address.as_str(), c.action))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("constraint:p/notebook/launch", Action::Delete),
+            ("product:p/notebook", Action::Delete)
+        ]
+    );
+    let order = Arc::new(Mutex::new(Vec::<&str>::new()));
+    let (o1, o2, o3) = (order.clone(), order.clone(), order.clone());
+    let constraint = mock!(Sc::delete_constraint)
+        .match_requests(|r| r.id() == Some("cons-abcdefghijklm"))
+        .then_compute_output(move |_| {
+            o1.lock().unwrap().push("DeleteConstraint");
+            DeleteConstraintOutput::builder().build()
+        });
+    let disassociate = mock!(Sc::disassociate_product_from_portfolio)
+        .match_requests(|r| r.product_id() == Some(PRODUCT) && r.portfolio_id() == Some(PORTFOLIO))
+        .then_compute_output(move |_| {
+            o2.lock().unwrap().push("DisassociateProductFromPortfolio");
+            DisassociateProductFromPortfolioOutput::builder().build()
+        });
+    let delete = mock!(Sc::delete_product)
+        .match_requests(|r| r.id() == Some(PRODUCT))
+        .then_compute_output(move |_| {
+            o3.lock().unwrap().push("DeleteProduct");
+            DeleteProductOutput::builder().build()
+        });
+    let aws = edge(&[&constraint, &disassociate, &delete]);
+    let plan = Plan {
+        summary: Plan::summarize(&changes),
+        changes,
+        ..plan(&desired(), &self::live(), &[])
+    };
+    let done = apply_catalog(&aws, &plan, &d, &live, fast()).await.unwrap();
+    assert_eq!(done, ["constraint:p/notebook/launch", "product:p/notebook"]);
+    assert_eq!(
+        *order.lock().unwrap(),
+        [
+            "DeleteConstraint",
+            "DisassociateProductFromPortfolio",
+            "DeleteProduct"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn deletes_run_in_reverse_apply_order_recipient_principals_shares_then_hub_principals() {
+    let d = desired();
+    let mut live = live();
+    let hub_arn = "arn:aws:iam::222222222222:role/PlatformAdmin";
+    let recipient_arn = "arn:aws:iam::333333333333:role/DataScientist";
+    let p = &mut live.portfolios[0];
+    p.principals = vec![hub_arn.into()];
+    p.shared_accounts = vec![RECIPIENT.into()];
+    p.recipients.insert(
+        RECIPIENT.into(),
+        estate::live::catalog::LiveRecipient {
+            accepted: true,
+            principals: vec![recipient_arn.into()],
+        },
+    );
+    let (changes, _) = estate::plan::catalog::diff(std::slice::from_ref(&d), &live, "e", false);
+    let plan = Plan {
+        summary: Plan::summarize(&changes),
+        changes,
+        ..plan(&desired(), &self::live(), &[])
+    };
+    let order = Arc::new(Mutex::new(Vec::<String>::new()));
+    let (o1, o2) = (order.clone(), order.clone());
+    let disassociate =
+        mock!(Sc::disassociate_principal_from_portfolio).then_compute_output(move |r| {
+            o1.lock()
+                .unwrap()
+                .push(format!("Disassociate {}", r.principal_arn().unwrap()));
+            DisassociatePrincipalFromPortfolioOutput::builder().build()
+        });
+    let unshare = mock!(Sc::delete_portfolio_share)
+        .match_requests(|r| r.account_id() == Some(RECIPIENT))
+        .then_compute_output(move |_| {
+            o2.lock().unwrap().push("DeletePortfolioShare".into());
+            DeletePortfolioShareOutput::builder().build()
+        });
+    let aws = edge(&[&disassociate, &unshare]);
+
+    apply_catalog(&aws, &plan, &d, &live, fast()).await.unwrap();
+
+    assert_eq!(
+        *order.lock().unwrap(),
+        [
+            format!("Disassociate {recipient_arn}"),
+            "DeletePortfolioShare".to_string(),
+            format!("Disassociate {hub_arn}"),
+        ]
+    );
 }
