@@ -278,6 +278,12 @@ pub(crate) async fn connect(m: &Manifest, args: &LiveArgs) -> Result<estate::aws
         .region
         .clone()
         .unwrap_or_else(|| m.estate.spec.home_region.clone());
+    tracing::info!(
+        "AWS region {region}{}",
+        std::env::var("AWS_ENDPOINT_URL")
+            .map(|e| format!(", endpoint {e}"))
+            .unwrap_or_default()
+    );
     Ok(estate::aws::Aws::from_env(
         args.profile.as_deref(),
         Some(&region),

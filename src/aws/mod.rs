@@ -5,7 +5,9 @@
 use aws_config::SdkConfig;
 use aws_config::retry::RetryConfig;
 use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeSerializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
+};
 use aws_smithy_runtime_api::client::interceptors::{Intercept, SharedInterceptor};
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
@@ -106,6 +108,18 @@ struct CountCalls(Arc<CallStats>);
 impl Intercept for CountCalls {
     fn name(&self) -> &'static str {
         "estate::CountCalls"
+    }
+    fn read_before_serialization(
+        &self,
+        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        // `-vv`: every AWS call as it starts, so a slow or failing plan shows where it is.
+        if let Some(meta) = cfg.load::<Metadata>() {
+            tracing::debug!("AWS call {}.{}", meta.service(), meta.name());
+        }
+        Ok(())
     }
     fn read_before_transmit(
         &self,
@@ -267,6 +281,7 @@ impl Aws {
             return Ok(self.with_config(config.clone()));
         }
         let role_arn = format!("arn:aws:iam::{account}:role/{}", self.member_role);
+        tracing::info!("assuming {role_arn}");
         let out = self
             .sts()
             .assume_role()

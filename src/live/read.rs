@@ -91,6 +91,13 @@ pub async fn read(aws: &Aws, opts: &ReadOptions) -> Result<LiveState, AwsError> 
         unmanaged_portfolios: Vec::new(),
     };
     read_portfolios(aws, opts, &mut state).await?;
+    tracing::info!(
+        "live state: {} units, {} accounts, {} stack sets, {} portfolios",
+        state.units.len(),
+        state.accounts.len(),
+        state.stack_sets.len(),
+        state.portfolios.len()
+    );
     Ok(state)
 }
 

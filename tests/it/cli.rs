@@ -125,7 +125,7 @@ fn no_color_by_default_when_not_a_terminal() {
     assert!(!String::from_utf8(out).unwrap().contains('\u{1b}'));
 }
 
-fn git(dir: &Path, args: &[&str]) {
+pub(crate) fn git(dir: &Path, args: &[&str]) {
     let status = std::process::Command::new("git")
         .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
         .args(args)
@@ -203,4 +203,60 @@ fn git_ref_reads_the_commit_not_the_working_tree() {
         .stderr(predicate::str::contains(
             "cannot resolve git ref `no-such-branch`",
         ));
+}
+
+#[test]
+fn quiet_prints_only_errors_and_verbose_conflicts_with_it() {
+    // Valid: nothing at all on either stream.
+    estate()
+        .args(["-q", "validate", EXAMPLE])
+        .assert()
+        .code(0)
+        .stdout("")
+        .stderr("");
+    // Invalid: the errors still show.
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(Path::new(EXAMPLE), dir.path());
+    let stacksets = dir.path().join("stacksets.yaml");
+    let text = std::fs::read_to_string(&stacksets)
+        .unwrap()
+        .replace("${account:tools}", "${account:tool}");
+    std::fs::write(&stacksets, text).unwrap();
+    estate()
+        .args(["-q", "validate"])
+        .arg(dir.path())
+        .assert()
+        .code(1)
+        .stdout("")
+        .stderr(predicate::str::contains("unknown account `tool`"));
+    estate()
+        .args(["-v", "-q", "validate", EXAMPLE])
+        .assert()
+        .code(64)
+        .stderr(predicate::str::contains("cannot be used with"));
+}
+
+#[test]
+fn verbose_logs_what_estate_does_on_stderr() {
+    // With no AWS to reach, -vv shows the steps taken before the failure; stdout stays clean.
+    let out = estate()
+        .args(["-vv", "plan", EXAMPLE])
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(out.stdout.is_empty());
+    assert!(err.contains("DEBUG") || err.contains("INFO"), "{err}");
+    let quiet = estate()
+        .args(["plan", EXAMPLE])
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    let quiet = String::from_utf8(quiet.stderr).unwrap();
+    assert!(
+        !quiet.contains("DEBUG") && !quiet.contains("INFO"),
+        "{quiet}"
+    );
 }

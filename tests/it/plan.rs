@@ -426,3 +426,127 @@ async fn a_stack_set_parameter_changed_out_of_band_shows_as_drift() {
     let (_, text, _) = run(&account, dir.path(), &["drift", "."]);
     assert!(text.contains("EnvType"), "{text}");
 }
+
+/// Every NoEcho value of the no-echo case: none may appear in anything estate prints or writes.
+fn secrets() -> Vec<String> {
+    std::fs::read_to_string("tests/fixtures/plan-cases/no-echo/secrets.txt")
+        .unwrap()
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn no_echo_values_never_appear_in_any_output_of_plan_apply_or_drift() {
+    let account = management_account().await;
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(
+        Path::new("tests/fixtures/plan-cases/no-echo/manifest"),
+        dir.path(),
+    );
+    let mut seen = String::new();
+    let mut step = |args: &[&str], codes: &[i32]| {
+        let (code, out, err) = run(&account, dir.path(), args);
+        assert!(codes.contains(&code), "{args:?} exit {code}: {out}{err}");
+        seen.push_str(&format!("\n$ {args:?}\n"));
+        seen.push_str(&out);
+        seen.push_str(&err);
+    };
+    step(&["plan", ".", "--out", "plan.json"], &[2]);
+    step(&["plan", ".", "--format", "markdown"], &[2]);
+    step(&["plan", ".", "--format", "json", "--stats"], &[2]);
+    step(&["-vv", "apply", ".", "--auto-approve"], &[0]);
+    step(
+        &["apply", ".", "--env", "production", "--auto-approve"],
+        &[0],
+    );
+    step(&["plan", "."], &[0]);
+    step(&["drift", ".", "--format", "json"], &[0]);
+    // A changed secret is planned and applied through its digest, never its value.
+    let path = dir.path().join("stacksets.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("literal-staging-secret-1", "template-default-secret-3"),
+    )
+    .unwrap();
+    step(&["plan", "."], &[2]);
+    step(&["plan", ".", "--format", "markdown"], &[2]);
+    step(
+        &["-vv", "apply", ".", "--format", "json", "--auto-approve"],
+        &[0],
+    );
+    step(
+        &["apply", ".", "--env", "production", "--auto-approve"],
+        &[0],
+    );
+    step(&["drift", "."], &[0]);
+    seen.push_str(&std::fs::read_to_string(dir.path().join("plan.json")).unwrap());
+
+    assert!(seen.contains("(sensitive)"), "{seen}");
+    for secret in secrets() {
+        assert!(!seen.contains(&secret), "{secret} leaked:\n{seen}");
+    }
+}
+
+#[tokio::test]
+async fn plan_from_a_git_ref_names_its_commit_and_ignores_the_working_tree() {
+    let account = management_account().await;
+    let repo = tempfile::tempdir().unwrap();
+    let manifest = repo.path().join("platform");
+    copy_dir(Path::new(EXAMPLE), &manifest);
+    crate::cli::git(repo.path(), &["init", "-q", "-b", "main"]);
+    crate::cli::git(repo.path(), &["add", "."]);
+    crate::cli::git(repo.path(), &["commit", "-q", "-m", "platform"]);
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(repo.path())
+        .output()
+        .unwrap();
+    let head = String::from_utf8(head.stdout).unwrap().trim().to_string();
+    // An uncommitted unit: in the working tree only.
+    let org = manifest.join("organization.yaml");
+    let text = std::fs::read_to_string(&org).unwrap().replace(
+        "    - path: /ml\n",
+        "    - path: /ml\n    - path: /uncommitted\n",
+    );
+    std::fs::write(&org, text).unwrap();
+
+    let plan_json = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["plan", ".", "--format", "json"];
+        args.extend_from_slice(extra);
+        let (code, out, err) = run(&account, &manifest, &args);
+        assert_eq!(code, 2, "{out}{err}");
+        serde_json::from_str(&out).unwrap()
+    };
+    let units = |plan: &serde_json::Value| -> Vec<String> {
+        plan["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["resourceType"] == "unit")
+            .map(|c| c["address"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let envs = ["--env", "staging", "--env", "production"];
+    let committed = plan_json(&[&["--git-ref", "HEAD"][..], &envs[..]].concat());
+    assert_eq!(committed["source"]["commit"], head.as_str());
+    assert_eq!(committed["source"]["dirty"], false);
+    assert_eq!(
+        committed["environments"],
+        serde_json::json!(["staging", "production"])
+    );
+    assert!(!units(&committed).contains(&"unit:/uncommitted".to_string()));
+
+    let working = plan_json(&envs);
+    assert_eq!(working["source"]["commit"], head.as_str());
+    assert_eq!(working["source"]["dirty"], true);
+    assert!(units(&working).contains(&"unit:/uncommitted".to_string()));
+    // The text header says which commit, and that the tree differs from it.
+    let (_, text, _) = run(&account, &manifest, &["plan", "."]);
+    assert!(
+        text.contains(&format!("at {} (uncommitted changes)", &head[..7])),
+        "{text}"
+    );
+}
