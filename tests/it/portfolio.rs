@@ -499,7 +499,7 @@ async fn a_new_version_is_added_and_a_removed_one_deprecated_never_deleted() {
         "templates/{}.template",
         hex::encode(sha2::Sha256::digest(&text))
     );
-    assert_eq!(keys, [key.clone()]);
+    assert_eq!(keys, std::slice::from_ref(&key));
     let body = s3
         .get_object()
         .bucket(&bucket)
