@@ -5,6 +5,19 @@ use crate::emulator::{TestAccount, management_account};
 use crate::plan::{copy_dir, example_copy, run};
 use std::path::Path;
 
+/// The id of the example's production account.
+async fn production_id(account: &TestAccount) -> String {
+    let org = aws_sdk_organizations::Client::new(&account.config);
+    let accounts = org.list_accounts().send().await.unwrap();
+    accounts
+        .accounts()
+        .iter()
+        .find(|a| a.name() == Some("production"))
+        .and_then(|a| a.id())
+        .unwrap()
+        .to_string()
+}
+
 fn example(name: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     copy_dir(&Path::new("examples/environments").join(name), dir.path());
@@ -40,8 +53,34 @@ async fn the_reference_example_applies_stage_by_stage_and_replans_empty() {
         "only production is left"
     );
 
-    let (code, out, err) = apply(&account, dir.path(), &["--env", "production"]);
+    // `--format json`: what was done, for machines.
+    let (code, out, err) = apply(
+        &account,
+        dir.path(),
+        &["--env", "production", "--format", "json"],
+    );
     assert_eq!(code, 0, "{out}{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        report["done"],
+        serde_json::json!([
+            "stackSet:model-execution-role-production",
+            format!(
+                "stackInstance:model-execution-role-production/{}/us-east-1",
+                production_id(&account).await
+            )
+        ]),
+        "{out}"
+    );
+    assert_eq!(report["failures"], serde_json::json!([]));
+    assert_eq!(
+        report["operations"]["model-execution-role-production"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "one operation for the instance: {out}"
+    );
     let (code, out, err) = run(&account, dir.path(), &["plan", "."]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
