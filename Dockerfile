@@ -12,8 +12,9 @@ COPY benches ./benches
 RUN cargo build --release --locked --bin estate
 
 FROM debian:bookworm-slim
-# CA certificates for TLS to AWS endpoints.
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
+# CA certificates for TLS to AWS endpoints; git for `estate reconcile --remote`, which fetches
+# with the git command line.
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates git \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --create-home estate
 COPY --from=build /src/target/release/estate /usr/local/bin/estate

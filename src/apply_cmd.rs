@@ -3,7 +3,7 @@
 //! then stack sets per environment in promotion order, with progress and a final report.
 
 use crate::cli::{Format, Global, LiveArgs, color_enabled, connect, exit, load_valid, runtime};
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use estate::apply::{self, Event, Progress, lock::Lock};
 use estate::manifest::Manifest;
 use estate::manifest::model::Approval;
@@ -44,10 +44,52 @@ impl Applied {
     }
 }
 
+/// Set once SIGINT or SIGTERM arrives: long-running work watches it and stops cleanly
+/// (locks released, the outcome reported) instead of dying mid-way.
+pub(crate) type Stop = tokio::sync::watch::Receiver<bool>;
+
+/// Starts listening for SIGINT and SIGTERM; call inside the runtime.
+pub(crate) fn stop_on_signals() -> Stop {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        let term = async {
+            use tokio::signal::unix::{SignalKind, signal};
+            match signal(SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term => {}
+        }
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+/// Resolves once a stop was asked for.
+pub(crate) async fn stopped(mut stop: Stop) {
+    if stop.wait_for(|s| *s).await.is_err() {
+        // The listener is gone: no signal can arrive any more.
+        std::future::pending::<()>().await;
+    }
+}
+
+/// The apply was stopped by a signal: AWS operations already started carry on.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted; AWS operations already started continue; run estate apply again to converge")]
+pub(crate) struct Interrupted;
+
 pub fn run(g: &Global, args: &Args) -> Result<i32> {
     let m = load_valid(g, &args.live.dir)?;
     let rt = runtime()?;
-    match rt.block_on(apply(g, args, &m)) {
+    match rt.block_on(async { apply(g, args, &m, stop_on_signals()).await }) {
         Ok(applied) => {
             print_outcome(g, &applied)?;
             Ok(applied.code())
@@ -120,7 +162,7 @@ fn scope(m: &Manifest, named: &[String]) -> Result<(Vec<String>, Option<String>)
     Ok((envs, None))
 }
 
-pub(crate) async fn apply(g: &Global, args: &Args, m: &Manifest) -> Result<Applied> {
+pub(crate) async fn apply(g: &Global, args: &Args, m: &Manifest, stop: Stop) -> Result<Applied> {
     let aws = connect(m, &args.live).await?;
     let read_opts = plan::read_options(m);
     let live = estate::live::read::read(&aws, &read_opts).await?;
@@ -178,6 +220,9 @@ pub(crate) async fn apply(g: &Global, args: &Args, m: &Manifest) -> Result<Appli
     }
 
     confirm(&plan, args.auto_approve)?;
+    if *stop.borrow() {
+        return Err(Interrupted.into());
+    }
 
     // Locks: the organization when it changes, and every environment that changes.
     let mut scopes: Vec<String> = Vec::new();
@@ -227,7 +272,7 @@ pub(crate) async fn apply(g: &Global, args: &Args, m: &Manifest) -> Result<Appli
     let result = tokio::select! {
         r = converge(&aws, m, &plan, &live, args, progress.as_ref()) => r,
         _ = refresh => unreachable!("the refresh loop never ends"),
-        _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted; AWS operations already started continue; run estate apply again to converge")),
+        _ = stopped(stop.clone()) => Err(Interrupted.into()),
     };
     for l in locks {
         if let Err(e) = l.release().await {

@@ -118,6 +118,40 @@ enum Command {
         #[command(flatten)]
         live: LiveArgs,
     },
+    /// Re-plan whenever a manifest or template file changes, until Ctrl-C.
+    Watch {
+        #[command(flatten)]
+        live: LiveArgs,
+        /// Quiet time after a change before re-planning, so a burst of saves plans once.
+        #[arg(long, default_value = "300ms", value_parser = parse_millis)]
+        debounce: std::time::Duration,
+    },
+    /// The GitOps loop: follow a branch and converge AWS to it on every tick (environments in
+    /// promotion order, stopping before `approval: manual` ones unless named with --env).
+    /// With --once, exit 0: in sync or applied; 1: failed, refused, invalid or error.
+    Reconcile {
+        #[command(flatten)]
+        live: LiveArgs,
+        /// The branch to follow.
+        #[arg(long, default_value = "main")]
+        branch: String,
+        /// Fetch the branch from this remote on every tick (without it, the local branch is
+        /// followed: something else updates it).
+        #[arg(long, value_name = "REMOTE")]
+        remote: Option<String>,
+        /// Time between ticks: 30s, 5m, 1h.
+        #[arg(long, default_value = "5m", value_parser = crate::gitops::parse_duration)]
+        interval: std::time::Duration,
+        /// One tick, then exit (for cron or CI).
+        #[arg(long)]
+        once: bool,
+        /// Allow deletes in protected environments.
+        #[arg(long)]
+        allow_delete: bool,
+        /// Stack sets worked on at once.
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+        parallelism: u16,
+    },
     /// Print the JSON Schema of manifest documents (for editors and CI).
     Schema {
         /// Print the schema generated from this build's model instead of the published one.
@@ -194,6 +228,29 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 parallelism: usize::from(parallelism),
             },
         ),
+        Command::Watch { live, debounce } => {
+            crate::gitops::watch(&cli.global, &crate::gitops::WatchArgs { live, debounce })
+        }
+        Command::Reconcile {
+            live,
+            branch,
+            remote,
+            interval,
+            once,
+            allow_delete,
+            parallelism,
+        } => crate::gitops::reconcile(
+            &cli.global,
+            &crate::gitops::ReconcileArgs {
+                live,
+                branch,
+                remote,
+                interval,
+                once,
+                allow_delete,
+                parallelism: usize::from(parallelism),
+            },
+        ),
         Command::Schema { generate } => {
             let text = if generate {
                 schema::generate_text()
@@ -204,6 +261,17 @@ fn dispatch(cli: Cli) -> Result<i32> {
             Ok(exit::OK)
         }
     }
+}
+
+/// `300ms` or `2s`.
+fn parse_millis(text: &str) -> Result<std::time::Duration, String> {
+    if let Some(ms) = text.strip_suffix("ms") {
+        return ms
+            .parse()
+            .map(std::time::Duration::from_millis)
+            .map_err(|_| format!("`{text}` is not a duration such as 300ms or 2s"));
+    }
+    crate::gitops::parse_duration(text)
 }
 
 fn open_source(g: &Global, dir: &Path) -> Result<ManifestSource> {

@@ -2,6 +2,7 @@
 
 mod apply_cmd;
 mod cli;
+mod gitops;
 
 fn main() {
     std::process::exit(cli::run());

@@ -5,6 +5,7 @@ mod apply_mocks;
 mod cfn_lint;
 mod cli;
 mod emulator;
+mod gitops;
 mod mocks;
 mod plan;
 mod plan_cases;

@@ -1,0 +1,340 @@
+//! The GitOps loop against the emulator: `reconcile` follows a branch of a remote and converges
+//! to each new commit (never touching the working tree, refusing an invalid head), runs until
+//! SIGTERM; `watch` re-plans when a file changes.
+
+use crate::cli::git;
+use crate::emulator::{TestAccount, management_account};
+use crate::plan::run;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const ESTATE: &str = "apiVersion: estate/v1
+kind: Estate
+metadata: {name: gitops}
+spec:
+  homeRegion: us-east-1
+  regions: [us-east-1]
+  promotion: [dev]
+  include: [organization.yaml, environments.yaml]
+";
+
+const ENVIRONMENTS: &str = "apiVersion: estate/v1
+kind: Environment
+metadata: {name: dev}
+spec:
+  targets: {units: [/ml/dev]}
+";
+
+fn organization(units: &[&str]) -> String {
+    let mut text =
+        "apiVersion: estate/v1\nkind: Organization\nmetadata: {name: org}\nspec:\n  units:\n"
+            .to_string();
+    for u in units {
+        text.push_str(&format!("    - path: {u}\n"));
+    }
+    text.push_str("  accounts: []\n");
+    text
+}
+
+fn write_manifest(dir: &Path, units: &[&str]) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("estate.yaml"), ESTATE).unwrap();
+    std::fs::write(dir.join("environments.yaml"), ENVIRONMENTS).unwrap();
+    std::fs::write(dir.join("organization.yaml"), organization(units)).unwrap();
+}
+
+/// A remote (`origin.git`), an author's clone (`author`) and the clone reconcile follows
+/// (`deploy`), holding the manifest under `platform/`.
+struct Repos {
+    root: tempfile::TempDir,
+}
+
+impl Repos {
+    fn new(units: &[&str]) -> Repos {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        git(r, &["init", "-q", "--bare", "-b", "main", "origin.git"]);
+        git(r, &["clone", "-q", "origin.git", "author"]);
+        write_manifest(&r.join("author/platform"), units);
+        let r = r.to_path_buf();
+        let repos = Repos { root };
+        repos.push("first");
+        git(&r, &["clone", "-q", "origin.git", "deploy"]);
+        repos
+    }
+
+    fn author(&self) -> std::path::PathBuf {
+        self.root.path().join("author")
+    }
+
+    fn deploy(&self) -> std::path::PathBuf {
+        self.root.path().join("deploy/platform")
+    }
+
+    fn push(&self, message: &str) -> String {
+        let a = self.author();
+        git(&a, &["add", "-A"]);
+        git(&a, &["commit", "-q", "-m", message]);
+        git(&a, &["push", "-q", "origin", "HEAD:main"]);
+        let out = Command::new("git")
+            .args(["rev-parse", "HEAD"])
+            .current_dir(&a)
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+}
+
+/// `reconcile --once --format json` in the deploy clone: its exit code and cycle record.
+fn once(account: &TestAccount, repos: &Repos) -> (i32, serde_json::Value, String) {
+    let (code, out, err) = run(
+        account,
+        &repos.deploy(),
+        &[
+            "reconcile",
+            ".",
+            "--remote",
+            "origin",
+            "--branch",
+            "main",
+            "--once",
+            "--format",
+            "json",
+        ],
+    );
+    let cycle = serde_json::from_str(out.trim())
+        .unwrap_or_else(|e| panic!("one JSON line ({e}): {out}{err}"));
+    (code, cycle, err)
+}
+
+async fn unit_names(account: &TestAccount, parent: &str) -> Vec<String> {
+    let org = aws_sdk_organizations::Client::new(&account.config);
+    let mut names: Vec<String> = org
+        .list_organizational_units_for_parent()
+        .parent_id(parent)
+        .send()
+        .await
+        .unwrap()
+        .organizational_units()
+        .iter()
+        .filter_map(|u| u.name().map(str::to_string))
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn reconcile_follows_the_remote_branch_commit_by_commit() {
+    let account = management_account().await;
+    let repos = Repos::new(&["/ml", "/ml/dev"]);
+    let first = {
+        let out = Command::new("git")
+            .args(["rev-parse", "HEAD"])
+            .current_dir(repos.author())
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+
+    let (code, cycle, err) = once(&account, &repos);
+    assert_eq!(code, 0, "{cycle}{err}");
+    assert_eq!(cycle["outcome"], "applied", "{cycle}");
+    assert_eq!(cycle["commit"], first.as_str());
+    assert_eq!(cycle["branch"], "origin/main");
+    assert_eq!(cycle["applied"], 2);
+    assert_eq!(unit_names(&account, &account.root_id).await, ["ml"]);
+
+    // Nothing new: in sync.
+    let (code, cycle, _) = once(&account, &repos);
+    assert_eq!((code, cycle["outcome"].as_str()), (0, Some("in-sync")));
+
+    // A new commit on the remote: fetched and applied; the deploy clone's files untouched.
+    write_manifest(
+        &repos.author().join("platform"),
+        &["/ml", "/ml/dev", "/ml/extra"],
+    );
+    let second = repos.push("extra unit");
+    let (code, cycle, err) = once(&account, &repos);
+    assert_eq!(code, 0, "{cycle}{err}");
+    assert_eq!(cycle["outcome"], "applied");
+    assert_eq!(cycle["commit"], second.as_str());
+    let org = aws_sdk_organizations::Client::new(&account.config);
+    let ml = org
+        .list_organizational_units_for_parent()
+        .parent_id(&account.root_id)
+        .send()
+        .await
+        .unwrap()
+        .organizational_units()[0]
+        .id()
+        .unwrap()
+        .to_string();
+    assert_eq!(unit_names(&account, &ml).await, ["dev", "extra"]);
+    let deployed = std::fs::read_to_string(repos.deploy().join("organization.yaml")).unwrap();
+    assert!(
+        !deployed.contains("/ml/extra"),
+        "the working tree is never touched"
+    );
+
+    // An invalid head is refused with its diagnostics; nothing is applied.
+    write_manifest(&repos.author().join("platform"), &["/ml", "/ml/dev"]);
+    std::fs::write(
+        repos.author().join("platform/environments.yaml"),
+        ENVIRONMENTS.replace("/ml/dev", "/ml/dve"),
+    )
+    .unwrap();
+    let third = repos.push("typo");
+    let (code, cycle, err) = once(&account, &repos);
+    assert_eq!(code, 1);
+    assert_eq!(cycle["outcome"], "invalid");
+    assert_eq!(cycle["commit"], third.as_str());
+    assert!(err.contains("environments.yaml:5:"), "{err}");
+    assert!(err.contains("/ml/dev"), "did you mean: {err}");
+    assert_eq!(
+        unit_names(&account, &ml).await,
+        ["dev", "extra"],
+        "the unit the invalid commit drops is still there"
+    );
+}
+
+/// The child's stdout lines, as they come.
+fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap_or_default()).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn wait_for(lines: &mpsc::Receiver<String>, seen: &mut Vec<String>, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while Instant::now() < deadline {
+        if let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) {
+            let found = line.contains(what);
+            seen.push(line);
+            if found {
+                return;
+            }
+        }
+    }
+    panic!("no line with {what:?} within 90s: {seen:#?}");
+}
+
+fn spawn(account: &TestAccount, dir: &Path, args: &[&str]) -> Child {
+    Command::new(assert_cmd::cargo::cargo_bin("estate"))
+        .envs(crate::cli::estate_env())
+        .envs(account.env())
+        .current_dir(dir)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// SIGTERM, as a service manager stops it: the loop ends cleanly with exit 0.
+fn terminate(mut child: Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert_eq!(status.code(), Some(0), "a clean stop");
+            return;
+        }
+        assert!(Instant::now() < deadline, "still running 30s after SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test]
+async fn the_reconcile_loop_applies_what_lands_on_the_branch_until_sigterm() {
+    let account = management_account().await;
+    let repos = Repos::new(&["/ml", "/ml/dev"]);
+    let mut child = spawn(
+        &account,
+        &repos.deploy(),
+        &[
+            "reconcile",
+            ".",
+            "--remote",
+            "origin",
+            "--interval",
+            "1s",
+            "--format",
+            "json",
+        ],
+    );
+    let lines = lines_of(&mut child);
+    let mut seen = Vec::new();
+    wait_for(&lines, &mut seen, "\"outcome\":\"applied\"");
+    wait_for(&lines, &mut seen, "\"outcome\":\"in-sync\"");
+
+    write_manifest(
+        &repos.author().join("platform"),
+        &["/ml", "/ml/dev", "/ml/landed"],
+    );
+    let commit = repos.push("landed");
+    wait_for(&lines, &mut seen, &commit);
+    assert!(
+        seen.last().unwrap().contains("\"outcome\":\"applied\""),
+        "{seen:#?}"
+    );
+    terminate(child);
+    // Every line was one cycle record.
+    for line in &seen {
+        let cycle: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(cycle["outcome"].is_string(), "{line}");
+    }
+}
+
+#[tokio::test]
+async fn watch_replans_when_a_file_changes() {
+    let account = management_account().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_manifest(dir.path(), &["/ml", "/ml/dev"]);
+    let mut child = spawn(&account, dir.path(), &["watch", ".", "--debounce", "100ms"]);
+    let lines = lines_of(&mut child);
+    let mut seen = Vec::new();
+    wait_for(&lines, &mut seen, "Plan: 2 to create");
+
+    write_manifest(dir.path(), &["/ml", "/ml/dev", "/ml/watched"]);
+    wait_for(&lines, &mut seen, "unit /ml/watched");
+    wait_for(&lines, &mut seen, "Plan: 3 to create");
+    terminate(child);
+}
+
+#[test]
+fn reconcile_outside_a_repository_or_without_the_remote_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    write_manifest(dir.path(), &["/ml"]);
+    crate::cli::estate()
+        .current_dir(dir.path())
+        .args(["reconcile", ".", "--once"])
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("inside a Git repository"));
+    git(dir.path(), &["init", "-q", "-b", "main"]);
+    crate::cli::estate()
+        .current_dir(dir.path())
+        .args(["reconcile", ".", "--once", "--remote", "upstream"])
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("no remote `upstream`"));
+    crate::cli::estate()
+        .current_dir(dir.path())
+        .args(["reconcile", ".", "--interval", "soon"])
+        .assert()
+        .code(64);
+}
