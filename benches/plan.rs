@@ -100,6 +100,7 @@ fn live(m: &manifest::Manifest, missing_every: usize) -> LiveState {
                 status: "CURRENT".into(),
                 status_reason: None,
                 overrides: None,
+                drift: None,
             })
             .collect();
         live.stack_sets.insert(

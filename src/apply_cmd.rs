@@ -338,7 +338,7 @@ async fn converge(
 }
 
 /// Poll intervals; `ESTATE_POLL_MS` shortens them (tests, emulators answer at once).
-fn polling() -> apply::Polling {
+pub(crate) fn polling() -> apply::Polling {
     let mut p = apply::Polling::default();
     if let Some(ms) = std::env::var("ESTATE_POLL_MS")
         .ok()

@@ -117,6 +117,10 @@ enum Command {
     Drift {
         #[command(flatten)]
         live: LiveArgs,
+        /// Skip resource drift detection (DetectStackSetDrift); report only what the last
+        /// detection found.
+        #[arg(long)]
+        no_detect: bool,
     },
     /// Re-plan whenever a manifest or template file changes, until Ctrl-C.
     Watch {
@@ -209,7 +213,10 @@ fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Validate { dir } => validate(&cli.global, &dir),
         Command::Plan { live, out } => plan(&cli.global, &live, out.as_deref(), Mode::Plan),
-        Command::Drift { live } => plan(&cli.global, &live, None, Mode::Drift),
+        // Drift runs resource drift detection first, unless told not to.
+        Command::Drift { live, no_detect } => {
+            show(&cli.global, &live, None, Mode::Drift, !no_detect)
+        }
         Command::Apply {
             live,
             plan,
@@ -387,11 +394,41 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 fn plan(g: &Global, args: &LiveArgs, out: Option<&Path>, mode: Mode) -> Result<i32> {
+    show(g, args, out, mode, false)
+}
+
+/// Reads live state (after resource drift detection on the managed stack sets in scope, when
+/// `detect`), plans, and prints the plan or its drift view.
+fn show(g: &Global, args: &LiveArgs, out: Option<&Path>, mode: Mode, detect: bool) -> Result<i32> {
     let m = load_valid(g, &args.dir)?;
     let rt = runtime()?;
     let (plan, aws) = rt.block_on(async {
         let aws = connect(&m, args).await?;
-        let live = estate::live::read::read(&aws, &estate::plan::read_options(&m)).await?;
+        let opts = estate::plan::read_options(&m);
+        let mut live = estate::live::read::read(&aws, &opts).await?;
+        if detect {
+            let envs = estate::plan::environments(&m, &args.envs)?;
+            let names: Vec<String> = live
+                .stack_sets
+                .iter()
+                .filter(|(_, s)| {
+                    s.tags.get(estate::live::TAG_MANAGED_BY).map(String::as_str) == Some(m.name())
+                        && s.tags
+                            .get(estate::live::TAG_ENVIRONMENT)
+                            .is_some_and(|e| envs.contains(e))
+                })
+                .map(|(name, _)| name.clone())
+                .collect();
+            let region = &m.estate.spec.home_region;
+            let operations =
+                estate::live::drift::detect(&aws, region, &names, crate::apply_cmd::polling())
+                    .await?;
+            if !operations.is_empty() {
+                // The detections' results: drift status per instance, then its resources.
+                live = estate::live::read::read(&aws, &opts).await?;
+                estate::live::drift::resources(&aws, region, &mut live, &operations).await?;
+            }
+        }
         let plan = estate::plan::make(&m, &live, &args.envs)?;
         anyhow::Ok((plan, aws))
     })?;

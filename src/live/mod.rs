@@ -2,6 +2,7 @@
 //! edge); everything else only looks at the value.
 
 pub mod catalog;
+pub mod drift;
 pub mod read;
 
 use serde::{Deserialize, Serialize};
@@ -94,6 +95,32 @@ pub struct LiveInstance {
     /// Read only where the manifest gives overrides (one DescribeStackInstance each);
     /// `None` means not read.
     pub overrides: Option<BTreeMap<String, String>>,
+    /// Set when the last drift detection found the instance's stack DRIFTED.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<InstanceDrift>,
+}
+
+/// What drift detection (DetectStackSetDrift) last found in one instance's stack.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceDrift {
+    /// When AWS last checked, as it reports it.
+    pub last_checked: Option<String>,
+    /// The resources that differ; `None` when not read (no detection in this run).
+    pub resources: Option<Vec<ResourceDrift>>,
+}
+
+/// One resource of a stack changed (or deleted) outside CloudFormation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceDrift {
+    pub logical_id: String,
+    pub resource_type: String,
+    /// `MODIFIED` or `DELETED`.
+    pub status: String,
+    /// `PropertyPath: expected → actual` of each difference (NoEcho-free: AWS never returns
+    /// NoEcho values, and drift detection does not check them).
+    pub differences: Vec<String>,
 }
 
 /// The tag every resource estate creates carries, naming the estate.
@@ -107,8 +134,16 @@ pub const TAG_OPERATION: &str = "estate:operation";
 
 impl LiveState {
     /// A digest of the whole state, so a saved plan can tell whether live changed since.
+    /// Digest of what apply acts on. Resource drift is left out: apply never reads it, and a
+    /// drift detection between `plan --out` and `apply --plan` must not make the plan stale.
     pub fn fingerprint(&self) -> String {
-        let json = serde_json::to_vec(self).expect("live state serializes");
+        let mut acted_on = self.clone();
+        for set in acted_on.stack_sets.values_mut() {
+            for i in set.instances.iter_mut().flatten() {
+                i.drift = None;
+            }
+        }
+        let json = serde_json::to_vec(&acted_on).expect("live state serializes");
         format!("sha256:{}", hex::encode(Sha256::digest(json)))
     }
 

@@ -323,6 +323,12 @@ async fn read_instances(
                 status: i.status.map(|s| s.as_str().to_string()).unwrap_or_default(),
                 status_reason: i.status_reason,
                 overrides: None,
+                drift: (i.drift_status
+                    == Some(aws_sdk_cloudformation::types::StackDriftStatus::Drifted))
+                .then(|| super::InstanceDrift {
+                    last_checked: i.last_drift_check_timestamp.map(|t| t.to_string()),
+                    resources: None,
+                }),
             });
         }
     }

@@ -406,6 +406,41 @@ fn d_operation_from_tags(l: &LiveStackSet) -> Value {
         .map_or(Value::Null, |t| Value::String(t.clone()))
 }
 
+/// Resources of an instance's stack changed outside CloudFormation: what on-call must look at.
+fn drift_finding(
+    d: &DesiredStackSet,
+    account: &str,
+    region: &str,
+    drift: &crate::live::InstanceDrift,
+) -> Finding {
+    let checked = drift
+        .last_checked
+        .as_deref()
+        .map(|t| format!(" (checked {t})"))
+        .unwrap_or_default();
+    let mut message = format!("resources changed outside CloudFormation{checked}");
+    match &drift.resources {
+        Some(resources) => {
+            for r in resources {
+                message.push_str(&format!(
+                    "\n{} {} {}",
+                    r.logical_id, r.resource_type, r.status
+                ));
+                for difference in &r.differences {
+                    message.push_str(&format!("\n  {difference}"));
+                }
+            }
+        }
+        None => message.push_str("; run `estate drift` to list the resources"),
+    }
+    Finding {
+        kind: FindingKind::Drifted,
+        address: format!("stackInstance:{}/{account}/{region}", d.name),
+        environment: Some(d.environment.clone()),
+        message,
+    }
+}
+
 fn update_stack_set(
     d: &DesiredStackSet,
     l: &LiveStackSet,
@@ -533,6 +568,9 @@ fn update_stack_set(
                                 .unwrap_or_default()
                         ),
                     });
+                }
+                if let Some(drift) = &li.drift {
+                    findings.push(drift_finding(d, &key.0, &i.region, drift));
                 }
             }
         }

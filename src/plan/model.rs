@@ -120,6 +120,8 @@ pub enum FindingKind {
     Unmanaged,
     /// A stack instance AWS reports as not current (failed or outdated).
     Unhealthy,
+    /// Resources of a stack instance changed outside CloudFormation (drift detection).
+    Drifted,
 }
 
 impl Plan {

@@ -213,7 +213,15 @@ fn finding_item(f: &crate::plan::Finding) -> String {
         "- **{}** {}{env}: {}\n",
         outline::finding_word(f.kind),
         code(&f.address),
-        escape(&f.message)
+        // One list item: a multi-line message (drifted resources) reads as `; `-separated.
+        escape(
+            &f.message
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
     )
 }
 

@@ -241,6 +241,7 @@ pub(crate) fn finding_word(kind: FindingKind) -> &'static str {
         FindingKind::Conflict => "conflict",
         FindingKind::Unmanaged => "unmanaged",
         FindingKind::Unhealthy => "unhealthy",
+        FindingKind::Drifted => "drifted",
     }
 }
 

@@ -11,7 +11,9 @@ thread also polls the parent pid, for other platforms and for the race where
 the parent dies before prctl runs.
 
 Calls that moto does not implement, or gets wrong, are served by handlers
-registered with ``@route("<X-Amz-Target>")``; every other request goes to moto
+registered with ``@route("<X-Amz-Target>")`` (JSON protocols) or patched into
+moto's CloudFormation responses (query protocol: stack-set capabilities,
+instance overrides, drift detection); every other request goes to moto
 unchanged. The Service Catalog ones are in servicecatalog_ext.py (its docstring
 lists them, and where they deviate from AWS).
 
@@ -128,6 +130,50 @@ def merge_instance_overrides() -> None:
     StackSet.create_stack_instances = create_stack_instances
 
 
+def stack_set_drift_detection() -> None:
+    """moto 5.2.5 has no DetectStackSetDrift. Served here: the operation succeeds at once and
+    finds every instance IN_SYNC (moto cannot change a resource behind CloudFormation's back,
+    so nothing can have drifted); ListStackInstances then reports DriftStatus and
+    LastDriftCheckTimestamp as AWS does (NOT_CHECKED before any detection), and
+    ListStackInstanceResourceDrifts lists no drifted resource. What AWS does with DRIFTED
+    instances is covered by the aws-smithy-mocks tests."""
+    import uuid
+
+    from moto.cloudformation.models import StackInstance
+    from moto.cloudformation.responses import CloudFormationResponse
+    from moto.core.responses import ActionResult
+    from moto.core.utils import utcnow
+
+    original = StackInstance.to_dict
+
+    def to_dict(self: Any) -> Any:
+        summary = original(self)
+        summary["DriftStatus"] = getattr(self, "estate_drift_status", "NOT_CHECKED")
+        checked = getattr(self, "estate_drift_checked", None)
+        if checked is not None:
+            summary["LastDriftCheckTimestamp"] = checked
+        return summary
+
+    def detect_stack_set_drift(self: Any) -> Any:
+        stack_set = self.cloudformation_backend.describe_stack_set(self._get_param("StackSetName"))
+        operation_id = self._get_param("OperationId") or str(uuid.uuid4())
+        now = utcnow()
+        for instance in stack_set.instances.stack_instances:
+            instance.estate_drift_status = "IN_SYNC"
+            instance.estate_drift_checked = now
+        stack_set._create_operation(operation_id, "DETECT_DRIFT", "SUCCEEDED")
+        return ActionResult({"OperationId": operation_id})
+
+    def list_stack_instance_resource_drifts(self: Any) -> Any:
+        stack_set = self.cloudformation_backend.describe_stack_set(self._get_param("StackSetName"))
+        stack_set.get_operation(self._get_param("OperationId"))  # unknown: ValidationError
+        return ActionResult({"Summaries": []})
+
+    StackInstance.to_dict = to_dict
+    CloudFormationResponse.detect_stack_set_drift = detect_stack_set_drift
+    CloudFormationResponse.list_stack_instance_resource_drifts = list_stack_instance_resource_drifts
+
+
 def die_with_parent(expected_parent: int) -> None:
     """Exit as soon as the process that started us is gone."""
     libc_name = ctypes.util.find_library("c")
@@ -149,6 +195,7 @@ def die_with_parent(expected_parent: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     keep_stack_set_capabilities()
     merge_instance_overrides()
+    stack_set_drift_detection()
     servicecatalog_ext.install(route)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("port", type=int, help="TCP port on 127.0.0.1 (0: any free port)")

@@ -4,6 +4,7 @@ mod apply;
 mod apply_mocks;
 mod cfn_lint;
 mod cli;
+mod drift_mocks;
 mod emulator;
 mod gitops;
 mod mocks;

@@ -372,8 +372,35 @@ async fn a_stack_set_parameter_changed_out_of_band_shows_as_drift() {
             .ends_with("No changes. Live state matches the manifest."),
         "{text}"
     );
-    let (code, text, _) = run(&account, dir.path(), &["drift", "."]);
+    // Drift first runs resource drift detection on each managed stack set in scope (one
+    // operation each); --no-detect skips it.
+    let (code, text, stats) = run(&account, dir.path(), &["drift", ".", "--stats"]);
     assert_eq!(code, 0, "{text}");
+    let detections = |stats: &str| {
+        stats
+            .lines()
+            .find(|l| {
+                l.trim_start()
+                    .starts_with("CloudFormation.DetectStackSetDrift")
+            })
+            .and_then(|l| l.split_whitespace().last())
+            .map_or(0, |n| n.parse::<u32>().unwrap())
+    };
+    assert_eq!(detections(&stats), 2, "{stats}");
+    let (code, text, stats) = run(
+        &account,
+        dir.path(),
+        &["drift", ".", "--env", "staging", "--stats"],
+    );
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(detections(&stats), 1, "{stats}");
+    let (code, text, stats) = run(
+        &account,
+        dir.path(),
+        &["drift", ".", "--no-detect", "--stats"],
+    );
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(detections(&stats), 0, "{stats}");
 
     // Someone changes a parameter in the console.
     let cfn = aws_sdk_cloudformation::Client::new(&account.config);

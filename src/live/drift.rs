@@ -1,0 +1,171 @@
+//! Resource drift: DetectStackSetDrift on the managed stack sets, waited for, then which
+//! resources of each drifted instance changed (ListStackInstanceResourceDrifts). It starts an
+//! AWS operation but changes no resource; `estate drift` runs it, `plan` only reads its result.
+
+use super::{LiveState, ResourceDrift};
+use crate::apply::{ApplyError, Backoff, Polling};
+use crate::aws::{Aws, AwsError};
+use aws_sdk_cloudformation::types::{StackResourceDriftStatus, StackSetOperationStatus};
+use futures::{StreamExt, TryStreamExt};
+use std::collections::BTreeMap;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum DriftError {
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+    #[error("drift detection of stack set {stack_set} ended {status}{reason}")]
+    Failed {
+        stack_set: String,
+        status: String,
+        reason: String,
+    },
+    #[error(transparent)]
+    Wait(#[from] ApplyError),
+}
+
+/// Stack sets checked at once: each is one AWS operation; AWS runs one per stack set.
+const CONCURRENCY: usize = 8;
+
+/// Runs drift detection on each stack set and waits for it; the operation id of each.
+pub async fn detect(
+    aws: &Aws,
+    region: &str,
+    names: &[String],
+    polling: Polling,
+) -> Result<BTreeMap<String, String>, DriftError> {
+    futures::stream::iter(names.iter().cloned())
+        .map(|name| async move {
+            let op = detect_one(aws, region, &name, polling).await?;
+            Ok::<_, DriftError>((name, op))
+        })
+        .buffer_unordered(CONCURRENCY)
+        .try_collect()
+        .await
+}
+
+async fn detect_one(
+    aws: &Aws,
+    region: &str,
+    name: &str,
+    polling: Polling,
+) -> Result<String, DriftError> {
+    let cfn = aws.cloudformation(region);
+    let mut wait = Backoff::new(polling);
+    // Another operation (an apply, another detection) may be running: AWS runs one at a time.
+    let op = loop {
+        match cfn
+            .detect_stack_set_drift()
+            .stack_set_name(name)
+            .send()
+            .await
+        {
+            Ok(out) => break out.operation_id.unwrap_or_default(),
+            Err(e) => {
+                let e = AwsError::call("CloudFormation.DetectStackSetDrift", e);
+                if e.code() != Some("OperationInProgressException") {
+                    return Err(e.into());
+                }
+                wait.sleep(&format!("the running operation on {name} to finish"))
+                    .await?;
+            }
+        }
+    };
+    let mut wait = Backoff::new(polling);
+    loop {
+        let out = cfn
+            .describe_stack_set_operation()
+            .stack_set_name(name)
+            .operation_id(&op)
+            .send()
+            .await
+            .map_err(|e| AwsError::call("CloudFormation.DescribeStackSetOperation", e))?;
+        let operation = out.stack_set_operation;
+        match operation.as_ref().and_then(|o| o.status.clone()) {
+            Some(StackSetOperationStatus::Succeeded) => return Ok(op),
+            Some(status @ (StackSetOperationStatus::Failed | StackSetOperationStatus::Stopped)) => {
+                return Err(DriftError::Failed {
+                    stack_set: name.to_string(),
+                    status: status.as_str().to_string(),
+                    reason: operation
+                        .and_then(|o| o.status_reason)
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default(),
+                });
+            }
+            _ => wait.sleep(&format!("drift detection of {name}")).await?,
+        }
+    }
+}
+
+/// Fills in, for every instance the detections found drifted, which resources changed and how
+/// (property paths and the kind of difference; never values, which may be secrets).
+pub async fn resources(
+    aws: &Aws,
+    region: &str,
+    state: &mut LiveState,
+    operations: &BTreeMap<String, String>,
+) -> Result<(), AwsError> {
+    let cfn = aws.cloudformation(region);
+    for (name, op) in operations {
+        let Some(set) = state.stack_sets.get_mut(name) else {
+            continue;
+        };
+        for instance in set.instances.iter_mut().flatten() {
+            let Some(drift) = instance.drift.as_mut() else {
+                continue;
+            };
+            let mut found = Vec::new();
+            let mut token = None;
+            loop {
+                let _permit = aws.read_permit().await;
+                let out = cfn
+                    .list_stack_instance_resource_drifts()
+                    .stack_set_name(name)
+                    .stack_instance_account(&instance.account)
+                    .stack_instance_region(&instance.region)
+                    .operation_id(op)
+                    .stack_instance_resource_drift_statuses(StackResourceDriftStatus::Modified)
+                    .stack_instance_resource_drift_statuses(StackResourceDriftStatus::Deleted)
+                    .set_next_token(token)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        AwsError::call("CloudFormation.ListStackInstanceResourceDrifts", e)
+                    })?;
+                for r in out.summaries.unwrap_or_default() {
+                    found.push(ResourceDrift {
+                        logical_id: r.logical_resource_id.unwrap_or_default(),
+                        resource_type: r.resource_type.unwrap_or_default(),
+                        status: r
+                            .stack_resource_drift_status
+                            .as_ref()
+                            .map_or("UNKNOWN", |s| s.as_str())
+                            .to_string(),
+                        differences: r
+                            .property_differences
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|p| {
+                                format!(
+                                    "{} {}",
+                                    p.property_path.unwrap_or_default(),
+                                    p.difference_type
+                                        .as_ref()
+                                        .map_or("DIFFERENT", |t| t.as_str())
+                                )
+                            })
+                            .collect(),
+                    });
+                }
+                token = out.next_token;
+                if token.is_none() {
+                    break;
+                }
+            }
+            found.sort_by(|a, b| a.logical_id.cmp(&b.logical_id));
+            drift.resources = Some(found);
+        }
+    }
+    Ok(())
+}
