@@ -597,3 +597,64 @@ async fn a_removed_version_is_deleted_only_when_pruning() {
     let (code, out, _) = run(&account, dir.path(), &["plan", "."]);
     assert_eq!(code, 0, "{out}");
 }
+
+/// `estate ARGS` on a pseudo-terminal (util-linux `script`) in `dir`, acting as `account`,
+/// with `input` typed at it: its exit code and everything it showed.
+fn at_a_terminal(account: &TestAccount, dir: &Path, args: &str, input: &str) -> (i32, String) {
+    use std::io::Write;
+    let bin = assert_cmd::cargo::cargo_bin("estate");
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &format!("{} {args}", bin.display()), "/dev/null"])
+        .envs(crate::cli::estate_env())
+        .envs(account.env())
+        .env_remove("NO_COLOR")
+        .current_dir(dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("util-linux `script` runs the binary on a pseudo-terminal");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn at_a_terminal_apply_shows_the_plan_asks_and_draws_progress() {
+    let account = management_account().await;
+    let dir = example_copy();
+    // Anything but `yes` changes nothing.
+    let (code, shown) = at_a_terminal(&account, dir.path(), "apply .", "y\n");
+    assert_eq!(code, 1, "{shown}");
+    assert!(
+        shown.contains("Apply these changes? Only `yes` is accepted"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("unit /ml"),
+        "the plan is shown first: {shown}"
+    );
+    assert!(
+        shown.contains("not confirmed; nothing was changed"),
+        "{shown}"
+    );
+    let (code, _, _) = run(&account, dir.path(), &["plan", ".", "--env", "dev"]);
+    assert_eq!(code, 2, "still everything to do");
+
+    let (code, shown) = at_a_terminal(&account, dir.path(), "apply .", "yes\n");
+    assert_eq!(code, 0, "{shown}");
+    // Progress is drawn (spinners, cursor control), not logged line by line.
+    assert!(shown.contains("\x1b["), "{shown:?}");
+    assert!(shown.contains("Apply complete"), "{shown}");
+    assert!(
+        !shown.contains("account:tools: done"),
+        "log lines are for non-terminals: {shown}"
+    );
+}

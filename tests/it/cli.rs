@@ -260,3 +260,37 @@ fn verbose_logs_what_estate_does_on_stderr() {
         "{quiet}"
     );
 }
+
+/// Runs `estate ARGS` on a pseudo-terminal (util-linux `script`), as a person at a terminal
+/// would; returns everything it printed.
+fn on_a_terminal(args: &str, no_color: Option<&str>) -> String {
+    let bin = assert_cmd::cargo::cargo_bin("estate");
+    let mut cmd = std::process::Command::new("script");
+    cmd.args(["-qec", &format!("{} {args}", bin.display()), "/dev/null"])
+        .env_remove("NO_COLOR")
+        .envs(estate_env().into_iter().filter(|(k, _)| *k != "NO_COLOR"));
+    if let Some(v) = no_color {
+        cmd.env("NO_COLOR", v);
+    }
+    let out = cmd
+        .output()
+        .expect("util-linux `script` runs the binary on a pseudo-terminal");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn colour_only_on_a_terminal_and_never_with_no_color() {
+    let broken = "tests/fixtures/invalid/account-id-not-12-digits";
+    let tty = on_a_terminal(&format!("validate {broken}"), None);
+    assert!(tty.contains("\x1b[31m"), "a terminal gets colour: {tty:?}");
+    assert!(tty.contains("is not valid"), "{tty}");
+    let plain = on_a_terminal(&format!("validate {broken}"), Some("1"));
+    assert!(plain.contains("is not valid"), "{plain}");
+    assert!(
+        !plain.contains("\x1b["),
+        "NO_COLOR on a terminal: {plain:?}"
+    );
+    // An empty NO_COLOR does not count (no-color.org).
+    let empty = on_a_terminal(&format!("validate {broken}"), Some(""));
+    assert!(empty.contains("\x1b[31m"), "{empty:?}");
+}
