@@ -9,7 +9,9 @@ pub mod templates;
 
 use crate::aws::{Aws, AwsError};
 use crate::live::LiveState;
+use crate::live::read::TAG_OVERRIDES;
 use crate::plan::desired::{Desired, DesiredInstance, DesiredStackSet};
+use crate::plan::diff::OVERRIDES_REASON;
 use crate::plan::{Action, Change, Plan, ResourceType};
 use futures::stream::{self, StreamExt};
 use sha2::{Digest, Sha256};
@@ -552,22 +554,48 @@ async fn apply_stack_set(
             .map_err(|e| fail("CreateStackSet", e.to_string(), Vec::new()))?;
         outcome.done.push(format!("stackSet:{name}"));
     }
+    let updates = instance_changes(Action::Update)?;
+    // The overrides digest tag tells the next plan whether instances' overrides must be read.
+    // Written before the instances carry the new overrides, an apply cut off in between would
+    // leave a tag claiming overrides no instance has, and the next plan would not look: so the
+    // first UpdateStackSet keeps the live tag, and the new one is written after the instances.
+    let live_digest = set_change
+        .and_then(|c| c.before.as_ref()?.get("tags")?.get(TAG_OVERRIDES)?.as_str())
+        .map(str::to_string);
+    let digest_moves = set_action == Some(Action::Update)
+        && !updates.is_empty()
+        && d.and_then(|d| d.tags.get(TAG_OVERRIDES)) != live_digest.as_ref();
+    let tag_only = digest_moves
+        && set_change.is_some_and(|c| c.reason == format!("changed: {OVERRIDES_REASON}"));
+    let mut template = None;
     if set_action == Some(Action::Update) {
         let d = d.ok_or_else(|| fail("UpdateStackSet", "no desired state".into(), Vec::new()))?;
-        let template = templates::location(aws, d, opts)
+        let location = templates::location(aws, d, opts)
             .await
             .map_err(|e| fail("UploadTemplate", e.to_string(), Vec::new()))?;
-        progress.event(Event::Started {
-            address: format!("stackSet:{name}"),
-            what: "UpdateStackSet".into(),
-        });
-        let op = ops
-            .update_stack_set(d, &template)
-            .await
-            .map_err(|e| fail("UpdateStackSet", e.to_string(), Vec::new()))?;
-        outcome.operations.push(op.clone());
-        ops.wait(&op, "UpdateStackSet").await?;
-        outcome.done.push(format!("stackSet:{name}"));
+        if !tag_only {
+            let mut first = d.clone();
+            if digest_moves {
+                match &live_digest {
+                    Some(v) => first.tags.insert(TAG_OVERRIDES.into(), v.clone()),
+                    None => first.tags.remove(TAG_OVERRIDES),
+                };
+            }
+            progress.event(Event::Started {
+                address: format!("stackSet:{name}"),
+                what: "UpdateStackSet".into(),
+            });
+            let op = ops
+                .update_stack_set(&first, &location, None, "update")
+                .await
+                .map_err(|e| fail("UpdateStackSet", e.to_string(), Vec::new()))?;
+            outcome.operations.push(op.clone());
+            ops.wait(&op, "UpdateStackSet").await?;
+        }
+        if !digest_moves {
+            outcome.done.push(format!("stackSet:{name}"));
+        }
+        template = Some(location);
     }
     if set_action != Some(Action::Replace) && set_action != Some(Action::Delete) {
         let deletes = instance_changes(Action::Delete)?;
@@ -575,8 +603,28 @@ async fn apply_stack_set(
     }
     let creates = instance_changes(Action::Create)?;
     run_batches(&ops, "CreateStackInstances", &creates, &mut outcome).await?;
-    let updates = instance_changes(Action::Update)?;
     run_batches(&ops, "UpdateStackInstances", &updates, &mut outcome).await?;
+    if let (true, Some(d), Some(location), Some((_, first))) =
+        (digest_moves, d, &template, updates.first())
+    {
+        // One instance is named so the operation stays small: nothing else changes.
+        progress.event(Event::Started {
+            address: format!("stackSet:{name}"),
+            what: "UpdateStackSet: the overrides tag, now the instances carry them".into(),
+        });
+        let op = ops
+            .update_stack_set(
+                d,
+                location,
+                Some((&first.account, &first.region)),
+                "update-overrides-tag",
+            )
+            .await
+            .map_err(|e| fail("UpdateStackSet", e.to_string(), Vec::new()))?;
+        outcome.operations.push(op.clone());
+        ops.wait(&op, "UpdateStackSet").await?;
+        outcome.done.push(format!("stackSet:{name}"));
+    }
     Ok(outcome)
 }
 
@@ -729,12 +777,16 @@ impl Ops<'_> {
         }
     }
 
+    /// UpdateStackSet to `d`; with `only`, just that instance is updated (AWS leaves the others
+    /// as they are), for a change no stack needs.
     async fn update_stack_set(
         &self,
         d: &DesiredStackSet,
         template: &templates::Location,
+        only: Option<(&str, &str)>,
+        step: &str,
     ) -> Result<String, AwsError> {
-        let op_id = self.op_id("update");
+        let op_id = self.op_id(step);
         let send = || {
             let mut req = self
                 .cfn
@@ -753,6 +805,9 @@ impl Ops<'_> {
                 templates::Location::Url(u) => req.template_url(u),
             };
             req = req.set_auto_deployment(auto_deployment(d));
+            if let Some((account, region)) = only {
+                req = req.accounts(account).regions(region);
+            }
             req.send()
         };
         let mut retry = Backoff::new(self.polling);

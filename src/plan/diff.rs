@@ -441,6 +441,10 @@ fn drift_finding(
     }
 }
 
+/// The reason a stack set is updated only to move its overrides digest tag; apply then needs
+/// no UpdateStackSet before the instances, only the tag after them.
+pub const OVERRIDES_REASON: &str = "instance overrides (tag estate:overrides-sha256)";
+
 fn update_stack_set(
     d: &DesiredStackSet,
     l: &LiveStackSet,
@@ -656,7 +660,7 @@ fn update_stack_set(
         .iter()
         .any(|c| matches!(c.action, Action::Create | Action::Update));
     if d.tags.get(TAG_OVERRIDES).map(String::as_str) != Some(live_digest) && instances_written {
-        reasons.push(format!("instance overrides (tag {TAG_OVERRIDES})"));
+        reasons.push(OVERRIDES_REASON.to_string());
     }
     if d.administration_role_arn.is_some() && l.administration_role_arn != d.administration_role_arn
     {

@@ -9,6 +9,10 @@ use aws_sdk_cloudformation::operation::create_stack_instances::{
 use aws_sdk_cloudformation::operation::describe_stack_set_operation::DescribeStackSetOperationOutput;
 use aws_sdk_cloudformation::operation::list_stack_set_operation_results::ListStackSetOperationResultsOutput;
 use aws_sdk_cloudformation::operation::list_stack_set_operations::ListStackSetOperationsOutput;
+use aws_sdk_cloudformation::operation::update_stack_instances::{
+    UpdateStackInstancesError, UpdateStackInstancesOutput,
+};
+use aws_sdk_cloudformation::operation::update_stack_set::UpdateStackSetOutput;
 use aws_sdk_cloudformation::types::error::OperationInProgressException;
 use aws_sdk_cloudformation::types::{
     StackSetOperation, StackSetOperationResultStatus, StackSetOperationResultSummary,
@@ -922,4 +926,158 @@ async fn a_new_account_is_created_then_moved_from_the_root_into_its_unit() {
     assert_eq!(m.account_id(), Some("123456789012"));
     assert_eq!(m.source_parent_id(), Some("r-root"));
     assert_eq!(m.destination_parent_id(), Some("ou-root-ml"));
+}
+
+// ------------------------------------------------------------------ the overrides tag
+
+/// `base-dev` with one instance whose override changes: the set's overrides tag moves from
+/// `old` to `new`. `other_reasons` adds a template change to the set's update.
+fn overrides_moving(other_reasons: bool) -> (Desired, Plan) {
+    let acct = account(0);
+    let mut d = stack_set(
+        "base",
+        "dev",
+        OperationPreferences::default(),
+        vec![instance(&acct, REGION, &[("Size", "large")])],
+    );
+    d.tags
+        .insert("estate:overrides-sha256".into(), "new".into());
+    let reason = if other_reasons {
+        format!(
+            "changed: template; {}",
+            estate::plan::diff::OVERRIDES_REASON
+        )
+    } else {
+        format!("changed: {}", estate::plan::diff::OVERRIDES_REASON)
+    };
+    let changes = vec![
+        Change {
+            address: "stackSet:base-dev".into(),
+            resource_type: ResourceType::StackSet,
+            action: Action::Update,
+            environment: Some("dev".into()),
+            reason,
+            before: Some(
+                json!({"tags": {"estate:managed-by": "e", "estate:overrides-sha256": "old"}}),
+            ),
+            after: Some(json!({"tags": d.tags})),
+        },
+        Change {
+            address: format!("stackInstance:base-dev/{acct}/{REGION}"),
+            resource_type: ResourceType::StackInstance,
+            action: Action::Update,
+            environment: Some("dev".into()),
+            reason: "parameter overrides differ from live".into(),
+            before: Some(
+                json!({"account": acct, "region": REGION, "parameterOverrides": {"Size": "small"}}),
+            ),
+            after: Some(
+                json!({"account": acct, "region": REGION, "parameterOverrides": {"Size": "large"}}),
+            ),
+        },
+    ];
+    (desired(vec![d]), plan_of(&["dev"], changes))
+}
+
+type Calls = Arc<Mutex<Vec<String>>>;
+
+/// UpdateStackSet and UpdateStackInstances, recorded in order with what matters here.
+fn recording_updates(calls: &Calls, instances_fail: bool) -> (Rule, Rule) {
+    let (c1, c2) = (calls.clone(), calls.clone());
+    let set = mock!(Cfn::update_stack_set).then_compute_output(move |req| {
+        let tag = req
+            .tags()
+            .iter()
+            .find(|t| t.key() == Some("estate:overrides-sha256"))
+            .map_or("(none)", |t| t.value().unwrap_or_default());
+        c1.lock().unwrap().push(format!(
+            "UpdateStackSet tag={tag} accounts={:?} regions={:?}",
+            req.accounts(),
+            req.regions()
+        ));
+        UpdateStackSetOutput::builder()
+            .set_operation_id(req.operation_id().map(str::to_string))
+            .build()
+    });
+    let instances = if instances_fail {
+        mock!(Cfn::update_stack_instances).then_error(move || {
+            c2.lock().unwrap().push("UpdateStackInstances".into());
+            UpdateStackInstancesError::generic(meta("ValidationError", "stopped short"))
+        })
+    } else {
+        mock!(Cfn::update_stack_instances).then_compute_output(move |req| {
+            c2.lock().unwrap().push("UpdateStackInstances".into());
+            UpdateStackInstancesOutput::builder()
+                .set_operation_id(req.operation_id().map(str::to_string))
+                .build()
+        })
+    };
+    (set, instances)
+}
+
+#[tokio::test]
+async fn the_overrides_tag_is_written_only_after_the_instances_carry_the_overrides() {
+    let (desired, plan) = overrides_moving(false);
+    let calls = Calls::default();
+    let (set, instances) = recording_updates(&calls, false);
+    let aws = edge(&[&set, &instances, &succeeded_operations()]);
+
+    let report = apply::stack_sets(&aws, &plan, &desired, &options(), &apply::Silent).await;
+
+    assert_clean(&report);
+    // Only the tag moves: no UpdateStackSet before, one naming a single instance after.
+    assert_eq!(
+        *calls.lock().unwrap(),
+        [
+            "UpdateStackInstances".to_string(),
+            format!(
+                "UpdateStackSet tag=new accounts=[\"{}\"] regions=[\"{REGION}\"]",
+                account(0)
+            ),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn with_other_changes_the_set_update_keeps_the_old_tag_until_the_instances_are_done() {
+    let (desired, plan) = overrides_moving(true);
+    let calls = Calls::default();
+    let (set, instances) = recording_updates(&calls, false);
+    let aws = edge(&[&set, &instances, &succeeded_operations()]);
+
+    let report = apply::stack_sets(&aws, &plan, &desired, &options(), &apply::Silent).await;
+
+    assert_clean(&report);
+    assert_eq!(
+        *calls.lock().unwrap(),
+        [
+            "UpdateStackSet tag=old accounts=[] regions=[]".to_string(),
+            "UpdateStackInstances".to_string(),
+            format!(
+                "UpdateStackSet tag=new accounts=[\"{}\"] regions=[\"{REGION}\"]",
+                account(0)
+            ),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn an_apply_stopped_before_the_instances_leaves_the_old_tag_so_the_next_plan_looks() {
+    let (desired, plan) = overrides_moving(true);
+    let calls = Calls::default();
+    let (set, instances) = recording_updates(&calls, true);
+    let aws = edge(&[&set, &instances, &succeeded_operations()]);
+
+    let report = apply::stack_sets(&aws, &plan, &desired, &options(), &apply::Silent).await;
+
+    assert_eq!(report.failures.len(), 1, "{report:?}");
+    assert_eq!(
+        *calls.lock().unwrap(),
+        [
+            "UpdateStackSet tag=old accounts=[] regions=[]",
+            "UpdateStackInstances"
+        ],
+        "the new tag is never written while an instance lacks the overrides"
+    );
+    assert!(!report.done.contains(&"stackSet:base-dev".to_string()));
 }
