@@ -53,22 +53,32 @@ pub(crate) fn stop_on_signals() -> Stop {
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         #[cfg(unix)]
-        let term = async {
-            use tokio::signal::unix::{SignalKind, signal};
-            match signal(SignalKind::terminate()) {
-                Ok(mut s) => {
-                    s.recv().await;
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        for n in 0.. {
+            #[cfg(unix)]
+            let terminated = async {
+                match term.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
                 }
-                Err(_) => std::future::pending::<()>().await,
+            };
+            #[cfg(not(unix))]
+            let terminated = std::future::pending::<()>();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminated => {}
             }
-        };
-        #[cfg(not(unix))]
-        let term = std::future::pending::<()>();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term => {}
+            if n == 0 {
+                let _ = tx.send(true);
+            } else {
+                // A second signal means now: 128 + SIGINT, as shells report it.
+                eprintln!("interrupted again: stopping now");
+                std::process::exit(130);
+            }
         }
-        let _ = tx.send(true);
     });
     rx
 }
@@ -81,15 +91,24 @@ pub(crate) async fn stopped(mut stop: Stop) {
     }
 }
 
-/// The apply was stopped by a signal: AWS operations already started carry on.
+/// The apply was stopped by a signal; when it had started, its AWS operations carry on.
 #[derive(Debug, thiserror::Error)]
-#[error("interrupted; AWS operations already started continue; run estate apply again to converge")]
-pub(crate) struct Interrupted;
+#[error("{}", if *started {
+    "interrupted; AWS operations already started continue; run estate apply again to converge"
+} else {
+    "interrupted before anything was changed"
+})]
+pub(crate) struct Interrupted {
+    pub started: bool,
+}
 
 pub fn run(g: &Global, args: &Args) -> Result<i32> {
     let m = load_valid(g, &args.live.dir)?;
     let rt = runtime()?;
-    match rt.block_on(async { apply(g, args, &m, stop_on_signals()).await }) {
+    let result = rt.block_on(async { apply(g, args, &m, stop_on_signals()).await });
+    // A prompt interrupted by a signal leaves its stdin read running: do not wait for it.
+    rt.shutdown_background();
+    match result {
         Ok(applied) => {
             print_outcome(g, &applied)?;
             Ok(applied.code())
@@ -162,10 +181,121 @@ fn scope(m: &Manifest, named: &[String]) -> Result<(Vec<String>, Option<String>)
     Ok((envs, None))
 }
 
+/// What apply is about to do, once read, planned, checked and confirmed.
+struct Prepared {
+    aws: estate::aws::Aws,
+    live: estate::live::LiveState,
+    plan: Plan,
+    gate: Option<String>,
+}
+
 pub(crate) async fn apply(g: &Global, args: &Args, m: &Manifest, stop: Stop) -> Result<Applied> {
-    let aws = connect(m, &args.live).await?;
+    // Until the locks are held nothing has changed: a signal simply stops, prompt included.
+    let prepared = tokio::select! {
+        r = prepare(args, m) => r?,
+        _ = stopped(stop.clone()) => return Err(Interrupted { started: false }.into()),
+    };
+    let Prepared {
+        aws,
+        live,
+        plan,
+        gate,
+    } = match prepared {
+        Ok(p) => p,
+        Err(nothing) => return Ok(nothing),
+    };
     let read_opts = plan::read_options(m);
-    let live = estate::live::read::read(&aws, &read_opts).await?;
+
+    // Locks: the organization when it changes, and every environment that changes.
+    let mut scopes: Vec<String> = Vec::new();
+    if plan.changes.iter().any(|c| c.environment.is_none()) {
+        scopes.push("organization".into());
+    }
+    for e in &plan.environments {
+        if plan
+            .changes
+            .iter()
+            .any(|c| c.environment.as_ref() == Some(e))
+        {
+            scopes.push(e.clone());
+        }
+    }
+    let who = format!(
+        "{}@{} pid {}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+        hostname(),
+        std::process::id()
+    );
+    let mut locks = Vec::new();
+    for s in &scopes {
+        match Lock::acquire(&aws, &live.root_id, m.name(), s, &who).await {
+            Ok(l) => locks.push(l),
+            Err(e) => {
+                for l in locks {
+                    let _ = l.release().await;
+                }
+                return Err(Refusal(e.to_string()).into());
+            }
+        }
+    }
+
+    // Another apply may have finished between the read and the lock: act only on what was
+    // planned from, or stop.
+    let stale = match estate::live::read::read(&aws, &read_opts).await {
+        Ok(fresh) if fresh.fingerprint() == live.fingerprint() => None,
+        Ok(_) => Some(anyhow::Error::from(Refusal(
+            "live state changed while this apply was getting ready (another apply?); nothing was changed; run it again".into(),
+        ))),
+        Err(e) => Some(e.into()),
+    };
+    if let Some(e) = stale {
+        for l in locks {
+            let _ = l.release().await;
+        }
+        return Err(e);
+    }
+
+    let progress = reporter(g);
+    // Keep the locks fresh while working, so a long apply is never taken for a dead one.
+    let refresh = async {
+        loop {
+            tokio::time::sleep(estate::apply::lock::REFRESH_EVERY).await;
+            for l in &locks {
+                if let Err(e) = l.refresh(&who).await {
+                    tracing::warn!("could not refresh the apply lock: {e}");
+                }
+            }
+        }
+    };
+    let result = tokio::select! {
+        r = converge(&aws, m, &plan, &live, args, progress.as_ref()) => r,
+        _ = refresh => unreachable!("the refresh loop never ends"),
+        _ = stopped(stop.clone()) => Err(Interrupted { started: true }.into()),
+    };
+    for l in locks {
+        if let Err(e) = l.release().await {
+            eprintln!("warning: could not release the apply lock: {e}");
+        }
+    }
+    let report = result?;
+    if args.live.stats {
+        let stats = aws.stats().snapshot();
+        eprintln!("AWS API calls: {}", stats.values().sum::<u64>());
+        for (op, n) in &stats {
+            eprintln!("  {op:<48} {n}");
+        }
+    }
+    Ok(Applied {
+        report: Some(report),
+        gate,
+    })
+}
+
+/// Reads live state, plans, runs the refusals and asks for confirmation; `Err` carries the
+/// outcome when there is nothing to do.
+async fn prepare(args: &Args, m: &Manifest) -> Result<Result<Prepared, Applied>> {
+    let aws = connect(m, &args.live).await?;
+    let live = estate::live::read::read(&aws, &plan::read_options(m)).await?;
     let (envs, gate) = match &args.plan {
         Some(_) => (Vec::new(), None),
         None => scope(m, &args.live.envs)?,
@@ -216,81 +346,15 @@ pub(crate) async fn apply(g: &Global, args: &Args, m: &Manifest, stop: Stop) -> 
     protected_check(m, &plan, args.allow_delete)?;
 
     if plan.changes.is_empty() {
-        return Ok(Applied { report: None, gate });
+        return Ok(Err(Applied { report: None, gate }));
     }
-
-    confirm(&plan, args.auto_approve)?;
-    if *stop.borrow() {
-        return Err(Interrupted.into());
-    }
-
-    // Locks: the organization when it changes, and every environment that changes.
-    let mut scopes: Vec<String> = Vec::new();
-    if plan.changes.iter().any(|c| c.environment.is_none()) {
-        scopes.push("organization".into());
-    }
-    for e in &plan.environments {
-        if plan
-            .changes
-            .iter()
-            .any(|c| c.environment.as_ref() == Some(e))
-        {
-            scopes.push(e.clone());
-        }
-    }
-    let who = format!(
-        "{}@{} pid {}",
-        std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
-        hostname(),
-        std::process::id()
-    );
-    let mut locks = Vec::new();
-    for s in &scopes {
-        match Lock::acquire(&aws, &live.root_id, m.name(), s, &who).await {
-            Ok(l) => locks.push(l),
-            Err(e) => {
-                for l in locks {
-                    let _ = l.release().await;
-                }
-                return Err(Refusal(e.to_string()).into());
-            }
-        }
-    }
-
-    let progress = reporter(g);
-    // Keep the locks fresh while working, so a long apply is never taken for a dead one.
-    let refresh = async {
-        loop {
-            tokio::time::sleep(estate::apply::lock::REFRESH_EVERY).await;
-            for l in &locks {
-                if let Err(e) = l.refresh(&who).await {
-                    tracing::warn!("could not refresh the apply lock: {e}");
-                }
-            }
-        }
-    };
-    let result = tokio::select! {
-        r = converge(&aws, m, &plan, &live, args, progress.as_ref()) => r,
-        _ = refresh => unreachable!("the refresh loop never ends"),
-        _ = stopped(stop.clone()) => Err(Interrupted.into()),
-    };
-    for l in locks {
-        if let Err(e) = l.release().await {
-            eprintln!("warning: could not release the apply lock: {e}");
-        }
-    }
-    let report = result?;
-    if args.live.stats {
-        let stats = aws.stats().snapshot();
-        eprintln!("AWS API calls: {}", stats.values().sum::<u64>());
-        for (op, n) in &stats {
-            eprintln!("  {op:<48} {n}");
-        }
-    }
-    Ok(Applied {
-        report: Some(report),
+    confirm(&plan, args.auto_approve).await?;
+    Ok(Ok(Prepared {
+        aws,
+        live,
+        plan,
         gate,
-    })
+    }))
 }
 
 /// Organization first; then, with the ids it created now known, the stack sets.
@@ -414,7 +478,7 @@ fn protected_check(m: &Manifest, plan: &Plan, allow: bool) -> Result<()> {
 }
 
 /// Shows the plan and asks, at a terminal; without one, only --auto-approve proceeds.
-fn confirm(plan: &Plan, auto_approve: bool) -> Result<()> {
+async fn confirm(plan: &Plan, auto_approve: bool) -> Result<()> {
     if auto_approve {
         return Ok(());
     }
@@ -434,8 +498,12 @@ fn confirm(plan: &Plan, auto_approve: bool) -> Result<()> {
     );
     eprint!("{text}\nApply these changes? Only `yes` is accepted: ");
     std::io::stderr().flush()?;
-    let mut answer = String::new();
-    stdin.lock().read_line(&mut answer)?;
+    // Read off the async threads, so a signal can stop apply while it waits for an answer.
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut answer = String::new();
+        stdin.lock().read_line(&mut answer).map(|_| answer)
+    })
+    .await??;
     if answer.trim() != "yes" {
         bail!(Refusal("not confirmed; nothing was changed".into()));
     }

@@ -658,3 +658,53 @@ async fn at_a_terminal_apply_shows_the_plan_asks_and_draws_progress() {
         "log lines are for non-terminals: {shown}"
     );
 }
+
+#[tokio::test]
+async fn ctrl_c_at_the_prompt_stops_at_once_and_changes_nothing() {
+    use std::io::{Read, Write};
+    let account = management_account().await;
+    let dir = example_copy();
+    let bin = assert_cmd::cargo::cargo_bin("estate");
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &format!("{} apply .", bin.display()), "/dev/null"])
+        .envs(crate::cli::estate_env())
+        .envs(account.env())
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("util-linux `script` runs the binary on a pseudo-terminal");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut shown = String::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !shown.contains("Only `yes` is accepted") {
+        assert!(std::time::Instant::now() < deadline, "no prompt: {shown}");
+        if let Ok(chunk) = rx.recv_timeout(std::time::Duration::from_millis(100)) {
+            shown.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+    // Ctrl-C typed at the terminal: the line discipline sends SIGINT.
+    stdin.write_all(b"\x03").unwrap();
+    stdin.flush().unwrap();
+    let status = child.wait().unwrap();
+    while let Ok(chunk) = rx.recv_timeout(std::time::Duration::from_millis(500)) {
+        shown.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert_eq!(status.code(), Some(1), "{shown}");
+    assert!(
+        shown.contains("interrupted before anything was changed"),
+        "{shown}"
+    );
+    let (code, _, _) = run(&account, dir.path(), &["plan", ".", "--env", "dev"]);
+    assert_eq!(code, 2, "nothing was applied");
+}
