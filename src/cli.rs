@@ -402,6 +402,7 @@ fn plan(g: &Global, args: &LiveArgs, out: Option<&Path>, mode: Mode) -> Result<i
 fn show(g: &Global, args: &LiveArgs, out: Option<&Path>, mode: Mode, detect: bool) -> Result<i32> {
     let m = load_valid(g, &args.dir)?;
     let rt = runtime()?;
+    let mut failed_detections = std::collections::BTreeMap::new();
     let (plan, aws) = rt.block_on(async {
         let aws = connect(&m, args).await?;
         let opts = estate::plan::read_options(&m);
@@ -420,14 +421,16 @@ fn show(g: &Global, args: &LiveArgs, out: Option<&Path>, mode: Mode, detect: boo
                 .map(|(name, _)| name.clone())
                 .collect();
             let region = &m.estate.spec.home_region;
-            let operations =
+            let detections =
                 estate::live::drift::detect(&aws, region, &names, crate::apply_cmd::polling())
                     .await?;
-            if !operations.is_empty() {
+            if !detections.operations.is_empty() {
                 // The detections' results: drift status per instance, then its resources.
                 live = estate::live::read::read(&aws, &opts).await?;
-                estate::live::drift::resources(&aws, region, &mut live, &operations).await?;
+                estate::live::drift::resources(&aws, region, &mut live, &detections.operations)
+                    .await?;
             }
+            failed_detections = detections.failed;
         }
         let plan = estate::plan::make(&m, &live, &args.envs)?;
         anyhow::Ok((plan, aws))
@@ -472,6 +475,13 @@ fn show(g: &Global, args: &LiveArgs, out: Option<&Path>, mode: Mode, detect: boo
         for (op, n) in &stats {
             eprintln!("  {op:<48} {n}");
         }
+    }
+    // The report is printed whole; a stack set that could not be checked makes it incomplete.
+    for (set, why) in &failed_detections {
+        eprintln!("error: resource drift of {set} is unknown: {why}");
+    }
+    if !failed_detections.is_empty() {
+        return Ok(exit::ERROR);
     }
     let drift = mode == Mode::Drift && !plan.findings.is_empty();
     Ok(if !plan.changes.is_empty() || drift {

@@ -5,8 +5,11 @@
 use super::{LiveState, ResourceDrift};
 use crate::apply::{ApplyError, Backoff, Polling};
 use crate::aws::{Aws, AwsError};
-use aws_sdk_cloudformation::types::{StackResourceDriftStatus, StackSetOperationStatus};
-use futures::{StreamExt, TryStreamExt};
+use aws_sdk_cloudformation::types::{
+    RegionConcurrencyType, StackResourceDriftStatus, StackSetOperationPreferences,
+    StackSetOperationStatus,
+};
+use futures::StreamExt;
 use std::collections::BTreeMap;
 use thiserror::Error;
 
@@ -27,21 +30,46 @@ pub enum DriftError {
 /// Stack sets checked at once: each is one AWS operation; AWS runs one per stack set.
 const CONCURRENCY: usize = 8;
 
-/// Runs drift detection on each stack set and waits for it; the operation id of each.
+/// What a round of detections came to.
+#[derive(Debug, Default)]
+pub struct Detections {
+    /// The detection operation of each stack set it succeeded for.
+    pub operations: BTreeMap<String, String>,
+    /// Stack sets whose detection did not succeed, and why: reported, never fatal to the rest.
+    pub failed: BTreeMap<String, String>,
+}
+
+/// Runs drift detection on each stack set and waits for it. A detection that fails (an
+/// instance that cannot be checked, a stopped operation) is reported for its stack set; an
+/// error reaching AWS at all fails the whole round.
 pub async fn detect(
     aws: &Aws,
     region: &str,
     names: &[String],
     polling: Polling,
-) -> Result<BTreeMap<String, String>, DriftError> {
-    futures::stream::iter(names.iter().cloned())
-        .map(|name| async move {
-            let op = detect_one(aws, region, &name, polling).await?;
-            Ok::<_, DriftError>((name, op))
-        })
-        .buffer_unordered(CONCURRENCY)
-        .try_collect()
-        .await
+) -> Result<Detections, DriftError> {
+    let results: Vec<(String, Result<String, DriftError>)> =
+        futures::stream::iter(names.iter().cloned())
+            .map(|name| async move {
+                let op = detect_one(aws, region, &name, polling).await;
+                (name, op)
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+    let mut out = Detections::default();
+    for (name, result) in results {
+        match result {
+            Ok(op) => {
+                out.operations.insert(name, op);
+            }
+            Err(e @ DriftError::Failed { .. }) => {
+                out.failed.insert(name, e.to_string());
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
 }
 
 async fn detect_one(
@@ -54,9 +82,17 @@ async fn detect_one(
     let mut wait = Backoff::new(polling);
     // Another operation (an apply, another detection) may be running: AWS runs one at a time.
     let op = loop {
+        // Detection changes nothing: every account at once, and an instance that cannot be
+        // checked must not stop the others being checked.
+        let preferences = StackSetOperationPreferences::builder()
+            .max_concurrent_percentage(100)
+            .failure_tolerance_percentage(100)
+            .region_concurrency_type(RegionConcurrencyType::Parallel)
+            .build();
         match cfn
             .detect_stack_set_drift()
             .stack_set_name(name)
+            .operation_preferences(preferences)
             .send()
             .await
         {

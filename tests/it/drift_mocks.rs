@@ -17,7 +17,7 @@ use aws_smithy_mocks::{Rule, RuleMode, mock};
 use aws_smithy_types::error::ErrorMetadata;
 use estate::apply::Polling;
 use estate::aws::Aws;
-use estate::live::drift::{self, DriftError};
+use estate::live::drift;
 use estate::live::{InstanceDrift, LiveInstance, LiveStackSet, LiveState};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -92,7 +92,8 @@ async fn detection_waits_behind_a_running_operation_then_polls_to_succeeded() {
 
     let ops = drift::detect(&aws, "us-east-1", &["role-staging".into()], fast())
         .await
-        .unwrap();
+        .unwrap()
+        .operations;
 
     assert_eq!(
         ops,
@@ -103,33 +104,58 @@ async fn detection_waits_behind_a_running_operation_then_polls_to_succeeded() {
 }
 
 #[tokio::test]
-async fn a_failed_detection_is_an_error_with_aws_reason() {
-    let detect = mock!(Cfn::detect_stack_set_drift).then_output(|| {
-        DetectStackSetDriftOutput::builder()
-            .operation_id("drift-op-1")
-            .build()
-    });
-    let describe = mock!(Cfn::describe_stack_set_operation).then_output(|| {
-        DescribeStackSetOperationOutput::builder()
-            .stack_set_operation(
-                StackSetOperation::builder()
-                    .operation_id("drift-op-1")
-                    .status(StackSetOperationStatus::Failed)
-                    .status_reason("Account 444444444444 should have 'AWSCloudFormationStackSetExecutionRole' role")
-                    .build(),
-            )
-            .build()
-    });
-    let aws = edge(&[&detect, &describe]);
+async fn a_failed_detection_is_reported_for_its_stack_set_with_aws_reason() {
+    // Detection changes nothing, so it runs everywhere at once and tolerates failures.
+    let detect = mock!(Cfn::detect_stack_set_drift)
+        .match_requests(|r| {
+            let p = r.operation_preferences();
+            p.and_then(|p| p.failure_tolerance_percentage()) == Some(100)
+                && p.and_then(|p| p.max_concurrent_percentage()) == Some(100)
+        })
+        .then_compute_output(|r| {
+            DetectStackSetDriftOutput::builder()
+                .operation_id(if r.stack_set_name() == Some("role-staging") {
+                    "drift-op-1"
+                } else {
+                    "drift-op-2"
+                })
+                .build()
+        });
+    let ok = mock!(Cfn::describe_stack_set_operation)
+        .match_requests(|r| r.operation_id() == Some("drift-op-2"))
+        .then_output(|| operation(StackSetOperationStatus::Succeeded));
+    let failed = mock!(Cfn::describe_stack_set_operation)
+        .match_requests(|r| r.operation_id() == Some("drift-op-1"))
+        .then_output(|| {
+            DescribeStackSetOperationOutput::builder()
+                .stack_set_operation(
+                    StackSetOperation::builder()
+                        .operation_id("drift-op-1")
+                        .status(StackSetOperationStatus::Failed)
+                        .status_reason("Account 444444444444 should have 'AWSCloudFormationStackSetExecutionRole' role")
+                        .build(),
+                )
+                .build()
+        });
+    let aws = edge(&[&detect, &ok, &failed]);
 
-    let err = drift::detect(&aws, "us-east-1", &["role-staging".into()], fast())
-        .await
-        .unwrap_err();
+    let detections = drift::detect(
+        &aws,
+        "us-east-1",
+        &["role-staging".into(), "role-production".into()],
+        fast(),
+    )
+    .await
+    .unwrap();
 
-    assert!(matches!(err, DriftError::Failed { .. }), "{err:?}");
+    // Reported for its stack set; the other is still checked.
     assert_eq!(
-        err.to_string(),
+        detections.failed["role-staging"],
         "drift detection of stack set role-staging ended FAILED: Account 444444444444 should have 'AWSCloudFormationStackSetExecutionRole' role"
+    );
+    assert_eq!(
+        detections.operations,
+        BTreeMap::from([("role-production".to_string(), "drift-op-2".to_string())])
     );
 }
 
