@@ -93,7 +93,15 @@ pub async fn portfolios(
             .service_principal(SERVICE_PRINCIPAL)
             .send()
             .await
-            .map_err(|e| AwsError::call("Organizations.RegisterDelegatedAdministrator", e))?;
+            .map(|_| ())
+            .or_else(|e| {
+                let e = AwsError::call("Organizations.RegisterDelegatedAdministrator", e);
+                // Registered meanwhile (another apply, or by hand): what was wanted.
+                match e.code() {
+                    Some("AccountAlreadyRegisteredException") => Ok(()),
+                    _ => Err(e),
+                }
+            })?;
         done.push(c.address.clone());
     }
     let mut names: Vec<&str> = Vec::new();
@@ -187,9 +195,14 @@ async fn apply_portfolio(
                     .build(),
             );
         }
-        req.send()
+        let out = req
+            .send()
             .await
             .map_err(sc_err("ServiceCatalog.DeletePortfolioShare"))?;
+        // Unsharing an organization node runs asynchronously too.
+        if let Some(token) = out.portfolio_share_token() {
+            wait_share(&sc, token, &c.address, polling, progress).await?;
+        }
         done.push(c.address.clone());
     }
     for c in hub_deletes {
@@ -248,7 +261,7 @@ async fn apply_portfolio(
         started(c, "DeletePortfolio, after everything attached to it".into());
         let owner_sc = edge_for(aws, live, &owner).await?.servicecatalog(region);
         if let Some(l) = live.portfolios.iter().find(|p| p.id == pid) {
-            teardown(&owner_sc, l).await?;
+            teardown(&owner_sc, l, &c.address, polling, progress).await?;
         }
         owner_sc
             .delete_portfolio()
@@ -668,6 +681,9 @@ async fn disassociate(
 async fn teardown(
     sc: &aws_sdk_servicecatalog::Client,
     l: &crate::live::catalog::LivePortfolio,
+    address: &str,
+    polling: Polling,
+    progress: &dyn Progress,
 ) -> Result<(), ApplyError> {
     for account in &l.shared_accounts {
         sc.delete_portfolio_share()
@@ -678,7 +694,8 @@ async fn teardown(
             .map_err(sc_err("ServiceCatalog.DeletePortfolioShare"))?;
     }
     for unit in &l.shared_units {
-        sc.delete_portfolio_share()
+        let out = sc
+            .delete_portfolio_share()
             .portfolio_id(&l.id)
             .organization_node(
                 OrganizationNode::builder()
@@ -689,6 +706,10 @@ async fn teardown(
             .send()
             .await
             .map_err(sc_err("ServiceCatalog.DeletePortfolioShare"))?;
+        // DeletePortfolio refuses a portfolio whose unshare is still running.
+        if let Some(token) = out.portfolio_share_token() {
+            wait_share(sc, token, address, polling, progress).await?;
+        }
     }
     for arn in &l.principals {
         sc.disassociate_principal_from_portfolio()
@@ -720,7 +741,10 @@ async fn teardown(
             .send()
             .await
             .map_err(sc_err("ServiceCatalog.DisassociateProductFromPortfolio"))?;
-        if p.tags.contains_key(crate::live::catalog::TAG_PRODUCT) {
+        // Only this estate's own products: another's may sit in the same portfolio.
+        if p.tags.contains_key(TAG_PRODUCT)
+            && p.tags.get(crate::live::TAG_MANAGED_BY) == l.tags.get(crate::live::TAG_MANAGED_BY)
+        {
             sc.delete_product()
                 .id(&p.id)
                 .send()

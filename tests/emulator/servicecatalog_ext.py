@@ -53,8 +53,8 @@ Deviations from AWS (deliberate, or AWS's behaviour is not documented):
   portfolio, plus the owner's products; SharePrincipals/ShareTagOptions are reported, not
   propagated; DescribePortfolio of an imported portfolio has no Tags or TagOptions.
   DescribeProductAsAdmin, ListProvisioningArtifacts and tag options see local products only.
-- Organization-node shares complete at once: DescribePortfolioShareStatus answers COMPLETED,
-  listing the accounts under the node as SuccessfulShares (AWS: NOT_STARTED and IN_PROGRESS
+- Organization-node shares and unshares complete at once: DescribePortfolioShareStatus answers
+  COMPLETED (for a share, listing the accounts under the node as SuccessfulShares) (AWS: NOT_STARTED and IN_PROGRESS
   first; the smithy-mock tests cover those).
 - Organization-node shares count as imported without acceptance (Accepted is always true, as
   AWS documents); ListAcceptedPortfolioShares(AWS_ORGANIZATIONS) lists the ones accepted with
@@ -162,6 +162,9 @@ class Catalog:
     accepted: dict[str, str] = field(default_factory=dict)
     # (portfolio id, "ACCOUNT_SHARE" or node type, recipient) -> ShareTagOptions, SharePrincipals
     share_flags: dict[tuple[str, str, str], dict[str, bool]] = field(default_factory=dict)
+    # token of an organization-node share removed by DeletePortfolioShare -> (portfolio id,
+    # node value): DescribePortfolioShareStatus still answers for it, as AWS does
+    unshared: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 CATALOGS: dict[tuple[str, str], Catalog] = {}
@@ -931,6 +934,7 @@ def delete_portfolio_share(call: Call) -> dict[str, Any]:
         if token is None:
             raise not_found(f"Portfolio {portfolio.id} is not shared with {kind} {recipient}.")
         call.backend.portfolio_share_tokens[portfolio.id].remove(token)
+        call.catalog.unshared[token] = (portfolio.id, recipient)
     call.catalog.share_flags.pop((portfolio.id, kind, recipient), None)
     return {"PortfolioShareToken": token} if token else {}
 
@@ -984,6 +988,15 @@ def describe_portfolio_share_status(call: Call) -> dict[str, Any]:
                 "Status": "COMPLETED",
                 "ShareDetails": {"SuccessfulShares": sorted(accounts), "ShareErrors": []},
             }
+    if token in call.catalog.unshared:
+        portfolio_id, value = call.catalog.unshared[token]
+        return {
+            "PortfolioShareToken": token,
+            "PortfolioId": portfolio_id,
+            "OrganizationNodeValue": value,
+            "Status": "COMPLETED",
+            "ShareDetails": {"SuccessfulShares": [], "ShareErrors": []},
+        }
     raise not_found(f"Portfolio share token {token} not found.")
 
 

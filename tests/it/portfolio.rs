@@ -833,4 +833,34 @@ async fn a_member_hub_shares_with_a_unit_as_delegated_administrator() {
         .filter_map(|s| s.principal_id())
         .collect();
     assert_eq!(shared, [data_science]);
+
+    // The unit leaves shareWith: unshared (asynchronously, waited for), and converged.
+    edit(
+        dir.path(),
+        "portfolios.yaml",
+        "shareWith: {accounts: [data-science], units: [/ml/data-science]}",
+        "shareWith: {accounts: [data-science]}",
+    );
+    let (code, plan) = json_of(&account, dir.path(), "plan");
+    assert_eq!(code, 2);
+    let planned: Vec<(&str, &str)> = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["address"].as_str().unwrap(),
+                c["action"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let unshare = format!("share:data-scientists/unit/{data_science}");
+    assert_eq!(planned, [(unshare.as_str(), "delete")]);
+    let (code, out, err) = apply(&account, dir.path(), &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("share COMPLETED"),
+        "the unshare was waited for: {err}"
+    );
+    assert_converged(&account, dir.path());
 }
