@@ -744,6 +744,18 @@ fn check_portfolio(p: &Doc<PortfolioSpec>, names: &Names, diags: &mut Diagnostic
         );
     }
     check_targets(p, "/spec/shareWith", &spec.share_with, names, diags);
+    for (i, u) in spec.share_with.units.iter().enumerate() {
+        // AWS shares with the whole organization as its own node type (ORGANIZATION, by
+        // organization id), which estate does not manage.
+        if u == "/" {
+            diags.error(
+                "estate::share",
+                &p.file,
+                p.span(&format!("/spec/shareWith/units/{i}")),
+                "sharing with the organization root `/` is not supported; list the units to share with",
+            );
+        }
+    }
     for (i, a) in spec.share_with.accounts.iter().enumerate() {
         if a == &spec.account {
             diags.error(
