@@ -79,6 +79,9 @@ struct Cycle {
     applied: usize,
     /// What a reader should know: the failure, the refusal, a manual gate.
     message: Option<String>,
+    /// Set when the fetch failed and the tick converged to the last fetched commit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fetch_error: Option<String>,
 }
 
 pub fn reconcile(g: &Global, args: &ReconcileArgs) -> Result<i32> {
@@ -103,9 +106,16 @@ pub fn reconcile(g: &Global, args: &ReconcileArgs) -> Result<i32> {
     let rt = runtime()?;
     rt.block_on(async {
         let stop = stop_on_signals();
+        let mut first = true;
         loop {
             let cycle = cycle(g, args, &workdir, stop.clone()).await;
             report(g, &cycle)?;
+            // A branch that cannot be found at all on the first tick is a mistake in how the
+            // loop was started (a typo in --branch): say so now rather than every tick.
+            if first && cycle.commit.is_none() && cycle.outcome == Outcome::Error {
+                return Ok(exit::ERROR);
+            }
+            first = false;
             if args.once {
                 return Ok(if cycle.outcome.ok() {
                     exit::OK
@@ -148,7 +158,16 @@ fn report(g: &Global, c: &Cycle) -> Result<()> {
                 .as_deref()
                 .map(|m| format!(": {m}"))
                 .unwrap_or_default();
-            writeln!(out, "reconcile {} {commit}: {what}{message}", c.branch)?;
+            let fetch = c
+                .fetch_error
+                .as_deref()
+                .map(|f| format!(" ({f}; the last fetched commit was used)"))
+                .unwrap_or_default();
+            writeln!(
+                out,
+                "reconcile {} {commit}: {what}{message}{fetch}",
+                c.branch
+            )?;
         }
     }
     out.flush()?;
@@ -167,17 +186,31 @@ async fn cycle(g: &Global, args: &ReconcileArgs, workdir: &Path, stop: Stop) -> 
         outcome: Outcome::Error,
         applied: 0,
         message: None,
+        fetch_error: None,
     };
+    // A fetch that fails (the remote is down) does not stop convergence: the last fetched
+    // commit is still what was merged, so drift is still healed; the reader is told.
+    let mut fetch_failed = None;
     if let Some(remote) = &args.remote {
-        if let Err(e) = fetch(workdir, remote, &args.branch).await {
-            c.message = Some(format!("{e:#}"));
-            return c;
+        let fetched = tokio::select! {
+            r = fetch(workdir, remote, &args.branch) => r,
+            _ = stopped(stop.clone()) => {
+                c.outcome = Outcome::Interrupted;
+                return c;
+            }
+        };
+        if let Err(e) = fetched {
+            fetch_failed = Some(format!("{e:#}"));
+            c.fetch_error = fetch_failed.clone();
         }
     }
     let commit = match head_of(&args.live.dir, &args.branch, args.remote.as_deref()) {
         Ok(commit) => commit,
         Err(e) => {
-            c.message = Some(format!("{e:#}"));
+            c.message = Some(match fetch_failed {
+                Some(f) => format!("{f}; {e:#}"),
+                None => format!("{e:#}"),
+            });
             return c;
         }
     };
@@ -259,6 +292,8 @@ async fn fetch(workdir: &Path, remote: &str, branch: &str) -> Result<()> {
         .arg(workdir)
         .args(["fetch", "--quiet", "--no-tags", remote, &refspec])
         .env("GIT_TERMINAL_PROMPT", "0")
+        // Stopping the loop must not leave a hung fetch behind.
+        .kill_on_drop(true)
         .output()
         .await
         .context("running git (is it installed?)")?;
@@ -350,11 +385,15 @@ pub fn watch(g: &Global, args: &WatchArgs) -> Result<i32> {
                         continue;
                     };
                     let parent = std::fs::canonicalize(&parent).unwrap_or(parent);
-                    if !parent.starts_with(&dir) && watched.insert(parent.clone()) {
-                        if let Err(e) = watcher.watch(&parent, notify::RecursiveMode::NonRecursive)
-                        {
-                            tracing::warn!("cannot watch {}: {e}", parent.display());
+                    if parent.starts_with(&dir) || watched.contains(&parent) {
+                        continue;
+                    }
+                    // Recorded only once watched: a folder that cannot be yet is tried again.
+                    match watcher.watch(&parent, notify::RecursiveMode::NonRecursive) {
+                        Ok(()) => {
+                            watched.insert(parent);
                         }
+                        Err(e) => tracing::warn!("cannot watch {}: {e}", parent.display()),
                     }
                 }
             }
@@ -366,7 +405,7 @@ pub fn watch(g: &Global, args: &WatchArgs) -> Result<i32> {
             loop {
                 tokio::select! {
                     e = rx.recv() => match e {
-                        Some(Ok(event)) => changed.extend(relevant(&event)),
+                        Some(Ok(event)) => changed.extend(relevant(&event, &dir)),
                         Some(Err(e)) => tracing::warn!("file watcher: {e}"),
                         None => bail!("the file watcher stopped"),
                     },
@@ -376,12 +415,18 @@ pub fn watch(g: &Global, args: &WatchArgs) -> Result<i32> {
                     break;
                 }
             }
+            // Only relevant events extend the wait: reads and build churn must not hold it off.
+            let mut quiet_until = tokio::time::Instant::now() + args.debounce;
             loop {
                 tokio::select! {
                     e = rx.recv() => if let Some(Ok(event)) = e {
-                        changed.extend(relevant(&event));
+                        let more = relevant(&event, &dir);
+                        if !more.is_empty() {
+                            changed.extend(more);
+                            quiet_until = tokio::time::Instant::now() + args.debounce;
+                        }
                     },
-                    _ = tokio::time::sleep(args.debounce) => break,
+                    _ = tokio::time::sleep_until(quiet_until) => break,
                     _ = stopped(stop.clone()) => return Ok(exit::OK),
                 }
             }
@@ -389,8 +434,9 @@ pub fn watch(g: &Global, args: &WatchArgs) -> Result<i32> {
     })
 }
 
-/// The files an event touched that can change the plan: not reads, not VCS or build output.
-fn relevant(event: &notify::Event) -> Vec<PathBuf> {
+/// The files an event touched that can change the plan: not reads, not VCS or build output
+/// under the manifest folder, not editors' swap, backup and probe files.
+fn relevant(event: &notify::Event, dir: &Path) -> Vec<PathBuf> {
     use notify::EventKind;
     if !matches!(
         event.kind,
@@ -402,8 +448,22 @@ fn relevant(event: &notify::Event) -> Vec<PathBuf> {
         .paths
         .iter()
         .filter(|p| {
-            !p.components()
-                .any(|c| matches!(c.as_os_str().to_str(), Some(".git" | "target" | ".venv")))
+            // Folders above the manifest may have any name (`~/target/infra` is fine).
+            let inside = p.strip_prefix(dir).unwrap_or(p);
+            let generated = inside
+                .components()
+                .any(|c| matches!(c.as_os_str().to_str(), Some(".git" | "target" | ".venv")));
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default();
+            let scratch = name.starts_with('.')
+                || name.ends_with('~')
+                || name.ends_with(".swp")
+                || name.ends_with(".swx")
+                || name.ends_with(".tmp")
+                || (!name.is_empty() && name.bytes().all(|b| b.is_ascii_digit()));
+            !generated && !scratch
         })
         .cloned()
         .collect()
@@ -462,4 +522,56 @@ async fn round(g: &Global, live: &LiveArgs) -> Option<Manifest> {
         Err(e) => eprintln!("error: {e:#}"),
     }
     Some(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{AccessKind, CreateKind, EventKind, ModifyKind};
+
+    fn event(kind: EventKind, paths: &[&str]) -> notify::Event {
+        let mut e = notify::Event::new(kind);
+        for p in paths {
+            e = e.add_path(PathBuf::from(p));
+        }
+        e
+    }
+
+    #[test]
+    fn only_changes_to_real_files_count() {
+        let dir = Path::new("/home/me/target/platform");
+        let modify = EventKind::Modify(ModifyKind::Any);
+        let got = relevant(
+            &event(
+                modify,
+                &[
+                    "/home/me/target/platform/stacksets.yaml",
+                    "/home/me/target/platform/.stacksets.yaml.swp",
+                    "/home/me/target/platform/stacksets.yaml~",
+                    "/home/me/target/platform/4913",
+                    "/home/me/target/platform/.git/index",
+                    "/home/me/target/platform/target/debug/x",
+                    "/home/me/templates/role.yaml",
+                ],
+            ),
+            dir,
+        );
+        assert_eq!(
+            got,
+            [
+                PathBuf::from("/home/me/target/platform/stacksets.yaml"),
+                PathBuf::from("/home/me/templates/role.yaml"),
+            ]
+        );
+        let read = event(
+            EventKind::Access(AccessKind::Any),
+            &["/home/me/target/platform/stacksets.yaml"],
+        );
+        assert!(relevant(&read, dir).is_empty());
+        let created = event(
+            EventKind::Create(CreateKind::File),
+            &["/home/me/target/platform/new.yaml"],
+        );
+        assert_eq!(relevant(&created, dir).len(), 1);
+    }
 }

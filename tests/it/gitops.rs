@@ -198,6 +198,44 @@ async fn reconcile_follows_the_remote_branch_commit_by_commit() {
         ["dev", "extra"],
         "the unit the invalid commit drops is still there"
     );
+
+    // The remote goes away: the tick converges to the last fetched commit and says why.
+    std::fs::rename(
+        repos.root.path().join("origin.git"),
+        repos.root.path().join("moved.git"),
+    )
+    .unwrap();
+    let (code, cycle, err) = once(&account, &repos);
+    assert_eq!(cycle["commit"], third.as_str(), "{cycle}{err}");
+    assert!(
+        cycle["fetchError"]
+            .as_str()
+            .is_some_and(|e| e.contains("git fetch origin main")),
+        "{cycle}"
+    );
+    assert_eq!(code, 1, "the last fetched commit is still the invalid one");
+}
+
+#[tokio::test]
+async fn a_branch_that_does_not_exist_stops_the_loop_at_once() {
+    let account = management_account().await;
+    let repos = Repos::new(&["/ml", "/ml/dev"]);
+    let (code, out, err) = run(
+        &account,
+        &repos.deploy(),
+        &[
+            "reconcile",
+            ".",
+            "--remote",
+            "origin",
+            "--branch",
+            "mian",
+            "--interval",
+            "1s",
+        ],
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("reconcile origin/mian -: error"), "{out}");
 }
 
 /// The child's stdout lines, as they come.
