@@ -181,8 +181,16 @@ fn every_field_the_loader_accepts_is_in_the_schema_and_kept() {
         8,
         "every kind; two environments and two stack sets"
     );
+    // The published schema itself, as an editor applies it, accepts every document written,
+    // and refuses any field it does not define.
+    let published: serde_json::Value = serde_json::from_str(schema::PUBLISHED).unwrap();
+    let editor = jsonschema::validator_for(&published).unwrap();
     let mut written = std::collections::BTreeSet::new();
     for (value, node) in typed {
+        let mut document = node.to_json();
+        assert!(editor.is_valid(&document), "{document}");
+        document["spec"]["notAField"] = serde_json::json!(true);
+        assert!(!editor.is_valid(&document), "unknown fields are refused");
         let spec = node.get("spec").unwrap().to_json();
         let mut paths = Vec::new();
         leaf_paths(&spec, String::new(), &mut paths);
