@@ -247,11 +247,23 @@ async fn apply_portfolio(
             .send()
             .await
             .map_err(sc_err("ServiceCatalog.DisassociateProductFromPortfolio"))?;
-        sc.delete_product()
-            .id(&id)
-            .send()
-            .await
-            .map_err(sc_err("ServiceCatalog.DeleteProduct"))?;
+        if let Err(e) = sc.delete_product().id(&id).send().await {
+            // Out of the portfolio, the product would be out of sight of the next plan (read
+            // per portfolio): put it back so the delete is planned and tried again.
+            let back = sc
+                .associate_product_with_portfolio()
+                .product_id(&id)
+                .portfolio_id(&pid)
+                .send()
+                .await;
+            if let Err(again) = back {
+                tracing::warn!(
+                    "product {id} could not be put back in portfolio {pid}: {}",
+                    AwsError::call("ServiceCatalog.AssociateProductWithPortfolio", again)
+                );
+            }
+            return Err(AwsError::call("ServiceCatalog.DeleteProduct", e).into());
+        }
         done.push(c.address.clone());
     }
     if let Some(c) = of(ResourceType::Portfolio, Action::Delete).first() {

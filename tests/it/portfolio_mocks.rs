@@ -903,3 +903,41 @@ async fn deletes_run_in_reverse_apply_order_recipient_principals_shares_then_hub
         ]
     );
 }
+
+#[tokio::test]
+async fn a_product_that_cannot_be_deleted_is_put_back_in_its_portfolio() {
+    let mut d = desired();
+    d.products.clear();
+    let live = live();
+    let (changes, _) = estate::plan::catalog::diff(std::slice::from_ref(&d), &live, "e", true);
+    let plan = Plan {
+        summary: Plan::summarize(&changes),
+        changes,
+        ..plan(&desired(), &self::live(), &[])
+    };
+    let disassociate = mock!(Sc::disassociate_product_from_portfolio)
+        .then_output(|| DisassociateProductFromPortfolioOutput::builder().build());
+    let message = "Product has provisioned products; terminate them first.";
+    let delete = mock!(Sc::delete_product).then_error(move || {
+        aws_sdk_servicecatalog::operation::delete_product::DeleteProductError::generic(meta(
+            "ResourceInUseException",
+            message,
+        ))
+    });
+    let back = mock!(Sc::associate_product_with_portfolio)
+        .match_requests(|r| r.product_id() == Some(PRODUCT) && r.portfolio_id() == Some(PORTFOLIO))
+        .then_output(|| {
+            aws_sdk_servicecatalog::operation::associate_product_with_portfolio::AssociateProductWithPortfolioOutput::builder().build()
+        });
+    let aws = edge(&[&disassociate, &delete, &back]);
+
+    let err = apply_catalog(&aws, &plan, &d, &live, fast())
+        .await
+        .unwrap_err();
+
+    assert_eq!(
+        err.to_string(),
+        format!("ServiceCatalog.DeleteProduct: ResourceInUseException: {message}")
+    );
+    assert_eq!(back.num_calls(), 1, "the next plan must still see it");
+}
