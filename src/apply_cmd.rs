@@ -91,6 +91,28 @@ pub(crate) async fn stopped(mut stop: Stop) {
     }
 }
 
+/// Changes carried out before an apply failed or was stopped (the error's context).
+#[derive(Debug, thiserror::Error)]
+#[error("{done} change{} applied before this", if *done == 1 { "" } else { "s" })]
+pub(crate) struct PartlyApplied {
+    pub done: usize,
+}
+
+/// Passes events on and counts the changes done.
+struct Counting {
+    inner: Box<dyn Progress>,
+    done: std::sync::atomic::AtomicUsize,
+}
+
+impl Progress for Counting {
+    fn event(&self, e: Event) {
+        if matches!(e, Event::Done { .. }) {
+            self.done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.inner.event(e);
+    }
+}
+
 /// The apply was stopped by a signal; when it had started, its AWS operations carry on.
 #[derive(Debug, thiserror::Error)]
 #[error("{}", if *started {
@@ -255,7 +277,10 @@ pub(crate) async fn apply(g: &Global, args: &Args, m: &Manifest, stop: Stop) -> 
         return Err(e);
     }
 
-    let progress = reporter(g);
+    let progress = Counting {
+        inner: reporter(g),
+        done: std::sync::atomic::AtomicUsize::new(0),
+    };
     // Keep the locks fresh while working, so a long apply is never taken for a dead one.
     let refresh = async {
         loop {
@@ -268,7 +293,7 @@ pub(crate) async fn apply(g: &Global, args: &Args, m: &Manifest, stop: Stop) -> 
         }
     };
     let result = tokio::select! {
-        r = converge(&aws, m, &plan, &live, args, progress.as_ref()) => r,
+        r = converge(&aws, m, &plan, &live, args, &progress) => r,
         _ = refresh => unreachable!("the refresh loop never ends"),
         _ = stopped(stop.clone()) => Err(Interrupted { started: true }.into()),
     };
@@ -277,7 +302,14 @@ pub(crate) async fn apply(g: &Global, args: &Args, m: &Manifest, stop: Stop) -> 
             eprintln!("warning: could not release the apply lock: {e}");
         }
     }
-    let report = result?;
+    // A failure part-way says how much had been done: the reader must know live moved.
+    let report =
+        result.map_err(
+            |e| match progress.done.load(std::sync::atomic::Ordering::Relaxed) {
+                0 => e,
+                done => e.context(PartlyApplied { done }),
+            },
+        )?;
     if args.live.stats {
         let stats = aws.stats().snapshot();
         eprintln!("AWS API calls: {}", stats.values().sum::<u64>());

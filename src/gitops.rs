@@ -270,6 +270,9 @@ async fn cycle(g: &Global, args: &ReconcileArgs, workdir: &Path, stop: Stop) -> 
             }
         }
         Err(e) => {
+            c.applied = e
+                .downcast_ref::<apply_cmd::PartlyApplied>()
+                .map_or(0, |p| p.done);
             c.outcome = if e.downcast_ref::<Refusal>().is_some() {
                 Outcome::Refused
             } else if e.downcast_ref::<Interrupted>().is_some() {

@@ -708,3 +708,59 @@ async fn ctrl_c_at_the_prompt_stops_at_once_and_changes_nothing() {
     let (code, _, _) = run(&account, dir.path(), &["plan", ".", "--env", "dev"]);
     assert_eq!(code, 2, "nothing was applied");
 }
+
+/// SIGTERM mid-way (a CI job cancelled, a pod stopped): apply stops cleanly, says how much it
+/// had done, and releases its locks, so the next apply needs no wait for a stale lock.
+#[tokio::test]
+async fn sigterm_mid_way_stops_cleanly_says_what_was_done_and_releases_the_locks() {
+    use std::io::{BufRead, BufReader};
+    let account = management_account().await;
+    let dir = example_copy();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("estate"))
+        .envs(crate::cli::estate_env())
+        .envs(account.env())
+        .current_dir(dir.path())
+        .args(["apply", ".", "--auto-approve"])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut seen = Vec::new();
+    for line in BufReader::new(stderr).lines() {
+        let line = line.unwrap();
+        if line == "account:tools: done" {
+            let status = std::process::Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+        seen.push(line);
+    }
+    let status = child.wait().unwrap();
+    let seen = seen.join("\n");
+    assert_eq!(status.code(), Some(1), "{seen}");
+    assert!(
+        seen.contains("interrupted; AWS operations already started continue"),
+        "{seen}"
+    );
+    assert!(seen.contains("applied before this"), "{seen}");
+
+    let org = aws_sdk_organizations::Client::new(&account.config);
+    let tags = org
+        .list_tags_for_resource()
+        .resource_id(&account.root_id)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        tags.tags()
+            .iter()
+            .all(|t| !t.key().starts_with("estate-lock:")),
+        "locks released"
+    );
+    // And the next apply converges at once.
+    let (code, out, err) = apply(&account, dir.path(), &[]);
+    assert_eq!(code, 0, "{out}{err}");
+}
