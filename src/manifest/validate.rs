@@ -808,6 +808,17 @@ fn check_portfolio(p: &Doc<PortfolioSpec>, names: &Names, diags: &mut Diagnostic
 
 fn check_pipeline(pipe: &Doc<PipelineSpec>, p: &Parsed, names: &Names, diags: &mut Diagnostics) {
     let spec = &pipe.spec;
+    // Said wherever the manifest is loaded (validate, plan, apply): nobody should believe a
+    // pipeline exists because its manifest was accepted.
+    diags.warning(
+        "estate::not-deployed",
+        &pipe.file,
+        pipe.span("/kind"),
+        format!(
+            "pipeline `{}` is validated but not deployed: plan and apply do not compile pipelines yet",
+            pipe.name
+        ),
+    );
     for (ptr, account) in [
         ("/spec/account", &spec.account),
         ("/spec/source/account", &spec.source.account),
