@@ -424,12 +424,7 @@ fn show(g: &Global, args: &LiveArgs, out: Option<&Path>, mode: Mode, detect: boo
             let detections =
                 estate::live::drift::detect(&aws, region, &names, crate::apply_cmd::polling())
                     .await?;
-            if !detections.operations.is_empty() {
-                // The detections' results: drift status per instance, then its resources.
-                live = estate::live::read::read(&aws, &opts).await?;
-                estate::live::drift::resources(&aws, region, &mut live, &detections.operations)
-                    .await?;
-            }
+            estate::live::drift::refresh(&aws, region, &mut live, &detections.operations).await?;
             failed_detections = detections.failed;
         }
         let plan = estate::plan::make(&m, &live, &args.envs)?;
@@ -451,23 +446,7 @@ fn show(g: &Global, args: &LiveArgs, out: Option<&Path>, mode: Mode, detect: boo
     if g.format != Format::Json {
         plan.stats = None;
     }
-    let rendered = match g.format {
-        Format::Text => render::text(
-            &plan,
-            &render::TextOptions {
-                color: color_enabled(&std::io::stdout()),
-                mode,
-            },
-        ),
-        Format::Markdown => render::markdown_with(
-            &plan,
-            &render::MarkdownOptions {
-                mode,
-                ..Default::default()
-            },
-        ),
-        Format::Json => render::json(&plan),
-    };
+    let rendered = render_plan(g.format, &plan, mode);
     std::io::stdout().write_all(rendered.as_bytes())?;
     if args.stats {
         let total: u64 = stats.values().sum();
@@ -489,6 +468,27 @@ fn show(g: &Global, args: &LiveArgs, out: Option<&Path>, mode: Mode, detect: boo
     } else {
         exit::OK
     })
+}
+
+/// A plan (or its drift view) in the chosen format, coloured only on a terminal.
+pub(crate) fn render_plan(format: Format, plan: &estate::plan::Plan, mode: Mode) -> String {
+    match format {
+        Format::Text => render::text(
+            plan,
+            &render::TextOptions {
+                color: color_enabled(&std::io::stdout()),
+                mode,
+            },
+        ),
+        Format::Markdown => render::markdown_with(
+            plan,
+            &render::MarkdownOptions {
+                mode,
+                ..Default::default()
+            },
+        ),
+        Format::Json => render::json(plan),
+    }
 }
 
 fn plural(n: usize) -> &'static str {

@@ -2,10 +2,10 @@
 //! tick; `estate watch` re-plans whenever a manifest or template file changes.
 
 use crate::apply_cmd::{self, Interrupted, Refusal, Stop, stop_on_signals, stopped};
-use crate::cli::{Format, Global, LiveArgs, color_enabled, connect, exit, runtime};
+use crate::cli::{Format, Global, LiveArgs, color_enabled, connect, exit, render_plan, runtime};
 use anyhow::{Context, Result, anyhow, bail};
 use estate::manifest::{self, Loaded, Manifest};
-use estate::render::{self, Mode};
+use estate::render::Mode;
 use estate::source::ManifestSource;
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -507,16 +507,9 @@ async fn round(g: &Global, live: &LiveArgs) -> Option<Manifest> {
     match planned {
         Ok(plan) => {
             let text = match g.format {
-                Format::Text => render::text(
-                    &plan,
-                    &render::TextOptions {
-                        color: color_enabled(&std::io::stdout()),
-                        mode: Mode::Plan,
-                    },
-                ),
-                Format::Markdown => render::markdown(&plan),
                 // One line per plan, so a reader of the stream can split them.
                 Format::Json => format!("{}\n", serde_json::to_string(&plan).unwrap_or_default()),
+                format => render_plan(format, &plan, Mode::Plan),
             };
             let mut out = std::io::stdout().lock();
             let _ = out.write_all(text.as_bytes());

@@ -17,19 +17,6 @@ use aws_sdk_servicecatalog::types::{
 };
 use std::collections::{BTreeMap, HashMap};
 
-fn is_catalog(c: &Change) -> bool {
-    matches!(
-        c.resource_type,
-        ResourceType::Portfolio
-            | ResourceType::Product
-            | ResourceType::ProductVersion
-            | ResourceType::TagOption
-            | ResourceType::Constraint
-            | ResourceType::Principal
-            | ResourceType::Share
-    )
-}
-
 /// The portfolio a catalog change belongs to: `kind:NAME/…` or `kind:NAME@account/…`.
 fn portfolio_of(c: &Change) -> &str {
     let rest = c.address.split_once(':').map_or("", |(_, r)| r);
@@ -62,7 +49,11 @@ pub async fn portfolios(
     progress: &dyn Progress,
 ) -> Result<Vec<String>, ApplyError> {
     let mut done = Vec::new();
-    let changes: Vec<&Change> = plan.changes.iter().filter(|c| is_catalog(c)).collect();
+    let changes: Vec<&Change> = plan
+        .changes
+        .iter()
+        .filter(|c| c.resource_type.is_catalog())
+        .collect();
     if let Some(c) = changes.iter().find(|c| c.address == ORGANIZATIONS_ACCESS) {
         progress.event(Event::Started {
             address: c.address.clone(),

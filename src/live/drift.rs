@@ -134,9 +134,11 @@ async fn detect_one(
     }
 }
 
-/// Fills in, for every instance the detections found drifted, which resources changed and how
-/// (property paths and the kind of difference; never values, which may be secrets).
-pub async fn resources(
+/// Brings the detections' results into `state`: each detected stack set's instances listed
+/// again (one paginated ListStackInstances, for their drift status; nothing else of live state
+/// changes), then, for every instance found drifted, which resources changed and how (property
+/// paths and the kind of difference; never values, which may be secrets).
+pub async fn refresh(
     aws: &Aws,
     region: &str,
     state: &mut LiveState,
@@ -147,6 +149,29 @@ pub async fn resources(
         let Some(set) = state.stack_sets.get_mut(name) else {
             continue;
         };
+        let mut status = BTreeMap::new();
+        let mut pages = cfn
+            .list_stack_instances()
+            .stack_set_name(name)
+            .max_results(100)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let _permit = aws.read_permit().await;
+            let page = page.map_err(|e| AwsError::call("CloudFormation.ListStackInstances", e))?;
+            for i in page.summaries.unwrap_or_default() {
+                let key = (
+                    i.account.clone().unwrap_or_default(),
+                    i.region.clone().unwrap_or_default(),
+                );
+                status.insert(key, super::read::instance_drift(&i));
+            }
+        }
+        for instance in set.instances.iter_mut().flatten() {
+            instance.drift = status
+                .remove(&(instance.account.clone(), instance.region.clone()))
+                .flatten();
+        }
         for instance in set.instances.iter_mut().flatten() {
             let Some(drift) = instance.drift.as_mut() else {
                 continue;

@@ -297,6 +297,18 @@ async fn read_stack_set(
     Ok(set)
 }
 
+/// What the last drift detection found for an instance, when it found it DRIFTED.
+pub(crate) fn instance_drift(
+    i: &aws_sdk_cloudformation::types::StackInstanceSummary,
+) -> Option<super::InstanceDrift> {
+    (i.drift_status == Some(aws_sdk_cloudformation::types::StackDriftStatus::Drifted)).then(|| {
+        super::InstanceDrift {
+            last_checked: i.last_drift_check_timestamp.map(|t| t.to_string()),
+            resources: None,
+        }
+    })
+}
+
 /// Digest of "no overrides": what a stack set without the tag is taken to have.
 pub const EMPTY_OVERRIDES: &str = "none";
 
@@ -317,18 +329,14 @@ async fn read_instances(
         let _permit = aws.read_permit().await;
         let page = page.map_err(|e| AwsError::call("CloudFormation.ListStackInstances", e))?;
         for i in page.summaries.unwrap_or_default() {
+            let drift = instance_drift(&i);
             instances.push(LiveInstance {
                 account: i.account.unwrap_or_default(),
                 region: i.region.unwrap_or_default(),
                 status: i.status.map(|s| s.as_str().to_string()).unwrap_or_default(),
                 status_reason: i.status_reason,
                 overrides: None,
-                drift: (i.drift_status
-                    == Some(aws_sdk_cloudformation::types::StackDriftStatus::Drifted))
-                .then(|| super::InstanceDrift {
-                    last_checked: i.last_drift_check_timestamp.map(|t| t.to_string()),
-                    resources: None,
-                }),
+                drift,
             });
         }
     }

@@ -169,17 +169,7 @@ pub fn is_organization_setting(address: &str) -> bool {
 /// The portfolio a catalog change's address belongs to (`kind:NAME/…`, `kind:NAME@account/…`);
 /// `None` for other changes and for Service Catalog's AWS Organizations access.
 pub fn portfolio_of(c: &Change) -> Option<&str> {
-    let catalog = matches!(
-        c.resource_type,
-        ResourceType::Portfolio
-            | ResourceType::Product
-            | ResourceType::ProductVersion
-            | ResourceType::TagOption
-            | ResourceType::Constraint
-            | ResourceType::Principal
-            | ResourceType::Share
-    );
-    if !catalog || is_organization_setting(&c.address) {
+    if !c.resource_type.is_catalog() || is_organization_setting(&c.address) {
         return None;
     }
     let (_, rest) = c.address.split_once(':')?;

@@ -80,6 +80,22 @@ pub enum ResourceType {
     Pipeline,
 }
 
+impl ResourceType {
+    /// Service Catalog resources: a portfolio and everything under it.
+    pub fn is_catalog(self) -> bool {
+        matches!(
+            self,
+            ResourceType::Portfolio
+                | ResourceType::Product
+                | ResourceType::ProductVersion
+                | ResourceType::TagOption
+                | ResourceType::Constraint
+                | ResourceType::Principal
+                | ResourceType::Share
+        )
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Action {

@@ -28,7 +28,7 @@ impl<'a> Scope<'a> {
     fn of(change: &'a Change) -> Self {
         match change.environment.as_deref() {
             Some(env) => Scope::Environment(env),
-            None if is_catalog(change.resource_type) => Scope::Catalog,
+            None if change.resource_type.is_catalog() => Scope::Catalog,
             None => Scope::Organization,
         }
     }
@@ -50,19 +50,6 @@ impl<'a> Scope<'a> {
             Scope::Environment(env) => env,
         }
     }
-}
-
-fn is_catalog(t: ResourceType) -> bool {
-    matches!(
-        t,
-        ResourceType::Portfolio
-            | ResourceType::Product
-            | ResourceType::ProductVersion
-            | ResourceType::TagOption
-            | ResourceType::Constraint
-            | ResourceType::Principal
-            | ResourceType::Share
-    )
 }
 
 /// The changes of one scope.

@@ -8,10 +8,11 @@ use aws_sdk_cloudformation::operation::detect_stack_set_drift::{
     DetectStackSetDriftError, DetectStackSetDriftOutput,
 };
 use aws_sdk_cloudformation::operation::list_stack_instance_resource_drifts::ListStackInstanceResourceDriftsOutput;
+use aws_sdk_cloudformation::operation::list_stack_instances::ListStackInstancesOutput;
 use aws_sdk_cloudformation::types::error::OperationInProgressException;
 use aws_sdk_cloudformation::types::{
-    DifferenceType, PropertyDifference, StackInstanceResourceDriftsSummary,
-    StackResourceDriftStatus, StackSetOperation, StackSetOperationStatus,
+    DifferenceType, PropertyDifference, StackDriftStatus, StackInstanceResourceDriftsSummary,
+    StackInstanceSummary, StackResourceDriftStatus, StackSetOperation, StackSetOperationStatus,
 };
 use aws_smithy_mocks::{Rule, RuleMode, mock};
 use aws_smithy_types::error::ErrorMetadata;
@@ -207,7 +208,28 @@ async fn drifted_resources_of_each_drifted_instance_are_listed_over_pages_withou
                 .summaries(summary("Policy", StackResourceDriftStatus::Deleted))
                 .build(),
         });
-    let aws = edge(&[&pages]);
+    // The detection's result: only the first instance drifted.
+    let listed = mock!(Cfn::list_stack_instances)
+        .match_requests(|r| {
+            r.stack_set_name() == Some("role-staging") && r.max_results() == Some(100)
+        })
+        .then_output(|| {
+            let summary = |account: &str, status: StackDriftStatus| {
+                StackInstanceSummary::builder()
+                    .account(account)
+                    .region("us-east-1")
+                    .drift_status(status)
+                    .last_drift_check_timestamp(aws_smithy_types::DateTime::from_secs(
+                        1_800_000_000,
+                    ))
+                    .build()
+            };
+            ListStackInstancesOutput::builder()
+                .summaries(summary("333333333333", StackDriftStatus::Drifted))
+                .summaries(summary("333333333334", StackDriftStatus::InSync))
+                .build()
+        });
+    let aws = edge(&[&pages, &listed]);
     let instance = |account: &str, drifted: bool| LiveInstance {
         account: account.into(),
         region: "us-east-1".into(),
@@ -235,8 +257,9 @@ async fn drifted_resources_of_each_drifted_instance_are_listed_over_pages_withou
                 auto_deployment: None,
                 // Only the drifted instance is asked about.
                 instances: Some(vec![
-                    instance("333333333333", true),
-                    instance("333333333334", false),
+                    // Drift status as the read before the detection saw it: stale.
+                    instance("333333333333", false),
+                    instance("333333333334", true),
                 ]),
             },
         )]),
@@ -244,11 +267,16 @@ async fn drifted_resources_of_each_drifted_instance_are_listed_over_pages_withou
     };
     let ops = BTreeMap::from([("role-staging".to_string(), "drift-op-1".to_string())]);
 
-    drift::resources(&aws, "us-east-1", &mut state, &ops)
+    drift::refresh(&aws, "us-east-1", &mut state, &ops)
         .await
         .unwrap();
 
     assert_eq!(pages.num_calls(), 2);
+    assert_eq!(
+        listed.num_calls(),
+        1,
+        "one list for the statuses, no full re-read"
+    );
     let instances = state.stack_sets["role-staging"].instances.as_ref().unwrap();
     let found = instances[0]
         .drift
