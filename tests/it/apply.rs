@@ -24,6 +24,19 @@ fn example(name: &str) -> tempfile::TempDir {
     dir
 }
 
+/// `estate apply . --auto-approve` running in the background, its log lines on a pipe.
+fn spawn_apply(account: &TestAccount, dir: &Path) -> std::process::Child {
+    std::process::Command::new(assert_cmd::cargo::cargo_bin("estate"))
+        .envs(crate::cli::estate_env())
+        .envs(account.env())
+        .current_dir(dir)
+        .args(["apply", ".", "--auto-approve"])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 fn apply(account: &TestAccount, dir: &Path, extra: &[&str]) -> (i32, String, String) {
     let mut args = vec!["apply", ".", "--auto-approve"];
     args.extend_from_slice(extra);
@@ -350,16 +363,7 @@ async fn an_apply_killed_mid_way_converges_on_the_next_run() {
     use std::io::{BufRead, BufReader};
     let account = management_account().await;
     let dir = example_copy();
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("estate"))
-        .envs(crate::cli::estate_env())
-        .envs(account.env())
-        .env("ESTATE_POLL_MS", "20")
-        .current_dir(dir.path())
-        .args(["apply", ".", "--auto-approve"])
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_apply(&account, dir.path());
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
     let mut seen = Vec::new();
@@ -716,15 +720,7 @@ async fn sigterm_mid_way_stops_cleanly_says_what_was_done_and_releases_the_locks
     use std::io::{BufRead, BufReader};
     let account = management_account().await;
     let dir = example_copy();
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("estate"))
-        .envs(crate::cli::estate_env())
-        .envs(account.env())
-        .current_dir(dir.path())
-        .args(["apply", ".", "--auto-approve"])
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_apply(&account, dir.path());
     let stderr = child.stderr.take().unwrap();
     let mut seen = Vec::new();
     for line in BufReader::new(stderr).lines() {

@@ -2,7 +2,7 @@
 //! calls, FAILED operations with paged per-instance reasons, OperationInProgress and
 //! OperationIdAlreadyExists, polling that reports state changes only, and account creation.
 
-use crate::mocks::config;
+use crate::mocks::{edge, fast, meta};
 use aws_sdk_cloudformation::operation::create_stack_instances::{
     CreateStackInstancesError, CreateStackInstancesInput, CreateStackInstancesOutput,
 };
@@ -24,11 +24,8 @@ use aws_sdk_organizations::operation::move_account::{MoveAccountInput, MoveAccou
 use aws_sdk_organizations::types::{
     CreateAccountFailureReason, CreateAccountState, CreateAccountStatus,
 };
-use aws_smithy_mocks::{MockResponse, MockResponseInterceptor, Rule, RuleMode, mock};
-use aws_smithy_types::error::ErrorMetadata;
-use estate::apply::{
-    self, ApplyError, DesiredInstanceView, Event, Options, Polling, Progress, Report,
-};
+use aws_smithy_mocks::{MockResponse, Rule, mock};
+use estate::apply::{self, ApplyError, DesiredInstanceView, Event, Options, Progress, Report};
 use estate::aws::Aws;
 use estate::live::{LiveState, LiveUnit};
 use estate::manifest::model::OperationPreferences;
@@ -45,23 +42,6 @@ type Cfn = aws_sdk_cloudformation::Client;
 type Orgs = aws_sdk_organizations::Client;
 
 const REGION: &str = "us-east-1";
-
-/// The edge with these rules standing in for AWS; a call no rule matches gets an error.
-fn edge(rules: &[&Rule]) -> Aws {
-    let mut interceptor = MockResponseInterceptor::new().rule_mode(RuleMode::MatchAny);
-    for r in rules {
-        interceptor = interceptor.with_rule(r);
-    }
-    Aws::from_config(config(), "OrganizationAccountAccessRole").with_interceptor(interceptor)
-}
-
-fn fast() -> Polling {
-    Polling {
-        initial: Duration::from_millis(1),
-        max: Duration::from_millis(5),
-        timeout: Duration::from_secs(5),
-    }
-}
 
 fn options() -> Options {
     Options {
@@ -209,11 +189,6 @@ fn operation(status: StackSetOperationStatus) -> DescribeStackSetOperationOutput
 fn succeeded_operations() -> Rule {
     mock!(Cfn::describe_stack_set_operation)
         .then_output(|| operation(StackSetOperationStatus::Succeeded))
-}
-
-/// An error as the SDK deserializes it from AWS: the code lives in the error metadata.
-fn meta(code: &str, message: &str) -> ErrorMetadata {
-    ErrorMetadata::builder().code(code).message(message).build()
 }
 
 fn in_progress() -> CreateStackInstancesError {
@@ -1015,19 +990,29 @@ fn recording_updates(calls: &Calls, instances_fail: bool) -> (Rule, Rule) {
     (set, instances)
 }
 
+/// Applies `overrides_moving(other_reasons)`, the instance update failing when told: the
+/// report, and the update calls in order.
+async fn apply_overrides_moving(
+    other_reasons: bool,
+    instances_fail: bool,
+) -> (Report, Vec<String>) {
+    let (desired, plan) = overrides_moving(other_reasons);
+    let calls = Calls::default();
+    let (set, instances) = recording_updates(&calls, instances_fail);
+    let aws = edge(&[&set, &instances, &succeeded_operations()]);
+    let report = apply::stack_sets(&aws, &plan, &desired, &options(), &apply::Silent).await;
+    let calls = calls.lock().unwrap().clone();
+    (report, calls)
+}
+
 #[tokio::test]
 async fn the_overrides_tag_is_written_only_after_the_instances_carry_the_overrides() {
-    let (desired, plan) = overrides_moving(false);
-    let calls = Calls::default();
-    let (set, instances) = recording_updates(&calls, false);
-    let aws = edge(&[&set, &instances, &succeeded_operations()]);
-
-    let report = apply::stack_sets(&aws, &plan, &desired, &options(), &apply::Silent).await;
+    let (report, calls) = apply_overrides_moving(false, false).await;
 
     assert_clean(&report);
     // Only the tag moves: no UpdateStackSet before, one naming a single instance after.
     assert_eq!(
-        *calls.lock().unwrap(),
+        calls,
         [
             "UpdateStackInstances".to_string(),
             format!(
@@ -1040,16 +1025,11 @@ async fn the_overrides_tag_is_written_only_after_the_instances_carry_the_overrid
 
 #[tokio::test]
 async fn with_other_changes_the_set_update_keeps_the_old_tag_until_the_instances_are_done() {
-    let (desired, plan) = overrides_moving(true);
-    let calls = Calls::default();
-    let (set, instances) = recording_updates(&calls, false);
-    let aws = edge(&[&set, &instances, &succeeded_operations()]);
-
-    let report = apply::stack_sets(&aws, &plan, &desired, &options(), &apply::Silent).await;
+    let (report, calls) = apply_overrides_moving(true, false).await;
 
     assert_clean(&report);
     assert_eq!(
-        *calls.lock().unwrap(),
+        calls,
         [
             "UpdateStackSet tag=old accounts=[] regions=[]".to_string(),
             "UpdateStackInstances".to_string(),
@@ -1063,16 +1043,11 @@ async fn with_other_changes_the_set_update_keeps_the_old_tag_until_the_instances
 
 #[tokio::test]
 async fn an_apply_stopped_before_the_instances_leaves_the_old_tag_so_the_next_plan_looks() {
-    let (desired, plan) = overrides_moving(true);
-    let calls = Calls::default();
-    let (set, instances) = recording_updates(&calls, true);
-    let aws = edge(&[&set, &instances, &succeeded_operations()]);
-
-    let report = apply::stack_sets(&aws, &plan, &desired, &options(), &apply::Silent).await;
+    let (report, calls) = apply_overrides_moving(true, true).await;
 
     assert_eq!(report.failures.len(), 1, "{report:?}");
     assert_eq!(
-        *calls.lock().unwrap(),
+        calls,
         [
             "UpdateStackSet tag=old accounts=[] regions=[]",
             "UpdateStackInstances"

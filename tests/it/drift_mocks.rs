@@ -2,7 +2,7 @@
 //! produce: DetectStackSetDrift behind a running operation, RUNNING → SUCCEEDED, a FAILED
 //! detection, and the drifted resources of an instance listed over pages.
 
-use crate::mocks::config;
+use crate::mocks::{edge, fast};
 use aws_sdk_cloudformation::operation::describe_stack_set_operation::DescribeStackSetOperationOutput;
 use aws_sdk_cloudformation::operation::detect_stack_set_drift::{
     DetectStackSetDriftError, DetectStackSetDriftOutput,
@@ -14,33 +14,13 @@ use aws_sdk_cloudformation::types::{
     DifferenceType, PropertyDifference, StackDriftStatus, StackInstanceResourceDriftsSummary,
     StackInstanceSummary, StackResourceDriftStatus, StackSetOperation, StackSetOperationStatus,
 };
-use aws_smithy_mocks::{Rule, RuleMode, mock};
+use aws_smithy_mocks::mock;
 use aws_smithy_types::error::ErrorMetadata;
-use estate::apply::Polling;
-use estate::aws::Aws;
 use estate::live::drift;
 use estate::live::{InstanceDrift, LiveInstance, LiveStackSet, LiveState};
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 type Cfn = aws_sdk_cloudformation::Client;
-
-fn edge(rules: &[&Rule]) -> Aws {
-    let mut interceptor =
-        aws_smithy_mocks::MockResponseInterceptor::new().rule_mode(RuleMode::MatchAny);
-    for r in rules {
-        interceptor = interceptor.with_rule(r);
-    }
-    Aws::from_config(config(), "OrganizationAccountAccessRole").with_interceptor(interceptor)
-}
-
-fn fast() -> Polling {
-    Polling {
-        initial: Duration::from_millis(1),
-        max: Duration::from_millis(5),
-        timeout: Duration::from_secs(5),
-    }
-}
 
 fn operation(status: StackSetOperationStatus) -> DescribeStackSetOperationOutput {
     DescribeStackSetOperationOutput::builder()

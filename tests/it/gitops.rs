@@ -79,9 +79,14 @@ impl Repos {
         git(&a, &["add", "-A"]);
         git(&a, &["commit", "-q", "-m", message]);
         git(&a, &["push", "-q", "origin", "HEAD:main"]);
+        self.head()
+    }
+
+    /// The commit the author last pushed.
+    fn head(&self) -> String {
         let out = Command::new("git")
             .args(["rev-parse", "HEAD"])
-            .current_dir(&a)
+            .current_dir(self.author())
             .output()
             .unwrap();
         String::from_utf8(out.stdout).unwrap().trim().to_string()
@@ -130,14 +135,7 @@ async fn unit_names(account: &TestAccount, parent: &str) -> Vec<String> {
 async fn reconcile_follows_the_remote_branch_commit_by_commit() {
     let account = management_account().await;
     let repos = Repos::new(&["/ml", "/ml/dev"]);
-    let first = {
-        let out = Command::new("git")
-            .args(["rev-parse", "HEAD"])
-            .current_dir(repos.author())
-            .output()
-            .unwrap();
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    };
+    let first = repos.head();
 
     let (code, cycle, err) = once(&account, &repos);
     assert_eq!(code, 0, "{cycle}{err}");

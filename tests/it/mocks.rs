@@ -2,7 +2,11 @@
 //! network, so only aws-smithy-mocks rules answer.
 
 use aws_config::SdkConfig;
-use aws_smithy_mocks::create_mock_http_client;
+use aws_smithy_mocks::{MockResponseInterceptor, Rule, RuleMode, create_mock_http_client};
+use aws_smithy_types::error::ErrorMetadata;
+use estate::apply::Polling;
+use estate::aws::Aws;
+use std::time::Duration;
 
 /// us-east-1, test credentials, and the mock HTTP client.
 pub fn config() -> SdkConfig {
@@ -16,4 +20,27 @@ pub fn config() -> SdkConfig {
         )
         .http_client(create_mock_http_client())
         .build()
+}
+
+/// The AWS edge with these rules standing in for AWS; a call no rule matches gets an error.
+pub fn edge(rules: &[&Rule]) -> Aws {
+    let mut interceptor = MockResponseInterceptor::new().rule_mode(RuleMode::MatchAny);
+    for r in rules {
+        interceptor = interceptor.with_rule(r);
+    }
+    Aws::from_config(config(), "OrganizationAccountAccessRole").with_interceptor(interceptor)
+}
+
+/// Polling for mocks, which answer at once: milliseconds, bounded at 5 s.
+pub fn fast() -> Polling {
+    Polling {
+        initial: Duration::from_millis(1),
+        max: Duration::from_millis(5),
+        timeout: Duration::from_secs(5),
+    }
+}
+
+/// An error as the SDK deserializes it from AWS: the code lives in the error metadata.
+pub fn meta(code: &str, message: &str) -> ErrorMetadata {
+    ErrorMetadata::builder().code(code).message(message).build()
 }

@@ -3,7 +3,7 @@
 //! account-wide, invalid parameters, a share not yet visible to its recipient, unit shares
 //! still IN_PROGRESS or completed with errors; and the ownership rules for products.
 
-use crate::mocks::config;
+use crate::mocks::{fast, meta};
 use aws_sdk_servicecatalog::operation::accept_portfolio_share::{
     AcceptPortfolioShareError, AcceptPortfolioShareOutput,
 };
@@ -31,8 +31,7 @@ use aws_sdk_servicecatalog::types::error::{
 use aws_sdk_servicecatalog::types::{
     PortfolioDetail, ShareDetails, ShareError, ShareStatus, TagOptionDetail,
 };
-use aws_smithy_mocks::{Rule, RuleMode, mock};
-use aws_smithy_types::error::ErrorMetadata;
+use aws_smithy_mocks::{Rule, mock};
 use estate::apply::{self, ApplyError, Polling};
 use estate::aws::Aws;
 use estate::live::LiveState;
@@ -70,25 +69,8 @@ fn edge(rules: &[&Rule]) -> Aws {
             )
             .build()
     });
-    let mut interceptor =
-        aws_smithy_mocks::MockResponseInterceptor::new().rule_mode(RuleMode::MatchAny);
-    for r in rules.iter().copied().chain([&assume]) {
-        interceptor = interceptor.with_rule(r);
-    }
-    Aws::from_config(config(), "OrganizationAccountAccessRole").with_interceptor(interceptor)
-}
-
-fn fast() -> Polling {
-    Polling {
-        initial: Duration::from_millis(1),
-        max: Duration::from_millis(5),
-        timeout: Duration::from_secs(5),
-    }
-}
-
-/// An error as the SDK deserializes it from AWS: the code lives in the error metadata.
-fn meta(code: &str, message: &str) -> ErrorMetadata {
-    ErrorMetadata::builder().code(code).message(message).build()
+    let all: Vec<&Rule> = rules.iter().copied().chain([&assume]).collect();
+    crate::mocks::edge(&all)
 }
 
 fn not_found(message: &str) -> ResourceNotFoundException {
