@@ -606,9 +606,7 @@ async fn a_removed_version_is_deleted_only_when_pruning() {
 /// with `input` typed at it: its exit code and everything it showed.
 fn at_a_terminal(account: &TestAccount, dir: &Path, args: &str, input: &str) -> (i32, String) {
     use std::io::Write;
-    let bin = assert_cmd::cargo::cargo_bin("estate");
-    let mut child = std::process::Command::new("script")
-        .args(["-qec", &format!("{} {args}", bin.display()), "/dev/null"])
+    let mut child = crate::cli::pty_command(args)
         .envs(crate::cli::estate_env())
         .envs(account.env())
         .env_remove("NO_COLOR")
@@ -668,9 +666,7 @@ async fn ctrl_c_at_the_prompt_stops_at_once_and_changes_nothing() {
     use std::io::{Read, Write};
     let account = management_account().await;
     let dir = example_copy();
-    let bin = assert_cmd::cargo::cargo_bin("estate");
-    let mut child = std::process::Command::new("script")
-        .args(["-qec", &format!("{} apply .", bin.display()), "/dev/null"])
+    let mut child = crate::cli::pty_command("apply .")
         .envs(crate::cli::estate_env())
         .envs(account.env())
         .current_dir(dir.path())

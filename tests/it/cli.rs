@@ -261,13 +261,27 @@ fn verbose_logs_what_estate_does_on_stderr() {
     );
 }
 
+/// `estate ARGS` to be run on a pseudo-terminal by util-linux `script`. `script` hands the
+/// line to `$SHELL -c`; the shell is pinned and `exec`s estate, so estate is the terminal's
+/// foreground process and a Ctrl-C reaches it alone (a shell waiting for it would die of
+/// SIGINT first, as dash does when CI leaves `SHELL` unset).
+pub(crate) fn pty_command(args: &str) -> std::process::Command {
+    let bin = assert_cmd::cargo::cargo_bin("estate");
+    let mut cmd = std::process::Command::new("script");
+    cmd.args([
+        "-qec",
+        &format!("exec '{}' {args}", bin.display()),
+        "/dev/null",
+    ])
+    .env("SHELL", "/bin/sh");
+    cmd
+}
+
 /// Runs `estate ARGS` on a pseudo-terminal (util-linux `script`), as a person at a terminal
 /// would; returns everything it printed.
 fn on_a_terminal(args: &str, no_color: Option<&str>) -> String {
-    let bin = assert_cmd::cargo::cargo_bin("estate");
-    let mut cmd = std::process::Command::new("script");
-    cmd.args(["-qec", &format!("{} {args}", bin.display()), "/dev/null"])
-        .env_remove("NO_COLOR")
+    let mut cmd = pty_command(args);
+    cmd.env_remove("NO_COLOR")
         .envs(estate_env().into_iter().filter(|(k, _)| *k != "NO_COLOR"));
     if let Some(v) = no_color {
         cmd.env("NO_COLOR", v);
