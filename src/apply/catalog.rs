@@ -893,7 +893,7 @@ async fn template_url(
     text: &str,
 ) -> Result<String, ApplyError> {
     let bucket = templates::default_bucket(hub_id, region);
-    match templates::upload(hub, &bucket, region, text).await? {
+    match templates::upload(hub, hub_id, &bucket, region, text).await? {
         templates::Location::Url(u) => Ok(u),
         templates::Location::Body(_) => unreachable!("upload always gives a URL"),
     }

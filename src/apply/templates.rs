@@ -37,15 +37,20 @@ pub async fn location(
         return Ok(Location::Body(text.clone()));
     }
     let region = &opts.home_region;
+    let owner = aws.caller_account().await?;
     let bucket = match &opts.template_bucket {
         Some(b) => b.clone(),
-        None => default_bucket(&aws.caller_account().await?, region),
+        None => default_bucket(&owner, region),
     };
-    upload(aws, &bucket, region, text).await
+    upload(aws, &owner, &bucket, region, text).await
 }
 
+/// Uploads `text` to `bucket`, which `owner` (the account `aws` acts in) must own: every call
+/// carries the expected owner, so a bucket of the same name in another account (taken by
+/// chance or on purpose) is refused instead of receiving templates.
 pub async fn upload(
     aws: &Aws,
+    owner: &str,
     bucket: &str,
     region: &str,
     text: &str,
@@ -56,7 +61,24 @@ pub async fn upload(
         ServerSideEncryptionRule,
     };
     let s3 = aws.s3(region);
-    if s3.head_bucket().bucket(bucket).send().await.is_err() {
+    let head = s3
+        .head_bucket()
+        .bucket(bucket)
+        .expected_bucket_owner(owner)
+        .send()
+        .await;
+    let missing = match head {
+        Ok(_) => false,
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => true,
+        Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 403) => {
+            return Err(AwsError::BucketNotOwned {
+                bucket: bucket.to_string(),
+                account: owner.to_string(),
+            });
+        }
+        Err(e) => return Err(AwsError::call("S3.HeadBucket", e)),
+    };
+    if missing {
         let mut create = s3.create_bucket().bucket(bucket);
         // us-east-1 is the one region that takes no location constraint.
         if region != "us-east-1" {
@@ -72,6 +94,7 @@ pub async fn upload(
             .map_err(|e| AwsError::call("S3.CreateBucket", e))?;
         s3.put_public_access_block()
             .bucket(bucket)
+            .expected_bucket_owner(owner)
             .public_access_block_configuration(
                 PublicAccessBlockConfiguration::builder()
                     .block_public_acls(true)
@@ -85,6 +108,7 @@ pub async fn upload(
             .map_err(|e| AwsError::call("S3.PutPublicAccessBlock", e))?;
         s3.put_bucket_encryption()
             .bucket(bucket)
+            .expected_bucket_owner(owner)
             .server_side_encryption_configuration(
                 ServerSideEncryptionConfiguration::builder()
                     .rules(
@@ -107,6 +131,7 @@ pub async fn upload(
     let key = key(text);
     s3.put_object()
         .bucket(bucket)
+        .expected_bucket_owner(owner)
         .key(&key)
         .body(text.as_bytes().to_vec().into())
         .server_side_encryption(ServerSideEncryption::Aes256)

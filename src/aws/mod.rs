@@ -29,6 +29,11 @@ pub enum AwsError {
         code: Option<String>,
         message: String,
     },
+    #[error(
+        "template bucket {bucket} is not account {account}'s (S3 refused access): \
+         name a bucket this account owns with spec.templateBucket"
+    )]
+    BucketNotOwned { bucket: String, account: String },
     #[error("no AWS region: pass --region or set AWS_REGION")]
     NoRegion,
     #[error("cannot assume {role} in account {account}: {message}")]

@@ -13,8 +13,9 @@ the parent dies before prctl runs.
 Calls that moto does not implement, or gets wrong, are served by handlers
 registered with ``@route("<X-Amz-Target>")`` (JSON protocols) or patched into
 moto's CloudFormation responses (query protocol: stack-set capabilities,
-instance overrides, drift detection); every other request goes to moto
-unchanged. The Service Catalog ones are in servicecatalog_ext.py (its docstring
+instance overrides, drift detection). S3's expected-bucket-owner header, which
+moto ignores, is enforced as AWS does (403 for a bucket of another account).
+Every other request goes to moto unchanged. The Service Catalog ones are in servicecatalog_ext.py (its docstring
 lists them, and where they deviate from AWS).
 
 Usage: estate_moto.py PORT [--parent-pid PID]
@@ -71,10 +72,37 @@ class EstateDispatcher:
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
     ) -> Iterable[bytes]:
+        refused = refuse_unexpected_bucket_owner(environ, start_response)
+        if refused is not None:
+            return refused
         handler = EXTRA_ROUTES.get(environ.get("HTTP_X_AMZ_TARGET", ""))
         if handler is not None:
             return handler(environ, start_response)
         return self.moto_app(environ, start_response)
+
+
+def refuse_unexpected_bucket_owner(
+    environ: dict[str, Any], start_response: Callable[..., Any]
+) -> Iterable[bytes] | None:
+    """S3 answers 403 AccessDenied when a request's x-amz-expected-bucket-owner is not the
+    account owning the bucket; moto ignores the header. Buckets are addressed by path here
+    (clients of the emulator use path style)."""
+    owner = environ.get("HTTP_X_AMZ_EXPECTED_BUCKET_OWNER")
+    if not owner:
+        return None
+    from moto.s3.models import s3_backends
+
+    bucket = environ.get("PATH_INFO", "/").lstrip("/").split("/", 1)[0]
+    found = s3_backends.bucket_accounts.get(bucket)
+    if found is None or found[1] == owner:
+        return None
+    start_response("403 Forbidden", [("Content-Type", "application/xml")])
+    if environ.get("REQUEST_METHOD") == "HEAD":
+        return [b""]
+    return [
+        b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
+        b"<Message>Access Denied</Message></Error>"
+    ]
 
 
 def keep_stack_set_capabilities() -> None:

@@ -374,3 +374,57 @@ fn reconcile_outside_a_repository_or_without_the_remote_is_an_error() {
         .assert()
         .code(64);
 }
+
+/// A tick whose apply fails part-way says how much it had applied: here the units are
+/// created, then the stack set cannot be, because its template bucket's name is taken by
+/// another account.
+#[tokio::test]
+async fn a_tick_that_fails_part_way_reports_what_it_had_applied() {
+    let account = management_account().await;
+    let other = management_account().await;
+    let taken = format!("estate-taken-{}", other.id);
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&other.config)
+            .force_path_style(true)
+            .build(),
+    );
+    s3.create_bucket().bucket(&taken).send().await.unwrap();
+
+    let repos = Repos::new(&["/ml", "/ml/dev"]);
+    let platform = repos.author().join("platform");
+    std::fs::write(
+        platform.join("estate.yaml"),
+        ESTATE.replace(
+            "include: [organization.yaml, environments.yaml]",
+            &format!(
+                "templateBucket: {taken}\n  include: [organization.yaml, environments.yaml, stacksets.yaml]"
+            ),
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        platform.join("stacksets.yaml"),
+        "apiVersion: estate/v1\nkind: StackSet\nmetadata: {name: big}\nspec:\n  template: big.yaml\n  environments: [dev]\n",
+    )
+    .unwrap();
+    // Past the inline limit, so it must go through the bucket.
+    let mut big = "AWSTemplateFormatVersion: \"2010-09-09\"\nResources:\n  Topic:\n    Type: AWS::SNS::Topic\n".to_string();
+    while big.len() <= 52_000 {
+        big.push_str("# padding: this template is long, as real ones with inline code are\n");
+    }
+    std::fs::write(platform.join("big.yaml"), big).unwrap();
+    let commit = repos.push("a big template");
+
+    let (code, cycle, err) = once(&account, &repos);
+    assert_eq!(code, 1, "{cycle}{err}");
+    assert_eq!(cycle["outcome"], "failed", "{cycle}");
+    assert_eq!(cycle["commit"], commit.as_str());
+    assert_eq!(cycle["applied"], 2, "both units were created: {cycle}");
+    assert!(
+        cycle["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&taken)),
+        "the message names the bucket: {cycle}"
+    );
+    assert_eq!(unit_names(&account, &account.root_id).await, ["ml"]);
+}
