@@ -606,6 +606,22 @@ impl Bars {
     }
 }
 
+impl Drop for Bars {
+    fn drop(&mut self) {
+        for bar in self
+            .bars
+            .get_mut()
+            .map(|b| b.values())
+            .into_iter()
+            .flatten()
+        {
+            if !bar.is_finished() {
+                bar.finish();
+            }
+        }
+    }
+}
+
 impl Progress for Bars {
     fn event(&self, e: Event) {
         match e {
@@ -617,6 +633,12 @@ impl Progress for Bars {
             } => self
                 .bar(&format!("stackSet:{stack_set}"))
                 .set_message(format!("{operation_id} {status}")),
+            // A stack set's bar lives through all its steps: its instances and the set
+            // itself only say "done" on it; it is finished when apply ends.
+            Event::Done { address } if address.starts_with("stackInstance:") => {}
+            Event::Done { address } if address.starts_with("stackSet:") => {
+                self.bar(&address).set_message("done")
+            }
             Event::Done { address } => self.bar(&address).finish_with_message("done"),
             Event::Failed { address, message } => self
                 .bar(&address)

@@ -2,7 +2,7 @@
 //! products and versions, constraints, tag options, principals and shares; in each recipient
 //! account the share's acceptance and the principals there. Deletes run in reverse order.
 
-use super::{ApplyError, Backoff, Event, Polling, Progress, templates};
+use super::{ApplyError, Backoff, Done, Event, Polling, Progress, templates};
 use crate::aws::{Aws, AwsError};
 use crate::live::LiveState;
 use crate::live::catalog::{SERVICE_PRINCIPAL, TAG_PORTFOLIO, TAG_PRODUCT};
@@ -48,7 +48,7 @@ pub async fn portfolios(
     polling: Polling,
     progress: &dyn Progress,
 ) -> Result<Vec<String>, ApplyError> {
-    let mut done = Vec::new();
+    let mut done = Done::new(progress);
     let changes: Vec<&Change> = plan
         .changes
         .iter()
@@ -109,9 +109,9 @@ pub async fn portfolios(
             .filter(|c| portfolio_of(c) == name && !is_organization_setting(&c.address))
             .collect();
         let d = desired.iter().find(|d| d.name == name);
-        done.extend(apply_portfolio(aws, name, d, &mine, live, region, polling, progress).await?);
+        done.append(apply_portfolio(aws, name, d, &mine, live, region, polling, progress).await?);
     }
-    Ok(done)
+    Ok(done.into_vec())
 }
 
 async fn edge_for(aws: &Aws, live: &LiveState, account: &str) -> Result<Aws, ApplyError> {
@@ -133,7 +133,7 @@ async fn apply_portfolio(
     polling: Polling,
     progress: &dyn Progress,
 ) -> Result<Vec<String>, ApplyError> {
-    let mut done = Vec::new();
+    let mut done = Done::new(progress);
     let hub_id = d
         .and_then(|d| d.hub.clone())
         .or_else(|| changes.iter().find_map(|c| s(&c.before, "account")))
@@ -274,12 +274,12 @@ async fn apply_portfolio(
             .map_err(sc_err("ServiceCatalog.DeletePortfolio"))?;
         done.push(c.address.clone());
         if of(ResourceType::Portfolio, Action::Create).is_empty() {
-            return Ok(done);
+            return Ok(done.into_vec());
         }
     }
 
     let Some(d) = d else {
-        return Ok(done);
+        return Ok(done.into_vec());
     };
     // The portfolio.
     // Not every change names it (a new version names only its product): the live portfolio
@@ -648,7 +648,7 @@ async fn apply_portfolio(
             .map_err(sc_err("ServiceCatalog.AssociatePrincipalWithPortfolio"))?;
         done.push(c.address.clone());
     }
-    Ok(done)
+    Ok(done.into_vec())
 }
 
 /// Disassociates a principal deleted by the plan, in the account it was associated in.

@@ -95,6 +95,38 @@ impl Progress for Silent {
     fn event(&self, _: Event) {}
 }
 
+/// The changes carried out, in order. Each is reported as `Event::Done` the moment it is
+/// recorded, so progress, and a stop or failure part-way, know how much live has moved.
+pub(crate) struct Done<'a> {
+    addresses: Vec<String>,
+    progress: &'a dyn Progress,
+}
+
+impl<'a> Done<'a> {
+    pub(crate) fn new(progress: &'a dyn Progress) -> Self {
+        Done {
+            addresses: Vec::new(),
+            progress,
+        }
+    }
+
+    pub(crate) fn push(&mut self, address: String) {
+        self.progress.event(Event::Done {
+            address: address.clone(),
+        });
+        self.addresses.push(address);
+    }
+
+    /// Adds changes another `Done` already reported.
+    pub(crate) fn append(&mut self, reported: Vec<String>) {
+        self.addresses.extend(reported);
+    }
+
+    pub(crate) fn into_vec(self) -> Vec<String> {
+        self.addresses
+    }
+}
+
 /// One instance AWS could not converge, with its reason.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct InstanceFailure {
@@ -142,7 +174,7 @@ pub async fn organization(
     progress: &dyn Progress,
 ) -> Result<Vec<String>, ApplyError> {
     let org = aws.organizations();
-    let mut done = Vec::new();
+    let mut done = Done::new(progress);
     let mut unit_ids: BTreeMap<String, String> = live
         .units
         .iter()
@@ -186,9 +218,6 @@ pub async fn organization(
             .and_then(|u| u.id)
             .unwrap_or_default();
         unit_ids.insert(path, id);
-        progress.event(Event::Done {
-            address: c.address.clone(),
-        });
         done.push(c.address.clone());
     }
 
@@ -238,12 +267,9 @@ pub async fn organization(
             // Accounts are never closed or removed by the reconciler.
             Action::Delete | Action::Replace => continue,
         }
-        progress.event(Event::Done {
-            address: c.address.clone(),
-        });
         done.push(c.address.clone());
     }
-    Ok(done)
+    Ok(done.into_vec())
 }
 
 async fn move_account(aws: &Aws, id: &str, from: &str, to: &str) -> Result<(), ApplyError> {
@@ -359,7 +385,7 @@ pub async fn stack_sets(
         for (name, r) in results {
             match r {
                 Ok(outcome) => {
-                    report.done.extend(outcome.done);
+                    report.done.extend(outcome.done.into_vec());
                     report.operations.insert(name, outcome.operations);
                 }
                 Err(f) => {
@@ -391,8 +417,8 @@ fn stack_set_of(c: &Change) -> &str {
     }
 }
 
-struct StackSetOutcome {
-    done: Vec<String>,
+struct StackSetOutcome<'a> {
+    done: Done<'a>,
     operations: Vec<String>,
 }
 
@@ -483,15 +509,15 @@ fn instance_view(
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn apply_stack_set(
+async fn apply_stack_set<'p>(
     aws: &Aws,
     fingerprint: &str,
     name: &str,
     d: Option<&DesiredStackSet>,
     changes: &[&Change],
     opts: &Options,
-    progress: &dyn Progress,
-) -> Result<StackSetOutcome, StepFailure> {
+    progress: &'p dyn Progress,
+) -> Result<StackSetOutcome<'p>, StepFailure> {
     let fail = |step: &str, message: String, instances: Vec<InstanceFailure>| StepFailure {
         stack_set: name.to_string(),
         step: step.to_string(),
@@ -508,7 +534,7 @@ async fn apply_stack_set(
         preferences: d.map(|d| preferences(&d.operation)),
     };
     let mut outcome = StackSetOutcome {
-        done: Vec::new(),
+        done: Done::new(progress),
         operations: Vec::new(),
     };
     let set_change = changes
@@ -632,7 +658,7 @@ async fn run_batches(
     ops: &Ops<'_>,
     action: &str,
     instances: &[(String, DesiredInstanceView)],
-    outcome: &mut StackSetOutcome,
+    outcome: &mut StackSetOutcome<'_>,
 ) -> Result<(), StepFailure> {
     let refs: Vec<(String, &DesiredInstanceView)> =
         instances.iter().map(|(a, v)| (a.clone(), v)).collect();
@@ -658,7 +684,9 @@ async fn run_batches(
             })?;
         outcome.operations.push(op.clone());
         ops.wait(&op, action).await?;
-        outcome.done.extend(batch.addresses);
+        for address in batch.addresses {
+            outcome.done.push(address);
+        }
     }
     Ok(())
 }

@@ -228,6 +228,18 @@ impl Recorder {
             })
             .collect()
     }
+    /// Addresses of the Done events, in order.
+    fn done(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|e| match e {
+                Event::Done { address } => Some(address.clone()),
+                _ => None,
+            })
+            .collect()
+    }
     fn started(&self) -> Vec<String> {
         self.0
             .lock()
@@ -269,10 +281,13 @@ async fn forty_new_instances_of_one_set_are_one_create_call() {
     let plan = plan_creating_instances(&["dev"], &desired);
     let requests = Requests::default();
     let aws = edge(&[&create_instances(&requests), &succeeded_operations()]);
+    let progress = Recorder::default();
 
-    let report = apply::stack_sets(&aws, &plan, &desired, &options(), &apply::Silent).await;
+    let report = apply::stack_sets(&aws, &plan, &desired, &options(), &progress).await;
 
     assert_clean(&report);
+    // Each instance is reported done as it is: a stop part-way counts them.
+    assert_eq!(progress.done(), report.done);
     assert_eq!(calls(&aws, "CloudFormation.CreateStackInstances"), 1);
     let requests = requests.lock().unwrap();
     let [req] = requests.as_slice() else {

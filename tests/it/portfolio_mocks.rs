@@ -188,6 +188,18 @@ fn plan(d: &DesiredPortfolio, live: &LiveState, expected: &[(&str, Action)]) -> 
     }
 }
 
+/// Addresses of the Done events, in order.
+#[derive(Default)]
+struct DoneEvents(std::sync::Mutex<Vec<String>>);
+
+impl apply::Progress for DoneEvents {
+    fn event(&self, e: apply::Event) {
+        if let apply::Event::Done { address } = e {
+            self.0.lock().unwrap().push(address);
+        }
+    }
+}
+
 async fn apply_catalog(
     aws: &Aws,
     plan: &Plan,
@@ -195,7 +207,8 @@ async fn apply_catalog(
     live: &LiveState,
     polling: Polling,
 ) -> Result<Vec<String>, ApplyError> {
-    tokio::time::timeout(
+    let progress = DoneEvents::default();
+    let result = tokio::time::timeout(
         Duration::from_secs(30),
         apply::catalog::portfolios(
             aws,
@@ -204,11 +217,16 @@ async fn apply_catalog(
             live,
             REGION,
             polling,
-            &apply::Silent,
+            &progress,
         ),
     )
     .await
-    .expect("apply ends within its bounds")
+    .expect("apply ends within its bounds");
+    // Every change is reported done as it is done: a stop part-way counts it.
+    if let Ok(done) = &result {
+        assert_eq!(*progress.0.lock().unwrap(), *done);
+    }
+    result
 }
 
 // ------------------------------------------------------------------ read
