@@ -376,6 +376,12 @@ pub async fn stack_sets(
                 let d = desired.stack_sets.iter().find(|d| d.name == name);
                 let r = apply_stack_set(aws, &plan.fingerprint, name, d, &changes, opts, progress)
                     .await;
+                if let Err(f) = &r {
+                    progress.event(Event::Failed {
+                        address: format!("stackSet:{name}"),
+                        message: format!("{}: {}", f.step, f.message),
+                    });
+                }
                 (name.to_string(), r)
             })
             .buffer_unordered(opts.parallelism.max(1))

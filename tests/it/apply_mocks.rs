@@ -533,6 +533,22 @@ async fn a_failed_operation_lists_every_failed_instance_and_stops_later_stages()
         progress.started()
     );
     assert!(report.done.is_empty(), "{:?}", report.done);
+    // The failure is reported as it happens (a bar marked FAILED, a log line).
+    let failed: Vec<String> = progress
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e {
+            Event::Failed { address, message } => Some(format!("{address} {message}")),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(
+        failed[0].starts_with("stackSet:base-dev CreateStackInstances: operation"),
+        "{failed:?}"
+    );
 }
 
 // ------------------------------------------------------------------ concurrency and re-runs
