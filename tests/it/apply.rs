@@ -763,3 +763,116 @@ async fn sigterm_mid_way_stops_cleanly_says_what_was_done_and_releases_the_locks
     let (code, out, err) = apply(&account, dir.path(), &[]);
     assert_eq!(code, 0, "{out}{err}");
 }
+
+/// Stack sets in one environment that are live at once, from progress events: a set is busy
+/// from its first event to its last.
+#[derive(Default)]
+struct Overlap(std::sync::Mutex<Vec<String>>);
+
+impl estate::apply::Progress for Overlap {
+    fn event(&self, e: estate::apply::Event) {
+        use estate::apply::Event;
+        let address = match e {
+            Event::Started { address, .. }
+            | Event::Done { address }
+            | Event::Failed { address, .. } => address,
+            Event::Operation { stack_set, .. } => format!("stackSet:{stack_set}"),
+        };
+        let set = address
+            .trim_start_matches("stackSet:")
+            .trim_start_matches("stackInstance:")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string();
+        self.0.lock().unwrap().push(set);
+    }
+}
+
+impl Overlap {
+    fn max(&self) -> usize {
+        let events = self.0.lock().unwrap();
+        let last = |s: &String| events.iter().rposition(|e| e == s).unwrap();
+        let mut busy = std::collections::BTreeSet::new();
+        let mut most = 0;
+        for (i, set) in events.iter().enumerate() {
+            busy.insert(set.clone());
+            most = most.max(busy.len());
+            if last(set) == i {
+                busy.remove(set);
+            }
+        }
+        most
+    }
+}
+
+/// `--parallelism N`: at most N independent stack sets are worked on at once, and N are when
+/// there is work for them.
+#[tokio::test]
+async fn independent_stack_sets_run_at_most_parallelism_at_once() {
+    use estate::{apply, manifest, plan, source::ManifestSource};
+    for parallelism in [1, 3] {
+        let account = management_account().await;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("estate.yaml"),
+            "apiVersion: estate/v1\nkind: Estate\nmetadata: {name: wide}\nspec:\n  homeRegion: us-east-1\n  regions: [us-east-1]\n  promotion: [dev]\n  include: [more.yaml]\n",
+        )
+        .unwrap();
+        let mut docs = "apiVersion: estate/v1\nkind: Environment\nmetadata: {name: dev}\nspec:\n  targets: {accounts: [tools]}\n---\napiVersion: estate/v1\nkind: Organization\nmetadata: {name: org}\nspec:\n  accounts:\n    - {name: tools, email: tools@example.com}\n".to_string();
+        for i in 0..6 {
+            docs.push_str(&format!(
+                "---\napiVersion: estate/v1\nkind: StackSet\nmetadata: {{name: set-{i}}}\nspec:\n  template: marker.yaml\n  environments: [dev]\n"
+            ));
+        }
+        std::fs::write(dir.path().join("more.yaml"), docs).unwrap();
+        std::fs::write(
+            dir.path().join("marker.yaml"),
+            "AWSTemplateFormatVersion: \"2010-09-09\"\nResources:\n  Marker:\n    Type: AWS::SSM::Parameter\n    Properties:\n      Name: !Sub /wide/${AWS::StackName}\n      Type: String\n      Value: here\n",
+        )
+        .unwrap();
+        let loaded = manifest::load(&ManifestSource::work_tree(dir.path()).unwrap());
+        let m = loaded
+            .manifest
+            .unwrap_or_else(|| panic!("{}", loaded.diagnostics.render(false)));
+        let aws =
+            estate::aws::Aws::from_config(account.config.clone(), "OrganizationAccountAccessRole");
+        // The account first, so every set has an instance to create after the set itself.
+        let live = estate::live::read::read(&aws, &plan::read_options(&m))
+            .await
+            .unwrap();
+        let p = plan::make(&m, &live, &[]).unwrap();
+        let done = apply::organization(
+            &aws,
+            &p,
+            &live,
+            m.name(),
+            crate::mocks::fast(),
+            &apply::Silent,
+        )
+        .await
+        .unwrap();
+        assert_eq!(done, ["account:tools"]);
+        let live = estate::live::read::read(&aws, &plan::read_options(&m))
+            .await
+            .unwrap();
+        let p = plan::make(&m, &live, &[]).unwrap();
+        let desired = plan::desired::resolve(&m, &live, &p.environments).unwrap();
+        let opts = apply::Options {
+            parallelism,
+            polling: crate::mocks::fast(),
+            template_bucket: None,
+            home_region: "us-east-1".into(),
+        };
+        let progress = Overlap::default();
+        let report = apply::stack_sets(&aws, &p, &desired, &opts, &progress).await;
+        assert!(report.failures.is_empty(), "{:#?}", report.failures);
+        assert_eq!(
+            report.done.len(),
+            12,
+            "6 sets, 6 instances: {:?}",
+            report.done
+        );
+        assert_eq!(progress.max(), parallelism, "--parallelism {parallelism}");
+    }
+}
