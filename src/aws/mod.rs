@@ -44,6 +44,34 @@ pub enum AwsError {
     },
 }
 
+/// An error that never reached AWS, as one line: its causes in order, without the SDK's debug
+/// dump; missing credentials, the usual first-run mistake, say how to provide them.
+fn transport_message(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut credentials = false;
+    let mut next = Some(err);
+    while let Some(e) = next {
+        credentials |= e
+            .downcast_ref::<aws_credential_types::provider::error::CredentialsError>()
+            .is_some();
+        let text = e.to_string();
+        // Some errors repeat their cause in their own text.
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    let message = parts.join(": ");
+    if credentials {
+        format!(
+            "no usable AWS credentials ({message}); set AWS_PROFILE or pass --profile \
+             (after `aws sso login` for SSO), or export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        )
+    } else {
+        message
+    }
+}
+
 impl AwsError {
     /// Wraps an SDK error with the operation it came from, keeping AWS's own message.
     pub fn call<E>(
@@ -62,7 +90,7 @@ impl AwsError {
                 (Some(code), None) => code.to_string(),
                 _ => service.to_string(),
             },
-            None => aws_smithy_types::error::display::DisplayErrorContext(&err).to_string(),
+            None => transport_message(&err),
         };
         let code = err
             .as_service_error()

@@ -103,6 +103,22 @@ fn a_missing_folder_is_an_error_not_a_crash() {
 }
 
 #[test]
+fn without_credentials_plan_says_how_to_provide_them() {
+    let out = estate()
+        .args(["plan", EXAMPLE])
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("no usable AWS credentials"), "{err}");
+    assert!(err.contains("--profile"), "{err}");
+    // Each provider tried is listed (the SDK's own words), never its debug dump.
+    assert!(err.contains("Environment:"), "{err}");
+    assert!(!err.contains("DispatchFailure("), "{err}");
+}
+
+#[test]
 fn schema_prints_the_published_schema() {
     let published = std::fs::read_to_string("schema/estate.schema.json").unwrap();
     estate()
