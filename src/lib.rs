@@ -8,6 +8,7 @@ pub mod aws;
 pub mod diag;
 pub mod live;
 pub mod manifest;
+pub mod pipeline;
 pub mod plan;
 pub mod render;
 pub mod source;

@@ -355,48 +355,61 @@ pub async fn stack_sets(
 ) -> Report {
     let mut report = Report::default();
     for env in &plan.environments {
-        let mut names: Vec<&str> = Vec::new();
-        for c in plan
-            .changes
-            .iter()
-            .filter(|c| c.environment.as_deref() == Some(env))
-        {
+        // Waves: a stack set whose policies name roles other sets create waits for them.
+        let mut waves: BTreeMap<u8, Vec<&str>> = BTreeMap::new();
+        for c in plan.changes.iter().filter(|c| {
+            c.environment.as_deref() == Some(env)
+                && matches!(
+                    c.resource_type,
+                    ResourceType::StackSet | ResourceType::StackInstance
+                )
+        }) {
             let name = stack_set_of(c);
+            let wave = desired
+                .stack_sets
+                .iter()
+                .find(|d| d.name == name)
+                .map_or(0, |d| d.wave);
+            let names = waves.entry(wave).or_default();
             if !names.contains(&name) {
                 names.push(name);
             }
         }
-        let results: Vec<(String, Result<StackSetOutcome, StepFailure>)> = stream::iter(names)
-            .map(|name| async move {
-                let changes: Vec<&Change> = plan
-                    .changes
-                    .iter()
-                    .filter(|c| c.environment.as_deref() == Some(env) && stack_set_of(c) == name)
-                    .collect();
-                let d = desired.stack_sets.iter().find(|d| d.name == name);
-                let r = apply_stack_set(aws, &plan.fingerprint, name, d, &changes, opts, progress)
-                    .await;
-                if let Err(f) = &r {
-                    progress.event(Event::Failed {
-                        address: format!("stackSet:{name}"),
-                        message: format!("{}: {}", f.step, f.message),
-                    });
-                }
-                (name.to_string(), r)
-            })
-            .buffer_unordered(opts.parallelism.max(1))
-            .collect()
-            .await;
         let mut failed = false;
-        for (name, r) in results {
-            match r {
-                Ok(outcome) => {
-                    report.done.extend(outcome.done.into_vec());
-                    report.operations.insert(name, outcome.operations);
-                }
-                Err(f) => {
-                    failed = true;
-                    report.failures.push(f);
+        for names in waves.into_values() {
+            failed = run_wave(aws, plan, desired, opts, progress, env, names, &mut report).await;
+            if failed {
+                break;
+            }
+        }
+        if !failed {
+            for c in plan.changes.iter().filter(|c| {
+                c.environment.as_deref() == Some(env) && c.resource_type == ResourceType::Pipeline
+            }) {
+                progress.event(Event::Started {
+                    address: c.address.clone(),
+                    what: "PutObject source bundle".into(),
+                });
+                match upload_source(aws, c, desired, opts).await {
+                    Ok(()) => {
+                        progress.event(Event::Done {
+                            address: c.address.clone(),
+                        });
+                        report.done.push(c.address.clone());
+                    }
+                    Err(message) => {
+                        progress.event(Event::Failed {
+                            address: c.address.clone(),
+                            message: message.clone(),
+                        });
+                        report.failures.push(StepFailure {
+                            stack_set: c.address.clone(),
+                            step: "UploadSourceBundle".into(),
+                            message,
+                            instances: Vec::new(),
+                        });
+                        failed = true;
+                    }
                 }
             }
         }
@@ -409,6 +422,95 @@ pub async fn stack_sets(
         .failures
         .sort_by(|a, b| a.stack_set.cmp(&b.stack_set));
     report
+}
+
+/// Uploads a pipeline's source bundle to its artifact bucket, encrypted with its key (the
+/// bucket policy refuses anything else), as the bucket's owner expects.
+async fn upload_source(
+    aws: &Aws,
+    c: &Change,
+    desired: &Desired,
+    opts: &Options,
+) -> Result<(), String> {
+    let pipeline = c.address.trim_start_matches("pipeline:");
+    let src = desired
+        .sources
+        .iter()
+        .find(|s| s.pipeline == pipeline)
+        .ok_or_else(|| format!("pipeline {pipeline} has no source bundle in the manifest"))?;
+    let account = src
+        .account
+        .id
+        .clone()
+        .ok_or_else(|| format!("the tools account of pipeline {pipeline} does not exist"))?;
+    let edge = if account == aws.caller_account().await.map_err(|e| e.to_string())? {
+        aws.clone()
+    } else {
+        aws.member(&account).await.map_err(|e| e.to_string())?
+    };
+    let region = &opts.home_region;
+    edge.s3(region)
+        .put_object()
+        .bucket(&src.bucket)
+        .key(src.bundle.key())
+        .expected_bucket_owner(&account)
+        .body(src.bundle.zip().into())
+        .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::AwsKms)
+        .ssekms_key_id(format!("arn:aws:kms:{region}:{account}:{}", src.key_alias))
+        .send()
+        .await
+        .map_err(|e| AwsError::call("S3.PutObject", e).to_string())?;
+    Ok(())
+}
+
+/// Works on the stack sets of one wave of an environment, at most `parallelism` at once;
+/// true when one failed.
+#[allow(clippy::too_many_arguments)]
+async fn run_wave(
+    aws: &Aws,
+    plan: &Plan,
+    desired: &Desired,
+    opts: &Options,
+    progress: &dyn Progress,
+    env: &str,
+    names: Vec<&str>,
+    report: &mut Report,
+) -> bool {
+    let results: Vec<(String, Result<StackSetOutcome, StepFailure>)> = stream::iter(names)
+        .map(|name| async move {
+            let changes: Vec<&Change> = plan
+                .changes
+                .iter()
+                .filter(|c| c.environment.as_deref() == Some(env) && stack_set_of(c) == name)
+                .collect();
+            let d = desired.stack_sets.iter().find(|d| d.name == name);
+            let r =
+                apply_stack_set(aws, &plan.fingerprint, name, d, &changes, opts, progress).await;
+            if let Err(f) = &r {
+                progress.event(Event::Failed {
+                    address: format!("stackSet:{name}"),
+                    message: format!("{}: {}", f.step, f.message),
+                });
+            }
+            (name.to_string(), r)
+        })
+        .buffer_unordered(opts.parallelism.max(1))
+        .collect()
+        .await;
+    let mut failed = false;
+    for (name, r) in results {
+        match r {
+            Ok(outcome) => {
+                report.done.extend(outcome.done.into_vec());
+                report.operations.insert(name, outcome.operations);
+            }
+            Err(f) => {
+                failed = true;
+                report.failures.push(f);
+            }
+        }
+    }
+    failed
 }
 
 fn stack_set_of(c: &Change) -> &str {

@@ -36,6 +36,9 @@ pub struct LiveState {
     /// portfolio has the same one).
     #[serde(default)]
     pub unmanaged_portfolios: Vec<catalog::UnmanagedPortfolio>,
+    /// Pipelines' source bundles present in their artifact buckets, as `bucket/key`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub pipeline_sources: std::collections::BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -23,6 +23,9 @@ pub struct ReadOptions {
     /// whose `estate:overrides-sha256` tag differs are described one by one, since
     /// ListStackInstances does not return overrides; when the tag matches, none are.
     pub overrides_digests: BTreeMap<String, String>,
+    /// Pipelines, with the email of their tools account: their source bundles are listed in
+    /// the artifact bucket there.
+    pub pipelines: Vec<(String, String)>,
 }
 
 /// Digest tag of the overrides last applied to a stack set.
@@ -89,8 +92,10 @@ pub async fn read(aws: &Aws, opts: &ReadOptions) -> Result<LiveState, AwsError> 
         catalog_organizations_access: None,
         catalog_delegated_admins: None,
         unmanaged_portfolios: Vec::new(),
+        pipeline_sources: Default::default(),
     };
     read_portfolios(aws, opts, &mut state).await?;
+    read_pipeline_sources(aws, opts, &mut state).await?;
     tracing::info!(
         "live state: {} units, {} accounts, {} stack sets, {} portfolios",
         state.units.len(),
@@ -99,6 +104,53 @@ pub async fn read(aws: &Aws, opts: &ReadOptions) -> Result<LiveState, AwsError> 
         state.portfolios.len()
     );
     Ok(state)
+}
+
+/// The source bundles in each pipeline's artifact bucket (one paginated list per pipeline
+/// whose tools account exists; a bucket not created yet holds none).
+async fn read_pipeline_sources(
+    aws: &Aws,
+    opts: &ReadOptions,
+    state: &mut LiveState,
+) -> Result<(), AwsError> {
+    for (pipeline, email) in &opts.pipelines {
+        let Some(account) = state
+            .account_by_email(email)
+            .filter(|a| a.status == "ACTIVE")
+            .map(|a| a.id.clone())
+        else {
+            continue;
+        };
+        let edge = if account == state.management_account {
+            aws.clone()
+        } else {
+            aws.member(&account).await?
+        };
+        let bucket = crate::pipeline::bucket(pipeline, &account);
+        let s3 = edge.s3(&opts.home_region);
+        let mut pages = s3
+            .list_objects_v2()
+            .bucket(&bucket)
+            .prefix(crate::pipeline::SOURCE_PREFIX)
+            .expected_bucket_owner(&account)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = match page {
+                Ok(p) => p,
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_bucket()) => {
+                    break;
+                }
+                Err(e) => return Err(AwsError::call("S3.ListObjectsV2", e)),
+            };
+            for object in page.contents() {
+                if let Some(key) = object.key() {
+                    state.pipeline_sources.insert(format!("{bucket}/{key}"));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Portfolios in each hub account that exists, and the recipients of their account shares.

@@ -58,6 +58,9 @@ pub struct Manifest {
     pub pipelines: Vec<Doc<PipelineSpec>>,
     /// Every template the manifest names, by path relative to the manifest root.
     pub templates: BTreeMap<PathBuf, Template>,
+    /// Other files the manifest names (pipelines' test buildspecs), by path relative to the
+    /// manifest root.
+    pub files: BTreeMap<PathBuf, Vec<u8>>,
 }
 
 impl Manifest {
@@ -272,6 +275,7 @@ pub fn load(source: &ManifestSource) -> Loaded {
     }
 
     let templates = load_templates(source, &parsed, &mut diags);
+    let files = load_buildspecs(source, &parsed, &mut diags);
     validate::check(&parsed, &templates, &mut diags);
     diags.sort();
 
@@ -289,6 +293,7 @@ pub fn load(source: &ManifestSource) -> Loaded {
             portfolios: parsed.portfolios,
             pipelines: parsed.pipelines,
             templates,
+            files,
         })
     };
     Loaded {
@@ -482,6 +487,40 @@ fn template_uses(parsed: &Parsed) -> Vec<(PathBuf, &str, Range<usize>)> {
         ));
     }
     uses
+}
+
+/// Reads the test buildspecs pipelines name; a missing one is an error at its reference.
+fn load_buildspecs(
+    source: &ManifestSource,
+    parsed: &Parsed,
+    diags: &mut Diagnostics,
+) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    for p in &parsed.pipelines {
+        for (i, stage) in p.spec.stages.iter().enumerate() {
+            let Some(test) = &stage.test else { continue };
+            let path = p.resolve_path(&test.buildspec);
+            if files.contains_key(&path) {
+                continue;
+            }
+            match source.read(&path) {
+                Ok(bytes) => {
+                    files.insert(path, bytes);
+                }
+                Err(_) => {
+                    diags
+                        .error(
+                            "estate::buildspec",
+                            &p.file,
+                            p.span(&format!("/spec/stages/{i}/test/buildspec")),
+                            format!("buildspec `{}` does not exist", source.display(&path)),
+                        )
+                        .label("no such file");
+                }
+            }
+        }
+    }
+    files
 }
 
 fn load_templates(

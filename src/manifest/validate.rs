@@ -88,8 +88,9 @@ pub(super) fn check(p: &Parsed, templates: &BTreeMap<PathBuf, Template>, diags: 
         check_portfolio(portfolio, &names, diags);
     }
     for pipeline in &p.pipelines {
-        check_pipeline(pipeline, p, &names, diags);
+        check_pipeline(pipeline, p, templates, &names, diags);
     }
+    check_generated_names(p, diags);
 
     // References anywhere in string values, in invalid documents too.
     let docs = p
@@ -806,19 +807,85 @@ fn check_portfolio(p: &Doc<PortfolioSpec>, names: &Names, diags: &mut Diagnostic
     }
 }
 
-fn check_pipeline(pipe: &Doc<PipelineSpec>, p: &Parsed, names: &Names, diags: &mut Diagnostics) {
+/// Stack sets a pipeline compiles to must not take the name of another stack set.
+fn check_generated_names(p: &Parsed, diags: &mut Diagnostics) {
+    let mut taken: BTreeMap<String, String> = BTreeMap::new();
+    for s in &p.stack_sets {
+        for env in &s.spec.environments {
+            taken.insert(
+                format!("{}-{env}", s.name),
+                format!("stack set `{}`", s.name),
+            );
+        }
+    }
+    for pipe in &p.pipelines {
+        let stages: Vec<String> = pipe
+            .spec
+            .stages
+            .iter()
+            .map(|s| s.environment.clone())
+            .collect();
+        for name in crate::pipeline::stack_set_names(&pipe.name, &stages) {
+            if let Some(owner) = taken.insert(name.clone(), format!("pipeline `{}`", pipe.name)) {
+                diags.error(
+                    "estate::duplicate",
+                    &pipe.file,
+                    pipe.span("/metadata/name"),
+                    format!(
+                        "pipeline `{}` compiles to the stack set `{name}`, which {owner} already uses",
+                        pipe.name
+                    ),
+                );
+            }
+        }
+    }
+}
+
+fn check_pipeline(
+    pipe: &Doc<PipelineSpec>,
+    p: &Parsed,
+    templates: &BTreeMap<PathBuf, Template>,
+    names: &Names,
+    diags: &mut Diagnostics,
+) {
     let spec = &pipe.spec;
-    // Said wherever the manifest is loaded (validate, plan, apply): nobody should believe a
-    // pipeline exists because its manifest was accepted.
-    diags.warning(
-        "estate::not-deployed",
-        &pipe.file,
-        pipe.span("/kind"),
-        format!(
-            "pipeline `{}` is validated but not deployed: plan and apply do not compile pipelines yet",
-            pipe.name
-        ),
-    );
+    if pipe.name.len() > crate::pipeline::MAX_NAME {
+        diags.error(
+            "estate::pipeline",
+            &pipe.file,
+            pipe.span("/metadata/name"),
+            format!(
+                "pipeline name `{}` is longer than {} characters: its artifact bucket's name must fit in S3's 63",
+                pipe.name,
+                crate::pipeline::MAX_NAME
+            ),
+        );
+    }
+    // Every parameter the stage template requires comes from each stage's environment, but
+    // the approved model package's ARN, which the pipeline finds itself.
+    if let Some(t) = templates.get(&pipe.resolve_path(&spec.template)) {
+        for stage in &spec.stages {
+            let Some(env) = p.environments.iter().find(|e| e.name == stage.environment) else {
+                continue;
+            };
+            for (param, decl) in &t.parameters {
+                if decl.default.is_none()
+                    && param != crate::pipeline::MODEL_PACKAGE_PARAMETER
+                    && !env.spec.parameters.contains_key(param)
+                {
+                    diags.error(
+                        "estate::missing-parameter",
+                        &pipe.file,
+                        pipe.span("/spec/template"),
+                        format!(
+                            "parameter `{param}` of the stage template has no default and environment `{}` does not give it",
+                            env.name
+                        ),
+                    );
+                }
+            }
+        }
+    }
     for (ptr, account) in [
         ("/spec/account", &spec.account),
         ("/spec/source/account", &spec.source.account),

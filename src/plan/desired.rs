@@ -7,10 +7,12 @@ use crate::live::{
     LiveAutoDeployment, LiveState, TAG_ENVIRONMENT, TAG_MANAGED_BY, TAG_OPERATION, TAG_SECRETS,
 };
 use crate::manifest::model::{
-    EnvironmentSpec, OperationPreferences, PermissionModel, RegionConcurrency, StackSetSpec,
+    Approval, EnvironmentSpec, OperationPreferences, PermissionModel, PipelineSpec,
+    RegionConcurrency, StackSetSpec,
 };
 use crate::manifest::refs::{self, Ref};
 use crate::manifest::{Doc, Manifest};
+use crate::pipeline::{self, Bundle};
 use crate::template::Template;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
@@ -41,6 +43,8 @@ pub enum PlanError {
     UnknownEnvironment(String),
     #[error("stack set `{stack_set}`: {message}")]
     Reference { stack_set: String, message: String },
+    #[error("pipeline `{pipeline}`: {message}")]
+    Pipeline { pipeline: String, message: String },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -48,9 +52,25 @@ pub struct Desired {
     pub units: Vec<String>,
     pub accounts: Vec<DesiredAccount>,
     pub stack_sets: Vec<DesiredStackSet>,
+    /// Pipelines' source bundles, in the artifact buckets the pipelines' stack sets create.
+    pub sources: Vec<DesiredSource>,
     /// Every environment of the manifest, planned or not: a managed stack set tagged with
     /// none of them is an orphan no environment's plan would find.
     pub environments: Vec<String>,
+}
+
+/// A pipeline's source bundle: uploaded once its artifact bucket exists.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredSource {
+    pub pipeline: String,
+    /// The pipeline's last stage: its tools part is applied with that environment.
+    pub environment: String,
+    /// The tools account.
+    pub account: AccountRef,
+    pub bucket: String,
+    /// The KMS key uploads are encrypted with (the bucket policy refuses any other way).
+    pub key_alias: String,
+    pub bundle: Bundle,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -103,6 +123,10 @@ pub struct DesiredStackSet {
     /// Units targeted (service-managed stack sets deploy to units).
     pub units: Vec<String>,
     pub instances: Vec<DesiredInstance>,
+    /// Stack sets of a later wave start once the earlier ones of their environment are done:
+    /// a pipeline's tools part names, in its key, bucket and bus policies, roles the other
+    /// parts create, and AWS refuses a policy naming a principal that does not exist.
+    pub wave: u8,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -185,10 +209,23 @@ pub fn resolve(m: &Manifest, live: &LiveState, envs: &[String]) -> Result<Desire
             }
         }
     }
+    let mut sources = Vec::new();
+    for p in &m.pipelines {
+        resolve_pipeline(
+            m,
+            live,
+            &accounts,
+            p,
+            &selected,
+            &mut stack_sets,
+            &mut sources,
+        )?;
+    }
     Ok(Desired {
         units: m.units().iter().map(|u| u.path.clone()).collect(),
         accounts,
         stack_sets,
+        sources,
         environments: m.environments.iter().map(|e| e.name.clone()).collect(),
     })
 }
@@ -418,7 +455,187 @@ fn resolve_stack_set(
         operation,
         units: env.spec.targets.units.clone(),
         instances,
+        wave: 0,
     })
+}
+
+/// A pipeline's stack sets (those of the selected environments) and its source bundle; see
+/// `crate::pipeline` for what each part holds.
+fn resolve_pipeline(
+    m: &Manifest,
+    live: &LiveState,
+    accounts: &[DesiredAccount],
+    p: &Doc<PipelineSpec>,
+    selected: &[&Doc<EnvironmentSpec>],
+    stack_sets: &mut Vec<DesiredStackSet>,
+    sources: &mut Vec<DesiredSource>,
+) -> Result<(), PlanError> {
+    let spec = &p.spec;
+    let err = |message: String| PlanError::Pipeline {
+        pipeline: p.name.clone(),
+        message,
+    };
+    let n = pipeline::Names::new(&p.name);
+    let account = |name: &str| AccountRef {
+        id: accounts
+            .iter()
+            .find(|a| a.name == name)
+            .and_then(|a| a.id.clone()),
+        name: Some(name.to_string()),
+    };
+    let tools = account(&spec.account);
+    let source = account(&spec.source.account);
+    let (tools_id, source_id) = (tools.key(), source.key());
+    let deployed = &m.templates[&p.resolve_path(&spec.template)];
+    let bucket = pipeline::bucket(&p.name, &tools_id);
+    let region = &m.estate.spec.home_region;
+    let is_selected = |env: &str| selected.iter().any(|e| e.name == env);
+    let in_home_region = |account: AccountRef| DesiredInstance {
+        account,
+        region: region.clone(),
+        overrides: BTreeMap::new(),
+    };
+    let generated = |name: String, env: &str, body: serde_json::Value, targets, wave| {
+        let mut tags = BTreeMap::new();
+        tags.insert(TAG_MANAGED_BY.to_string(), m.name().to_string());
+        tags.insert(TAG_ENVIRONMENT.to_string(), env.to_string());
+        tags.insert(
+            crate::live::read::TAG_OVERRIDES.to_string(),
+            EMPTY_OVERRIDES.to_string(),
+        );
+        tags.insert(pipeline::TAG_PIPELINE.to_string(), p.name.clone());
+        DesiredStackSet {
+            name,
+            stack_set: p.name.clone(),
+            environment: env.to_string(),
+            description: Some(format!("estate: part of the model pipeline {}", p.name)),
+            template: pipeline::to_template(&body),
+            parameters: BTreeMap::new(),
+            sensitive: BTreeSet::new(),
+            capabilities: vec!["CAPABILITY_NAMED_IAM".to_string()],
+            tags,
+            permission_model: "SELF_MANAGED".into(),
+            administration_role_arn: Some(format!(
+                "arn:aws:iam::{}:role/AWSCloudFormationStackSetAdministrationRole",
+                live.management_account
+            )),
+            // Every account estate manages has the member role (Organizations creates it).
+            execution_role_name: Some(m.estate.spec.member_role.clone()),
+            auto_deployment: None,
+            operation: OperationPreferences::default(),
+            units: Vec::new(),
+            instances: targets,
+            wave,
+        }
+    };
+
+    let mut files = BTreeMap::new();
+    files.insert(
+        "template.json".to_string(),
+        serde_json::to_vec_pretty(&deployed.body).expect("a JSON value serializes"),
+    );
+    let mut stages = Vec::new();
+    for stage in &spec.stages {
+        let env = m
+            .environment(&stage.environment)
+            .ok_or_else(|| err(format!("unknown environment `{}`", stage.environment)))?;
+        let targets = targets(env, accounts, live);
+        if targets.is_empty() {
+            return Err(err(format!(
+                "stage `{}` has no account to deploy to: its environment targets none",
+                env.name
+            )));
+        }
+        let r = Resolver {
+            m,
+            live,
+            accounts,
+            environment: &env.name,
+        };
+        let mut parameters = BTreeMap::new();
+        for (k, v) in &env.spec.parameters {
+            if deployed.parameters.contains_key(k) && k != pipeline::MODEL_PACKAGE_PARAMETER {
+                parameters.insert(k.clone(), r.value(&v.0, None).map_err(&err)?);
+            }
+        }
+        files.insert(
+            format!("stages/{}.json", env.name),
+            pipeline::stage_configuration(&parameters, m.name(), &env.name),
+        );
+        if let Some(test) = &stage.test {
+            let bytes = m
+                .files
+                .get(&p.resolve_path(&test.buildspec))
+                .ok_or_else(|| err(format!("buildspec `{}` was not loaded", test.buildspec)))?;
+            files.insert(pipeline::test_buildspec_path(&env.name), bytes.clone());
+        }
+        stages.push(pipeline::Stage {
+            environment: env.name.clone(),
+            accounts: targets.iter().map(AccountRef::key).collect(),
+            test: stage.test.is_some(),
+            manual_approval: stage.approval == Approval::Manual,
+        });
+        if is_selected(&env.name) {
+            stack_sets.push(generated(
+                pipeline::stage_stack_set(&p.name, &env.name),
+                &env.name,
+                pipeline::stage_template(&n, &tools_id, &bucket, deployed),
+                targets.into_iter().map(in_home_region).collect(),
+                0,
+            ));
+        }
+    }
+    let last = &spec
+        .stages
+        .last()
+        .expect("a pipeline has stages")
+        .environment;
+    if !is_selected(last) {
+        return Ok(());
+    }
+    let bundle = Bundle { files };
+    let capabilities: Vec<String> = deployed
+        .required_capabilities()
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    let key = bundle.key();
+    let tools_body = pipeline::tools_template(&pipeline::Tools {
+        names: &n,
+        tools: &tools_id,
+        source_account: &source_id,
+        model_package_group: &spec.source.model_package_group,
+        region,
+        stages: &stages,
+        capabilities: &capabilities,
+        takes_model_package: deployed
+            .parameters
+            .contains_key(pipeline::MODEL_PACKAGE_PARAMETER),
+        source_key: &key,
+    });
+    stack_sets.push(generated(
+        pipeline::source_stack_set(&p.name),
+        last,
+        pipeline::source_template(&n, &tools_id, &spec.source.model_package_group),
+        vec![in_home_region(source)],
+        0,
+    ));
+    stack_sets.push(generated(
+        pipeline::tools_stack_set(&p.name),
+        last,
+        tools_body,
+        vec![in_home_region(tools.clone())],
+        1,
+    ));
+    sources.push(DesiredSource {
+        pipeline: p.name.clone(),
+        environment: last.clone(),
+        account: tools,
+        bucket,
+        key_alias: n.key_alias.clone(),
+        bundle,
+    });
+    Ok(())
 }
 
 /// Operation preferences as a tag value (AWS does not keep them on the stack set).

@@ -195,6 +195,33 @@ pub fn diff(
             }
         }
     }
+    // A pipeline's source bundle, once its content-addressed object is missing.
+    for src in &desired.sources {
+        let key = src.bundle.key();
+        if live
+            .pipeline_sources
+            .contains(&format!("{}/{key}", src.bucket))
+        {
+            continue;
+        }
+        changes.push(Change {
+            address: format!("pipeline:{}", src.pipeline),
+            resource_type: ResourceType::Pipeline,
+            action: Action::Create,
+            environment: Some(src.environment.clone()),
+            reason: format!(
+                "source bundle {key} is not in the artifact bucket {}",
+                src.bucket
+            ),
+            before: None,
+            after: Some(json!({
+                "account": src.account.key(),
+                "bucket": src.bucket,
+                "key": key,
+                "files": src.bundle.files.keys().collect::<Vec<_>>(),
+            })),
+        });
+    }
     (changes, findings)
 }
 

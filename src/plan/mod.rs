@@ -41,7 +41,16 @@ pub fn read_options(m: &Manifest) -> ReadOptions {
     // Every manifest account may hold portfolios of this estate: those of portfolios that
     // left the manifest must be found to be reported as orphans (or pruned).
     let portfolio_hubs = m.accounts().iter().map(|a| a.email.clone()).collect();
+    let pipelines = m
+        .pipelines
+        .iter()
+        .filter_map(|p| {
+            let tools = m.accounts().iter().find(|a| a.name == p.spec.account)?;
+            Some((p.name.clone(), tools.email.clone()))
+        })
+        .collect();
     ReadOptions {
+        pipelines,
         estate: m.name().to_string(),
         home_region: m.estate.spec.home_region.clone(),
         overrides_digests,

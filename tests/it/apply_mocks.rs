@@ -101,6 +101,7 @@ fn stack_set(
         operation,
         units: Vec::new(),
         instances,
+        wave: 0,
     }
 }
 
@@ -162,6 +163,7 @@ fn desired(stack_sets: Vec<DesiredStackSet>) -> Desired {
         units: Vec::new(),
         accounts: Vec::new(),
         stack_sets,
+        sources: Vec::new(),
         environments,
     }
 }

@@ -63,6 +63,46 @@ pub struct TestAccount {
 }
 
 impl TestAccount {
+    /// Account ids of the organization by account name (the management account included).
+    pub async fn ids(&self) -> std::collections::BTreeMap<String, String> {
+        let org = aws_sdk_organizations::Client::new(&self.config);
+        let mut ids = std::collections::BTreeMap::new();
+        let mut pages = org.list_accounts().into_paginator().send();
+        while let Some(page) = pages.next().await {
+            for a in page.unwrap().accounts.unwrap_or_default() {
+                ids.insert(a.name.unwrap_or_default(), a.id.unwrap_or_default());
+            }
+        }
+        ids
+    }
+
+    /// Acting in a member account, as estate does: its OrganizationAccountAccessRole assumed
+    /// with this management account's credentials.
+    pub async fn member(&self, id: &str) -> SdkConfig {
+        let assumed = aws_sdk_sts::Client::new(&self.config)
+            .assume_role()
+            .role_arn(format!(
+                "arn:aws:iam::{id}:role/OrganizationAccountAccessRole"
+            ))
+            .role_session_name("estate-tests")
+            .send()
+            .await
+            .unwrap();
+        let c = assumed.credentials().unwrap();
+        self.config
+            .to_builder()
+            .credentials_provider(aws_sdk_sts::config::SharedCredentialsProvider::new(
+                Credentials::new(
+                    c.access_key_id(),
+                    c.secret_access_key(),
+                    Some(c.session_token().to_string()),
+                    None,
+                    "estate-tests-member",
+                ),
+            ))
+            .build()
+    }
+
     /// Environment for a child `estate` process acting as this account. Host
     /// AWS_* variables other than these still leak in unless the caller
     /// removes them (or uses `env_clear()`).

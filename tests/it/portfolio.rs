@@ -4,10 +4,8 @@
 
 use crate::emulator::{TestAccount, management_account};
 use crate::plan::{copy_dir, run};
-use aws_config::SdkConfig;
 use aws_sdk_servicecatalog::Client;
 use aws_sdk_servicecatalog::types::PrincipalType;
-use aws_sdk_sts::config::{Credentials, SharedCredentialsProvider};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -60,48 +58,9 @@ fn edit(dir: &Path, file: &str, from: &str, to: &str) {
     std::fs::write(path, text.replacen(from, to, 1)).unwrap();
 }
 
-/// Account ids of the organization by account name (the management account included).
-async fn account_ids(account: &TestAccount) -> BTreeMap<String, String> {
-    let org = aws_sdk_organizations::Client::new(&account.config);
-    let mut ids = BTreeMap::new();
-    let mut pages = org.list_accounts().into_paginator().send();
-    while let Some(page) = pages.next().await {
-        for a in page.unwrap().accounts.unwrap_or_default() {
-            ids.insert(a.name.unwrap_or_default(), a.id.unwrap_or_default());
-        }
-    }
-    ids
-}
-
-/// Acting in a member account, as estate does: its OrganizationAccountAccessRole assumed with
-/// the management account's credentials.
+/// Acting in a member account, as estate does.
 async fn member(account: &TestAccount, id: &str) -> Client {
-    Client::new(&member_config(account, id).await)
-}
-
-async fn member_config(account: &TestAccount, id: &str) -> SdkConfig {
-    let assumed = aws_sdk_sts::Client::new(&account.config)
-        .assume_role()
-        .role_arn(format!(
-            "arn:aws:iam::{id}:role/OrganizationAccountAccessRole"
-        ))
-        .role_session_name("estate-tests")
-        .send()
-        .await
-        .unwrap();
-    let c = assumed.credentials().unwrap();
-    let config: SdkConfig = account
-        .config
-        .to_builder()
-        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-            c.access_key_id(),
-            c.secret_access_key(),
-            Some(c.session_token().to_string()),
-            None,
-            "estate-tests-member",
-        )))
-        .build();
-    config
+    Client::new(&account.member(id).await)
 }
 
 /// The id of the lab's portfolio in the tools account.
@@ -172,7 +131,7 @@ async fn the_ml_platform_example_applies_with_its_portfolio_and_replans_empty() 
     assert_eq!(code, 0, "{out}{err}");
     assert_converged(&account, dir.path());
 
-    let ids = account_ids(&account).await;
+    let ids = account.ids().await;
     let tools = member(&account, &ids["tools"]).await;
     let portfolio = portfolio_id(&tools).await;
     let data_science = member(&account, &ids["data-science"]).await;
@@ -224,7 +183,7 @@ async fn the_self_service_lab_plans_applies_and_is_really_there() {
 
     apply_lab(&account, dir.path());
 
-    let ids = account_ids(&account).await;
+    let ids = account.ids().await;
     let tools = member(&account, &ids["tools"]).await;
     let portfolio = portfolio_id(&tools).await;
     let described = tools
@@ -356,7 +315,7 @@ async fn edit_plans_and_converges(
     assert_eq!(code, 2, "{plan}");
     let (code, text, _) = run(account, dir, &["plan", "."]);
     assert_eq!(code, 2);
-    let ids = account_ids(account).await;
+    let ids = account.ids().await;
     insta::assert_snapshot!(snapshot, stable(&text, &ids));
     let (code, out, err) = apply(account, dir, &[]);
     assert_eq!(code, 0, "{out}{err}");
@@ -391,7 +350,7 @@ async fn a_changed_tag_option_value_is_one_delete_and_one_create() {
             ),
         ]
     );
-    let ids = account_ids(&account).await;
+    let ids = account.ids().await;
     let tools = member(&account, &ids["tools"]).await;
     let portfolio = portfolio_id(&tools).await;
     let described = tools
@@ -452,7 +411,7 @@ async fn a_new_version_is_added_and_a_removed_one_deprecated_never_deleted() {
     assert_eq!(before["active"], true);
     assert_eq!(after["active"], false);
 
-    let ids = account_ids(&account).await;
+    let ids = account.ids().await;
     let tools = member(&account, &ids["tools"]).await;
     let portfolio = portfolio_id(&tools).await;
     let products = tools
@@ -482,7 +441,7 @@ async fn a_new_version_is_added_and_a_removed_one_deprecated_never_deleted() {
 
     // Both versions' template went to the hub's bucket, once, under its content address.
     let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&member_config(&account, &ids["tools"]).await)
+        aws_sdk_s3::config::Builder::from(&account.member(&ids["tools"]).await)
             .force_path_style(true)
             .build(),
     );
@@ -556,7 +515,7 @@ async fn a_new_recipient_account_is_created_shared_with_and_accepts() {
         "arn:aws:iam::(known after apply):role/DataScientist"
     );
 
-    let ids = account_ids(&account).await;
+    let ids = account.ids().await;
     let tools = member(&account, &ids["tools"]).await;
     let portfolio = portfolio_id(&tools).await;
     let research = member(&account, &ids["research"]).await;
@@ -652,7 +611,7 @@ async fn portfolio_and_product_attributes_change_in_place_and_converge() {
     assert_eq!(code, 0, "{out}{err}");
     assert_converged(&account, dir.path());
 
-    let ids = account_ids(&account).await;
+    let ids = account.ids().await;
     let tools = member(&account, &ids["tools"]).await;
     let portfolio = portfolio_id(&tools).await;
     let described = tools
@@ -689,7 +648,7 @@ async fn a_principal_disassociated_out_of_band_is_drift_and_apply_heals_it() {
     let account = management_account().await;
     let dir = example(LAB);
     apply_lab(&account, dir.path());
-    let ids = account_ids(&account).await;
+    let ids = account.ids().await;
     let tools = member(&account, &ids["tools"]).await;
     let portfolio = portfolio_id(&tools).await;
     let admin = format!("arn:aws:iam::{}:role/PlatformAdmin", ids["tools"]);
@@ -718,7 +677,7 @@ async fn a_share_deleted_out_of_band_is_drift_and_apply_heals_it() {
     let account = management_account().await;
     let dir = example(LAB);
     apply_lab(&account, dir.path());
-    let ids = account_ids(&account).await;
+    let ids = account.ids().await;
     let tools = member(&account, &ids["tools"]).await;
     let portfolio = portfolio_id(&tools).await;
     tools
@@ -785,7 +744,7 @@ async fn a_member_hub_shares_with_a_unit_as_delegated_administrator() {
     assert_eq!(code, 0, "{out}{err}");
     assert_converged(&account, dir.path());
 
-    let ids = account_ids(&account).await;
+    let ids = account.ids().await;
     let admins = aws_sdk_organizations::Client::new(&account.config)
         .list_delegated_administrators()
         .service_principal("servicecatalog.amazonaws.com")

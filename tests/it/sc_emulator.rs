@@ -10,7 +10,7 @@ use aws_sdk_servicecatalog::types::{
     OrganizationNodeType, PortfolioShareType, PrincipalType, ProductType,
     ProvisioningArtifactProperties, ProvisioningArtifactType, Status, Tag,
 };
-use aws_sdk_sts::config::{Credentials, Region, SharedCredentialsProvider};
+use aws_sdk_sts::config::Region;
 
 const NO_PORTFOLIO: &str = "port-doesnotexist";
 const LAUNCH: &str = r#"{"LocalRoleName":"SCLaunchRole"}"#;
@@ -66,29 +66,7 @@ async fn member_account(management: &TestAccount, name: &str) -> (String, SdkCon
         .and_then(|s| s.account_id())
         .expect("CreateAccount returns the account id")
         .to_string();
-    let assumed = ok(aws_sdk_sts::Client::new(&management.config)
-        .assume_role()
-        .role_arn(format!(
-            "arn:aws:iam::{id}:role/OrganizationAccountAccessRole"
-        ))
-        .role_session_name("estate-tests")
-        .send()
-        .await);
-    let c = assumed
-        .credentials()
-        .expect("AssumeRole returns credentials");
-    let credentials = Credentials::new(
-        c.access_key_id(),
-        c.secret_access_key(),
-        Some(c.session_token().to_string()),
-        None,
-        "estate-tests-member",
-    );
-    let config = management
-        .config
-        .to_builder()
-        .credentials_provider(SharedCredentialsProvider::new(credentials))
-        .build();
+    let config = management.member(&id).await;
     (id, config)
 }
 

@@ -1,0 +1,1111 @@
+//! Model pipelines compiled to CloudFormation: the templates of the stack sets that deploy a
+//! `kind: Pipeline`, and the source bundle its CodePipeline reads. Pure: no I/O.
+//!
+//! A pipeline `p` with tools account `T`, source account `S` and stages `E1…En` becomes:
+//! - `pipeline-p-Ei` (environment `Ei`, in each target account of `Ei`): the cross-account
+//!   role the pipeline assumes there (`estate-p-action`) and the role CloudFormation deploys
+//!   the stage template with (`estate-p-deploy`);
+//! - `pipeline-p-source` (in `S`): an EventBridge rule forwarding approvals of the model
+//!   package group to `T`, and the role that lets the pipeline's build read the registry;
+//! - `pipeline-p` (in `T`, after the others: its key, bucket and event bus policies name their
+//!   roles, and AWS rejects a policy naming a principal that does not exist): the KMS key,
+//!   the artifact bucket, the CodePipeline, its CodeBuild projects and the trigger rule.
+//!
+//! Trust policies name the tools account's role through `aws:PrincipalArn` (a trust policy
+//! may name a role that does not exist yet that way); key and bucket policies name exactly the
+//! roles, never a whole account other than the key's own.
+
+use crate::template::Template;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+
+/// Tag on the pipeline's stack sets naming the pipeline.
+pub const TAG_PIPELINE: &str = "estate:pipeline";
+/// The parameter of a stage template that receives the approved model package's ARN.
+pub const MODEL_PACKAGE_PARAMETER: &str = "ModelPackageArn";
+/// Where source bundles are kept in the artifact bucket.
+pub const SOURCE_PREFIX: &str = "estate/source-";
+/// Longest pipeline name: the artifact bucket's name (`estate-<name>-<account id>`) must
+/// stay within S3's 63 characters.
+pub const MAX_NAME: usize = 40;
+
+/// The AWS names a pipeline's parts get.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Names {
+    /// The manifest's name.
+    pub name: String,
+    /// The CodePipeline's name, prefix of every other.
+    pub pipeline: String,
+    pub action_role: String,
+    pub deploy_role: String,
+    pub pipeline_role: String,
+    pub build_role: String,
+    pub events_role: String,
+    pub forward_role: String,
+    pub registry_role: String,
+    pub key_alias: String,
+    pub resolve_project: String,
+}
+
+impl Names {
+    pub fn new(pipeline: &str) -> Names {
+        let base = format!("estate-{pipeline}");
+        Names {
+            name: pipeline.to_string(),
+            pipeline: base.clone(),
+            action_role: format!("{base}-action"),
+            deploy_role: format!("{base}-deploy"),
+            pipeline_role: format!("{base}-pipeline"),
+            build_role: format!("{base}-build"),
+            events_role: format!("{base}-events"),
+            forward_role: format!("{base}-forward"),
+            registry_role: format!("{base}-registry"),
+            key_alias: format!("alias/{base}"),
+            resolve_project: format!("{base}-resolve"),
+        }
+    }
+
+    /// The stack each stage deploys in its accounts.
+    pub fn stage_stack(&self, environment: &str) -> String {
+        format!("{}-{environment}", self.pipeline)
+    }
+
+    pub fn test_project(&self, environment: &str) -> String {
+        format!("{}-test-{environment}", self.pipeline)
+    }
+}
+
+/// The artifact bucket of a pipeline in its tools account.
+pub fn bucket(pipeline: &str, account: &str) -> String {
+    format!("estate-{}-{account}", pipeline.to_ascii_lowercase())
+}
+
+/// Stack set names a pipeline compiles to: its stages', its source's, its own.
+pub fn stack_set_names(pipeline: &str, stages: &[String]) -> Vec<String> {
+    let mut names: Vec<String> = stages
+        .iter()
+        .map(|e| stage_stack_set(pipeline, e))
+        .collect();
+    names.push(source_stack_set(pipeline));
+    names.push(tools_stack_set(pipeline));
+    names
+}
+
+pub fn stage_stack_set(pipeline: &str, environment: &str) -> String {
+    format!("pipeline-{pipeline}-{environment}")
+}
+
+pub fn source_stack_set(pipeline: &str) -> String {
+    format!("pipeline-{pipeline}-source")
+}
+
+pub fn tools_stack_set(pipeline: &str) -> String {
+    format!("pipeline-{pipeline}")
+}
+
+/// One stage as the tools template needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stage {
+    pub environment: String,
+    /// Target account ids (or "(known after apply)" at plan time).
+    pub accounts: Vec<String>,
+    pub test: bool,
+    pub manual_approval: bool,
+}
+
+/// Everything the tools template is built from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tools<'a> {
+    pub names: &'a Names,
+    pub tools: &'a str,
+    pub source_account: &'a str,
+    pub model_package_group: &'a str,
+    pub region: &'a str,
+    pub stages: &'a [Stage],
+    /// Capabilities the stage template needs from CloudFormation.
+    pub capabilities: &'a [String],
+    /// Whether the stage template takes the approved model package's ARN.
+    pub takes_model_package: bool,
+    /// The source bundle's key in the artifact bucket.
+    pub source_key: &'a str,
+}
+
+fn sub(text: String) -> Value {
+    json!({"Fn::Sub": text})
+}
+
+fn role_arn(account: &str, name: &str) -> Value {
+    sub(format!(
+        "arn:${{AWS::Partition}}:iam::{account}:role/{name}"
+    ))
+}
+
+fn document(statements: Vec<Value>) -> Value {
+    json!({"Version": "2012-10-17", "Statement": statements})
+}
+
+fn service_trust(service: &str) -> Value {
+    document(vec![json!({
+        "Effect": "Allow",
+        "Principal": {"Service": service},
+        "Action": "sts:AssumeRole"
+    })])
+}
+
+/// Trust in exactly one role of another account, which need not exist yet.
+fn role_trust(account: &str, role: &str) -> Value {
+    document(vec![json!({
+        "Effect": "Allow",
+        "Principal": {"AWS": sub(format!("arn:${{AWS::Partition}}:iam::{account}:root"))},
+        "Action": "sts:AssumeRole",
+        "Condition": {"ArnEquals": {"aws:PrincipalArn": role_arn(account, role)}}
+    })])
+}
+
+fn tags(pipeline: &str) -> Value {
+    json!([{"Key": TAG_PIPELINE, "Value": pipeline}])
+}
+
+fn template(description: String, resources: Value, outputs: Value) -> Value {
+    json!({
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Description": description,
+        "Resources": resources,
+        "Outputs": outputs,
+    })
+}
+
+/// A generated template as the rest of estate sees templates.
+pub fn to_template(body: &Value) -> Template {
+    let text = serde_json::to_string_pretty(body).expect("a JSON value serializes");
+    Template::parse(text.as_bytes()).expect("generated templates are well-formed")
+}
+
+/// The IAM service prefix of a CloudFormation resource type (`AWS::SageMaker::Endpoint` →
+/// `sagemaker`), for the deploy role; `None` for types that need no service permission.
+fn service_prefix(resource_type: &str) -> Option<String> {
+    let mut parts = resource_type.split("::");
+    if parts.next()? != "AWS" {
+        return None;
+    }
+    let service = parts.next()?;
+    let prefix = match service {
+        "CloudFormation" => return None,
+        "ApplicationAutoScaling" => "application-autoscaling",
+        "CertificateManager" => "acm",
+        "Cognito" => "cognito-idp",
+        "ElasticLoadBalancing" | "ElasticLoadBalancingV2" => "elasticloadbalancing",
+        "StepFunctions" => "states",
+        "Logs" => "logs",
+        "CloudWatch" => "cloudwatch",
+        other => return Some(other.to_ascii_lowercase()),
+    };
+    Some(prefix.to_string())
+}
+
+/// The roles in each target account of a stage.
+pub fn stage_template(n: &Names, tools: &str, bucket: &str, deployed: &Template) -> Value {
+    let services: BTreeSet<String> = deployed
+        .resource_types()
+        .filter_map(|(t, _)| service_prefix(t))
+        .collect();
+    let mut deploy_actions: Vec<String> = services.iter().map(|s| format!("{s}:*")).collect();
+    if !services.contains("iam") {
+        // Models and endpoints run as roles of the account, which the stack passes.
+        deploy_actions.push("iam:PassRole".into());
+    }
+    let mut deploy_statements = vec![json!({
+        "Effect": "Allow",
+        "Action": deploy_actions,
+        "Resource": "*"
+    })];
+    if services.is_empty() {
+        deploy_statements = vec![json!({
+            "Effect": "Allow",
+            "Action": "iam:PassRole",
+            "Resource": sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:role/*".into())
+        })];
+    }
+    let resources = json!({
+        "ActionRole": {
+            "Type": "AWS::IAM::Role",
+            "Properties": {
+                "RoleName": n.action_role,
+                "Description": format!("Assumed by the CodePipeline {} in {tools} to deploy this stage", n.pipeline),
+                "AssumeRolePolicyDocument": role_trust(tools, &n.pipeline_role),
+                "Policies": [{
+                    "PolicyName": "deploy-stage",
+                    "PolicyDocument": document(vec![
+                        json!({
+                            "Effect": "Allow",
+                            "Action": [
+                                "cloudformation:CreateStack",
+                                "cloudformation:UpdateStack",
+                                "cloudformation:DeleteStack",
+                                "cloudformation:DescribeStacks",
+                                "cloudformation:DescribeStackEvents",
+                                "cloudformation:CreateChangeSet",
+                                "cloudformation:DescribeChangeSet",
+                                "cloudformation:ExecuteChangeSet",
+                                "cloudformation:DeleteChangeSet"
+                            ],
+                            "Resource": sub(format!(
+                                "arn:${{AWS::Partition}}:cloudformation:${{AWS::Region}}:${{AWS::AccountId}}:stack/{}-*/*",
+                                n.pipeline
+                            ))
+                        }),
+                        json!({
+                            "Effect": "Allow",
+                            "Action": "iam:PassRole",
+                            "Resource": {"Fn::GetAtt": ["DeployRole", "Arn"]}
+                        }),
+                        json!({
+                            "Effect": "Allow",
+                            "Action": ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"],
+                            "Resource": sub(format!("arn:${{AWS::Partition}}:s3:::{bucket}/*"))
+                        }),
+                        json!({
+                            "Effect": "Allow",
+                            "Action": ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*"],
+                            "Resource": sub(format!("arn:${{AWS::Partition}}:kms:${{AWS::Region}}:{tools}:key/*")),
+                            "Condition": {"ForAnyValue:StringEquals": {"kms:ResourceAliases": n.key_alias}}
+                        })
+                    ])
+                }],
+                "Tags": tags(&n.pipeline)
+            }
+        },
+        "DeployRole": {
+            "Type": "AWS::IAM::Role",
+            "Properties": {
+                "RoleName": n.deploy_role,
+                "Description": format!("CloudFormation deploys the stage stacks of {} with this role", n.pipeline),
+                "AssumeRolePolicyDocument": service_trust("cloudformation.amazonaws.com"),
+                "Policies": [{
+                    "PolicyName": "stage-resources",
+                    "PolicyDocument": document(deploy_statements)
+                }],
+                "Tags": tags(&n.pipeline)
+            }
+        }
+    });
+    template(
+        format!(
+            "estate: the roles the pipeline {} deploys this stage with",
+            n.pipeline
+        ),
+        resources,
+        json!({
+            "ActionRoleArn": {"Value": {"Fn::GetAtt": ["ActionRole", "Arn"]}},
+            "DeployRoleArn": {"Value": {"Fn::GetAtt": ["DeployRole", "Arn"]}}
+        }),
+    )
+}
+
+fn approved_pattern(group: &str, account: Option<&str>) -> Value {
+    let mut pattern = json!({
+        "source": ["aws.sagemaker"],
+        "detail-type": ["SageMaker Model Package State Change"],
+        "detail": {
+            "ModelPackageGroupName": [group],
+            "ModelApprovalStatus": ["Approved"]
+        }
+    });
+    if let Some(a) = account {
+        pattern["account"] = json!([a]);
+    }
+    pattern
+}
+
+/// The source account's part: approvals forwarded to the tools account, and a role the
+/// pipeline's build reads the model registry with.
+pub fn source_template(n: &Names, tools: &str, group: &str) -> Value {
+    let bus = sub(format!(
+        "arn:${{AWS::Partition}}:events:${{AWS::Region}}:{tools}:event-bus/default"
+    ));
+    let resources = json!({
+        "ForwardRole": {
+            "Type": "AWS::IAM::Role",
+            "Properties": {
+                "RoleName": n.forward_role,
+                "Description": format!("EventBridge forwards model approvals to the pipeline {} with this role", n.pipeline),
+                "AssumeRolePolicyDocument": service_trust("events.amazonaws.com"),
+                "Policies": [{
+                    "PolicyName": "forward-approvals",
+                    "PolicyDocument": document(vec![json!({
+                        "Effect": "Allow",
+                        "Action": "events:PutEvents",
+                        "Resource": bus
+                    })])
+                }],
+                "Tags": tags(&n.pipeline)
+            }
+        },
+        "ForwardApprovals": {
+            "Type": "AWS::Events::Rule",
+            "Properties": {
+                "Name": format!("{}-approved", n.pipeline),
+                "Description": format!("Approved versions of {group} start the pipeline {}", n.pipeline),
+                "EventPattern": approved_pattern(group, None),
+                "State": "ENABLED",
+                "Targets": [{
+                    "Id": "tools",
+                    "Arn": bus,
+                    "RoleArn": {"Fn::GetAtt": ["ForwardRole", "Arn"]}
+                }]
+            }
+        },
+        "RegistryRole": {
+            "Type": "AWS::IAM::Role",
+            "Properties": {
+                "RoleName": n.registry_role,
+                "Description": format!("The pipeline {} finds the latest approved version of {group} with this role", n.pipeline),
+                "AssumeRolePolicyDocument": role_trust(tools, &n.build_role),
+                "Policies": [{
+                    "PolicyName": "read-registry",
+                    "PolicyDocument": document(vec![
+                        json!({
+                            "Effect": "Allow",
+                            "Action": "sagemaker:ListModelPackages",
+                            "Resource": "*"
+                        }),
+                        json!({
+                            "Effect": "Allow",
+                            "Action": ["sagemaker:DescribeModelPackage", "sagemaker:DescribeModelPackageGroup"],
+                            "Resource": [
+                                sub(format!("arn:${{AWS::Partition}}:sagemaker:${{AWS::Region}}:${{AWS::AccountId}}:model-package-group/{group}")),
+                                sub(format!("arn:${{AWS::Partition}}:sagemaker:${{AWS::Region}}:${{AWS::AccountId}}:model-package/{group}/*"))
+                            ]
+                        })
+                    ])
+                }],
+                "Tags": tags(&n.pipeline)
+            }
+        }
+    });
+    template(
+        format!(
+            "estate: approvals of {group} forwarded to the pipeline {}",
+            n.pipeline
+        ),
+        resources,
+        json!({"RegistryRoleArn": {"Value": {"Fn::GetAtt": ["RegistryRole", "Arn"]}}}),
+    )
+}
+
+/// The build that finds the latest approved model package and writes each stage's template
+/// configuration with it.
+fn resolve_buildspec(takes_model_package: bool) -> String {
+    let set = if takes_model_package {
+        format!("          config['Parameters']['{MODEL_PACKAGE_PARAMETER}'] = arn\n")
+    } else {
+        String::new()
+    };
+    format!(
+        r#"version: 0.2
+phases:
+  build:
+    commands:
+      - |
+        python3 - <<'EOF'
+        import glob, json, os
+        import boto3
+        creds = boto3.client('sts').assume_role(
+            RoleArn=os.environ['REGISTRY_ROLE'], RoleSessionName='estate-resolve')['Credentials']
+        registry = boto3.client('sagemaker',
+            aws_access_key_id=creds['AccessKeyId'],
+            aws_secret_access_key=creds['SecretAccessKey'],
+            aws_session_token=creds['SessionToken'])
+        found = registry.list_model_packages(
+            ModelPackageGroupName=os.environ['MODEL_PACKAGE_GROUP'],
+            ModelApprovalStatus='Approved', SortBy='CreationTime', SortOrder='Descending',
+            MaxResults=1)['ModelPackageSummaryList']
+        if not found:
+            raise SystemExit('no approved version in ' + os.environ['MODEL_PACKAGE_GROUP'])
+        arn = found[0]['ModelPackageArn']
+        print('deploying', arn)
+        for path in glob.glob('stages/*.json'):
+          with open(path) as f:
+            config = json.load(f)
+{set}          with open(path, 'w') as f:
+            json.dump(config, f)
+        EOF
+artifacts:
+  files:
+    - template.json
+    - stages/*.json
+"#
+    )
+}
+
+/// The tools account's part: key, bucket, roles, builds, the pipeline and its trigger.
+pub fn tools_template(t: &Tools) -> Value {
+    let n = t.names;
+    let bucket = bucket(&n.name, t.tools);
+    let action_roles: Vec<Value> = t
+        .stages
+        .iter()
+        .flat_map(|s| s.accounts.iter())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .map(|a| role_arn(a, &n.action_role))
+        .collect();
+    let registry_role = role_arn(t.source_account, &n.registry_role);
+    let own = |role: &str| role_arn(t.tools, role);
+    let mut key_users = vec![own(&n.pipeline_role), own(&n.build_role)];
+    key_users.extend(action_roles.iter().cloned());
+    let objects = sub(format!("arn:${{AWS::Partition}}:s3:::{bucket}/*"));
+    let bucket_arn = sub(format!("arn:${{AWS::Partition}}:s3:::{bucket}"));
+    let pipeline_arn = sub(format!(
+        "arn:${{AWS::Partition}}:codepipeline:${{AWS::Region}}:${{AWS::AccountId}}:{}",
+        n.pipeline
+    ));
+    let kms_use = json!([
+        "kms:Decrypt",
+        "kms:DescribeKey",
+        "kms:Encrypt",
+        "kms:GenerateDataKey*",
+        "kms:ReEncrypt*"
+    ]);
+    let mut projects = vec![sub(format!(
+        "arn:${{AWS::Partition}}:codebuild:${{AWS::Region}}:${{AWS::AccountId}}:project/{}",
+        n.resolve_project
+    ))];
+    for s in t.stages.iter().filter(|s| s.test) {
+        projects.push(sub(format!(
+            "arn:${{AWS::Partition}}:codebuild:${{AWS::Region}}:${{AWS::AccountId}}:project/{}",
+            n.test_project(&s.environment)
+        )));
+    }
+
+    let mut resources = serde_json::Map::new();
+    resources.insert(
+        "ArtifactKey".into(),
+        json!({
+            "Type": "AWS::KMS::Key",
+            // Artifacts outlive the pipeline: deleting it must not make them unreadable.
+            "DeletionPolicy": "Retain",
+            "UpdateReplacePolicy": "Retain",
+            "Properties": {
+                "Description": format!("Encrypts the artifacts of the pipeline {}", n.pipeline),
+                "EnableKeyRotation": true,
+                "KeyPolicy": document(vec![
+                    json!({
+                        "Sid": "KeyAdministration",
+                        "Effect": "Allow",
+                        "Principal": {"AWS": sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:root".into())},
+                        "Action": "kms:*",
+                        "Resource": "*"
+                    }),
+                    json!({
+                        "Sid": "PipelineRoles",
+                        "Effect": "Allow",
+                        "Principal": {"AWS": key_users},
+                        "Action": kms_use,
+                        "Resource": "*"
+                    })
+                ])
+            }
+        }),
+    );
+    resources.insert(
+        "ArtifactKeyAlias".into(),
+        json!({
+            "Type": "AWS::KMS::Alias",
+            "Properties": {"AliasName": n.key_alias, "TargetKeyId": {"Ref": "ArtifactKey"}}
+        }),
+    );
+    resources.insert(
+        "ArtifactBucket".into(),
+        json!({
+            "Type": "AWS::S3::Bucket",
+            // A bucket holding objects cannot be deleted; it is kept with the pipeline's history.
+            "DeletionPolicy": "Retain",
+            "UpdateReplacePolicy": "Retain",
+            "Properties": {
+                "BucketName": bucket,
+                "VersioningConfiguration": {"Status": "Enabled"},
+                "BucketEncryption": {"ServerSideEncryptionConfiguration": [{
+                    "ServerSideEncryptionByDefault": {
+                        "SSEAlgorithm": "aws:kms",
+                        "KMSMasterKeyID": {"Fn::GetAtt": ["ArtifactKey", "Arn"]}
+                    },
+                    "BucketKeyEnabled": true
+                }]},
+                "PublicAccessBlockConfiguration": {
+                    "BlockPublicAcls": true,
+                    "BlockPublicPolicy": true,
+                    "IgnorePublicAcls": true,
+                    "RestrictPublicBuckets": true
+                },
+                "Tags": tags(&n.pipeline)
+            }
+        }),
+    );
+    resources.insert(
+        "ArtifactBucketPolicy".into(),
+        json!({
+            "Type": "AWS::S3::BucketPolicy",
+            "Properties": {
+                "Bucket": {"Ref": "ArtifactBucket"},
+                "PolicyDocument": document(vec![
+                    json!({
+                        "Sid": "DenyInsecureTransport",
+                        "Effect": "Deny",
+                        "Principal": "*",
+                        "Action": "s3:*",
+                        "Resource": [bucket_arn, objects],
+                        "Condition": {"Bool": {"aws:SecureTransport": "false"}}
+                    }),
+                    json!({
+                        "Sid": "DenyUnencryptedUploads",
+                        "Effect": "Deny",
+                        "Principal": "*",
+                        "Action": "s3:PutObject",
+                        "Resource": objects,
+                        "Condition": {"StringNotEquals": {"s3:x-amz-server-side-encryption": "aws:kms"}}
+                    }),
+                    json!({
+                        "Sid": "StageRoles",
+                        "Effect": "Allow",
+                        "Principal": {"AWS": action_roles},
+                        "Action": ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"],
+                        "Resource": objects
+                    })
+                ])
+            }
+        }),
+    );
+    resources.insert(
+        "PipelineRole".into(),
+        json!({
+            "Type": "AWS::IAM::Role",
+            "Properties": {
+                "RoleName": n.pipeline_role,
+                "AssumeRolePolicyDocument": service_trust("codepipeline.amazonaws.com"),
+                "Policies": [{
+                    "PolicyName": "run-pipeline",
+                    "PolicyDocument": document(vec![
+                        json!({"Effect": "Allow", "Action": ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"], "Resource": objects}),
+                        json!({"Effect": "Allow", "Action": ["s3:GetBucketVersioning", "s3:ListBucket"], "Resource": bucket_arn}),
+                        json!({"Effect": "Allow", "Action": kms_use, "Resource": {"Fn::GetAtt": ["ArtifactKey", "Arn"]}}),
+                        json!({"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": action_roles}),
+                        json!({"Effect": "Allow", "Action": ["codebuild:BatchGetBuilds", "codebuild:StartBuild"], "Resource": projects})
+                    ])
+                }],
+                "Tags": tags(&n.pipeline)
+            }
+        }),
+    );
+    resources.insert(
+        "BuildRole".into(),
+        json!({
+            "Type": "AWS::IAM::Role",
+            "Properties": {
+                "RoleName": n.build_role,
+                "AssumeRolePolicyDocument": service_trust("codebuild.amazonaws.com"),
+                "Policies": [{
+                    "PolicyName": "build",
+                    "PolicyDocument": document(vec![
+                        json!({
+                            "Effect": "Allow",
+                            "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+                            "Resource": sub(format!("arn:${{AWS::Partition}}:logs:${{AWS::Region}}:${{AWS::AccountId}}:log-group:/aws/codebuild/{}-*", n.pipeline))
+                        }),
+                        json!({"Effect": "Allow", "Action": ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"], "Resource": objects}),
+                        json!({"Effect": "Allow", "Action": kms_use, "Resource": {"Fn::GetAtt": ["ArtifactKey", "Arn"]}}),
+                        json!({"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": registry_role})
+                    ])
+                }],
+                "Tags": tags(&n.pipeline)
+            }
+        }),
+    );
+    let build_environment = |variables: Vec<Value>| {
+        json!({
+            "Type": "LINUX_CONTAINER",
+            "ComputeType": "BUILD_GENERAL1_SMALL",
+            "Image": "aws/codebuild/standard:7.0",
+            "EnvironmentVariables": variables
+        })
+    };
+    let variable = |name: &str, value: Value| json!({"Name": name, "Value": value});
+    resources.insert(
+        "ResolveProject".into(),
+        json!({
+            "Type": "AWS::CodeBuild::Project",
+            "Properties": {
+                "Name": n.resolve_project,
+                "Description": format!("Finds the latest approved version of {} for the pipeline {}", t.model_package_group, n.pipeline),
+                "ServiceRole": {"Fn::GetAtt": ["BuildRole", "Arn"]},
+                "EncryptionKey": {"Fn::GetAtt": ["ArtifactKey", "Arn"]},
+                "Artifacts": {"Type": "CODEPIPELINE"},
+                "Source": {"Type": "CODEPIPELINE", "BuildSpec": resolve_buildspec(t.takes_model_package)},
+                "Environment": build_environment(vec![
+                    variable("REGISTRY_ROLE", registry_role.clone()),
+                    variable("MODEL_PACKAGE_GROUP", sub(format!(
+                        "arn:${{AWS::Partition}}:sagemaker:${{AWS::Region}}:{}:model-package-group/{}",
+                        t.source_account, t.model_package_group
+                    ))),
+                ]),
+                "Tags": tags(&n.pipeline)
+            }
+        }),
+    );
+    for s in t.stages.iter().filter(|s| s.test) {
+        resources.insert(
+            format!("TestProject{}", logical(&s.environment)),
+            json!({
+                "Type": "AWS::CodeBuild::Project",
+                "Properties": {
+                    "Name": n.test_project(&s.environment),
+                    "Description": format!("Tests the {} stage of the pipeline {}", s.environment, n.pipeline),
+                    "ServiceRole": {"Fn::GetAtt": ["BuildRole", "Arn"]},
+                    "EncryptionKey": {"Fn::GetAtt": ["ArtifactKey", "Arn"]},
+                    "Artifacts": {"Type": "CODEPIPELINE"},
+                    "Source": {"Type": "CODEPIPELINE", "BuildSpec": test_buildspec_path(&s.environment)},
+                    "Environment": build_environment(vec![
+                        variable("ESTATE_ENVIRONMENT", json!(s.environment)),
+                        variable("ESTATE_ACCOUNTS", json!(s.accounts.join(","))),
+                        variable("ESTATE_STACK_NAME", json!(n.stage_stack(&s.environment))),
+                    ]),
+                    "Tags": tags(&n.pipeline)
+                }
+            }),
+        );
+    }
+
+    let mut stages = vec![
+        json!({
+            "Name": "Source",
+            "Actions": [{
+                "Name": "SourceBundle",
+                "ActionTypeId": {"Category": "Source", "Owner": "AWS", "Provider": "S3", "Version": "1"},
+                "Configuration": {
+                    "S3Bucket": {"Ref": "ArtifactBucket"},
+                    "S3ObjectKey": t.source_key,
+                    "PollForSourceChanges": false
+                },
+                "OutputArtifacts": [{"Name": "Source"}],
+                "RunOrder": 1
+            }]
+        }),
+        json!({
+            "Name": "Resolve",
+            "Actions": [{
+                "Name": "LatestApprovedModel",
+                "ActionTypeId": {"Category": "Build", "Owner": "AWS", "Provider": "CodeBuild", "Version": "1"},
+                "Configuration": {"ProjectName": n.resolve_project},
+                "InputArtifacts": [{"Name": "Source"}],
+                "OutputArtifacts": [{"Name": "Resolved"}],
+                "RunOrder": 1
+            }]
+        }),
+    ];
+    let capabilities = t.capabilities.join(",");
+    for s in t.stages {
+        let mut actions = Vec::new();
+        let mut order = 1;
+        if s.manual_approval {
+            actions.push(json!({
+                "Name": "Approve",
+                "ActionTypeId": {"Category": "Approval", "Owner": "AWS", "Provider": "Manual", "Version": "1"},
+                "Configuration": {"CustomData": format!("Deploy the approved model to {}?", s.environment)},
+                "RunOrder": order
+            }));
+            order += 1;
+        }
+        for account in &s.accounts {
+            let mut configuration = json!({
+                "ActionMode": "CREATE_UPDATE",
+                "StackName": n.stage_stack(&s.environment),
+                "TemplatePath": "Resolved::template.json",
+                "TemplateConfiguration": format!("Resolved::stages/{}.json", s.environment),
+                "RoleArn": role_arn(account, &n.deploy_role)
+            });
+            if !capabilities.is_empty() {
+                configuration["Capabilities"] = json!(capabilities);
+            }
+            actions.push(json!({
+                "Name": format!("Deploy-{account}"),
+                "ActionTypeId": {"Category": "Deploy", "Owner": "AWS", "Provider": "CloudFormation", "Version": "1"},
+                "Configuration": configuration,
+                "InputArtifacts": [{"Name": "Resolved"}],
+                "RoleArn": role_arn(account, &n.action_role),
+                "Region": t.region,
+                "RunOrder": order
+            }));
+        }
+        order += 1;
+        if s.test {
+            actions.push(json!({
+                "Name": "Test",
+                "ActionTypeId": {"Category": "Test", "Owner": "AWS", "Provider": "CodeBuild", "Version": "1"},
+                "Configuration": {"ProjectName": n.test_project(&s.environment)},
+                "InputArtifacts": [{"Name": "Source"}],
+                "RunOrder": order
+            }));
+        }
+        stages.push(json!({"Name": format!("Deploy-{}", s.environment), "Actions": actions}));
+    }
+    resources.insert(
+        "Pipeline".into(),
+        json!({
+            "Type": "AWS::CodePipeline::Pipeline",
+            "Properties": {
+                "Name": n.pipeline,
+                "RoleArn": {"Fn::GetAtt": ["PipelineRole", "Arn"]},
+                "ArtifactStore": {
+                    "Type": "S3",
+                    "Location": {"Ref": "ArtifactBucket"},
+                    "EncryptionKey": {"Id": {"Fn::GetAtt": ["ArtifactKey", "Arn"]}, "Type": "KMS"}
+                },
+                "RestartExecutionOnUpdate": false,
+                "Stages": stages,
+                "Tags": tags(&n.pipeline)
+            }
+        }),
+    );
+    resources.insert(
+        "EventsRole".into(),
+        json!({
+            "Type": "AWS::IAM::Role",
+            "Properties": {
+                "RoleName": n.events_role,
+                "AssumeRolePolicyDocument": service_trust("events.amazonaws.com"),
+                "Policies": [{
+                    "PolicyName": "start-pipeline",
+                    "PolicyDocument": document(vec![json!({
+                        "Effect": "Allow",
+                        "Action": "codepipeline:StartPipelineExecution",
+                        "Resource": pipeline_arn
+                    })])
+                }],
+                "Tags": tags(&n.pipeline)
+            }
+        }),
+    );
+    resources.insert(
+        "ApprovalsFromSource".into(),
+        json!({
+            "Type": "AWS::Events::EventBusPolicy",
+            "Properties": {
+                "StatementId": format!("{}-approvals", n.pipeline),
+                "Statement": {
+                    "Effect": "Allow",
+                    "Principal": {"AWS": role_arn(t.source_account, &n.forward_role)},
+                    "Action": "events:PutEvents",
+                    "Resource": sub("arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/default".into())
+                }
+            }
+        }),
+    );
+    resources.insert(
+        "StartOnApproval".into(),
+        json!({
+            "Type": "AWS::Events::Rule",
+            "Properties": {
+                "Name": format!("{}-start", n.pipeline),
+                "Description": format!("An approved version of {} starts the pipeline {}", t.model_package_group, n.pipeline),
+                "EventPattern": approved_pattern(t.model_package_group, Some(t.source_account)),
+                "State": "ENABLED",
+                "Targets": [{
+                    "Id": "pipeline",
+                    "Arn": pipeline_arn,
+                    "RoleArn": {"Fn::GetAtt": ["EventsRole", "Arn"]}
+                }]
+            }
+        }),
+    );
+    template(
+        format!(
+            "estate: the model pipeline {}: artifacts key and bucket, builds, CodePipeline, trigger",
+            n.pipeline
+        ),
+        Value::Object(resources),
+        json!({
+            "ArtifactBucketName": {"Value": {"Ref": "ArtifactBucket"}},
+            "ArtifactKeyArn": {"Value": {"Fn::GetAtt": ["ArtifactKey", "Arn"]}}
+        }),
+    )
+}
+
+/// A CloudFormation logical id from an environment name (`pre-prod` → `PreProd`).
+fn logical(name: &str) -> String {
+    name.split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let mut cs = p.chars();
+            cs.next()
+                .map(|c| c.to_ascii_uppercase().to_string() + cs.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// Where a stage's test buildspec is in the source bundle.
+pub fn test_buildspec_path(environment: &str) -> String {
+    format!("tests/{environment}/buildspec.yml")
+}
+
+/// The files of the source bundle: the stage template, each stage's template configuration,
+/// each stage's test buildspec.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bundle {
+    pub files: BTreeMap<String, Vec<u8>>,
+}
+
+impl Bundle {
+    /// A digest of the names and contents, independent of zip timestamps.
+    pub fn digest(&self) -> String {
+        let mut h = Sha256::new();
+        for (name, bytes) in &self.files {
+            h.update((name.len() as u64).to_be_bytes());
+            h.update(name.as_bytes());
+            h.update((bytes.len() as u64).to_be_bytes());
+            h.update(bytes);
+        }
+        hex::encode(h.finalize())
+    }
+
+    /// The content-addressed key the bundle is kept under in the artifact bucket.
+    pub fn key(&self) -> String {
+        format!("{SOURCE_PREFIX}{}.zip", &self.digest()[..16])
+    }
+
+    /// The zip CodePipeline's S3 source reads. Entries carry a fixed timestamp, so the same
+    /// files always give the same bytes.
+    pub fn zip(&self) -> Vec<u8> {
+        let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .last_modified_time(zip::DateTime::default());
+        for (name, bytes) in &self.files {
+            out.start_file(name.as_str(), options)
+                .expect("writing to memory");
+            out.write_all(bytes).expect("writing to memory");
+        }
+        out.finish().expect("writing to memory").into_inner()
+    }
+}
+
+/// A stage's template configuration: its parameters and the estate's tags.
+pub fn stage_configuration(
+    parameters: &BTreeMap<String, String>,
+    estate: &str,
+    environment: &str,
+) -> Vec<u8> {
+    let config = json!({
+        "Parameters": parameters,
+        "Tags": {
+            crate::live::TAG_MANAGED_BY: estate,
+            crate::live::TAG_ENVIRONMENT: environment
+        }
+    });
+    serde_json::to_vec_pretty(&config).expect("a JSON value serializes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deployed() -> Template {
+        Template::parse(
+            b"Parameters:\n  ModelPackageArn: {Type: String}\nResources:\n  Model:\n    Type: AWS::SageMaker::Model\n    Properties: {ExecutionRoleArn: x}\n  Scaling:\n    Type: AWS::ApplicationAutoScaling::ScalableTarget\n",
+        )
+        .unwrap()
+    }
+
+    fn stages() -> Vec<Stage> {
+        vec![
+            Stage {
+                environment: "staging".into(),
+                accounts: vec!["333333333333".into()],
+                test: true,
+                manual_approval: false,
+            },
+            Stage {
+                environment: "production".into(),
+                accounts: vec!["444444444444".into(), "555555555555".into()],
+                test: false,
+                manual_approval: true,
+            },
+        ]
+    }
+
+    fn tools() -> Value {
+        let n = Names::new("abalone");
+        let stages = stages();
+        tools_template(&Tools {
+            names: &n,
+            tools: "111111111111",
+            source_account: "222222222222",
+            model_package_group: "abalone",
+            region: "us-east-1",
+            stages: &stages,
+            capabilities: &["CAPABILITY_IAM".into()],
+            takes_model_package: true,
+            source_key: "estate/source-0123.zip",
+        })
+    }
+
+    fn arns(v: &Value) -> Vec<String> {
+        let list = match v {
+            Value::Array(a) => a.clone(),
+            one => vec![one.clone()],
+        };
+        list.iter()
+            .map(|a| a["Fn::Sub"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn key_and_bucket_policies_name_exactly_the_roles() {
+        let t = tools();
+        let key = &t["Resources"]["ArtifactKey"]["Properties"]["KeyPolicy"]["Statement"];
+        assert_eq!(
+            arns(&key[0]["Principal"]["AWS"]),
+            ["arn:${AWS::Partition}:iam::${AWS::AccountId}:root"],
+            "only the key's own account administers it"
+        );
+        let role = |a: &str, r: &str| format!("arn:${{AWS::Partition}}:iam::{a}:role/{r}");
+        assert_eq!(
+            arns(&key[1]["Principal"]["AWS"]),
+            [
+                role("111111111111", "estate-abalone-pipeline"),
+                role("111111111111", "estate-abalone-build"),
+                role("333333333333", "estate-abalone-action"),
+                role("444444444444", "estate-abalone-action"),
+                role("555555555555", "estate-abalone-action"),
+            ]
+        );
+        let bucket =
+            &t["Resources"]["ArtifactBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"];
+        assert_eq!(bucket[0]["Effect"], "Deny");
+        assert_eq!(
+            bucket[0]["Condition"]["Bool"]["aws:SecureTransport"],
+            "false"
+        );
+        assert_eq!(bucket[1]["Effect"], "Deny");
+        assert_eq!(
+            bucket[1]["Condition"]["StringNotEquals"]["s3:x-amz-server-side-encryption"],
+            "aws:kms"
+        );
+        assert_eq!(
+            arns(&bucket[2]["Principal"]["AWS"]),
+            [
+                role("333333333333", "estate-abalone-action"),
+                role("444444444444", "estate-abalone-action"),
+                role("555555555555", "estate-abalone-action"),
+            ]
+        );
+        let text = serde_json::to_string(&t).unwrap();
+        for account in ["222222222222", "333333333333", "444444444444"] {
+            assert!(
+                !text.contains(&format!("{account}:root")),
+                "no other account as a whole"
+            );
+        }
+        let bucket = &t["Resources"]["ArtifactBucket"]["Properties"];
+        assert_eq!(bucket["BucketName"], "estate-abalone-111111111111");
+        assert_eq!(
+            bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+                ["SSEAlgorithm"],
+            "aws:kms"
+        );
+    }
+
+    #[test]
+    fn stages_run_in_order_with_approval_before_and_tests_after_deploying() {
+        let t = tools();
+        let stages = t["Resources"]["Pipeline"]["Properties"]["Stages"]
+            .as_array()
+            .unwrap();
+        let names: Vec<&str> = stages.iter().map(|s| s["Name"].as_str().unwrap()).collect();
+        assert_eq!(
+            names,
+            ["Source", "Resolve", "Deploy-staging", "Deploy-production"]
+        );
+        let actions = |i: usize| -> Vec<(String, u64)> {
+            stages[i]["Actions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| {
+                    (
+                        a["Name"].as_str().unwrap().to_string(),
+                        a["RunOrder"].as_u64().unwrap(),
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(
+            actions(2),
+            [("Deploy-333333333333".into(), 1), ("Test".into(), 2)]
+        );
+        assert_eq!(
+            actions(3),
+            [
+                ("Approve".into(), 1),
+                ("Deploy-444444444444".into(), 2),
+                ("Deploy-555555555555".into(), 2)
+            ]
+        );
+        let deploy = &stages[3]["Actions"][1];
+        assert_eq!(
+            deploy["RoleArn"]["Fn::Sub"],
+            "arn:${AWS::Partition}:iam::444444444444:role/estate-abalone-action"
+        );
+        assert_eq!(
+            deploy["Configuration"]["TemplateConfiguration"],
+            "Resolved::stages/production.json"
+        );
+        let rule = &t["Resources"]["StartOnApproval"]["Properties"]["EventPattern"];
+        assert_eq!(rule["account"], json!(["222222222222"]));
+        assert_eq!(rule["detail"]["ModelApprovalStatus"], json!(["Approved"]));
+    }
+
+    #[test]
+    fn stage_roles_trust_exactly_the_pipeline_role_and_deploy_what_the_template_uses() {
+        let n = Names::new("abalone");
+        let t = stage_template(
+            &n,
+            "111111111111",
+            "estate-abalone-111111111111",
+            &deployed(),
+        );
+        let trust =
+            &t["Resources"]["ActionRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"][0];
+        assert_eq!(
+            trust["Condition"]["ArnEquals"]["aws:PrincipalArn"]["Fn::Sub"],
+            "arn:${AWS::Partition}:iam::111111111111:role/estate-abalone-pipeline"
+        );
+        let deploy = &t["Resources"]["DeployRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+            [0]["Action"];
+        assert_eq!(
+            deploy,
+            &json!(["application-autoscaling:*", "sagemaker:*", "iam:PassRole"])
+        );
+    }
+
+    #[test]
+    fn the_bundle_is_deterministic_and_content_addressed() {
+        let mut files = BTreeMap::new();
+        files.insert("template.json".to_string(), b"{}".to_vec());
+        let a = Bundle {
+            files: files.clone(),
+        };
+        assert_eq!(a.zip(), a.clone().zip());
+        files.insert("stages/staging.json".to_string(), b"{}".to_vec());
+        let b = Bundle { files };
+        assert_ne!(a.key(), b.key());
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(b.zip())).unwrap();
+        let mut names: Vec<String> = (0..archive.len())
+            .map(|i| archive.by_index(i).unwrap().name().to_string())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["stages/staging.json", "template.json"]);
+    }
+}

@@ -1,0 +1,252 @@
+//! Model pipelines end to end against the emulator: the example compiles to stack sets that
+//! create the stage roles, the source forwarding and the tools part in their accounts, the
+//! source bundle lands encrypted in the artifact bucket, and the plan is empty after. (moto's
+//! CloudFormation skips CodePipeline, CodeBuild and policy resources it does not know; their
+//! content is checked by the unit tests of `estate::pipeline` and by cfn-lint.)
+
+use crate::emulator::{TestAccount, management_account};
+use crate::plan::{copy_dir, run};
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::path::Path;
+
+const EXAMPLE: &str = "examples/environments/model-pipeline";
+
+/// Logical ids of the resources the stack of `stack_set` holds in account `id`.
+async fn stack_resources(account: &TestAccount, id: &str, stack_set: &str) -> BTreeSet<String> {
+    let cfn = aws_sdk_cloudformation::Client::new(&account.member(id).await);
+    let stacks = cfn.list_stacks().send().await.unwrap();
+    let stack = stacks
+        .stack_summaries()
+        .iter()
+        .find(|s| {
+            // moto names a stack set's stacks `StackSet:<set>` (AWS: `StackSet-<set>-<uuid>`).
+            s.stack_name() == Some(&format!("StackSet:{stack_set}"))
+                && s.stack_status()
+                    .is_some_and(|st| st.as_str() != "DELETE_COMPLETE")
+        })
+        .unwrap_or_else(|| panic!("no stack of {stack_set} in {id}: {stacks:?}"))
+        .stack_name()
+        .unwrap()
+        .to_string();
+    cfn.list_stack_resources()
+        .stack_name(stack)
+        .send()
+        .await
+        .unwrap()
+        .stack_resource_summaries()
+        .iter()
+        .filter_map(|r| r.logical_resource_id().map(str::to_string))
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_model_pipeline_compiles_to_stack_sets_applies_stage_by_stage_and_replans_empty() {
+    let account = management_account().await;
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(Path::new(EXAMPLE), dir.path());
+
+    let (code, out, err) = run(&account, dir.path(), &["plan", ".", "--format", "json"]);
+    assert_eq!(code, 2, "{out}{err}");
+    let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let addresses: Vec<(&str, &str)> = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["environment"].is_string())
+        .map(|c| {
+            (
+                c["environment"].as_str().unwrap(),
+                c["address"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        addresses,
+        [
+            ("staging", "stackSet:pipeline-abalone-deploy-staging"),
+            (
+                "staging",
+                "stackInstance:pipeline-abalone-deploy-staging/staging (known after apply)/us-east-1"
+            ),
+            ("production", "stackSet:pipeline-abalone-deploy-production"),
+            (
+                "production",
+                "stackInstance:pipeline-abalone-deploy-production/production (known after apply)/us-east-1"
+            ),
+            ("production", "stackSet:pipeline-abalone-deploy-source"),
+            (
+                "production",
+                "stackInstance:pipeline-abalone-deploy-source/data-science (known after apply)/us-east-1"
+            ),
+            ("production", "stackSet:pipeline-abalone-deploy"),
+            (
+                "production",
+                "stackInstance:pipeline-abalone-deploy/tools (known after apply)/us-east-1"
+            ),
+            ("production", "pipeline:abalone-deploy"),
+        ]
+    );
+
+    // Staging first; production (approval: manual) only when named.
+    let (code, out, err) = run(&account, dir.path(), &["apply", ".", "--auto-approve"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!err.contains("pipeline:abalone-deploy"), "{err}");
+    let (code, out, err) = run(
+        &account,
+        dir.path(),
+        &["apply", ".", "--env", "production", "--auto-approve"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    // The tools part waits for the roles its policies name.
+    let at = |needle: &str| {
+        err.find(needle)
+            .unwrap_or_else(|| panic!("no `{needle}` in {err}"))
+    };
+    assert!(
+        at("stackInstance:pipeline-abalone-deploy-production/")
+            < at("stackSet:pipeline-abalone-deploy: CreateStackSet")
+    );
+    assert!(
+        at("stackInstance:pipeline-abalone-deploy-source/")
+            < at("stackSet:pipeline-abalone-deploy: CreateStackSet")
+    );
+    assert!(
+        at("stackSet:pipeline-abalone-deploy: CreateStackSet")
+            < at("pipeline:abalone-deploy: done")
+    );
+    let (code, out, err) = run(&account, dir.path(), &["plan", "."]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    let ids = account.ids().await;
+    for stage in ["staging", "production"] {
+        assert_eq!(
+            stack_resources(
+                &account,
+                &ids[stage],
+                &format!("pipeline-abalone-deploy-{stage}")
+            )
+            .await,
+            BTreeSet::from(["ActionRole".to_string(), "DeployRole".to_string()]),
+            "{stage}"
+        );
+    }
+    let source = stack_resources(
+        &account,
+        &ids["data-science"],
+        "pipeline-abalone-deploy-source",
+    )
+    .await;
+    for r in ["ForwardRole", "ForwardApprovals", "RegistryRole"] {
+        assert!(source.contains(r), "{r} in {source:?}");
+    }
+    let tools = stack_resources(&account, &ids["tools"], "pipeline-abalone-deploy").await;
+    for r in [
+        "ArtifactKey",
+        "ArtifactKeyAlias",
+        "ArtifactBucket",
+        "PipelineRole",
+        "BuildRole",
+        "EventsRole",
+        "StartOnApproval",
+    ] {
+        assert!(tools.contains(r), "{r} in {tools:?}");
+    }
+
+    // The source bundle: in the tools account's artifact bucket, encrypted with the key.
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&account.member(&ids["tools"]).await)
+            .force_path_style(true)
+            .build(),
+    );
+    let bucket = format!("estate-abalone-deploy-{}", ids["tools"]);
+    let listed = s3.list_objects_v2().bucket(&bucket).send().await.unwrap();
+    let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+    let [key] = keys.as_slice() else {
+        panic!("one bundle: {keys:?}")
+    };
+    let object = s3
+        .get_object()
+        .bucket(&bucket)
+        .key(*key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        object.server_side_encryption().map(|s| s.as_str()),
+        Some("aws:kms")
+    );
+    assert!(
+        object
+            .ssekms_key_id()
+            .is_some_and(|k| k.ends_with("alias/estate-abalone-deploy")),
+        "{:?}",
+        object.ssekms_key_id()
+    );
+    let bytes = object.body.collect().await.unwrap().into_bytes();
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).unwrap();
+    let mut names: Vec<String> = (0..zip.len())
+        .map(|i| zip.by_index(i).unwrap().name().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "stages/production.json",
+            "stages/staging.json",
+            "template.json",
+            "tests/staging/buildspec.yml"
+        ]
+    );
+    let mut staging = String::new();
+    zip.by_name("stages/staging.json")
+        .unwrap()
+        .read_to_string(&mut staging)
+        .unwrap();
+    let staging: serde_json::Value = serde_json::from_str(&staging).unwrap();
+    assert_eq!(
+        staging["Parameters"],
+        serde_json::json!({"EnvType": "staging"})
+    );
+    assert_eq!(staging["Tags"]["estate:environment"], "staging");
+
+    // A change to what a stage deploys is a new bundle, and the pipeline reads it.
+    let path = dir.path().join("environments.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace("EnvType: prod}", "EnvType: staging}")).unwrap();
+    let (code, out, err) = run(
+        &account,
+        dir.path(),
+        &["plan", ".", "--env", "production", "--format", "json"],
+    );
+    assert_eq!(code, 2, "{out}{err}");
+    let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let changed: Vec<(&str, &str)> = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["address"].as_str().unwrap(),
+                c["action"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        changed,
+        [
+            ("stackSet:pipeline-abalone-deploy", "update"),
+            ("pipeline:abalone-deploy", "create")
+        ],
+        "the pipeline's source key moves to the new bundle"
+    );
+    let (code, out, err) = run(
+        &account,
+        dir.path(),
+        &["apply", ".", "--env", "production", "--auto-approve"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = run(&account, dir.path(), &["plan", "."]);
+    assert_eq!(code, 0, "{out}{err}");
+}
