@@ -55,3 +55,56 @@ fn cfn_lint_does_fail_a_broken_template() {
         .unwrap();
     assert!(!status.success());
 }
+
+/// The CloudFormation a pipeline compiles to passes cfn-lint, as AWS would take it: with the
+/// accounts' ids known.
+#[test]
+fn generated_pipeline_templates_pass_cfn_lint() {
+    use estate::live::{LiveAccount, LiveState};
+    use estate::{manifest, plan, source::ManifestSource};
+    let loaded = manifest::load(
+        &ManifestSource::work_tree(Path::new("examples/environments/model-pipeline")).unwrap(),
+    );
+    let m = loaded.manifest.expect("the example is valid");
+    let live = LiveState {
+        management_account: "999999999999".into(),
+        root_id: "r-root".into(),
+        accounts: m
+            .accounts()
+            .iter()
+            .enumerate()
+            .map(|(i, a)| LiveAccount {
+                id: format!("{:012}", 111_111_111_111u64 * (i as u64 + 1)),
+                name: a.name.clone(),
+                email: a.email.clone(),
+                status: "ACTIVE".into(),
+                parent_id: "r-root".into(),
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let desired = plan::desired::resolve(&m, &live, &[]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for d in &desired.stack_sets {
+        assert!(
+            !d.template.text.contains("known after apply"),
+            "{}",
+            d.name
+        );
+        let path = dir.path().join(format!("{}.json", d.name));
+        std::fs::write(&path, &d.template.text).unwrap();
+        files.push(path);
+    }
+    assert_eq!(files.len(), 4, "two stages, the source, the tools part");
+    let out = std::process::Command::new(cfn_lint())
+        .args(&files)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cfn-lint: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
