@@ -242,14 +242,20 @@ fn create_stack_set(d: &DesiredStackSet, changes: &mut Vec<Change>) {
             Action::Create,
             &i.account.key(),
             &i.region,
-            format!(
-                "{} is a target of {}",
-                account_phrase(&i.account),
-                d.environment
-            ),
+            format!("{} is {}", account_phrase(&i.account), role_of(d)),
             None,
             Some(instance_json(d, i)),
         ));
+    }
+}
+
+/// Why a stack set's accounts are its targets, for reasons.
+fn role_of(d: &DesiredStackSet) -> String {
+    use crate::pipeline::{TAG_PIPELINE, source_stack_set, tools_stack_set};
+    match d.tags.get(TAG_PIPELINE) {
+        Some(p) if d.name == tools_stack_set(p) => format!("the tools account of pipeline {p}"),
+        Some(p) if d.name == source_stack_set(p) => format!("the source account of pipeline {p}"),
+        _ => format!("a target of {}", d.environment),
     }
 }
 
@@ -554,9 +560,9 @@ fn update_stack_set(
                 &key.0,
                 &i.region,
                 format!(
-                    "{} is a target of {} but has no instance in {}",
+                    "{} is {} but has no instance in {}",
                     account_phrase(&i.account),
-                    d.environment,
+                    role_of(d),
                     i.region
                 ),
                 None,

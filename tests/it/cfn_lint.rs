@@ -87,11 +87,7 @@ fn generated_pipeline_templates_pass_cfn_lint() {
     let dir = tempfile::tempdir().unwrap();
     let mut files = Vec::new();
     for d in &desired.stack_sets {
-        assert!(
-            !d.template.text.contains("known after apply"),
-            "{}",
-            d.name
-        );
+        assert!(!d.template.text.contains("known after apply"), "{}", d.name);
         let path = dir.path().join(format!("{}.json", d.name));
         std::fs::write(&path, &d.template.text).unwrap();
         files.push(path);
