@@ -485,6 +485,8 @@ pub fn tools_template(t: &Tools) -> Value {
         "ArtifactKey".into(),
         json!({
             "Type": "AWS::KMS::Key",
+            // KMS refuses a key policy naming a role that does not exist yet.
+            "DependsOn": ["PipelineRole", "BuildRole"],
             // Artifacts outlive the pipeline: deleting it must not make them unreadable.
             "DeletionPolicy": "Retain",
             "UpdateReplacePolicy": "Retain",
@@ -585,17 +587,26 @@ pub fn tools_template(t: &Tools) -> Value {
             "Properties": {
                 "RoleName": n.pipeline_role,
                 "AssumeRolePolicyDocument": service_trust("codepipeline.amazonaws.com"),
-                "Policies": [{
-                    "PolicyName": "run-pipeline",
-                    "PolicyDocument": document(vec![
+                "Tags": tags(&n.pipeline)
+            }
+        }),
+    );
+    // The roles' permissions name the key, whose policy names the roles: separate resources
+    // break the cycle.
+    resources.insert(
+        "PipelineRolePolicy".into(),
+        json!({
+            "Type": "AWS::IAM::RolePolicy",
+            "Properties": {
+                "RoleName": {"Ref": "PipelineRole"},
+                "PolicyName": "run-pipeline",
+                "PolicyDocument": document(vec![
                         json!({"Effect": "Allow", "Action": ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"], "Resource": objects}),
                         json!({"Effect": "Allow", "Action": ["s3:GetBucketVersioning", "s3:ListBucket"], "Resource": bucket_arn}),
                         json!({"Effect": "Allow", "Action": kms_use, "Resource": {"Fn::GetAtt": ["ArtifactKey", "Arn"]}}),
                         json!({"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": action_roles}),
                         json!({"Effect": "Allow", "Action": ["codebuild:BatchGetBuilds", "codebuild:StartBuild"], "Resource": projects})
                     ])
-                }],
-                "Tags": tags(&n.pipeline)
             }
         }),
     );
@@ -606,9 +617,18 @@ pub fn tools_template(t: &Tools) -> Value {
             "Properties": {
                 "RoleName": n.build_role,
                 "AssumeRolePolicyDocument": service_trust("codebuild.amazonaws.com"),
-                "Policies": [{
-                    "PolicyName": "build",
-                    "PolicyDocument": document(vec![
+                "Tags": tags(&n.pipeline)
+            }
+        }),
+    );
+    resources.insert(
+        "BuildRolePolicy".into(),
+        json!({
+            "Type": "AWS::IAM::RolePolicy",
+            "Properties": {
+                "RoleName": {"Ref": "BuildRole"},
+                "PolicyName": "build",
+                "PolicyDocument": document(vec![
                         json!({
                             "Effect": "Allow",
                             "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
@@ -618,8 +638,6 @@ pub fn tools_template(t: &Tools) -> Value {
                         json!({"Effect": "Allow", "Action": kms_use, "Resource": {"Fn::GetAtt": ["ArtifactKey", "Arn"]}}),
                         json!({"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": registry_role})
                     ])
-                }],
-                "Tags": tags(&n.pipeline)
             }
         }),
     );
@@ -636,6 +654,7 @@ pub fn tools_template(t: &Tools) -> Value {
         "ResolveProject".into(),
         json!({
             "Type": "AWS::CodeBuild::Project",
+            "DependsOn": "BuildRolePolicy",
             "Properties": {
                 "Name": n.resolve_project,
                 "Description": format!("Finds the latest approved version of {} for the pipeline {}", t.model_package_group, n.pipeline),
@@ -659,6 +678,7 @@ pub fn tools_template(t: &Tools) -> Value {
             format!("TestProject{}", logical(&s.environment)),
             json!({
                 "Type": "AWS::CodeBuild::Project",
+                "DependsOn": "BuildRolePolicy",
                 "Properties": {
                     "Name": n.test_project(&s.environment),
                     "Description": format!("Tests the {} stage of the pipeline {}", s.environment, n.pipeline),
@@ -754,6 +774,7 @@ pub fn tools_template(t: &Tools) -> Value {
         "Pipeline".into(),
         json!({
             "Type": "AWS::CodePipeline::Pipeline",
+            "DependsOn": "PipelineRolePolicy",
             "Properties": {
                 "Name": n.pipeline,
                 "RoleArn": {"Fn::GetAtt": ["PipelineRole", "Arn"]},

@@ -519,8 +519,8 @@ fn resolve_pipeline(
                 "arn:aws:iam::{}:role/AWSCloudFormationStackSetAdministrationRole",
                 live.management_account
             )),
-            // Every account estate manages has the member role (Organizations creates it).
-            execution_role_name: Some(m.estate.spec.member_role.clone()),
+            // The defaults of a self-managed stack set: its usual prerequisites.
+            execution_role_name: Some("AWSCloudFormationStackSetExecutionRole".into()),
             auto_deployment: None,
             operation: OperationPreferences::default(),
             units: Vec::new(),

@@ -104,3 +104,69 @@ fn generated_pipeline_templates_pass_cfn_lint() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The script the pipeline's Resolve build runs is Python that compiles (a syntax error would
+/// only show when the first model is approved).
+#[test]
+fn the_resolve_build_script_is_valid_python() {
+    use estate::pipeline::{Names, Stage, Tools, tools_template};
+    for takes_model_package in [true, false] {
+        let n = Names::new("p");
+        let stages = [Stage {
+            environment: "staging".into(),
+            accounts: vec!["333333333333".into()],
+            test: false,
+            manual_approval: false,
+        }];
+        let t = tools_template(&Tools {
+            names: &n,
+            tools: "111111111111",
+            source_account: "222222222222",
+            model_package_group: "g",
+            region: "us-east-1",
+            stages: &stages,
+            capabilities: &[],
+            takes_model_package,
+            source_key: "k",
+        });
+        let spec = t["Resources"]["ResolveProject"]["Properties"]["Source"]["BuildSpec"]
+            .as_str()
+            .unwrap();
+        let spec: serde_json::Value = serde_yaml::from_str(spec).unwrap();
+        let command = spec["phases"]["build"]["commands"][0].as_str().unwrap();
+        let script: Vec<&str> = command
+            .lines()
+            .skip_while(|l| !l.starts_with("python3 - <<'EOF'"))
+            .skip(1)
+            .take_while(|l| *l != "EOF")
+            .collect();
+        assert!(script.len() > 5, "{command}");
+        assert_eq!(
+            script
+                .iter()
+                .any(|l| l.contains("config['Parameters']['ModelPackageArn']")),
+            takes_model_package
+        );
+        let python = cfn_lint().with_file_name("python3");
+        let mut child = std::process::Command::new(python)
+            .args(["-c", "import ast, sys; ast.parse(sys.stdin.read())"])
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(script.join("\n").as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            script.join("\n"),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
