@@ -192,7 +192,7 @@ fn service_prefix(resource_type: &str) -> Option<String> {
     }
     let service = parts.next()?;
     let prefix = match service {
-        "CloudFormation" => return None,
+        "CloudFormation" => "cloudformation",
         "ApplicationAutoScaling" => "application-autoscaling",
         "CertificateManager" => "acm",
         "Cognito" => "cognito-idp",
@@ -216,11 +216,32 @@ pub fn stage_template(n: &Names, tools: &str, bucket: &str, deployed: &Template)
         // Models and endpoints run as roles of the account, which the stack passes.
         deploy_actions.push("iam:PassRole".into());
     }
+    if services.contains("application-autoscaling") {
+        // Target tracking creates CloudWatch alarms with the caller's rights.
+        deploy_actions.extend(
+            [
+                "cloudwatch:DeleteAlarms",
+                "cloudwatch:DescribeAlarms",
+                "cloudwatch:PutMetricAlarm",
+            ]
+            .map(str::to_string),
+        );
+    }
+    deploy_actions.sort();
+    deploy_actions.dedup();
     let mut deploy_statements = vec![json!({
         "Effect": "Allow",
         "Action": deploy_actions,
         "Resource": "*"
     })];
+    if services.contains("application-autoscaling") {
+        // The first scalable target of an account creates its service-linked role.
+        deploy_statements.push(json!({
+            "Effect": "Allow",
+            "Action": "iam:CreateServiceLinkedRole",
+            "Resource": sub("arn:${AWS::Partition}:iam::*:role/aws-service-role/sagemaker.application-autoscaling.amazonaws.com/*".into())
+        }));
+    }
     if services.is_empty() {
         deploy_statements = vec![json!({
             "Effect": "Allow",
@@ -244,8 +265,10 @@ pub fn stage_template(n: &Names, tools: &str, bucket: &str, deployed: &Template)
                                 "cloudformation:CreateStack",
                                 "cloudformation:UpdateStack",
                                 "cloudformation:DeleteStack",
-                                "cloudformation:DescribeStacks",
-                                "cloudformation:DescribeStackEvents",
+                                "cloudformation:DescribeStack*",
+                                "cloudformation:GetTemplate*",
+                                "cloudformation:GetStackPolicy",
+                                "cloudformation:SetStackPolicy",
                                 "cloudformation:CreateChangeSet",
                                 "cloudformation:DescribeChangeSet",
                                 "cloudformation:ExecuteChangeSet",
@@ -255,6 +278,11 @@ pub fn stage_template(n: &Names, tools: &str, bucket: &str, deployed: &Template)
                                 "arn:${{AWS::Partition}}:cloudformation:${{AWS::Region}}:${{AWS::AccountId}}:stack/{}-*/*",
                                 n.pipeline
                             ))
+                        }),
+                        json!({
+                            "Effect": "Allow",
+                            "Action": "cloudformation:ValidateTemplate",
+                            "Resource": "*"
                         }),
                         json!({
                             "Effect": "Allow",
@@ -321,11 +349,11 @@ fn approved_pattern(group: &str, account: Option<&str>) -> Value {
 
 /// The source account's part: approvals forwarded to the tools account, and a role the
 /// pipeline's build reads the model registry with.
-pub fn source_template(n: &Names, tools: &str, group: &str) -> Value {
+pub fn source_template(n: &Names, tools: &str, source: &str, group: &str) -> Value {
     let bus = sub(format!(
         "arn:${{AWS::Partition}}:events:${{AWS::Region}}:{tools}:event-bus/default"
     ));
-    let resources = json!({
+    let mut resources = json!({
         "ForwardRole": {
             "Type": "AWS::IAM::Role",
             "Properties": {
@@ -385,6 +413,12 @@ pub fn source_template(n: &Names, tools: &str, group: &str) -> Value {
             }
         }
     });
+    if source == tools {
+        // Approvals happen on the tools account's own bus: nothing to forward.
+        let r = resources.as_object_mut().expect("an object");
+        r.remove("ForwardRole");
+        r.remove("ForwardApprovals");
+    }
     template(
         format!(
             "estate: approvals of {group} forwarded to the pipeline {}",
@@ -418,13 +452,14 @@ phases:
             aws_access_key_id=creds['AccessKeyId'],
             aws_secret_access_key=creds['SecretAccessKey'],
             aws_session_token=creds['SessionToken'])
-        found = registry.list_model_packages(
+        # The approval filter applies after a page is cut: a page may be empty with more to come.
+        pages = registry.get_paginator('list_model_packages').paginate(
             ModelPackageGroupName=os.environ['MODEL_PACKAGE_GROUP'],
-            ModelApprovalStatus='Approved', SortBy='CreationTime', SortOrder='Descending',
-            MaxResults=1)['ModelPackageSummaryList']
-        if not found:
+            ModelApprovalStatus='Approved', SortBy='CreationTime', SortOrder='Descending')
+        found = next((p for page in pages for p in page['ModelPackageSummaryList']), None)
+        if found is None:
             raise SystemExit('no approved version in ' + os.environ['MODEL_PACKAGE_GROUP'])
-        arn = found[0]['ModelPackageArn']
+        arn = found['ModelPackageArn']
         print('deploying', arn)
         for path in glob.glob('stages/*.json'):
           with open(path) as f:
@@ -453,9 +488,6 @@ pub fn tools_template(t: &Tools) -> Value {
         .map(|a| role_arn(a, &n.action_role))
         .collect();
     let registry_role = role_arn(t.source_account, &n.registry_role);
-    let own = |role: &str| role_arn(t.tools, role);
-    let mut key_users = vec![own(&n.pipeline_role), own(&n.build_role)];
-    key_users.extend(action_roles.iter().cloned());
     let objects = sub(format!("arn:${{AWS::Partition}}:s3:::{bucket}/*"));
     let bucket_arn = sub(format!("arn:${{AWS::Partition}}:s3:::{bucket}"));
     let pipeline_arn = sub(format!(
@@ -485,8 +517,6 @@ pub fn tools_template(t: &Tools) -> Value {
         "ArtifactKey".into(),
         json!({
             "Type": "AWS::KMS::Key",
-            // KMS refuses a key policy naming a role that does not exist yet.
-            "DependsOn": ["PipelineRole", "BuildRole"],
             // Artifacts outlive the pipeline: deleting it must not make them unreadable.
             "DeletionPolicy": "Retain",
             "UpdateReplacePolicy": "Retain",
@@ -501,10 +531,13 @@ pub fn tools_template(t: &Tools) -> Value {
                         "Action": "kms:*",
                         "Resource": "*"
                     }),
+                    // The tools account's own roles get the key through their IAM
+                    // policies (the statement above); other accounts' roles need the key
+                    // policy to name them.
                     json!({
-                        "Sid": "PipelineRoles",
+                        "Sid": "StageRoles",
                         "Effect": "Allow",
-                        "Principal": {"AWS": key_users},
+                        "Principal": {"AWS": action_roles.clone()},
                         "Action": kms_use,
                         "Resource": "*"
                     })
@@ -536,6 +569,8 @@ pub fn tools_template(t: &Tools) -> Value {
                     },
                     "BucketKeyEnabled": true
                 }]},
+                // A new source bundle starts the pipeline (rule StartOnSource).
+                "NotificationConfiguration": {"EventBridgeConfiguration": {"EventBridgeEnabled": true}},
                 "PublicAccessBlockConfiguration": {
                     "BlockPublicAcls": true,
                     "BlockPublicPolicy": true,
@@ -673,9 +708,9 @@ pub fn tools_template(t: &Tools) -> Value {
             }
         }),
     );
-    for s in t.stages.iter().filter(|s| s.test) {
+    for (i, s) in t.stages.iter().enumerate().filter(|(_, s)| s.test) {
         resources.insert(
-            format!("TestProject{}", logical(&s.environment)),
+            format!("TestProject{i}"),
             json!({
                 "Type": "AWS::CodeBuild::Project",
                 "DependsOn": "BuildRolePolicy",
@@ -739,7 +774,8 @@ pub fn tools_template(t: &Tools) -> Value {
         }
         for account in &s.accounts {
             let mut configuration = json!({
-                "ActionMode": "CREATE_UPDATE",
+                // A stack whose first create failed is replaced, not left blocking the stage.
+                "ActionMode": "REPLACE_ON_FAILURE",
                 "StackName": n.stage_stack(&s.environment),
                 "TemplatePath": "Resolved::template.json",
                 "TemplateConfiguration": format!("Resolved::stages/{}.json", s.environment),
@@ -808,7 +844,8 @@ pub fn tools_template(t: &Tools) -> Value {
             }
         }),
     );
-    resources.insert(
+    if t.source_account != t.tools {
+        resources.insert(
         "ApprovalsFromSource".into(),
         json!({
             "Type": "AWS::Events::EventBusPolicy",
@@ -822,7 +859,8 @@ pub fn tools_template(t: &Tools) -> Value {
                 }
             }
         }),
-    );
+        );
+    }
     resources.insert(
         "StartOnApproval".into(),
         json!({
@@ -831,6 +869,30 @@ pub fn tools_template(t: &Tools) -> Value {
                 "Name": format!("{}-start", n.pipeline),
                 "Description": format!("An approved version of {} starts the pipeline {}", t.model_package_group, n.pipeline),
                 "EventPattern": approved_pattern(t.model_package_group, Some(t.source_account)),
+                "State": "ENABLED",
+                "Targets": [{
+                    "Id": "pipeline",
+                    "Arn": pipeline_arn,
+                    "RoleArn": {"Fn::GetAtt": ["EventsRole", "Arn"]}
+                }]
+            }
+        }),
+    );
+    resources.insert(
+        "StartOnSource".into(),
+        json!({
+            "Type": "AWS::Events::Rule",
+            "Properties": {
+                "Name": format!("{}-source", n.pipeline),
+                "Description": format!("A new source bundle (the manifest changed) starts the pipeline {}", n.pipeline),
+                "EventPattern": {
+                    "source": ["aws.s3"],
+                    "detail-type": ["Object Created"],
+                    "detail": {
+                        "bucket": {"name": [bucket]},
+                        "object": {"key": [{"prefix": SOURCE_PREFIX}]}
+                    }
+                },
                 "State": "ENABLED",
                 "Targets": [{
                     "Id": "pipeline",
@@ -851,19 +913,6 @@ pub fn tools_template(t: &Tools) -> Value {
             "ArtifactKeyArn": {"Value": {"Fn::GetAtt": ["ArtifactKey", "Arn"]}}
         }),
     )
-}
-
-/// A CloudFormation logical id from an environment name (`pre-prod` → `PreProd`).
-fn logical(name: &str) -> String {
-    name.split(|c: char| !c.is_ascii_alphanumeric())
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let mut cs = p.chars();
-            cs.next()
-                .map(|c| c.to_ascii_uppercase().to_string() + cs.as_str())
-                .unwrap_or_default()
-        })
-        .collect()
 }
 
 /// Where a stage's test buildspec is in the source bundle.
@@ -995,8 +1044,6 @@ mod tests {
         assert_eq!(
             arns(&key[1]["Principal"]["AWS"]),
             [
-                role("111111111111", "estate-abalone-pipeline"),
-                role("111111111111", "estate-abalone-build"),
                 role("333333333333", "estate-abalone-action"),
                 role("444444444444", "estate-abalone-action"),
                 role("555555555555", "estate-abalone-action"),
@@ -1107,8 +1154,43 @@ mod tests {
             [0]["Action"];
         assert_eq!(
             deploy,
-            &json!(["application-autoscaling:*", "sagemaker:*", "iam:PassRole"])
+            &json!([
+                "application-autoscaling:*",
+                "cloudwatch:DeleteAlarms",
+                "cloudwatch:DescribeAlarms",
+                "cloudwatch:PutMetricAlarm",
+                "iam:PassRole",
+                "sagemaker:*"
+            ])
         );
+        let linked = &t["Resources"]["DeployRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+            [1];
+        assert_eq!(linked["Action"], "iam:CreateServiceLinkedRole");
+    }
+
+    #[test]
+    fn a_source_in_the_tools_account_needs_no_forwarding() {
+        let n = Names::new("abalone");
+        let same = source_template(&n, "111111111111", "111111111111", "abalone");
+        let resources = same["Resources"].as_object().unwrap();
+        assert_eq!(resources.keys().collect::<Vec<_>>(), ["RegistryRole"]);
+        let apart = source_template(&n, "111111111111", "222222222222", "abalone");
+        assert!(apart["Resources"]["ForwardApprovals"].is_object());
+        let stages = stages();
+        let tools = tools_template(&Tools {
+            names: &n,
+            tools: "111111111111",
+            source_account: "111111111111",
+            model_package_group: "abalone",
+            region: "us-east-1",
+            stages: &stages,
+            capabilities: &[],
+            takes_model_package: true,
+            source_key: "k",
+        });
+        assert!(tools["Resources"].get("ApprovalsFromSource").is_none());
+        assert!(tools["Resources"]["StartOnApproval"].is_object());
+        assert!(tools["Resources"]["StartOnSource"].is_object());
     }
 
     #[test]

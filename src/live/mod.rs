@@ -39,6 +39,9 @@ pub struct LiveState {
     /// Pipelines' source bundles present in their artifact buckets, as `bucket/key`.
     #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
     pub pipeline_sources: std::collections::BTreeSet<String>,
+    /// Pipelines' artifact buckets that exist (possibly kept from a deleted pipeline).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub pipeline_buckets: std::collections::BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

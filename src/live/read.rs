@@ -93,6 +93,7 @@ pub async fn read(aws: &Aws, opts: &ReadOptions) -> Result<LiveState, AwsError> 
         catalog_delegated_admins: None,
         unmanaged_portfolios: Vec::new(),
         pipeline_sources: Default::default(),
+        pipeline_buckets: Default::default(),
     };
     read_portfolios(aws, opts, &mut state).await?;
     read_pipeline_sources(aws, opts, &mut state).await?;
@@ -141,8 +142,14 @@ async fn read_pipeline_sources(
                 Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_bucket()) => {
                     break;
                 }
+                // Taken by another account: it exists, and is not the pipeline's.
+                Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 403) => {
+                    state.pipeline_buckets.insert(bucket.clone());
+                    break;
+                }
                 Err(e) => return Err(AwsError::call("S3.ListObjectsV2", e)),
             };
+            state.pipeline_buckets.insert(bucket.clone());
             for object in page.contents() {
                 if let Some(key) = object.key() {
                     state.pipeline_sources.insert(format!("{bucket}/{key}"));

@@ -532,7 +532,8 @@ fn resolve_pipeline(
     let mut files = BTreeMap::new();
     files.insert(
         "template.json".to_string(),
-        serde_json::to_vec_pretty(&deployed.body).expect("a JSON value serializes"),
+        // Compact: CodePipeline passes the template inline, within CloudFormation's limit.
+        serde_json::to_vec(&deployed.body).expect("a JSON value serializes"),
     );
     let mut stages = Vec::new();
     for stage in &spec.stages {
@@ -540,6 +541,19 @@ fn resolve_pipeline(
             .environment(&stage.environment)
             .ok_or_else(|| err(format!("unknown environment `{}`", stage.environment)))?;
         let targets = targets(env, accounts, live);
+        for a in &targets {
+            if let Some(other) = stages
+                .iter()
+                .find(|s: &&pipeline::Stage| s.accounts.contains(&a.key()))
+            {
+                return Err(err(format!(
+                    "{} is a target of both stage `{}` and stage `{}`: each stage's roles would be created twice in it",
+                    a.key(),
+                    other.environment,
+                    env.name
+                )));
+            }
+        }
         if targets.is_empty() {
             return Err(err(format!(
                 "stage `{}` has no account to deploy to: its environment targets none",
@@ -616,7 +630,7 @@ fn resolve_pipeline(
     stack_sets.push(generated(
         pipeline::source_stack_set(&p.name),
         last,
-        pipeline::source_template(&n, &tools_id, &spec.source.model_package_group),
+        pipeline::source_template(&n, &tools_id, &source_id, &spec.source.model_package_group),
         vec![in_home_region(source)],
         0,
     ));

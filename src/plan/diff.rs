@@ -197,6 +197,19 @@ pub fn diff(
     }
     // A pipeline's source bundle, once its content-addressed object is missing.
     for src in &desired.sources {
+        let tools_set = crate::pipeline::tools_stack_set(&src.pipeline);
+        if !live.stack_sets.contains_key(&tools_set) && live.pipeline_buckets.contains(&src.bucket)
+        {
+            findings.push(Finding {
+                kind: FindingKind::Conflict,
+                address: format!("pipeline:{}", src.pipeline),
+                environment: Some(src.environment.clone()),
+                message: format!(
+                    "the artifact bucket {} already exists (kept from a deleted pipeline of this name, or another account's): creating the pipeline's tools part will fail until it is emptied and deleted, or the pipeline renamed",
+                    src.bucket
+                ),
+            });
+        }
         let key = src.bundle.key();
         if live
             .pipeline_sources

@@ -60,29 +60,9 @@ fn cfn_lint_does_fail_a_broken_template() {
 /// accounts' ids known.
 #[test]
 fn generated_pipeline_templates_pass_cfn_lint() {
-    use estate::live::{LiveAccount, LiveState};
-    use estate::{manifest, plan, source::ManifestSource};
-    let loaded = manifest::load(
-        &ManifestSource::work_tree(Path::new("examples/environments/model-pipeline")).unwrap(),
-    );
-    let m = loaded.manifest.expect("the example is valid");
-    let live = LiveState {
-        management_account: "999999999999".into(),
-        root_id: "r-root".into(),
-        accounts: m
-            .accounts()
-            .iter()
-            .enumerate()
-            .map(|(i, a)| LiveAccount {
-                id: format!("{:012}", 111_111_111_111u64 * (i as u64 + 1)),
-                name: a.name.clone(),
-                email: a.email.clone(),
-                status: "ACTIVE".into(),
-                parent_id: "r-root".into(),
-            })
-            .collect(),
-        ..Default::default()
-    };
+    use estate::plan;
+    let m = crate::pipeline::example(Path::new("examples/environments/model-pipeline"));
+    let live = crate::pipeline::live_with_ids(&m);
     let desired = plan::desired::resolve(&m, &live, &[]).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut files = Vec::new();

@@ -12,6 +12,58 @@ use std::path::Path;
 
 const EXAMPLE: &str = "examples/environments/model-pipeline";
 
+/// The manifest in `dir`, which must be valid.
+pub fn example(dir: &Path) -> estate::manifest::Manifest {
+    let loaded = estate::manifest::load(&estate::source::ManifestSource::work_tree(dir).unwrap());
+    loaded
+        .manifest
+        .unwrap_or_else(|| panic!("{}", loaded.diagnostics.render(false)))
+}
+
+/// Live state where every account of the manifest exists, with an id.
+pub fn live_with_ids(m: &estate::manifest::Manifest) -> estate::live::LiveState {
+    estate::live::LiveState {
+        management_account: "999999999999".into(),
+        root_id: "r-root".into(),
+        accounts: m
+            .accounts()
+            .iter()
+            .enumerate()
+            .map(|(i, a)| estate::live::LiveAccount {
+                id: format!("{:012}", 111_111_111_111u64 * (i as u64 + 1)),
+                name: a.name.clone(),
+                email: a.email.clone(),
+                status: "ACTIVE".into(),
+                parent_id: "r-root".into(),
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn an_account_in_two_stages_is_refused_at_plan_time() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(Path::new(EXAMPLE), dir.path());
+    let path = dir.path().join("environments.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace(
+            "targets: {units: [/ml/production]}",
+            "targets: {units: [/ml/production], accounts: [staging]}",
+        ),
+    )
+    .unwrap();
+    let m = example(dir.path());
+    let err = estate::plan::desired::resolve(&m, &live_with_ids(&m), &[]).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("is a target of both stage `staging` and stage `production`"),
+        "{err}"
+    );
+}
+
 /// Logical ids of the resources the stack of `stack_set` holds in account `id`.
 async fn stack_resources(account: &TestAccount, id: &str, stack_set: &str) -> BTreeSet<String> {
     let cfn = aws_sdk_cloudformation::Client::new(&account.member(id).await);
@@ -150,6 +202,7 @@ async fn the_model_pipeline_compiles_to_stack_sets_applies_stage_by_stage_and_re
         "BuildRole",
         "EventsRole",
         "StartOnApproval",
+        "StartOnSource",
     ] {
         assert!(tools.contains(r), "{r} in {tools:?}");
     }
@@ -249,4 +302,30 @@ async fn the_model_pipeline_compiles_to_stack_sets_applies_stage_by_stage_and_re
     assert_eq!(code, 0, "{out}{err}");
     let (code, out, err) = run(&account, dir.path(), &["plan", "."]);
     assert_eq!(code, 0, "{out}{err}");
+}
+
+/// The artifact bucket is kept when a pipeline is deleted; one of the same name left behind
+/// would make the pipeline's creation fail, so the plan says so first.
+#[tokio::test]
+async fn a_leftover_artifact_bucket_is_reported_before_the_pipeline_is_created() {
+    let account = management_account().await;
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(Path::new(EXAMPLE), dir.path());
+    let (code, out, err) = run(&account, dir.path(), &["apply", ".", "--auto-approve"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let tools = account.ids().await["tools"].clone();
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&account.member(&tools).await)
+            .force_path_style(true)
+            .build(),
+    );
+    let bucket = format!("estate-abalone-deploy-{tools}");
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+
+    let (code, out, err) = run(&account, dir.path(), &["plan", ".", "--env", "production"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        out.contains(&format!("the artifact bucket {bucket} already exists")),
+        "{out}"
+    );
 }
