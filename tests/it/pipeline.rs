@@ -170,6 +170,9 @@ async fn the_model_pipeline_compiles_to_stack_sets_applies_stage_by_stage_and_re
     );
     let (code, out, err) = run(&account, dir.path(), &["plan", "."]);
     assert_eq!(code, 0, "{out}{err}");
+    // Drift detection covers the pipeline's stack sets like any other.
+    let (code, out, err) = run(&account, dir.path(), &["drift", "."]);
+    assert_eq!(code, 0, "{out}{err}");
 
     let ids = account.ids().await;
     for stage in ["staging", "production"] {
