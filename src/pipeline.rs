@@ -478,7 +478,9 @@ artifacts:
 /// The tools account's part: key, bucket, roles, builds, the pipeline and its trigger.
 pub fn tools_template(t: &Tools) -> Value {
     let n = t.names;
-    let bucket = bucket(&n.name, t.tools);
+    // Named from the account the stack is in, not the id the template was made with: moving
+    // the tools part to another account must not first rename the old account's bucket.
+    let bucket = bucket(&n.name, "${AWS::AccountId}");
     let action_roles: Vec<Value> = t
         .stages
         .iter()
@@ -517,8 +519,9 @@ pub fn tools_template(t: &Tools) -> Value {
         "ArtifactKey".into(),
         json!({
             "Type": "AWS::KMS::Key",
-            // Artifacts outlive the pipeline: deleting it must not make them unreadable.
-            "DeletionPolicy": "Retain",
+            // Artifacts outlive the pipeline: deleting it must not make them unreadable; a
+            // failed first create leaves nothing behind.
+            "DeletionPolicy": "RetainExceptOnCreate",
             "UpdateReplacePolicy": "Retain",
             "Properties": {
                 "Description": format!("Encrypts the artifacts of the pipeline {}", n.pipeline),
@@ -556,11 +559,12 @@ pub fn tools_template(t: &Tools) -> Value {
         "ArtifactBucket".into(),
         json!({
             "Type": "AWS::S3::Bucket",
-            // A bucket holding objects cannot be deleted; it is kept with the pipeline's history.
-            "DeletionPolicy": "Retain",
+            // A bucket holding objects cannot be deleted; it is kept with the pipeline's history
+            // (but not after a failed first create, which would block the next one).
+            "DeletionPolicy": "RetainExceptOnCreate",
             "UpdateReplacePolicy": "Retain",
             "Properties": {
-                "BucketName": bucket,
+                "BucketName": sub(bucket.clone()),
                 "VersioningConfiguration": {"Status": "Enabled"},
                 "BucketEncryption": {"ServerSideEncryptionConfiguration": [{
                     "ServerSideEncryptionByDefault": {
@@ -889,7 +893,7 @@ pub fn tools_template(t: &Tools) -> Value {
                     "source": ["aws.s3"],
                     "detail-type": ["Object Created"],
                     "detail": {
-                        "bucket": {"name": [bucket]},
+                        "bucket": {"name": [sub(bucket.clone())]},
                         "object": {"key": [{"prefix": SOURCE_PREFIX}]}
                     }
                 },
@@ -1077,7 +1081,11 @@ mod tests {
             );
         }
         let bucket = &t["Resources"]["ArtifactBucket"]["Properties"];
-        assert_eq!(bucket["BucketName"], "estate-abalone-111111111111");
+        assert_eq!(
+            bucket["BucketName"],
+            json!({"Fn::Sub": "estate-abalone-${AWS::AccountId}"}),
+            "named from the account it is in"
+        );
         assert_eq!(
             bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
                 ["SSEAlgorithm"],

@@ -376,40 +376,56 @@ pub async fn stack_sets(
             }
         }
         let mut failed = false;
+        // Stack sets whose changes did not all apply (failed, or in a wave never started).
+        let mut not_done: BTreeSet<String> = BTreeSet::new();
         for names in waves.into_values() {
-            failed = run_wave(aws, plan, desired, opts, progress, env, names, &mut report).await;
             if failed {
-                break;
+                not_done.extend(names.iter().map(|n| n.to_string()));
+                continue;
             }
+            let before = report.failures.len();
+            failed = run_wave(aws, plan, desired, opts, progress, env, names, &mut report).await;
+            not_done.extend(
+                report.failures[before..]
+                    .iter()
+                    .map(|f| f.stack_set.clone()),
+            );
         }
-        if !failed {
-            for c in plan.changes.iter().filter(|c| {
-                c.environment.as_deref() == Some(env) && c.resource_type == ResourceType::Pipeline
-            }) {
-                progress.event(Event::Started {
+        // A source bundle goes up once its own pipeline's tools part applied.
+        for c in plan.changes.iter().filter(|c| {
+            c.environment.as_deref() == Some(env) && c.resource_type == ResourceType::Pipeline
+        }) {
+            let pipeline = c.address.trim_start_matches("pipeline:");
+            if not_done.contains(&crate::pipeline::tools_stack_set(pipeline)) {
+                progress.event(Event::Failed {
                     address: c.address.clone(),
-                    what: "PutObject source bundle".into(),
+                    message: "skipped: the pipeline's tools part did not apply".into(),
                 });
-                match upload_source(aws, c, desired, opts).await {
-                    Ok(()) => {
-                        progress.event(Event::Done {
-                            address: c.address.clone(),
-                        });
-                        report.done.push(c.address.clone());
-                    }
-                    Err(message) => {
-                        progress.event(Event::Failed {
-                            address: c.address.clone(),
-                            message: message.clone(),
-                        });
-                        report.failures.push(StepFailure {
-                            stack_set: c.address.clone(),
-                            step: "UploadSourceBundle".into(),
-                            message,
-                            instances: Vec::new(),
-                        });
-                        failed = true;
-                    }
+                continue;
+            }
+            progress.event(Event::Started {
+                address: c.address.clone(),
+                what: "PutObject source bundle".into(),
+            });
+            match upload_source(aws, c, desired, opts).await {
+                Ok(()) => {
+                    progress.event(Event::Done {
+                        address: c.address.clone(),
+                    });
+                    report.done.push(c.address.clone());
+                }
+                Err(message) => {
+                    progress.event(Event::Failed {
+                        address: c.address.clone(),
+                        message: message.clone(),
+                    });
+                    report.failures.push(StepFailure {
+                        stack_set: c.address.clone(),
+                        step: "UploadSourceBundle".into(),
+                        message,
+                        instances: Vec::new(),
+                    });
+                    failed = true;
                 }
             }
         }

@@ -818,6 +818,36 @@ fn check_generated_names(p: &Parsed, diags: &mut Diagnostics) {
             );
         }
     }
+    // AWS names of different pipelines, compared as AWS does (IAM and S3 ignore case).
+    let mut aws_names: BTreeMap<(&str, String), String> = BTreeMap::new();
+    for pipe in &p.pipelines {
+        let n = crate::pipeline::Names::new(&pipe.name);
+        // Role and bucket names (the prefix) ignore case; stack and project names do not.
+        let mut mine = vec![("resource prefix", n.pipeline.to_lowercase())];
+        for stage in &pipe.spec.stages {
+            mine.push(("stack", n.stage_stack(&stage.environment)));
+            mine.push(("CodeBuild project", n.test_project(&stage.environment)));
+        }
+        let mut clash = None;
+        for (kind, name) in mine {
+            if let Some(other) = aws_names.insert((kind, name.clone()), pipe.name.clone()) {
+                if other != pipe.name && clash.is_none() {
+                    clash = Some((other, kind, name));
+                }
+            }
+        }
+        if let Some((other, kind, name)) = clash {
+            diags.error(
+                "estate::duplicate",
+                &pipe.file,
+                pipe.span("/metadata/name"),
+                format!(
+                    "pipelines `{other}` and `{}` would both use the {kind} name `{name}` in AWS",
+                    pipe.name
+                ),
+            );
+        }
+    }
     for pipe in &p.pipelines {
         let stages: Vec<String> = pipe
             .spec
@@ -932,19 +962,34 @@ fn check_pipeline(
             );
             continue;
         }
-        if let Some(pos) = promotion.iter().position(|e| *e == stage.environment) {
-            if last_index.is_some_and(|l| pos < l) {
-                diags.warning(
+        // The pipeline's tools part is applied with its last stage, after every other
+        // stage's roles (which its policies name): stages must follow the promotion.
+        match promotion.iter().position(|e| *e == stage.environment) {
+            Some(pos) => {
+                if last_index.is_some_and(|l| pos < l) {
+                    diags.error(
+                        "estate::promotion",
+                        &pipe.file,
+                        span,
+                        format!(
+                            "stage `{}` comes before an earlier stage in the Estate's promotion: list stages in promotion order",
+                            stage.environment
+                        ),
+                    );
+                }
+                last_index = Some(pos);
+            }
+            None => {
+                diags.error(
                     "estate::promotion",
                     &pipe.file,
                     span,
                     format!(
-                        "stage `{}` comes before an earlier stage in the Estate's promotion",
+                        "stage `{}` is not in the Estate's promotion: a pipeline's stages must be",
                         stage.environment
                     ),
                 );
             }
-            last_index = Some(pos);
         }
     }
 }

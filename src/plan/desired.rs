@@ -54,6 +54,9 @@ pub struct Desired {
     pub stack_sets: Vec<DesiredStackSet>,
     /// Pipelines' source bundles, in the artifact buckets the pipelines' stack sets create.
     pub sources: Vec<DesiredSource>,
+    /// Every stack set name the manifest compiles to, in any environment: a live one of these
+    /// never left the manifest, even when the environment it now belongs to is not planned.
+    pub compiled: BTreeSet<String>,
     /// Every environment of the manifest, planned or not: a managed stack set tagged with
     /// none of them is an orphan no environment's plan would find.
     pub environments: Vec<String>,
@@ -221,11 +224,31 @@ pub fn resolve(m: &Manifest, live: &LiveState, envs: &[String]) -> Result<Desire
             &mut sources,
         )?;
     }
+    let mut compiled: BTreeSet<String> = m
+        .stack_sets
+        .iter()
+        .flat_map(|s| {
+            s.spec
+                .environments
+                .iter()
+                .map(move |e| format!("{}-{e}", s.name))
+        })
+        .collect();
+    for p in &m.pipelines {
+        let stages: Vec<String> = p
+            .spec
+            .stages
+            .iter()
+            .map(|s| s.environment.clone())
+            .collect();
+        compiled.extend(pipeline::stack_set_names(&p.name, &stages));
+    }
     Ok(Desired {
         units: m.units().iter().map(|u| u.path.clone()).collect(),
         accounts,
         stack_sets,
         sources,
+        compiled,
         environments: m.environments.iter().map(|e| e.name.clone()).collect(),
     })
 }

@@ -129,7 +129,12 @@ pub fn diff(
         for l in live.stack_sets.values() {
             let ours = l.tags.get(TAG_MANAGED_BY).map(String::as_str) == Some(opts.estate)
                 && l.tags.get(TAG_ENVIRONMENT) == Some(env);
-            if !ours || desired.stack_sets.iter().any(|d| d.name == l.name) {
+            // A pipeline's tools part moves with its last stage: a plan of the environment
+            // it left must not take it for an orphan.
+            if !ours
+                || desired.stack_sets.iter().any(|d| d.name == l.name)
+                || desired.compiled.contains(&l.name)
+            {
                 continue;
             }
             if opts.prune {

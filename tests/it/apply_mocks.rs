@@ -164,6 +164,7 @@ fn desired(stack_sets: Vec<DesiredStackSet>) -> Desired {
         accounts: Vec::new(),
         stack_sets,
         sources: Vec::new(),
+        compiled: Default::default(),
         environments,
     }
 }

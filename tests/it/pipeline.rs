@@ -332,3 +332,68 @@ async fn a_leftover_artifact_bucket_is_reported_before_the_pipeline_is_created()
         "{out}"
     );
 }
+
+/// A pipeline's tools part belongs to its last stage; when a stage is added after it, a plan
+/// of the earlier environment alone (what `apply` runs up to a manual gate) must neither
+/// prune it nor call it an orphan.
+#[tokio::test]
+async fn the_tools_part_moving_to_a_new_last_stage_is_never_an_orphan() {
+    let account = management_account().await;
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(Path::new(EXAMPLE), dir.path());
+    let estate = dir.path().join("estate.yaml");
+    let text = std::fs::read_to_string(&estate).unwrap();
+    std::fs::write(
+        &estate,
+        text.replace("  include:", "  prune: true\n  include:"),
+    )
+    .unwrap();
+    let pipeline = dir.path().join("pipelines/abalone.yaml");
+    let full = std::fs::read_to_string(&pipeline).unwrap();
+    let production = "    - {environment: production, approval: manual}\n";
+    assert!(full.contains(production));
+    std::fs::write(&pipeline, full.replace(production, "")).unwrap();
+    let (code, out, err) = run(&account, dir.path(), &["apply", ".", "--auto-approve"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("pipeline:abalone-deploy: done"), "{err}");
+
+    std::fs::write(&pipeline, full).unwrap();
+    let (code, out, err) = run(
+        &account,
+        dir.path(),
+        &["plan", ".", "--env", "staging", "--format", "json"],
+    );
+    assert!(code == 0 || code == 2, "{out}{err}");
+    let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        plan["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["action"] != "delete"),
+        "{plan:#}"
+    );
+    assert!(
+        plan["findings"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .all(|f| f["kind"] != "orphan"),
+        "{plan:#}"
+    );
+    // The production plan takes it over: the set moves there, with its new stage.
+    let (code, out, err) = run(
+        &account,
+        dir.path(),
+        &["plan", ".", "--env", "production", "--format", "json"],
+    );
+    assert_eq!(code, 2, "{out}{err}");
+    let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let tools = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["address"] == "stackSet:pipeline-abalone-deploy")
+        .unwrap_or_else(|| panic!("{plan:#}"));
+    assert_eq!(tools["action"], "update", "{tools:#}");
+}
