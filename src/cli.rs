@@ -369,21 +369,27 @@ pub(crate) async fn connect(m: &Manifest, args: &LiveArgs) -> Result<estate::aws
 
 /// Loads the manifest, or prints its diagnostics and fails.
 pub(crate) fn load_valid(g: &Global, dir: &Path) -> Result<Manifest> {
-    let source = open_source(g, dir)?;
+    load_checked(g, &open_source(g, dir)?).map_err(|summary| {
+        anyhow::anyhow!(
+            "{} is invalid ({summary}); run `estate validate`",
+            dir.display()
+        )
+    })
+}
+
+/// Loads the manifest from `source`, printing its diagnostics (warnings too, unless quiet);
+/// the diagnostics' summary when it does not validate.
+pub(crate) fn load_checked(g: &Global, source: &ManifestSource) -> Result<Manifest, String> {
     let Loaded {
         manifest,
         diagnostics,
-    } = manifest::load(&source);
+    } = manifest::load(source);
     if !diagnostics.items.is_empty() && (!g.quiet || diagnostics.has_errors()) {
         eprint!("{}", diagnostics.render(color_enabled(&std::io::stderr())));
     }
-    manifest.ok_or_else(|| {
-        anyhow::anyhow!(
-            "{} is invalid ({}); run `estate validate`",
-            dir.display(),
-            diagnostics.summary()
-        )
-    })
+    manifest
+        .filter(|_| !diagnostics.has_errors())
+        .ok_or_else(|| diagnostics.summary())
 }
 
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {

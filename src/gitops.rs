@@ -482,21 +482,12 @@ async fn round(g: &Global, live: &LiveArgs) -> Option<Manifest> {
             return None;
         }
     };
-    let Loaded {
-        manifest,
-        diagnostics,
-    } = manifest::load(&source);
-    if !diagnostics.items.is_empty() && (!g.quiet || diagnostics.has_errors()) {
-        eprint!("{}", diagnostics.render(color_enabled(&std::io::stderr())));
-    }
-    let m = manifest.filter(|_| !diagnostics.has_errors());
-    let Some(m) = m else {
-        eprintln!(
-            "{} is invalid: {}",
-            live.dir.display(),
-            diagnostics.summary()
-        );
-        return None;
+    let m = match crate::cli::load_checked(g, &source) {
+        Ok(m) => m,
+        Err(summary) => {
+            eprintln!("{} is invalid: {summary}", live.dir.display());
+            return None;
+        }
     };
     let planned = async {
         let aws = connect(&m, live).await?;

@@ -164,6 +164,52 @@ fn role_trust(account: &str, role: &str) -> Value {
     })])
 }
 
+/// An IAM role of the pipeline `n`, with its inline policy when it has one.
+fn role(
+    n: &Names,
+    name: &str,
+    description: String,
+    trust: Value,
+    policy: Option<(&str, Vec<Value>)>,
+) -> Value {
+    let mut properties = json!({
+        "RoleName": name,
+        "Description": description,
+        "AssumeRolePolicyDocument": trust,
+        "Tags": tags(&n.pipeline)
+    });
+    if let Some((policy_name, statements)) = policy {
+        properties["Policies"] =
+            json!([{"PolicyName": policy_name, "PolicyDocument": document(statements)}]);
+    }
+    json!({"Type": "AWS::IAM::Role", "Properties": properties})
+}
+
+/// An EventBridge rule sending what matches `pattern` to `target`, as the role `role` (a
+/// logical id of the same template).
+fn rule(
+    name: String,
+    description: String,
+    pattern: Value,
+    target: (&str, &Value),
+    role: &str,
+) -> Value {
+    json!({
+        "Type": "AWS::Events::Rule",
+        "Properties": {
+            "Name": name,
+            "Description": description,
+            "EventPattern": pattern,
+            "State": "ENABLED",
+            "Targets": [{
+                "Id": target.0,
+                "Arn": target.1,
+                "RoleArn": {"Fn::GetAtt": [role, "Arn"]}
+            }]
+        }
+    })
+}
+
 fn tags(pipeline: &str) -> Value {
     json!([{"Key": TAG_PIPELINE, "Value": pipeline}])
 }
@@ -249,75 +295,74 @@ pub fn stage_template(n: &Names, tools: &str, bucket: &str, deployed: &Template)
             "Resource": sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:role/*".into())
         })];
     }
+    let action_role = role(
+        n,
+        &n.action_role,
+        format!(
+            "Assumed by the CodePipeline {} in {tools} to deploy this stage",
+            n.pipeline
+        ),
+        role_trust(tools, &n.pipeline_role),
+        Some((
+            "deploy-stage",
+            vec![
+                json!({
+                    "Effect": "Allow",
+                    "Action": [
+                        "cloudformation:CreateStack",
+                        "cloudformation:UpdateStack",
+                        "cloudformation:DeleteStack",
+                        "cloudformation:DescribeStack*",
+                        "cloudformation:GetTemplate*",
+                        "cloudformation:GetStackPolicy",
+                        "cloudformation:SetStackPolicy",
+                        "cloudformation:CreateChangeSet",
+                        "cloudformation:DescribeChangeSet",
+                        "cloudformation:ExecuteChangeSet",
+                        "cloudformation:DeleteChangeSet"
+                    ],
+                    "Resource": sub(format!(
+                        "arn:${{AWS::Partition}}:cloudformation:${{AWS::Region}}:${{AWS::AccountId}}:stack/{}-*/*",
+                        n.pipeline
+                    ))
+                }),
+                json!({
+                    "Effect": "Allow",
+                    "Action": "cloudformation:ValidateTemplate",
+                    "Resource": "*"
+                }),
+                json!({
+                    "Effect": "Allow",
+                    "Action": "iam:PassRole",
+                    "Resource": {"Fn::GetAtt": ["DeployRole", "Arn"]}
+                }),
+                json!({
+                    "Effect": "Allow",
+                    "Action": ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"],
+                    "Resource": sub(format!("arn:${{AWS::Partition}}:s3:::{bucket}/*"))
+                }),
+                json!({
+                    "Effect": "Allow",
+                    "Action": ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*"],
+                    "Resource": sub(format!("arn:${{AWS::Partition}}:kms:${{AWS::Region}}:{tools}:key/*")),
+                    "Condition": {"ForAnyValue:StringEquals": {"kms:ResourceAliases": n.key_alias}}
+                }),
+            ],
+        )),
+    );
+    let deploy_role = role(
+        n,
+        &n.deploy_role,
+        format!(
+            "CloudFormation deploys the stage stacks of {} with this role",
+            n.pipeline
+        ),
+        service_trust("cloudformation.amazonaws.com"),
+        Some(("stage-resources", deploy_statements)),
+    );
     let resources = json!({
-        "ActionRole": {
-            "Type": "AWS::IAM::Role",
-            "Properties": {
-                "RoleName": n.action_role,
-                "Description": format!("Assumed by the CodePipeline {} in {tools} to deploy this stage", n.pipeline),
-                "AssumeRolePolicyDocument": role_trust(tools, &n.pipeline_role),
-                "Policies": [{
-                    "PolicyName": "deploy-stage",
-                    "PolicyDocument": document(vec![
-                        json!({
-                            "Effect": "Allow",
-                            "Action": [
-                                "cloudformation:CreateStack",
-                                "cloudformation:UpdateStack",
-                                "cloudformation:DeleteStack",
-                                "cloudformation:DescribeStack*",
-                                "cloudformation:GetTemplate*",
-                                "cloudformation:GetStackPolicy",
-                                "cloudformation:SetStackPolicy",
-                                "cloudformation:CreateChangeSet",
-                                "cloudformation:DescribeChangeSet",
-                                "cloudformation:ExecuteChangeSet",
-                                "cloudformation:DeleteChangeSet"
-                            ],
-                            "Resource": sub(format!(
-                                "arn:${{AWS::Partition}}:cloudformation:${{AWS::Region}}:${{AWS::AccountId}}:stack/{}-*/*",
-                                n.pipeline
-                            ))
-                        }),
-                        json!({
-                            "Effect": "Allow",
-                            "Action": "cloudformation:ValidateTemplate",
-                            "Resource": "*"
-                        }),
-                        json!({
-                            "Effect": "Allow",
-                            "Action": "iam:PassRole",
-                            "Resource": {"Fn::GetAtt": ["DeployRole", "Arn"]}
-                        }),
-                        json!({
-                            "Effect": "Allow",
-                            "Action": ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"],
-                            "Resource": sub(format!("arn:${{AWS::Partition}}:s3:::{bucket}/*"))
-                        }),
-                        json!({
-                            "Effect": "Allow",
-                            "Action": ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*"],
-                            "Resource": sub(format!("arn:${{AWS::Partition}}:kms:${{AWS::Region}}:{tools}:key/*")),
-                            "Condition": {"ForAnyValue:StringEquals": {"kms:ResourceAliases": n.key_alias}}
-                        })
-                    ])
-                }],
-                "Tags": tags(&n.pipeline)
-            }
-        },
-        "DeployRole": {
-            "Type": "AWS::IAM::Role",
-            "Properties": {
-                "RoleName": n.deploy_role,
-                "Description": format!("CloudFormation deploys the stage stacks of {} with this role", n.pipeline),
-                "AssumeRolePolicyDocument": service_trust("cloudformation.amazonaws.com"),
-                "Policies": [{
-                    "PolicyName": "stage-resources",
-                    "PolicyDocument": document(deploy_statements)
-                }],
-                "Tags": tags(&n.pipeline)
-            }
-        }
+        "ActionRole": action_role,
+        "DeployRole": deploy_role
     });
     template(
         format!(
@@ -353,65 +398,60 @@ pub fn source_template(n: &Names, tools: &str, source: &str, group: &str) -> Val
     let bus = sub(format!(
         "arn:${{AWS::Partition}}:events:${{AWS::Region}}:{tools}:event-bus/default"
     ));
+    let forward_role = role(
+        n,
+        &n.forward_role,
+        format!(
+            "EventBridge forwards model approvals to the pipeline {} with this role",
+            n.pipeline
+        ),
+        service_trust("events.amazonaws.com"),
+        Some((
+            "forward-approvals",
+            vec![json!({
+                "Effect": "Allow",
+                "Action": "events:PutEvents",
+                "Resource": bus
+            })],
+        )),
+    );
+    let registry_role = role(
+        n,
+        &n.registry_role,
+        format!(
+            "The pipeline {} finds the latest approved version of {group} with this role",
+            n.pipeline
+        ),
+        role_trust(tools, &n.build_role),
+        Some((
+            "read-registry",
+            vec![
+                json!({
+                    "Effect": "Allow",
+                    "Action": "sagemaker:ListModelPackages",
+                    "Resource": "*"
+                }),
+                json!({
+                    "Effect": "Allow",
+                    "Action": ["sagemaker:DescribeModelPackage", "sagemaker:DescribeModelPackageGroup"],
+                    "Resource": [
+                        sub(format!("arn:${{AWS::Partition}}:sagemaker:${{AWS::Region}}:${{AWS::AccountId}}:model-package-group/{group}")),
+                        sub(format!("arn:${{AWS::Partition}}:sagemaker:${{AWS::Region}}:${{AWS::AccountId}}:model-package/{group}/*"))
+                    ]
+                }),
+            ],
+        )),
+    );
     let mut resources = json!({
-        "ForwardRole": {
-            "Type": "AWS::IAM::Role",
-            "Properties": {
-                "RoleName": n.forward_role,
-                "Description": format!("EventBridge forwards model approvals to the pipeline {} with this role", n.pipeline),
-                "AssumeRolePolicyDocument": service_trust("events.amazonaws.com"),
-                "Policies": [{
-                    "PolicyName": "forward-approvals",
-                    "PolicyDocument": document(vec![json!({
-                        "Effect": "Allow",
-                        "Action": "events:PutEvents",
-                        "Resource": bus
-                    })])
-                }],
-                "Tags": tags(&n.pipeline)
-            }
-        },
-        "ForwardApprovals": {
-            "Type": "AWS::Events::Rule",
-            "Properties": {
-                "Name": format!("{}-approved", n.pipeline),
-                "Description": format!("Approved versions of {group} start the pipeline {}", n.pipeline),
-                "EventPattern": approved_pattern(group, None),
-                "State": "ENABLED",
-                "Targets": [{
-                    "Id": "tools",
-                    "Arn": bus,
-                    "RoleArn": {"Fn::GetAtt": ["ForwardRole", "Arn"]}
-                }]
-            }
-        },
-        "RegistryRole": {
-            "Type": "AWS::IAM::Role",
-            "Properties": {
-                "RoleName": n.registry_role,
-                "Description": format!("The pipeline {} finds the latest approved version of {group} with this role", n.pipeline),
-                "AssumeRolePolicyDocument": role_trust(tools, &n.build_role),
-                "Policies": [{
-                    "PolicyName": "read-registry",
-                    "PolicyDocument": document(vec![
-                        json!({
-                            "Effect": "Allow",
-                            "Action": "sagemaker:ListModelPackages",
-                            "Resource": "*"
-                        }),
-                        json!({
-                            "Effect": "Allow",
-                            "Action": ["sagemaker:DescribeModelPackage", "sagemaker:DescribeModelPackageGroup"],
-                            "Resource": [
-                                sub(format!("arn:${{AWS::Partition}}:sagemaker:${{AWS::Region}}:${{AWS::AccountId}}:model-package-group/{group}")),
-                                sub(format!("arn:${{AWS::Partition}}:sagemaker:${{AWS::Region}}:${{AWS::AccountId}}:model-package/{group}/*"))
-                            ]
-                        })
-                    ])
-                }],
-                "Tags": tags(&n.pipeline)
-            }
-        }
+        "ForwardRole": forward_role,
+        "ForwardApprovals": rule(
+            format!("{}-approved", n.pipeline),
+            format!("Approved versions of {group} start the pipeline {}", n.pipeline),
+            approved_pattern(group, None),
+            ("tools", &bus),
+            "ForwardRole",
+        ),
+        "RegistryRole": registry_role
     });
     if source == tools {
         // Approvals happen on the tools account's own bus: nothing to forward.
@@ -621,14 +661,13 @@ pub fn tools_template(t: &Tools) -> Value {
     );
     resources.insert(
         "PipelineRole".into(),
-        json!({
-            "Type": "AWS::IAM::Role",
-            "Properties": {
-                "RoleName": n.pipeline_role,
-                "AssumeRolePolicyDocument": service_trust("codepipeline.amazonaws.com"),
-                "Tags": tags(&n.pipeline)
-            }
-        }),
+        role(
+            n,
+            &n.pipeline_role,
+            format!("The CodePipeline {} runs as this role", n.pipeline),
+            service_trust("codepipeline.amazonaws.com"),
+            None,
+        ),
     );
     // The roles' permissions name the key, whose policy names the roles: separate resources
     // break the cycle.
@@ -651,14 +690,13 @@ pub fn tools_template(t: &Tools) -> Value {
     );
     resources.insert(
         "BuildRole".into(),
-        json!({
-            "Type": "AWS::IAM::Role",
-            "Properties": {
-                "RoleName": n.build_role,
-                "AssumeRolePolicyDocument": service_trust("codebuild.amazonaws.com"),
-                "Tags": tags(&n.pipeline)
-            }
-        }),
+        role(
+            n,
+            &n.build_role,
+            format!("The CodeBuild projects of {} run as this role", n.pipeline),
+            service_trust("codebuild.amazonaws.com"),
+            None,
+        ),
     );
     resources.insert(
         "BuildRolePolicy".into(),
@@ -831,22 +869,23 @@ pub fn tools_template(t: &Tools) -> Value {
     );
     resources.insert(
         "EventsRole".into(),
-        json!({
-            "Type": "AWS::IAM::Role",
-            "Properties": {
-                "RoleName": n.events_role,
-                "AssumeRolePolicyDocument": service_trust("events.amazonaws.com"),
-                "Policies": [{
-                    "PolicyName": "start-pipeline",
-                    "PolicyDocument": document(vec![json!({
-                        "Effect": "Allow",
-                        "Action": "codepipeline:StartPipelineExecution",
-                        "Resource": pipeline_arn
-                    })])
-                }],
-                "Tags": tags(&n.pipeline)
-            }
-        }),
+        role(
+            n,
+            &n.events_role,
+            format!(
+                "EventBridge starts the CodePipeline {} with this role",
+                n.pipeline
+            ),
+            service_trust("events.amazonaws.com"),
+            Some((
+                "start-pipeline",
+                vec![json!({
+                    "Effect": "Allow",
+                    "Action": "codepipeline:StartPipelineExecution",
+                    "Resource": pipeline_arn
+                })],
+            )),
+        ),
     );
     if t.source_account != t.tools {
         resources.insert(
@@ -867,44 +906,36 @@ pub fn tools_template(t: &Tools) -> Value {
     }
     resources.insert(
         "StartOnApproval".into(),
-        json!({
-            "Type": "AWS::Events::Rule",
-            "Properties": {
-                "Name": format!("{}-start", n.pipeline),
-                "Description": format!("An approved version of {} starts the pipeline {}", t.model_package_group, n.pipeline),
-                "EventPattern": approved_pattern(t.model_package_group, Some(t.source_account)),
-                "State": "ENABLED",
-                "Targets": [{
-                    "Id": "pipeline",
-                    "Arn": pipeline_arn,
-                    "RoleArn": {"Fn::GetAtt": ["EventsRole", "Arn"]}
-                }]
-            }
-        }),
+        rule(
+            format!("{}-start", n.pipeline),
+            format!(
+                "An approved version of {} starts the pipeline {}",
+                t.model_package_group, n.pipeline
+            ),
+            approved_pattern(t.model_package_group, Some(t.source_account)),
+            ("pipeline", &pipeline_arn),
+            "EventsRole",
+        ),
     );
     resources.insert(
         "StartOnSource".into(),
-        json!({
-            "Type": "AWS::Events::Rule",
-            "Properties": {
-                "Name": format!("{}-source", n.pipeline),
-                "Description": format!("A new source bundle (the manifest changed) starts the pipeline {}", n.pipeline),
-                "EventPattern": {
-                    "source": ["aws.s3"],
-                    "detail-type": ["Object Created"],
-                    "detail": {
-                        "bucket": {"name": [sub(bucket.clone())]},
-                        "object": {"key": [{"prefix": SOURCE_PREFIX}]}
-                    }
-                },
-                "State": "ENABLED",
-                "Targets": [{
-                    "Id": "pipeline",
-                    "Arn": pipeline_arn,
-                    "RoleArn": {"Fn::GetAtt": ["EventsRole", "Arn"]}
-                }]
-            }
-        }),
+        rule(
+            format!("{}-source", n.pipeline),
+            format!(
+                "A new source bundle (the manifest changed) starts the pipeline {}",
+                n.pipeline
+            ),
+            json!({
+                "source": ["aws.s3"],
+                "detail-type": ["Object Created"],
+                "detail": {
+                    "bucket": {"name": [sub(bucket.clone())]},
+                    "object": {"key": [{"prefix": SOURCE_PREFIX}]}
+                }
+            }),
+            ("pipeline", &pipeline_arn),
+            "EventsRole",
+        ),
     );
     template(
         format!(
@@ -1080,6 +1111,12 @@ mod tests {
                 "no other account as a whole"
             );
         }
+        for kept in ["ArtifactKey", "ArtifactBucket"] {
+            assert_eq!(
+                t["Resources"][kept]["DeletionPolicy"], "RetainExceptOnCreate",
+                "{kept}: kept with the pipeline's history, not after a failed first create"
+            );
+        }
         let bucket = &t["Resources"]["ArtifactBucket"]["Properties"];
         assert_eq!(
             bucket["BucketName"],
@@ -1138,6 +1175,8 @@ mod tests {
             deploy["Configuration"]["TemplateConfiguration"],
             "Resolved::stages/production.json"
         );
+        // A stack whose first create failed is replaced rather than blocking the stage.
+        assert_eq!(deploy["Configuration"]["ActionMode"], "REPLACE_ON_FAILURE");
         let rule = &t["Resources"]["StartOnApproval"]["Properties"]["EventPattern"];
         assert_eq!(rule["account"], json!(["222222222222"]));
         assert_eq!(rule["detail"]["ModelApprovalStatus"], json!(["Approved"]));

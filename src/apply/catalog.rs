@@ -115,11 +115,7 @@ pub async fn portfolios(
 }
 
 async fn edge_for(aws: &Aws, live: &LiveState, account: &str) -> Result<Aws, ApplyError> {
-    Ok(if account == live.management_account {
-        aws.clone()
-    } else {
-        aws.member(account).await?
-    })
+    Ok(aws.acting_in(account, &live.management_account).await?)
 }
 
 #[allow(clippy::too_many_arguments)]

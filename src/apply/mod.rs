@@ -459,11 +459,10 @@ async fn upload_source(
         .id
         .clone()
         .ok_or_else(|| format!("the tools account of pipeline {pipeline} does not exist"))?;
-    let edge = if account == aws.caller_account().await.map_err(|e| e.to_string())? {
-        aws.clone()
-    } else {
-        aws.member(&account).await.map_err(|e| e.to_string())?
-    };
+    let edge = aws
+        .acting_in(&account, &src.management_account)
+        .await
+        .map_err(|e| e.to_string())?;
     let region = &opts.home_region;
     edge.s3(region)
         .put_object()

@@ -308,6 +308,16 @@ impl Aws {
         Ok(out.account.unwrap_or_default())
     }
 
+    /// The edge acting in `account`: itself when that is the management account it runs as,
+    /// otherwise through `memberRole`.
+    pub async fn acting_in(&self, account: &str, management: &str) -> Result<Aws, AwsError> {
+        if account == management {
+            Ok(self.clone())
+        } else {
+            self.member(account).await
+        }
+    }
+
     /// The same edge acting in a member account, through `memberRole` (cached per account).
     pub async fn member(&self, account: &str) -> Result<Aws, AwsError> {
         if let Some(config) = self.members.lock().expect("members lock").get(account) {

@@ -150,22 +150,12 @@ pub async fn refresh(
             continue;
         };
         let mut status = BTreeMap::new();
-        let mut pages = cfn
-            .list_stack_instances()
-            .stack_set_name(name)
-            .max_results(100)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let _permit = aws.read_permit().await;
-            let page = page.map_err(|e| AwsError::call("CloudFormation.ListStackInstances", e))?;
-            for i in page.summaries.unwrap_or_default() {
-                let key = (
-                    i.account.clone().unwrap_or_default(),
-                    i.region.clone().unwrap_or_default(),
-                );
-                status.insert(key, super::read::instance_drift(&i));
-            }
+        for i in super::read::list_instances(aws, &cfn, name).await? {
+            let key = (
+                i.account.clone().unwrap_or_default(),
+                i.region.clone().unwrap_or_default(),
+            );
+            status.insert(key, super::read::instance_drift(&i));
         }
         for instance in set.instances.iter_mut().flatten() {
             instance.drift = status

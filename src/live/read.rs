@@ -122,11 +122,7 @@ async fn read_pipeline_sources(
         else {
             continue;
         };
-        let edge = if account == state.management_account {
-            aws.clone()
-        } else {
-            aws.member(&account).await?
-        };
+        let edge = aws.acting_in(&account, &state.management_account).await?;
         let bucket = crate::pipeline::bucket(pipeline, &account);
         let s3 = edge.s3(&opts.home_region);
         let mut pages = s3
@@ -178,11 +174,7 @@ async fn read_portfolios(
     hubs.sort();
     hubs.dedup();
     for hub in hubs {
-        let edge = if hub == state.management_account {
-            aws.clone()
-        } else {
-            aws.member(&hub).await?
-        };
+        let edge = aws.acting_in(&hub, &state.management_account).await?;
         let super::catalog::Hub {
             mut portfolios,
             unmanaged,
@@ -190,11 +182,7 @@ async fn read_portfolios(
         state.unmanaged_portfolios.extend(unmanaged);
         for p in &mut portfolios {
             for recipient in p.shared_accounts.clone() {
-                let edge = if recipient == state.management_account {
-                    aws.clone()
-                } else {
-                    aws.member(&recipient).await?
-                };
+                let edge = aws.acting_in(&recipient, &state.management_account).await?;
                 let r = super::catalog::read_recipient(&edge, region, &p.id).await?;
                 p.recipients.insert(recipient, r);
             }
@@ -371,13 +359,13 @@ pub(crate) fn instance_drift(
 /// Digest of "no overrides": what a stack set without the tag is taken to have.
 pub const EMPTY_OVERRIDES: &str = "none";
 
-async fn read_instances(
+/// Every instance of a stack set: ListStackInstances, 100 a page.
+pub(crate) async fn list_instances(
     aws: &Aws,
     cfn: &aws_sdk_cloudformation::Client,
     name: &str,
-    describe_each: bool,
-) -> Result<Vec<LiveInstance>, AwsError> {
-    let mut instances = Vec::new();
+) -> Result<Vec<aws_sdk_cloudformation::types::StackInstanceSummary>, AwsError> {
+    let mut summaries = Vec::new();
     let mut pages = cfn
         .list_stack_instances()
         .stack_set_name(name)
@@ -387,17 +375,28 @@ async fn read_instances(
     while let Some(page) = pages.next().await {
         let _permit = aws.read_permit().await;
         let page = page.map_err(|e| AwsError::call("CloudFormation.ListStackInstances", e))?;
-        for i in page.summaries.unwrap_or_default() {
-            let drift = instance_drift(&i);
-            instances.push(LiveInstance {
-                account: i.account.unwrap_or_default(),
-                region: i.region.unwrap_or_default(),
-                status: i.status.map(|s| s.as_str().to_string()).unwrap_or_default(),
-                status_reason: i.status_reason,
-                overrides: None,
-                drift,
-            });
-        }
+        summaries.extend(page.summaries.unwrap_or_default());
+    }
+    Ok(summaries)
+}
+
+async fn read_instances(
+    aws: &Aws,
+    cfn: &aws_sdk_cloudformation::Client,
+    name: &str,
+    describe_each: bool,
+) -> Result<Vec<LiveInstance>, AwsError> {
+    let mut instances = Vec::new();
+    for i in list_instances(aws, cfn, name).await? {
+        let drift = instance_drift(&i);
+        instances.push(LiveInstance {
+            account: i.account.unwrap_or_default(),
+            region: i.region.unwrap_or_default(),
+            status: i.status.map(|s| s.as_str().to_string()).unwrap_or_default(),
+            status_reason: i.status_reason,
+            overrides: None,
+            drift,
+        });
     }
     instances.sort_by(|a, b| (&a.account, &a.region).cmp(&(&b.account, &b.region)));
     if describe_each {

@@ -70,6 +70,8 @@ pub struct DesiredSource {
     pub environment: String,
     /// The tools account.
     pub account: AccountRef,
+    /// The account estate runs as: the upload acts in the tools account from it.
+    pub management_account: String,
     pub bucket: String,
     /// The KMS key uploads are encrypted with (the bucket policy refuses any other way).
     pub key_alias: String,
@@ -668,6 +670,7 @@ fn resolve_pipeline(
         pipeline: p.name.clone(),
         environment: last.clone(),
         account: tools,
+        management_account: live.management_account.clone(),
         bucket,
         key_alias: n.key_alias.clone(),
         bundle,

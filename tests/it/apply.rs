@@ -533,17 +533,7 @@ async fn a_portfolio_that_left_the_manifest_is_an_orphan_or_pruned() {
     let (code, json, _) = run(&account, dir.path(), &["plan", ".", "--format", "json"]);
     assert_eq!(code, 2);
     let plan: serde_json::Value = serde_json::from_str(&json).unwrap();
-    let changes: Vec<(&str, &str)> = plan["changes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            (
-                c["action"].as_str().unwrap(),
-                c["address"].as_str().unwrap(),
-            )
-        })
-        .collect();
+    let changes: Vec<(&str, &str)> = crate::plan::change_fields(&plan, "action", "address");
     assert_eq!(changes, [("delete", "portfolio:data-scientists")]);
     let (code, out, err) = apply(&account, dir.path(), &[]);
     assert_eq!(code, 0, "{out}{err}");
@@ -572,17 +562,7 @@ async fn a_removed_version_is_deleted_only_when_pruning() {
     let (code, json, _) = run(&account, dir.path(), &["plan", ".", "--format", "json"]);
     assert_eq!(code, 2);
     let plan: serde_json::Value = serde_json::from_str(&json).unwrap();
-    let changes: Vec<(&str, &str)> = plan["changes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            (
-                c["action"].as_str().unwrap(),
-                c["address"].as_str().unwrap(),
-            )
-        })
-        .collect();
+    let changes: Vec<(&str, &str)> = crate::plan::change_fields(&plan, "action", "address");
     assert_eq!(
         changes,
         [

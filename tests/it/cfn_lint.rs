@@ -16,6 +16,20 @@ fn cfn_lint() -> PathBuf {
     bin
 }
 
+/// cfn-lint finds nothing in `templates`.
+fn assert_lint_clean(templates: &[PathBuf]) {
+    let out = std::process::Command::new(cfn_lint())
+        .args(templates)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cfn-lint: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn example_templates_pass_cfn_lint() {
     let mut templates = Vec::new();
@@ -27,16 +41,7 @@ fn example_templates_pass_cfn_lint() {
     }
     templates.sort();
     assert!(templates.len() >= 4, "{templates:?}");
-    let out = std::process::Command::new(cfn_lint())
-        .args(&templates)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "cfn-lint: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_lint_clean(&templates);
 }
 
 #[test]
@@ -73,16 +78,7 @@ fn generated_pipeline_templates_pass_cfn_lint() {
         files.push(path);
     }
     assert_eq!(files.len(), 4, "two stages, the source, the tools part");
-    let out = std::process::Command::new(cfn_lint())
-        .args(&files)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "cfn-lint: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_lint_clean(&files);
 }
 
 /// The script the pipeline's Resolve build runs is Python that compiles (a syntax error would

@@ -79,26 +79,10 @@ impl TestAccount {
     /// Acting in a member account, as estate does: its OrganizationAccountAccessRole assumed
     /// with this management account's credentials.
     pub async fn member(&self, id: &str) -> SdkConfig {
-        let assumed = aws_sdk_sts::Client::new(&self.config)
-            .assume_role()
-            .role_arn(format!(
-                "arn:aws:iam::{id}:role/OrganizationAccountAccessRole"
-            ))
-            .role_session_name("estate-tests")
-            .send()
-            .await
-            .unwrap();
-        let c = assumed.credentials().unwrap();
         self.config
             .to_builder()
             .credentials_provider(aws_sdk_sts::config::SharedCredentialsProvider::new(
-                Credentials::new(
-                    c.access_key_id(),
-                    c.secret_access_key(),
-                    Some(c.session_token().to_string()),
-                    None,
-                    "estate-tests-member",
-                ),
+                assume(&self.config, id, "estate-tests-member").await,
             ))
             .build()
     }
@@ -137,6 +121,29 @@ impl TestAccount {
     }
 }
 
+/// Credentials of account `id`'s OrganizationAccountAccessRole, assumed with `from`.
+async fn assume(from: &SdkConfig, id: &str, name: &'static str) -> Credentials {
+    let assumed = aws_sdk_sts::Client::new(from)
+        .assume_role()
+        .role_arn(format!(
+            "arn:aws:iam::{id}:role/OrganizationAccountAccessRole"
+        ))
+        .role_session_name("estate-tests")
+        .send()
+        .await
+        .unwrap_or_else(|e| fail("sts:AssumeRole", aws_sdk_sts::error::DisplayErrorContext(e)));
+    let c = assumed
+        .credentials()
+        .unwrap_or_else(|| fail("sts:AssumeRole", "no credentials in the response"));
+    Credentials::new(
+        c.access_key_id(),
+        c.secret_access_key(),
+        Some(c.session_token().to_string()),
+        None,
+        name,
+    )
+}
+
 /// A new account id, organization and root, isolated from every other test.
 ///
 /// Moto keys its state by account, and maps the credentials that STS
@@ -151,25 +158,7 @@ pub async fn management_account() -> TestAccount {
         None,
         "estate-tests-base",
     ));
-    let assumed = aws_sdk_sts::Client::new(&base)
-        .assume_role()
-        .role_arn(format!(
-            "arn:aws:iam::{id}:role/OrganizationAccountAccessRole"
-        ))
-        .role_session_name("estate-tests")
-        .send()
-        .await
-        .unwrap_or_else(|e| fail("sts:AssumeRole", aws_sdk_sts::error::DisplayErrorContext(e)));
-    let c = assumed
-        .credentials()
-        .unwrap_or_else(|| fail("sts:AssumeRole", "no credentials in the response"));
-    let credentials = Credentials::new(
-        c.access_key_id(),
-        c.secret_access_key(),
-        Some(c.session_token().to_string()),
-        None,
-        "estate-tests",
-    );
+    let credentials = assume(&base, &id, "estate-tests").await;
     let config = sdk_config(credentials.clone());
 
     let org = aws_sdk_organizations::Client::new(&config);

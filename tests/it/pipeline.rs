@@ -278,17 +278,7 @@ async fn the_model_pipeline_compiles_to_stack_sets_applies_stage_by_stage_and_re
     );
     assert_eq!(code, 2, "{out}{err}");
     let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let changed: Vec<(&str, &str)> = plan["changes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            (
-                c["address"].as_str().unwrap(),
-                c["action"].as_str().unwrap(),
-            )
-        })
-        .collect();
+    let changed: Vec<(&str, &str)> = crate::plan::change_fields(&plan, "address", "action");
     assert_eq!(
         changed,
         [

@@ -577,3 +577,17 @@ async fn plan_from_a_git_ref_names_its_commit_and_ignores_the_working_tree() {
         "{text}"
     );
 }
+
+/// `(first, second)` of every change of a JSON plan, e.g. `("address", "action")`.
+pub fn change_fields<'a>(
+    plan: &'a serde_json::Value,
+    first: &str,
+    second: &str,
+) -> Vec<(&'a str, &'a str)> {
+    plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c[first].as_str().unwrap(), c[second].as_str().unwrap()))
+        .collect()
+}

@@ -802,17 +802,7 @@ async fn a_member_hub_shares_with_a_unit_as_delegated_administrator() {
     );
     let (code, plan) = json_of(&account, dir.path(), "plan");
     assert_eq!(code, 2);
-    let planned: Vec<(&str, &str)> = plan["changes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            (
-                c["address"].as_str().unwrap(),
-                c["action"].as_str().unwrap(),
-            )
-        })
-        .collect();
+    let planned: Vec<(&str, &str)> = crate::plan::change_fields(&plan, "address", "action");
     let unshare = format!("share:data-scientists/unit/{data_science}");
     assert_eq!(planned, [(unshare.as_str(), "delete")]);
     let (code, out, err) = apply(&account, dir.path(), &[]);
