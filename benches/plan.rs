@@ -79,7 +79,7 @@ fn live(m: &manifest::Manifest, missing_every: usize) -> LiveState {
             id: format!("{:012}", 200_000_000_000u64 + i as u64),
             name: a.name.clone(),
             email: a.email.clone(),
-            status: "ACTIVE".into(),
+            state: estate::live::AccountState::Active,
             parent_id: if i % 2 == 0 {
                 "ou-s".into()
             } else {

@@ -466,7 +466,12 @@ fn promotion_check(m: &Manifest, live: &estate::live::LiveState, envs: &[String]
     }
     let before = plan::make(m, live, &earlier)?;
     let mut pending: BTreeMap<String, usize> = BTreeMap::new();
-    for c in &before.changes {
+    // Removing instances of accounts AWS says are closing never holds back a later stage.
+    for c in before
+        .changes
+        .iter()
+        .filter(|c| c.hint != Some(plan::Hint::RetainStacks))
+    {
         if let Some(e) = &c.environment {
             *pending.entry(e.clone()).or_default() += 1;
         }
@@ -491,6 +496,8 @@ fn protected_check(m: &Manifest, plan: &Plan, allow: bool) -> Result<()> {
         .changes
         .iter()
         .filter(|c| matches!(c.action, Action::Delete | Action::Replace))
+        // An instance of a closing account is removed with its stack kept: nothing is lost.
+        .filter(|c| c.hint != Some(plan::Hint::RetainStacks))
         .filter(|c| {
             c.environment
                 .as_ref()

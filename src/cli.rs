@@ -359,12 +359,18 @@ pub(crate) async fn connect(m: &Manifest, args: &LiveArgs) -> Result<estate::aws
             .map(|e| format!(", endpoint {e}"))
             .unwrap_or_default()
     );
+    let polling = crate::apply_cmd::polling();
     Ok(estate::aws::Aws::from_env(
         args.profile.as_deref(),
         Some(&region),
         &m.estate.spec.member_role,
     )
-    .await?)
+    .await?
+    .with_reach_retry(estate::aws::ReachRetry {
+        initial: polling.initial,
+        max: polling.max,
+        budget: estate::aws::DEFAULT_REACH_BUDGET,
+    }))
 }
 
 /// Loads the manifest, or prints its diagnostics and fails.

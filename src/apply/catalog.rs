@@ -115,7 +115,7 @@ pub async fn portfolios(
 }
 
 async fn edge_for(aws: &Aws, live: &LiveState, account: &str) -> Result<Aws, ApplyError> {
-    Ok(aws.acting_in(account, &live.management_account).await?)
+    Ok(aws.acting_in(account, live.caller()).await?)
 }
 
 #[allow(clippy::too_many_arguments)]

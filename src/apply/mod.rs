@@ -12,7 +12,7 @@ use crate::live::LiveState;
 use crate::live::read::TAG_OVERRIDES;
 use crate::plan::desired::{Desired, DesiredInstance, DesiredStackSet};
 use crate::plan::diff::OVERRIDES_REASON;
-use crate::plan::{Action, Change, Plan, ResourceType};
+use crate::plan::{Action, Change, Hint, Plan, ResourceType};
 use futures::stream::{self, StreamExt};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
@@ -26,6 +26,9 @@ pub enum ApplyError {
     Aws(#[from] AwsError),
     #[error("account {name}: creation failed: {reason}")]
     AccountFailed { name: String, reason: String },
+    /// Several independent steps failed (accounts created at once): each one's error.
+    #[error("{}", .0.join("; "))]
+    Several(Vec<String>),
     #[error("{0}")]
     Inconsistent(String),
     #[error("{what} failed: {reason}")]
@@ -221,10 +224,72 @@ pub async fn organization(
         done.push(c.address.clone());
     }
 
+    // New accounts, several at once: each is created (or found, if an earlier run's request
+    // is still in progress or has succeeded), then moved into its unit.
+    let mut creates = Vec::new();
     for c in plan
         .changes
         .iter()
-        .filter(|c| c.resource_type == ResourceType::Account)
+        .filter(|c| c.resource_type == ResourceType::Account && c.action == Action::Create)
+    {
+        creates.push(NewAccount {
+            address: c.address.clone(),
+            name: json_str(&c.after, "name")?,
+            email: json_str(&c.after, "email")?,
+            unit: c
+                .after
+                .as_ref()
+                .and_then(|a| a.get("unit"))
+                .and_then(|u| u.as_str())
+                .filter(|u| *u != "/")
+                .map(str::to_string),
+        });
+    }
+    if !creates.is_empty() {
+        let earlier = creation_requests(aws).await?;
+        let mut results = stream::iter(creates.iter().map(|a| {
+            let unit_ids = &unit_ids;
+            let earlier = &earlier;
+            async move {
+                progress.event(Event::Started {
+                    address: a.address.clone(),
+                    what: format!("CreateAccount {} <{}>", a.name, a.email),
+                });
+                let id = find_or_create_account(aws, a, earlier, estate, polling).await?;
+                aws.mark_new_account(&id);
+                if let Some(unit) = &a.unit {
+                    let dest = unit_ids.get(unit).cloned().ok_or_else(|| {
+                        ApplyError::Inconsistent(format!("unit {unit} does not exist"))
+                    })?;
+                    move_account(aws, &id, &live.root_id, &dest, polling).await?;
+                }
+                Ok::<_, ApplyError>(a.address.clone())
+            }
+        }))
+        .buffer_unordered(ACCOUNT_CREATIONS_AT_ONCE);
+        let mut failures = Vec::new();
+        while let Some(result) = results.next().await {
+            match result {
+                Ok(address) => done.push(address),
+                Err(e) => failures.push(e),
+            }
+        }
+        // Every account's failure is reported, not only the first.
+        match failures.len() {
+            0 => {}
+            1 => return Err(failures.remove(0)),
+            _ => {
+                return Err(ApplyError::Several(
+                    failures.iter().map(ToString::to_string).collect(),
+                ));
+            }
+        }
+    }
+
+    for c in plan
+        .changes
+        .iter()
+        .filter(|c| c.resource_type == ResourceType::Account && c.action == Action::Update)
     {
         let unit = c
             .after
@@ -232,59 +297,112 @@ pub async fn organization(
             .and_then(|a| a.get("unit"))
             .and_then(|u| u.as_str())
             .map(str::to_string);
-        match c.action {
-            Action::Create => {
-                let name = json_str(&c.after, "name")?;
-                let email = json_str(&c.after, "email")?;
-                progress.event(Event::Started {
-                    address: c.address.clone(),
-                    what: format!("CreateAccount {name} <{email}>"),
-                });
-                let id = create_account(aws, &name, &email, estate, polling).await?;
-                if let Some(unit) = unit.filter(|u| u != "/") {
-                    let dest = unit_ids.get(&unit).cloned().ok_or_else(|| {
-                        ApplyError::Inconsistent(format!("unit {unit} does not exist"))
-                    })?;
-                    move_account(aws, &id, &live.root_id, &dest).await?;
-                }
-            }
-            Action::Update => {
-                let id = json_str(&c.before, "id")?;
-                let from = json_str(&c.before, "unit")?;
-                let to =
-                    unit.ok_or_else(|| ApplyError::Inconsistent("move without unit".into()))?;
-                progress.event(Event::Started {
-                    address: c.address.clone(),
-                    what: format!("MoveAccount {id} {from} → {to}"),
-                });
-                let (Some(src), Some(dest)) = (unit_ids.get(&from), unit_ids.get(&to)) else {
-                    return Err(ApplyError::Inconsistent(format!(
-                        "cannot move {id}: unit {from} or {to} is unknown"
-                    )));
-                };
-                move_account(aws, &id, src, dest).await?;
-            }
-            // Accounts are never closed or removed by the reconciler.
-            Action::Delete | Action::Replace => continue,
-        }
+        let id = json_str(&c.before, "id")?;
+        let from = json_str(&c.before, "unit")?;
+        let to = unit.ok_or_else(|| ApplyError::Inconsistent("move without unit".into()))?;
+        progress.event(Event::Started {
+            address: c.address.clone(),
+            what: format!("MoveAccount {id} {from} → {to}"),
+        });
+        let (Some(src), Some(dest)) = (unit_ids.get(&from), unit_ids.get(&to)) else {
+            return Err(ApplyError::Inconsistent(format!(
+                "cannot move {id}: unit {from} or {to} is unknown"
+            )));
+        };
+        move_account(aws, &id, src, dest, polling).await?;
         done.push(c.address.clone());
     }
+    // Accounts are never closed or removed by the reconciler.
     Ok(done.into_vec())
 }
 
-async fn move_account(aws: &Aws, id: &str, from: &str, to: &str) -> Result<(), ApplyError> {
-    aws.organizations()
-        .move_account()
-        .account_id(id)
-        .source_parent_id(from)
-        .destination_parent_id(to)
-        .send()
-        .await
-        .map_err(|e| AwsError::call("Organizations.MoveAccount", e))?;
-    Ok(())
+/// Creation requests in flight at once: below AWS's quota of 5 in progress per organization.
+pub const ACCOUNT_CREATIONS_AT_ONCE: usize = 4;
+
+/// An account the plan creates.
+struct NewAccount {
+    address: String,
+    name: String,
+    email: String,
+    unit: Option<String>,
 }
 
-/// CreateAccount, then DescribeCreateAccountStatus until SUCCEEDED or FAILED.
+/// Whether an Organizations error is AWS asking to come back later: another request is
+/// changing the same thing, the creation quota is in use, or the call was throttled.
+fn try_again_later(e: &AwsError) -> bool {
+    match e {
+        AwsError::Call { code, message, .. } => {
+            matches!(
+                code.as_deref(),
+                Some("ConcurrentModificationException" | "TooManyRequestsException")
+            ) || (code.as_deref() == Some("ConstraintViolationException")
+                && message.contains("ACCOUNT_CREATION_RATE_LIMIT_EXCEEDED"))
+        }
+        _ => false,
+    }
+}
+
+async fn move_account(
+    aws: &Aws,
+    id: &str,
+    from: &str,
+    to: &str,
+    polling: Polling,
+) -> Result<(), ApplyError> {
+    let mut wait = Backoff::new(polling);
+    loop {
+        let result = aws
+            .organizations()
+            .move_account()
+            .account_id(id)
+            .source_parent_id(from)
+            .destination_parent_id(to)
+            .send()
+            .await
+            .map_err(|e| AwsError::call("Organizations.MoveAccount", e));
+        match result {
+            Ok(_) => return Ok(()),
+            Err(e) if try_again_later(&e) => wait.sleep(&format!("moving account {id}")).await?,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Creation requests AWS still has in progress or has completed (ListCreateAccountStatus,
+/// every page): a re-run after a cut-off apply finds its own request instead of creating the
+/// account twice.
+async fn creation_requests(
+    aws: &Aws,
+) -> Result<Vec<aws_sdk_organizations::types::CreateAccountStatus>, AwsError> {
+    use aws_sdk_organizations::types::CreateAccountState;
+    let mut out = Vec::new();
+    let mut pages = aws
+        .organizations()
+        .list_create_account_status()
+        .states(CreateAccountState::InProgress)
+        .states(CreateAccountState::Succeeded)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| AwsError::call("Organizations.ListCreateAccountStatus", e))?;
+        out.extend(page.create_account_statuses.unwrap_or_default());
+    }
+    Ok(out)
+}
+
+/// The email of an account (DescribeAccount).
+async fn email_of(aws: &Aws, id: &str) -> Result<Option<String>, AwsError> {
+    let out = aws
+        .organizations()
+        .describe_account()
+        .account_id(id)
+        .send()
+        .await
+        .map_err(|e| AwsError::call("Organizations.DescribeAccount", e))?;
+    Ok(out.account.and_then(|a| a.email))
+}
+
+/// Creates one account (no earlier request considered) and waits until it SUCCEEDED.
 pub async fn create_account(
     aws: &Aws,
     name: &str,
@@ -292,52 +410,136 @@ pub async fn create_account(
     estate: &str,
     polling: Polling,
 ) -> Result<String, ApplyError> {
+    let a = NewAccount {
+        address: format!("account:{name}"),
+        name: name.to_string(),
+        email: email.to_string(),
+        unit: None,
+    };
+    find_or_create_account(aws, &a, &[], estate, polling).await
+}
+
+/// Creates one account, or finds the one an earlier run asked for, and waits until AWS says
+/// it SUCCEEDED; returns its id. A request of the same name still in progress is waited for
+/// and taken when its account has this email; so is a succeeded one (ListCreateAccountStatus
+/// carries no email: DescribeAccount tells). The account's role is `memberRole`.
+async fn find_or_create_account(
+    aws: &Aws,
+    a: &NewAccount,
+    earlier: &[aws_sdk_organizations::types::CreateAccountStatus],
+    estate: &str,
+    polling: Polling,
+) -> Result<String, ApplyError> {
     use aws_sdk_organizations::types::CreateAccountState;
-    let org = aws.organizations();
-    let out = org
-        .create_account()
-        .account_name(name)
-        .email(email)
-        .tags(
-            aws_sdk_organizations::types::Tag::builder()
-                .key(crate::live::TAG_MANAGED_BY)
-                .value(estate)
-                .build()
-                .expect("key and value are set"),
-        )
-        .send()
-        .await
-        .map_err(|e| AwsError::call("Organizations.CreateAccount", e))?;
-    let missing = || ApplyError::Inconsistent(format!("CreateAccount {name}: no status returned"));
-    let mut status = out.create_account_status.ok_or_else(missing)?;
-    let request_id = status.id.clone().unwrap_or_default();
-    let mut wait = Backoff::new(polling);
-    loop {
-        match status.state {
-            Some(CreateAccountState::Succeeded) => {
-                return status.account_id.ok_or_else(|| {
-                    ApplyError::Inconsistent(format!("account {name} succeeded without an id"))
-                });
+    let same_name: Vec<_> = earlier
+        .iter()
+        .filter(|s| s.account_name.as_deref() == Some(a.name.as_str()))
+        .collect();
+    for s in same_name {
+        let id = match (&s.state, &s.id) {
+            (Some(CreateAccountState::Succeeded), _) => s.account_id.clone(),
+            (Some(CreateAccountState::InProgress), Some(request)) => {
+                tracing::info!(
+                    "account {}: an earlier request ({request}) is in progress; waiting for it",
+                    a.name
+                );
+                match wait_for_creation(aws, &a.name, request, polling).await {
+                    Ok(id) => Some(id),
+                    // Failed: it is not an account; ours is created below.
+                    Err(ApplyError::AccountFailed { .. }) => None,
+                    Err(e) => return Err(e),
+                }
             }
-            Some(CreateAccountState::Failed) => {
-                return Err(ApplyError::AccountFailed {
-                    name: name.to_string(),
-                    reason: status
-                        .failure_reason
-                        .map_or("no reason given".into(), |r| r.as_str().to_string()),
-                });
+            _ => None,
+        };
+        if let Some(id) = id {
+            if email_of(aws, &id)
+                .await?
+                .is_some_and(|e| e.eq_ignore_ascii_case(&a.email))
+            {
+                tracing::info!("account {}: found {id}, created by an earlier run", a.name);
+                return Ok(id);
             }
-            _ => {}
         }
-        wait.sleep(&format!("account {name}")).await?;
-        status = org
-            .describe_create_account_status()
-            .create_account_request_id(&request_id)
+    }
+
+    let org = aws.organizations();
+    let mut wait = Backoff::new(polling);
+    let out = loop {
+        let result = org
+            .create_account()
+            .account_name(&a.name)
+            .email(&a.email)
+            .role_name(aws.member_role())
+            .tags(
+                aws_sdk_organizations::types::Tag::builder()
+                    .key(crate::live::TAG_MANAGED_BY)
+                    .value(estate)
+                    .build()
+                    .expect("key and value are set"),
+            )
             .send()
             .await
-            .map_err(|e| AwsError::call("Organizations.DescribeCreateAccountStatus", e))?
-            .create_account_status
-            .ok_or_else(missing)?;
+            .map_err(|e| AwsError::call("Organizations.CreateAccount", e));
+        match result {
+            Ok(out) => break out,
+            Err(e) if try_again_later(&e) => {
+                wait.sleep(&format!("creating account {}", a.name)).await?
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let request = out
+        .create_account_status
+        .and_then(|s| s.id)
+        .ok_or_else(|| {
+            ApplyError::Inconsistent(format!("CreateAccount {}: no request id returned", a.name))
+        })?;
+    wait_for_creation(aws, &a.name, &request, polling).await
+}
+
+/// DescribeCreateAccountStatus, with backoff, until the request SUCCEEDED (its account id) or
+/// FAILED (AWS's reason).
+async fn wait_for_creation(
+    aws: &Aws,
+    name: &str,
+    request: &str,
+    polling: Polling,
+) -> Result<String, ApplyError> {
+    use aws_sdk_organizations::types::CreateAccountState;
+    let org = aws.organizations();
+    let mut wait = Backoff::new(polling);
+    loop {
+        let status = match org
+            .describe_create_account_status()
+            .create_account_request_id(request)
+            .send()
+            .await
+            .map_err(|e| AwsError::call("Organizations.DescribeCreateAccountStatus", e))
+        {
+            Ok(out) => out.create_account_status,
+            Err(e) if try_again_later(&e) => None,
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(status) = status {
+            match status.state {
+                Some(CreateAccountState::Succeeded) => {
+                    return status.account_id.ok_or_else(|| {
+                        ApplyError::Inconsistent(format!("account {name} succeeded without an id"))
+                    });
+                }
+                Some(CreateAccountState::Failed) => {
+                    return Err(ApplyError::AccountFailed {
+                        name: name.to_string(),
+                        reason: status
+                            .failure_reason
+                            .map_or("no reason given".into(), |r| r.as_str().to_string()),
+                    });
+                }
+                _ => {}
+            }
+        }
+        wait.sleep(&format!("account {name}")).await?;
     }
 }
 
@@ -551,12 +753,14 @@ pub struct Batch {
     pub accounts: Vec<String>,
     pub regions: Vec<String>,
     pub overrides: BTreeMap<String, String>,
+    /// Deletes only: keep the stacks (accounts AWS can no longer reach).
+    pub retain: bool,
     pub addresses: Vec<String>,
 }
 
-/// Key of an instance group: its parameter overrides and account.
+/// Key of an instance group: its parameter overrides, whether stacks are retained, account.
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
-struct Overrides(BTreeMap<String, String>, String);
+struct Overrides(BTreeMap<String, String>, bool, String);
 
 /// Groups instance changes into as few calls as AWS allows: a call covers accounts × regions
 /// with one set of overrides, so instances are grouped by overrides, then by region set.
@@ -565,20 +769,22 @@ pub fn batches(instances: &[(String, &DesiredInstanceView)]) -> Vec<Batch> {
     let mut by_account: BTreeMap<Overrides, (BTreeSet<String>, Vec<String>)> = BTreeMap::new();
     for (address, i) in instances {
         let entry = by_account
-            .entry(Overrides(i.overrides.clone(), i.account.clone()))
+            .entry(Overrides(i.overrides.clone(), i.retain, i.account.clone()))
             .or_default();
         entry.0.insert(i.region.clone());
         entry.1.push(address.clone());
     }
-    let mut groups: BTreeMap<(BTreeMap<String, String>, Vec<String>), Batch> = BTreeMap::new();
-    for (Overrides(overrides, account), (regions, addresses)) in by_account {
+    type Key = (BTreeMap<String, String>, bool, Vec<String>);
+    let mut groups: BTreeMap<Key, Batch> = BTreeMap::new();
+    for (Overrides(overrides, retain, account), (regions, addresses)) in by_account {
         let regions: Vec<String> = regions.into_iter().collect();
         let batch = groups
-            .entry((overrides.clone(), regions.clone()))
+            .entry((overrides.clone(), retain, regions.clone()))
             .or_insert_with(|| Batch {
                 accounts: Vec::new(),
                 regions,
                 overrides,
+                retain,
                 addresses: Vec::new(),
             });
         batch.accounts.push(account);
@@ -593,6 +799,8 @@ pub struct DesiredInstanceView {
     pub account: String,
     pub region: String,
     pub overrides: BTreeMap<String, String>,
+    /// Removed with its stack kept (the plan's `RetainStacks` hint).
+    pub retain: bool,
 }
 
 fn instance_view(
@@ -628,6 +836,7 @@ fn instance_view(
         account,
         region,
         overrides,
+        retain: c.hint == Some(Hint::RetainStacks),
     })
 }
 
@@ -1007,7 +1216,8 @@ impl Ops<'_> {
     /// Create, update or delete instances in one call; retries behind a running operation.
     async fn instances(&self, action: &str, b: &Batch) -> Result<String, AwsError> {
         let step = format!(
-            "{action}/{}/{}/{}",
+            "{action}{}/{}/{}/{}",
+            if b.retain { "-retain" } else { "" },
             b.accounts.join(","),
             b.regions.join(","),
             b.overrides
@@ -1054,7 +1264,7 @@ impl Ops<'_> {
                     .stack_set_name(self.name)
                     .set_accounts(Some(b.accounts.clone()))
                     .set_regions(Some(b.regions.clone()))
-                    .retain_stacks(false)
+                    .retain_stacks(b.retain)
                     .set_operation_preferences(self.preferences.clone())
                     .operation_id(&op_id)
                     .send()

@@ -12,13 +12,73 @@ use aws_smithy_runtime_api::client::interceptors::{Intercept, SharedInterceptor}
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime};
 use thiserror::Error;
 use tokio::sync::Semaphore;
 
 /// Reads in flight at once, per process: enough to hide latency, few enough not to be throttled.
 pub const DEFAULT_READ_CONCURRENCY: usize = 8;
+
+/// How long AssumeRole into an account this run created is retried: AWS documents that a new
+/// account's role can take minutes to become assumable.
+pub const DEFAULT_REACH_BUDGET: Duration = Duration::from_secs(10 * 60);
+
+/// Member credentials are renewed this long before they expire (an apply can outlast the
+/// one hour AssumeRole grants).
+const RENEW_BEFORE: Duration = Duration::from_secs(5 * 60);
+
+/// The partition of a region, for when no ARN has told it yet (`cn-…` is `aws-cn`, …).
+pub fn partition_of_region(region: &str) -> String {
+    let p = if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else if region.starts_with("us-isob-") {
+        "aws-iso-b"
+    } else if region.starts_with("us-iso-") {
+        "aws-iso"
+    } else {
+        "aws"
+    };
+    p.to_string()
+}
+
+/// The partition an ARN names (`arn:PARTITION:service:…`).
+pub fn partition_of_arn(arn: &str) -> Option<String> {
+    let mut parts = arn.split(':');
+    (parts.next() == Some("arn"))
+        .then(|| parts.next())
+        .flatten()
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+}
+
+/// Who the credentials act as: an account, in a partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub account: String,
+    pub partition: String,
+}
+
+/// Retry of AssumeRole into accounts this run created, until they are reachable.
+#[derive(Debug, Clone, Copy)]
+pub struct ReachRetry {
+    pub initial: Duration,
+    pub max: Duration,
+    pub budget: Duration,
+}
+
+impl Default for ReachRetry {
+    fn default() -> Self {
+        ReachRetry {
+            initial: Duration::from_secs(2),
+            max: Duration::from_secs(20),
+            budget: DEFAULT_REACH_BUDGET,
+        }
+    }
+}
 
 #[derive(Debug, Error)]
 pub enum AwsError {
@@ -36,6 +96,22 @@ pub enum AwsError {
     BucketNotOwned { bucket: String, account: String },
     #[error("no AWS region: pass --region or set AWS_REGION")]
     NoRegion,
+    #[error(
+        "this account is not in an AWS organization: run estate with the credentials of the \
+         organization's management account, or create the organization first \
+         (`aws organizations create-organization --feature-set ALL`)"
+    )]
+    NoOrganization,
+    #[error(
+        "account {caller} is not the organization's management account ({management}) nor a \
+         delegated administrator for AWS Organizations ({message}): run estate with the \
+         management account's credentials, or register this account as a delegated administrator"
+    )]
+    NotManagement {
+        caller: String,
+        management: String,
+        message: String,
+    },
     #[error("cannot assume {role} in account {account}: {message}")]
     AssumeRole {
         role: String,
@@ -179,6 +255,13 @@ pub struct Aws {
     members: Arc<Mutex<HashMap<String, SdkConfig>>>,
     /// Added to every client: how SDK-level tests (aws-smithy-mocks) stand in for AWS.
     extra: Vec<SharedInterceptor>,
+    /// Who the base credentials act as, once asked (GetCallerIdentity).
+    identity: Arc<OnceLock<Identity>>,
+    /// Accounts created by this run: AssumeRole into them is retried while AWS readies them.
+    new_accounts: Arc<Mutex<HashSet<String>>>,
+    reach: ReachRetry,
+    /// Names this run's role sessions, so CloudTrail can tell runs apart.
+    run_id: Arc<str>,
 }
 
 impl Aws {
@@ -214,6 +297,10 @@ impl Aws {
 
     /// Wraps an existing configuration (tests use this with mocked clients).
     pub fn from_config(config: SdkConfig, member_role: &str) -> Aws {
+        let started = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
         Aws {
             config,
             stats: Arc::new(CallStats::default()),
@@ -221,7 +308,60 @@ impl Aws {
             member_role: member_role.to_string(),
             members: Arc::default(),
             extra: Vec::new(),
+            identity: Arc::default(),
+            new_accounts: Arc::default(),
+            reach: ReachRetry::default(),
+            run_id: format!("{started}-{}", std::process::id()).into(),
         }
+    }
+
+    /// How AssumeRole into accounts this run created is retried.
+    pub fn with_reach_retry(mut self, reach: ReachRetry) -> Aws {
+        self.reach = reach;
+        self
+    }
+
+    /// The role session name of this run: `estate-<start time>-<pid>`.
+    pub fn session_name(&self) -> String {
+        format!("estate-{}", self.run_id)
+    }
+
+    /// Records that this run created `account`: it may refuse AssumeRole for a while.
+    pub fn mark_new_account(&self, account: &str) {
+        self.new_accounts
+            .lock()
+            .expect("new accounts lock")
+            .insert(account.to_string());
+    }
+
+    /// The partition: from the caller's identity once known, else from the region.
+    pub fn partition(&self) -> String {
+        match self.identity.get() {
+            Some(i) => i.partition.clone(),
+            None => partition_of_region(&self.region().unwrap_or_default()),
+        }
+    }
+
+    /// Who the credentials act as (one GetCallerIdentity per run).
+    pub async fn identity(&self) -> Result<Identity, AwsError> {
+        if let Some(i) = self.identity.get() {
+            return Ok(i.clone());
+        }
+        let out = self
+            .sts()
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| AwsError::call("STS.GetCallerIdentity", e))?;
+        let identity = Identity {
+            account: out.account.unwrap_or_default(),
+            partition: out
+                .arn
+                .as_deref()
+                .and_then(partition_of_arn)
+                .unwrap_or_else(|| partition_of_region(&self.region().unwrap_or_default())),
+        };
+        Ok(self.identity.get_or_init(|| identity).clone())
     }
 
     /// Adds an interceptor to every client this edge builds (tests use mock responders).
@@ -232,6 +372,11 @@ impl Aws {
 
     pub fn stats(&self) -> &Arc<CallStats> {
         &self.stats
+    }
+
+    /// The role estate acts through in member accounts (and names in CreateAccount).
+    pub fn member_role(&self) -> &str {
+        &self.member_role
     }
 
     pub fn region(&self) -> Option<String> {
@@ -299,19 +444,13 @@ impl Aws {
 
     /// The account the credentials act as.
     pub async fn caller_account(&self) -> Result<String, AwsError> {
-        let out = self
-            .sts()
-            .get_caller_identity()
-            .send()
-            .await
-            .map_err(|e| AwsError::call("STS.GetCallerIdentity", e))?;
-        Ok(out.account.unwrap_or_default())
+        Ok(self.identity().await?.account)
     }
 
-    /// The edge acting in `account`: itself when that is the management account it runs as,
+    /// The edge acting in `account`: itself when that is the account it runs as (`caller`),
     /// otherwise through `memberRole`.
-    pub async fn acting_in(&self, account: &str, management: &str) -> Result<Aws, AwsError> {
-        if account == management {
+    pub async fn acting_in(&self, account: &str, caller: &str) -> Result<Aws, AwsError> {
+        if account == caller {
             Ok(self.clone())
         } else {
             self.member(account).await
@@ -319,41 +458,54 @@ impl Aws {
     }
 
     /// The same edge acting in a member account, through `memberRole` (cached per account).
+    /// Credentials are renewed before they expire. An account this run created may refuse
+    /// AssumeRole for a while: that is retried with backoff, within [`ReachRetry::budget`].
     pub async fn member(&self, account: &str) -> Result<Aws, AwsError> {
         if let Some(config) = self.members.lock().expect("members lock").get(account) {
             return Ok(self.with_config(config.clone()));
         }
-        let role_arn = format!("arn:aws:iam::{account}:role/{}", self.member_role);
-        tracing::info!("assuming {role_arn}");
-        let out = self
-            .sts()
-            .assume_role()
-            .role_arn(&role_arn)
-            .role_session_name("estate")
-            .send()
-            .await
-            .map_err(|e| AwsError::AssumeRole {
-                role: role_arn.clone(),
-                account: account.to_string(),
-                message: AwsError::call("STS.AssumeRole", e).to_string(),
-            })?;
-        let creds = out.credentials.ok_or_else(|| AwsError::AssumeRole {
-            role: role_arn.clone(),
-            account: account.to_string(),
-            message: "no credentials returned".into(),
-        })?;
-        let credentials = aws_credential_types::Credentials::new(
-            creds.access_key_id,
-            creds.secret_access_key,
-            Some(creds.session_token),
-            std::time::SystemTime::try_from(creds.expiration).ok(),
-            "estate-assume-role",
+        let role_arn = format!(
+            "arn:{}:iam::{account}:role/{}",
+            self.partition(),
+            self.member_role
         );
+        tracing::info!("assuming {role_arn}");
+        let provider = MemberCredentials {
+            sts: self.sts(),
+            role_arn: role_arn.clone(),
+            session: self.session_name(),
+            account: account.to_string(),
+            cached: Mutex::new(None),
+        };
+        let new = self
+            .new_accounts
+            .lock()
+            .expect("new accounts lock")
+            .contains(account);
+        let started = std::time::Instant::now();
+        let mut wait = self.reach.initial;
+        loop {
+            match provider.assume().await {
+                Ok(_) => break,
+                Err(AwsError::AssumeRole { message, .. })
+                    if new
+                        && message.contains("AccessDenied")
+                        && started.elapsed() + wait < self.reach.budget =>
+                {
+                    tracing::info!(
+                        "account {account} is not reachable yet ({message}); retrying in {wait:?}"
+                    );
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(self.reach.max);
+                }
+                Err(e) => return Err(e),
+            }
+        }
         let config = self
             .config
             .to_builder()
             .credentials_provider(
-                aws_credential_types::provider::SharedCredentialsProvider::new(credentials),
+                aws_credential_types::provider::SharedCredentialsProvider::new(provider),
             )
             .build();
         self.members
@@ -371,6 +523,91 @@ impl Aws {
             member_role: self.member_role.clone(),
             members: self.members.clone(),
             extra: self.extra.clone(),
+            identity: self.identity.clone(),
+            new_accounts: self.new_accounts.clone(),
+            reach: self.reach,
+            run_id: self.run_id.clone(),
         }
+    }
+}
+
+/// Credentials of `memberRole` in one account: assumed on demand and kept until shortly
+/// before they expire, then assumed again (the SDK asks whenever it signs a request).
+#[derive(Debug)]
+struct MemberCredentials {
+    sts: aws_sdk_sts::Client,
+    role_arn: String,
+    session: String,
+    account: String,
+    cached: Mutex<Option<aws_credential_types::Credentials>>,
+}
+
+impl MemberCredentials {
+    async fn assume(&self) -> Result<aws_credential_types::Credentials, AwsError> {
+        if let Some(c) = self.cached.lock().expect("credentials lock").as_ref() {
+            let fresh = c
+                .expiry()
+                .is_none_or(|e| e > SystemTime::now() + RENEW_BEFORE);
+            if fresh {
+                return Ok(c.clone());
+            }
+        }
+        let failed = |message: String| AwsError::AssumeRole {
+            role: self.role_arn.clone(),
+            account: self.account.clone(),
+            message,
+        };
+        let out = self
+            .sts
+            .assume_role()
+            .role_arn(&self.role_arn)
+            .role_session_name(&self.session)
+            .send()
+            .await
+            .map_err(|e| failed(AwsError::call("STS.AssumeRole", e).to_string()))?;
+        let creds = out
+            .credentials
+            .ok_or_else(|| failed("no credentials returned".into()))?;
+        let credentials = aws_credential_types::Credentials::new(
+            creds.access_key_id,
+            creds.secret_access_key,
+            Some(creds.session_token),
+            SystemTime::try_from(creds.expiration).ok(),
+            "estate-assume-role",
+        );
+        *self.cached.lock().expect("credentials lock") = Some(credentials.clone());
+        Ok(credentials)
+    }
+}
+
+impl aws_credential_types::provider::ProvideCredentials for MemberCredentials {
+    fn provide_credentials<'a>(
+        &'a self,
+    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        aws_credential_types::provider::future::ProvideCredentials::new(async move {
+            self.assume()
+                .await
+                .map_err(aws_credential_types::provider::error::CredentialsError::provider_error)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_from_arns_and_regions() {
+        assert_eq!(
+            partition_of_arn("arn:aws-cn:sts::123456789012:assumed-role/x/y").as_deref(),
+            Some("aws-cn")
+        );
+        assert_eq!(partition_of_arn("not-an-arn"), None);
+        assert_eq!(partition_of_region("us-gov-west-1"), "aws-us-gov");
+        assert_eq!(partition_of_region("cn-north-1"), "aws-cn");
+        assert_eq!(partition_of_region("eu-west-1"), "aws");
     }
 }

@@ -13,8 +13,15 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LiveState {
-    /// The account the tool runs as: the organization's management account.
+    /// The organization's management account.
     pub management_account: String,
+    /// The account estate's credentials act as: the management account, or a delegated
+    /// administrator (empty in old fixtures: taken to be the management account).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub caller_account: String,
+    /// The AWS partition (`aws`, `aws-cn`, `aws-us-gov`), from the caller's identity.
+    #[serde(default = "default_partition")]
+    pub partition: String,
     pub root_id: String,
     /// Every unit of the organization, parents before children.
     pub units: Vec<LiveUnit>,
@@ -59,9 +66,49 @@ pub struct LiveAccount {
     pub id: String,
     pub name: String,
     pub email: String,
-    pub status: String,
+    /// Organizations' `Account.State` (`Status` was retired by AWS on 2026-09-09).
+    pub state: AccountState,
     /// Unit (`ou-…`) or root (`r-…`) id the account is in.
     pub parent_id: String,
+}
+
+/// Where an account is in its lifecycle, as Organizations' `Account.State` says. The reader
+/// fails on a state it does not know (or none): it is never guessed, so never taken for gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AccountState {
+    PendingActivation,
+    Active,
+    Suspended,
+    PendingClosure,
+    Closed,
+}
+
+impl AccountState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountState::PendingActivation => "PENDING_ACTIVATION",
+            AccountState::Active => "ACTIVE",
+            AccountState::Suspended => "SUSPENDED",
+            AccountState::PendingClosure => "PENDING_CLOSURE",
+            AccountState::Closed => "CLOSED",
+        }
+    }
+
+    /// Positive evidence the account is going or gone: AWS can no longer deploy to it, and
+    /// its stack instances are removed (stacks retained, AWS cannot reach them).
+    pub fn is_closing(self) -> bool {
+        matches!(
+            self,
+            AccountState::Suspended | AccountState::PendingClosure | AccountState::Closed
+        )
+    }
+}
+
+impl std::fmt::Display for AccountState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -138,7 +185,20 @@ pub const TAG_SECRETS: &str = "estate:secrets-sha256";
 /// Operation preferences last applied (AWS does not keep them on the stack set).
 pub const TAG_OPERATION: &str = "estate:operation";
 
+fn default_partition() -> String {
+    crate::aws::partition_of_region("")
+}
+
 impl LiveState {
+    /// The account estate acts as (where its own edge, not a member role, is used).
+    pub fn caller(&self) -> &str {
+        if self.caller_account.is_empty() {
+            &self.management_account
+        } else {
+            &self.caller_account
+        }
+    }
+
     /// A digest of the whole state, so a saved plan can tell whether live changed since.
     /// Digest of what apply acts on. Resource drift is left out: apply never reads it, and a
     /// drift detection between `plan --out` and `apply --plan` must not make the plan stale.

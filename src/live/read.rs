@@ -5,6 +5,7 @@
 
 use super::*;
 use crate::aws::{Aws, AwsError};
+use aws_sdk_organizations::types::AccountJoinedMethod;
 use futures::future::try_join_all;
 use std::collections::BTreeMap;
 
@@ -33,20 +34,35 @@ pub const TAG_OVERRIDES: &str = "estate:overrides-sha256";
 
 pub async fn read(aws: &Aws, opts: &ReadOptions) -> Result<LiveState, AwsError> {
     let org = aws.organizations();
-    let description = org
-        .describe_organization()
-        .send()
-        .await
-        .map_err(|e| AwsError::call("Organizations.DescribeOrganization", e))?;
+    let identity = aws.identity().await?;
+    let description =
+        org.describe_organization()
+            .send()
+            .await
+            .map_err(|e| match e.as_service_error() {
+                Some(s) if s.is_aws_organizations_not_in_use_exception() => {
+                    AwsError::NoOrganization
+                }
+                _ => AwsError::call("Organizations.DescribeOrganization", e),
+            })?;
     let management_account = description
         .organization
         .and_then(|o| o.master_account_id)
         .unwrap_or_default();
+    // Only the management account and delegated administrators may list the organization.
+    let not_management = |e: AwsError| match e.code() {
+        Some("AccessDeniedException") => AwsError::NotManagement {
+            caller: identity.account.clone(),
+            management: management_account.clone(),
+            message: e.to_string(),
+        },
+        _ => e,
+    };
     let roots = org
         .list_roots()
         .send()
         .await
-        .map_err(|e| AwsError::call("Organizations.ListRoots", e))?;
+        .map_err(|e| not_management(AwsError::call("Organizations.ListRoots", e)))?;
     let root_id = roots
         .roots
         .unwrap_or_default()
@@ -84,6 +100,8 @@ pub async fn read(aws: &Aws, opts: &ReadOptions) -> Result<LiveState, AwsError> 
     let stack_sets = read_stack_sets(aws, opts).await?;
     let mut state = LiveState {
         management_account,
+        caller_account: identity.account.clone(),
+        partition: identity.partition.clone(),
         root_id,
         units,
         accounts,
@@ -117,12 +135,12 @@ async fn read_pipeline_sources(
     for (pipeline, email) in &opts.pipelines {
         let Some(account) = state
             .account_by_email(email)
-            .filter(|a| a.status == "ACTIVE")
+            .filter(|a| a.state == AccountState::Active)
             .map(|a| a.id.clone())
         else {
             continue;
         };
-        let edge = aws.acting_in(&account, &state.management_account).await?;
+        let edge = aws.acting_in(&account, state.caller()).await?;
         let bucket = crate::pipeline::bucket(pipeline, &account);
         let s3 = edge.s3(&opts.home_region);
         let mut pages = s3
@@ -168,13 +186,13 @@ async fn read_portfolios(
         .iter()
         .filter_map(|email| state.account_by_email(email))
         // A suspended account cannot be entered, and holds nothing estate can change.
-        .filter(|a| a.status == "ACTIVE")
+        .filter(|a| a.state == AccountState::Active)
         .map(|a| a.id.clone())
         .collect();
     hubs.sort();
     hubs.dedup();
     for hub in hubs {
-        let edge = aws.acting_in(&hub, &state.management_account).await?;
+        let edge = aws.acting_in(&hub, state.caller()).await?;
         let super::catalog::Hub {
             mut portfolios,
             unmanaged,
@@ -182,7 +200,7 @@ async fn read_portfolios(
         state.unmanaged_portfolios.extend(unmanaged);
         for p in &mut portfolios {
             for recipient in p.shared_accounts.clone() {
-                let edge = aws.acting_in(&recipient, &state.management_account).await?;
+                let edge = aws.acting_in(&recipient, state.caller()).await?;
                 let r = super::catalog::read_recipient(&edge, region, &p.id).await?;
                 p.recipients.insert(recipient, r);
             }
@@ -232,16 +250,66 @@ async fn read_parent(
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| AwsError::call("Organizations.ListAccountsForParent", e))?;
         for a in page.accounts.unwrap_or_default() {
+            let state = account_state(&a)?;
+            // An account created minutes ago (by an apply cut off since, say) may still refuse
+            // AssumeRole: the edge retries it like one this run created.
+            let recent = a.joined_method == Some(AccountJoinedMethod::Created)
+                && a.joined_timestamp.is_some_and(|t| {
+                    std::time::SystemTime::try_from(t).is_ok_and(|t| {
+                        t.elapsed()
+                            .is_ok_and(|age| age < crate::aws::DEFAULT_REACH_BUDGET)
+                    })
+                });
+            if recent {
+                if let Some(id) = &a.id {
+                    aws.mark_new_account(id);
+                }
+            }
             accounts.push(LiveAccount {
                 id: a.id.unwrap_or_default(),
                 name: a.name.unwrap_or_default(),
                 email: a.email.unwrap_or_default(),
-                status: a.status.map(|s| s.as_str().to_string()).unwrap_or_default(),
+                state,
                 parent_id: parent_id.clone(),
             });
         }
     }
     Ok((units, accounts))
+}
+
+/// An account's state from `State`; from the retired `Status` only where AWS still sends it
+/// without `State`. Neither, or a value estate does not know, fails the read: a plan made from
+/// a guess could take a live account for a closed one and remove its instances.
+fn account_state(a: &aws_sdk_organizations::types::Account) -> Result<AccountState, AwsError> {
+    use aws_sdk_organizations::types::{AccountState as S, AccountStatus as Old};
+    let id = a.id.as_deref().unwrap_or("(no id)");
+    let not_understood = |what: String| AwsError::Call {
+        operation: "Organizations.ListAccountsForParent".into(),
+        code: None,
+        message: format!(
+            "account {id}: {what}; estate cannot tell whether it is active, and plans nothing \
+             from a guess (upgrade estate if AWS added a state)"
+        ),
+    };
+    match (&a.state, &a.status) {
+        (Some(S::Active), _) => Ok(AccountState::Active),
+        (Some(S::PendingActivation), _) => Ok(AccountState::PendingActivation),
+        (Some(S::Suspended), _) => Ok(AccountState::Suspended),
+        (Some(S::PendingClosure), _) => Ok(AccountState::PendingClosure),
+        (Some(S::Closed), _) => Ok(AccountState::Closed),
+        (Some(other), _) => Err(not_understood(format!(
+            "unknown State `{}`",
+            other.as_str()
+        ))),
+        (None, Some(Old::Active)) => Ok(AccountState::Active),
+        (None, Some(Old::Suspended)) => Ok(AccountState::Suspended),
+        (None, Some(Old::PendingClosure)) => Ok(AccountState::PendingClosure),
+        (None, Some(other)) => Err(not_understood(format!(
+            "unknown Status `{}` and no State",
+            other.as_str()
+        ))),
+        (None, None) => Err(not_understood("Organizations gave no State".into())),
+    }
 }
 
 async fn read_stack_sets(

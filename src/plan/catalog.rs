@@ -210,6 +210,7 @@ fn change(
     after: Option<serde_json::Value>,
 ) -> Change {
     Change {
+        hint: None,
         address,
         resource_type,
         action,

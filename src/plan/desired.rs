@@ -4,7 +4,8 @@
 
 use crate::live::read::EMPTY_OVERRIDES;
 use crate::live::{
-    LiveAutoDeployment, LiveState, TAG_ENVIRONMENT, TAG_MANAGED_BY, TAG_OPERATION, TAG_SECRETS,
+    AccountState, LiveAutoDeployment, LiveState, TAG_ENVIRONMENT, TAG_MANAGED_BY, TAG_OPERATION,
+    TAG_SECRETS,
 };
 use crate::manifest::model::{
     Approval, EnvironmentSpec, OperationPreferences, PermissionModel, PipelineSpec,
@@ -303,13 +304,14 @@ fn targets(
             .any(|u| u == "/" || path == u || path.starts_with(&format!("{u}/")))
     };
     let mut out: BTreeSet<AccountRef> = BTreeSet::new();
-    // A suspended or closing account takes no instances.
+    // Only an ACTIVE account takes instances: a closing one cannot be reached (its instances
+    // are removed), one pending activation not yet (its instances are left as they are).
     let active = |id: &Option<String>| {
         id.as_ref().is_none_or(|id| {
             live.accounts
                 .iter()
                 .find(|l| &l.id == id)
-                .is_none_or(|l| l.status == "ACTIVE")
+                .is_none_or(|l| l.state == AccountState::Active)
         })
     };
     for a in accounts {
@@ -323,7 +325,10 @@ fn targets(
     }
     for l in &live.accounts {
         let known = accounts.iter().any(|a| a.id.as_deref() == Some(&l.id));
-        if !known && l.status == "ACTIVE" && live.path_of(&l.parent_id).is_some_and(inside) {
+        if !known
+            && l.state == AccountState::Active
+            && live.path_of(&l.parent_id).is_some_and(inside)
+        {
             out.insert(AccountRef {
                 id: Some(l.id.clone()),
                 name: None,
@@ -451,10 +456,7 @@ fn resolve_stack_set(
         administration_role_arn: if self_managed {
             Some(match &spec.administration_role_arn {
                 Some(arn) => r.value(arn, None).map_err(&err)?,
-                None => format!(
-                    "arn:aws:iam::{}:role/AWSCloudFormationStackSetAdministrationRole",
-                    live.management_account
-                ),
+                None => admin_role_arn(live),
             })
         } else {
             None
@@ -540,10 +542,7 @@ fn resolve_pipeline(
             capabilities: vec!["CAPABILITY_NAMED_IAM".to_string()],
             tags,
             permission_model: "SELF_MANAGED".into(),
-            administration_role_arn: Some(format!(
-                "arn:aws:iam::{}:role/AWSCloudFormationStackSetAdministrationRole",
-                live.management_account
-            )),
+            administration_role_arn: Some(admin_role_arn(live)),
             // The defaults of a self-managed stack set: its usual prerequisites.
             execution_role_name: Some("AWSCloudFormationStackSetExecutionRole".into()),
             auto_deployment: None,
@@ -670,12 +669,22 @@ fn resolve_pipeline(
         pipeline: p.name.clone(),
         environment: last.clone(),
         account: tools,
-        management_account: live.management_account.clone(),
+        management_account: live.caller().to_string(),
         bucket,
         key_alias: n.key_alias.clone(),
         bundle,
     });
     Ok(())
+}
+
+/// The default administration role of self-managed stack sets, in the account that
+/// administers them (the one estate runs as), in its partition.
+fn admin_role_arn(live: &LiveState) -> String {
+    format!(
+        "arn:{}:iam::{}:role/AWSCloudFormationStackSetAdministrationRole",
+        live.partition,
+        live.caller()
+    )
 }
 
 /// Operation preferences as a tag value (AWS does not keep them on the stack set).
@@ -724,12 +733,12 @@ mod tests {
         }
     }
 
-    fn account(id: &str, name: &str, parent: &str, status: &str) -> LiveAccount {
+    fn account(id: &str, name: &str, parent: &str, state: &str) -> LiveAccount {
         LiveAccount {
             id: id.into(),
             name: name.into(),
             email: format!("{name}@example.com"),
-            status: status.into(),
+            state: serde_json::from_value(serde_json::json!(state)).unwrap(),
             parent_id: parent.into(),
         }
     }

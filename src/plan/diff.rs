@@ -5,7 +5,8 @@ use super::desired::{Desired, DesiredStackSet};
 use super::model::*;
 use crate::live::read::{EMPTY_OVERRIDES, TAG_OVERRIDES};
 use crate::live::{
-    LiveInstance, LiveStackSet, LiveState, TAG_ENVIRONMENT, TAG_MANAGED_BY, TAG_SECRETS,
+    AccountState, LiveInstance, LiveStackSet, LiveState, TAG_ENVIRONMENT, TAG_MANAGED_BY,
+    TAG_SECRETS,
 };
 use crate::template::parse_body;
 use serde_json::{Value, json};
@@ -36,6 +37,7 @@ pub fn diff(
                 Some(i) => path[..i].to_string(),
             };
             changes.push(Change {
+                hint: None,
                 address: format!("unit:{path}"),
                 resource_type: ResourceType::Unit,
                 action: Action::Create,
@@ -51,6 +53,7 @@ pub fn diff(
         let live_account = live.account_by_email(&a.email);
         match live_account {
             None => changes.push(Change {
+                hint: None,
                 address: format!("account:{}", a.name),
                 resource_type: ResourceType::Account,
                 action: Action::Create,
@@ -64,6 +67,7 @@ pub fn diff(
                 if let Some(unit) = &a.unit {
                     if unit != current {
                         changes.push(Change {
+                            hint: None,
                             address: format!("account:{}", a.name),
                             resource_type: ResourceType::Account,
                             action: Action::Update,
@@ -101,6 +105,38 @@ pub fn diff(
         }
     }
 
+    // Accounts AWS reports other than ACTIVE, by id: their instances are not deleted as
+    // targets that went away, but removed (closing) or left alone (pending activation).
+    let inactive: BTreeMap<String, AccountState> = live
+        .accounts
+        .iter()
+        .filter(|a| a.state != AccountState::Active)
+        .map(|a| (a.id.clone(), a.state))
+        .collect();
+    for a in &desired.accounts {
+        if let Some(l) = live
+            .account_by_email(&a.email)
+            .filter(|l| l.state != AccountState::Active)
+        {
+            findings.push(Finding {
+                kind: FindingKind::Inactive,
+                address: format!("account:{}", a.name),
+                environment: None,
+                message: if l.state.is_closing() {
+                    format!(
+                        "account {} ({}) is {}: AWS can no longer deploy to it; its stack instances are removed, their stacks left in the account",
+                        a.name, l.id, l.state
+                    )
+                } else {
+                    format!(
+                        "account {} ({}) is {}: it gets its stack instances once it is ACTIVE",
+                        a.name, l.id, l.state
+                    )
+                },
+            });
+        }
+    }
+
     for env in opts.environments {
         for d in desired.stack_sets.iter().filter(|s| &s.environment == env) {
             match live.stack_sets.get(&d.name) {
@@ -122,7 +158,7 @@ pub fn diff(
                         },
                     });
                 }
-                Some(l) => update_stack_set(d, l, &mut changes, &mut findings),
+                Some(l) => update_stack_set(d, l, &inactive, &mut changes, &mut findings),
             }
         }
         // Managed stack sets of this environment that left the manifest.
@@ -141,18 +177,23 @@ pub fn diff(
                 // No manifest template says which values are secret: the live one does.
                 let sensitive = no_echo(&parse_body(&l.template_body).unwrap_or(Value::Null));
                 for i in l.instances.iter().flatten() {
-                    changes.push(instance_change(
-                        &l.name,
-                        env,
-                        Action::Delete,
+                    changes.push(retained(
+                        instance_change(
+                            &l.name,
+                            env,
+                            Action::Delete,
+                            &i.account,
+                            &i.region,
+                            format!("stack set {} left the manifest (prune is on)", l.name),
+                            Some(live_instance_json(&l.name, i, &sensitive)),
+                            None,
+                        ),
+                        &inactive,
                         &i.account,
-                        &i.region,
-                        format!("stack set {} left the manifest (prune is on)", l.name),
-                        Some(live_instance_json(&l.name, i, &sensitive)),
-                        None,
                     ));
                 }
                 changes.push(Change {
+                    hint: None,
                     address: format!("stackSet:{}", l.name),
                     resource_type: ResourceType::StackSet,
                     action: Action::Delete,
@@ -223,6 +264,7 @@ pub fn diff(
             continue;
         }
         changes.push(Change {
+            hint: None,
             address: format!("pipeline:{}", src.pipeline),
             resource_type: ResourceType::Pipeline,
             action: Action::Create,
@@ -245,6 +287,7 @@ pub fn diff(
 
 fn create_stack_set(d: &DesiredStackSet, changes: &mut Vec<Change>) {
     changes.push(Change {
+        hint: None,
         address: format!("stackSet:{}", d.name),
         resource_type: ResourceType::StackSet,
         action: Action::Create,
@@ -265,6 +308,15 @@ fn create_stack_set(d: &DesiredStackSet, changes: &mut Vec<Change>) {
             Some(instance_json(d, i)),
         ));
     }
+}
+
+/// An instance delete in an account AWS says is closing keeps its stack: AWS cannot reach
+/// the account to delete it, and would fail the operation trying.
+fn retained(mut c: Change, inactive: &BTreeMap<String, AccountState>, account: &str) -> Change {
+    if inactive.get(account).is_some_and(|s| s.is_closing()) {
+        c.hint = Some(Hint::RetainStacks);
+    }
+    c
 }
 
 /// Why a stack set's accounts are its targets, for reasons.
@@ -298,6 +350,7 @@ fn instance_change(
     after: Option<Value>,
 ) -> Change {
     Change {
+        hint: None,
         address: format!("stackInstance:{stack_set}/{account_key}/{region}"),
         resource_type: ResourceType::StackInstance,
         action,
@@ -499,6 +552,7 @@ pub const OVERRIDES_REASON: &str = "instance overrides (tag estate:overrides-sha
 fn update_stack_set(
     d: &DesiredStackSet,
     l: &LiveStackSet,
+    inactive: &BTreeMap<String, AccountState>,
     changes: &mut Vec<Change>,
     findings: &mut Vec<Finding>,
 ) {
@@ -517,6 +571,7 @@ fn update_stack_set(
         let mut before = live_json(l, &d.sensitive, Some(&d.template.body));
         before["operation"] = Value::Null;
         changes.push(Change {
+            hint: None,
             address: format!("stackSet:{}", d.name),
             resource_type: ResourceType::StackSet,
             action: Action::Replace,
@@ -529,15 +584,19 @@ fn update_stack_set(
             after: Some(desired_json(d)),
         });
         for li in live_instances {
-            changes.push(instance_change(
-                &d.name,
-                &d.environment,
-                Action::Delete,
+            changes.push(retained(
+                instance_change(
+                    &d.name,
+                    &d.environment,
+                    Action::Delete,
+                    &li.account,
+                    &li.region,
+                    format!("stack set {} is replaced", d.name),
+                    Some(live_instance_json(&d.name, li, &sensitive)),
+                    None,
+                ),
+                inactive,
                 &li.account,
-                &li.region,
-                format!("stack set {} is replaced", d.name),
-                Some(live_instance_json(&d.name, li, &sensitive)),
-                None,
             ));
         }
         for i in &d.instances {
@@ -632,18 +691,31 @@ fn update_stack_set(
     }
     for li in live_instances {
         if !wanted.contains(&(li.account.clone(), li.region.clone())) {
-            instance_changes.push(instance_change(
-                &d.name,
-                &d.environment,
-                Action::Delete,
-                &li.account,
-                &li.region,
-                format!(
+            let reason = match inactive.get(&li.account) {
+                // Not reachable yet, not gone: nothing says the instance should go.
+                Some(AccountState::PendingActivation) => continue,
+                Some(state) => format!(
+                    "account {} is {state}: AWS can no longer reach it; the instance in {} is removed, its stack retained",
+                    li.account, li.region
+                ),
+                None => format!(
                     "account {} in {} is no longer a target of {}",
                     li.account, li.region, d.environment
                 ),
-                Some(live_instance_json(&d.name, li, &sensitive)),
-                None,
+            };
+            instance_changes.push(retained(
+                instance_change(
+                    &d.name,
+                    &d.environment,
+                    Action::Delete,
+                    &li.account,
+                    &li.region,
+                    reason,
+                    Some(live_instance_json(&d.name, li, &sensitive)),
+                    None,
+                ),
+                inactive,
+                &li.account,
             ));
         }
     }
@@ -725,6 +797,7 @@ fn update_stack_set(
     }
     if !reasons.is_empty() {
         changes.push(Change {
+            hint: None,
             address: format!("stackSet:{}", d.name),
             resource_type: ResourceType::StackSet,
             action: Action::Update,

@@ -61,6 +61,18 @@ pub struct Change {
     pub reason: String,
     pub before: Option<serde_json::Value>,
     pub after: Option<serde_json::Value>,
+    /// What apply must do beyond turning `before` into `after`; never read from `reason`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<Hint>,
+}
+
+/// An explicit instruction to apply that before/after alone cannot carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Hint {
+    /// Remove the stack instance but keep its stack (`RetainStacks`): the account is
+    /// suspended or closed, and AWS can no longer reach it to delete anything.
+    RetainStacks,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -138,6 +150,9 @@ pub enum FindingKind {
     Unhealthy,
     /// Resources of a stack instance changed outside CloudFormation (drift detection).
     Drifted,
+    /// A manifest account AWS reports other than ACTIVE (pending activation, suspended,
+    /// closing, closed): it takes no new instances.
+    Inactive,
 }
 
 impl Plan {

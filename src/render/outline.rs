@@ -229,6 +229,7 @@ pub(crate) fn finding_word(kind: FindingKind) -> &'static str {
         FindingKind::Unmanaged => "unmanaged",
         FindingKind::Unhealthy => "unhealthy",
         FindingKind::Drifted => "drifted",
+        FindingKind::Inactive => "inactive",
     }
 }
 

@@ -16,7 +16,9 @@ moto's CloudFormation responses (query protocol: stack-set capabilities,
 instance overrides, drift detection). S3's expected-bucket-owner header, which
 moto ignores, is enforced as AWS does (403 for a bucket of another account).
 Every other request goes to moto unchanged. The Service Catalog ones are in servicecatalog_ext.py (its docstring
-lists them, and where they deviate from AWS).
+lists them, and where they deviate from AWS). Where moto is kinder than AWS the emulator is
+strict, as the AWS API reference says: Organizations and STS in organizations_strict.py (its
+docstring cites each rule and the timings it takes from the environment).
 
 Usage: estate_moto.py PORT [--parent-pid PID]
 """
@@ -40,6 +42,7 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import make_server
 
+import organizations_strict
 import servicecatalog_ext
 
 PR_SET_PDEATHSIG = 1
@@ -72,6 +75,7 @@ class EstateDispatcher:
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
     ) -> Iterable[bytes]:
+        organizations_strict.before_request(environ)
         refused = refuse_unexpected_bucket_owner(environ, start_response)
         if refused is not None:
             return refused
@@ -225,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     merge_instance_overrides()
     stack_set_drift_detection()
     servicecatalog_ext.install(route)
+    organizations_strict.install()
+    route("EstateEmulator.Configure")(organizations_strict.configure)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("port", type=int, help="TCP port on 127.0.0.1 (0: any free port)")
     parser.add_argument(

@@ -114,6 +114,7 @@ fn plan_creating_instances(environments: &[&str], desired: &Desired) -> Plan {
             d.instances.iter().map(move |i| {
                 let id = i.account.id.clone().unwrap();
                 Change {
+                    hint: None,
                     address: format!("stackInstance:{}/{id}/{}", d.name, i.region),
                     resource_type: ResourceType::StackInstance,
                     action: Action::Create,
@@ -374,6 +375,7 @@ fn batches_group_accounts_by_region_set_and_overrides() {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
+        retain: false,
     };
     let (a, b, c, d) = (
         "111111111111",
@@ -900,7 +902,12 @@ async fn a_new_account_is_created_then_moved_from_the_root_into_its_unit() {
             MoveAccountOutput::builder().build()
         })
     };
-    let aws = edge(&[&create_account_rule(), &describe, &move_account]);
+    let aws = edge(&[
+        &create_account_rule(),
+        &describe,
+        &move_account,
+        &no_earlier_requests(),
+    ]);
     let live = LiveState {
         root_id: "r-root".into(),
         units: vec![LiveUnit {
@@ -913,6 +920,7 @@ async fn a_new_account_is_created_then_moved_from_the_root_into_its_unit() {
     let plan = plan_of(
         &[],
         vec![Change {
+            hint: None,
             address: "account:ml-dev".into(),
             resource_type: ResourceType::Account,
             action: Action::Create,
@@ -935,6 +943,226 @@ async fn a_new_account_is_created_then_moved_from_the_root_into_its_unit() {
     assert_eq!(m.account_id(), Some("123456789012"));
     assert_eq!(m.source_parent_id(), Some("r-root"));
     assert_eq!(m.destination_parent_id(), Some("ou-root-ml"));
+}
+
+/// ListCreateAccountStatus with nothing in progress or succeeded.
+fn no_earlier_requests() -> Rule {
+    mock!(Orgs::list_create_account_status).then_output(|| {
+        aws_sdk_organizations::operation::list_create_account_status::ListCreateAccountStatusOutput::builder().build()
+    })
+}
+
+fn new_account_plan(names: &[&str]) -> Plan {
+    plan_of(
+        &[],
+        names
+            .iter()
+            .map(|n| Change {
+                hint: None,
+                address: format!("account:{n}"),
+                resource_type: ResourceType::Account,
+                action: Action::Create,
+                environment: None,
+                reason: "not in the organization".into(),
+                before: None,
+                after: Some(json!({"name": n, "email": format!("{n}@example.com"), "unit": "/"})),
+            })
+            .collect(),
+    )
+}
+
+/// A re-run after an apply cut off mid-creation: AWS still has the earlier request in
+/// progress; estate waits for it and takes its account (same email) instead of asking again.
+#[tokio::test]
+async fn an_earlier_runs_creation_request_is_waited_for_not_repeated() {
+    let earlier = mock!(Orgs::list_create_account_status).then_output(|| {
+        aws_sdk_organizations::operation::list_create_account_status::ListCreateAccountStatusOutput::builder()
+            .create_account_statuses(
+                CreateAccountStatus::builder()
+                    .id("car-earlier")
+                    .account_name("ml-dev")
+                    .state(CreateAccountState::InProgress)
+                    .build(),
+            )
+            .build()
+    });
+    let describe = mock!(Orgs::describe_create_account_status)
+        .match_requests(|r| r.create_account_request_id() == Some("car-earlier"))
+        .sequence()
+        .output(|| {
+            DescribeCreateAccountStatusOutput::builder()
+                .create_account_status(account_status(CreateAccountState::InProgress))
+                .build()
+        })
+        .output(|| {
+            DescribeCreateAccountStatusOutput::builder()
+                .create_account_status(
+                    CreateAccountStatus::builder()
+                        .id("car-earlier")
+                        .state(CreateAccountState::Succeeded)
+                        .account_id("123456789012")
+                        .build(),
+                )
+                .build()
+        })
+        .build();
+    let describe_account = mock!(Orgs::describe_account).then_output(|| {
+        aws_sdk_organizations::operation::describe_account::DescribeAccountOutput::builder()
+            .account(
+                aws_sdk_organizations::types::Account::builder()
+                    .id("123456789012")
+                    .email("ML-DEV@example.com")
+                    .build(),
+            )
+            .build()
+    });
+    let aws = edge(&[
+        &earlier,
+        &describe,
+        &describe_account,
+        &create_account_rule(),
+    ]);
+
+    let done = apply::organization(
+        &aws,
+        &new_account_plan(&["ml-dev"]),
+        &LiveState {
+            root_id: "r-root".into(),
+            ..Default::default()
+        },
+        "e",
+        fast(),
+        &apply::Silent,
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(done, ["account:ml-dev"]);
+    assert_eq!(calls(&aws, "Organizations.CreateAccount"), 0);
+    assert_eq!(describe.num_calls(), 2);
+}
+
+/// AWS answers ConcurrentModificationException (and, for the creation quota,
+/// ConstraintViolationException ACCOUNT_CREATION_RATE_LIMIT_EXCEEDED) when it is busy: both are
+/// retried; the role the account is created with is the Estate's memberRole.
+#[tokio::test]
+async fn a_busy_organization_is_asked_again_and_the_member_role_named() {
+    let create = mock!(Orgs::create_account)
+        .match_requests(|r| r.role_name() == Some("OrganizationAccountAccessRole"))
+        .sequence()
+        .error(|| {
+            aws_sdk_organizations::operation::create_account::CreateAccountError::ConcurrentModificationException(
+                aws_sdk_organizations::types::error::ConcurrentModificationException::builder()
+                    .message("busy")
+                    .meta(meta("ConcurrentModificationException", "busy"))
+                    .build(),
+            )
+        })
+        .error(|| {
+            aws_sdk_organizations::operation::create_account::CreateAccountError::ConstraintViolationException(
+                aws_sdk_organizations::types::error::ConstraintViolationException::builder()
+                    .message("ACCOUNT_CREATION_RATE_LIMIT_EXCEEDED: too many in progress")
+                    .meta(meta(
+                        "ConstraintViolationException",
+                        "ACCOUNT_CREATION_RATE_LIMIT_EXCEEDED: too many in progress",
+                    ))
+                    .build(),
+            )
+        })
+        .output(|| {
+            CreateAccountOutput::builder()
+                .create_account_status(account_status(CreateAccountState::InProgress))
+                .build()
+        })
+        .build();
+    let describe = mock!(Orgs::describe_create_account_status).then_output(|| {
+        DescribeCreateAccountStatusOutput::builder()
+            .create_account_status(
+                CreateAccountStatus::builder()
+                    .id("car-0123456789abcdef")
+                    .state(CreateAccountState::Succeeded)
+                    .account_id("123456789012")
+                    .build(),
+            )
+            .build()
+    });
+    let aws = edge(&[&create, &describe, &no_earlier_requests()]);
+
+    let done = apply::organization(
+        &aws,
+        &new_account_plan(&["ml-dev"]),
+        &LiveState {
+            root_id: "r-root".into(),
+            ..Default::default()
+        },
+        "e",
+        fast(),
+        &apply::Silent,
+    )
+    .await
+    .unwrap();
+    assert_eq!(done, ["account:ml-dev"]);
+    assert_eq!(create.num_calls(), 3);
+}
+
+/// Accounts are created at once; every failure is reported with AWS's reason, not only the
+/// first, and the accounts that succeeded are reported done.
+#[tokio::test]
+async fn every_failed_account_is_reported_with_its_reason() {
+    let create = mock!(Orgs::create_account).then_compute_output(|r| {
+        CreateAccountOutput::builder()
+            .create_account_status(
+                CreateAccountStatus::builder()
+                    .id(format!("car-{}", r.account_name().unwrap()))
+                    .state(CreateAccountState::InProgress)
+                    .build(),
+            )
+            .build()
+    });
+    let describe = mock!(Orgs::describe_create_account_status).then_compute_output(|r| {
+        let request = r.create_account_request_id().unwrap().to_string();
+        let status = match request.as_str() {
+            "car-good" => CreateAccountStatus::builder()
+                .state(CreateAccountState::Succeeded)
+                .account_id("123456789012"),
+            "car-taken" => CreateAccountStatus::builder()
+                .state(CreateAccountState::Failed)
+                .failure_reason(CreateAccountFailureReason::EmailAlreadyExists),
+            _ => CreateAccountStatus::builder()
+                .state(CreateAccountState::Failed)
+                .failure_reason(CreateAccountFailureReason::AccountLimitExceeded),
+        };
+        DescribeCreateAccountStatusOutput::builder()
+            .create_account_status(status.id(request).build())
+            .build()
+    });
+    let aws = edge(&[&create, &describe, &no_earlier_requests()]);
+    let progress = Recorder::default();
+
+    let err = apply::organization(
+        &aws,
+        &new_account_plan(&["good", "taken", "full"]),
+        &LiveState {
+            root_id: "r-root".into(),
+            ..Default::default()
+        },
+        "e",
+        fast(),
+        &progress,
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+
+    assert!(
+        err.contains("taken: creation failed: EMAIL_ALREADY_EXISTS"),
+        "{err}"
+    );
+    assert!(
+        err.contains("full: creation failed: ACCOUNT_LIMIT_EXCEEDED"),
+        "{err}"
+    );
+    assert_eq!(progress.done(), ["account:good"]);
 }
 
 // ------------------------------------------------------------------ the overrides tag
@@ -961,6 +1189,7 @@ fn overrides_moving(other_reasons: bool) -> (Desired, Plan) {
     };
     let changes = vec![
         Change {
+            hint: None,
             address: "stackSet:base-dev".into(),
             resource_type: ResourceType::StackSet,
             action: Action::Update,
@@ -972,6 +1201,7 @@ fn overrides_moving(other_reasons: bool) -> (Desired, Plan) {
             after: Some(json!({"tags": d.tags})),
         },
         Change {
+            hint: None,
             address: format!("stackInstance:base-dev/{acct}/{REGION}"),
             resource_type: ResourceType::StackInstance,
             action: Action::Update,

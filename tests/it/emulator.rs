@@ -76,6 +76,80 @@ impl TestAccount {
         ids
     }
 
+    /// Creates a member account as AWS does it, asynchronously: CreateAccount, then
+    /// DescribeCreateAccountStatus until SUCCEEDED; then waits until its
+    /// OrganizationAccountAccessRole can be assumed (the strict emulator refuses it for a
+    /// moment after creation, as AWS may). Returns the account id.
+    pub async fn create_account(&self, name: &str, email: &str) -> String {
+        use aws_sdk_organizations::types::CreateAccountState;
+        let org = aws_sdk_organizations::Client::new(&self.config);
+        let request = org
+            .create_account()
+            .account_name(name)
+            .email(email)
+            .send()
+            .await
+            .unwrap_or_else(|e| fail("organizations:CreateAccount", org_error(e)))
+            .create_account_status
+            .and_then(|s| s.id)
+            .expect("CreateAccount returns a request id");
+        let id = loop {
+            let status = org
+                .describe_create_account_status()
+                .create_account_request_id(&request)
+                .send()
+                .await
+                .unwrap_or_else(|e| fail("organizations:DescribeCreateAccountStatus", org_error(e)))
+                .create_account_status
+                .expect("a status");
+            match status.state {
+                Some(CreateAccountState::Succeeded) => break status.account_id.expect("an id"),
+                Some(CreateAccountState::Failed) => {
+                    fail("organizations:CreateAccount", format!("{status:?}"))
+                }
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        };
+        let sts = aws_sdk_sts::Client::new(&self.config);
+        for _ in 0..100 {
+            let assumed = sts
+                .assume_role()
+                .role_arn(format!(
+                    "arn:aws:iam::{id}:role/OrganizationAccountAccessRole"
+                ))
+                .role_session_name("estate-tests")
+                .send()
+                .await;
+            if assumed.is_ok() {
+                return id;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        fail(
+            "sts:AssumeRole",
+            format!("account {id} never became reachable"),
+        )
+    }
+
+    /// Changes the strict emulator's timings for this organization only (seconds a creation
+    /// stays IN_PROGRESS, polls it needs, seconds a new account refuses AssumeRole).
+    pub fn configure_emulator(&self, settings: serde_json::Value) {
+        let mut body = settings;
+        body["ManagementAccount"] = serde_json::json!(self.id);
+        let body = body.to_string();
+        let request = format!(
+            "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Amz-Target: EstateEmulator.Configure\r\n\
+             Content-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let mut stream = TcpStream::connect(("127.0.0.1", server().port)).expect("emulator");
+        std::io::Write::write_all(&mut stream, request.as_bytes()).expect("sending");
+        let mut answer = String::new();
+        std::io::Read::read_to_string(&mut stream, &mut answer).expect("reading");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+
     /// Acting in a member account, as estate does: its OrganizationAccountAccessRole assumed
     /// with this management account's credentials.
     pub async fn member(&self, id: &str) -> SdkConfig {

@@ -8,6 +8,7 @@ mod drift_mocks;
 mod emulator;
 mod gitops;
 mod mocks;
+mod organizations;
 mod pipeline;
 mod plan;
 mod plan_cases;

@@ -22,6 +22,20 @@ pub fn config() -> SdkConfig {
         .build()
 }
 
+/// STS GetCallerIdentity answering as `account`, in the China partition (so a test sees the
+/// partition is read, not assumed).
+pub fn caller_identity(account: &str) -> Rule {
+    let account = account.to_string();
+    aws_smithy_mocks::mock!(aws_sdk_sts::Client::get_caller_identity).then_output(move || {
+        aws_sdk_sts::operation::get_caller_identity::GetCallerIdentityOutput::builder()
+            .account(&account)
+            .arn(format!(
+                "arn:aws-cn:sts::{account}:assumed-role/admin/estate"
+            ))
+            .build()
+    })
+}
+
 /// The AWS edge with these rules standing in for AWS; a call no rule matches gets an error.
 pub fn edge(rules: &[&Rule]) -> Aws {
     let mut interceptor = MockResponseInterceptor::new().rule_mode(RuleMode::MatchAny);

@@ -33,7 +33,7 @@ pub fn live_with_ids(m: &estate::manifest::Manifest) -> estate::live::LiveState 
                 id: format!("{:012}", 111_111_111_111u64 * (i as u64 + 1)),
                 name: a.name.clone(),
                 email: a.email.clone(),
-                status: "ACTIVE".into(),
+                state: estate::live::AccountState::Active,
                 parent_id: "r-root".into(),
             })
             .collect(),

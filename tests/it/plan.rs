@@ -205,14 +205,9 @@ async fn build_organization(account: &TestAccount) -> std::collections::BTreeMap
         ("staging", "/ml/staging"),
         ("production", "/ml/production"),
     ] {
-        let created = org
-            .create_account()
-            .account_name(name)
-            .email(format!("ml-{name}@example.com"))
-            .send()
-            .await
-            .unwrap();
-        let id = created.create_account_status.unwrap().account_id.unwrap();
+        let id = account
+            .create_account(name, &format!("ml-{name}@example.com"))
+            .await;
         org.move_account()
             .account_id(&id)
             .source_parent_id(&account.root_id)

@@ -7,7 +7,7 @@ use aws_sdk_cloudformation::types::{
     PermissionModels, StackInstanceStatus, StackInstanceSummary, StackSet, StackSetStatus,
     StackSetSummary, Tag,
 };
-use aws_sdk_organizations::types::{Account, Organization, Root};
+use aws_sdk_organizations::types::{Account, AccountState, AccountStatus, Organization, Root};
 use aws_smithy_mocks::{MockResponseInterceptor, RuleMode, mock};
 use estate::aws::Aws;
 use estate::live::read::{ReadOptions, read};
@@ -19,6 +19,20 @@ type Orgs = aws_sdk_organizations::Client;
 /// An organization with one account under the root, and `sets` stack sets (name → instance
 /// count), all managed by estate `e` unless named `foreign-*`.
 fn mocked(sets: &[(&str, usize)], override_tag: Option<&str>) -> Aws {
+    mocked_with(
+        sets,
+        override_tag,
+        Account::builder()
+            .id("111111111111")
+            .name("mgmt")
+            .email("m@example.com")
+            .state(AccountState::Active)
+            .build(),
+    )
+}
+
+/// As [`mocked`], the organization's one account as given.
+fn mocked_with(sets: &[(&str, usize)], override_tag: Option<&str>, account: Account) -> Aws {
     let mut interceptor = MockResponseInterceptor::new().rule_mode(RuleMode::MatchAny);
     let org_rules = [
         mock!(Orgs::describe_organization).then_output(|| {
@@ -34,15 +48,16 @@ fn mocked(sets: &[(&str, usize)], override_tag: Option<&str>) -> Aws {
         mock!(Orgs::list_organizational_units_for_parent).then_output(|| {
             aws_sdk_organizations::operation::list_organizational_units_for_parent::ListOrganizationalUnitsForParentOutput::builder().build()
         }),
-        mock!(Orgs::list_accounts_for_parent).then_output(|| {
+        mock!(Orgs::list_accounts_for_parent).then_output(move || {
             aws_sdk_organizations::operation::list_accounts_for_parent::ListAccountsForParentOutput::builder()
-                .accounts(Account::builder().id("111111111111").name("mgmt").email("m@example.com").build())
+                .accounts(account.clone())
                 .build()
         }),
     ];
     for r in &org_rules {
         interceptor = interceptor.with_rule(r);
     }
+    interceptor = interceptor.with_rule(&crate::mocks::caller_identity("111111111111"));
 
     // ListStackSets pages 2 at a time, like AWS with a small page size.
     let names: Vec<String> = sets.iter().map(|(n, _)| n.to_string()).collect();
@@ -201,4 +216,50 @@ async fn changed_overrides_are_read_per_instance_only_for_that_set() {
             .overrides
             .is_none()
     );
+}
+
+/// An account as Organizations answers since `Status` was retired (2026-09-09).
+fn account(state: Option<AccountState>, status: Option<AccountStatus>) -> Account {
+    Account::builder()
+        .id("111111111111")
+        .name("mgmt")
+        .email("m@example.com")
+        .set_state(state)
+        .set_status(status)
+        .build()
+}
+
+#[tokio::test]
+async fn account_state_comes_from_state_without_the_retired_status() {
+    let aws = mocked_with(&[], None, account(Some(AccountState::Suspended), None));
+    let live = read(&aws, &options(&[])).await.unwrap();
+    assert_eq!(
+        live.accounts[0].state,
+        estate::live::AccountState::Suspended
+    );
+    // The caller's identity gives the account estate acts as and its partition.
+    assert_eq!(live.caller_account, "111111111111");
+    assert_eq!(live.partition, "aws-cn");
+}
+
+#[tokio::test]
+async fn the_retired_status_is_read_only_when_state_is_missing() {
+    let aws = mocked_with(&[], None, account(None, Some(AccountStatus::Active)));
+    let live = read(&aws, &options(&[])).await.unwrap();
+    assert_eq!(live.accounts[0].state, estate::live::AccountState::Active);
+}
+
+/// Never delete from ambiguity: an account whose state estate cannot read, or does not know,
+/// fails the read (and so the plan) instead of being taken for gone.
+#[tokio::test]
+async fn an_account_without_a_known_state_fails_the_read() {
+    for (state, said) in [
+        (None, "gave no State"),
+        (Some(AccountState::from("FROZEN")), "unknown State `FROZEN`"),
+    ] {
+        let aws = mocked_with(&[], None, account(state, None));
+        let err = read(&aws, &options(&[])).await.unwrap_err().to_string();
+        assert!(err.contains(said), "{err}");
+        assert!(err.contains("111111111111"), "{err}");
+    }
 }

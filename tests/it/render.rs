@@ -47,6 +47,7 @@ fn last_line(s: &str) -> &str {
 
 fn change(address: &str, rt: ResourceType, action: Action, env: Option<&str>) -> Change {
     Change {
+        hint: None,
         address: address.into(),
         resource_type: rt,
         action,

@@ -54,18 +54,9 @@ fn version(name: &str) -> ProvisioningArtifactProperties {
 /// A new member account in `management`'s organization, and a configuration acting in it
 /// (its OrganizationAccountAccessRole, assumed with the management account's credentials).
 async fn member_account(management: &TestAccount, name: &str) -> (String, SdkConfig) {
-    let org = aws_sdk_organizations::Client::new(&management.config);
-    let created = ok(org
-        .create_account()
-        .account_name(name)
-        .email(format!("{name}@example.com"))
-        .send()
-        .await);
-    let id = created
-        .create_account_status()
-        .and_then(|s| s.account_id())
-        .expect("CreateAccount returns the account id")
-        .to_string();
+    let id = management
+        .create_account(name, &format!("{name}@example.com"))
+        .await;
     let config = management.member(&id).await;
     (id, config)
 }

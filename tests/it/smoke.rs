@@ -1,7 +1,8 @@
 //! Smoke tests of the emulator harness: Organizations calls work and test accounts are isolated.
 
 use aws_sdk_organizations::Client;
-use aws_sdk_organizations::types::CreateAccountState;
+use aws_sdk_organizations::types::{AccountState, CreateAccountFailureReason, CreateAccountState};
+use std::time::Duration;
 
 use crate::emulator::{self, management_account};
 
@@ -25,28 +26,9 @@ async fn account_moves_into_an_ou_and_organizations_stay_isolated() {
         .expect("CreateOrganizationalUnit returns the OU");
     let ou_id = ou.id().expect("OU id").to_string();
 
-    // CreateAccount completes synchronously in moto; the status call is what
-    // estate polls against real AWS, so check it agrees.
-    let created = org
-        .create_account()
-        .email(format!("ml-dev+{}@example.com", mgmt.id))
-        .account_name("ml-dev")
-        .send()
-        .await
-        .expect(&log)
-        .create_account_status
-        .expect("CreateAccount returns a status");
-    let request_id = created.id().expect("request id").to_string();
-    let status = org
-        .describe_create_account_status()
-        .create_account_request_id(&request_id)
-        .send()
-        .await
-        .expect(&log)
-        .create_account_status
-        .expect("DescribeCreateAccountStatus returns a status");
-    assert_eq!(status.state(), Some(&CreateAccountState::Succeeded));
-    let account_id = status.account_id().expect("account id").to_string();
+    let account_id = mgmt
+        .create_account("ml-dev", &format!("ml-dev+{}@example.com", mgmt.id))
+        .await;
 
     org.move_account()
         .account_id(&account_id)
@@ -117,4 +99,165 @@ async fn management_accounts_are_distinct() {
             .expect("organization id")
     };
     assert_ne!(org_id(&a.config).await, org_id(&b.config).await);
+}
+
+/// The strict emulator answers Organizations and STS as AWS does where moto is kinder
+/// (tests/emulator/organizations_strict.py cites the API reference for each rule).
+#[tokio::test]
+async fn organizations_answer_as_aws_does() {
+    let mgmt = management_account().await;
+    mgmt.configure_emulator(serde_json::json!({"CreateSeconds": 0.5, "UnreachableSeconds": 1.0}));
+    let org = Client::new(&mgmt.config);
+    let listed = |org: Client| async move {
+        org.list_accounts()
+            .send()
+            .await
+            .unwrap()
+            .accounts
+            .unwrap_or_default()
+    };
+
+    // Accounts carry State; the retired Status is gone.
+    let accounts = listed(org.clone()).await;
+    assert_eq!(accounts.len(), 1);
+    assert_eq!(accounts[0].state(), Some(&AccountState::Active));
+    assert!(accounts[0].status().is_none(), "{:?}", accounts[0]);
+
+    // CreateAccount is asynchronous: IN_PROGRESS, not listed, polled until SUCCEEDED.
+    let status = org
+        .create_account()
+        .account_name("slow")
+        .email("slow@example.com")
+        .send()
+        .await
+        .unwrap()
+        .create_account_status
+        .unwrap();
+    assert_eq!(status.state(), Some(&CreateAccountState::InProgress));
+    assert!(status.account_id().is_none());
+    assert_eq!(
+        listed(org.clone()).await.len(),
+        1,
+        "listed before it succeeded"
+    );
+    let request = status.id().unwrap().to_string();
+    let describe = || async {
+        org.describe_create_account_status()
+            .create_account_request_id(&request)
+            .send()
+            .await
+            .unwrap()
+            .create_account_status
+            .unwrap()
+    };
+    assert_eq!(
+        describe().await.state(),
+        Some(&CreateAccountState::InProgress)
+    );
+    let mut polls = 1;
+    let id = loop {
+        let s = describe().await;
+        polls += 1;
+        if s.state() == Some(&CreateAccountState::Succeeded) {
+            break s.account_id().unwrap().to_string();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(polls >= 3, "succeeded after {polls} polls");
+    assert_eq!(listed(org.clone()).await.len(), 2);
+
+    // A new account refuses AssumeRole for a while, then lets its role in.
+    let sts = aws_sdk_sts::Client::new(&mgmt.config);
+    let assume = |role: &'static str| {
+        sts.assume_role()
+            .role_arn(format!("arn:aws:iam::{id}:role/{role}"))
+            .role_session_name("estate-tests")
+            .send()
+    };
+    let refused = assume("OrganizationAccountAccessRole").await.unwrap_err();
+    assert_eq!(
+        aws_sdk_sts::error::ProvideErrorMetadata::code(refused.as_service_error().unwrap()),
+        Some("AccessDenied")
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assume("OrganizationAccountAccessRole").await.unwrap();
+    // Only a role that exists there.
+    assert!(assume("NoSuchRole").await.is_err());
+
+    // A duplicate email fails as AWS fails it.
+    let dup = org
+        .create_account()
+        .account_name("again")
+        .email("SLOW@example.com")
+        .send()
+        .await
+        .unwrap()
+        .create_account_status
+        .unwrap();
+    let failed = loop {
+        let s = org
+            .describe_create_account_status()
+            .create_account_request_id(dup.id().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .create_account_status
+            .unwrap();
+        if s.state() != Some(&CreateAccountState::InProgress) {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(failed.state(), Some(&CreateAccountState::Failed));
+    assert_eq!(
+        failed.failure_reason(),
+        Some(&CreateAccountFailureReason::EmailAlreadyExists)
+    );
+
+    // No more than AWS's five creations in progress at once.
+    for n in 0..5 {
+        org.create_account()
+            .account_name(format!("batch-{n}"))
+            .email(format!("batch-{n}@example.com"))
+            .send()
+            .await
+            .unwrap();
+    }
+    let sixth = org
+        .create_account()
+        .account_name("batch-5")
+        .email("batch-5@example.com")
+        .send()
+        .await
+        .unwrap_err();
+    let sixth = sixth.into_service_error();
+    assert!(sixth.is_constraint_violation_exception(), "{sixth:?}");
+    assert!(
+        sixth
+            .to_string()
+            .contains("ACCOUNT_CREATION_RATE_LIMIT_EXCEEDED"),
+        "{sixth}"
+    );
+
+    // CloseAccount: PENDING_CLOSURE, then SUSPENDED.
+    org.close_account().account_id(&id).send().await.unwrap();
+    let state = |org: Client, id: String| async move {
+        org.describe_account()
+            .account_id(id)
+            .send()
+            .await
+            .unwrap()
+            .account
+            .unwrap()
+            .state
+    };
+    assert_eq!(
+        state(org.clone(), id.clone()).await,
+        Some(AccountState::PendingClosure)
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(
+        state(org.clone(), id.clone()).await,
+        Some(AccountState::Suspended)
+    );
 }

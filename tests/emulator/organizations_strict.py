@@ -1,0 +1,324 @@
+"""Organizations and STS as AWS answers them, where moto 5.2.5 is kinder.
+
+estate runs against AWS, not against this emulator: where moto would let a defect pass, the
+emulator behaves as the AWS API reference says (each rule cites it). On by default; the
+timings are configurable through the environment of the emulator process:
+
+- ``ESTATE_EMULATOR_CREATE_SECONDS`` (default 0.4): how long a CreateAccount request stays
+  IN_PROGRESS at least. AWS: "CreateAccount ... is an asynchronous request that AWS performs
+  in the background ... use the Id in the response with DescribeCreateAccountStatus"
+  (Organizations API reference, CreateAccount). The account is not listed (ListAccounts,
+  ListAccountsForParent, DescribeAccount) until the request SUCCEEDED.
+- ``ESTATE_EMULATOR_CREATE_POLLS`` (default 2): a request also answers IN_PROGRESS to at
+  least this many DescribeCreateAccountStatus calls, so a client that never polls is caught;
+  after ten times the delay it completes regardless (AWS finishes whether anyone asks).
+- ``ESTATE_EMULATOR_UNREACHABLE_SECONDS`` (default 1.0): AssumeRole into an account created
+  by CreateAccount is refused with AccessDenied for this long after it SUCCEEDED. AWS: the
+  role in a new account can take minutes to become assumable (Organizations User Guide,
+  "Accessing member accounts": the account's IAM resources propagate after creation).
+- ``ESTATE_EMULATOR_CONCURRENT_CREATIONS`` (default 5): more creation requests IN_PROGRESS at
+  once are refused with ConstraintViolationException, Reason
+  ACCOUNT_CREATION_RATE_LIMIT_EXCEEDED ("You attempted to exceed the number of accounts that
+  can be in progress at a time", Organizations API reference, ConstraintViolationException;
+  the quota is 5 concurrent creations, Organizations quotas).
+- The first three can be set for one organization by a test: X-Amz-Target
+  ``EstateEmulator.Configure`` (see ``configure``).
+- ``ESTATE_EMULATOR_CLOSE_SECONDS`` (default 0.5): CloseAccount leaves the account
+  PENDING_CLOSURE for this long, then SUSPENDED (API reference, CloseAccount: "the account
+  status is PENDING_CLOSURE ... then SUSPENDED"); moto suspends at once.
+
+Other rules, always on:
+
+- Accounts carry ``State`` and no ``Status``: AWS retired ``Account.Status`` on 2026-09-09
+  (API reference, Account: "The Status parameter ... will be retired on September 9, 2026";
+  State: PENDING_ACTIVATION, ACTIVE, SUSPENDED, PENDING_CLOSURE, CLOSED). moto returns both.
+- A creation whose email is already an account's fails with FailureReason EMAIL_ALREADY_EXISTS;
+  a second request with the email of one still IN_PROGRESS fails with
+  CONCURRENT_ACCOUNT_MODIFICATION (API reference, CreateAccountStatus.FailureReason). AWS
+  checks emails across all of AWS; here within the organization, so isolated tests may share
+  example addresses.
+- AssumeRole into an account created by CreateAccount needs a role that exists there: the
+  one named by CreateAccount's RoleName (default OrganizationAccountAccessRole), or one made
+  later through IAM. moto hands out credentials for any ARN. Accounts that were not created
+  through CreateAccount (the tests' fresh management accounts) are left as moto has them.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from typing import Any
+
+LOCK = threading.RLock()
+
+
+def _seconds(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+CREATE_SECONDS = _seconds("ESTATE_EMULATOR_CREATE_SECONDS", 0.4)
+CREATE_POLLS = int(_seconds("ESTATE_EMULATOR_CREATE_POLLS", 2))
+UNREACHABLE_SECONDS = _seconds("ESTATE_EMULATOR_UNREACHABLE_SECONDS", 1.0)
+CONCURRENT_CREATIONS = int(_seconds("ESTATE_EMULATOR_CONCURRENT_CREATIONS", 5))
+CLOSE_SECONDS = _seconds("ESTATE_EMULATOR_CLOSE_SECONDS", 0.5)
+
+ORGANIZATIONS_TARGET = "AWSOrganizationsV20161128."
+
+# Management account id -> timings overriding the defaults for its organization only, set by
+# a test through the emulator's own call (X-Amz-Target EstateEmulator.Configure).
+SETTINGS: dict[str, dict[str, float]] = {}
+
+
+def setting(backend: Any, name: str, default: float) -> float:
+    org = getattr(backend, "org", None)
+    master = getattr(org, "master_account_id", None) if org is not None else None
+    return float(SETTINGS.get(str(master), {}).get(name, default))
+
+
+class Creation:
+    """One CreateAccount request, as AWS keeps it."""
+
+    def __init__(self, backend: Any, kwargs: dict[str, Any]) -> None:
+        self.id = "car-" + uuid.uuid4().hex[:24]
+        self.backend = backend
+        self.kwargs = kwargs
+        self.requested = time.time()
+        self.completed: float | None = None
+        self.polls = 0
+        self.state = "IN_PROGRESS"
+        self.failure_reason: str | None = None
+        self.account_id: str | None = None
+
+    def status(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "Id": self.id,
+            "AccountName": self.kwargs.get("AccountName"),
+            "State": self.state,
+            "RequestedTimestamp": self.requested,
+        }
+        if self.completed is not None:
+            out["CompletedTimestamp"] = self.completed
+        if self.account_id:
+            out["AccountId"] = self.account_id
+        if self.failure_reason:
+            out["FailureReason"] = self.failure_reason
+        return out
+
+    def due(self, now: float) -> bool:
+        elapsed = now - self.requested
+        seconds = setting(self.backend, "CreateSeconds", CREATE_SECONDS)
+        polls = setting(self.backend, "CreatePolls", CREATE_POLLS)
+        return elapsed >= seconds and (self.polls >= polls or elapsed >= 10 * seconds)
+
+
+# Request id -> creation, for every organization.
+CREATIONS: dict[str, Creation] = {}
+# Account id -> when it became reachable (UNREACHABLE_SECONDS after it SUCCEEDED), and the
+# role CreateAccount made in it.
+CREATED_ACCOUNTS: dict[str, tuple[float, str]] = {}
+# Account id -> when CloseAccount was called.
+CLOSING: dict[str, float] = {}
+
+
+def complete_due() -> None:
+    """Finishes every creation and closure whose time has come (AWS works in the background)."""
+    now = time.time()
+    with LOCK:
+        for c in list(CREATIONS.values()):
+            if c.state == "IN_PROGRESS" and c.due(now):
+                _finish(c, now)
+        for account_id, since in list(CLOSING.items()):
+            if now - since >= CLOSE_SECONDS:
+                account = _account(account_id)
+                if account is not None and account.state == "PENDING_CLOSURE":
+                    account.state = "SUSPENDED"
+                    account.status = "SUSPENDED"
+                del CLOSING[account_id]
+
+
+def _account(account_id: str) -> Any:
+    from moto.organizations.models import organizations_backends
+
+    for by_region in organizations_backends.values():
+        for backend in by_region.values():
+            for account in backend.accounts:
+                if account.id == account_id:
+                    return account
+    return None
+
+
+def _finish(c: Creation, now: float) -> None:
+    email = str(c.kwargs.get("Email", "")).lower()
+    existing = {str(a.email).lower() for a in c.backend.accounts}
+    if c.backend.org is not None:
+        existing.add(str(c.backend.org.master_account_email).lower())
+    c.completed = now
+    if email in existing:
+        c.state, c.failure_reason = "FAILED", "EMAIL_ALREADY_EXISTS"
+        return
+    status = ORIGINAL_CREATE(c.backend, **c.kwargs)["CreateAccountStatus"]
+    account = c.backend.get_account_by_id(status["AccountId"])
+    account.create_account_status_id = c.id
+    c.account_id = account.id
+    c.state = "SUCCEEDED"
+    CREATED_ACCOUNTS[account.id] = (
+        now + setting(c.backend, "UnreachableSeconds", UNREACHABLE_SECONDS),
+        c.kwargs.get("RoleName") or "OrganizationAccountAccessRole",
+    )
+
+
+ORIGINAL_CREATE: Any = None
+
+
+def install() -> None:
+    from moto.organizations import models
+    from moto.organizations.exceptions import (
+        AccountAlreadyClosedException,
+        AccountNotFoundException,
+        AWSOrganizationsNotInUseException,
+        ConstraintViolationException,
+        OrganizationsClientError,
+    )
+    from moto.sts.exceptions import STSClientError
+    from moto.sts.models import STSBackend
+
+    global ORIGINAL_CREATE
+    ORIGINAL_CREATE = models.OrganizationsBackend.create_account
+
+    original_describe = models.FakeAccount.describe
+
+    def describe(self: Any) -> dict[str, Any]:
+        out = original_describe(self)
+        out.pop("Status", None)
+        return out
+
+    def create_account(self: Any, **kwargs: Any) -> dict[str, Any]:
+        if self.org is None:
+            raise AWSOrganizationsNotInUseException
+        complete_due()
+        with LOCK:
+            email = str(kwargs.get("Email", "")).lower()
+            pending = [
+                c for c in CREATIONS.values() if c.backend is self and c.state == "IN_PROGRESS"
+            ]
+            if len(pending) >= CONCURRENT_CREATIONS:
+                raise ConstraintViolationException(
+                    "ACCOUNT_CREATION_RATE_LIMIT_EXCEEDED: You attempted to exceed the number "
+                    "of accounts that can be in progress at a time."
+                )
+            c = Creation(self, kwargs)
+            if any(str(p.kwargs.get("Email", "")).lower() == email for p in pending):
+                c.state, c.failure_reason = "FAILED", "CONCURRENT_ACCOUNT_MODIFICATION"
+                c.completed = c.requested
+            CREATIONS[c.id] = c
+            return {"CreateAccountStatus": c.status()}
+
+    def describe_create_account_status(self: Any, **kwargs: Any) -> dict[str, Any]:
+        with LOCK:
+            c = CREATIONS.get(kwargs.get("CreateAccountRequestId", ""))
+            if c is None or c.backend is not self:
+                raise OrganizationsClientError(
+                    "CreateAccountStatusNotFoundException",
+                    "We can't find an create account request with the CreateAccountRequestId that you specified.",
+                )
+            if c.state == "IN_PROGRESS":
+                c.polls += 1
+        complete_due()
+        return {"CreateAccountStatus": c.status()}
+
+    def list_create_account_status(self: Any, **kwargs: Any) -> dict[str, Any]:
+        complete_due()
+        wanted = kwargs.get("States") or ["IN_PROGRESS", "SUCCEEDED", "FAILED"]
+        with LOCK:
+            statuses = [
+                c.status()
+                for c in CREATIONS.values()
+                if c.backend is self and c.state in wanted
+            ]
+        start = int(kwargs.get("NextToken") or 0)
+        size = int(kwargs.get("MaxResults") or 20)
+        page = statuses[start : start + size]
+        out: dict[str, Any] = {"CreateAccountStatuses": page}
+        if start + size < len(statuses):
+            out["NextToken"] = str(start + size)
+        return out
+
+    def close_account(self: Any, **kwargs: Any) -> None:
+        if self.org is None:
+            raise AWSOrganizationsNotInUseException
+        complete_due()
+        with LOCK:
+            for account in self.accounts:
+                if account.id == kwargs["AccountId"]:
+                    if account.state in ("PENDING_CLOSURE", "SUSPENDED", "CLOSED"):
+                        raise AccountAlreadyClosedException
+                    account.state = "PENDING_CLOSURE"
+                    account.status = "PENDING_CLOSURE"
+                    CLOSING[account.id] = time.time()
+                    return
+        raise AccountNotFoundException
+
+    original_assume = STSBackend.assume_role
+
+    def assume_role(self: Any, *args: Any, **kwargs: Any) -> Any:
+        role_arn = kwargs.get("role_arn") or (args[2] if len(args) > 2 else "")
+        parts = str(role_arn).split(":")
+        account_id = parts[4] if len(parts) > 5 else ""
+        role_name = parts[5].split("/")[-1] if len(parts) > 5 else ""
+        with LOCK:
+            created = CREATED_ACCOUNTS.get(account_id)
+        if created is not None:
+            reachable, made_role = created
+            if time.time() < reachable:
+                raise STSClientError(
+                    "AccessDenied",
+                    f"User is not authorized to perform: sts:AssumeRole on resource: {role_arn}",
+                )
+            if role_name != made_role and not _iam_role_exists(account_id, role_name):
+                raise STSClientError(
+                    "AccessDenied",
+                    f"User is not authorized to perform: sts:AssumeRole on resource: {role_arn}",
+                )
+        return original_assume(self, *args, **kwargs)
+
+    models.FakeAccount.describe = describe
+    models.OrganizationsBackend.create_account = create_account
+    models.OrganizationsBackend.describe_create_account_status = describe_create_account_status
+    models.OrganizationsBackend.list_create_account_status = list_create_account_status
+    models.OrganizationsBackend.close_account = close_account
+    STSBackend.assume_role = assume_role
+
+
+def _iam_role_exists(account_id: str, role_name: str) -> bool:
+    from moto.iam.models import iam_backends
+
+    try:
+        iam_backends[account_id]["global"].get_role(role_name)
+        return True
+    except Exception:  # moto raises IAMNotFoundException
+        return False
+
+
+def configure(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    """EstateEmulator.Configure: {"ManagementAccount": id, "CreateSeconds": s, "CreatePolls":
+    n, "UnreachableSeconds": s}: timings for that organization only (tests of slow AWS)."""
+    import json
+
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = json.loads(environ["wsgi.input"].read(length) or b"{}")
+    master = str(body.pop("ManagementAccount"))
+    with LOCK:
+        SETTINGS.setdefault(master, {}).update({k: float(v) for k, v in body.items()})
+    start_response("200 OK", [("Content-Type", "application/x-amz-json-1.1")])
+    return [b"{}"]
+
+
+def before_request(environ: dict[str, Any]) -> None:
+    """Runs before every request: AWS's background work (creations, closures) moves on."""
+    if environ.get("HTTP_X_AMZ_TARGET", "").startswith(ORGANIZATIONS_TARGET):
+        complete_due()
