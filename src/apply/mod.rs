@@ -673,7 +673,11 @@ async fn upload_source(
         .expected_bucket_owner(&account)
         .body(src.bundle.zip().into())
         .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::AwsKms)
-        .ssekms_key_id(format!("arn:aws:kms:{region}:{account}:{}", src.key_alias))
+        .ssekms_key_id(format!(
+            "arn:{}:kms:{region}:{account}:{}",
+            aws.partition(),
+            src.key_alias
+        ))
         .send()
         .await
         .map_err(|e| AwsError::call("S3.PutObject", e).to_string())?;

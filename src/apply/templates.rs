@@ -138,7 +138,13 @@ pub async fn upload(
         .send()
         .await
         .map_err(|e| AwsError::call("S3.PutObject", e))?;
+    // China's regions answer under amazonaws.com.cn; every other partition under amazonaws.com.
+    let domain = if region.starts_with("cn-") {
+        "amazonaws.com.cn"
+    } else {
+        "amazonaws.com"
+    };
     Ok(Location::Url(format!(
-        "https://{bucket}.s3.{region}.amazonaws.com/{key}"
+        "https://{bucket}.s3.{region}.{domain}/{key}"
     )))
 }

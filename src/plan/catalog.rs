@@ -32,6 +32,8 @@ pub struct DesiredPortfolio {
     pub share_units: Vec<(String, Option<String>)>,
     /// `role/Name` forms, made ARNs in each recipient account.
     pub recipient_principals: Vec<String>,
+    /// The AWS partition those ARNs are in.
+    pub partition: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -90,6 +92,7 @@ fn resolve_one(m: &Manifest, live: &LiveState, p: &Doc<PortfolioSpec>) -> Desire
     tags.insert(crate::live::TAG_MANAGED_BY.into(), m.name().into());
     tags.insert(TAG_PORTFOLIO.into(), p.name.clone());
     DesiredPortfolio {
+        partition: live.partition.clone(),
         name: p.name.clone(),
         hub_name: spec.account.clone(),
         hub: account_id(m, live, &spec.account),
@@ -191,9 +194,9 @@ pub fn create_is_drift(c: &Change, plan_changes: &[Change]) -> bool {
         })
 }
 
-/// The ARN a `role/Name` recipient principal has in `account`.
-pub fn recipient_arn(account: &str, principal: &str) -> String {
-    format!("arn:aws:iam::{account}:{principal}")
+/// The ARN a `role/Name` recipient principal has in `account`, in `partition`.
+pub fn recipient_arn(partition: &str, account: &str, principal: &str) -> String {
+    format!("arn:{partition}:iam::{account}:{principal}")
 }
 
 /// The LAUNCH constraint parameters AWS keeps for a local role name.
@@ -592,7 +595,7 @@ fn diff_portfolio(
         let wanted_rp: BTreeSet<String> = d
             .recipient_principals
             .iter()
-            .map(|p| recipient_arn(&account_part, p))
+            .map(|p| recipient_arn(&d.partition, &account_part, p))
             .collect();
         for arn in wanted_rp.difference(&live_rp) {
             changes.push(change(

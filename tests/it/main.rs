@@ -5,6 +5,7 @@ mod apply_mocks;
 mod cfn_lint;
 mod cli;
 mod drift_mocks;
+mod edge;
 mod emulator;
 mod gitops;
 mod mocks;

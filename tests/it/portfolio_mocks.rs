@@ -131,6 +131,7 @@ fn live() -> LiveState {
 /// The manifest's portfolio `p` as live has it; each test adds what it changes.
 fn desired() -> DesiredPortfolio {
     DesiredPortfolio {
+        partition: "aws".into(),
         name: "p".into(),
         hub_name: "tools".into(),
         hub: Some(HUB.into()),

@@ -263,3 +263,63 @@ async fn an_account_without_a_known_state_fails_the_read() {
         assert!(err.contains("111111111111"), "{err}");
     }
 }
+
+/// First-run mistakes say what to do: credentials of an account in no organization.
+#[tokio::test]
+async fn an_account_in_no_organization_is_told_how_to_start() {
+    use aws_sdk_organizations::operation::describe_organization::DescribeOrganizationError;
+    let interceptor = MockResponseInterceptor::new()
+        .rule_mode(RuleMode::MatchAny)
+        .with_rule(&crate::mocks::caller_identity("111111111111"))
+        .with_rule(&mock!(Orgs::describe_organization).then_error(|| {
+            DescribeOrganizationError::AwsOrganizationsNotInUseException(
+                aws_sdk_organizations::types::error::AwsOrganizationsNotInUseException::builder()
+                    .message("Your account is not a member of an organization.")
+                    .meta(crate::mocks::meta(
+                        "AWSOrganizationsNotInUseException",
+                        "Your account is not a member of an organization.",
+                    ))
+                    .build(),
+            )
+        }));
+    let aws =
+        Aws::from_config(config(), "OrganizationAccountAccessRole").with_interceptor(interceptor);
+    let err = read(&aws, &options(&[])).await.unwrap_err().to_string();
+    assert!(err.contains("not in an AWS organization"), "{err}");
+    assert!(err.contains("create-organization"), "{err}");
+}
+
+/// ... and credentials of a member account that is not a delegated administrator.
+#[tokio::test]
+async fn a_member_account_is_told_it_is_not_the_management_account() {
+    use aws_sdk_organizations::operation::list_roots::ListRootsError;
+    let interceptor = MockResponseInterceptor::new()
+        .rule_mode(RuleMode::MatchAny)
+        .with_rule(&crate::mocks::caller_identity("222222222222"))
+        .with_rule(&mock!(Orgs::describe_organization).then_output(|| {
+            aws_sdk_organizations::operation::describe_organization::DescribeOrganizationOutput::builder()
+                .organization(Organization::builder().master_account_id("111111111111").build())
+                .build()
+        }))
+        .with_rule(&mock!(Orgs::list_roots).then_error(|| {
+            ListRootsError::AccessDeniedException(
+                aws_sdk_organizations::types::error::AccessDeniedException::builder()
+                    .message("You don't have permissions to access this resource.")
+                    .meta(crate::mocks::meta(
+                        "AccessDeniedException",
+                        "You don't have permissions to access this resource.",
+                    ))
+                    .build(),
+            )
+        }));
+    let aws =
+        Aws::from_config(config(), "OrganizationAccountAccessRole").with_interceptor(interceptor);
+    let err = read(&aws, &options(&[])).await.unwrap_err().to_string();
+    assert!(
+        err.contains(
+            "account 222222222222 is not the organization's management account (111111111111)"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("delegated administrator"), "{err}");
+}
