@@ -621,6 +621,8 @@ fn update_stack_set(
 
     // Instances first: whether they change decides whether the overrides tag must.
     let mut instance_changes = Vec::new();
+    // OUTDATED instances to deploy again, unless the stack set's own update redeploys all.
+    let mut retries = Vec::new();
     let by_key: BTreeMap<(String, String), &LiveInstance> = live_instances
         .iter()
         .map(|i| ((i.account.clone(), i.region.clone()), i))
@@ -668,7 +670,29 @@ fn update_stack_set(
                         Some(before),
                         Some(instance_json(d, i)),
                     ));
+                } else if li.status == "OUTDATED" {
+                    // A failed or stopped operation left it behind: fixing the cause and
+                    // applying again must converge it, so it is planned again.
+                    let mut before = live_instance_json(&d.name, li, &sensitive);
+                    before["accountName"] = json!(i.account.name);
+                    let mut after = instance_json(d, i);
+                    after["status"] = json!("CURRENT");
+                    retries.push(instance_change(
+                        &d.name,
+                        &d.environment,
+                        Action::Update,
+                        &key.0,
+                        &i.region,
+                        format!(
+                            "instance is OUTDATED ({}); apply deploys it again",
+                            li.status_reason.as_deref().unwrap_or("AWS gave no reason")
+                        ),
+                        Some(before),
+                        Some(after),
+                    ));
                 } else if li.status != "CURRENT" {
+                    // INOPERABLE (a failed delete): AWS excludes it from updates; the remedy
+                    // (remove it with RetainStacks, delete the stack by hand) is the operator's.
                     findings.push(Finding {
                         kind: FindingKind::Unhealthy,
                         address: format!("stackInstance:{}/{}/{}", d.name, key.0, i.region),
@@ -795,19 +819,33 @@ fn update_stack_set(
     if d.auto_deployment.is_some() && l.auto_deployment != d.auto_deployment {
         reasons.push("auto-deployment".into());
     }
+    // An UpdateStackSet of anything but the overrides tag deploys to every instance,
+    // OUTDATED ones included: a retry of its own would be a second operation for nothing.
+    let redeploys_all = reasons.iter().any(|r| r != OVERRIDES_REASON);
     if !reasons.is_empty() {
+        let mut reason = format!("changed: {}", reasons.join("; "));
+        if redeploys_all && !retries.is_empty() {
+            reason.push_str(&format!(
+                " (also deploys again {} OUTDATED instance{})",
+                retries.len(),
+                if retries.len() == 1 { "" } else { "s" }
+            ));
+        }
         changes.push(Change {
             hint: None,
             address: format!("stackSet:{}", d.name),
             resource_type: ResourceType::StackSet,
             action: Action::Update,
             environment: Some(d.environment.clone()),
-            reason: format!("changed: {}", reasons.join("; ")),
+            reason,
             before: Some(live_json(l, &d.sensitive, Some(&d.template.body))),
             after: Some(desired_json(d)),
         });
     }
     changes.extend(instance_changes);
+    if !redeploys_all {
+        changes.extend(retries);
+    }
 }
 
 /// Why an instance's live overrides (read because the manifest's overrides changed) need an
