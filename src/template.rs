@@ -7,6 +7,8 @@ use thiserror::Error;
 
 /// Templates larger than this cannot be passed inline (`TemplateBody`) and go through S3.
 pub const INLINE_TEMPLATE_LIMIT: usize = 51_200;
+/// The largest template CloudFormation takes from S3 (TemplateURL), in bytes.
+pub const URL_TEMPLATE_LIMIT: usize = 460_800;
 
 #[derive(Debug, Error, PartialEq)]
 pub enum TemplateError {

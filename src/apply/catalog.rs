@@ -130,6 +130,11 @@ async fn apply_portfolio(
     progress: &dyn Progress,
 ) -> Result<Vec<String>, ApplyError> {
     let mut done = Done::new(progress);
+    // Tokens name the intent, not only the resource: from the live state planned from, so a
+    // constraint or product deleted and made again later is created anew, never answered
+    // with the old one AWS remembers for the token; retries within this apply still match.
+    let intent = live.fingerprint();
+    let token = |address: &str| super::operation_id(&intent, address);
     let hub_id = d
         .and_then(|d| d.hub.clone())
         .or_else(|| changes.iter().find_map(|c| s(&c.before, "account")))
@@ -299,7 +304,7 @@ async fn apply_portfolio(
             .provider_name(&d.provider_name)
             .set_description(d.description.clone())
             .set_tags(Some(tags(&d.tags)))
-            .idempotency_token(super::operation_id(&hub_id, &c.address))
+            .idempotency_token(token(&c.address))
             .send()
             .await
             .map_err(sc_err("ServiceCatalog.CreatePortfolio"))?;
@@ -399,7 +404,7 @@ async fn apply_portfolio(
                     .r#type(ProvisioningArtifactType::CloudFormationTemplate)
                     .build(),
             )
-            .idempotency_token(super::operation_id(&hub_id, &c.address))
+            .idempotency_token(token(&c.address))
             .send()
             .await
             .map_err(sc_err("ServiceCatalog.CreateProduct"))?;
@@ -469,7 +474,7 @@ async fn apply_portfolio(
                     .r#type(ProvisioningArtifactType::CloudFormationTemplate)
                     .build(),
             )
-            .idempotency_token(super::operation_id(&hub_id, &c.address))
+            .idempotency_token(token(&c.address))
             .send()
             .await
             .map_err(sc_err("ServiceCatalog.CreateProvisioningArtifact"))?;
@@ -521,7 +526,7 @@ async fn apply_portfolio(
             .product_id(&product_id)
             .r#type("LAUNCH")
             .parameters(launch_parameters(&role))
-            .idempotency_token(super::operation_id(&hub_id, &c.address))
+            .idempotency_token(token(&c.address))
             .send()
             .await
             .map_err(sc_err("ServiceCatalog.CreateConstraint"))?;

@@ -1068,6 +1068,10 @@ fn preferences(
             crate::manifest::model::RegionConcurrency::Parallel => RegionConcurrencyType::Parallel,
         }))
         .set_region_order(op.region_order.clone())
+        .set_concurrency_mode(
+            op.concurrency_mode
+                .map(|m| aws_sdk_cloudformation::types::ConcurrencyMode::from(m.as_str())),
+        )
         .build()
 }
 

@@ -67,8 +67,30 @@ pub async fn upload(
         .expected_bucket_owner(owner)
         .send()
         .await;
+    // CloudFormation reads templates only from a bucket in the stack set's region.
+    let elsewhere = |found: Option<&str>| match found {
+        Some(found) if found != region => Err(AwsError::BucketRegion {
+            bucket: bucket.to_string(),
+            found: found.to_string(),
+            region: region.to_string(),
+        }),
+        _ => Ok(()),
+    };
     let missing = match head {
-        Ok(_) => false,
+        Ok(out) => {
+            elsewhere(out.bucket_region())?;
+            false
+        }
+        // S3 redirects a request for a bucket of another region, naming its region.
+        Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 301) => {
+            let found = e
+                .raw_response()
+                .and_then(|r| r.headers().get("x-amz-bucket-region"))
+                .unwrap_or("another region")
+                .to_string();
+            elsewhere(Some(&found))?;
+            return Err(AwsError::call("S3.HeadBucket", e));
+        }
         Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => true,
         Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 403) => {
             return Err(AwsError::BucketNotOwned {

@@ -94,6 +94,15 @@ pub enum AwsError {
          name a bucket this account owns with spec.templateBucket"
     )]
     BucketNotOwned { bucket: String, account: String },
+    #[error(
+        "template bucket {bucket} is in {found}, not {region}: CloudFormation reads templates \
+         only from a bucket in the home region; name one there with spec.templateBucket"
+    )]
+    BucketRegion {
+        bucket: String,
+        found: String,
+        region: String,
+    },
     #[error("no AWS region: pass --region or set AWS_REGION")]
     NoRegion,
     #[error(

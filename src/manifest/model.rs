@@ -246,8 +246,13 @@ pub struct Override {
     pub parameters: Parameters,
 }
 
+/// AWS rejects an operation giving both the count and the percentage of a pair.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("allOf" = [
+    {"not": {"required": ["maxConcurrentPercentage", "maxConcurrentCount"]}},
+    {"not": {"required": ["failureTolerancePercentage", "failureToleranceCount"]}}
+]))]
 pub struct OperationPreferences {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 100))]
@@ -265,6 +270,26 @@ pub struct OperationPreferences {
     /// Regions in the order operations run through them (sequential concurrency).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region_order: Option<Vec<String>>,
+    /// How failure tolerance bounds concurrency: STRICT_FAILURE_TOLERANCE (AWS's default)
+    /// lowers concurrency as failures happen; SOFT_FAILURE_TOLERANCE keeps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency_mode: Option<ConcurrencyMode>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ConcurrencyMode {
+    StrictFailureTolerance,
+    SoftFailureTolerance,
+}
+
+impl ConcurrencyMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConcurrencyMode::StrictFailureTolerance => "STRICT_FAILURE_TOLERANCE",
+            ConcurrencyMode::SoftFailureTolerance => "SOFT_FAILURE_TOLERANCE",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

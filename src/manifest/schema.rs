@@ -268,6 +268,29 @@ fn report(
                 )
                 .label("invalid value");
         }
+        K::Not { schema } => {
+            // `not: {required: [a, b]}`: AWS takes one of the two, never both.
+            let pair: Vec<String> = schema["required"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str())
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default();
+            diags
+                .error(
+                    "estate::value",
+                    file,
+                    span,
+                    format!(
+                        "{at} gives both `{}`: AWS accepts one or the other",
+                        pair.join("` and `")
+                    ),
+                )
+                .help(format!("keep one of `{}`", pair.join("` or `")));
+        }
         K::MinItems { limit } => {
             diags.error(
                 "estate::value",

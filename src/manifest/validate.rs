@@ -534,6 +534,21 @@ fn check_stack_set(
     let Some(template) = templates.get(&s.resolve_path(&spec.template)) else {
         return;
     };
+    if template.text.len() > crate::template::URL_TEMPLATE_LIMIT {
+        diags
+            .error(
+                "estate::template-size",
+                &s.file,
+                s.span("/spec/template"),
+                format!(
+                    "template `{}` is {} bytes; CloudFormation takes at most {} from S3",
+                    spec.template,
+                    template.text.len(),
+                    crate::template::URL_TEMPLATE_LIMIT
+                ),
+            )
+            .help("split it into nested stacks, or shorten it (comments and whitespace count)");
+    }
     let declared: Vec<&str> = template.parameters.keys().map(String::as_str).collect();
 
     // Capabilities CloudFormation will demand.

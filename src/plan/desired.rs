@@ -714,6 +714,9 @@ pub fn operation_tag(op: &OperationPreferences) -> Option<String> {
     if let Some(order) = &op.region_order {
         parts.push(format!("regionOrder={}", order.join("+")));
     }
+    if let Some(mode) = op.concurrency_mode {
+        parts.push(format!("concurrencyMode={}", mode.as_str()));
+    }
     (!parts.is_empty()).then(|| parts.join(" "))
 }
 

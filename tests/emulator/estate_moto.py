@@ -18,7 +18,9 @@ moto ignores, is enforced as AWS does (403 for a bucket of another account).
 Every other request goes to moto unchanged. The Service Catalog ones are in servicecatalog_ext.py (its docstring
 lists them, and where they deviate from AWS). Where moto is kinder than AWS the emulator is
 strict, as the AWS API reference says: Organizations and STS in organizations_strict.py (its
-docstring cites each rule and the timings it takes from the environment).
+docstring cites each rule and the timings it takes from the environment); CloudFormation
+StackSets in stacksets_strict.py, only for organizations that opt in ("StrictStackSets" through
+EstateEmulator.Configure, or ESTATE_EMULATOR_STRICT_STACKSETS=1 for all).
 
 Usage: estate_moto.py PORT [--parent-pid PID]
 """
@@ -44,6 +46,7 @@ from werkzeug.serving import make_server
 
 import organizations_strict
 import servicecatalog_ext
+import stacksets_strict
 
 PR_SET_PDEATHSIG = 1
 PARENT_POLL_SECONDS = 0.5
@@ -230,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     stack_set_drift_detection()
     servicecatalog_ext.install(route)
     organizations_strict.install()
+    stacksets_strict.install(route)
     route("EstateEmulator.Configure")(organizations_strict.configure)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("port", type=int, help="TCP port on 127.0.0.1 (0: any free port)")

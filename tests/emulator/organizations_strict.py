@@ -306,14 +306,17 @@ def _iam_role_exists(account_id: str, role_name: str) -> bool:
 
 def configure(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     """EstateEmulator.Configure: {"ManagementAccount": id, "CreateSeconds": s, "CreatePolls":
-    n, "UnreachableSeconds": s}: timings for that organization only (tests of slow AWS)."""
+    n, "UnreachableSeconds": s}: timings for that organization only (tests of slow AWS).
+    Also the settings of stacksets_strict.py: "StrictStackSets": true|false (kept as 1.0 or
+    0.0, as every setting is a number), "OperationPolls": n, "OperationSeconds": s."""
     import json
 
     length = int(environ.get("CONTENT_LENGTH") or 0)
     body = json.loads(environ["wsgi.input"].read(length) or b"{}")
     master = str(body.pop("ManagementAccount"))
+    values = {k: (1.0 if v else 0.0) if isinstance(v, bool) else float(v) for k, v in body.items()}
     with LOCK:
-        SETTINGS.setdefault(master, {}).update({k: float(v) for k, v in body.items()})
+        SETTINGS.setdefault(master, {}).update(values)
     start_response("200 OK", [("Content-Type", "application/x-amz-json-1.1")])
     return [b"{}"]
 

@@ -1320,3 +1320,31 @@ async fn an_apply_stopped_before_the_instances_leaves_the_old_tag_so_the_next_pl
     );
     assert!(!report.done.contains(&"stackSet:base-dev".to_string()));
 }
+
+/// A template bucket in another region than the home region is named as such (S3 answers
+/// 301 with the bucket's region), never reported as an opaque redirect.
+#[tokio::test]
+async fn a_template_bucket_in_another_region_is_reported_clearly() {
+    use aws_smithy_runtime_api::http::{Response, StatusCode};
+    use aws_smithy_types::body::SdkBody;
+    let head = mock!(aws_sdk_s3::Client::head_bucket).then_http_response(|| {
+        let mut r = Response::new(StatusCode::try_from(301).unwrap(), SdkBody::empty());
+        r.headers_mut().insert("x-amz-bucket-region", "eu-west-1");
+        r
+    });
+    let aws = edge(&[&head]);
+    let err = apply::templates::upload(
+        &aws,
+        "111111111111",
+        "team-templates",
+        "us-east-1",
+        "Resources: {}",
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("template bucket team-templates is in eu-west-1, not us-east-1"),
+        "{err}"
+    );
+}

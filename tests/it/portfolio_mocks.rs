@@ -463,6 +463,40 @@ async fn invalid_parameters_are_reported_with_aws_message() {
     );
 }
 
+/// An idempotency token names the intent: the same constraint created from the same live
+/// state carries the same token (a retry AWS answers with what it did), but after live moved
+/// (it was deleted, say) a new one, which AWS cannot answer with the old constraint.
+#[tokio::test]
+async fn idempotency_tokens_differ_per_intent_and_repeat_within_one() {
+    let mut d = desired();
+    d.products[0].launch_role_name = Some("SCLaunchRole".into());
+    let tokens: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = tokens.clone();
+    let create = mock!(Sc::create_constraint).then_compute_output(move |req| {
+        seen.lock()
+            .unwrap()
+            .push(req.idempotency_token().unwrap().to_string());
+        aws_sdk_servicecatalog::operation::create_constraint::CreateConstraintOutput::builder()
+            .build()
+    });
+    let aws = edge(&[&create]);
+    let live_now = live();
+    let mut later = live();
+    later.root_id = "r-moved".into();
+    for state in [&live_now, &live_now, &later] {
+        let plan = plan(
+            &d,
+            state,
+            &[("constraint:p/notebook/launch", Action::Create)],
+        );
+        apply_catalog(&aws, &plan, &d, state, fast()).await.unwrap();
+    }
+    let tokens = tokens.lock().unwrap();
+    assert_eq!(tokens.len(), 3);
+    assert_eq!(tokens[0], tokens[1], "one intent, one token");
+    assert_ne!(tokens[0], tokens[2], "another intent, another token");
+}
+
 // ------------------------------------------------------------------ shares
 
 fn shared_with_recipient() -> (DesiredPortfolio, Plan) {

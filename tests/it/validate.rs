@@ -251,3 +251,31 @@ fn strip_indices(path: &str) -> String {
         .collect::<Vec<_>>()
         .join("/")
 }
+
+/// CloudFormation takes at most 460,800 bytes of template from S3: a larger one is an error
+/// at validate time, not a failed apply.
+#[test]
+fn a_template_over_the_s3_limit_is_refused_at_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = Path::new("tests/fixtures/invalid/operation-both");
+    for f in ["estate.yaml", "envs.yaml", "org.yaml"] {
+        std::fs::copy(fixture.join(f), dir.path().join(f)).unwrap();
+    }
+    let role = std::fs::read_to_string("tests/fixtures/templates/role.yaml").unwrap();
+    // Comments count against the limit as AWS counts bytes.
+    let padding = "# padding padding padding padding padding padding padding padding\n";
+    let big = format!("{role}{}", padding.repeat(460_800 / padding.len() + 1));
+    std::fs::write(dir.path().join("role.yaml"), &big).unwrap();
+    std::fs::write(
+        dir.path().join("stacksets.yaml"),
+        "apiVersion: estate/v1\nkind: StackSet\nmetadata: {name: model-role}\nspec:\n  template: role.yaml\n  environments: [staging, production]\n  capabilities: [CAPABILITY_NAMED_IAM]\n  parameters:\n    PipelineAccountId: ${account:tools}\n",
+    )
+    .unwrap();
+    let (lines, text) = located(dir.path());
+    assert_eq!(
+        lines,
+        ["error estate::template-size stacksets.yaml:5"],
+        "{text}"
+    );
+    assert!(text.contains(&format!("is {} bytes", big.len())), "{text}");
+}
