@@ -83,8 +83,9 @@ Rules (only for opted-in organizations):
    (API reference, AutoDeployment) is kept and returned by DescribeStackSet; when enabled, an
    account moved (MoveAccount) into a targeted unit gets instances in the set's Regions, and
    one moved out loses them (its stacks kept if RetainStacksOnAccountRemoval), through
-   operations like any other. AdministrationRoleARN and ExecutionRoleName are not reported
-   for service-managed stack sets (moto invents them).
+   operations like any other (started even while another runs: AWS queues them). An account
+   created straight into a targeted root is not auto-deployed to. AdministrationRoleARN and
+   ExecutionRoleName are not reported for service-managed stack sets (moto invents them).
 3. Operations take time (API reference, DescribeStackSetOperation; StackSetOperation.Status
    RUNNING): an operation stays RUNNING for ``OperationPolls`` DescribeStackSetOperation calls
    and at least ``OperationSeconds``; it completes whether anyone polls after ten times that
@@ -107,10 +108,12 @@ Rules (only for opted-in organizations):
    stack set update includes changes to the template (that is, if the TemplateBody or
    TemplateURL properties are specified), or the Parameters property, CloudFormation marks
    all stack instances with a status of OUTDATED prior to updating the stack instances in
-   the specified accounts and AWS Regions. If the stack set update doesn't include changes
+   the specified accounts and AWS Regions. If the stack set update does not include changes
    to the template or parameters, CloudFormation updates the stack instances in the
    specified accounts and AWS Regions, while leaving all other stack instances with their
-   existing stack instance status." Targeted instances that do not exist:
+   existing stack instance status." The stack set itself changes at once ("Even if the stack
+   set operation created by updating the stack set fails [...], the stack set is updated
+   with your changes"). Targeted instances that do not exist:
    StackInstanceNotFoundException. UpdateStackInstances updates the overrides (the list given
    replaces them; "UsePreviousValue" keeps one) and the stacks.
 5. Drift (API reference, DetectStackSetDrift, ListStackInstanceResourceDrifts;
@@ -604,7 +607,10 @@ class Operation:
             self._fail(t, problem, instance, "INOPERABLE" if self.action == "DELETE" else "OUTDATED")
             return
         t.gate = self._gate_skipped(t)
-        getattr(self, "_run_" + self.action.lower())(t, instance)
+        try:
+            getattr(self, "_run_" + self.action.lower())(t, instance)
+        except Exception as e:  # an emulator defect must not stop the other instances
+            self._fail(t, f"{type(e).__name__}: {e}", instance_at(s, t.account, t.region))
 
     def _run_create(self, t: Target, instance: Any) -> None:
         if instance is None:  # removed meanwhile
@@ -741,7 +747,13 @@ def complete_due() -> None:
     with LOCK:
         for op in list(PENDING):
             if op.due(now):
-                op.finish()
+                try:
+                    op.finish()
+                except Exception:  # never let it break the request that happened to come
+                    op.done = True
+                    op.record["Status"] = "FAILED"
+                    if op in PENDING:
+                        PENDING.remove(op)
 
 
 def running(stack_set: Any) -> Operation | None:
@@ -1081,7 +1093,7 @@ def describe_stack_set_operation(response: Any, original: Callable[[Any], Any]) 
         return original(response)
     if not op.done:
         if op.due(time.time()):
-            op.finish()
+            complete_due()
         else:
             op.polls += 1
     return ActionResult({"StackSetOperation": op.describe()})
