@@ -99,6 +99,7 @@ fn live(m: &manifest::Manifest, missing_every: usize) -> LiveState {
                 region: i.region.clone(),
                 status: "CURRENT".into(),
                 status_reason: None,
+                unit: None,
                 overrides: None,
                 drift: None,
             })

@@ -407,6 +407,19 @@ async fn converge(
         let live = estate::live::read::read(aws, &plan::read_options(m)).await?;
         (plan::make(m, &live, &plan.environments)?, live)
     };
+    // What stack sets need (trusted access, their roles), before any stack set.
+    done.extend(
+        apply::prerequisites::prerequisites(
+            aws,
+            &plan,
+            &live,
+            m.name(),
+            &m.estate.spec.home_region,
+            polling,
+            progress,
+        )
+        .await?,
+    );
     // Portfolios, which need their hub and recipient accounts, before any stack set.
     done.extend(
         apply::catalog::portfolios(

@@ -5,6 +5,7 @@
 
 pub mod apply;
 pub mod aws;
+pub mod bootstrap;
 pub mod diag;
 pub mod live;
 pub mod manifest;

@@ -5,6 +5,7 @@
 
 pub mod catalog;
 pub mod lock;
+pub mod prerequisites;
 pub mod templates;
 
 use crate::aws::{Aws, AwsError};
@@ -33,6 +34,12 @@ pub enum ApplyError {
     Inconsistent(String),
     #[error("{what} failed: {reason}")]
     ShareFailed { what: String, reason: String },
+    #[error("{what} failed: {reason} ({hint})")]
+    Prerequisite {
+        what: String,
+        reason: String,
+        hint: String,
+    },
     #[error("timed out after {seconds}s waiting for {what}")]
     Timeout { what: String, seconds: u64 },
 }
@@ -759,12 +766,15 @@ pub struct Batch {
     pub overrides: BTreeMap<String, String>,
     /// Deletes only: keep the stacks (accounts AWS can no longer reach).
     pub retain: bool,
+    /// Service-managed stack sets: the units AWS is given, narrowed to `accounts`.
+    pub units: Vec<String>,
     pub addresses: Vec<String>,
 }
 
-/// Key of an instance group: its parameter overrides, whether stacks are retained, account.
+/// Key of an instance group: its parameter overrides, whether stacks are retained, its units,
+/// account.
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
-struct Overrides(BTreeMap<String, String>, bool, String);
+struct Overrides(BTreeMap<String, String>, bool, Vec<String>, String);
 
 /// Groups instance changes into as few calls as AWS allows: a call covers accounts × regions
 /// with one set of overrides, so instances are grouped by overrides, then by region set.
@@ -773,22 +783,28 @@ pub fn batches(instances: &[(String, &DesiredInstanceView)]) -> Vec<Batch> {
     let mut by_account: BTreeMap<Overrides, (BTreeSet<String>, Vec<String>)> = BTreeMap::new();
     for (address, i) in instances {
         let entry = by_account
-            .entry(Overrides(i.overrides.clone(), i.retain, i.account.clone()))
+            .entry(Overrides(
+                i.overrides.clone(),
+                i.retain,
+                i.units.clone(),
+                i.account.clone(),
+            ))
             .or_default();
         entry.0.insert(i.region.clone());
         entry.1.push(address.clone());
     }
-    type Key = (BTreeMap<String, String>, bool, Vec<String>);
+    type Key = (BTreeMap<String, String>, bool, Vec<String>, Vec<String>);
     let mut groups: BTreeMap<Key, Batch> = BTreeMap::new();
-    for (Overrides(overrides, retain, account), (regions, addresses)) in by_account {
+    for (Overrides(overrides, retain, units, account), (regions, addresses)) in by_account {
         let regions: Vec<String> = regions.into_iter().collect();
         let batch = groups
-            .entry((overrides.clone(), retain, regions.clone()))
+            .entry((overrides.clone(), retain, units.clone(), regions.clone()))
             .or_insert_with(|| Batch {
                 accounts: Vec::new(),
                 regions,
                 overrides,
                 retain,
+                units,
                 addresses: Vec::new(),
             });
         batch.accounts.push(account);
@@ -805,6 +821,8 @@ pub struct DesiredInstanceView {
     pub overrides: BTreeMap<String, String>,
     /// Removed with its stack kept (the plan's `RetainStacks` hint).
     pub retain: bool,
+    /// Service-managed stack sets: the units to name (AWS takes no account alone).
+    pub units: Vec<String>,
 }
 
 fn instance_view(
@@ -836,11 +854,31 @@ fn instance_view(
         })
         .map(|i| i.overrides.clone())
         .unwrap_or_default();
+    // Service-managed: created and updated through the environment's units, removed through
+    // the unit AWS deployed the instance through.
+    let deployed_through = c
+        .before
+        .as_ref()
+        .and_then(|b| b.get("organizationalUnitId"))
+        .and_then(|u| u.as_str())
+        .map(|u| vec![u.to_string()]);
+    let units = match (d, c.action) {
+        (_, Action::Delete) if deployed_through.is_some() => deployed_through.unwrap_or_default(),
+        (Some(d), _) if d.permission_model == "SERVICE_MANAGED" => d.unit_ids.clone(),
+        _ => Vec::new(),
+    };
+    if d.is_some_and(|d| d.permission_model == "SERVICE_MANAGED") && units.is_empty() {
+        return Err(ApplyError::Inconsistent(format!(
+            "{}: the units of a service-managed stack set are not known yet; run apply again once they exist",
+            c.address
+        )));
+    }
     Ok(DesiredInstanceView {
         account,
         region,
         overrides,
         retain: c.hint == Some(Hint::RetainStacks),
+        units,
     })
 }
 
@@ -1145,8 +1183,9 @@ impl Ops<'_> {
         }
     }
 
-    /// UpdateStackSet to `d`; with `only`, just that instance is updated (AWS leaves the others
-    /// as they are), for a change no stack needs.
+    /// UpdateStackSet to `d`; with `only`, just that instance is updated, with the previous
+    /// template and parameters so AWS leaves the others as they are, for a change no stack
+    /// needs (the overrides tag).
     async fn update_stack_set(
         &self,
         d: &DesiredStackSet,
@@ -1161,21 +1200,28 @@ impl Ops<'_> {
                 .update_stack_set()
                 .stack_set_name(&d.name)
                 .set_description(d.description.clone())
-                .set_parameters(Some(parameters(&d.parameters)))
                 .set_capabilities(Some(capabilities(d)))
                 .set_tags(Some(stack_set_tags(d)))
                 .set_administration_role_arn(d.administration_role_arn.clone())
                 .set_execution_role_name(d.execution_role_name.clone())
                 .operation_preferences(preferences(&d.operation))
                 .operation_id(&op_id);
-            req = match template {
-                templates::Location::Body(b) => req.template_body(b),
-                templates::Location::Url(u) => req.template_url(u),
+            req = match (only, template) {
+                // Naming one instance: AWS marks every other instance OUTDATED when the
+                // template or the parameters are given (UpdateStackSet, Accounts), so neither
+                // is: the previous template, and parameters left as they are.
+                (Some((account, region)), _) => req
+                    .use_previous_template(true)
+                    .accounts(account)
+                    .regions(region),
+                (None, templates::Location::Body(b)) => req
+                    .template_body(b)
+                    .set_parameters(Some(parameters(&d.parameters))),
+                (None, templates::Location::Url(u)) => req
+                    .template_url(u)
+                    .set_parameters(Some(parameters(&d.parameters))),
             };
             req = req.set_auto_deployment(auto_deployment(d));
-            if let Some((account, region)) = only {
-                req = req.accounts(account).regions(region);
-            }
             req.send()
         };
         let mut retry = Backoff::new(self.polling);
@@ -1224,8 +1270,13 @@ impl Ops<'_> {
     /// Create, update or delete instances in one call; retries behind a running operation.
     async fn instances(&self, action: &str, b: &Batch) -> Result<String, AwsError> {
         let step = format!(
-            "{action}{}/{}/{}/{}",
+            "{action}{}/{}{}/{}/{}",
             if b.retain { "-retain" } else { "" },
+            if b.units.is_empty() {
+                String::new()
+            } else {
+                format!("{}:", b.units.join(","))
+            },
             b.accounts.join(","),
             b.regions.join(","),
             b.overrides
@@ -1237,12 +1288,30 @@ impl Ops<'_> {
         let op_id = self.op_id(&step);
         let mut retry = Backoff::new(self.polling);
         loop {
+            // Service-managed: the units, narrowed to exactly these accounts.
+            let (accounts, targets) = if b.units.is_empty() {
+                (Some(b.accounts.clone()), None)
+            } else {
+                (
+                    None,
+                    Some(
+                        aws_sdk_cloudformation::types::DeploymentTargets::builder()
+                            .set_organizational_unit_ids(Some(b.units.clone()))
+                            .set_accounts(Some(b.accounts.clone()))
+                            .account_filter_type(
+                                aws_sdk_cloudformation::types::AccountFilterType::Intersection,
+                            )
+                            .build(),
+                    ),
+                )
+            };
             let result = match action {
                 "CreateStackInstances" => self
                     .cfn
                     .create_stack_instances()
                     .stack_set_name(self.name)
-                    .set_accounts(Some(b.accounts.clone()))
+                    .set_accounts(accounts.clone())
+                    .set_deployment_targets(targets.clone())
                     .set_regions(Some(b.regions.clone()))
                     .set_parameter_overrides(
                         (!b.overrides.is_empty()).then(|| parameters(&b.overrides)),
@@ -1257,7 +1326,8 @@ impl Ops<'_> {
                     .cfn
                     .update_stack_instances()
                     .stack_set_name(self.name)
-                    .set_accounts(Some(b.accounts.clone()))
+                    .set_accounts(accounts.clone())
+                    .set_deployment_targets(targets.clone())
                     .set_regions(Some(b.regions.clone()))
                     .set_parameter_overrides(Some(parameters(&b.overrides)))
                     .set_operation_preferences(self.preferences.clone())
@@ -1270,7 +1340,8 @@ impl Ops<'_> {
                     .cfn
                     .delete_stack_instances()
                     .stack_set_name(self.name)
-                    .set_accounts(Some(b.accounts.clone()))
+                    .set_accounts(accounts.clone())
+                    .set_deployment_targets(targets.clone())
                     .set_regions(Some(b.regions.clone()))
                     .retain_stacks(b.retain)
                     .set_operation_preferences(self.preferences.clone())
@@ -1386,6 +1457,22 @@ impl Ops<'_> {
                 last = status.clone();
             }
             match status {
+                // Within a failure tolerance AWS reports success with instances failed: they
+                // are failures of this apply all the same (and OUTDATED for the next plan).
+                Some(S::Succeeded) if self.tolerates_failures() => {
+                    let instances = self.failed_instances(op_id).await.unwrap_or_default();
+                    if instances.is_empty() {
+                        return Ok(());
+                    }
+                    return Err(fail(
+                        format!(
+                            "operation {op_id} SUCCEEDED within its failure tolerance, but {} instance{} failed",
+                            instances.len(),
+                            if instances.len() == 1 { "" } else { "s" }
+                        ),
+                        instances,
+                    ));
+                }
                 Some(S::Succeeded) => return Ok(()),
                 Some(S::Failed | S::Stopped) => {
                     let instances = self.failed_instances(op_id).await.unwrap_or_default();
@@ -1406,6 +1493,14 @@ impl Ops<'_> {
                     .map_err(|e| fail(e.to_string(), Vec::new()))?,
             }
         }
+    }
+
+    /// Whether the operation preferences let an operation succeed with failed instances.
+    fn tolerates_failures(&self) -> bool {
+        self.preferences.as_ref().is_some_and(|p| {
+            p.failure_tolerance_count.is_some_and(|n| n > 0)
+                || p.failure_tolerance_percentage.is_some_and(|n| n > 0)
+        })
     }
 
     async fn failed_instances(&self, op_id: &str) -> Result<Vec<InstanceFailure>, AwsError> {

@@ -49,6 +49,29 @@ pub struct LiveState {
     /// Pipelines' artifact buckets that exist (possibly kept from a deleted pipeline).
     #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
     pub pipeline_buckets: std::collections::BTreeSet<String>,
+    /// Whether CloudFormation StackSets may act in AWS Organizations (trusted access), read
+    /// only when service-managed stack sets are, or may be, needed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack_sets_organizations_access: Option<bool>,
+    /// The stack holding the administration role estate bootstrapped (`None`: not read, or
+    /// absent; see `bootstrap_read`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub administration_stack: Option<LiveStack>,
+    /// Whether the bootstrap reads above were made.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bootstrap_read: bool,
+}
+
+/// A CloudFormation stack (not a stack set) estate created.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LiveStack {
+    pub name: String,
+    /// `CREATE_COMPLETE`, `ROLLBACK_COMPLETE`, …
+    pub status: String,
+    pub status_reason: Option<String>,
+    /// Output keys (not values: nothing here needs them).
+    pub outputs: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -145,6 +168,9 @@ pub struct LiveInstance {
     /// `CURRENT`, `OUTDATED` or `INOPERABLE`.
     pub status: String,
     pub status_reason: Option<String>,
+    /// Service-managed stack sets: the unit AWS deployed the instance through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
     /// Read only where the manifest gives overrides (one DescribeStackInstance each);
     /// `None` means not read.
     pub overrides: Option<BTreeMap<String, String>>,

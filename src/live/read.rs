@@ -27,6 +27,11 @@ pub struct ReadOptions {
     /// Pipelines, with the email of their tools account: their source bundles are listed in
     /// the artifact bucket there.
     pub pipelines: Vec<(String, String)>,
+    /// Read what bootstrapping stack-set roles needs: StackSets' trusted access and the
+    /// administration stack (one call each).
+    pub bootstrap: bool,
+    /// Read StackSets' trusted access (service-managed stack sets need it).
+    pub stack_sets_access: bool,
 }
 
 /// Digest tag of the overrides last applied to a stack set.
@@ -112,9 +117,24 @@ pub async fn read(aws: &Aws, opts: &ReadOptions) -> Result<LiveState, AwsError> 
         unmanaged_portfolios: Vec::new(),
         pipeline_sources: Default::default(),
         pipeline_buckets: Default::default(),
+        stack_sets_organizations_access: None,
+        administration_stack: None,
+        bootstrap_read: false,
     };
     read_portfolios(aws, opts, &mut state).await?;
     read_pipeline_sources(aws, opts, &mut state).await?;
+    if opts.bootstrap || opts.stack_sets_access {
+        state.stack_sets_organizations_access = Some(stack_sets_access(aws, opts).await?);
+    }
+    if opts.bootstrap {
+        state.bootstrap_read = true;
+        state.administration_stack = read_stack(
+            aws,
+            &opts.home_region,
+            &crate::bootstrap::administration_stack(&opts.estate),
+        )
+        .await?;
+    }
     tracing::info!(
         "live state: {} units, {} accounts, {} stack sets, {} portfolios",
         state.units.len(),
@@ -123,6 +143,79 @@ pub async fn read(aws: &Aws, opts: &ReadOptions) -> Result<LiveState, AwsError> 
         state.portfolios.len()
     );
     Ok(state)
+}
+
+/// Whether CloudFormation StackSets has trusted access to AWS Organizations
+/// (DescribeOrganizationsAccess).
+async fn stack_sets_access(aws: &Aws, opts: &ReadOptions) -> Result<bool, AwsError> {
+    let out = aws
+        .cloudformation(&opts.home_region)
+        .describe_organizations_access()
+        .send()
+        .await
+        .map_err(|e| AwsError::call("CloudFormation.DescribeOrganizationsAccess", e))?;
+    match out.status {
+        Some(aws_sdk_cloudformation::types::OrganizationStatus::Enabled) => Ok(true),
+        Some(
+            aws_sdk_cloudformation::types::OrganizationStatus::Disabled
+            | aws_sdk_cloudformation::types::OrganizationStatus::DisabledPermanently,
+        ) => Ok(false),
+        other => Err(AwsError::Call {
+            operation: "CloudFormation.DescribeOrganizationsAccess".into(),
+            code: None,
+            message: format!("an access status estate does not know: {other:?}"),
+        }),
+    }
+}
+
+/// One stack by name in the account estate runs as (DescribeStacks); `None` when AWS says it
+/// does not exist. A deleted stack is none either.
+pub(crate) async fn read_stack(
+    aws: &Aws,
+    region: &str,
+    name: &str,
+) -> Result<Option<LiveStack>, AwsError> {
+    let out = aws
+        .cloudformation(region)
+        .describe_stacks()
+        .stack_name(name)
+        .send()
+        .await;
+    let out = match out {
+        Ok(out) => out,
+        // AWS answers a missing stack with a ValidationError naming it.
+        Err(e)
+            if e.as_service_error()
+                .and_then(aws_smithy_types::error::metadata::ProvideErrorMetadata::message)
+                .is_some_and(|m| m.contains("does not exist")) =>
+        {
+            return Ok(None);
+        }
+        Err(e) => return Err(AwsError::call("CloudFormation.DescribeStacks", e)),
+    };
+    Ok(out
+        .stacks
+        .unwrap_or_default()
+        .into_iter()
+        .find(|s| {
+            s.stack_status
+                .as_ref()
+                .is_some_and(|st| st.as_str() != "DELETE_COMPLETE")
+        })
+        .map(|s| LiveStack {
+            name: name.to_string(),
+            status: s
+                .stack_status
+                .map(|st| st.as_str().to_string())
+                .unwrap_or_default(),
+            status_reason: s.stack_status_reason,
+            outputs: s
+                .outputs
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|o| o.output_key)
+                .collect(),
+        }))
 }
 
 /// The source bundles in each pipeline's artifact bucket (one paginated list per pipeline
@@ -462,6 +555,7 @@ async fn read_instances(
             region: i.region.unwrap_or_default(),
             status: i.status.map(|s| s.as_str().to_string()).unwrap_or_default(),
             status_reason: i.status_reason,
+            unit: i.organizational_unit_id,
             overrides: None,
             drift,
         });

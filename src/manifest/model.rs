@@ -75,6 +75,19 @@ pub struct EstateSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"))]
     pub template_bucket: Option<String>,
+    /// Who provides the roles self-managed stack sets need (the administration role where
+    /// estate runs, the execution role in every target account): `bootstrap` (estate creates
+    /// what is missing) or `existing` (the organization manages them).
+    #[serde(default)]
+    pub stack_set_roles: StackSetRoles,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StackSetRoles {
+    #[default]
+    Bootstrap,
+    Existing,
 }
 
 fn default_member_role() -> String {

@@ -128,6 +128,8 @@ pub struct DesiredStackSet {
     pub operation: OperationPreferences,
     /// Units targeted (service-managed stack sets deploy to units).
     pub units: Vec<String>,
+    /// Their ids, where they exist (service-managed stack sets only): what AWS is given.
+    pub unit_ids: Vec<String>,
     pub instances: Vec<DesiredInstance>,
     /// Stack sets of a later wave start once the earlier ones of their environment are done:
     /// a pipeline's tools part names, in its key, bucket and bus policies, roles the other
@@ -481,6 +483,22 @@ fn resolve_stack_set(
         }),
         operation,
         units: env.spec.targets.units.clone(),
+        unit_ids: if self_managed {
+            Vec::new()
+        } else {
+            env.spec
+                .targets
+                .units
+                .iter()
+                .filter_map(|u| {
+                    if u == "/" {
+                        Some(live.root_id.clone())
+                    } else {
+                        live.unit_by_path(u).map(|l| l.id.clone())
+                    }
+                })
+                .collect()
+        },
         instances,
         wave: 0,
     })
@@ -548,6 +566,7 @@ fn resolve_pipeline(
             auto_deployment: None,
             operation: OperationPreferences::default(),
             units: Vec::new(),
+            unit_ids: Vec::new(),
             instances: targets,
             wave,
         }

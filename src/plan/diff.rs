@@ -372,14 +372,19 @@ fn instance_json(d: &DesiredStackSet, i: &super::desired::DesiredInstance) -> Va
 }
 
 fn live_instance_json(stack_set: &str, i: &LiveInstance, sensitive: &BTreeSet<String>) -> Value {
-    json!({
+    let mut v = json!({
         "stackSet": stack_set,
         "account": i.account,
         "accountName": null,
         "region": i.region,
         "parameterOverrides": mask(&i.overrides.clone().unwrap_or_default(), sensitive),
         "status": i.status,
-    })
+    });
+    // A service-managed instance is removed through the unit AWS deployed it through.
+    if let Some(unit) = &i.unit {
+        v["organizationalUnitId"] = json!(unit);
+    }
+    v
 }
 
 fn mask(

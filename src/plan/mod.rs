@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod desired;
 pub mod diff;
 pub mod model;
+pub mod prerequisites;
 
 pub use desired::PlanError;
 pub use model::*;
@@ -49,7 +50,17 @@ pub fn read_options(m: &Manifest) -> ReadOptions {
             Some((p.name.clone(), tools.email.clone()))
         })
         .collect();
+    let self_managed =
+        m.stack_sets.iter().any(|s| {
+            s.spec.permission_model == crate::manifest::model::PermissionModel::SelfManaged
+        }) || !m.pipelines.is_empty();
+    let service_managed = m.stack_sets.iter().any(|s| {
+        s.spec.permission_model == crate::manifest::model::PermissionModel::ServiceManaged
+    });
     ReadOptions {
+        bootstrap: self_managed
+            && m.estate.spec.stack_set_roles == crate::manifest::model::StackSetRoles::Bootstrap,
+        stack_sets_access: service_managed,
         pipelines,
         estate: m.name().to_string(),
         home_region: m.estate.spec.home_region.clone(),
@@ -83,11 +94,17 @@ pub fn make(m: &Manifest, live: &LiveState, only: &[String]) -> Result<Plan, Pla
         m.name(),
         m.estate.spec.prune,
     );
+    // Prerequisites too: applied after the organization, before anything that needs them.
+    let (prerequisite_changes, prerequisite_findings) = prerequisites::diff(m, &desired, live);
     let org_end = changes
         .iter()
         .position(|c| c.environment.is_some())
         .unwrap_or(changes.len());
-    changes.splice(org_end..org_end, catalog_changes);
+    changes.splice(
+        org_end..org_end,
+        prerequisite_changes.into_iter().chain(catalog_changes),
+    );
+    findings.extend(prerequisite_findings);
     findings.extend(catalog_findings);
     Ok(Plan {
         format_version: FORMAT_VERSION,
@@ -136,9 +153,17 @@ pub fn drift_view(plan: &Plan) -> Plan {
         })
         .cloned()
         .collect();
+    // What the organization must provide is not drift: nothing moved.
+    let findings = plan
+        .findings
+        .iter()
+        .filter(|f| f.kind != FindingKind::Prerequisite)
+        .cloned()
+        .collect();
     Plan {
         summary: Plan::summarize(&changes),
         changes,
+        findings,
         ..plan.clone()
     }
 }

@@ -90,6 +90,8 @@ pub enum ResourceType {
     Principal,
     Share,
     Pipeline,
+    /// What stack sets need first: trusted access, the roles of self-managed stack sets.
+    Prerequisite,
 }
 
 impl ResourceType {
@@ -153,6 +155,8 @@ pub enum FindingKind {
     /// A manifest account AWS reports other than ACTIVE (pending activation, suspended,
     /// closing, closed): it takes no new instances.
     Inactive,
+    /// Something stack sets need that the organization provides (`stackSetRoles: existing`).
+    Prerequisite,
 }
 
 impl Plan {

@@ -230,6 +230,7 @@ pub(crate) fn finding_word(kind: FindingKind) -> &'static str {
         FindingKind::Unhealthy => "unhealthy",
         FindingKind::Drifted => "drifted",
         FindingKind::Inactive => "inactive",
+        FindingKind::Prerequisite => "prerequisite",
     }
 }
 

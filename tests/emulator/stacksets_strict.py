@@ -8,21 +8,20 @@ behind its back. Here, for an organization that opted in, the emulator behaves a
 CloudFormation API reference (APIReference/API_*.html) and the StackSets chapters of the
 CloudFormation User Guide say. Each rule cites its source.
 
-OFF unless opted in, so nothing else changes:
+ON by default (tests and demo run against AWS's behaviour). To get moto's back:
 
 - per organization: X-Amz-Target ``EstateEmulator.Configure`` with
-  ``{"ManagementAccount": id, "StrictStackSets": true}`` (stored as 1.0 in
-  ``organizations_strict.SETTINGS``; any account of that organization then gets these rules
-  for the stack sets it administers);
-- for every organization (and every standalone account): ``ESTATE_EMULATOR_STRICT_STACKSETS=1``
-  in the emulator's environment.
+  ``{"ManagementAccount": id, "StrictStackSets": false}`` (stored as 0.0 in
+  ``organizations_strict.SETTINGS``);
+- for every organization: ``ESTATE_EMULATOR_STRICT_STACKSETS=0`` in the emulator's
+  environment.
 
 Timings (per organization through Configure, defaults from the environment):
 
 - ``OperationPolls`` (``ESTATE_EMULATOR_OPERATION_POLLS``, default 2) and ``OperationSeconds``
   (``ESTATE_EMULATOR_OPERATION_SECONDS``, default 0.3): see rule 3.
 
-Rules (only for opted-in organizations):
+Rules:
 
 1. Self-managed permissions need two IAM roles (User Guide, "Grant self-managed
    permissions"): the administration role in the administrator account
@@ -226,9 +225,10 @@ def setting(account: str, name: str, default: float) -> float:
 
 
 def enabled(account: str) -> bool:
-    if os.environ.get("ESTATE_EMULATOR_STRICT_STACKSETS", "") == "1":
-        return True
-    return setting(account, "StrictStackSets", 0.0) != 0.0
+    """On by default, as AWS is; ESTATE_EMULATOR_STRICT_STACKSETS=0 (or Configure
+    StrictStackSets false for one organization) gives moto's lenient behaviour back."""
+    default = 0.0 if os.environ.get("ESTATE_EMULATOR_STRICT_STACKSETS", "1") == "0" else 1.0
+    return setting(account, "StrictStackSets", default) != 0.0
 
 
 def trusted_access(org: Any) -> bool:

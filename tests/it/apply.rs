@@ -62,8 +62,8 @@ async fn the_reference_example_applies_stage_by_stage_and_replans_empty() {
         .collect();
     assert_eq!(
         left,
-        ["production", "production"],
-        "only production is left"
+        ["-", "production", "production"],
+        "only production is left: its account's execution role, its stack set and instance"
     );
 
     // `--format json`: what was done, for machines.
@@ -77,6 +77,11 @@ async fn the_reference_example_applies_stage_by_stage_and_replans_empty() {
     assert_eq!(
         report["done"],
         serde_json::json!([
+            // Production's account gets the execution role first.
+            format!(
+                "prerequisite:execution-role/{}",
+                production_id(&account).await
+            ),
             "stackSet:model-execution-role-production",
             format!(
                 "stackInstance:model-execution-role-production/{}/us-east-1",
@@ -843,6 +848,18 @@ async fn independent_stack_sets_run_at_most_parallelism_at_once() {
             .await
             .unwrap();
         let p = plan::make(&m, &live, &[]).unwrap();
+        // What self-managed stack sets need in a fresh organization, first.
+        apply::prerequisites::prerequisites(
+            &aws,
+            &p,
+            &live,
+            m.name(),
+            "us-east-1",
+            crate::mocks::fast(),
+            &apply::Silent,
+        )
+        .await
+        .unwrap();
         let desired = plan::desired::resolve(&m, &live, &p.environments).unwrap();
         let opts = apply::Options {
             parallelism,

@@ -100,6 +100,7 @@ fn stack_set(
         auto_deployment: None,
         operation,
         units: Vec::new(),
+        unit_ids: Vec::new(),
         instances,
         wave: 0,
     }
@@ -195,6 +196,27 @@ fn succeeded_operations() -> Rule {
         .then_output(|| operation(StackSetOperationStatus::Succeeded))
 }
 
+/// ListStackSetOperationResults listing these (account, status, reason) results.
+fn operation_results(results: Vec<(String, &'static str, &'static str)>) -> Rule {
+    mock!(Cfn::list_stack_set_operation_results).then_output(move || {
+        aws_sdk_cloudformation::operation::list_stack_set_operation_results::ListStackSetOperationResultsOutput::builder()
+            .set_summaries(Some(
+                results
+                    .iter()
+                    .map(|(account, status, reason)| {
+                        aws_sdk_cloudformation::types::StackSetOperationResultSummary::builder()
+                            .account(account)
+                            .region(REGION)
+                            .status(aws_sdk_cloudformation::types::StackSetOperationResultStatus::from(*status))
+                            .status_reason(*reason)
+                            .build()
+                    })
+                    .collect(),
+            ))
+            .build()
+    })
+}
+
 fn in_progress() -> CreateStackInstancesError {
     let message = "Another Operation on StackSet base-dev is in progress";
     CreateStackInstancesError::OperationInProgressException(
@@ -271,6 +293,44 @@ fn assert_clean(report: &Report) {
 
 // ------------------------------------------------------------------ batching
 
+/// Within a failure tolerance AWS reports the operation SUCCEEDED although instances failed:
+/// those are failures of the apply, with AWS's reasons (and OUTDATED for the next plan).
+#[tokio::test]
+async fn instances_failed_within_the_tolerance_fail_the_apply() {
+    let prefs = OperationPreferences {
+        failure_tolerance_percentage: Some(50),
+        ..Default::default()
+    };
+    let instances = (0..2).map(|i| instance(&account(i), REGION, &[])).collect();
+    let desired = desired(vec![stack_set("base", "dev", prefs, instances)]);
+    let plan = plan_creating_instances(&["dev"], &desired);
+    let requests = Requests::default();
+    let reason = "Account 300000000001 should have 'AWSCloudFormationStackSetExecutionRole' role";
+    let aws = edge(&[
+        &create_instances(&requests),
+        &succeeded_operations(),
+        &operation_results(vec![
+            (account(0), "SUCCEEDED", ""),
+            (account(1), "FAILED", reason),
+        ]),
+    ]);
+
+    let report = apply::stack_sets(&aws, &plan, &desired, &options(), &apply::Silent).await;
+
+    let [failure] = report.failures.as_slice() else {
+        panic!("{:#?}", report.failures);
+    };
+    assert!(
+        failure
+            .message
+            .contains("SUCCEEDED within its failure tolerance, but 1 instance failed"),
+        "{}",
+        failure.message
+    );
+    assert_eq!(failure.instances.len(), 1);
+    assert_eq!(failure.instances[0].reason, reason);
+}
+
 #[tokio::test]
 async fn forty_new_instances_of_one_set_are_one_create_call() {
     let prefs = OperationPreferences {
@@ -284,12 +344,21 @@ async fn forty_new_instances_of_one_set_are_one_create_call() {
     let desired = desired(vec![stack_set("base", "dev", prefs, instances)]);
     let plan = plan_creating_instances(&["dev"], &desired);
     let requests = Requests::default();
-    let aws = edge(&[&create_instances(&requests), &succeeded_operations()]);
+    let aws = edge(&[
+        &create_instances(&requests),
+        &succeeded_operations(),
+        &operation_results(Vec::new()),
+    ]);
     let progress = Recorder::default();
 
     let report = apply::stack_sets(&aws, &plan, &desired, &options(), &progress).await;
 
     assert_clean(&report);
+    // With a failure tolerance, a SUCCEEDED operation may hide failed instances: looked at.
+    assert_eq!(
+        calls(&aws, "CloudFormation.ListStackSetOperationResults"),
+        1
+    );
     // Each instance is reported done as it is: a stop part-way counts them.
     assert_eq!(progress.done(), report.done);
     assert_eq!(calls(&aws, "CloudFormation.CreateStackInstances"), 1);
@@ -376,6 +445,7 @@ fn batches_group_accounts_by_region_set_and_overrides() {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         retain: false,
+        units: Vec::new(),
     };
     let (a, b, c, d) = (
         "111111111111",
@@ -1229,6 +1299,13 @@ fn recording_updates(calls: &Calls, instances_fail: bool) -> (Rule, Rule) {
             .iter()
             .find(|t| t.key() == Some("estate:overrides-sha256"))
             .map_or("(none)", |t| t.value().unwrap_or_default());
+        // Naming one instance with a template or parameters would make AWS mark every other
+        // instance OUTDATED: such a call must keep both.
+        if !req.accounts().is_empty() {
+            assert_eq!(req.use_previous_template(), Some(true));
+            assert!(req.template_body().is_none() && req.template_url().is_none());
+            assert!(req.parameters().is_empty(), "{:?}", req.parameters());
+        }
         c1.lock().unwrap().push(format!(
             "UpdateStackSet tag={tag} accounts={:?} regions={:?}",
             req.accounts(),

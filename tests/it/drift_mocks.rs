@@ -215,6 +215,7 @@ async fn drifted_resources_of_each_drifted_instance_are_listed_over_pages_withou
         region: "us-east-1".into(),
         status: "CURRENT".into(),
         status_reason: None,
+        unit: None,
         overrides: None,
         drift: drifted.then_some(InstanceDrift {
             last_checked: None,

@@ -46,6 +46,11 @@ pub fn endpoint() -> String {
     format!("http://127.0.0.1:{}", server().port)
 }
 
+/// The Python of the emulator's venv (for the emulator's own checks).
+pub fn python() -> PathBuf {
+    server().python.clone()
+}
+
 /// The emulator's log (its stderr): where to look when an AWS call misbehaves.
 pub fn log_path() -> &'static Path {
     &server().log

@@ -419,7 +419,10 @@ async fn a_tick_that_fails_part_way_reports_what_it_had_applied() {
     assert_eq!(code, 1, "{cycle}{err}");
     assert_eq!(cycle["outcome"], "failed", "{cycle}");
     assert_eq!(cycle["commit"], commit.as_str());
-    assert_eq!(cycle["applied"], 2, "both units were created: {cycle}");
+    assert_eq!(
+        cycle["applied"], 3,
+        "both units and the stack sets' administration role were created: {cycle}"
+    );
     assert!(
         cycle["message"]
             .as_str()

@@ -20,4 +20,5 @@ mod render;
 mod samples;
 mod sc_emulator;
 mod smoke;
+mod stacksets;
 mod validate;

@@ -72,8 +72,9 @@ async fn stack_resources(account: &TestAccount, id: &str, stack_set: &str) -> BT
         .stack_summaries()
         .iter()
         .find(|s| {
-            // moto names a stack set's stacks `StackSet:<set>` (AWS: `StackSet-<set>-<uuid>`).
-            s.stack_name() == Some(&format!("StackSet:{stack_set}"))
+            // AWS (and the strict emulator) names a stack set's stacks `StackSet-<set>-<uuid>`.
+            s.stack_name()
+                .is_some_and(|n| n.starts_with(&format!("StackSet-{stack_set}-")))
                 && s.stack_status()
                     .is_some_and(|st| st.as_str() != "DELETE_COMPLETE")
         })

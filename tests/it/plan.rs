@@ -14,15 +14,99 @@ pub(crate) fn example_copy() -> tempfile::TempDir {
     dir
 }
 
-/// The example without its portfolio, for tests that build live state by hand with the SDK.
+/// The example without its portfolio, for tests that build live state by hand with the SDK
+/// (the stack-set roles too: the organization provides them, `stackSetRoles: existing`).
 fn example_without_portfolio() -> tempfile::TempDir {
     let dir = example_copy();
     let estate = dir.path().join("estate.yaml");
     let text = std::fs::read_to_string(&estate)
         .unwrap()
-        .replace(", portfolios.yaml", "");
+        .replace(", portfolios.yaml", "")
+        .replace(
+            "  memberRole: OrganizationAccountAccessRole\n",
+            "  memberRole: OrganizationAccountAccessRole\n  stackSetRoles: existing\n",
+        );
+    assert!(text.contains("stackSetRoles: existing"));
     std::fs::write(estate, text).unwrap();
     dir
+}
+
+/// A stack from `template` in the account `config` acts in, waited for until complete.
+async fn stack_by_hand(config: &aws_config::SdkConfig, name: &str, template: &serde_json::Value) {
+    let cfn = aws_sdk_cloudformation::Client::new(config);
+    cfn.create_stack()
+        .stack_name(name)
+        .template_body(template.to_string())
+        .capabilities(aws_sdk_cloudformation::types::Capability::CapabilityNamedIam)
+        .send()
+        .await
+        .unwrap();
+    let status = cfn
+        .describe_stacks()
+        .stack_name(name)
+        .send()
+        .await
+        .unwrap()
+        .stacks()[0]
+        .stack_status()
+        .map(|s| s.as_str().to_string());
+    assert_eq!(status.as_deref(), Some("CREATE_COMPLETE"));
+}
+
+/// Waits until a stack-set operation ends, whatever its outcome; returns its status.
+async fn operation_ends(account: &TestAccount, stack_set: &str, operation: &str) -> String {
+    let cfn = aws_sdk_cloudformation::Client::new(&account.config);
+    for _ in 0..200 {
+        let status = cfn
+            .describe_stack_set_operation()
+            .stack_set_name(stack_set)
+            .operation_id(operation)
+            .send()
+            .await
+            .unwrap()
+            .stack_set_operation
+            .and_then(|o| o.status)
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default();
+        if !matches!(status.as_str(), "RUNNING" | "QUEUED" | "STOPPING") {
+            return status;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("operation {operation} on {stack_set} never ended");
+}
+
+/// Waits until a stack-set operation ends; it must succeed.
+pub(crate) async fn operation_succeeds(account: &TestAccount, stack_set: &str, operation: &str) {
+    let cfn = aws_sdk_cloudformation::Client::new(&account.config);
+    for _ in 0..200 {
+        let status = cfn
+            .describe_stack_set_operation()
+            .stack_set_name(stack_set)
+            .operation_id(operation)
+            .send()
+            .await
+            .unwrap()
+            .stack_set_operation
+            .and_then(|o| o.status)
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default();
+        match status.as_str() {
+            "SUCCEEDED" => return,
+            "RUNNING" | "QUEUED" => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            other => {
+                let results = cfn
+                    .list_stack_set_operation_results()
+                    .stack_set_name(stack_set)
+                    .operation_id(operation)
+                    .send()
+                    .await
+                    .unwrap();
+                panic!("operation {operation} on {stack_set}: {other}: {results:?}")
+            }
+        }
+    }
+    panic!("operation {operation} on {stack_set} never ended");
 }
 
 pub(crate) fn copy_dir(from: &Path, to: &Path) {
@@ -90,6 +174,12 @@ async fn a_fresh_organization_plans_the_reference_example() {
             "account:data-science",
             "account:staging",
             "account:production",
+            // What the self-managed stack sets need in a fresh organization.
+            "prerequisite:organizations-access",
+            "prerequisite:administration-role",
+            "prerequisite:execution-role",
+            "prerequisite:execution-role/production (known after apply)",
+            "prerequisite:execution-role/staging (known after apply)",
             // The contract's portfolio: 1 portfolio, 1 product with 1 version, 1 tag option
             // key with 2 values, 1 share and its recipient principal.
             "portfolio:data-scientists",
@@ -112,7 +202,7 @@ async fn a_fresh_organization_plans_the_reference_example() {
             .iter()
             .all(|c| c["action"] == "create")
     );
-    assert_eq!(plan["summary"]["create"], 19);
+    assert_eq!(plan["summary"]["create"], 24);
     assert_eq!(plan["formatVersion"], 1);
     assert_eq!(
         plan["environments"],
@@ -127,7 +217,7 @@ async fn a_fresh_organization_plans_the_reference_example() {
     assert_eq!(code, 2);
     assert!(
         text.trim_end()
-            .ends_with("Plan: 19 to create, 0 to update, 0 to delete.")
+            .ends_with("Plan: 24 to create, 0 to update, 0 to delete.")
     );
     insta::assert_snapshot!("plan-reference-text", stable(&text, &account));
 
@@ -164,8 +254,8 @@ async fn env_limits_stack_sets_but_keeps_organization_changes() {
             .iter()
             .filter(|c| c["environment"].is_null())
             .count(),
-        15,
-        "8 organization and 7 portfolio changes"
+        19,
+        "8 organization, 4 prerequisite (trusted access, the administration role, the execution-role stack set and its instance in staging) and 7 portfolio changes"
     );
     assert!(
         changes
@@ -216,6 +306,21 @@ async fn build_organization(account: &TestAccount) -> std::collections::BTreeMap
             .await
             .unwrap();
         ids.insert(name.to_string(), id);
+    }
+    // The roles self-managed stack sets need, made by hand as an organization would.
+    stack_by_hand(
+        &account.config,
+        "stackset-administration",
+        &estate::bootstrap::administration_template(false),
+    )
+    .await;
+    for id in ids.values() {
+        stack_by_hand(
+            &account.member(id).await,
+            "stackset-execution",
+            &estate::bootstrap::execution_template(&account.id),
+        )
+        .await;
     }
     ids.extend(units.into_iter().map(|(k, v)| (format!("unit:{k}"), v)));
     ids
@@ -331,13 +436,17 @@ async fn create_as_planned(
         .iter()
         .map(|i| i["after"]["account"].as_str().unwrap().to_string())
         .collect();
-    cfn.create_stack_instances()
+    let operation = cfn
+        .create_stack_instances()
         .stack_set_name(name)
         .set_accounts(Some(accounts))
         .regions("us-east-1")
         .send()
         .await
+        .unwrap()
+        .operation_id
         .unwrap();
+    operation_succeeds(account, name, &operation).await;
 }
 
 #[tokio::test]
@@ -425,14 +534,21 @@ async fn a_stack_set_parameter_changed_out_of_band_shows_as_drift() {
             }
         })
         .collect();
-    cfn.update_stack_set()
+    let operation = cfn
+        .update_stack_set()
         .stack_set_name("model-execution-role-staging")
         .use_previous_template(true)
         .set_parameters(Some(params))
         .capabilities(aws_sdk_cloudformation::types::Capability::CapabilityNamedIam)
         .send()
         .await
+        .unwrap()
+        .operation_id
         .unwrap();
+    // The console's update takes time on AWS too: drift is looked at once it is done. (It
+    // fails in the account on the emulator, whose IAM cannot rename a role in place: the
+    // instance is then OUTDATED as well, which the reason says.)
+    operation_ends(&account, "model-execution-role-staging", &operation).await;
     let (code, json, stderr) = run(&account, dir.path(), &["drift", ".", "--format", "json"]);
     assert_eq!(code, 2, "{stderr}");
     let drift: serde_json::Value = serde_json::from_str(&json).unwrap();
@@ -442,7 +558,13 @@ async fn a_stack_set_parameter_changed_out_of_band_shows_as_drift() {
         changes[0]["address"],
         "stackSet:model-execution-role-staging"
     );
-    assert_eq!(changes[0]["reason"], "changed: parameters EnvType");
+    assert!(
+        changes[0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("changed: parameters EnvType"),
+        "{json}"
+    );
     assert_eq!(changes[0]["before"]["parameters"]["EnvType"], "dev");
     assert_eq!(changes[0]["after"]["parameters"]["EnvType"], "staging");
     let (_, text, _) = run(&account, dir.path(), &["drift", "."]);

@@ -261,3 +261,23 @@ async fn organizations_answer_as_aws_does() {
         Some(AccountState::Suspended)
     );
 }
+
+/// The strict StackSets rules hold as tests/emulator/stacksets_strict.py documents them (its
+/// own check, which starts emulators of its own).
+#[test]
+fn the_strict_stack_set_rules_hold() {
+    let out = std::process::Command::new(emulator::python())
+        .arg(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/emulator/check_stacksets_strict.py"),
+        )
+        .env_remove("ESTATE_EMULATOR_STRICT_STACKSETS")
+        .output()
+        .expect("running the check");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,0 +1,299 @@
+//! Applying what stack sets need first, in order: StackSets' trusted access to AWS
+//! Organizations, the administration-role stack where estate runs, then the service-managed
+//! stack set that deploys the execution role and its instances in exactly the accounts that
+//! need it (one operation for all of them).
+
+use super::{ApplyError, Backoff, Done, Event, Ops, Polling, Progress};
+use crate::aws::{Aws, AwsError};
+use crate::bootstrap;
+use crate::live::{LiveState, TAG_MANAGED_BY};
+use crate::plan::prerequisites::{ADMINISTRATION, EXECUTION, ORGANIZATIONS_ACCESS};
+use crate::plan::{Action, Change, Plan, ResourceType};
+use aws_sdk_cloudformation::types::{
+    AccountFilterType, AutoDeployment, Capability, DeploymentTargets, PermissionModels, Tag,
+};
+
+/// How the stack-set roles were provided, for errors that should say how to opt out.
+const OPT_OUT: &str =
+    "if the organization already has these roles, set `stackSetRoles: existing` on the Estate";
+
+pub async fn prerequisites(
+    aws: &Aws,
+    plan: &Plan,
+    live: &LiveState,
+    estate: &str,
+    region: &str,
+    polling: Polling,
+    progress: &dyn Progress,
+) -> Result<Vec<String>, ApplyError> {
+    let mut done = Done::new(progress);
+    let changes: Vec<&Change> = plan
+        .changes
+        .iter()
+        .filter(|c| c.resource_type == ResourceType::Prerequisite)
+        .collect();
+    if changes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let cfn = aws.cloudformation(region);
+    let tags = || Tag::builder().key(TAG_MANAGED_BY).value(estate).build();
+
+    if let Some(c) = changes.iter().find(|c| c.address == ORGANIZATIONS_ACCESS) {
+        progress.event(Event::Started {
+            address: c.address.clone(),
+            what: "ActivateOrganizationsAccess".into(),
+        });
+        cfn.activate_organizations_access()
+            .send()
+            .await
+            .map_err(|e| AwsError::call("CloudFormation.ActivateOrganizationsAccess", e))?;
+        done.push(c.address.clone());
+    }
+
+    if let Some(c) = changes.iter().find(|c| c.address == ADMINISTRATION) {
+        let stack = bootstrap::administration_stack(estate);
+        let with_execution = c
+            .after
+            .as_ref()
+            .and_then(|a| a.get("executionRole"))
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
+        let body = bootstrap::administration_template(with_execution).to_string();
+        if c.action == Action::Replace {
+            progress.event(Event::Started {
+                address: c.address.clone(),
+                what: format!("DeleteStack {stack} (failed before)"),
+            });
+            cfn.delete_stack()
+                .stack_name(&stack)
+                .send()
+                .await
+                .map_err(|e| AwsError::call("CloudFormation.DeleteStack", e))?;
+            wait_for_stack(aws, region, &stack, polling, true).await?;
+        }
+        progress.event(Event::Started {
+            address: c.address.clone(),
+            what: format!(
+                "{} {stack}",
+                if c.action == Action::Update {
+                    "UpdateStack"
+                } else {
+                    "CreateStack"
+                }
+            ),
+        });
+        if c.action == Action::Update {
+            cfn.update_stack()
+                .stack_name(&stack)
+                .template_body(body)
+                .capabilities(Capability::CapabilityNamedIam)
+                .tags(tags())
+                .send()
+                .await
+                .map_err(|e| AwsError::call("CloudFormation.UpdateStack", e))?;
+        } else {
+            cfn.create_stack()
+                .stack_name(&stack)
+                .template_body(body)
+                .capabilities(Capability::CapabilityNamedIam)
+                .tags(tags())
+                .send()
+                .await
+                .map_err(|e| AwsError::call("CloudFormation.CreateStack", e))?;
+        }
+        wait_for_stack(aws, region, &stack, polling, false).await?;
+        done.push(c.address.clone());
+    }
+
+    let set = bootstrap::execution_stack_set(estate);
+    if let Some(c) = changes.iter().find(|c| c.address == EXECUTION) {
+        progress.event(Event::Started {
+            address: c.address.clone(),
+            what: format!("CreateStackSet {set} (service-managed)"),
+        });
+        let created = cfn
+            .create_stack_set()
+            .stack_set_name(&set)
+            .description("estate: the execution role self-managed stack sets deploy with")
+            .template_body(bootstrap::execution_template(live.caller()).to_string())
+            .permission_model(PermissionModels::ServiceManaged)
+            // estate deploys it to exactly the accounts that need it, never by itself.
+            .auto_deployment(AutoDeployment::builder().enabled(false).build())
+            .capabilities(Capability::CapabilityNamedIam)
+            .tags(tags())
+            .send()
+            .await;
+        match created {
+            Ok(_) => {}
+            // Created by an earlier, interrupted apply.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_name_already_exists_exception()) => {}
+            Err(e) => return Err(AwsError::call("CloudFormation.CreateStackSet", e).into()),
+        }
+        done.push(c.address.clone());
+    }
+
+    // Instances: one operation for all accounts created, one for all retried.
+    for action in [Action::Create, Action::Update] {
+        let wanted: Vec<&&Change> = changes
+            .iter()
+            .filter(|c| c.address.starts_with(&format!("{EXECUTION}/")) && c.action == action)
+            .collect();
+        if wanted.is_empty() {
+            continue;
+        }
+        let mut accounts = Vec::new();
+        for c in &wanted {
+            let id = c
+                .after
+                .as_ref()
+                .and_then(|a| a.get("account"))
+                .and_then(|v| v.as_str())
+                .ok_or_else(|| {
+                    ApplyError::Inconsistent(format!(
+                        "{}: the account is not known yet; run apply again once it exists",
+                        c.address
+                    ))
+                })?;
+            accounts.push(id.to_string());
+        }
+        accounts.sort();
+        let verb = if action == Action::Create {
+            "CreateStackInstances"
+        } else {
+            "UpdateStackInstances"
+        };
+        let ops = Ops {
+            cfn: &cfn,
+            name: &set,
+            fingerprint: &plan.fingerprint,
+            polling,
+            progress,
+            preferences: Some(
+                aws_sdk_cloudformation::types::StackSetOperationPreferences::builder()
+                    // Roles in every account at once; one account failing stops none other.
+                    .max_concurrent_percentage(100)
+                    .failure_tolerance_percentage(100)
+                    .build(),
+            ),
+        };
+        let step = format!("{verb}/{}", accounts.join(","));
+        let op_id = ops.op_id(&step);
+        progress.event(Event::Started {
+            address: EXECUTION.to_string(),
+            what: format!(
+                "{verb}: {} account{} (the execution role)",
+                accounts.len(),
+                if accounts.len() == 1 { "" } else { "s" }
+            ),
+        });
+        // The root, narrowed to these accounts: service-managed stack sets take units only.
+        let targets = DeploymentTargets::builder()
+            .organizational_unit_ids(&live.root_id)
+            .set_accounts(Some(accounts.clone()))
+            .account_filter_type(AccountFilterType::Intersection)
+            .build();
+        let mut retry = Backoff::new(polling);
+        loop {
+            let sent = if action == Action::Create {
+                cfn.create_stack_instances()
+                    .stack_set_name(&set)
+                    .deployment_targets(targets.clone())
+                    .regions(region)
+                    .set_operation_preferences(ops.preferences.clone())
+                    .operation_id(&op_id)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| AwsError::call("CloudFormation.CreateStackInstances", e))
+            } else {
+                cfn.update_stack_instances()
+                    .stack_set_name(&set)
+                    .deployment_targets(targets.clone())
+                    .regions(region)
+                    .set_operation_preferences(ops.preferences.clone())
+                    .operation_id(&op_id)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| AwsError::call("CloudFormation.UpdateStackInstances", e))
+            };
+            match sent {
+                Ok(()) => break,
+                Err(e) => match e.code() {
+                    Some("OperationIdAlreadyExistsException") => break,
+                    Some("OperationInProgressException") => {
+                        ops.wait_for_running(&mut retry).await?
+                    }
+                    _ => return Err(e.into()),
+                },
+            }
+        }
+        ops.wait(&op_id, verb).await.map_err(|f| {
+            let detail: Vec<String> = f
+                .instances
+                .iter()
+                .map(|i| format!("{} {}: {}", i.account, i.region, i.reason))
+                .collect();
+            ApplyError::Prerequisite {
+                what: format!("the execution role ({set})"),
+                reason: if detail.is_empty() {
+                    f.message
+                } else {
+                    format!("{}: {}", f.message, detail.join("; "))
+                },
+                hint: OPT_OUT.into(),
+            }
+        })?;
+        for c in wanted {
+            done.push(c.address.clone());
+        }
+    }
+    Ok(done.into_vec())
+}
+
+/// DescribeStacks until the stack is complete (or gone, when deleting); a failed or rolled
+/// back stack is reported with AWS's reason.
+async fn wait_for_stack(
+    aws: &Aws,
+    region: &str,
+    stack: &str,
+    polling: Polling,
+    deleting: bool,
+) -> Result<(), ApplyError> {
+    let mut wait = Backoff::new(polling);
+    loop {
+        let live = crate::live::read::read_stack(aws, region, stack).await?;
+        match live {
+            None if deleting => return Ok(()),
+            None => {
+                return Err(ApplyError::Inconsistent(format!(
+                    "stack {stack} vanished while being created"
+                )));
+            }
+            Some(s) if s.status.ends_with("_IN_PROGRESS") => {}
+            Some(s)
+                if !deleting
+                    && s.status.ends_with("_COMPLETE")
+                    && !s.status.contains("ROLLBACK") =>
+            {
+                return Ok(());
+            }
+            Some(s) => {
+                return Err(ApplyError::Prerequisite {
+                    what: format!("stack {stack}"),
+                    reason: format!(
+                        "{}{}",
+                        s.status,
+                        s.status_reason
+                            .map(|r| format!(": {r}"))
+                            .unwrap_or_default()
+                    ),
+                    hint: OPT_OUT.into(),
+                });
+            }
+        }
+        wait.sleep(&format!("stack {stack}")).await?;
+    }
+}

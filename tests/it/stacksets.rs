@@ -1,0 +1,260 @@
+//! StackSets as AWS runs them, on the strict emulator: the roles self-managed stack sets need
+//! bootstrapped in a fresh organization, service-managed stack sets deployed by unit, a failed
+//! instance retried once its cause is fixed.
+
+use crate::emulator::{TestAccount, management_account};
+use crate::plan::{example_copy, run};
+use serde_json::Value;
+use std::path::Path;
+
+fn apply(account: &TestAccount, dir: &Path, extra: &[&str]) -> (i32, String) {
+    let mut args = vec!["apply", ".", "--auto-approve"];
+    args.extend_from_slice(extra);
+    let (code, out, err) = run(account, dir, &args);
+    (code, format!("{out}{err}"))
+}
+
+fn plan_json(account: &TestAccount, dir: &Path) -> (i32, Value) {
+    let (code, out, err) = run(account, dir, &["plan", ".", "--format", "json"]);
+    assert!(code == 0 || code == 2, "plan exited {code}: {out}{err}");
+    (code, serde_json::from_str(&out).unwrap())
+}
+
+/// (action, address) of every change.
+fn changes(plan: &Value) -> Vec<(String, String)> {
+    plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["action"].as_str().unwrap().to_string(),
+                c["address"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// (account, status) of a stack set's instances.
+async fn instances(account: &TestAccount, set: &str) -> Vec<(String, String)> {
+    let cfn = aws_sdk_cloudformation::Client::new(&account.config);
+    let mut out: Vec<(String, String)> = cfn
+        .list_stack_instances()
+        .stack_set_name(set)
+        .send()
+        .await
+        .unwrap()
+        .summaries
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| {
+            (
+                s.account.unwrap_or_default(),
+                s.status.map(|x| x.as_str().to_string()).unwrap_or_default(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// A brand-new organization with nothing prepared: estate plans the stack-set roles, creates
+/// them before the first stack set that needs them, and the example converges.
+#[tokio::test]
+async fn a_fresh_organization_gets_the_roles_self_managed_stack_sets_need() {
+    let account = management_account().await;
+    let dir = example_copy();
+    let (code, plan) = plan_json(&account, dir.path());
+    assert_eq!(code, 2);
+    let prerequisites: Vec<(String, String)> = changes(&plan)
+        .into_iter()
+        .filter(|(_, a)| a.starts_with("prerequisite:"))
+        .collect();
+    assert_eq!(
+        prerequisites,
+        [
+            ("create", "prerequisite:organizations-access"),
+            ("create", "prerequisite:administration-role"),
+            ("create", "prerequisite:execution-role"),
+            (
+                "create",
+                "prerequisite:execution-role/production (known after apply)"
+            ),
+            (
+                "create",
+                "prerequisite:execution-role/staging (known after apply)"
+            ),
+        ]
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+    );
+
+    let (code, out) = apply(&account, dir.path(), &[]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = apply(&account, dir.path(), &["--env", "production"]);
+    assert_eq!(code, 0, "{out}");
+    let (code, plan) = plan_json(&account, dir.path());
+    assert_eq!(code, 0, "{plan}");
+
+    // The roles are where AWS needs them: the administration stack where estate runs, the
+    // execution role in exactly the target accounts (the strict emulator fails an instance
+    // whose account lacks it, so CURRENT instances prove it).
+    let cfn = aws_sdk_cloudformation::Client::new(&account.config);
+    let stack = cfn
+        .describe_stacks()
+        .stack_name("estate-ml-platform-stackset-administration")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        stack.stacks()[0].stack_status().map(|s| s.as_str()),
+        Some("CREATE_COMPLETE")
+    );
+    let ids = account.ids().await;
+    let mut targets = vec![
+        (ids["production"].clone(), "CURRENT".to_string()),
+        (ids["staging"].clone(), "CURRENT".to_string()),
+    ];
+    targets.sort();
+    assert_eq!(
+        instances(&account, "estate-ml-platform-stackset-execution").await,
+        targets
+    );
+    for set in [
+        "model-execution-role-staging",
+        "model-execution-role-production",
+    ] {
+        let all = instances(&account, set).await;
+        assert!(all.iter().all(|(_, s)| s == "CURRENT"), "{set}: {all:?}");
+    }
+}
+
+/// A manifest with a service-managed stack set over nested units, and optionally a
+/// self-managed one over every account with its failure tolerance at 100%.
+fn units_manifest(dir: &Path, existing_roles: bool) {
+    std::fs::write(
+        dir.join("estate.yaml"),
+        format!(
+            "apiVersion: estate/v1\nkind: Estate\nmetadata: {{name: units}}\nspec:\n  homeRegion: us-east-1\n  regions: [us-east-1]\n  promotion: [staging]\n{}  include: [docs.yaml]\n",
+            if existing_roles {
+                "  stackSetRoles: existing\n"
+            } else {
+                ""
+            }
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("marker.yaml"),
+        "AWSTemplateFormatVersion: \"2010-09-09\"\nResources:\n  Marker:\n    Type: AWS::SSM::Parameter\n    Properties:\n      Name: !Sub /units/${AWS::StackName}\n      Type: String\n      Value: here\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("docs.yaml"),
+        "apiVersion: estate/v1\nkind: Organization\nmetadata: {name: org}\nspec:\n  units:\n    - path: /ml\n    - path: /ml/staging\n    - path: /ml/staging/eu\n  accounts:\n    - {name: tools, email: tools@example.com, unit: /ml}\n    - {name: stage, email: stage@example.com, unit: /ml/staging}\n    - {name: stage-eu, email: stage-eu@example.com, unit: /ml/staging/eu}\n---\napiVersion: estate/v1\nkind: Environment\nmetadata: {name: staging}\nspec:\n  targets: {units: [/ml/staging]}\n---\napiVersion: estate/v1\nkind: StackSet\nmetadata: {name: guardrail}\nspec:\n  template: marker.yaml\n  environments: [staging]\n  permissionModel: service-managed\n  autoDeployment: {enabled: true, retainStacksOnAccountRemoval: false}\n",
+    )
+    .unwrap();
+}
+
+/// Service-managed stack sets deploy to units (AWS takes no account alone): estate plans the
+/// accounts AWS will reach, nested units included and the management account never, asks for
+/// trusted access first, and names the units, narrowed to exactly those accounts.
+#[tokio::test]
+async fn a_service_managed_stack_set_deploys_through_nested_units() {
+    let account = management_account().await;
+    let dir = tempfile::tempdir().unwrap();
+    units_manifest(dir.path(), false);
+    let (code, out, err) = run(&account, dir.path(), &["validate", "."]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    let (code, out) = apply(&account, dir.path(), &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("ActivateOrganizationsAccess"), "{out}");
+    let ids = account.ids().await;
+    let mut reached = vec![
+        (ids["stage"].clone(), "CURRENT".to_string()),
+        (ids["stage-eu"].clone(), "CURRENT".to_string()),
+    ];
+    reached.sort();
+    assert_eq!(instances(&account, "guardrail-staging").await, reached);
+    let (code, plan) = plan_json(&account, dir.path());
+    assert_eq!(code, 0, "{plan}");
+}
+
+/// An operation fails in one account (its execution role is missing); once the cause is fixed
+/// the next plan retries exactly that OUTDATED instance, and apply converges.
+#[tokio::test]
+async fn a_failed_instance_is_retried_once_its_cause_is_fixed() {
+    let account = management_account().await;
+    let dir = tempfile::tempdir().unwrap();
+    units_manifest(dir.path(), true);
+    std::fs::write(
+        dir.path().join("roles.yaml"),
+        "apiVersion: estate/v1\nkind: StackSet\nmetadata: {name: baseline}\nspec:\n  template: marker.yaml\n  environments: [staging]\n  operation: {maxConcurrentPercentage: 100, failureTolerancePercentage: 100}\n",
+    )
+    .unwrap();
+    let estate = dir.path().join("estate.yaml");
+    let text = std::fs::read_to_string(&estate)
+        .unwrap()
+        .replace("[docs.yaml]", "[docs.yaml, roles.yaml]");
+    std::fs::write(&estate, text).unwrap();
+    // The organization: its accounts, with the roles made by hand in all but one.
+    let (code, out) = apply(&account, dir.path(), &["--env", "staging"]);
+    assert_ne!(code, 0, "no administration role yet: {out}");
+    let ids = account.ids().await;
+    stack_by_hand(
+        &account.config,
+        &estate::bootstrap::administration_template(false),
+    )
+    .await;
+    stack_by_hand(
+        &account.member(&ids["stage"]).await,
+        &estate::bootstrap::execution_template(&account.id),
+    )
+    .await;
+
+    let (code, out) = apply(&account, dir.path(), &[]);
+    assert_eq!(code, 1, "an instance failed: {out}");
+    assert!(
+        out.contains("should have 'AWSCloudFormationStackSetExecutionRole' role"),
+        "AWS's reason is shown: {out}"
+    );
+    let eu = ids["stage-eu"].clone();
+    let live = instances(&account, "baseline-staging").await;
+    assert!(
+        live.contains(&(eu.clone(), "OUTDATED".to_string())),
+        "{live:?}"
+    );
+
+    // The cause fixed, the plan retries exactly the OUTDATED instance.
+    stack_by_hand(
+        &account.member(&eu).await,
+        &estate::bootstrap::execution_template(&account.id),
+    )
+    .await;
+    let (code, plan) = plan_json(&account, dir.path());
+    assert_eq!(code, 2);
+    assert_eq!(
+        changes(&plan),
+        [(
+            "update".to_string(),
+            format!("stackInstance:baseline-staging/{eu}/us-east-1")
+        )]
+    );
+    let (code, out) = apply(&account, dir.path(), &[]);
+    assert_eq!(code, 0, "{out}");
+    let (code, plan) = plan_json(&account, dir.path());
+    assert_eq!(code, 0, "{plan}");
+}
+
+/// A stack made by hand in the account `config` acts in (the roles an organization that
+/// manages them itself would have), waited for until complete.
+async fn stack_by_hand(config: &aws_config::SdkConfig, template: &Value) {
+    let cfn = aws_sdk_cloudformation::Client::new(config);
+    cfn.create_stack()
+        .stack_name("stackset-roles-by-hand")
+        .template_body(template.to_string())
+        .capabilities(aws_sdk_cloudformation::types::Capability::CapabilityNamedIam)
+        .send()
+        .await
+        .unwrap();
+}
