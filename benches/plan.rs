@@ -102,6 +102,7 @@ fn live(m: &manifest::Manifest, missing_every: usize) -> LiveState {
                 unit: None,
                 overrides: None,
                 drift: None,
+                last_operation: None,
             })
             .collect();
         live.stack_sets.insert(

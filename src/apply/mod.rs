@@ -931,7 +931,14 @@ async fn apply_stack_set<'p>(
     // Replace: AWS cannot change the permission model in place; delete everything, recreate.
     if set_action == Some(Action::Replace) || set_action == Some(Action::Delete) {
         let live_instances: Vec<(String, DesiredInstanceView)> = instance_changes(Action::Delete)?;
-        run_batches(&ops, "DeleteStackInstances", &live_instances, &mut outcome).await?;
+        run_batches(
+            &ops,
+            "DeleteStackInstances",
+            &live_instances,
+            &mut outcome,
+            true,
+        )
+        .await?;
         ops.delete_stack_set()
             .await
             .map_err(|e| fail("DeleteStackSet", e.to_string(), Vec::new()))?;
@@ -999,11 +1006,15 @@ async fn apply_stack_set<'p>(
     }
     if set_action != Some(Action::Replace) && set_action != Some(Action::Delete) {
         let deletes = instance_changes(Action::Delete)?;
-        run_batches(&ops, "DeleteStackInstances", &deletes, &mut outcome).await?;
+        run_batches(&ops, "DeleteStackInstances", &deletes, &mut outcome, true).await?;
     }
+    // Instances whose stack is gone: removed (nothing to delete, RetainStacks), created again.
+    let replaced = instance_changes(Action::Replace)?;
+    run_batches(&ops, "DeleteStackInstances", &replaced, &mut outcome, false).await?;
+    run_batches(&ops, "CreateStackInstances", &replaced, &mut outcome, true).await?;
     let creates = instance_changes(Action::Create)?;
-    run_batches(&ops, "CreateStackInstances", &creates, &mut outcome).await?;
-    run_batches(&ops, "UpdateStackInstances", &updates, &mut outcome).await?;
+    run_batches(&ops, "CreateStackInstances", &creates, &mut outcome, true).await?;
+    run_batches(&ops, "UpdateStackInstances", &updates, &mut outcome, true).await?;
     if let (true, Some(d), Some(location), Some((_, first))) =
         (digest_moves, d, &template, updates.first())
     {
@@ -1028,11 +1039,14 @@ async fn apply_stack_set<'p>(
     Ok(outcome)
 }
 
+/// One operation per batch, each waited for; `finishes`: the batch completes its changes
+/// (not so the first half of a replacement).
 async fn run_batches(
     ops: &Ops<'_>,
     action: &str,
     instances: &[(String, DesiredInstanceView)],
     outcome: &mut StackSetOutcome<'_>,
+    finishes: bool,
 ) -> Result<(), StepFailure> {
     let refs: Vec<(String, &DesiredInstanceView)> =
         instances.iter().map(|(a, v)| (a.clone(), v)).collect();
@@ -1058,8 +1072,10 @@ async fn run_batches(
             })?;
         outcome.operations.push(op.clone());
         ops.wait(&op, action).await?;
-        for address in batch.addresses {
-            outcome.done.push(address);
+        if finishes {
+            for address in batch.addresses {
+                outcome.done.push(address);
+            }
         }
     }
     Ok(())

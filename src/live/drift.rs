@@ -166,57 +166,73 @@ pub async fn refresh(
             let Some(drift) = instance.drift.as_mut() else {
                 continue;
             };
-            let mut found = Vec::new();
-            let mut token = None;
-            loop {
-                let _permit = aws.read_permit().await;
-                let out = cfn
-                    .list_stack_instance_resource_drifts()
-                    .stack_set_name(name)
-                    .stack_instance_account(&instance.account)
-                    .stack_instance_region(&instance.region)
-                    .operation_id(op)
-                    .stack_instance_resource_drift_statuses(StackResourceDriftStatus::Modified)
-                    .stack_instance_resource_drift_statuses(StackResourceDriftStatus::Deleted)
-                    .set_next_token(token)
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        AwsError::call("CloudFormation.ListStackInstanceResourceDrifts", e)
-                    })?;
-                for r in out.summaries.unwrap_or_default() {
-                    found.push(ResourceDrift {
-                        logical_id: r.logical_resource_id.unwrap_or_default(),
-                        resource_type: r.resource_type.unwrap_or_default(),
-                        status: r
-                            .stack_resource_drift_status
-                            .as_ref()
-                            .map_or("UNKNOWN", |s| s.as_str())
-                            .to_string(),
-                        differences: r
-                            .property_differences
-                            .unwrap_or_default()
-                            .into_iter()
-                            .map(|p| {
-                                format!(
-                                    "{} {}",
-                                    p.property_path.unwrap_or_default(),
-                                    p.difference_type
-                                        .as_ref()
-                                        .map_or("DIFFERENT", |t| t.as_str())
-                                )
-                            })
-                            .collect(),
-                    });
-                }
-                token = out.next_token;
-                if token.is_none() {
-                    break;
-                }
+            drift.resources = Some(
+                resource_drifts(aws, &cfn, name, &instance.account, &instance.region, op).await?,
+            );
+            if instance.last_operation.as_deref() == Some(op.as_str()) {
+                drift.operation = Some(op.clone());
             }
-            found.sort_by(|a, b| a.logical_id.cmp(&b.logical_id));
-            drift.resources = Some(found);
         }
     }
     Ok(())
+}
+
+/// The resources of one instance's stack that a detection found changed or deleted
+/// (ListStackInstanceResourceDrifts, every page), sorted by logical id.
+pub(crate) async fn resource_drifts(
+    aws: &Aws,
+    cfn: &aws_sdk_cloudformation::Client,
+    name: &str,
+    account: &str,
+    region: &str,
+    op: &str,
+) -> Result<Vec<ResourceDrift>, AwsError> {
+    let mut found = Vec::new();
+    let mut token = None;
+    loop {
+        let _permit = aws.read_permit().await;
+        let out = cfn
+            .list_stack_instance_resource_drifts()
+            .stack_set_name(name)
+            .stack_instance_account(account)
+            .stack_instance_region(region)
+            .operation_id(op)
+            .stack_instance_resource_drift_statuses(StackResourceDriftStatus::Modified)
+            .stack_instance_resource_drift_statuses(StackResourceDriftStatus::Deleted)
+            .set_next_token(token)
+            .send()
+            .await
+            .map_err(|e| AwsError::call("CloudFormation.ListStackInstanceResourceDrifts", e))?;
+        for r in out.summaries.unwrap_or_default() {
+            found.push(ResourceDrift {
+                logical_id: r.logical_resource_id.unwrap_or_default(),
+                resource_type: r.resource_type.unwrap_or_default(),
+                status: r
+                    .stack_resource_drift_status
+                    .as_ref()
+                    .map_or("UNKNOWN", |s| s.as_str())
+                    .to_string(),
+                differences: r
+                    .property_differences
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|p| {
+                        format!(
+                            "{} {}",
+                            p.property_path.unwrap_or_default(),
+                            p.difference_type
+                                .as_ref()
+                                .map_or("DIFFERENT", |t| t.as_str())
+                        )
+                    })
+                    .collect(),
+            });
+        }
+        token = out.next_token;
+        if token.is_none() {
+            break;
+        }
+    }
+    found.sort_by(|a, b| a.logical_id.cmp(&b.logical_id));
+    Ok(found)
 }

@@ -177,6 +177,9 @@ pub struct LiveInstance {
     /// Set when the last drift detection found the instance's stack DRIFTED.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift: Option<InstanceDrift>,
+    /// The last stack-set operation on the instance (a drift detection is one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_operation: Option<String>,
 }
 
 /// What drift detection (DetectStackSetDrift) last found in one instance's stack.
@@ -187,6 +190,21 @@ pub struct InstanceDrift {
     pub last_checked: Option<String>,
     /// The resources that differ; `None` when not read (no detection in this run).
     pub resources: Option<Vec<ResourceDrift>>,
+    /// The detection's operation, when it is still the last operation on the instance: its
+    /// result is then the latest word on the stack (nothing has deployed to it since).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
+}
+
+impl InstanceDrift {
+    /// The latest detection found the instance's stack gone: every resource DELETED.
+    pub fn stack_deleted(&self) -> bool {
+        self.operation.is_some()
+            && self
+                .resources
+                .as_ref()
+                .is_some_and(|r| !r.is_empty() && r.iter().all(|d| d.status == "DELETED"))
+    }
 }
 
 /// One resource of a stack changed (or deleted) outside CloudFormation.
@@ -233,6 +251,8 @@ impl LiveState {
         for set in acted_on.stack_sets.values_mut() {
             for i in set.instances.iter_mut().flatten() {
                 i.drift = None;
+                // A detection is an operation too: it must not make a saved plan stale.
+                i.last_operation = None;
             }
         }
         let json = serde_json::to_vec(&acted_on).expect("live state serializes");

@@ -513,8 +513,56 @@ pub(crate) fn instance_drift(
         super::InstanceDrift {
             last_checked: i.last_drift_check_timestamp.map(|t| t.to_string()),
             resources: None,
+            operation: None,
         }
     })
+}
+
+/// For DRIFTED instances whose last operation is the drift detection itself (nothing has
+/// deployed to them since), what it found: one DescribeStackSetOperation per such operation
+/// and one ListStackInstanceResourceDrifts per such instance; nothing when none drifted.
+/// A stack found deleted this way is restored by the next apply.
+async fn latest_drift(
+    aws: &Aws,
+    cfn: &aws_sdk_cloudformation::Client,
+    name: &str,
+    instances: &mut [LiveInstance],
+) -> Result<(), AwsError> {
+    let mut detections: BTreeMap<String, bool> = BTreeMap::new();
+    for i in instances.iter() {
+        if let (Some(_), Some(op)) = (&i.drift, &i.last_operation) {
+            detections.entry(op.clone()).or_default();
+        }
+    }
+    for (op, is_detection) in detections.iter_mut() {
+        let _permit = aws.read_permit().await;
+        let out = cfn
+            .describe_stack_set_operation()
+            .stack_set_name(name)
+            .operation_id(op)
+            .send()
+            .await
+            .map_err(|e| AwsError::call("CloudFormation.DescribeStackSetOperation", e))?;
+        *is_detection = out.stack_set_operation.is_some_and(|o| {
+            o.action == Some(aws_sdk_cloudformation::types::StackSetOperationAction::DetectDrift)
+        });
+    }
+    for i in instances.iter_mut() {
+        let Some(op) = i
+            .last_operation
+            .clone()
+            .filter(|op| detections.get(op) == Some(&true))
+        else {
+            continue;
+        };
+        let found =
+            super::drift::resource_drifts(aws, cfn, name, &i.account, &i.region, &op).await?;
+        if let Some(drift) = i.drift.as_mut() {
+            drift.resources = Some(found);
+            drift.operation = Some(op);
+        }
+    }
+    Ok(())
 }
 
 /// Digest of "no overrides": what a stack set without the tag is taken to have.
@@ -558,9 +606,11 @@ async fn read_instances(
             unit: i.organizational_unit_id,
             overrides: None,
             drift,
+            last_operation: i.last_operation_id,
         });
     }
     instances.sort_by(|a, b| (&a.account, &a.region).cmp(&(&b.account, &b.region)));
+    latest_drift(aws, cfn, name, &mut instances).await?;
     if describe_each {
         let described = try_join_all(instances.iter().map(|i| async {
             let _permit = aws.read_permit().await;

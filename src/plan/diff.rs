@@ -657,7 +657,36 @@ fn update_stack_set(
                     .overrides
                     .as_ref()
                     .and_then(|o| overrides_differ(o, &i.overrides, &sensitive));
-                if let Some(reason) = reason {
+                let stack_deleted = li.drift.as_ref().is_some_and(|d| d.stack_deleted());
+                if stack_deleted {
+                    // Deleted inside the account: the instance is removed (there is no stack
+                    // to delete, so none is) and created again, whatever an update would do
+                    // with a stack that is gone.
+                    let mut before = live_instance_json(&d.name, li, &sensitive);
+                    before["accountName"] = json!(i.account.name);
+                    if let Value::Object(o) = &mut before {
+                        o.remove("status");
+                    }
+                    let mut c = instance_change(
+                        &d.name,
+                        &d.environment,
+                        Action::Replace,
+                        &key.0,
+                        &i.region,
+                        format!(
+                            "its stack was deleted outside CloudFormation (drift detection{}): the instance is created again",
+                            li.drift
+                                .as_ref()
+                                .and_then(|d| d.last_checked.as_deref())
+                                .map(|t| format!(" at {t}"))
+                                .unwrap_or_default()
+                        ),
+                        Some(before),
+                        Some(instance_json(d, i)),
+                    );
+                    c.hint = Some(Hint::RetainStacks);
+                    instance_changes.push(c);
+                } else if let Some(reason) = reason {
                     // Shown against the manifest's instance: the same account (live does not
                     // know its manifest name) and no status, which the manifest has no say in.
                     let mut before = live_instance_json(&d.name, li, &sensitive);

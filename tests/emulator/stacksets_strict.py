@@ -126,7 +126,9 @@ Rules:
    The docs do not say what AWS reports when the whole stack is gone; this is the model the
    project asked for. An instance without a stack, or whose execution role is missing, is a
    FAILED result of the detection and keeps its drift status. DescribeStackSet then carries
-   StackSetDriftDetectionDetails.
+   StackSetDriftDetectionDetails. Every operation sets its instances' LastOperationId
+   (StackInstanceSummary: "The last unique ID of a StackSet operation performed on a stack
+   instance"), so a reader can tell whether a drift result is still the latest word.
 
 Test hook: X-Amz-Target ``EstateEmulator.DeleteStackInMember`` with
 ``{"ManagementAccount", "StackSetName", "Account", "Region"}`` (optional
@@ -611,6 +613,11 @@ class Operation:
             getattr(self, "_run_" + self.action.lower())(t, instance)
         except Exception as e:  # an emulator defect must not stop the other instances
             self._fail(t, f"{type(e).__name__}: {e}", instance_at(s, t.account, t.region))
+        # StackInstanceSummary.LastOperationId: "The last unique ID of a StackSet operation
+        # performed on a stack instance" (drift detection included).
+        after = instance_at(s, t.account, t.region)
+        if after is not None:
+            after.estate_last_operation = self.record.get("OperationId")
 
     def _run_create(self, t: Target, instance: Any) -> None:
         if instance is None:  # removed meanwhile
@@ -1320,6 +1327,9 @@ def install(route: Callable[[str], Callable[[Any], Any]]) -> None:
         else:
             summary["StackId"] = stack.stack_id
         summary["Status"] = getattr(self, "estate_status", None) or "CURRENT"
+        last = getattr(self, "estate_last_operation", None)
+        if last:
+            summary["LastOperationId"] = last
         summary["StackInstanceStatus"] = {
             "DetailedStatus": getattr(self, "estate_detailed", None) or "SUCCEEDED"
         }

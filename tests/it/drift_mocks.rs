@@ -220,7 +220,9 @@ async fn drifted_resources_of_each_drifted_instance_are_listed_over_pages_withou
         drift: drifted.then_some(InstanceDrift {
             last_checked: None,
             resources: None,
+            operation: None,
         }),
+        last_operation: None,
     };
     let mut state = LiveState {
         stack_sets: BTreeMap::from([(

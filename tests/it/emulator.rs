@@ -139,11 +139,17 @@ impl TestAccount {
     /// Changes the strict emulator's timings for this organization only (seconds a creation
     /// stays IN_PROGRESS, polls it needs, seconds a new account refuses AssumeRole).
     pub fn configure_emulator(&self, settings: serde_json::Value) {
-        let mut body = settings;
+        self.emulator_call("EstateEmulator.Configure", settings);
+    }
+
+    /// One of the emulator's own calls (`EstateEmulator.*`) for this organization, as a test
+    /// hook: what someone could do in AWS outside estate (e.g. delete a stack in a member).
+    pub fn emulator_call(&self, target: &str, body: serde_json::Value) {
+        let mut body = body;
         body["ManagementAccount"] = serde_json::json!(self.id);
         let body = body.to_string();
         let request = format!(
-            "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Amz-Target: EstateEmulator.Configure\r\n\
+            "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Amz-Target: {target}\r\n\
              Content-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\n\
              Connection: close\r\n\r\n{body}",
             body.len()

@@ -258,3 +258,77 @@ async fn stack_by_hand(config: &aws_config::SdkConfig, template: &Value) {
         .await
         .unwrap();
 }
+
+/// A stack deleted by hand inside a member account: drift detection finds its instance
+/// DRIFTED, every resource DELETED, and `drift` reports it (exit 2); the next plan, from that
+/// latest detection, creates the instance again, apply restores it, and all is clean after.
+#[tokio::test]
+async fn a_stack_deleted_in_a_member_account_is_drift_and_apply_restores_it() {
+    let account = management_account().await;
+    let dir = example_copy();
+    let (code, out) = apply(&account, dir.path(), &[]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out, err) = run(&account, dir.path(), &["drift", "."]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    let staging = account.ids().await["staging"].clone();
+    account.emulator_call(
+        "EstateEmulator.DeleteStackInMember",
+        serde_json::json!({
+            "StackSetName": "model-execution-role-staging",
+            "Account": staging,
+            "Region": "us-east-1",
+        }),
+    );
+    let (code, json, err) = run(&account, dir.path(), &["drift", ".", "--format", "json"]);
+    assert_eq!(code, 2, "{json}{err}");
+    let drift: Value = serde_json::from_str(&json).unwrap();
+    let finding = drift["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "drifted")
+        .unwrap_or_else(|| panic!("{json}"));
+    assert_eq!(
+        finding["address"],
+        format!("stackInstance:model-execution-role-staging/{staging}/us-east-1")
+    );
+    assert!(
+        finding["message"].as_str().unwrap().contains("DELETED"),
+        "{finding}"
+    );
+
+    let address = format!("stackInstance:model-execution-role-staging/{staging}/us-east-1");
+    let (code, plan) = plan_json(&account, dir.path());
+    assert_eq!(code, 2);
+    let restore = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["address"] == address.as_str())
+        .unwrap_or_else(|| panic!("{plan}"));
+    assert_eq!(restore["action"], "replace");
+    assert_eq!(restore["hint"], "retainStacks");
+    assert!(
+        restore["reason"]
+            .as_str()
+            .unwrap()
+            .contains("deleted outside CloudFormation"),
+        "{restore}"
+    );
+    let (code, out) = apply(&account, dir.path(), &[]);
+    assert_eq!(code, 0, "{out}");
+    // Production (approval: manual) was never applied here: dev and staging are clean.
+    let (code, out, err) = run(
+        &account,
+        dir.path(),
+        &["plan", ".", "--env", "dev", "--env", "staging"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = run(&account, dir.path(), &["drift", "."]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        instances(&account, "model-execution-role-staging").await,
+        [(staging, "CURRENT".to_string())]
+    );
+}
