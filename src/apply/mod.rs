@@ -397,16 +397,24 @@ async fn creation_requests(
     Ok(out)
 }
 
-/// The email of an account (DescribeAccount).
+/// The email of an account (DescribeAccount); `None` for one no longer in the organization.
 async fn email_of(aws: &Aws, id: &str) -> Result<Option<String>, AwsError> {
     let out = aws
         .organizations()
         .describe_account()
         .account_id(id)
         .send()
-        .await
-        .map_err(|e| AwsError::call("Organizations.DescribeAccount", e))?;
-    Ok(out.account.and_then(|a| a.email))
+        .await;
+    match out {
+        Ok(out) => Ok(out.account.and_then(|a| a.email)),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_account_not_found_exception()) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(AwsError::call("Organizations.DescribeAccount", e)),
+    }
 }
 
 /// Creates one account (no earlier request considered) and waits until it SUCCEEDED.
@@ -486,10 +494,19 @@ async fn find_or_create_account(
                     .expect("key and value are set"),
             )
             .send()
-            .await
-            .map_err(|e| AwsError::call("Organizations.CreateAccount", e));
+            .await;
+        // AWS says "too many in progress" in the exception's Reason, not its message.
+        let rate_limited = result.as_ref().err().and_then(|e| e.as_service_error()).is_some_and(|e| {
+            matches!(
+                e,
+                aws_sdk_organizations::operation::create_account::CreateAccountError::ConstraintViolationException(c)
+                    if c.reason == Some(aws_sdk_organizations::types::ConstraintViolationExceptionReason::AccountCreationRateLimitExceeded)
+            )
+        });
+        let result = result.map_err(|e| AwsError::call("Organizations.CreateAccount", e));
         match result {
             Ok(out) => break out,
+            Err(_) if rate_limited => wait.sleep(&format!("creating account {}", a.name)).await?,
             Err(e) if try_again_later(&e) => {
                 wait.sleep(&format!("creating account {}", a.name)).await?
             }
@@ -768,6 +785,8 @@ pub struct Batch {
     pub retain: bool,
     /// Service-managed stack sets: the units AWS is given, narrowed to `accounts`.
     pub units: Vec<String>,
+    /// Retries: the operations they follow, so each attempt has an operation id of its own.
+    pub since: Vec<String>,
     pub addresses: Vec<String>,
 }
 
@@ -795,6 +814,10 @@ pub fn batches(instances: &[(String, &DesiredInstanceView)]) -> Vec<Batch> {
     }
     type Key = (BTreeMap<String, String>, bool, Vec<String>, Vec<String>);
     let mut groups: BTreeMap<Key, Batch> = BTreeMap::new();
+    let since: BTreeMap<&str, &str> = instances
+        .iter()
+        .filter_map(|(_, i)| Some((i.account.as_str(), i.since.as_deref()?)))
+        .collect();
     for (Overrides(overrides, retain, units, account), (regions, addresses)) in by_account {
         let regions: Vec<String> = regions.into_iter().collect();
         let batch = groups
@@ -805,10 +828,18 @@ pub fn batches(instances: &[(String, &DesiredInstanceView)]) -> Vec<Batch> {
                 overrides,
                 retain,
                 units,
+                since: Vec::new(),
                 addresses: Vec::new(),
             });
+        if let Some(op) = since.get(account.as_str()) {
+            batch.since.push(op.to_string());
+        }
         batch.accounts.push(account);
         batch.addresses.extend(addresses);
+    }
+    for b in groups.values_mut() {
+        b.since.sort();
+        b.since.dedup();
     }
     groups.into_values().collect()
 }
@@ -823,6 +854,8 @@ pub struct DesiredInstanceView {
     pub retain: bool,
     /// Service-managed stack sets: the units to name (AWS takes no account alone).
     pub units: Vec<String>,
+    /// A retry: the operation it follows (part of its operation id).
+    pub since: Option<String>,
 }
 
 fn instance_view(
@@ -879,6 +912,12 @@ fn instance_view(
         overrides,
         retain: c.hint == Some(Hint::RetainStacks),
         units,
+        since: c
+            .before
+            .as_ref()
+            .and_then(|b| b.get("lastOperation"))
+            .and_then(|v| v.as_str())
+            .map(str::to_string),
     })
 }
 
@@ -1225,7 +1264,20 @@ impl Ops<'_> {
             req = match (only, template) {
                 // Naming one instance: AWS marks every other instance OUTDATED when the
                 // template or the parameters are given (UpdateStackSet, Accounts), so neither
-                // is: the previous template, and parameters left as they are.
+                // is: the previous template, and parameters left as they are. Service-managed
+                // stack sets take no account alone: their units, narrowed to it.
+                (Some((account, region)), _) if d.permission_model == "SERVICE_MANAGED" => req
+                    .use_previous_template(true)
+                    .deployment_targets(
+                        aws_sdk_cloudformation::types::DeploymentTargets::builder()
+                            .set_organizational_unit_ids(Some(d.unit_ids.clone()))
+                            .accounts(account)
+                            .account_filter_type(
+                                aws_sdk_cloudformation::types::AccountFilterType::Intersection,
+                            )
+                            .build(),
+                    )
+                    .regions(region),
                 (Some((account, region)), _) => req
                     .use_previous_template(true)
                     .accounts(account)
@@ -1293,7 +1345,11 @@ impl Ops<'_> {
             } else {
                 format!("{}:", b.units.join(","))
             },
-            b.accounts.join(","),
+            if b.since.is_empty() {
+                b.accounts.join(",")
+            } else {
+                format!("{}@{}", b.accounts.join(","), b.since.join(","))
+            },
             b.regions.join(","),
             b.overrides
                 .iter()
@@ -1476,7 +1532,11 @@ impl Ops<'_> {
                 // Within a failure tolerance AWS reports success with instances failed: they
                 // are failures of this apply all the same (and OUTDATED for the next plan).
                 Some(S::Succeeded) if self.tolerates_failures() => {
-                    let instances = self.failed_instances(op_id).await.unwrap_or_default();
+                    // Unread results are not "no failures": the apply cannot vouch for them.
+                    let instances = self
+                        .failed_instances(op_id)
+                        .await
+                        .map_err(|e| fail(e.to_string(), Vec::new()))?;
                     if instances.is_empty() {
                         return Ok(());
                     }

@@ -178,7 +178,14 @@ pub async fn prerequisites(
                     .build(),
             ),
         };
-        let step = format!("{verb}/{}", accounts.join(","));
+        // A retry follows the instances' last operations: its id must differ from theirs.
+        let mut since: Vec<&str> = wanted
+            .iter()
+            .filter_map(|c| c.after.as_ref()?.get("lastOperation")?.as_str())
+            .collect();
+        since.sort();
+        since.dedup();
+        let step = format!("{verb}/{}@{}", accounts.join(","), since.join(","));
         let op_id = ops.op_id(&step);
         progress.event(Event::Started {
             address: EXECUTION.to_string(),

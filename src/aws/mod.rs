@@ -112,9 +112,9 @@ pub enum AwsError {
     )]
     NoOrganization,
     #[error(
-        "account {caller} is not the organization's management account ({management}) nor a \
-         delegated administrator for AWS Organizations ({message}): run estate with the \
-         management account's credentials, or register this account as a delegated administrator"
+        "account {caller} is not the organization's management account ({management}) and may \
+         not list the organization ({message}): run estate with the management account's \
+         credentials (delegated administrators are not supported yet)"
     )]
     NotManagement {
         caller: String,

@@ -166,9 +166,18 @@ pub async fn refresh(
             let Some(drift) = instance.drift.as_mut() else {
                 continue;
             };
-            drift.resources = Some(
-                resource_drifts(aws, &cfn, name, &instance.account, &instance.region, op).await?,
-            );
+            let every = resource_drifts(
+                aws,
+                &cfn,
+                name,
+                &instance.account,
+                &instance.region,
+                op,
+                true,
+            )
+            .await?;
+            drift.stack_gone = super::stack_gone(&every);
+            drift.resources = Some(super::changed_only(every));
             if instance.last_operation.as_deref() == Some(op.as_str()) {
                 drift.operation = Some(op.clone());
             }
@@ -177,8 +186,9 @@ pub async fn refresh(
     Ok(())
 }
 
-/// The resources of one instance's stack that a detection found changed or deleted
-/// (ListStackInstanceResourceDrifts, every page), sorted by logical id.
+/// The resources of one instance's stack as a detection found them (ListStackInstanceResourceDrifts,
+/// every page), sorted by logical id: only those changed or deleted, or with `all`, every one
+/// (in sync ones included, so "every resource deleted" is not read from a filtered list).
 pub(crate) async fn resource_drifts(
     aws: &Aws,
     cfn: &aws_sdk_cloudformation::Client,
@@ -186,9 +196,18 @@ pub(crate) async fn resource_drifts(
     account: &str,
     region: &str,
     op: &str,
+    all: bool,
 ) -> Result<Vec<ResourceDrift>, AwsError> {
     let mut found = Vec::new();
     let mut token = None;
+    let filter = if all {
+        None
+    } else {
+        Some(vec![
+            StackResourceDriftStatus::Modified,
+            StackResourceDriftStatus::Deleted,
+        ])
+    };
     loop {
         let _permit = aws.read_permit().await;
         let out = cfn
@@ -197,8 +216,7 @@ pub(crate) async fn resource_drifts(
             .stack_instance_account(account)
             .stack_instance_region(region)
             .operation_id(op)
-            .stack_instance_resource_drift_statuses(StackResourceDriftStatus::Modified)
-            .stack_instance_resource_drift_statuses(StackResourceDriftStatus::Deleted)
+            .set_stack_instance_resource_drift_statuses(filter.clone())
             .set_next_token(token)
             .send()
             .await

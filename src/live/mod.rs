@@ -118,13 +118,12 @@ impl AccountState {
         }
     }
 
-    /// Positive evidence the account is going or gone: AWS can no longer deploy to it, and
-    /// its stack instances are removed (stacks retained, AWS cannot reach them).
+    /// Positive evidence AWS can no longer deploy to the account (suspended, or closed): its
+    /// stack instances are removed (stacks retained, AWS cannot reach them). An account
+    /// PENDING_CLOSURE is not yet: its closure may still not happen, and it keeps its
+    /// instances until AWS says it is closed.
     pub fn is_closing(self) -> bool {
-        matches!(
-            self,
-            AccountState::Suspended | AccountState::PendingClosure | AccountState::Closed
-        )
+        matches!(self, AccountState::Suspended | AccountState::Closed)
     }
 }
 
@@ -194,17 +193,29 @@ pub struct InstanceDrift {
     /// result is then the latest word on the stack (nothing has deployed to it since).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operation: Option<String>,
+    /// Every resource of the stack (read unfiltered, in-sync ones included) was DELETED.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stack_gone: bool,
 }
 
 impl InstanceDrift {
-    /// The latest detection found the instance's stack gone: every resource DELETED.
+    /// The latest detection found the instance's whole stack gone.
     pub fn stack_deleted(&self) -> bool {
-        self.operation.is_some()
-            && self
-                .resources
-                .as_ref()
-                .is_some_and(|r| !r.is_empty() && r.iter().all(|d| d.status == "DELETED"))
+        self.operation.is_some() && self.stack_gone
     }
+}
+
+/// Whether a detection's full resource list says the stack is gone: every resource DELETED.
+pub(crate) fn stack_gone(every: &[ResourceDrift]) -> bool {
+    !every.is_empty() && every.iter().all(|d| d.status == "DELETED")
+}
+
+/// The resources a reader is shown: those changed or deleted.
+pub(crate) fn changed_only(every: Vec<ResourceDrift>) -> Vec<ResourceDrift> {
+    every
+        .into_iter()
+        .filter(|d| d.status == "MODIFIED" || d.status == "DELETED")
+        .collect()
 }
 
 /// One resource of a stack changed (or deleted) outside CloudFormation.

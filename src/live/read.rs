@@ -514,6 +514,7 @@ pub(crate) fn instance_drift(
             last_checked: i.last_drift_check_timestamp.map(|t| t.to_string()),
             resources: None,
             operation: None,
+            stack_gone: false,
         }
     })
 }
@@ -555,10 +556,11 @@ async fn latest_drift(
         else {
             continue;
         };
-        let found =
-            super::drift::resource_drifts(aws, cfn, name, &i.account, &i.region, &op).await?;
+        let every =
+            super::drift::resource_drifts(aws, cfn, name, &i.account, &i.region, &op, true).await?;
         if let Some(drift) = i.drift.as_mut() {
-            drift.resources = Some(found);
+            drift.stack_gone = super::stack_gone(&every);
+            drift.resources = Some(super::changed_only(every));
             drift.operation = Some(op);
         }
     }

@@ -129,7 +129,7 @@ pub fn diff(
                     )
                 } else {
                     format!(
-                        "account {} ({}) is {}: it gets its stack instances once it is ACTIVE",
+                        "account {} ({}) is {}: it takes no new stack instances, and keeps those it has, until AWS says it is ACTIVE or closed",
                         a.name, l.id, l.state
                     )
                 },
@@ -307,6 +307,16 @@ fn create_stack_set(d: &DesiredStackSet, changes: &mut Vec<Change>) {
             None,
             Some(instance_json(d, i)),
         ));
+    }
+}
+
+/// A retry names the operation it follows (the instance's last), so its own operation id
+/// differs from any earlier attempt's: AWS would otherwise answer the new attempt with the
+/// old, failed operation.
+fn since(li: &LiveInstance, before: &mut Value, after: &mut Value) {
+    if let Some(op) = &li.last_operation {
+        before["lastOperation"] = json!(op);
+        after["lastOperation"] = json!(op);
     }
 }
 
@@ -667,6 +677,8 @@ fn update_stack_set(
                     if let Value::Object(o) = &mut before {
                         o.remove("status");
                     }
+                    let mut after = instance_json(d, i);
+                    since(li, &mut before, &mut after);
                     let mut c = instance_change(
                         &d.name,
                         &d.environment,
@@ -682,7 +694,7 @@ fn update_stack_set(
                                 .unwrap_or_default()
                         ),
                         Some(before),
-                        Some(instance_json(d, i)),
+                        Some(after),
                     );
                     c.hint = Some(Hint::RetainStacks);
                     instance_changes.push(c);
@@ -711,6 +723,7 @@ fn update_stack_set(
                     before["accountName"] = json!(i.account.name);
                     let mut after = instance_json(d, i);
                     after["status"] = json!("CURRENT");
+                    since(li, &mut before, &mut after);
                     retries.push(instance_change(
                         &d.name,
                         &d.environment,
@@ -750,8 +763,8 @@ fn update_stack_set(
     for li in live_instances {
         if !wanted.contains(&(li.account.clone(), li.region.clone())) {
             let reason = match inactive.get(&li.account) {
-                // Not reachable yet, not gone: nothing says the instance should go.
-                Some(AccountState::PendingActivation) => continue,
+                // Not reachable yet, or not gone yet: nothing says the instance should go.
+                Some(AccountState::PendingActivation | AccountState::PendingClosure) => continue,
                 Some(state) => format!(
                     "account {} is {state}: AWS can no longer reach it; the instance in {} is removed, its stack retained",
                     li.account, li.region

@@ -253,7 +253,7 @@ pub fn diff(m: &Manifest, desired: &Desired, live: &LiveState) -> (Vec<Change>, 
                     i.status,
                     i.status_reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
                 ),
-                json!({"account": account.id, "accountName": account.name}),
+                json!({"account": account.id, "accountName": account.name, "lastOperation": i.last_operation}),
             )),
             Some(_) => {}
         }

@@ -19,8 +19,9 @@ Every other request goes to moto unchanged. The Service Catalog ones are in serv
 lists them, and where they deviate from AWS). Where moto is kinder than AWS the emulator is
 strict, as the AWS API reference says: Organizations and STS in organizations_strict.py (its
 docstring cites each rule and the timings it takes from the environment); CloudFormation
-StackSets in stacksets_strict.py, only for organizations that opt in ("StrictStackSets" through
-EstateEmulator.Configure, or ESTATE_EMULATOR_STRICT_STACKSETS=1 for all).
+StackSets in stacksets_strict.py, on by default (an organization opts out with
+"StrictStackSets": false through EstateEmulator.Configure; ESTATE_EMULATOR_STRICT_STACKSETS=0
+turns it off for all).
 
 Usage: estate_moto.py PORT [--parent-pid PID]
 """

@@ -207,10 +207,13 @@ def install() -> None:
                 c for c in CREATIONS.values() if c.backend is self and c.state == "IN_PROGRESS"
             ]
             if len(pending) >= CONCURRENT_CREATIONS:
-                raise ConstraintViolationException(
-                    "ACCOUNT_CREATION_RATE_LIMIT_EXCEEDED: You attempted to exceed the number "
-                    "of accounts that can be in progress at a time."
+                refused = ConstraintViolationException(
+                    "You attempted to exceed the number of accounts that can be in progress at a time."
                 )
+                # AWS says why in the exception's Reason member, not in its message.
+                refused.reason = "ACCOUNT_CREATION_RATE_LIMIT_EXCEEDED"
+                refused.Reason = "ACCOUNT_CREATION_RATE_LIMIT_EXCEEDED"
+                raise refused
             c = Creation(self, kwargs)
             if any(str(p.kwargs.get("Email", "")).lower() == email for p in pending):
                 c.state, c.failure_reason = "FAILED", "CONCURRENT_ACCOUNT_MODIFICATION"

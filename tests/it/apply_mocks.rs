@@ -446,6 +446,7 @@ fn batches_group_accounts_by_region_set_and_overrides() {
             .collect(),
         retain: false,
         units: Vec::new(),
+        since: None,
     };
     let (a, b, c, d) = (
         "111111111111",
@@ -1130,11 +1131,13 @@ async fn a_busy_organization_is_asked_again_and_the_member_role_named() {
         })
         .error(|| {
             aws_sdk_organizations::operation::create_account::CreateAccountError::ConstraintViolationException(
+                // The reason is a member of its own; the message need not name it.
                 aws_sdk_organizations::types::error::ConstraintViolationException::builder()
-                    .message("ACCOUNT_CREATION_RATE_LIMIT_EXCEEDED: too many in progress")
+                    .message("You attempted to exceed the number of accounts that can be in progress at a time.")
+                    .reason(aws_sdk_organizations::types::ConstraintViolationExceptionReason::AccountCreationRateLimitExceeded)
                     .meta(meta(
                         "ConstraintViolationException",
-                        "ACCOUNT_CREATION_RATE_LIMIT_EXCEEDED: too many in progress",
+                        "You attempted to exceed the number of accounts that can be in progress at a time.",
                     ))
                     .build(),
             )

@@ -146,3 +146,31 @@ fn the_resolve_build_script_is_valid_python() {
         );
     }
 }
+
+/// The stack-set roles estate bootstraps (administration stack with and without the
+/// execution role, the execution role for members) pass cfn-lint.
+#[test]
+fn bootstrap_templates_pass_cfn_lint() {
+    let dir = tempfile::tempdir().unwrap();
+    let templates = [
+        (
+            "administration.json",
+            estate::bootstrap::administration_template(false),
+        ),
+        (
+            "administration-with-execution.json",
+            estate::bootstrap::administration_template(true),
+        ),
+        (
+            "execution.json",
+            estate::bootstrap::execution_template("111111111111"),
+        ),
+    ];
+    let mut paths = Vec::new();
+    for (name, body) in templates {
+        let path = dir.path().join(name);
+        std::fs::write(&path, serde_json::to_string_pretty(&body).unwrap()).unwrap();
+        paths.push(path);
+    }
+    assert_lint_clean(&paths);
+}

@@ -157,11 +157,9 @@ async fn drifted_resources_of_each_drifted_instance_are_listed_over_pages_withou
             r.stack_set_name() == Some("role-staging")
                 && r.stack_instance_account() == Some("333333333333")
                 && r.operation_id() == Some("drift-op-1")
-                && r.stack_instance_resource_drift_statuses()
-                    == [
-                        StackResourceDriftStatus::Modified,
-                        StackResourceDriftStatus::Deleted,
-                    ]
+                // Every resource, in-sync ones too: "the whole stack is gone" must not be
+                // read from a list that leaves the others out.
+                && r.stack_instance_resource_drift_statuses().is_empty()
         })
         .then_compute_output(|r| match r.next_token() {
             None => ListStackInstanceResourceDriftsOutput::builder()
@@ -186,6 +184,7 @@ async fn drifted_resources_of_each_drifted_instance_are_listed_over_pages_withou
                 .build(),
             Some(_) => ListStackInstanceResourceDriftsOutput::builder()
                 .summaries(summary("Policy", StackResourceDriftStatus::Deleted))
+                .summaries(summary("Bucket", StackResourceDriftStatus::InSync))
                 .build(),
         });
     // The detection's result: only the first instance drifted.
@@ -221,6 +220,7 @@ async fn drifted_resources_of_each_drifted_instance_are_listed_over_pages_withou
             last_checked: None,
             resources: None,
             operation: None,
+            stack_gone: false,
         }),
         last_operation: None,
     };
@@ -261,6 +261,8 @@ async fn drifted_resources_of_each_drifted_instance_are_listed_over_pages_withou
         "one list for the statuses, no full re-read"
     );
     let instances = state.stack_sets["role-staging"].instances.as_ref().unwrap();
+    // One resource deleted among others that are not: the stack is not gone.
+    assert!(!instances[0].drift.as_ref().unwrap().stack_gone);
     let found = instances[0]
         .drift
         .as_ref()

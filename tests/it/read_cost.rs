@@ -321,5 +321,5 @@ async fn a_member_account_is_told_it_is_not_the_management_account() {
         ),
         "{err}"
     );
-    assert!(err.contains("delegated administrator"), "{err}");
+    assert!(err.contains("management account's credentials"), "{err}");
 }

@@ -231,12 +231,13 @@ async fn organizations_answer_as_aws_does() {
         .await
         .unwrap_err();
     let sixth = sixth.into_service_error();
-    assert!(sixth.is_constraint_violation_exception(), "{sixth:?}");
-    assert!(
-        sixth
-            .to_string()
-            .contains("ACCOUNT_CREATION_RATE_LIMIT_EXCEEDED"),
-        "{sixth}"
+    let aws_sdk_organizations::operation::create_account::CreateAccountError::ConstraintViolationException(refused) = &sixth else {
+        panic!("{sixth:?}");
+    };
+    assert_eq!(
+        refused.reason(),
+        Some(&aws_sdk_organizations::types::ConstraintViolationExceptionReason::AccountCreationRateLimitExceeded),
+        "AWS says why in Reason: {refused:?}"
     );
 
     // CloseAccount: PENDING_CLOSURE, then SUSPENDED.

@@ -225,6 +225,12 @@ async fn a_failed_instance_is_retried_once_its_cause_is_fixed() {
         "{live:?}"
     );
 
+    // Applied again before the cause is fixed, the retry fails the same way; live looks the
+    // same as before it, yet the next attempt must be an operation of its own, not the
+    // failed one found again by its id.
+    let (code, out) = apply(&account, dir.path(), &[]);
+    assert_eq!(code, 1, "the retry failed too: {out}");
+
     // The cause fixed, the plan retries exactly the OUTDATED instance.
     stack_by_hand(
         &account.member(&eu).await,
