@@ -408,18 +408,17 @@ async fn converge(
         (plan::make(m, &live, &plan.environments)?, live)
     };
     // What stack sets need (trusted access, their roles), before any stack set.
-    done.extend(
-        apply::prerequisites::prerequisites(
-            aws,
-            &plan,
-            &live,
-            m.name(),
-            &m.estate.spec.home_region,
-            polling,
-            progress,
-        )
-        .await?,
-    );
+    let prerequisites = apply::prerequisites::prerequisites(
+        aws,
+        &plan,
+        &live,
+        m.name(),
+        &m.estate.spec.home_region,
+        polling,
+        progress,
+    )
+    .await?;
+    done.extend(prerequisites.done);
     // Portfolios, which need their hub and recipient accounts, before any stack set.
     done.extend(
         apply::catalog::portfolios(
@@ -443,6 +442,7 @@ async fn converge(
     let mut report = apply::stack_sets(aws, &plan, &desired, &opts, progress).await;
     done.append(&mut report.done);
     report.done = done;
+    report.failures.splice(0..0, prerequisites.failures);
     Ok(report)
 }
 

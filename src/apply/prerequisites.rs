@@ -3,7 +3,7 @@
 //! stack set that deploys the execution role and its instances in exactly the accounts that
 //! need it (one operation for all of them).
 
-use super::{ApplyError, Backoff, Done, Event, Ops, Polling, Progress};
+use super::{ApplyError, Backoff, Done, Event, Ops, Polling, Progress, StepFailure};
 use crate::aws::{Aws, AwsError};
 use crate::bootstrap;
 use crate::live::{LiveState, TAG_MANAGED_BY};
@@ -17,6 +17,14 @@ use aws_sdk_cloudformation::types::{
 const OPT_OUT: &str =
     "if the organization already has these roles, set `stackSetRoles: existing` on the Estate";
 
+/// What the prerequisites step did: the changes done, and the accounts where the execution
+/// role could not be deployed (the rest of the apply goes on).
+#[derive(Debug, Default)]
+pub struct Prerequisites {
+    pub done: Vec<String>,
+    pub failures: Vec<StepFailure>,
+}
+
 pub async fn prerequisites(
     aws: &Aws,
     plan: &Plan,
@@ -25,15 +33,16 @@ pub async fn prerequisites(
     region: &str,
     polling: Polling,
     progress: &dyn Progress,
-) -> Result<Vec<String>, ApplyError> {
+) -> Result<Prerequisites, ApplyError> {
     let mut done = Done::new(progress);
+    let mut failures = Vec::new();
     let changes: Vec<&Change> = plan
         .changes
         .iter()
         .filter(|c| c.resource_type == ResourceType::Prerequisite)
         .collect();
     if changes.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Prerequisites::default());
     }
     let cfn = aws.cloudformation(region);
     let tags = || Tag::builder().key(TAG_MANAGED_BY).value(estate).build();
@@ -237,27 +246,56 @@ pub async fn prerequisites(
                 },
             }
         }
-        ops.wait(&op_id, verb).await.map_err(|f| {
-            let detail: Vec<String> = f
-                .instances
-                .iter()
-                .map(|i| format!("{} {}: {}", i.account, i.region, i.reason))
-                .collect();
-            ApplyError::Prerequisite {
-                what: format!("the execution role ({set})"),
-                reason: if detail.is_empty() {
-                    f.message
-                } else {
-                    format!("{}: {}", f.message, detail.join("; "))
-                },
-                hint: OPT_OUT.into(),
+        match ops.wait(&op_id, verb).await {
+            Ok(()) => {
+                for c in wanted {
+                    done.push(c.address.clone());
+                }
             }
-        })?;
-        for c in wanted {
-            done.push(c.address.clone());
+            // Accounts that failed (a role made by hand already there, say) are reported, and
+            // the others go on: a stack set whose instances need the role fails there itself.
+            Err(mut f) if !f.instances.is_empty() => {
+                let failed: Vec<&str> = f.instances.iter().map(|i| i.account.as_str()).collect();
+                for (c, account) in wanted.iter().zip(&accounts_of(&wanted)) {
+                    if !failed.contains(&account.as_str()) {
+                        done.push(c.address.clone());
+                    }
+                }
+                f.message = format!("{} ({OPT_OUT})", f.message);
+                progress.event(Event::Failed {
+                    address: EXECUTION.to_string(),
+                    message: f.message.clone(),
+                });
+                failures.push(f);
+            }
+            Err(f) => {
+                return Err(ApplyError::Prerequisite {
+                    what: format!("the execution role ({set})"),
+                    reason: f.message,
+                    hint: OPT_OUT.into(),
+                });
+            }
         }
     }
-    Ok(done.into_vec())
+    Ok(Prerequisites {
+        done: done.into_vec(),
+        failures,
+    })
+}
+
+/// The account of each execution-role change, in order.
+fn accounts_of(changes: &[&&Change]) -> Vec<String> {
+    changes
+        .iter()
+        .map(|c| {
+            c.after
+                .as_ref()
+                .and_then(|a| a.get("account"))
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect()
 }
 
 /// DescribeStacks until the stack is complete (or gone, when deleting); a failed or rolled

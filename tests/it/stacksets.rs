@@ -338,3 +338,52 @@ async fn a_stack_deleted_in_a_member_account_is_drift_and_apply_restores_it() {
         [(staging, "CURRENT".to_string())]
     );
 }
+
+/// An account that already has the execution role (made by hand) but no instance of this
+/// estate yet: bootstrapping it there fails (the role exists), which is reported, and the rest
+/// goes on; the stack set deploys there with the role that exists, and the next plan, seeing
+/// it work, bootstraps nothing more.
+#[tokio::test]
+async fn an_execution_role_made_by_hand_is_reported_not_fatal() {
+    let account = management_account().await;
+    let dir = tempfile::tempdir().unwrap();
+    units_manifest(dir.path(), false);
+    // First only the organization (no stack set yet).
+    let docs = dir.path().join("docs.yaml");
+    let full = std::fs::read_to_string(&docs).unwrap();
+    let organization_only = full.split("\n---\n").next().unwrap().to_string();
+    std::fs::write(
+        &docs,
+        format!(
+            "{organization_only}\n---\napiVersion: estate/v1\nkind: Environment\nmetadata: {{name: staging}}\nspec:\n  targets: {{units: [/ml/staging]}}\n"
+        ),
+    )
+    .unwrap();
+    let (code, out) = apply(&account, dir.path(), &[]);
+    assert_eq!(code, 0, "{out}");
+    let ids = account.ids().await;
+    stack_by_hand(
+        &account.member(&ids["stage"]).await,
+        &estate::bootstrap::execution_template(&account.id),
+    )
+    .await;
+    std::fs::write(
+        &docs,
+        format!(
+            "{organization_only}\n---\napiVersion: estate/v1\nkind: Environment\nmetadata: {{name: staging}}\nspec:\n  targets: {{units: [/ml/staging]}}\n---\napiVersion: estate/v1\nkind: StackSet\nmetadata: {{name: baseline}}\nspec:\n  template: marker.yaml\n  environments: [staging]\n"
+        ),
+    )
+    .unwrap();
+
+    let (code, out) = apply(&account, dir.path(), &[]);
+    assert_eq!(code, 1, "the bootstrap failure is reported: {out}");
+    assert!(out.contains("stackSetRoles: existing"), "{out}");
+    let mut both = vec![
+        (ids["stage"].clone(), "CURRENT".to_string()),
+        (ids["stage-eu"].clone(), "CURRENT".to_string()),
+    ];
+    both.sort();
+    assert_eq!(instances(&account, "baseline-staging").await, both);
+    let (code, plan) = plan_json(&account, dir.path());
+    assert_eq!(code, 0, "{plan}");
+}
