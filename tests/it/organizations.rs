@@ -6,7 +6,11 @@ use crate::plan::{example_copy, run};
 use aws_sdk_organizations::types::CreateAccountState;
 use serde_json::Value;
 
-fn plan_json(account: &TestAccount, dir: &std::path::Path, extra: &[&str]) -> (i32, Value) {
+pub(crate) fn plan_json(
+    account: &TestAccount,
+    dir: &std::path::Path,
+    extra: &[&str],
+) -> (i32, Value) {
     let mut args = vec!["plan", ".", "--format", "json"];
     args.extend_from_slice(extra);
     let (code, out, err) = run(account, dir, &args);
@@ -24,7 +28,7 @@ fn deletes(plan: &Value) -> Vec<String> {
         .collect()
 }
 
-fn apply(account: &TestAccount, dir: &std::path::Path, extra: &[&str]) -> (i32, String) {
+pub(crate) fn apply(account: &TestAccount, dir: &std::path::Path, extra: &[&str]) -> (i32, String) {
     let mut args = vec!["apply", ".", "--auto-approve"];
     args.extend_from_slice(extra);
     let (code, out, err) = run(account, dir, &args);

@@ -78,35 +78,17 @@ async fn operation_ends(account: &TestAccount, stack_set: &str, operation: &str)
 
 /// Waits until a stack-set operation ends; it must succeed.
 pub(crate) async fn operation_succeeds(account: &TestAccount, stack_set: &str, operation: &str) {
-    let cfn = aws_sdk_cloudformation::Client::new(&account.config);
-    for _ in 0..200 {
-        let status = cfn
-            .describe_stack_set_operation()
+    let status = operation_ends(account, stack_set, operation).await;
+    if status != "SUCCEEDED" {
+        let results = aws_sdk_cloudformation::Client::new(&account.config)
+            .list_stack_set_operation_results()
             .stack_set_name(stack_set)
             .operation_id(operation)
             .send()
             .await
-            .unwrap()
-            .stack_set_operation
-            .and_then(|o| o.status)
-            .map(|s| s.as_str().to_string())
-            .unwrap_or_default();
-        match status.as_str() {
-            "SUCCEEDED" => return,
-            "RUNNING" | "QUEUED" => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
-            other => {
-                let results = cfn
-                    .list_stack_set_operation_results()
-                    .stack_set_name(stack_set)
-                    .operation_id(operation)
-                    .send()
-                    .await
-                    .unwrap();
-                panic!("operation {operation} on {stack_set}: {other}: {results:?}")
-            }
-        }
+            .unwrap();
+        panic!("operation {operation} on {stack_set}: {status}: {results:?}");
     }
-    panic!("operation {operation} on {stack_set} never ended");
 }
 
 pub(crate) fn copy_dir(from: &Path, to: &Path) {

@@ -3,21 +3,13 @@
 //! instance retried once its cause is fixed.
 
 use crate::emulator::{TestAccount, management_account};
+use crate::organizations::apply;
 use crate::plan::{example_copy, run};
 use serde_json::Value;
 use std::path::Path;
 
-fn apply(account: &TestAccount, dir: &Path, extra: &[&str]) -> (i32, String) {
-    let mut args = vec!["apply", ".", "--auto-approve"];
-    args.extend_from_slice(extra);
-    let (code, out, err) = run(account, dir, &args);
-    (code, format!("{out}{err}"))
-}
-
 fn plan_json(account: &TestAccount, dir: &Path) -> (i32, Value) {
-    let (code, out, err) = run(account, dir, &["plan", ".", "--format", "json"]);
-    assert!(code == 0 || code == 2, "plan exited {code}: {out}{err}");
-    (code, serde_json::from_str(&out).unwrap())
+    crate::organizations::plan_json(account, dir, &[])
 }
 
 /// (action, address) of every change.
