@@ -2,12 +2,11 @@
 //! resources of each drifted instance changed (ListStackInstanceResourceDrifts). It starts an
 //! AWS operation but changes no resource; `estate drift` runs it, `plan` only reads its result.
 
-use super::{LiveState, ResourceDrift};
+use super::LiveState;
 use crate::apply::{ApplyError, Backoff, Polling};
 use crate::aws::{Aws, AwsError};
 use aws_sdk_cloudformation::types::{
-    RegionConcurrencyType, StackResourceDriftStatus, StackSetOperationPreferences,
-    StackSetOperationStatus,
+    RegionConcurrencyType, StackSetOperationPreferences, StackSetOperationStatus,
 };
 use futures::StreamExt;
 use std::collections::BTreeMap;
@@ -166,7 +165,7 @@ pub async fn refresh(
             let Some(drift) = instance.drift.as_mut() else {
                 continue;
             };
-            let every = resource_drifts(
+            let every = super::read::resource_drifts(
                 aws,
                 &cfn,
                 name,
@@ -184,73 +183,4 @@ pub async fn refresh(
         }
     }
     Ok(())
-}
-
-/// The resources of one instance's stack as a detection found them (ListStackInstanceResourceDrifts,
-/// every page), sorted by logical id: only those changed or deleted, or with `all`, every one
-/// (in sync ones included, so "every resource deleted" is not read from a filtered list).
-pub(crate) async fn resource_drifts(
-    aws: &Aws,
-    cfn: &aws_sdk_cloudformation::Client,
-    name: &str,
-    account: &str,
-    region: &str,
-    op: &str,
-    all: bool,
-) -> Result<Vec<ResourceDrift>, AwsError> {
-    let mut found = Vec::new();
-    let mut token = None;
-    let filter = if all {
-        None
-    } else {
-        Some(vec![
-            StackResourceDriftStatus::Modified,
-            StackResourceDriftStatus::Deleted,
-        ])
-    };
-    loop {
-        let _permit = aws.read_permit().await;
-        let out = cfn
-            .list_stack_instance_resource_drifts()
-            .stack_set_name(name)
-            .stack_instance_account(account)
-            .stack_instance_region(region)
-            .operation_id(op)
-            .set_stack_instance_resource_drift_statuses(filter.clone())
-            .set_next_token(token)
-            .send()
-            .await
-            .map_err(|e| AwsError::call("CloudFormation.ListStackInstanceResourceDrifts", e))?;
-        for r in out.summaries.unwrap_or_default() {
-            found.push(ResourceDrift {
-                logical_id: r.logical_resource_id.unwrap_or_default(),
-                resource_type: r.resource_type.unwrap_or_default(),
-                status: r
-                    .stack_resource_drift_status
-                    .as_ref()
-                    .map_or("UNKNOWN", |s| s.as_str())
-                    .to_string(),
-                differences: r
-                    .property_differences
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|p| {
-                        format!(
-                            "{} {}",
-                            p.property_path.unwrap_or_default(),
-                            p.difference_type
-                                .as_ref()
-                                .map_or("DIFFERENT", |t| t.as_str())
-                        )
-                    })
-                    .collect(),
-            });
-        }
-        token = out.next_token;
-        if token.is_none() {
-            break;
-        }
-    }
-    found.sort_by(|a, b| a.logical_id.cmp(&b.logical_id));
-    Ok(found)
 }

@@ -556,8 +556,7 @@ async fn latest_drift(
         else {
             continue;
         };
-        let every =
-            super::drift::resource_drifts(aws, cfn, name, &i.account, &i.region, &op, true).await?;
+        let every = resource_drifts(aws, cfn, name, &i.account, &i.region, &op, true).await?;
         if let Some(drift) = i.drift.as_mut() {
             drift.stack_gone = super::stack_gone(&every);
             drift.resources = Some(super::changed_only(every));
@@ -637,4 +636,75 @@ async fn read_instances(
         }
     }
     Ok(instances)
+}
+
+/// The resources of one instance's stack as a detection found them (ListStackInstancesuper::ResourceDrifts,
+/// every page), sorted by logical id: only those changed or deleted, or with `all`, every one
+/// (in sync ones included, so "every resource deleted" is not read from a filtered list).
+pub(crate) async fn resource_drifts(
+    aws: &Aws,
+    cfn: &aws_sdk_cloudformation::Client,
+    name: &str,
+    account: &str,
+    region: &str,
+    op: &str,
+    all: bool,
+) -> Result<Vec<super::ResourceDrift>, AwsError> {
+    let mut found = Vec::new();
+    let mut token = None;
+    let filter = if all {
+        None
+    } else {
+        Some(vec![
+            aws_sdk_cloudformation::types::StackResourceDriftStatus::Modified,
+            aws_sdk_cloudformation::types::StackResourceDriftStatus::Deleted,
+        ])
+    };
+    loop {
+        let _permit = aws.read_permit().await;
+        let out = cfn
+            .list_stack_instance_resource_drifts()
+            .stack_set_name(name)
+            .stack_instance_account(account)
+            .stack_instance_region(region)
+            .operation_id(op)
+            .set_stack_instance_resource_drift_statuses(filter.clone())
+            .set_next_token(token)
+            .send()
+            .await
+            .map_err(|e| {
+                AwsError::call("CloudFormation.ListStackInstancesuper::ResourceDrifts", e)
+            })?;
+        for r in out.summaries.unwrap_or_default() {
+            found.push(super::ResourceDrift {
+                logical_id: r.logical_resource_id.unwrap_or_default(),
+                resource_type: r.resource_type.unwrap_or_default(),
+                status: r
+                    .stack_resource_drift_status
+                    .as_ref()
+                    .map_or("UNKNOWN", |s| s.as_str())
+                    .to_string(),
+                differences: r
+                    .property_differences
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|p| {
+                        format!(
+                            "{} {}",
+                            p.property_path.unwrap_or_default(),
+                            p.difference_type
+                                .as_ref()
+                                .map_or("DIFFERENT", |t| t.as_str())
+                        )
+                    })
+                    .collect(),
+            });
+        }
+        token = out.next_token;
+        if token.is_none() {
+            break;
+        }
+    }
+    found.sort_by(|a, b| a.logical_id.cmp(&b.logical_id));
+    Ok(found)
 }
