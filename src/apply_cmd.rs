@@ -33,11 +33,15 @@ pub(crate) struct Applied {
     pub report: Option<apply::Report>,
     /// Set when the apply stopped before an environment with `approval: manual`.
     pub gate: Option<String>,
+    /// Set when it stopped at a conflict (a resource of a manifest name that is not
+    /// estate's): that environment and the later ones were not applied.
+    pub conflict: Option<String>,
 }
 
 impl Applied {
     pub fn code(&self) -> i32 {
         match &self.report {
+            _ if self.conflict.is_some() => exit::ERROR,
             Some(r) if !r.failures.is_empty() => exit::ERROR,
             _ => exit::OK,
         }
@@ -145,6 +149,7 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
 
 fn print_outcome(g: &Global, applied: &Applied) -> Result<()> {
     match (&applied.report, g.format) {
+        (None, _) if applied.conflict.is_some() => {}
         (None, _) => println!("No changes. Live state matches the manifest."),
         (Some(report), Format::Json) => println!("{}", serde_json::to_string_pretty(report)?),
         (Some(report), _) => {
@@ -157,7 +162,9 @@ fn print_outcome(g: &Global, applied: &Applied) -> Result<()> {
             println!("{}", sentence(report));
         }
     }
-    if let Some(gate) = &applied.gate {
+    if let Some(conflict) = &applied.conflict {
+        eprintln!("refused: {conflict}");
+    } else if let Some(gate) = &applied.gate {
         eprintln!("note: {gate}");
     }
     Ok(())
@@ -209,6 +216,7 @@ struct Prepared {
     live: estate::live::LiveState,
     plan: Plan,
     gate: Option<String>,
+    conflict: Option<String>,
 }
 
 pub(crate) async fn apply(g: &Global, args: &Args, m: &Manifest, stop: Stop) -> Result<Applied> {
@@ -222,6 +230,7 @@ pub(crate) async fn apply(g: &Global, args: &Args, m: &Manifest, stop: Stop) -> 
         live,
         plan,
         gate,
+        conflict,
     } = match prepared {
         Ok(p) => p,
         Err(nothing) => return Ok(nothing),
@@ -320,6 +329,7 @@ pub(crate) async fn apply(g: &Global, args: &Args, m: &Manifest, stop: Stop) -> 
     Ok(Applied {
         report: Some(report),
         gate,
+        conflict,
     })
 }
 
@@ -369,6 +379,17 @@ async fn prepare(args: &Args, m: &Manifest) -> Result<Result<Prepared, Applied>>
         None => plan::make(m, &live, &envs)?,
     };
 
+    // A conflict stops the apply at its environment (promotion goes no further); one that
+    // belongs to no environment (a portfolio) stops it all. Nothing is ever taken over.
+    let (plan, conflict) = stop_at_conflict(m, &live, plan, args.plan.is_some())?;
+    if let Some(c) = conflict.as_ref().filter(|_| plan.changes.is_empty()) {
+        return Ok(Err(Applied {
+            report: None,
+            gate,
+            conflict: Some(c.clone()),
+        }));
+    }
+
     // A saved plan names its environments itself: one made with `--env production` skips
     // staging just as `apply --env production` would.
     let limited = !args.live.envs.is_empty() || args.plan.is_some();
@@ -378,7 +399,11 @@ async fn prepare(args: &Args, m: &Manifest) -> Result<Result<Prepared, Applied>>
     protected_check(m, &plan, args.allow_delete)?;
 
     if plan.changes.is_empty() {
-        return Ok(Err(Applied { report: None, gate }));
+        return Ok(Err(Applied {
+            report: None,
+            gate,
+            conflict,
+        }));
     }
     confirm(&plan, args.auto_approve).await?;
     Ok(Ok(Prepared {
@@ -386,7 +411,62 @@ async fn prepare(args: &Args, m: &Manifest) -> Result<Result<Prepared, Applied>>
         live,
         plan,
         gate,
+        conflict,
     }))
+}
+
+/// The plan cut before the first environment holding a conflict, and what to tell the
+/// operator. A conflict of no environment, or any in a saved plan, leaves nothing to apply.
+fn stop_at_conflict(
+    m: &Manifest,
+    live: &estate::live::LiveState,
+    plan: Plan,
+    saved: bool,
+) -> Result<(Plan, Option<String>)> {
+    let conflicts: Vec<estate::plan::Finding> = plan
+        .findings
+        .iter()
+        .filter(|f| f.kind == estate::plan::FindingKind::Conflict)
+        .cloned()
+        .collect();
+    let Some(first) = conflicts.first() else {
+        return Ok((plan, None));
+    };
+    let how = "rename it in the manifest, or remove or tag the resource in AWS, and apply again";
+    let at = plan
+        .environments
+        .iter()
+        .position(|e| conflicts.iter().any(|f| f.environment.as_ref() == Some(e)));
+    match at {
+        Some(i) if !saved && conflicts.iter().all(|f| f.environment.is_some()) => {
+            let env = plan.environments[i].clone();
+            let f = conflicts
+                .iter()
+                .find(|f| f.environment.as_ref() == Some(&env))
+                .expect("found above");
+            let before = plan.environments[..i].to_vec();
+            let cut = plan::make_for(m, live, before)?;
+            Ok((
+                cut,
+                Some(format!(
+                    "environment `{env}` holds a conflict ({}: {}); apply stopped before it: {how}",
+                    f.address, f.message
+                )),
+            ))
+        }
+        _ => {
+            let mut nothing = plan;
+            nothing.changes.clear();
+            nothing.summary = Plan::summarize(&nothing.changes);
+            Ok((
+                nothing,
+                Some(format!(
+                    "conflict ({}: {}); nothing was applied: {how}",
+                    first.address, first.message
+                )),
+            ))
+        }
+    }
 }
 
 /// Organization first; then, with the ids it created now known, the stack sets.
@@ -405,7 +485,7 @@ async fn converge(
     } else {
         // Accounts and units created just now resolve the "(known after apply)" values.
         let live = estate::live::read::read(aws, &plan::read_options(m)).await?;
-        (plan::make(m, &live, &plan.environments)?, live)
+        (plan::make_for(m, &live, plan.environments.clone())?, live)
     };
     // What stack sets need (trusted access, their roles), before any stack set.
     let prerequisites = apply::prerequisites::prerequisites(

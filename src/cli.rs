@@ -83,7 +83,7 @@ enum Command {
         dir: PathBuf,
     },
     /// Read live AWS state, diff it with the manifest and show the plan.
-    /// Exit 0: no changes; 2: changes; 1: error.
+    /// Exit 0: no changes; 2: changes or conflicts; 1: error.
     Plan {
         #[command(flatten)]
         live: LiveArgs,
@@ -475,11 +475,14 @@ fn show(g: &Global, args: &LiveArgs, out: Option<&Path>, mode: Mode, detect: boo
         return Ok(exit::ERROR);
     }
     let drift = mode == Mode::Drift && !plan.findings.is_empty();
-    Ok(if !plan.changes.is_empty() || drift {
-        exit::CHANGES
-    } else {
-        exit::OK
-    })
+    // A conflict is never "no changes": live does not match, and apply will stop there.
+    Ok(
+        if !plan.changes.is_empty() || drift || !plan.conflicts.is_empty() {
+            exit::CHANGES
+        } else {
+            exit::OK
+        },
+    )
 }
 
 /// A plan (or its drift view) in the chosen format, coloured only on a terminal.

@@ -61,6 +61,8 @@ enum Outcome {
     Error,
     /// A signal stopped the cycle mid-way.
     Interrupted,
+    /// A resource of a manifest name is not estate's: the apply stopped at its environment.
+    Conflict,
 }
 
 impl Outcome {
@@ -152,6 +154,11 @@ fn report(g: &Global, c: &Cycle) -> Result<()> {
                 Outcome::Invalid => "invalid manifest; nothing applied".into(),
                 Outcome::Error => "error".into(),
                 Outcome::Interrupted => "interrupted".into(),
+                Outcome::Conflict => format!(
+                    "stopped at a conflict; {} change{} applied before it",
+                    c.applied,
+                    if c.applied == 1 { "" } else { "s" }
+                ),
             };
             let message = c
                 .message
@@ -239,13 +246,19 @@ async fn cycle(g: &Global, args: &ReconcileArgs, workdir: &Path, stop: Stop) -> 
     };
     match apply_cmd::apply(&at_commit, &apply_args, &m, stop).await {
         Ok(applied) => {
-            c.message = applied.gate.clone();
+            c.message = applied.conflict.clone().or_else(|| applied.gate.clone());
+            let conflict = applied.conflict.is_some();
             match applied.report {
+                None if conflict => c.outcome = Outcome::Conflict,
                 None => c.outcome = Outcome::InSync,
                 Some(report) => {
                     c.applied = report.done.len();
                     if report.failures.is_empty() {
-                        c.outcome = Outcome::Applied;
+                        c.outcome = if conflict {
+                            Outcome::Conflict
+                        } else {
+                            Outcome::Applied
+                        };
                     } else {
                         c.outcome = Outcome::Failed;
                         let failures: Vec<String> = report

@@ -1228,11 +1228,39 @@ impl Ops<'_> {
             Ok(_) => Ok(()),
             Err(e) => {
                 let e = AwsError::call("CloudFormation.CreateStackSet", e);
-                // A re-run after an interruption: the set exists already (same token).
-                if e.code() == Some("NameAlreadyExistsException") {
+                if e.code() != Some("NameAlreadyExistsException") {
+                    return Err(e);
+                }
+                // Ours, from an earlier run cut off after creating it; or someone else's,
+                // made since the plan: then a conflict, never taken over.
+                let existing = self
+                    .cfn
+                    .describe_stack_set()
+                    .stack_set_name(&d.name)
+                    .send()
+                    .await
+                    .map_err(|e| AwsError::call("CloudFormation.DescribeStackSet", e))?;
+                let owner = existing
+                    .stack_set
+                    .and_then(|s| s.tags)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .find(|t| t.key.as_deref() == Some(crate::live::TAG_MANAGED_BY))
+                    .and_then(|t| t.value);
+                if owner.as_ref() == d.tags.get(crate::live::TAG_MANAGED_BY) {
                     Ok(())
                 } else {
-                    Err(e)
+                    Err(AwsError::Call {
+                        operation: "CloudFormation.CreateStackSet".into(),
+                        code: Some("NameAlreadyExistsException".into()),
+                        message: format!(
+                            "conflict: stack set {} was created outside this estate since the plan ({}); estate will not take it over",
+                            d.name,
+                            owner.map_or("no estate tag".to_string(), |o| format!(
+                                "managed by `{o}`"
+                            ))
+                        ),
+                    })
                 }
             }
         }

@@ -75,8 +75,23 @@ pub fn read_options(m: &Manifest) -> ReadOptions {
 
 /// The plan: `diff(resolve(manifest, live), live)`.
 pub fn make(m: &Manifest, live: &LiveState, only: &[String]) -> Result<Plan, PlanError> {
-    let environments = environments(m, only)?;
-    let desired = desired::resolve(m, live, &environments)?;
+    make_for(m, live, environments(m, only)?)
+}
+
+/// The plan of exactly these environments (none: the organization alone), in promotion order.
+pub fn make_for(
+    m: &Manifest,
+    live: &LiveState,
+    environments: Vec<String>,
+) -> Result<Plan, PlanError> {
+    let mut desired = desired::resolve(m, live, &environments)?;
+    // `resolve` takes no environment for all of them; here none means none.
+    desired
+        .stack_sets
+        .retain(|s| environments.contains(&s.environment));
+    desired
+        .sources
+        .retain(|s| environments.contains(&s.environment));
     let (mut changes, mut findings) = diff::diff(
         &desired,
         live,
@@ -106,7 +121,13 @@ pub fn make(m: &Manifest, live: &LiveState, only: &[String]) -> Result<Plan, Pla
     );
     findings.extend(prerequisite_findings);
     findings.extend(catalog_findings);
+    let conflicts = findings
+        .iter()
+        .filter(|f| f.kind == FindingKind::Conflict)
+        .map(|f| format!("{}: {}", f.address, f.message))
+        .collect();
     Ok(Plan {
+        conflicts,
         format_version: FORMAT_VERSION,
         estate: m.name().to_string(),
         source: PlanSource {

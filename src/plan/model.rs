@@ -11,6 +11,10 @@ pub const SENSITIVE: &str = "(sensitive)";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Plan {
+    /// Resources of the manifest's names that estate will not touch (not its tag): first, so
+    /// no reader of any format misses them; they make `plan` exit 2 and stop `apply` there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conflicts: Vec<String>,
     pub format_version: u32,
     pub estate: String,
     pub source: PlanSource,

@@ -99,12 +99,16 @@ fn head(plan: &Plan, sections: &[Section], mode: Mode) -> String {
         mode.word(),
         plan.estate.replace('>', "&gt;")
     );
+    // Conflicts come first (after the marker, which bots look for): never to be missed.
+    for c in &plan.conflicts {
+        let _ = writeln!(s, "> **Conflict:** {}\n", escape(c));
+    }
     let _ = writeln!(s, "## estate {}: {}\n", mode.word(), code(&plan.estate));
     let totals = outline::count(plan.changes.iter());
     let _ = writeln!(
         s,
         "**{}**\n",
-        escape(&mode.totals(&totals, plan.findings.len()))
+        escape(&mode.totals(&totals, plan.findings.len(), plan.conflicts.len()))
     );
 
     if !plan.changes.is_empty() {

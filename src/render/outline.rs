@@ -174,7 +174,7 @@ impl Mode {
     /// The closing sentence: the last line of the text output, the headline of the comment.
     /// A plan's sentence counts changes only (its two shapes are a contract scripts grep for);
     /// drift counts findings too, since they are drift and set its exit code.
-    pub(crate) fn totals(self, s: &Summary, findings: usize) -> String {
+    pub(crate) fn totals(self, s: &Summary, findings: usize, conflicts: usize) -> String {
         let n = s.create + s.update + s.delete + s.replace;
         let found = format!(
             "{} finding{}",
@@ -182,6 +182,13 @@ impl Mode {
             if findings == 1 { "" } else { "s" }
         );
         match self {
+            // Never "matches" while a resource of the manifest's name is not estate's.
+            Mode::Plan if n == 0 && conflicts > 0 => format!(
+                "No changes, but {} conflict{}: live does not match the manifest, and estate will not touch {}.",
+                thousands(conflicts),
+                if conflicts == 1 { "" } else { "s" },
+                if conflicts == 1 { "it" } else { "them" }
+            ),
             Mode::Plan if n == 0 => "No changes. Live state matches the manifest.".to_string(),
             Mode::Drift if n == 0 && findings == 0 => {
                 "No drift. Live state matches the manifest.".to_string()

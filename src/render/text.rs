@@ -24,6 +24,10 @@ pub fn text(plan: &Plan, opts: &TextOptions) -> String {
     let mode = opts.mode;
     let mut out = String::new();
 
+    // Conflicts come first: the one thing a reader must not miss.
+    for c in &plan.conflicts {
+        let _ = writeln!(out, "{}", p.bold(&format!("conflict: {}", clean(c))));
+    }
     let _ = writeln!(
         out,
         "{}",
@@ -99,7 +103,11 @@ pub fn text(plan: &Plan, opts: &TextOptions) -> String {
     let _ = writeln!(
         out,
         "{}",
-        p.bold(&mode.totals(&outline::count(plan.changes.iter()), plan.findings.len()))
+        p.bold(&mode.totals(
+            &outline::count(plan.changes.iter()),
+            plan.findings.len(),
+            plan.conflicts.len()
+        ))
     );
     out
 }

@@ -879,3 +879,56 @@ async fn independent_stack_sets_run_at_most_parallelism_at_once() {
         assert_eq!(progress.max(), parallelism, "--parallelism {parallelism}");
     }
 }
+
+/// A stack set of a manifest name that is not estate's (no tag): plan exits 2 and says so
+/// first, drift exits 2, and apply stops before the environment that holds it (exit 1),
+/// never adding instances to it.
+#[tokio::test]
+async fn a_conflict_fails_loudly_and_stops_apply_at_its_environment() {
+    let account = management_account().await;
+    let dir = example_copy();
+    let cfn = aws_sdk_cloudformation::Client::new(&account.config);
+    cfn.create_stack_set()
+        .stack_set_name("model-execution-role-staging")
+        .template_body(
+            "AWSTemplateFormatVersion: \"2010-09-09\"\nResources:\n  Nothing:\n    Type: AWS::CloudFormation::WaitConditionHandle\n",
+        )
+        .send()
+        .await
+        .unwrap();
+
+    let (code, out, _) = run(&account, dir.path(), &["plan", "."]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.starts_with("conflict: stackSet:model-execution-role-staging:"),
+        "the conflict comes first: {out}"
+    );
+    let (code, json, _) = run(&account, dir.path(), &["plan", ".", "--format", "json"]);
+    assert_eq!(code, 2);
+    assert!(
+        json.trim_start().starts_with("{\n  \"conflicts\": ["),
+        "{json}"
+    );
+
+    let (code, out, err) = apply(&account, dir.path(), &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("refused: environment `staging` holds a conflict"),
+        "{err}"
+    );
+    // The organization and dev were applied; the foreign set got nothing.
+    assert_eq!(
+        production_id(&account).await.len(),
+        12,
+        "accounts were created"
+    );
+    let instances = cfn
+        .list_stack_instances()
+        .stack_set_name("model-execution-role-staging")
+        .send()
+        .await
+        .unwrap();
+    assert!(instances.summaries().is_empty());
+    let (code, out, _) = run(&account, dir.path(), &["drift", "."]);
+    assert_eq!(code, 2, "{out}");
+}

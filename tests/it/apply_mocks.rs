@@ -138,6 +138,7 @@ fn plan_creating_instances(environments: &[&str], desired: &Desired) -> Plan {
 
 fn plan_of(environments: &[&str], changes: Vec<Change>) -> Plan {
     Plan {
+        conflicts: Vec::new(),
         format_version: estate::plan::FORMAT_VERSION,
         estate: "e".into(),
         source: PlanSource {
@@ -1427,4 +1428,57 @@ async fn a_template_bucket_in_another_region_is_reported_clearly() {
         err.contains("template bucket team-templates is in eu-west-1, not us-east-1"),
         "{err}"
     );
+}
+
+/// A stack set of the same name created since the plan, not by this estate: CreateStackSet's
+/// NameAlreadyExists is a conflict, never taken for the set an earlier run created.
+#[tokio::test]
+async fn a_stack_set_created_since_the_plan_by_someone_else_is_a_conflict() {
+    let d = stack_set("base", "dev", OperationPreferences::default(), Vec::new());
+    let desired = desired(vec![d]);
+    let plan = plan_of(
+        &["dev"],
+        vec![Change {
+            hint: None,
+            address: "stackSet:base-dev".into(),
+            resource_type: ResourceType::StackSet,
+            action: Action::Create,
+            environment: Some("dev".into()),
+            reason: "stack set base-dev does not exist".into(),
+            before: None,
+            after: Some(json!({"name": "base-dev"})),
+        }],
+    );
+    let create = mock!(Cfn::create_stack_set).then_error(|| {
+        aws_sdk_cloudformation::operation::create_stack_set::CreateStackSetError::NameAlreadyExistsException(
+            aws_sdk_cloudformation::types::error::NameAlreadyExistsException::builder()
+                .message("The specified name is already in use.")
+                .meta(meta("NameAlreadyExistsException", "The specified name is already in use."))
+                .build(),
+        )
+    });
+    let describe = mock!(Cfn::describe_stack_set).then_output(|| {
+        aws_sdk_cloudformation::operation::describe_stack_set::DescribeStackSetOutput::builder()
+            .stack_set(
+                aws_sdk_cloudformation::types::StackSet::builder()
+                    .stack_set_name("base-dev")
+                    .build(),
+            )
+            .build()
+    });
+    let aws = edge(&[&create, &describe]);
+
+    let report = apply::stack_sets(&aws, &plan, &desired, &options(), &apply::Silent).await;
+
+    let [failure] = report.failures.as_slice() else {
+        panic!("{:#?}", report);
+    };
+    assert!(
+        failure
+            .message
+            .contains("conflict: stack set base-dev was created outside this estate"),
+        "{}",
+        failure.message
+    );
+    assert!(report.done.is_empty(), "{:?}", report.done);
 }

@@ -431,3 +431,46 @@ async fn a_tick_that_fails_part_way_reports_what_it_had_applied() {
     );
     assert_eq!(unit_names(&account, &account.root_id).await, ["ml"]);
 }
+
+/// A stack set of a manifest name that is not estate's: the tick stops at its environment and
+/// says `conflict` (exit 1 with --once), never `in-sync`.
+#[tokio::test]
+async fn a_tick_that_meets_a_conflict_reports_conflict() {
+    let account = management_account().await;
+    let repos = Repos::new(&["/ml", "/ml/dev"]);
+    let platform = repos.author().join("platform");
+    std::fs::write(
+        platform.join("estate.yaml"),
+        ESTATE.replace(
+            "include: [organization.yaml, environments.yaml]",
+            "include: [organization.yaml, environments.yaml, stacksets.yaml]",
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        platform.join("stacksets.yaml"),
+        "apiVersion: estate/v1\nkind: StackSet\nmetadata: {name: guard}\nspec:\n  template: guard.yaml\n  environments: [dev]\n",
+    )
+    .unwrap();
+    let template = "AWSTemplateFormatVersion: \"2010-09-09\"\nResources:\n  Nothing:\n    Type: AWS::CloudFormation::WaitConditionHandle\n";
+    std::fs::write(platform.join("guard.yaml"), template).unwrap();
+    repos.push("a guard stack set");
+    // Someone made a stack set of that name by hand.
+    aws_sdk_cloudformation::Client::new(&account.config)
+        .create_stack_set()
+        .stack_set_name("guard-dev")
+        .template_body(template)
+        .send()
+        .await
+        .unwrap();
+
+    let (code, cycle, err) = once(&account, &repos);
+    assert_eq!(code, 1, "{cycle}{err}");
+    assert_eq!(cycle["outcome"], "conflict", "{cycle}");
+    assert!(
+        cycle["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("stackSet:guard-dev")),
+        "{cycle}"
+    );
+}

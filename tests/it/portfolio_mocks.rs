@@ -173,6 +173,7 @@ fn plan(d: &DesiredPortfolio, live: &LiveState, expected: &[(&str, Action)]) -> 
         .collect();
     assert_eq!(got, expected);
     Plan {
+        conflicts: Vec::new(),
         format_version: estate::plan::FORMAT_VERSION,
         estate: "e".into(),
         source: PlanSource {
@@ -872,6 +873,7 @@ async fn a_product_that_left_the_manifest_is_an_orphan_or_with_prune_deleted_aft
         });
     let aws = edge(&[&constraint, &disassociate, &delete]);
     let plan = Plan {
+        conflicts: Vec::new(),
         summary: Plan::summarize(&changes),
         changes,
         ..plan(&desired(), &self::live(), &[])
@@ -906,6 +908,7 @@ async fn deletes_run_in_reverse_apply_order_recipient_principals_shares_then_hub
     );
     let (changes, _) = estate::plan::catalog::diff(std::slice::from_ref(&d), &live, "e", false);
     let plan = Plan {
+        conflicts: Vec::new(),
         summary: Plan::summarize(&changes),
         changes,
         ..plan(&desired(), &self::live(), &[])
@@ -946,6 +949,7 @@ async fn a_product_that_cannot_be_deleted_is_put_back_in_its_portfolio() {
     let live = live();
     let (changes, _) = estate::plan::catalog::diff(std::slice::from_ref(&d), &live, "e", true);
     let plan = Plan {
+        conflicts: Vec::new(),
         summary: Plan::summarize(&changes),
         changes,
         ..plan(&desired(), &self::live(), &[])

@@ -60,6 +60,7 @@ fn change(address: &str, rt: ResourceType, action: Action, env: Option<&str>) ->
 
 fn plan_of(changes: Vec<Change>, findings: Vec<Finding>) -> Plan {
     Plan {
+        conflicts: Vec::new(),
         format_version: estate::plan::FORMAT_VERSION,
         estate: "ml-platform".into(),
         source: PlanSource {
