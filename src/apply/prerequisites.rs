@@ -68,6 +68,9 @@ pub async fn prerequisites(
             .and_then(|v| v.as_bool())
             .unwrap_or(false);
         let body = bootstrap::administration_template(with_execution).to_string();
+        // A request AWS received but whose answer was lost is not made twice (same plan,
+        // same step, same token); another plan is another intent.
+        let token = |step: &str| super::operation_id(&plan.fingerprint, &format!("{stack}/{step}"));
         if c.action == Action::Replace {
             progress.event(Event::Started {
                 address: c.address.clone(),
@@ -75,6 +78,7 @@ pub async fn prerequisites(
             });
             cfn.delete_stack()
                 .stack_name(&stack)
+                .client_request_token(token("delete"))
                 .send()
                 .await
                 .map_err(|e| AwsError::call("CloudFormation.DeleteStack", e))?;
@@ -94,6 +98,7 @@ pub async fn prerequisites(
         if c.action == Action::Update {
             cfn.update_stack()
                 .stack_name(&stack)
+                .client_request_token(token("update"))
                 .template_body(body)
                 .capabilities(Capability::CapabilityNamedIam)
                 .tags(tags())
@@ -103,6 +108,7 @@ pub async fn prerequisites(
         } else {
             cfn.create_stack()
                 .stack_name(&stack)
+                .client_request_token(token("create"))
                 .template_body(body)
                 .capabilities(Capability::CapabilityNamedIam)
                 .tags(tags())
