@@ -4,16 +4,39 @@
 use estate::manifest;
 use estate::source::ManifestSource;
 use estate::template::Template;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
-fn samples() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/aws-samples");
+fn samples_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/aws-samples")
+}
+
+/// Whether the samples are here. In CI (a `CI` variable) they must be; elsewhere (a fresh
+/// clone without ../shared) their tests are skipped, said once on stderr.
+fn present() -> bool {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    let dir = samples_dir();
+    if dir.is_dir() {
+        return true;
+    }
     assert!(
-        dir.is_dir(),
+        std::env::var_os("CI").is_none(),
         "{} is missing: CI puts ../shared beside the repository",
         dir.display()
     );
-    dir.canonicalize().unwrap()
+    // Written to the process's stderr itself: the test harness captures eprintln!.
+    SAID.call_once(|| {
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipping the AWS sample tests: {} is missing (outside CI)",
+            dir.display()
+        );
+    });
+    false
+}
+
+fn samples() -> PathBuf {
+    samples_dir().canonicalize().unwrap()
 }
 
 fn templates() -> Vec<PathBuf> {
@@ -36,6 +59,9 @@ fn templates() -> Vec<PathBuf> {
 
 #[test]
 fn every_sample_template_parses_with_its_parameters() {
+    if !present() {
+        return;
+    }
     let all = templates();
     assert!(all.len() >= 8, "found {} sample templates", all.len());
     for path in all {
@@ -55,6 +81,9 @@ fn every_sample_template_parses_with_its_parameters() {
 
 #[test]
 fn crlf_and_short_form_tags_become_canonical_intrinsics() {
+    if !present() {
+        return;
+    }
     let path = samples().join("cross-account-ml-codepipeline/b-cfn-blog.yml");
     let bytes = std::fs::read(&path).unwrap();
     assert!(
@@ -71,6 +100,9 @@ fn crlf_and_short_form_tags_become_canonical_intrinsics() {
 
 #[test]
 fn a_codepipeline_definition_is_not_a_template() {
+    if !present() {
+        return;
+    }
     let bytes =
         std::fs::read(samples().join("cross-account-ml-codepipeline/codepipeline_definition.json"))
             .unwrap();
@@ -101,6 +133,9 @@ fn manifest_over_samples(dir: &Path, parameters: &str) {
 
 #[test]
 fn parameters_without_default_are_required_for_real_templates() {
+    if !present() {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     manifest_over_samples(dir.path(), "");
     let loaded = manifest::load(&ManifestSource::work_tree(dir.path()).unwrap());
@@ -136,6 +171,9 @@ fn parameters_without_default_are_required_for_real_templates() {
 
 #[test]
 fn allowed_pattern_of_a_real_template_is_enforced() {
+    if !present() {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let template = samples().join("amazon-sagemaker-secure-mlops/env-sc-portfolio.yaml");
     let parsed = Template::parse(&std::fs::read(&template).unwrap()).unwrap();
