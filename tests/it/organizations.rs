@@ -36,20 +36,11 @@ pub(crate) fn apply(account: &TestAccount, dir: &std::path::Path, extra: &[&str]
 }
 
 async fn instance_accounts(account: &TestAccount, set: &str) -> Vec<String> {
-    let cfn = aws_sdk_cloudformation::Client::new(&account.config);
-    let mut accounts: Vec<String> = cfn
-        .list_stack_instances()
-        .stack_set_name(set)
-        .send()
+    crate::stacksets::instances(account, set)
         .await
-        .unwrap()
-        .summaries
-        .unwrap_or_default()
         .into_iter()
-        .filter_map(|s| s.account)
-        .collect();
-    accounts.sort();
-    accounts
+        .map(|(a, _)| a)
+        .collect()
 }
 
 /// The defect AWS's retirement of `Account.Status` would have caused: a brand-new organization

@@ -28,7 +28,7 @@ fn changes(plan: &Value) -> Vec<(String, String)> {
 }
 
 /// (account, status) of a stack set's instances.
-async fn instances(account: &TestAccount, set: &str) -> Vec<(String, String)> {
+pub(crate) async fn instances(account: &TestAccount, set: &str) -> Vec<(String, String)> {
     let cfn = aws_sdk_cloudformation::Client::new(&account.config);
     let mut out: Vec<(String, String)> = cfn
         .list_stack_instances()
