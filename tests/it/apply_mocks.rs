@@ -30,9 +30,11 @@ use estate::aws::Aws;
 use estate::live::{LiveState, LiveUnit};
 use estate::manifest::model::OperationPreferences;
 use estate::plan::desired::{AccountRef, Desired, DesiredInstance, DesiredStackSet};
-use estate::plan::{Action, Change, Plan, PlanSource, ResourceType};
+use estate::plan::{
+    AccountSide, Action, Address, Change, Hint, InstanceSide, Plan, PlanSource, ResourceType,
+    StackSetSide,
+};
 use estate::template::Template;
-use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -116,24 +118,44 @@ fn plan_creating_instances(environments: &[&str], desired: &Desired) -> Plan {
                 let id = i.account.id.clone().unwrap();
                 Change {
                     hint: None,
-                    address: format!("stackInstance:{}/{id}/{}", d.name, i.region),
+                    address: format!("stackInstance:{}/{id}/{}", d.name, i.region)
+                        .parse()
+                        .unwrap(),
                     resource_type: ResourceType::StackInstance,
                     action: Action::Create,
                     environment: Some(d.environment.clone()),
                     reason: "not deployed".into(),
                     before: None,
-                    after: Some(json!({
-                        "stackSet": d.name,
-                        "account": id,
-                        "accountName": null,
-                        "region": i.region,
-                        "parameterOverrides": i.overrides,
-                    })),
+                    after: Some(instance_side(&d.name, &id, &i.region, &i.overrides)),
                 }
             })
         })
         .collect();
     plan_of(environments, changes)
+}
+
+fn instance_side(
+    stack_set: &str,
+    account: &str,
+    region: &str,
+    overrides: &BTreeMap<String, String>,
+) -> estate::plan::Side {
+    InstanceSide {
+        stack_set: stack_set.into(),
+        account: Some(account.into()),
+        account_name: None,
+        region: region.into(),
+        parameter_overrides: overrides.clone(),
+        status: None,
+        organizational_unit_id: None,
+        last_operation: None,
+    }
+    .into()
+}
+
+/// Addresses as the plan writes them.
+fn texts(addresses: &[Address]) -> Vec<String> {
+    addresses.iter().map(ToString::to_string).collect()
 }
 
 fn plan_of(environments: &[&str], changes: Vec<Change>) -> Plan {
@@ -361,7 +383,7 @@ async fn forty_new_instances_of_one_set_are_one_create_call() {
         1
     );
     // Each instance is reported done as it is: a stop part-way counts them.
-    assert_eq!(progress.done(), report.done);
+    assert_eq!(progress.done(), texts(&report.done));
     assert_eq!(calls(&aws, "CloudFormation.CreateStackInstances"), 1);
     let requests = requests.lock().unwrap();
     let [req] = requests.as_slice() else {
@@ -466,9 +488,12 @@ fn batches_group_accounts_by_region_set_and_overrides() {
         view(d, "us-east-1", &[("Size", "large")]),
         view(d, "eu-west-1", &[("Size", "large")]),
     ];
-    let input: Vec<(String, &DesiredInstanceView)> = views
+    let input: Vec<(Address, &DesiredInstanceView)> = views
         .iter()
-        .map(|v| (format!("stackInstance:s/{}/{}", v.account, v.region), v))
+        .map(|v| {
+            let a = format!("stackInstance:s/{}/{}", v.account, v.region);
+            (a.parse().unwrap(), v)
+        })
         .collect();
 
     let batches = apply::batches(&input);
@@ -505,12 +530,12 @@ fn batches_group_accounts_by_region_set_and_overrides() {
         .collect();
     wanted.sort();
     assert_eq!(covered, wanted);
-    let mut addresses: Vec<&String> = batches.iter().flat_map(|b| &b.addresses).collect();
+    let mut addresses: Vec<&Address> = batches.iter().flat_map(|b| &b.addresses).collect();
     addresses.sort();
     addresses.dedup();
     assert_eq!(addresses.len(), views.len());
     // Deterministic whatever the input order (operation ids are derived from batches).
-    let reversed: Vec<(String, &DesiredInstanceView)> = input.iter().rev().cloned().collect();
+    let reversed: Vec<(Address, &DesiredInstanceView)> = input.iter().rev().cloned().collect();
     let again = apply::batches(&reversed);
     let key = |bs: &[apply::Batch]| -> Vec<(Vec<String>, Vec<String>)> {
         bs.iter()
@@ -993,13 +1018,13 @@ async fn a_new_account_is_created_then_moved_from_the_root_into_its_unit() {
         &[],
         vec![Change {
             hint: None,
-            address: "account:ml-dev".into(),
+            address: "account:ml-dev".parse().unwrap(),
             resource_type: ResourceType::Account,
             action: Action::Create,
             environment: None,
             reason: "not in the organization".into(),
             before: None,
-            after: Some(json!({"name": "ml-dev", "email": "ml-dev@example.com", "unit": "/ml"})),
+            after: Some(new_account("ml-dev", "/ml")),
         }],
     );
 
@@ -1007,7 +1032,7 @@ async fn a_new_account_is_created_then_moved_from_the_root_into_its_unit() {
         .await
         .unwrap();
 
-    assert_eq!(done, ["account:ml-dev"]);
+    assert_eq!(texts(&done), ["account:ml-dev"]);
     let moves = moves.lock().unwrap();
     let [m] = moves.as_slice() else {
         panic!("{moves:?}");
@@ -1024,6 +1049,16 @@ fn no_earlier_requests() -> Rule {
     })
 }
 
+fn new_account(name: &str, unit: &str) -> estate::plan::Side {
+    AccountSide {
+        id: None,
+        name: Some(name.into()),
+        email: Some(format!("{name}@example.com")),
+        unit: Some(unit.into()),
+    }
+    .into()
+}
+
 fn new_account_plan(names: &[&str]) -> Plan {
     plan_of(
         &[],
@@ -1031,13 +1066,13 @@ fn new_account_plan(names: &[&str]) -> Plan {
             .iter()
             .map(|n| Change {
                 hint: None,
-                address: format!("account:{n}"),
+                address: format!("account:{n}").parse().unwrap(),
                 resource_type: ResourceType::Account,
                 action: Action::Create,
                 environment: None,
                 reason: "not in the organization".into(),
                 before: None,
-                after: Some(json!({"name": n, "email": format!("{n}@example.com"), "unit": "/"})),
+                after: Some(new_account(n, "/")),
             })
             .collect(),
     )
@@ -1109,7 +1144,7 @@ async fn an_earlier_runs_creation_request_is_waited_for_not_repeated() {
     .await
     .unwrap();
 
-    assert_eq!(done, ["account:ml-dev"]);
+    assert_eq!(texts(&done), ["account:ml-dev"]);
     assert_eq!(calls(&aws, "Organizations.CreateAccount"), 0);
     assert_eq!(describe.num_calls(), 2);
 }
@@ -1175,7 +1210,7 @@ async fn a_busy_organization_is_asked_again_and_the_member_role_named() {
     )
     .await
     .unwrap();
-    assert_eq!(done, ["account:ml-dev"]);
+    assert_eq!(texts(&done), ["account:ml-dev"]);
     assert_eq!(create.num_calls(), 3);
 }
 
@@ -1261,32 +1296,58 @@ fn overrides_moving(other_reasons: bool) -> (Desired, Plan) {
     } else {
         format!("changed: {}", estate::plan::diff::OVERRIDES_REASON)
     };
+    let set = |tags: BTreeMap<String, String>| -> estate::plan::Side {
+        StackSetSide {
+            name: "base-dev".into(),
+            description: None,
+            parameters: BTreeMap::new(),
+            capabilities: Vec::new(),
+            tags,
+            permission_model: "SELF_MANAGED".into(),
+            administration_role_arn: None,
+            execution_role_name: None,
+            auto_deployment: None,
+            operation: None,
+            template: String::new(),
+        }
+        .into()
+    };
+    let live_tags = BTreeMap::from([
+        ("estate:managed-by".to_string(), "e".to_string()),
+        ("estate:overrides-sha256".to_string(), "old".to_string()),
+    ]);
     let changes = vec![
         Change {
-            hint: None,
-            address: "stackSet:base-dev".into(),
+            hint: (!other_reasons).then_some(Hint::OverridesTagOnly),
+            address: "stackSet:base-dev".parse().unwrap(),
             resource_type: ResourceType::StackSet,
             action: Action::Update,
             environment: Some("dev".into()),
             reason,
-            before: Some(
-                json!({"tags": {"estate:managed-by": "e", "estate:overrides-sha256": "old"}}),
-            ),
-            after: Some(json!({"tags": d.tags})),
+            before: Some(set(live_tags)),
+            after: Some(set(d.tags.clone())),
         },
         Change {
             hint: None,
-            address: format!("stackInstance:base-dev/{acct}/{REGION}"),
+            address: format!("stackInstance:base-dev/{acct}/{REGION}")
+                .parse()
+                .unwrap(),
             resource_type: ResourceType::StackInstance,
             action: Action::Update,
             environment: Some("dev".into()),
             reason: "parameter overrides differ from live".into(),
-            before: Some(
-                json!({"account": acct, "region": REGION, "parameterOverrides": {"Size": "small"}}),
-            ),
-            after: Some(
-                json!({"account": acct, "region": REGION, "parameterOverrides": {"Size": "large"}}),
-            ),
+            before: Some(instance_side(
+                "base-dev",
+                &acct,
+                REGION,
+                &BTreeMap::from([("Size".to_string(), "small".to_string())]),
+            )),
+            after: Some(instance_side(
+                "base-dev",
+                &acct,
+                REGION,
+                &BTreeMap::from([("Size".to_string(), "large".to_string())]),
+            )),
         },
     ];
     (desired(vec![d]), plan_of(&["dev"], changes))
@@ -1399,7 +1460,7 @@ async fn an_apply_stopped_before_the_instances_leaves_the_old_tag_so_the_next_pl
         ],
         "the new tag is never written while an instance lacks the overrides"
     );
-    assert!(!report.done.contains(&"stackSet:base-dev".to_string()));
+    assert!(!texts(&report.done).contains(&"stackSet:base-dev".to_string()));
 }
 
 /// A template bucket in another region than the home region is named as such (S3 answers
@@ -1440,13 +1501,13 @@ async fn a_stack_set_created_since_the_plan_by_someone_else_is_a_conflict() {
         &["dev"],
         vec![Change {
             hint: None,
-            address: "stackSet:base-dev".into(),
+            address: "stackSet:base-dev".parse().unwrap(),
             resource_type: ResourceType::StackSet,
             action: Action::Create,
             environment: Some("dev".into()),
             reason: "stack set base-dev does not exist".into(),
             before: None,
-            after: Some(json!({"name": "base-dev"})),
+            after: None,
         }],
     );
     let create = mock!(Cfn::create_stack_set).then_error(|| {

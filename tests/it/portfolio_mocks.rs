@@ -167,11 +167,12 @@ fn plan(d: &DesiredPortfolio, live: &LiveState, expected: &[(&str, Action)]) -> 
     let (changes, findings) =
         estate::plan::catalog::diff(std::slice::from_ref(d), live, "e", false);
     assert!(findings.is_empty(), "{findings:?}");
-    let got: Vec<(&str, Action)> = changes
+    let got: Vec<(String, Action)> = changes
         .iter()
-        .map(|c: &Change| (c.address.as_str(), c.action))
+        .map(|c: &Change| (c.address.to_string(), c.action))
         .collect();
-    assert_eq!(got, expected);
+    let want: Vec<(String, Action)> = expected.iter().map(|(a, x)| (a.to_string(), *x)).collect();
+    assert_eq!(got, want);
     Plan {
         conflicts: Vec::new(),
         format_version: estate::plan::FORMAT_VERSION,
@@ -225,6 +226,8 @@ async fn apply_catalog(
     .await
     .expect("apply ends within its bounds");
     // Every change is reported done as it is done: a stop part-way counts it.
+    let result: Result<Vec<String>, ApplyError> =
+        result.map(|done| done.iter().map(ToString::to_string).collect());
     if let Ok(done) = &result {
         assert_eq!(*progress.0.lock().unwrap(), *done);
     }
@@ -788,7 +791,7 @@ fn an_untagged_product_of_the_same_name_is_a_conflict_never_adopted() {
     assert!(changes.is_empty(), "{changes:?}");
     assert_eq!(findings.len(), 1, "{findings:?}");
     assert_eq!(findings[0].kind, estate::plan::FindingKind::Conflict);
-    assert_eq!(findings[0].address, "product:p/notebook");
+    assert_eq!(findings[0].address.to_string(), "product:p/notebook");
     assert!(
         findings[0].message.contains(PRODUCT),
         "{}",
@@ -816,7 +819,7 @@ fn an_untagged_portfolio_of_the_same_name_is_a_conflict_never_duplicated() {
     let (changes, findings) =
         estate::plan::catalog::diff(std::slice::from_ref(&d), &live, "e", false);
     assert!(findings.is_empty());
-    assert_eq!(changes[0].address, "portfolio:p");
+    assert_eq!(changes[0].address.to_string(), "portfolio:p");
 }
 
 #[tokio::test]
@@ -835,15 +838,16 @@ async fn a_product_that_left_the_manifest_is_an_orphan_or_with_prune_deleted_aft
         estate::plan::catalog::diff(std::slice::from_ref(&d), &live, "e", false);
     assert!(changes.is_empty(), "{changes:?}");
     assert_eq!(findings[0].kind, estate::plan::FindingKind::Orphan);
-    assert_eq!(findings[0].address, "product:p/notebook");
+    assert_eq!(findings[0].address.to_string(), "product:p/notebook");
 
     let (changes, findings) =
         estate::plan::catalog::diff(std::slice::from_ref(&d), &live, "e", true);
     assert!(findings.is_empty(), "{findings:?}");
-    let got: Vec<(&str, Action)> = changes
+    let got: Vec<(String, Action)> = changes
         .iter()
-        .map(|c| (c.address.as_str(), c.action))
+        .map(|c| (c.address.to_string(), c.action))
         .collect();
+    let got: Vec<(&str, Action)> = got.iter().map(|(a, x)| (a.as_str(), *x)).collect();
     assert_eq!(
         got,
         [
