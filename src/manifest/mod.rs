@@ -2,6 +2,7 @@
 //! problem collected as a located diagnostic.
 
 pub mod model;
+pub mod names;
 pub mod refs;
 pub mod schema;
 mod validate;

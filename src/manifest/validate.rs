@@ -2,6 +2,7 @@
 //! and template parameters, all reported at the line that needs fixing.
 
 use super::model::*;
+use super::names as aws;
 use super::refs::{self, Ref};
 use super::{Doc, Parsed};
 use crate::diag::{Diagnostics, closest};
@@ -836,7 +837,7 @@ fn check_generated_names(p: &Parsed, diags: &mut Diagnostics) {
     // AWS names of different pipelines, compared as AWS does (IAM and S3 ignore case).
     let mut aws_names: BTreeMap<(&str, String), String> = BTreeMap::new();
     for pipe in &p.pipelines {
-        let n = crate::pipeline::Names::new(&pipe.name);
+        let n = aws::Names::new(&pipe.name);
         // Role and bucket names (the prefix) ignore case; stack and project names do not.
         let mut mine = vec![("resource prefix", n.pipeline.to_lowercase())];
         for stage in &pipe.spec.stages {
@@ -870,7 +871,7 @@ fn check_generated_names(p: &Parsed, diags: &mut Diagnostics) {
             .iter()
             .map(|s| s.environment.clone())
             .collect();
-        for name in crate::pipeline::stack_set_names(&pipe.name, &stages) {
+        for name in aws::stack_set_names(&pipe.name, &stages) {
             if let Some(owner) = taken.insert(name.clone(), format!("pipeline `{}`", pipe.name)) {
                 diags.error(
                     "estate::duplicate",
@@ -894,7 +895,7 @@ fn check_pipeline(
     diags: &mut Diagnostics,
 ) {
     let spec = &pipe.spec;
-    if pipe.name.len() > crate::pipeline::MAX_NAME {
+    if pipe.name.len() > aws::MAX_NAME {
         diags.error(
             "estate::pipeline",
             &pipe.file,
@@ -902,7 +903,7 @@ fn check_pipeline(
             format!(
                 "pipeline name `{}` is longer than {} characters: its artifact bucket's name must fit in S3's 63",
                 pipe.name,
-                crate::pipeline::MAX_NAME
+                aws::MAX_NAME
             ),
         );
     }
@@ -915,7 +916,7 @@ fn check_pipeline(
             };
             for (param, decl) in &t.parameters {
                 if decl.default.is_none()
-                    && param != crate::pipeline::MODEL_PACKAGE_PARAMETER
+                    && param != aws::MODEL_PACKAGE_PARAMETER
                     && !env.spec.parameters.contains_key(param)
                 {
                     diags.error(
