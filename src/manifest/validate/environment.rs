@@ -1,7 +1,7 @@
 //! Checks of `kind: Environment`: its targets exist and are not empty.
 
 use super::{Names, check_targets};
-use crate::diag::Diagnostics;
+use crate::diag::{Code, Diagnostics};
 use crate::manifest::Doc;
 use crate::manifest::model::*;
 use std::collections::BTreeSet;
@@ -15,7 +15,7 @@ pub(super) fn check_environment(
     if env.spec.targets.units.is_empty() && env.spec.targets.accounts.is_empty() {
         diags
             .error(
-                "estate::environment",
+                Code::Environment,
                 &env.file,
                 env.span("/spec/targets"),
                 format!("environment `{}` targets no unit and no account", env.name),

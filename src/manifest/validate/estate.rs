@@ -2,7 +2,7 @@
 //! regions are unique.
 
 use super::{Names, unknown};
-use crate::diag::Diagnostics;
+use crate::diag::{Code, Diagnostics};
 use crate::manifest::Doc;
 use crate::manifest::model::*;
 use std::collections::BTreeSet;
@@ -18,7 +18,7 @@ pub(super) fn check_estate(
         let span = estate.span(&format!("/spec/promotion/{i}"));
         if !seen.insert(env) {
             diags.error(
-                "estate::duplicate",
+                Code::Duplicate,
                 &estate.file,
                 span,
                 format!("environment `{env}` appears twice in promotion"),
@@ -39,7 +39,7 @@ pub(super) fn check_estate(
         if !estate.spec.promotion.contains(&env.name) {
             diags
                 .warning(
-                    "estate::promotion",
+                    Code::Promotion,
                     &env.file,
                     env.span("/metadata/name"),
                     format!(
@@ -56,7 +56,7 @@ pub(super) fn check_estate(
     for (i, r) in estate.spec.regions.iter().enumerate() {
         if !regions.insert(r) {
             diags.error(
-                "estate::duplicate",
+                Code::Duplicate,
                 &estate.file,
                 estate.span(&format!("/spec/regions/{i}")),
                 format!("region `{r}` is listed twice"),

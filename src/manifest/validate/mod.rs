@@ -14,7 +14,7 @@ mod stack_set;
 
 use super::model::*;
 use super::{Doc, Parsed};
-use crate::diag::{Diagnostics, closest};
+use crate::diag::{Code, Diagnostics, closest};
 use crate::template::Template;
 use crate::yaml::{Node, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -42,7 +42,7 @@ pub(super) fn check(p: &Parsed, templates: &BTreeMap<PathBuf, Template>, diags: 
     unique_names(&p.pipelines, "Pipeline", diags);
     for extra in p.organization.iter().skip(1) {
         diags.error(
-            "estate::duplicate",
+            Code::Duplicate,
             &extra.file,
             extra.span("/kind"),
             "a manifest holds at most one Organization",
@@ -119,7 +119,7 @@ fn unique_names<S>(docs: &[Doc<S>], kind: &str, diags: &mut Diagnostics) {
             );
             diags
                 .error(
-                    "estate::duplicate",
+                    Code::Duplicate,
                     &d.file,
                     d.span("/metadata/name"),
                     format!("duplicate {kind} name `{}`", d.name),
@@ -146,7 +146,7 @@ fn unknown(
     }
     let b = diags
         .error(
-            "estate::unknown-name",
+            Code::UnknownName,
             file,
             span,
             format!("unknown {what} `{name}`"),

@@ -2,7 +2,7 @@
 //! emails and ids, in units that exist. Records the names the other checks look up.
 
 use super::Names;
-use crate::diag::Diagnostics;
+use crate::diag::{Code, Diagnostics};
 use crate::manifest::Doc;
 use crate::manifest::model::*;
 use std::collections::{BTreeSet, HashMap};
@@ -17,7 +17,7 @@ pub(super) fn check_organization<'a>(
         let ptr = format!("/spec/units/{i}/path");
         if names.units.contains(&unit.path.as_str()) {
             diags.error(
-                "estate::duplicate",
+                Code::Duplicate,
                 &org.file,
                 org.span(&ptr),
                 format!("unit `{}` is listed twice", unit.path),
@@ -27,7 +27,7 @@ pub(super) fn check_organization<'a>(
         let parent = parent_path(&unit.path);
         if !names.units.contains(&parent) {
             let b = diags.error(
-                "estate::unit-parent",
+                Code::UnitParent,
                 &org.file,
                 org.span(&ptr),
                 format!(
@@ -49,7 +49,7 @@ pub(super) fn check_organization<'a>(
         let base = format!("/spec/accounts/{i}");
         if names.accounts.contains(&account.name.as_str()) {
             diags.error(
-                "estate::duplicate",
+                Code::Duplicate,
                 &org.file,
                 org.span(&format!("{base}/name")),
                 format!("account name `{}` is used twice", account.name),
@@ -60,7 +60,7 @@ pub(super) fn check_organization<'a>(
         if let Some(j) = emails.insert(account.email.to_lowercase(), i) {
             diags
                 .error(
-                    "estate::duplicate",
+                    Code::Duplicate,
                     &org.file,
                     org.span(&format!("{base}/email")),
                     format!("email `{}` is used by two accounts", account.email),
@@ -74,7 +74,7 @@ pub(super) fn check_organization<'a>(
             if let Some(j) = ids.insert(id, i) {
                 diags
                     .error(
-                        "estate::duplicate",
+                        Code::Duplicate,
                         &org.file,
                         org.span(&format!("{base}/id")),
                         format!("account id {id} is pinned twice"),
@@ -90,7 +90,7 @@ pub(super) fn check_organization<'a>(
             if !all_paths.contains(unit.as_str()) && unit != "/" {
                 diags
                     .error(
-                        "estate::unknown-unit",
+                        Code::UnknownUnit,
                         &org.file,
                         org.span(&format!("{base}/unit")),
                         format!("unit `{unit}` is not in spec.units"),

@@ -3,7 +3,7 @@
 //! stage template gets every parameter it requires.
 
 use super::{Names, unknown};
-use crate::diag::Diagnostics;
+use crate::diag::{Code, Diagnostics};
 use crate::manifest::model::*;
 use crate::manifest::names as aws;
 use crate::manifest::{Doc, Parsed};
@@ -42,7 +42,7 @@ pub(super) fn check_generated_names(p: &Parsed, diags: &mut Diagnostics) {
         }
         if let Some((other, kind, name)) = clash {
             diags.error(
-                "estate::duplicate",
+                Code::Duplicate,
                 &pipe.file,
                 pipe.span("/metadata/name"),
                 format!(
@@ -62,7 +62,7 @@ pub(super) fn check_generated_names(p: &Parsed, diags: &mut Diagnostics) {
         for name in aws::stack_set_names(&pipe.name, &stages) {
             if let Some(owner) = taken.insert(name.clone(), format!("pipeline `{}`", pipe.name)) {
                 diags.error(
-                    "estate::duplicate",
+                    Code::Duplicate,
                     &pipe.file,
                     pipe.span("/metadata/name"),
                     format!(
@@ -85,7 +85,7 @@ pub(super) fn check_pipeline(
     let spec = &pipe.spec;
     if pipe.name.len() > aws::MAX_NAME {
         diags.error(
-            "estate::pipeline",
+            Code::Pipeline,
             &pipe.file,
             pipe.span("/metadata/name"),
             format!(
@@ -108,7 +108,7 @@ pub(super) fn check_pipeline(
                     && !env.spec.parameters.contains_key(param)
                 {
                     diags.error(
-                        "estate::missing-parameter",
+                        Code::MissingParameter,
                         &pipe.file,
                         pipe.span("/spec/template"),
                         format!(
@@ -153,7 +153,7 @@ fn check_stages(pipe: &Doc<PipelineSpec>, p: &Parsed, names: &Names, diags: &mut
         let span = pipe.span(&format!("/spec/stages/{i}/environment"));
         if !seen.insert(&stage.environment) {
             diags.error(
-                "estate::duplicate",
+                Code::Duplicate,
                 &pipe.file,
                 span,
                 format!("environment `{}` is a stage twice", stage.environment),
@@ -178,7 +178,7 @@ fn check_stages(pipe: &Doc<PipelineSpec>, p: &Parsed, names: &Names, diags: &mut
             Some(pos) => {
                 if last_index.is_some_and(|l| pos < l) {
                     diags.error(
-                        "estate::promotion",
+                        Code::Promotion,
                         &pipe.file,
                         span,
                         format!(
@@ -191,7 +191,7 @@ fn check_stages(pipe: &Doc<PipelineSpec>, p: &Parsed, names: &Names, diags: &mut
             }
             None => {
                 diags.error(
-                    "estate::promotion",
+                    Code::Promotion,
                     &pipe.file,
                     span,
                     format!(

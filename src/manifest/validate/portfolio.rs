@@ -2,7 +2,7 @@
 //! accounts it can be shared with, and its products, versions and tag options are unique.
 
 use super::{Names, check_targets, unknown};
-use crate::diag::Diagnostics;
+use crate::diag::{Code, Diagnostics};
 use crate::manifest::Doc;
 use crate::manifest::model::*;
 use crate::yaml::pointer_escape;
@@ -27,7 +27,7 @@ pub(super) fn check_portfolio(p: &Doc<PortfolioSpec>, names: &Names, diags: &mut
         // organization id), which estate does not manage.
         if u == "/" {
             diags.error(
-                "estate::share",
+                Code::Share,
                 &p.file,
                 p.span(&format!("/spec/shareWith/units/{i}")),
                 "sharing with the organization root `/` is not supported; list the units to share with",
@@ -37,7 +37,7 @@ pub(super) fn check_portfolio(p: &Doc<PortfolioSpec>, names: &Names, diags: &mut
     for (i, a) in spec.share_with.accounts.iter().enumerate() {
         if a == &spec.account {
             diags.error(
-                "estate::share",
+                Code::Share,
                 &p.file,
                 p.span(&format!("/spec/shareWith/accounts/{i}")),
                 format!("portfolio is owned by `{a}`; it cannot be shared with its own account"),
@@ -48,7 +48,7 @@ pub(super) fn check_portfolio(p: &Doc<PortfolioSpec>, names: &Names, diags: &mut
     for (i, product) in spec.products.iter().enumerate() {
         if !products.insert(&product.name) {
             diags.error(
-                "estate::duplicate",
+                Code::Duplicate,
                 &p.file,
                 p.span(&format!("/spec/products/{i}/name")),
                 format!("product `{}` is listed twice", product.name),
@@ -58,7 +58,7 @@ pub(super) fn check_portfolio(p: &Doc<PortfolioSpec>, names: &Names, diags: &mut
         for (j, v) in product.versions.iter().enumerate() {
             if !versions.insert(&v.name) {
                 diags.error(
-                    "estate::duplicate",
+                    Code::Duplicate,
                     &p.file,
                     p.span(&format!("/spec/products/{i}/versions/{j}/name")),
                     format!(
@@ -74,7 +74,7 @@ pub(super) fn check_portfolio(p: &Doc<PortfolioSpec>, names: &Names, diags: &mut
         for (j, v) in values.iter().enumerate() {
             if !seen.insert(v) {
                 diags.error(
-                    "estate::duplicate",
+                    Code::Duplicate,
                     &p.file,
                     p.span(&format!("/spec/tagOptions/{}/{j}", pointer_escape(key))),
                     format!("tag option value `{v}` is listed twice under `{key}`"),

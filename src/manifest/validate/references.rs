@@ -2,7 +2,7 @@
 //! failed the schema too): it names something defined, and the document may use it.
 
 use super::Names;
-use crate::diag::{Diagnostics, closest};
+use crate::diag::{Code, Diagnostics, closest};
 use crate::manifest::Parsed;
 use crate::manifest::model::*;
 use crate::manifest::refs::{self, Ref};
@@ -117,7 +117,7 @@ fn check_references(file: &str, doc: &Node, kind: Kind, names: &Names, diags: &m
             };
             if let Some((message, help)) = problem {
                 let b = diags
-                    .error("estate::unknown-reference", file, span, message)
+                    .error(Code::UnknownReference, file, span, message)
                     .label("cannot be resolved");
                 if let Some(help) = help {
                     b.help(help);

@@ -3,7 +3,7 @@
 
 use super::environment::static_targets;
 use super::{Names, unknown};
-use crate::diag::{Diagnostics, closest};
+use crate::diag::{Code, Diagnostics, closest};
 use crate::manifest::model::*;
 use crate::manifest::refs::{self, Ref};
 use crate::manifest::{Doc, Parsed};
@@ -47,7 +47,7 @@ fn environments<'p>(
         let span = s.span(&format!("/spec/environments/{i}"));
         if !seen.insert(env) {
             diags.error(
-                "estate::duplicate",
+                Code::Duplicate,
                 &s.file,
                 span,
                 format!("environment `{env}` is listed twice"),
@@ -71,7 +71,7 @@ fn environments<'p>(
         let aws_name = format!("{}-{env}", s.name);
         if aws_name.len() > 128 {
             diags.error(
-                "estate::name",
+                Code::Name,
                 &s.file,
                 s.span(&format!("/spec/environments/{i}")),
                 format!("stack set name `{aws_name}` is over 128 characters"),
@@ -108,7 +108,7 @@ fn check_permission_model(s: &Doc<StackSetSpec>, envs: &Reached, diags: &mut Dia
             };
             diags
                 .error(
-                    "estate::permission-model",
+                    Code::PermissionModel,
                     &s.file,
                     s.node
                         .key_span("/spec", field)
@@ -123,7 +123,7 @@ fn check_permission_model(s: &Doc<StackSetSpec>, envs: &Reached, diags: &mut Dia
             if !env.spec.targets.accounts.is_empty() {
                 diags
                     .error(
-                        "estate::permission-model",
+                        Code::PermissionModel,
                         &s.file,
                         s.span(&format!("/spec/environments/{i}")),
                         format!(
@@ -159,7 +159,7 @@ fn check_overrides(s: &Doc<StackSetSpec>, envs: &Reached, names: &Names, diags: 
                 );
             } else if !reached.contains(account.as_str()) {
                 diags.warning(
-                    "estate::override",
+                    Code::Override,
                     &s.file,
                     span,
                     format!("account `{account}` is not a target of any environment of this stack set; the override has no effect"),
@@ -176,7 +176,7 @@ fn check_template(s: &Doc<StackSetSpec>, template: &Template, diags: &mut Diagno
     if template.text.len() > crate::template::URL_TEMPLATE_LIMIT {
         diags
             .error(
-                "estate::template-size",
+                Code::TemplateSize,
                 &s.file,
                 s.span("/spec/template"),
                 format!(
@@ -198,7 +198,7 @@ fn check_template(s: &Doc<StackSetSpec>, template: &Template, diags: &mut Diagno
         if !satisfied {
             diags
                 .error(
-                    "estate::capabilities",
+                    Code::Capabilities,
                     &s.file,
                     s.node
                         .key_span("/spec", "capabilities")
@@ -216,7 +216,7 @@ fn check_template(s: &Doc<StackSetSpec>, template: &Template, diags: &mut Diagno
                 let span = s.node.key_span(&ptr, name).unwrap_or_else(|| s.span(&ptr));
                 let b = diags
                     .error(
-                        "estate::parameter",
+                        Code::Parameter,
                         &s.file,
                         span,
                         format!(
@@ -270,7 +270,7 @@ fn check_missing_parameters(
                 .join(", ");
             diags
                 .error(
-                    "estate::parameter",
+                    Code::Parameter,
                     &s.file,
                     s.span(&format!("/spec/environments/{i}")),
                     format!(
@@ -315,7 +315,7 @@ fn check_parameter_values(
             if decl.no_echo && !value.0.contains("{{resolve:") && warned.insert(key) {
                 diags
                     .warning(
-                        "estate::secret-in-manifest",
+                        Code::SecretInManifest,
                         doc_file,
                         node.key_span(&ptr, name).unwrap_or_else(|| node.span_for(&ptr)),
                         format!("parameter `{name}` is NoEcho but its value is written in the manifest"),
@@ -340,7 +340,7 @@ fn check_parameter_values(
                     };
                     let b = diags
                         .error(
-                            "estate::parameter-value",
+                            Code::ParameterValue,
                             doc_file,
                             node.span_for(&format!("{ptr}/{}", pointer_escape(name))),
                             format!("{who}parameter `{name}` = {shown} {problem}"),
