@@ -13,5 +13,6 @@ pub mod pipeline;
 pub mod plan;
 pub mod render;
 pub mod source;
+pub mod tags;
 pub mod template;
 pub mod yaml;

@@ -1,9 +1,7 @@
 //! The `estate` command line: the binary edge, where errors become messages and exit codes.
 
-mod apply_cmd;
-mod cli;
-mod gitops;
+mod cmd;
 
 fn main() {
-    std::process::exit(cli::run());
+    std::process::exit(cmd::run());
 }

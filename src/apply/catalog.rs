@@ -2,16 +2,21 @@
 //! products and versions, constraints, tag options, principals and shares; in each recipient
 //! account the share's acceptance and the principals there. Deletes run in reverse order.
 
-use super::{ApplyError, Backoff, Done, Event, Polling, Progress, templates};
+use super::error::ApplyError;
+use super::progress::{Done, Event, Progress};
+use super::templates;
+use crate::aws::wait::Backoff;
+use crate::aws::wait::Polling;
 use crate::aws::{Aws, AwsError};
 use crate::live::LiveState;
-use crate::live::catalog::{SERVICE_PRINCIPAL, TAG_PORTFOLIO, TAG_PRODUCT};
+use crate::live::catalog::SERVICE_PRINCIPAL;
 use crate::plan::catalog::{DesiredPortfolio, launch_parameters};
 use crate::plan::{
     Action, Address, Change, ConstraintSide, DelegatedAdminSide, LiveConstraintSide,
     LivePortfolioSide, LiveProductSide, Plan, PortfolioSide, PrincipalSide, ProductSide,
     ResourceType, ShareSide, Side, TagOptionSide, VersionSide,
 };
+use crate::tags::{TAG_PORTFOLIO, TAG_PRODUCT};
 use aws_sdk_servicecatalog::types::{
     OrganizationNode, OrganizationNodeType, PrincipalType, ProductType,
     ProvisioningArtifactProperties, ProvisioningArtifactType, Tag,
@@ -221,7 +226,7 @@ impl<'a> OnePortfolio<'a> {
     }
 
     fn token(&self, c: &Change) -> String {
-        super::operation_id(&self.intent, &c.address.to_string())
+        super::options::operation_id(&self.intent, &c.address.to_string())
     }
 
     fn started(&self, c: &Change, what: String) {
@@ -459,7 +464,7 @@ impl<'a> OnePortfolio<'a> {
             .ok_or_else(|| ApplyError::Inconsistent(format!("portfolio {}: no id", self.name)))
     }
 
-    fn live_portfolio(&self) -> Option<&'a crate::live::catalog::LivePortfolio> {
+    fn live_portfolio(&self) -> Option<&'a crate::live::LivePortfolio> {
         self.live.portfolios.iter().find(|l| {
             l.account == self.hub_id
                 && l.tags.get(TAG_PORTFOLIO).map(String::as_str) == Some(self.name)
@@ -840,7 +845,7 @@ impl<'a> OnePortfolio<'a> {
 /// shares, principals, tag options, constraints, then its products (estate's own, deleted).
 async fn teardown(
     sc: &aws_sdk_servicecatalog::Client,
-    l: &crate::live::catalog::LivePortfolio,
+    l: &crate::live::LivePortfolio,
     address: &str,
     polling: Polling,
     progress: &dyn Progress,
@@ -903,7 +908,7 @@ async fn teardown(
             .map_err(sc_err("ServiceCatalog.DisassociateProductFromPortfolio"))?;
         // Only this estate's own products: another's may sit in the same portfolio.
         if p.tags.contains_key(TAG_PRODUCT)
-            && p.tags.get(crate::live::TAG_MANAGED_BY) == l.tags.get(crate::live::TAG_MANAGED_BY)
+            && p.tags.get(crate::tags::TAG_MANAGED_BY) == l.tags.get(crate::tags::TAG_MANAGED_BY)
         {
             sc.delete_product()
                 .id(&p.id)

@@ -48,7 +48,7 @@ fn now() -> u64 {
 }
 
 pub fn key(estate: &str, scope: &str) -> String {
-    format!("estate-lock:{estate}:{scope}")
+    crate::tags::lock_key(estate, scope)
 }
 
 /// `<token> <unix seconds> <who>`: the token identifies this process's hold.

@@ -3,13 +3,19 @@
 //! stack set that deploys the execution role and its instances in exactly the accounts that
 //! need it (one operation for all of them).
 
-use super::{ApplyError, Backoff, Done, Event, Ops, Polling, Progress, StepFailure};
+use super::error::ApplyError;
+use super::ops::Ops;
+use super::progress::{Done, Event, Progress};
+use super::report::StepFailure;
+use crate::aws::wait::Backoff;
+use crate::aws::wait::Polling;
 use crate::aws::{Aws, AwsError};
 use crate::bootstrap;
-use crate::live::{LiveState, TAG_MANAGED_BY};
+use crate::live::LiveState;
 use crate::plan::{
     Action, Address, AdministrationSide, Change, ExecutionInstanceSide, Plan, ResourceType,
 };
+use crate::tags::TAG_MANAGED_BY;
 use aws_sdk_cloudformation::types::{
     AccountFilterType, AutoDeployment, Capability, DeploymentTargets, PermissionModels, Tag,
 };
@@ -72,7 +78,9 @@ pub async fn prerequisites(
         let body = bootstrap::administration_template(with_execution).to_string();
         // A request AWS received but whose answer was lost is not made twice (same plan,
         // same step, same token); another plan is another intent.
-        let token = |step: &str| super::operation_id(&plan.fingerprint, &format!("{stack}/{step}"));
+        let token = |step: &str| {
+            super::options::operation_id(&plan.fingerprint, &format!("{stack}/{step}"))
+        };
         if c.action == Action::Replace {
             progress.event(Event::Started {
                 address: c.address.to_string(),

@@ -2,7 +2,7 @@
 //! object in the home region under a content-addressed key, in a bucket estate creates with
 //! default encryption and public access blocked when it is missing.
 
-use super::Options;
+use super::options::Options;
 use crate::aws::{Aws, AwsError};
 use crate::plan::desired::DesiredStackSet;
 use crate::template::INLINE_TEMPLATE_LIMIT;

@@ -2,6 +2,8 @@
 //! chain (honouring `AWS_ENDPOINT_URL`), retries are adaptive, reads are bounded, member
 //! accounts are reached through STS AssumeRole, and every attempt is counted by operation.
 
+pub mod wait;
+
 use aws_config::SdkConfig;
 use aws_config::retry::RetryConfig;
 use aws_smithy_runtime_api::box_error::BoxError;

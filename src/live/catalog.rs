@@ -3,85 +3,12 @@
 //! account whether the share is accepted and which principals are associated there. Every
 //! list is read to its last page.
 
+use super::{
+    LiveConstraint, LivePortfolio, LiveProduct, LiveRecipient, LiveTagOption, LiveVersion,
+    UnmanagedPortfolio,
+};
 use crate::aws::{Aws, AwsError};
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-
-/// Tag naming the manifest Portfolio a live portfolio is (display names may change).
-pub const TAG_PORTFOLIO: &str = "estate:portfolio";
-/// Tag naming the manifest product a live product is.
-pub const TAG_PRODUCT: &str = "estate:product";
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LivePortfolio {
-    pub id: String,
-    /// The hub account that owns it.
-    pub account: String,
-    pub display_name: String,
-    pub provider_name: String,
-    pub description: Option<String>,
-    pub tags: BTreeMap<String, String>,
-    pub products: Vec<LiveProduct>,
-    pub constraints: Vec<LiveConstraint>,
-    pub tag_options: Vec<LiveTagOption>,
-    /// Principal ARNs associated in the hub account.
-    pub principals: Vec<String>,
-    /// Accounts the portfolio is shared with.
-    pub shared_accounts: Vec<String>,
-    /// Organization units (`ou-…`) the portfolio is shared with.
-    pub shared_units: Vec<String>,
-    /// Per recipient account (of an account share): acceptance and principals there.
-    pub recipients: BTreeMap<String, LiveRecipient>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LiveProduct {
-    pub id: String,
-    pub name: String,
-    pub owner: String,
-    pub description: Option<String>,
-    pub distributor: Option<String>,
-    pub support_email: Option<String>,
-    pub tags: BTreeMap<String, String>,
-    pub versions: Vec<LiveVersion>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LiveVersion {
-    pub id: String,
-    pub name: String,
-    pub description: Option<String>,
-    pub active: bool,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LiveConstraint {
-    pub id: String,
-    pub product_id: String,
-    /// `LAUNCH`, …
-    pub kind: String,
-    /// The constraint's parameters, as the JSON text AWS keeps.
-    pub parameters: String,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LiveTagOption {
-    pub id: String,
-    pub key: String,
-    pub value: String,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LiveRecipient {
-    pub accepted: bool,
-    pub principals: Vec<String>,
-}
 
 fn err<E>(
     op: &str,
@@ -93,16 +20,6 @@ where
 {
     let op = op.to_string();
     move |e| AwsError::call(&op, e)
-}
-
-/// A portfolio in a hub account without this estate's tag: never read further or touched,
-/// only compared by name so that a manifest portfolio of the same name is a conflict.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct UnmanagedPortfolio {
-    pub id: String,
-    pub account: String,
-    pub display_name: String,
 }
 
 /// What a hub account holds: this estate's portfolios, read in full, and the others' names.
@@ -153,7 +70,7 @@ pub async fn read_hub(
             .map(|t| (t.key, t.value))
             .collect();
         let detail = d.portfolio_detail;
-        if tags.get(crate::live::TAG_MANAGED_BY).map(String::as_str) != Some(estate) {
+        if tags.get(crate::tags::TAG_MANAGED_BY).map(String::as_str) != Some(estate) {
             unmanaged.push(UnmanagedPortfolio {
                 id,
                 account: account.to_string(),

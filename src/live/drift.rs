@@ -3,7 +3,7 @@
 //! AWS operation but changes no resource; `estate drift` runs it, `plan` only reads its result.
 
 use super::LiveState;
-use crate::apply::{ApplyError, Backoff, Polling};
+use crate::aws::wait::{Backoff, Polling, Timeout};
 use crate::aws::{Aws, AwsError};
 use aws_sdk_cloudformation::types::{
     RegionConcurrencyType, StackSetOperationPreferences, StackSetOperationStatus,
@@ -23,7 +23,7 @@ pub enum DriftError {
         reason: String,
     },
     #[error(transparent)]
-    Wait(#[from] ApplyError),
+    Wait(#[from] Timeout),
 }
 
 /// Stack sets checked at once: each is one AWS operation; AWS runs one per stack set.

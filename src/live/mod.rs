@@ -1,5 +1,7 @@
-//! Live state: what AWS holds, as a plain value. Reading it is `live::read` (through the AWS
-//! edge); everything else only looks at the value.
+//! Live state: what AWS holds, as plain values (the organization, stack sets and their
+//! instances, portfolios). The readers fill them through the AWS edge: `read` (organization and
+//! stack sets), `catalog` (Service Catalog), `drift` (resource drift); everything else only
+//! looks at the values.
 
 pub mod catalog;
 pub mod drift;
@@ -30,7 +32,7 @@ pub struct LiveState {
     pub stack_sets: BTreeMap<String, LiveStackSet>,
     /// Portfolios this estate manages, read in their hub accounts.
     #[serde(default)]
-    pub portfolios: Vec<catalog::LivePortfolio>,
+    pub portfolios: Vec<LivePortfolio>,
     /// Whether Service Catalog may use AWS Organizations (read only when a portfolio is
     /// shared with units).
     #[serde(default)]
@@ -42,7 +44,7 @@ pub struct LiveState {
     /// Portfolios in hub accounts without this estate's tag, by name (conflicts if a manifest
     /// portfolio has the same one).
     #[serde(default)]
-    pub unmanaged_portfolios: Vec<catalog::UnmanagedPortfolio>,
+    pub unmanaged_portfolios: Vec<UnmanagedPortfolio>,
     /// Pipelines' source bundles present in their artifact buckets, as `bucket/key`.
     #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
     pub pipeline_sources: std::collections::BTreeSet<String>,
@@ -231,15 +233,6 @@ pub struct ResourceDrift {
     pub differences: Vec<String>,
 }
 
-/// The tag every resource estate creates carries, naming the estate.
-pub const TAG_MANAGED_BY: &str = "estate:managed-by";
-/// The environment a resource belongs to.
-pub const TAG_ENVIRONMENT: &str = "estate:environment";
-/// Digest of the NoEcho parameter values last applied: AWS masks them on read.
-pub const TAG_SECRETS: &str = "estate:secrets-sha256";
-/// Operation preferences last applied (AWS does not keep them on the stack set).
-pub const TAG_OPERATION: &str = "estate:operation";
-
 fn default_partition() -> String {
     crate::aws::partition_of_region("")
 }
@@ -290,4 +283,87 @@ impl LiveState {
             .iter()
             .find(|a| a.email.eq_ignore_ascii_case(email))
     }
+}
+
+// ------------------------------------------------------------------ Service Catalog
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LivePortfolio {
+    pub id: String,
+    /// The hub account that owns it.
+    pub account: String,
+    pub display_name: String,
+    pub provider_name: String,
+    pub description: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    pub products: Vec<LiveProduct>,
+    pub constraints: Vec<LiveConstraint>,
+    pub tag_options: Vec<LiveTagOption>,
+    /// Principal ARNs associated in the hub account.
+    pub principals: Vec<String>,
+    /// Accounts the portfolio is shared with.
+    pub shared_accounts: Vec<String>,
+    /// Organization units (`ou-…`) the portfolio is shared with.
+    pub shared_units: Vec<String>,
+    /// Per recipient account (of an account share): acceptance and principals there.
+    pub recipients: BTreeMap<String, LiveRecipient>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LiveProduct {
+    pub id: String,
+    pub name: String,
+    pub owner: String,
+    pub description: Option<String>,
+    pub distributor: Option<String>,
+    pub support_email: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    pub versions: Vec<LiveVersion>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LiveVersion {
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub active: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LiveConstraint {
+    pub id: String,
+    pub product_id: String,
+    /// `LAUNCH`, …
+    pub kind: String,
+    /// The constraint's parameters, as the JSON text AWS keeps.
+    pub parameters: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LiveTagOption {
+    pub id: String,
+    pub key: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LiveRecipient {
+    pub accepted: bool,
+    pub principals: Vec<String>,
+}
+
+/// A portfolio in a hub account without this estate's tag: never read further or touched,
+/// only compared by name so that a manifest portfolio of the same name is a conflict.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnmanagedPortfolio {
+    pub id: String,
+    pub account: String,
+    pub display_name: String,
 }

@@ -5,6 +5,7 @@
 
 use super::*;
 use crate::aws::{Aws, AwsError};
+use crate::tags::{TAG_MANAGED_BY, TAG_OVERRIDES};
 use aws_sdk_organizations::types::AccountJoinedMethod;
 use futures::future::try_join_all;
 use std::collections::BTreeMap;
@@ -33,9 +34,6 @@ pub struct ReadOptions {
     /// Read StackSets' trusted access (service-managed stack sets need it).
     pub stack_sets_access: bool,
 }
-
-/// Digest tag of the overrides last applied to a stack set.
-pub const TAG_OVERRIDES: &str = "estate:overrides-sha256";
 
 pub async fn read(aws: &Aws, opts: &ReadOptions) -> Result<LiveState, AwsError> {
     let org = aws.organizations();

@@ -1,6 +1,7 @@
 //! The manifest: loading `estate.yaml` and its includes into typed documents, with every
 //! problem collected as a located diagnostic.
 
+mod doc;
 pub mod model;
 pub mod names;
 pub mod refs;
@@ -8,7 +9,7 @@ pub mod schema;
 mod validate;
 
 use crate::diag::{Code, Diagnostics};
-use crate::source::{ManifestSource, normalize};
+use crate::source::ManifestSource;
 use crate::template::{Template, TemplateError};
 use crate::yaml::{self, Node};
 use model::*;
@@ -17,33 +18,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+pub use doc::{Doc, Parsed};
+
 pub const ROOT_FILE: &str = "estate.yaml";
-
-/// One document with where it came from.
-#[derive(Debug, Clone)]
-pub struct Doc<S> {
-    pub name: String,
-    pub spec: S,
-    /// Display path of the file holding it (for diagnostics).
-    pub file: String,
-    /// The file's folder, relative to the manifest root (templates resolve against it).
-    pub dir: PathBuf,
-    /// The parsed YAML, kept for locating later diagnostics.
-    pub node: Node,
-}
-
-impl<S> Doc<S> {
-    /// The span to underline for a JSON pointer into this document.
-    pub fn span(&self, pointer: &str) -> Range<usize> {
-        self.node.span_for(pointer)
-    }
-
-    /// A path written in this document (a template), relative to the manifest root.
-    pub fn resolve_path(&self, rel: &str) -> PathBuf {
-        let joined = self.dir.join(rel);
-        normalize(&joined).unwrap_or(joined)
-    }
-}
 
 /// A loaded, valid manifest.
 #[derive(Debug, Clone)]
@@ -117,22 +94,6 @@ impl Manifest {
 pub struct Loaded {
     pub manifest: Option<Manifest>,
     pub diagnostics: Diagnostics,
-}
-
-/// Documents as parsed, before cross-document checks.
-#[derive(Default)]
-struct Parsed {
-    estate: Vec<Doc<EstateSpec>>,
-    organization: Vec<Doc<OrganizationSpec>>,
-    environments: Vec<Doc<EnvironmentSpec>>,
-    stack_sets: Vec<Doc<StackSetSpec>>,
-    portfolios: Vec<Doc<PortfolioSpec>>,
-    pipelines: Vec<Doc<PipelineSpec>>,
-    /// Documents that failed the schema: their names still count as defined, so one typo
-    /// does not cascade into "unknown environment" errors everywhere it is referenced.
-    invalid: Vec<(Kind, String, Node)>,
-    /// A file did not parse: names it defines are unknown, so "unknown name" is not reported.
-    incomplete: bool,
 }
 
 /// Loads and validates the manifest from `source`. Makes no network calls.

@@ -1,11 +1,13 @@
 //! The source bundle: the files CodePipeline's S3 source reads (the stage template, each
 //! stage's template configuration and test buildspec), zipped deterministically.
 
-use super::SOURCE_PREFIX;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::Write;
+
+/// Where source bundles are kept in the artifact bucket.
+pub const SOURCE_PREFIX: &str = "estate/source-";
 
 /// Where a stage's test buildspec is in the source bundle.
 pub fn test_buildspec_path(environment: &str) -> String {
@@ -62,8 +64,8 @@ pub fn stage_configuration(
     let config = json!({
         "Parameters": parameters,
         "Tags": {
-            crate::live::TAG_MANAGED_BY: estate,
-            crate::live::TAG_ENVIRONMENT: environment
+            crate::tags::TAG_MANAGED_BY: estate,
+            crate::tags::TAG_ENVIRONMENT: environment
         }
     });
     serde_json::to_vec_pretty(&config).expect("a JSON value serializes")

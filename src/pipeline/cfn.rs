@@ -1,7 +1,8 @@
 //! JSON building blocks the pipeline's templates share: `Fn::Sub` strings, IAM documents,
 //! roles, EventBridge rules and the template skeleton.
 
-use super::{Names, TAG_PIPELINE};
+use crate::manifest::names::Names;
+use crate::tags::TAG_PIPELINE;
 use crate::template::Template;
 use serde_json::{Value, json};
 

@@ -21,7 +21,7 @@ mod source;
 mod stage;
 mod tools;
 
-pub use bundle::{Bundle, stage_configuration, test_buildspec_path};
+pub use bundle::{Bundle, SOURCE_PREFIX, stage_configuration, test_buildspec_path};
 pub use cfn::to_template;
 // The naming rules live with the manifest, which validates them; re-exported for callers.
 pub use crate::manifest::names::{
@@ -31,8 +31,3 @@ pub use crate::manifest::names::{
 pub use source::source_template;
 pub use stage::stage_template;
 pub use tools::{Stage, Tools, tools_template};
-
-/// Tag on the pipeline's stack sets naming the pipeline.
-pub const TAG_PIPELINE: &str = "estate:pipeline";
-/// Where source bundles are kept in the artifact bucket.
-pub const SOURCE_PREFIX: &str = "estate/source-";

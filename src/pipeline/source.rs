@@ -1,8 +1,8 @@
 //! The source part of a pipeline: model approvals forwarded from the source account to the
 //! tools account, and the role the pipeline's build reads the model registry with.
 
-use super::Names;
 use super::cfn::{role, role_trust, rule, service_trust, sub, template};
+use crate::manifest::names::Names;
 use serde_json::{Value, json};
 
 pub(super) fn approved_pattern(group: &str, account: Option<&str>) -> Value {

@@ -1,7 +1,7 @@
 //! The stage part of a pipeline: the roles it deploys with in each target account.
 
-use super::Names;
 use super::cfn::{role, role_trust, service_trust, sub, template};
+use crate::manifest::names::Names;
 use crate::template::Template;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;

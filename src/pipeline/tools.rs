@@ -1,10 +1,10 @@
 //! The tools part of a pipeline: the artifacts key and bucket, the roles and builds, the
 //! CodePipeline with a stage per environment, and the rules that start it.
 
-use super::bundle::test_buildspec_path;
+use super::bundle::{SOURCE_PREFIX, test_buildspec_path};
 use super::cfn::{document, role, role_arn, rule, service_trust, sub, tags, template};
 use super::source::approved_pattern;
-use super::{MODEL_PACKAGE_PARAMETER, Names, SOURCE_PREFIX, bucket};
+use crate::manifest::names::{MODEL_PACKAGE_PARAMETER, Names, bucket};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 

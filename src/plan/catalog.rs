@@ -6,10 +6,11 @@ use super::desired::KNOWN_AFTER_APPLY;
 use super::model::*;
 use super::side::*;
 use crate::live::LiveState;
-use crate::live::catalog::{LivePortfolio, LiveProduct, TAG_PORTFOLIO, TAG_PRODUCT};
+use crate::live::{LivePortfolio, LiveProduct};
 use crate::manifest::model::PortfolioSpec;
 use crate::manifest::refs::{self, Ref};
 use crate::manifest::{Doc, Manifest};
+use crate::tags::{TAG_PORTFOLIO, TAG_PRODUCT};
 use crate::template::Template;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
@@ -91,7 +92,7 @@ fn resolve_one(m: &Manifest, live: &LiveState, p: &Doc<PortfolioSpec>) -> Desire
         .unwrap_or_else(|_| s.to_string())
     };
     let mut tags = spec.tags.clone();
-    tags.insert(crate::live::TAG_MANAGED_BY.into(), m.name().into());
+    tags.insert(crate::tags::TAG_MANAGED_BY.into(), m.name().into());
     tags.insert(TAG_PORTFOLIO.into(), p.name.clone());
     DesiredPortfolio {
         partition: live.partition.clone(),
@@ -114,7 +115,7 @@ fn resolve_one(m: &Manifest, live: &LiveState, p: &Doc<PortfolioSpec>) -> Desire
                 support_email: pr.support_email.clone(),
                 tags: BTreeMap::from([
                     (
-                        crate::live::TAG_MANAGED_BY.to_string(),
+                        crate::tags::TAG_MANAGED_BY.to_string(),
                         m.name().to_string(),
                     ),
                     (TAG_PRODUCT.to_string(), pr.name.clone()),
@@ -348,7 +349,7 @@ pub fn diff(
         diff_portfolio(d, l, estate, prune, &mut changes, &mut findings);
     }
     for l in &live.portfolios {
-        let ours = l.tags.get(crate::live::TAG_MANAGED_BY).map(String::as_str) == Some(estate);
+        let ours = l.tags.get(crate::tags::TAG_MANAGED_BY).map(String::as_str) == Some(estate);
         let name = l.tags.get(TAG_PORTFOLIO).cloned().unwrap_or_default();
         // Same name in another account is still an orphan: the portfolio moved hubs.
         if !ours
@@ -397,6 +398,8 @@ fn portfolio_json(l: &LivePortfolio) -> LivePortfolioSide {
     }
 }
 
+/// A portfolio's changes, in apply order: the portfolio, its products (with versions and
+/// constraints), tag options, principals, shares (with acceptance and recipient principals).
 fn diff_portfolio(
     d: &DesiredPortfolio,
     l: Option<&LivePortfolio>,
@@ -405,6 +408,17 @@ fn diff_portfolio(
     changes: &mut Vec<Change>,
     findings: &mut Vec<Finding>,
 ) {
+    portfolio_change(d, l, changes);
+    let portfolio_id = l.map(|l| l.id.clone());
+    products(d, l, &portfolio_id, estate, prune, changes, findings);
+    tag_options(d, l, &portfolio_id, changes);
+    hub_principals(d, l, &portfolio_id, changes);
+    account_shares(d, l, &portfolio_id, changes);
+    unit_shares(d, l, &portfolio_id, changes);
+}
+
+/// The portfolio itself: created, or updated where its attributes or tags differ.
+fn portfolio_change(d: &DesiredPortfolio, l: Option<&LivePortfolio>, changes: &mut Vec<Change>) {
     let name = &d.name;
     let hub = d.hub.clone();
     let after = PortfolioSide {
@@ -458,11 +472,25 @@ fn diff_portfolio(
             }
         }
     }
-    let portfolio_id = l.map(|l| l.id.clone());
+}
 
+/// Products of the manifest (someone else's of the same name is a conflict), and this
+/// estate's products that left it: deleted when pruning (after their constraints), else
+/// orphans.
+#[allow(clippy::too_many_arguments)] // one call site; the arguments are the portfolio's context
+fn products(
+    d: &DesiredPortfolio,
+    l: Option<&LivePortfolio>,
+    portfolio_id: &Option<String>,
+    estate: &str,
+    prune: bool,
+    changes: &mut Vec<Change>,
+    findings: &mut Vec<Finding>,
+) {
+    let name = &d.name;
     let live_products: &[LiveProduct] = l.map(|l| l.products.as_slice()).unwrap_or_default();
     let ours = |x: &&LiveProduct| {
-        x.tags.get(crate::live::TAG_MANAGED_BY).map(String::as_str) == Some(estate)
+        x.tags.get(crate::tags::TAG_MANAGED_BY).map(String::as_str) == Some(estate)
             && x.tags.contains_key(TAG_PRODUCT)
     };
     for p in &d.products {
@@ -549,7 +577,15 @@ fn diff_portfolio(
             None,
         ));
     }
+}
 
+fn tag_options(
+    d: &DesiredPortfolio,
+    l: Option<&LivePortfolio>,
+    portfolio_id: &Option<String>,
+    changes: &mut Vec<Change>,
+) {
+    let name = &d.name;
     // Tag options associated with the portfolio.
     let live_options: BTreeMap<(String, String), String> = l
         .map(|l| {
@@ -595,18 +631,33 @@ fn diff_portfolio(
             ));
         }
     }
+}
 
-    // Principals in the hub account (`recipient`: a recipient account, by name).
-    let principal = |recipient: Option<(&Option<String>, Option<&String>)>, arn: &str| {
-        let (account, account_name) = recipient.unwrap_or((&hub, None));
-        PrincipalSide {
-            portfolio: name.clone(),
-            portfolio_id: portfolio_id.clone(),
-            account: account.clone(),
-            account_name: account_name.cloned(),
-            principal: arn.to_string(),
-        }
-    };
+/// A principal associated in `account` (the hub, or a recipient, by name where known).
+fn principal(
+    d: &DesiredPortfolio,
+    portfolio_id: &Option<String>,
+    account: &Option<String>,
+    account_name: Option<&String>,
+    arn: &str,
+) -> PrincipalSide {
+    PrincipalSide {
+        portfolio: d.name.clone(),
+        portfolio_id: portfolio_id.clone(),
+        account: account.clone(),
+        account_name: account_name.cloned(),
+        principal: arn.to_string(),
+    }
+}
+
+fn hub_principals(
+    d: &DesiredPortfolio,
+    l: Option<&LivePortfolio>,
+    portfolio_id: &Option<String>,
+    changes: &mut Vec<Change>,
+) {
+    let name = &d.name;
+    // Principals in the hub account.
     let live_principals: BTreeSet<String> = l
         .map(|l| l.principals.iter().cloned().collect())
         .unwrap_or_default();
@@ -617,7 +668,7 @@ fn diff_portfolio(
             Action::Create,
             format!("{arn} is not associated with the portfolio"),
             None,
-            Some(principal(None, arn)),
+            Some(principal(d, portfolio_id, &d.hub, None, arn)),
         ));
     }
     for arn in live_principals.difference(&d.principals) {
@@ -626,12 +677,20 @@ fn diff_portfolio(
             ResourceType::Principal,
             Action::Delete,
             format!("{arn} is associated but not in the manifest"),
-            Some(principal(None, arn)),
+            Some(principal(d, portfolio_id, &d.hub, None, arn)),
             None,
         ));
     }
+}
 
-    // Shares with accounts (accepted there) and units.
+/// Shares with accounts (accepted there), and the principals associated in each recipient.
+fn account_shares(
+    d: &DesiredPortfolio,
+    l: Option<&LivePortfolio>,
+    portfolio_id: &Option<String>,
+    changes: &mut Vec<Change>,
+) {
+    let name = &d.name;
     let live_accounts: BTreeSet<String> = l
         .map(|l| l.shared_accounts.iter().cloned().collect())
         .unwrap_or_default();
@@ -692,7 +751,7 @@ fn diff_portfolio(
                 Action::Create,
                 format!("{arn} is not associated with the portfolio in account {account_name}"),
                 None,
-                Some(principal(Some((id, Some(account_name))), arn)),
+                Some(principal(d, portfolio_id, id, Some(account_name), arn)),
             ));
         }
         for arn in live_rp.difference(&wanted_rp) {
@@ -701,7 +760,7 @@ fn diff_portfolio(
                 ResourceType::Principal,
                 Action::Delete,
                 format!("{arn} is associated in account {account_name} but not in the manifest"),
-                Some(principal(Some((id, Some(account_name))), arn)),
+                Some(principal(d, portfolio_id, id, Some(account_name), arn)),
                 None,
             ));
         }
@@ -715,7 +774,7 @@ fn diff_portfolio(
                 ResourceType::Principal,
                 Action::Delete,
                 format!("{arn} is associated in account {id}, whose share is removed"),
-                Some(principal(Some((&Some(id.clone()), None)), arn)),
+                Some(principal(d, portfolio_id, &Some(id.clone()), None, arn)),
                 None,
             ));
         }
@@ -736,6 +795,15 @@ fn diff_portfolio(
             None,
         ));
     }
+}
+
+fn unit_shares(
+    d: &DesiredPortfolio,
+    l: Option<&LivePortfolio>,
+    portfolio_id: &Option<String>,
+    changes: &mut Vec<Change>,
+) {
+    let name = &d.name;
     let live_units: BTreeSet<String> = l
         .map(|l| l.shared_units.iter().cloned().collect())
         .unwrap_or_default();
@@ -857,7 +925,7 @@ fn diff_product(
     }
     let product_id = lp.map(|x| x.id.clone());
 
-    let live_version = |lv: &crate::live::catalog::LiveVersion, active: bool| VersionSide {
+    let live_version = |lv: &crate::live::LiveVersion, active: bool| VersionSide {
         id: Some(lv.id.clone()),
         portfolio: None,
         product: None,
@@ -958,7 +1026,7 @@ fn diff_product(
         }
         .into()
     };
-    let live = |c: &crate::live::catalog::LiveConstraint, parameters: bool| -> Side {
+    let live = |c: &crate::live::LiveConstraint, parameters: bool| -> Side {
         LiveConstraintSide {
             id: c.id.clone(),
             kind: "LAUNCH".into(),

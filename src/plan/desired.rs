@@ -3,10 +3,7 @@
 //! merged (stack set, then environment, then overrides) and references are substituted.
 
 use crate::live::read::EMPTY_OVERRIDES;
-use crate::live::{
-    AccountState, LiveAutoDeployment, LiveState, TAG_ENVIRONMENT, TAG_MANAGED_BY, TAG_OPERATION,
-    TAG_SECRETS,
-};
+use crate::live::{AccountState, LiveAutoDeployment, LiveState};
 use crate::manifest::model::{
     Approval, EnvironmentSpec, OperationPreferences, PermissionModel, PipelineSpec,
     RegionConcurrency, StackSetSpec,
@@ -14,6 +11,7 @@ use crate::manifest::model::{
 use crate::manifest::refs::{self, Ref};
 use crate::manifest::{Doc, Manifest};
 use crate::pipeline::{self, Bundle};
+use crate::tags::{TAG_ENVIRONMENT, TAG_MANAGED_BY, TAG_OPERATION, TAG_PIPELINE, TAG_SECRETS};
 use crate::template::Template;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
@@ -382,7 +380,7 @@ fn resolve_stack_set(
     tags.insert(TAG_MANAGED_BY.into(), m.name().to_string());
     tags.insert(TAG_ENVIRONMENT.into(), env.name.clone());
     tags.insert(
-        crate::live::read::TAG_OVERRIDES.into(),
+        crate::tags::TAG_OVERRIDES.into(),
         overrides_digest(spec, &env.name),
     );
     if !sensitive.is_empty() {
@@ -545,10 +543,10 @@ fn resolve_pipeline(
         tags.insert(TAG_MANAGED_BY.to_string(), m.name().to_string());
         tags.insert(TAG_ENVIRONMENT.to_string(), env.to_string());
         tags.insert(
-            crate::live::read::TAG_OVERRIDES.to_string(),
+            crate::tags::TAG_OVERRIDES.to_string(),
             EMPTY_OVERRIDES.to_string(),
         );
-        tags.insert(pipeline::TAG_PIPELINE.to_string(), p.name.clone());
+        tags.insert(TAG_PIPELINE.to_string(), p.name.clone());
         DesiredStackSet {
             name,
             stack_set: p.name.clone(),
@@ -950,6 +948,6 @@ spec:
         );
         assert!(overrides("333333333334", "eu-west-1").is_empty());
         assert!(overrides("222222222222", "us-east-1").is_empty());
-        assert_ne!(d.tags[crate::live::read::TAG_OVERRIDES], EMPTY_OVERRIDES);
+        assert_ne!(d.tags[crate::tags::TAG_OVERRIDES], EMPTY_OVERRIDES);
     }
 }

@@ -5,11 +5,9 @@ use super::address::Address;
 use super::desired::{Desired, DesiredStackSet};
 use super::model::*;
 use super::side::*;
-use crate::live::read::{EMPTY_OVERRIDES, TAG_OVERRIDES};
-use crate::live::{
-    AccountState, LiveInstance, LiveStackSet, LiveState, TAG_ENVIRONMENT, TAG_MANAGED_BY,
-    TAG_SECRETS,
-};
+use crate::live::read::EMPTY_OVERRIDES;
+use crate::live::{AccountState, LiveInstance, LiveStackSet, LiveState};
+use crate::tags::{TAG_ENVIRONMENT, TAG_MANAGED_BY, TAG_OVERRIDES, TAG_SECRETS};
 use crate::template::parse_body;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -379,7 +377,8 @@ fn retained(mut c: Change, inactive: &BTreeMap<String, AccountState>, account: &
 
 /// Why a stack set's accounts are its targets, for reasons.
 fn role_of(d: &DesiredStackSet) -> String {
-    use crate::pipeline::{TAG_PIPELINE, source_stack_set, tools_stack_set};
+    use crate::pipeline::{source_stack_set, tools_stack_set};
+    use crate::tags::TAG_PIPELINE;
     match d.tags.get(TAG_PIPELINE) {
         Some(p) if d.name == tools_stack_set(p) => format!("the tools account of pipeline {p}"),
         Some(p) if d.name == source_stack_set(p) => format!("the source account of pipeline {p}"),
@@ -575,7 +574,7 @@ fn live_json(l: &LiveStackSet, sensitive: &BTreeSet<String>, like: Option<&Value
         administration_role_arn: l.administration_role_arn.clone(),
         execution_role_name: l.execution_role_name.clone(),
         auto_deployment: l.auto_deployment,
-        operation: l.tags.get(crate::live::TAG_OPERATION).cloned(),
+        operation: l.tags.get(crate::tags::TAG_OPERATION).cloned(),
         template: template_text(&shown, &sensitive),
     }
 }
@@ -636,62 +635,119 @@ fn update_stack_set(
         .cloned()
         .collect();
     if l.permission_model != d.permission_model {
-        // AWS cannot change a stack set's permission model in place, and deletes only an empty
-        // stack set: every live instance goes first, every desired one is created after.
-        let mut before = live_json(l, &d.sensitive, Some(&d.template.body));
-        before.operation = None;
+        replace_stack_set(d, l, live_instances, &sensitive, inactive, changes);
+        return;
+    }
+    // Instances first: whether they change decides whether the overrides tag must.
+    let (instance_changes, retries) =
+        instance_changes(d, live_instances, &sensitive, inactive, findings);
+    let instances_written = instance_changes
+        .iter()
+        .any(|c| matches!(c.action, Action::Create | Action::Update));
+    let reasons = set_reasons(d, l, live_body.as_ref(), &sensitive, instances_written);
+    // An UpdateStackSet of anything but the overrides tag deploys to every instance,
+    // OUTDATED ones included: a retry of its own would be a second operation for nothing.
+    let redeploys_all = reasons.iter().any(|r| r != OVERRIDES_REASON);
+    if !reasons.is_empty() {
+        let mut reason = format!("changed: {}", reasons.join("; "));
+        if redeploys_all && !retries.is_empty() {
+            reason.push_str(&format!(
+                " (also deploys again {} OUTDATED instance{})",
+                retries.len(),
+                if retries.len() == 1 { "" } else { "s" }
+            ));
+        }
         changes.push(Change {
-            hint: None,
+            // Only the digest moves: apply writes the tag once the instances carry them.
+            hint: (!redeploys_all).then_some(Hint::OverridesTagOnly),
             address: Address::StackSet {
                 name: d.name.clone(),
             },
             resource_type: ResourceType::StackSet,
-            action: Action::Replace,
+            action: Action::Update,
             environment: Some(d.environment.clone()),
-            reason: format!(
-                "permission model changes from {} to {}, which AWS cannot do in place",
-                l.permission_model, d.permission_model
-            ),
-            before: Some(before.into()),
+            reason,
+            before: Some(live_json(l, &d.sensitive, Some(&d.template.body)).into()),
             after: Some(desired_json(d)),
         });
-        for li in live_instances {
-            changes.push(retained(
-                instance_change(
-                    &d.name,
-                    &d.environment,
-                    Action::Delete,
-                    &li.account,
-                    &li.region,
-                    format!("stack set {} is replaced", d.name),
-                    Some(live_instance_json(&d.name, li, &sensitive)),
-                    None,
-                ),
-                inactive,
-                &li.account,
-            ));
-        }
-        for i in &d.instances {
-            changes.push(instance_change(
+    }
+    changes.extend(instance_changes);
+    if !redeploys_all {
+        changes.extend(retries);
+    }
+}
+
+/// AWS cannot change a stack set's permission model in place, and deletes only an empty stack
+/// set: every live instance goes first, every desired one is created after.
+fn replace_stack_set(
+    d: &DesiredStackSet,
+    l: &LiveStackSet,
+    live_instances: &[LiveInstance],
+    sensitive: &BTreeSet<String>,
+    inactive: &BTreeMap<String, AccountState>,
+    changes: &mut Vec<Change>,
+) {
+    let mut before = live_json(l, &d.sensitive, Some(&d.template.body));
+    before.operation = None;
+    changes.push(Change {
+        hint: None,
+        address: Address::StackSet {
+            name: d.name.clone(),
+        },
+        resource_type: ResourceType::StackSet,
+        action: Action::Replace,
+        environment: Some(d.environment.clone()),
+        reason: format!(
+            "permission model changes from {} to {}, which AWS cannot do in place",
+            l.permission_model, d.permission_model
+        ),
+        before: Some(before.into()),
+        after: Some(desired_json(d)),
+    });
+    for li in live_instances {
+        changes.push(retained(
+            instance_change(
                 &d.name,
                 &d.environment,
-                Action::Create,
-                &i.account.key(),
-                &i.region,
-                format!(
-                    "stack set {} is replaced; {} is a target of {}",
-                    d.name,
-                    account_phrase(&i.account),
-                    d.environment
-                ),
+                Action::Delete,
+                &li.account,
+                &li.region,
+                format!("stack set {} is replaced", d.name),
+                Some(live_instance_json(&d.name, li, sensitive)),
                 None,
-                Some(instance_json(d, i)),
-            ));
-        }
-        return;
+            ),
+            inactive,
+            &li.account,
+        ));
     }
+    for i in &d.instances {
+        changes.push(instance_change(
+            &d.name,
+            &d.environment,
+            Action::Create,
+            &i.account.key(),
+            &i.region,
+            format!(
+                "stack set {} is replaced; {} is a target of {}",
+                d.name,
+                account_phrase(&i.account),
+                d.environment
+            ),
+            None,
+            Some(instance_json(d, i)),
+        ));
+    }
+}
 
-    // Instances first: whether they change decides whether the overrides tag must.
+/// The instances' changes (create, update, replace, delete) and, apart, the OUTDATED ones to
+/// deploy again unless the stack set's own update redeploys every instance.
+fn instance_changes(
+    d: &DesiredStackSet,
+    live_instances: &[LiveInstance],
+    sensitive: &BTreeSet<String>,
+    inactive: &BTreeMap<String, AccountState>,
+    findings: &mut Vec<Finding>,
+) -> (Vec<Change>, Vec<Change>) {
     let mut instance_changes = Vec::new();
     // OUTDATED instances to deploy again, unless the stack set's own update redeploys all.
     let mut retries = Vec::new();
@@ -723,13 +779,13 @@ fn update_stack_set(
                 let reason = li
                     .overrides
                     .as_ref()
-                    .and_then(|o| overrides_differ(o, &i.overrides, &sensitive));
+                    .and_then(|o| overrides_differ(o, &i.overrides, sensitive));
                 let stack_deleted = li.drift.as_ref().is_some_and(|d| d.stack_deleted());
                 if stack_deleted {
                     // Deleted inside the account: the instance is removed (there is no stack
                     // to delete, so none is) and created again, whatever an update would do
                     // with a stack that is gone.
-                    let mut before = live_instance_json(&d.name, li, &sensitive);
+                    let mut before = live_instance_json(&d.name, li, sensitive);
                     before.account_name.clone_from(&i.account.name);
                     before.status = None;
                     let mut after = instance_json(d, i);
@@ -756,7 +812,7 @@ fn update_stack_set(
                 } else if let Some(reason) = reason {
                     // Shown against the manifest's instance: the same account (live does not
                     // know its manifest name) and no status, which the manifest has no say in.
-                    let mut before = live_instance_json(&d.name, li, &sensitive);
+                    let mut before = live_instance_json(&d.name, li, sensitive);
                     before.account_name.clone_from(&i.account.name);
                     before.status = None;
                     instance_changes.push(instance_change(
@@ -772,7 +828,7 @@ fn update_stack_set(
                 } else if li.status == "OUTDATED" {
                     // A failed or stopped operation left it behind: fixing the cause and
                     // applying again must converge it, so it is planned again.
-                    let mut before = live_instance_json(&d.name, li, &sensitive);
+                    let mut before = live_instance_json(&d.name, li, sensitive);
                     before.account_name.clone_from(&i.account.name);
                     let mut after = instance_json(d, i);
                     after.status = Some("CURRENT".into());
@@ -835,7 +891,7 @@ fn update_stack_set(
                     &li.account,
                     &li.region,
                     reason,
-                    Some(live_instance_json(&d.name, li, &sensitive)),
+                    Some(live_instance_json(&d.name, li, sensitive)),
                     None,
                 ),
                 inactive,
@@ -844,8 +900,19 @@ fn update_stack_set(
         }
     }
 
+    (instance_changes, retries)
+}
+
+/// What differs on the stack set itself, for its update's reason; empty: no update.
+fn set_reasons(
+    d: &DesiredStackSet,
+    l: &LiveStackSet,
+    live_body: Option<&Value>,
+    sensitive: &BTreeSet<String>,
+    instances_written: bool,
+) -> Vec<String> {
     let mut reasons = Vec::new();
-    if live_body.as_ref() != Some(&d.template.body) {
+    if live_body != Some(&d.template.body) {
         reasons.push("template".to_string());
     }
     // AWS may leave out an empty description or return it empty: the same thing.
@@ -868,7 +935,7 @@ fn update_stack_set(
         .filter(|k| {
             !sensitive.contains(*k)
                 && effective(d.parameters.get(*k), Some(&d.template.body), k)
-                    != effective(l.parameters.get(*k), live_body.as_ref(), k)
+                    != effective(l.parameters.get(*k), live_body, k)
         })
         .collect();
     if !changed_params.is_empty() {
@@ -903,9 +970,6 @@ fn update_stack_set(
         .tags
         .get(TAG_OVERRIDES)
         .map_or(EMPTY_OVERRIDES, String::as_str);
-    let instances_written = instance_changes
-        .iter()
-        .any(|c| matches!(c.action, Action::Create | Action::Update));
     if d.tags.get(TAG_OVERRIDES).map(String::as_str) != Some(live_digest) && instances_written {
         reasons.push(OVERRIDES_REASON.to_string());
     }
@@ -919,36 +983,7 @@ fn update_stack_set(
     if d.auto_deployment.is_some() && l.auto_deployment != d.auto_deployment {
         reasons.push("auto-deployment".into());
     }
-    // An UpdateStackSet of anything but the overrides tag deploys to every instance,
-    // OUTDATED ones included: a retry of its own would be a second operation for nothing.
-    let redeploys_all = reasons.iter().any(|r| r != OVERRIDES_REASON);
-    if !reasons.is_empty() {
-        let mut reason = format!("changed: {}", reasons.join("; "));
-        if redeploys_all && !retries.is_empty() {
-            reason.push_str(&format!(
-                " (also deploys again {} OUTDATED instance{})",
-                retries.len(),
-                if retries.len() == 1 { "" } else { "s" }
-            ));
-        }
-        changes.push(Change {
-            // Only the digest moves: apply writes the tag once the instances carry them.
-            hint: (!redeploys_all).then_some(Hint::OverridesTagOnly),
-            address: Address::StackSet {
-                name: d.name.clone(),
-            },
-            resource_type: ResourceType::StackSet,
-            action: Action::Update,
-            environment: Some(d.environment.clone()),
-            reason,
-            before: Some(live_json(l, &d.sensitive, Some(&d.template.body)).into()),
-            after: Some(desired_json(d)),
-        });
-    }
-    changes.extend(instance_changes);
-    if !redeploys_all {
-        changes.extend(retries);
-    }
+    reasons
 }
 
 /// Why an instance's live overrides (read because the manifest's overrides changed) need an

@@ -14,9 +14,10 @@ use super::desired::{AccountRef, Desired, DesiredStackSet};
 use super::model::*;
 use super::side::*;
 use crate::bootstrap::{self, ADMINISTRATION_ROLE, EXECUTION_ROLE};
-use crate::live::{LiveState, TAG_MANAGED_BY};
+use crate::live::LiveState;
 use crate::manifest::Manifest;
 use crate::manifest::model::StackSetRoles;
+use crate::tags::TAG_MANAGED_BY;
 use std::collections::BTreeMap;
 
 /// The address of the execution role's bootstrap in one account.

@@ -500,3 +500,100 @@ pub struct ShapeError {
     pub what: &'static str,
     pub side: &'static str,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn round_trip(address: &str, v: Value) -> Side {
+        let address: Address = address.parse().unwrap();
+        let side = Side::from_value(&address, v.clone()).unwrap_or_else(|e| panic!("{e}"));
+        // Byte for byte: key order and present-but-null fields are kept.
+        assert_eq!(
+            serde_json::to_string(&side).unwrap(),
+            serde_json::to_string(&v).unwrap()
+        );
+        side
+    }
+
+    #[test]
+    fn every_shape_reads_back_as_written() {
+        round_trip("unit:/ml", json!({"path": "/ml", "parent": "/"}));
+        round_trip(
+            "account:tools",
+            json!({"name": "tools", "email": "t@example.com", "unit": null}),
+        );
+        round_trip(
+            "account:tools",
+            json!({"id": "111111111111", "unit": "/ml"}),
+        );
+        round_trip(
+            "stackInstance:s-dev/tools/eu-west-1",
+            json!({"stackSet": "s-dev", "account": "111111111111", "accountName": null,
+                "region": "eu-west-1", "parameterOverrides": {}, "status": "OUTDATED",
+                "organizationalUnitId": "ou-ab12-cdef3456", "lastOperation": "op-1"}),
+        );
+        // Live and manifest shapes of one family are told apart by what they hold.
+        let live = round_trip(
+            "product:p/notebook",
+            json!({"id": "prod-1", "displayName": "Notebook", "owner": "ml",
+                "description": null, "distributor": null, "supportEmail": null}),
+        );
+        assert!(matches!(live, Side::LiveProduct(_)));
+        let wanted = round_trip(
+            "product:p/notebook",
+            json!({"portfolio": "p", "portfolioId": null, "name": "notebook",
+                "displayName": "Notebook", "owner": "ml", "description": null,
+                "distributor": null, "supportEmail": null, "id": "prod-1"}),
+        );
+        assert!(matches!(wanted, Side::Product(_)));
+        // Absent and null are different shapes of a share: both survive.
+        round_trip(
+            "share:p/account/staging",
+            json!({"portfolio": "p", "portfolioId": "port-1", "account": null,
+                "accountName": "staging", "accepted": true}),
+        );
+        round_trip(
+            "share:p/unit/ou-ab12-cdef3456",
+            json!({"portfolio": "p", "portfolioId": "port-1", "unitId": "ou-ab12-cdef3456"}),
+        );
+        round_trip(
+            "prerequisite:execution-role/staging",
+            json!({"account": "222222222222", "accountName": "staging", "lastOperation": null}),
+        );
+    }
+
+    #[test]
+    fn a_side_of_the_wrong_shape_is_refused() {
+        let address: Address = "stackInstance:s-dev/tools/eu-west-1".parse().unwrap();
+        assert!(Side::from_value(&address, json!({"path": "/ml", "parent": "/"})).is_err());
+        // A key no shape has: a plan from another version, not silently half-read.
+        let unit: Address = "unit:/ml".parse().unwrap();
+        assert!(
+            Side::from_value(&unit, json!({"path": "/ml", "parent": "/", "extra": 1})).is_err()
+        );
+    }
+
+    #[test]
+    fn apply_reads_a_side_by_its_shape_or_says_which_change_is_wrong() {
+        let change: crate::plan::Change = serde_json::from_value(json!({
+            "address": "unit:/ml", "resourceType": "unit", "action": "create",
+            "environment": null, "reason": "r", "before": null,
+            "after": {"path": "/ml", "parent": "/"}
+        }))
+        .unwrap();
+        assert_eq!(change.after_as::<UnitSide>().unwrap().parent, "/");
+        let e = change.after_as::<InstanceSide>().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "unit:/ml: the plan gives no stack instance after for it"
+        );
+        let bad = serde_json::from_value::<crate::plan::Change>(json!({
+            "address": "unit:/ml", "resourceType": "unit", "action": "create",
+            "environment": null, "reason": "r", "before": null, "after": {"path": "/ml"}
+        }))
+        .unwrap_err();
+        assert!(bad.to_string().starts_with("unit:/ml (after):"), "{bad}");
+    }
+}

@@ -3,8 +3,7 @@
 //! collapsible blocks. GitHub refuses comments over 65,536 characters, so the output is held to
 //! a budget: details are cut (never the marker, summary or warning) and the cut is stated.
 
-use super::Mode;
-use super::outline::{self, ACTIONS, Detail, DiffLine, Section};
+use super::outline::{self, ACTIONS, Detail, DiffLine, Mode, Section};
 use crate::plan::{Action, Change, Plan};
 use std::fmt::Write;
 

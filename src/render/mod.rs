@@ -12,28 +12,10 @@ mod outline;
 mod text;
 
 pub use markdown::{COMMENT_BUDGET, MarkdownOptions, markdown, markdown_with};
+pub use outline::Mode;
 pub use text::{TextOptions, text};
 
 use crate::plan::Plan;
-
-/// What the Plan is being shown as: the changes `apply` would make, or the drift `drift` found.
-/// The same Plan value serves both; only the wording differs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Mode {
-    #[default]
-    Plan,
-    Drift,
-}
-
-impl Mode {
-    /// The command word, used in titles and the markdown marker.
-    pub fn word(self) -> &'static str {
-        match self {
-            Mode::Plan => "plan",
-            Mode::Drift => "drift",
-        }
-    }
-}
 
 /// The Plan exactly as serde writes it: pretty, in the model's key order, newline-terminated.
 /// This is the contract of docs/manifest.md ("The JSON plan"), so it adds and hides nothing.

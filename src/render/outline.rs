@@ -2,10 +2,28 @@
 //! the lines worth reading (brief attributes of creates and deletes; changed keys and a
 //! template diff of updates). Text and markdown differ only in how they lay these out.
 
-use super::Mode;
 use crate::plan::{Action, Change, FindingKind, Plan, ResourceType, Summary};
 use serde_json::Value;
 use similar::{ChangeTag, TextDiff};
+
+/// What the Plan is being shown as: the changes `apply` would make, or the drift `drift` found.
+/// The same Plan value serves both; only the wording differs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Mode {
+    #[default]
+    Plan,
+    Drift,
+}
+
+impl Mode {
+    /// The command word, used in titles and the markdown marker.
+    pub fn word(self) -> &'static str {
+        match self {
+            Mode::Plan => "plan",
+            Mode::Drift => "drift",
+        }
+    }
+}
 
 /// Actions in the order every renderer lists them.
 pub(crate) const ACTIONS: [Action; 4] = [

@@ -2,8 +2,7 @@
 //! line per change with its symbol, the reason and what differs indented under it; the last
 //! line is always the totals sentence, so scripts and humans can read the outcome at a glance.
 
-use super::Mode;
-use super::outline::{self, Detail, DiffLine};
+use super::outline::{self, Detail, DiffLine, Mode};
 use crate::plan::{Action, Change, Plan};
 use std::fmt::Write;
 

@@ -35,9 +35,10 @@ use aws_smithy_mocks::{Rule, mock};
 use estate::apply::{self, ApplyError, Polling};
 use estate::aws::Aws;
 use estate::live::LiveState;
-use estate::live::catalog::{LivePortfolio, LiveProduct, LiveVersion, TAG_PORTFOLIO, TAG_PRODUCT};
+use estate::live::{LivePortfolio, LiveProduct, LiveVersion};
 use estate::plan::catalog::{DesiredPortfolio, DesiredProduct, DesiredVersion};
 use estate::plan::{Action, Change, Plan, PlanSource};
+use estate::tags::{TAG_PORTFOLIO, TAG_PRODUCT};
 use estate::template::Template;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -804,7 +805,7 @@ fn an_untagged_portfolio_of_the_same_name_is_a_conflict_never_duplicated() {
     let d = desired();
     let mut live = live();
     live.portfolios.clear();
-    live.unmanaged_portfolios = vec![estate::live::catalog::UnmanagedPortfolio {
+    live.unmanaged_portfolios = vec![estate::live::UnmanagedPortfolio {
         id: "port-someoneelse0".into(),
         account: HUB.into(),
         display_name: "Data Scientists".into(),
@@ -828,7 +829,7 @@ async fn a_product_that_left_the_manifest_is_an_orphan_or_with_prune_deleted_aft
     let mut d = desired();
     d.products.clear();
     let mut live = live();
-    live.portfolios[0].constraints = vec![estate::live::catalog::LiveConstraint {
+    live.portfolios[0].constraints = vec![estate::live::LiveConstraint {
         id: "cons-abcdefghijklm".into(),
         product_id: PRODUCT.into(),
         kind: "LAUNCH".into(),
@@ -905,7 +906,7 @@ async fn deletes_run_in_reverse_apply_order_recipient_principals_shares_then_hub
     p.shared_accounts = vec![RECIPIENT.into()];
     p.recipients.insert(
         RECIPIENT.into(),
-        estate::live::catalog::LiveRecipient {
+        estate::live::LiveRecipient {
             accepted: true,
             principals: vec![recipient_arn.into()],
         },

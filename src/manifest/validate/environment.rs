@@ -1,8 +1,8 @@
 //! Checks of `kind: Environment`: its targets exist and are not empty.
 
-use super::{Names, check_targets};
+use super::lookup::{Names, check_targets};
 use crate::diag::{Code, Diagnostics};
-use crate::manifest::Doc;
+use crate::manifest::doc::Doc;
 use crate::manifest::model::*;
 use std::collections::BTreeSet;
 

@@ -1,9 +1,9 @@
 //! Checks of `kind: Estate`: its promotion names each defined environment once, and its
 //! regions are unique.
 
-use super::{Names, unknown};
+use super::lookup::{Names, unknown};
 use crate::diag::{Code, Diagnostics};
-use crate::manifest::Doc;
+use crate::manifest::doc::Doc;
 use crate::manifest::model::*;
 use std::collections::BTreeSet;
 

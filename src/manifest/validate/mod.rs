@@ -6,32 +6,21 @@
 
 mod environment;
 mod estate;
+mod lookup;
 mod organization;
 mod pipeline;
 mod portfolio;
 mod references;
 mod stack_set;
 
+use super::doc::{Doc, Parsed};
 use super::model::*;
-use super::{Doc, Parsed};
-use crate::diag::{Code, Diagnostics, closest};
+use crate::diag::{Code, Diagnostics};
 use crate::template::Template;
 use crate::yaml::{Node, Value};
+use lookup::Names;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-
-/// What the other checks look names up in.
-struct Names<'a> {
-    estate: Option<&'a str>,
-    accounts: Vec<&'a str>,
-    pinned: HashMap<&'a str, &'a str>,
-    units: Vec<&'a str>,
-    environments: Vec<&'a str>,
-    /// Account names by unit path, for resolving targets statically.
-    account_units: HashMap<&'a str, &'a str>,
-    /// Some file did not parse, so a name missing here may well be defined there.
-    incomplete: bool,
-}
 
 pub(super) fn check(p: &Parsed, templates: &BTreeMap<PathBuf, Template>, diags: &mut Diagnostics) {
     unique_names(&p.estate, "Estate", diags);
@@ -128,62 +117,6 @@ fn unique_names<S>(docs: &[Doc<S>], kind: &str, diags: &mut Diagnostics) {
                 .help(format!("first defined at {}:{line}", prev.file));
         } else {
             first.insert(&d.name, d);
-        }
-    }
-}
-
-fn unknown(
-    names: &Names,
-    diags: &mut Diagnostics,
-    file: &str,
-    span: std::ops::Range<usize>,
-    what: &str,
-    name: &str,
-    candidates: &[&str],
-) {
-    if names.incomplete {
-        return;
-    }
-    let b = diags
-        .error(
-            Code::UnknownName,
-            file,
-            span,
-            format!("unknown {what} `{name}`"),
-        )
-        .label(format!("no such {what}"));
-    match closest(name, candidates.iter().copied()) {
-        Some(best) => b.help(format!("did you mean `{best}`?")),
-        None if candidates.is_empty() => b.help(format!("no {what} is defined")),
-        None => b.help(format!("known: {}", candidates.join(", "))),
-    };
-}
-
-fn check_targets<S>(
-    doc: &Doc<S>,
-    ptr: &str,
-    targets: &Targets,
-    names: &Names,
-    diags: &mut Diagnostics,
-) {
-    for (i, unit) in targets.units.iter().enumerate() {
-        if !names.units.contains(&unit.as_str()) {
-            let span = doc.span(&format!("{ptr}/units/{i}"));
-            unknown(names, diags, &doc.file, span, "unit", unit, &names.units);
-        }
-    }
-    for (i, account) in targets.accounts.iter().enumerate() {
-        if !names.accounts.contains(&account.as_str()) {
-            let span = doc.span(&format!("{ptr}/accounts/{i}"));
-            unknown(
-                names,
-                diags,
-                &doc.file,
-                span,
-                "account",
-                account,
-                &names.accounts,
-            );
         }
     }
 }

@@ -1,9 +1,9 @@
 //! Checks of `kind: Organization`: units listed parents first, accounts with unique names,
 //! emails and ids, in units that exist. Records the names the other checks look up.
 
-use super::Names;
+use super::lookup::Names;
 use crate::diag::{Code, Diagnostics};
-use crate::manifest::Doc;
+use crate::manifest::doc::Doc;
 use crate::manifest::model::*;
 use std::collections::{BTreeSet, HashMap};
 

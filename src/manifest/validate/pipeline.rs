@@ -2,11 +2,11 @@
 //! no other pipeline's or stack set's; its accounts and stages exist, in promotion order; its
 //! stage template gets every parameter it requires.
 
-use super::{Names, unknown};
+use super::lookup::{Names, unknown};
 use crate::diag::{Code, Diagnostics};
+use crate::manifest::doc::{Doc, Parsed};
 use crate::manifest::model::*;
 use crate::manifest::names as aws;
-use crate::manifest::{Doc, Parsed};
 use crate::template::Template;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;

@@ -1,9 +1,9 @@
 //! Checks of `kind: Portfolio`: its owner account exists, it is shared with units and
 //! accounts it can be shared with, and its products, versions and tag options are unique.
 
-use super::{Names, check_targets, unknown};
+use super::lookup::{Names, check_targets, unknown};
 use crate::diag::{Code, Diagnostics};
-use crate::manifest::Doc;
+use crate::manifest::doc::Doc;
 use crate::manifest::model::*;
 use crate::yaml::pointer_escape;
 use std::collections::BTreeSet;

@@ -1,9 +1,9 @@
 //! Checks of every `${…}` reference in string values, in every kind of document (those that
 //! failed the schema too): it names something defined, and the document may use it.
 
-use super::Names;
+use super::lookup::Names;
 use crate::diag::{Code, Diagnostics, closest};
-use crate::manifest::Parsed;
+use crate::manifest::doc::Parsed;
 use crate::manifest::model::*;
 use crate::manifest::refs::{self, Ref};
 use crate::yaml::{Node, Value, pointer_escape};

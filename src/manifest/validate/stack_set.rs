@@ -2,11 +2,11 @@
 //! its overrides, and its parameters against the template's declarations.
 
 use super::environment::static_targets;
-use super::{Names, unknown};
+use super::lookup::{Names, unknown};
 use crate::diag::{Code, Diagnostics, closest};
+use crate::manifest::doc::{Doc, Parsed};
 use crate::manifest::model::*;
 use crate::manifest::refs::{self, Ref};
-use crate::manifest::{Doc, Parsed};
 use crate::template::Template;
 use crate::yaml::{Node, pointer_escape};
 use std::collections::{BTreeMap, BTreeSet};

@@ -1,0 +1,471 @@
+//! Stack-set changes per environment in promotion order: waves of independent stack sets at
+//! once, each stack set's steps in order, then the environment's pipeline source bundles.
+
+use super::batching::{DesiredInstanceView, batches};
+use super::error::ApplyError;
+use super::ops::Ops;
+use super::ops::preferences;
+use super::options::Options;
+use super::progress::{Done, Event, Progress};
+use super::report::{InstanceFailure, Report, StepFailure};
+use super::templates;
+use crate::aws::{Aws, AwsError};
+use crate::plan::desired::{Desired, DesiredInstance, DesiredStackSet};
+use crate::plan::{Action, Address, Change, Hint, InstanceSide, Plan, ResourceType, StackSetSide};
+use crate::tags::TAG_OVERRIDES;
+use futures::stream::{self, StreamExt};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Applies the stack-set changes of `plan`, one environment after another in the plan's
+/// order; within an environment independent stack sets run concurrently (bounded), and the
+/// steps of one stack set run one after another.
+pub async fn stack_sets(
+    aws: &Aws,
+    plan: &Plan,
+    desired: &Desired,
+    opts: &Options,
+    progress: &dyn Progress,
+) -> Report {
+    let mut report = Report::default();
+    for env in &plan.environments {
+        // Waves: a stack set whose policies name roles other sets create waits for them.
+        let mut waves: BTreeMap<u8, Vec<&str>> = BTreeMap::new();
+        for c in plan.changes.iter().filter(|c| {
+            c.environment.as_deref() == Some(env)
+                && matches!(
+                    c.resource_type,
+                    ResourceType::StackSet | ResourceType::StackInstance
+                )
+        }) {
+            let Some(name) = c.address.stack_set() else {
+                continue;
+            };
+            let wave = desired
+                .stack_sets
+                .iter()
+                .find(|d| d.name == name)
+                .map_or(0, |d| d.wave);
+            let names = waves.entry(wave).or_default();
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        let mut failed = false;
+        // Stack sets whose changes did not all apply (failed, or in a wave never started).
+        let mut not_done: BTreeSet<String> = BTreeSet::new();
+        for names in waves.into_values() {
+            if failed {
+                not_done.extend(names.iter().map(|n| n.to_string()));
+                continue;
+            }
+            let before = report.failures.len();
+            failed = run_wave(aws, plan, desired, opts, progress, env, names, &mut report).await;
+            not_done.extend(
+                report.failures[before..]
+                    .iter()
+                    .map(|f| f.stack_set.clone()),
+            );
+        }
+        // A source bundle goes up once its own pipeline's tools part applied.
+        for c in plan.changes.iter().filter(|c| {
+            c.environment.as_deref() == Some(env) && c.resource_type == ResourceType::Pipeline
+        }) {
+            let Address::Pipeline { name: pipeline } = &c.address else {
+                continue;
+            };
+            if not_done.contains(&crate::pipeline::tools_stack_set(pipeline)) {
+                progress.event(Event::Failed {
+                    address: c.address.to_string(),
+                    message: "skipped: the pipeline's tools part did not apply".into(),
+                });
+                continue;
+            }
+            progress.event(Event::Started {
+                address: c.address.to_string(),
+                what: "PutObject source bundle".into(),
+            });
+            match upload_source(aws, pipeline, desired, opts).await {
+                Ok(()) => {
+                    progress.event(Event::Done {
+                        address: c.address.to_string(),
+                    });
+                    report.done.push(c.address.clone());
+                }
+                Err(message) => {
+                    progress.event(Event::Failed {
+                        address: c.address.to_string(),
+                        message: message.clone(),
+                    });
+                    report.failures.push(StepFailure {
+                        stack_set: c.address.to_string(),
+                        step: "UploadSourceBundle".into(),
+                        message,
+                        instances: Vec::new(),
+                    });
+                    failed = true;
+                }
+            }
+        }
+        // A later stage never runs on top of a failed earlier one.
+        if failed {
+            break;
+        }
+    }
+    report
+        .failures
+        .sort_by(|a, b| a.stack_set.cmp(&b.stack_set));
+    report
+}
+
+/// Uploads a pipeline's source bundle to its artifact bucket, encrypted with its key (the
+/// bucket policy refuses anything else), as the bucket's owner expects.
+async fn upload_source(
+    aws: &Aws,
+    pipeline: &str,
+    desired: &Desired,
+    opts: &Options,
+) -> Result<(), String> {
+    let src = desired
+        .sources
+        .iter()
+        .find(|s| s.pipeline == pipeline)
+        .ok_or_else(|| format!("pipeline {pipeline} has no source bundle in the manifest"))?;
+    let account = src
+        .account
+        .id
+        .clone()
+        .ok_or_else(|| format!("the tools account of pipeline {pipeline} does not exist"))?;
+    let edge = aws
+        .acting_in(&account, &src.management_account)
+        .await
+        .map_err(|e| e.to_string())?;
+    let region = &opts.home_region;
+    edge.s3(region)
+        .put_object()
+        .bucket(&src.bucket)
+        .key(src.bundle.key())
+        .expected_bucket_owner(&account)
+        .body(src.bundle.zip().into())
+        .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::AwsKms)
+        .ssekms_key_id(format!(
+            "arn:{}:kms:{region}:{account}:{}",
+            aws.partition(),
+            src.key_alias
+        ))
+        .send()
+        .await
+        .map_err(|e| AwsError::call("S3.PutObject", e).to_string())?;
+    Ok(())
+}
+
+/// Works on the stack sets of one wave of an environment, at most `parallelism` at once;
+/// true when one failed.
+#[allow(clippy::too_many_arguments)]
+async fn run_wave(
+    aws: &Aws,
+    plan: &Plan,
+    desired: &Desired,
+    opts: &Options,
+    progress: &dyn Progress,
+    env: &str,
+    names: Vec<&str>,
+    report: &mut Report,
+) -> bool {
+    let results: Vec<(String, Result<StackSetOutcome, StepFailure>)> = stream::iter(names)
+        .map(|name| async move {
+            let changes: Vec<&Change> = plan
+                .changes
+                .iter()
+                .filter(|c| {
+                    c.environment.as_deref() == Some(env) && c.address.stack_set() == Some(name)
+                })
+                .collect();
+            let d = desired.stack_sets.iter().find(|d| d.name == name);
+            let r =
+                apply_stack_set(aws, &plan.fingerprint, name, d, &changes, opts, progress).await;
+            if let Err(f) = &r {
+                progress.event(Event::Failed {
+                    address: format!("stackSet:{name}"),
+                    message: format!("{}: {}", f.step, f.message),
+                });
+            }
+            (name.to_string(), r)
+        })
+        .buffer_unordered(opts.parallelism.max(1))
+        .collect()
+        .await;
+    let mut failed = false;
+    for (name, r) in results {
+        match r {
+            Ok(outcome) => {
+                report.done.extend(outcome.done.into_vec());
+                report.operations.insert(name, outcome.operations);
+            }
+            Err(f) => {
+                failed = true;
+                report.failures.push(f);
+            }
+        }
+    }
+    failed
+}
+
+struct StackSetOutcome<'a> {
+    done: Done<'a>,
+    operations: Vec<String>,
+}
+
+fn instance_view(
+    d: Option<&DesiredStackSet>,
+    c: &Change,
+) -> Result<DesiredInstanceView, ApplyError> {
+    let side: &InstanceSide = c.side_as()?;
+    let account = side.account.clone().ok_or_else(|| {
+        ApplyError::Inconsistent(format!(
+            "{}: the account is not known yet; run apply again once it exists",
+            c.address
+        ))
+    })?;
+    let region = side.region.clone();
+    let before = c.before_as::<InstanceSide>().ok();
+    // Real override values (the Plan masks NoEcho ones) come from the desired state.
+    let overrides = d
+        .and_then(|d| {
+            d.instances.iter().find(|i: &&DesiredInstance| {
+                i.account.id.as_deref() == Some(&account) && i.region == region
+            })
+        })
+        .map(|i| i.overrides.clone())
+        .unwrap_or_default();
+    // Service-managed: created and updated through the environment's units, removed through
+    // the unit AWS deployed the instance through.
+    let deployed_through = before
+        .and_then(|b| b.organizational_unit_id.clone())
+        .map(|u| vec![u]);
+    let units = match (d, c.action) {
+        (_, Action::Delete) if deployed_through.is_some() => deployed_through.unwrap_or_default(),
+        (Some(d), _) if d.permission_model == "SERVICE_MANAGED" => d.unit_ids.clone(),
+        _ => Vec::new(),
+    };
+    if d.is_some_and(|d| d.permission_model == "SERVICE_MANAGED") && units.is_empty() {
+        return Err(ApplyError::Inconsistent(format!(
+            "{}: the units of a service-managed stack set are not known yet; run apply again once they exist",
+            c.address
+        )));
+    }
+    Ok(DesiredInstanceView {
+        account,
+        region,
+        overrides,
+        retain: c.hint == Some(Hint::RetainStacks),
+        units,
+        since: before.and_then(|b| b.last_operation.clone()),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn apply_stack_set<'p>(
+    aws: &Aws,
+    fingerprint: &str,
+    name: &str,
+    d: Option<&DesiredStackSet>,
+    changes: &[&Change],
+    opts: &Options,
+    progress: &'p dyn Progress,
+) -> Result<StackSetOutcome<'p>, StepFailure> {
+    let fail = |step: &str, message: String, instances: Vec<InstanceFailure>| StepFailure {
+        stack_set: name.to_string(),
+        step: step.to_string(),
+        message,
+        instances,
+    };
+    let cfn = aws.cloudformation(&opts.home_region);
+    let ops = Ops {
+        cfn: &cfn,
+        name,
+        fingerprint,
+        polling: opts.polling,
+        progress,
+        preferences: d.map(|d| preferences(&d.operation)),
+    };
+    let mut outcome = StackSetOutcome {
+        done: Done::new(progress),
+        operations: Vec::new(),
+    };
+    let set_change = changes
+        .iter()
+        .find(|c| c.resource_type == ResourceType::StackSet);
+    let instance_changes =
+        |action: Action| -> Result<Vec<(Address, DesiredInstanceView)>, StepFailure> {
+            changes
+                .iter()
+                .filter(|c| c.resource_type == ResourceType::StackInstance && c.action == action)
+                .map(|c| {
+                    instance_view(d, c)
+                        .map(|v| (c.address.clone(), v))
+                        .map_err(|e| fail("resolve", e.to_string(), Vec::new()))
+                })
+                .collect()
+        };
+
+    let set_action = set_change.map(|c| c.action);
+    // Replace: AWS cannot change the permission model in place; delete everything, recreate.
+    if set_action == Some(Action::Replace) || set_action == Some(Action::Delete) {
+        let live_instances: Vec<(Address, DesiredInstanceView)> = instance_changes(Action::Delete)?;
+        run_batches(
+            &ops,
+            "DeleteStackInstances",
+            &live_instances,
+            &mut outcome,
+            true,
+        )
+        .await?;
+        ops.delete_stack_set()
+            .await
+            .map_err(|e| fail("DeleteStackSet", e.to_string(), Vec::new()))?;
+        if set_action == Some(Action::Delete) {
+            outcome.done.push(&Address::StackSet {
+                name: name.to_string(),
+            });
+            return Ok(outcome);
+        }
+    }
+    if matches!(set_action, Some(Action::Create | Action::Replace)) {
+        let d = d.ok_or_else(|| fail("CreateStackSet", "no desired state".into(), Vec::new()))?;
+        let template = templates::location(aws, d, opts)
+            .await
+            .map_err(|e| fail("UploadTemplate", e.to_string(), Vec::new()))?;
+        progress.event(Event::Started {
+            address: format!("stackSet:{name}"),
+            what: "CreateStackSet".into(),
+        });
+        ops.create_stack_set(d, &template)
+            .await
+            .map_err(|e| fail("CreateStackSet", e.to_string(), Vec::new()))?;
+        outcome.done.push(&Address::StackSet {
+            name: name.to_string(),
+        });
+    }
+    let updates = instance_changes(Action::Update)?;
+    // The overrides digest tag tells the next plan whether instances' overrides must be read.
+    // Written before the instances carry the new overrides, an apply cut off in between would
+    // leave a tag claiming overrides no instance has, and the next plan would not look: so the
+    // first UpdateStackSet keeps the live tag, and the new one is written after the instances.
+    let live_digest = set_change
+        .and_then(|c| c.before_as::<StackSetSide>().ok())
+        .and_then(|b| b.tags.get(TAG_OVERRIDES).cloned());
+    let digest_moves = set_action == Some(Action::Update)
+        && !updates.is_empty()
+        && d.and_then(|d| d.tags.get(TAG_OVERRIDES)) != live_digest.as_ref();
+    let tag_only =
+        digest_moves && set_change.is_some_and(|c| c.hint == Some(Hint::OverridesTagOnly));
+    let mut template = None;
+    if set_action == Some(Action::Update) {
+        let d = d.ok_or_else(|| fail("UpdateStackSet", "no desired state".into(), Vec::new()))?;
+        let location = templates::location(aws, d, opts)
+            .await
+            .map_err(|e| fail("UploadTemplate", e.to_string(), Vec::new()))?;
+        if !tag_only {
+            let mut first = d.clone();
+            if digest_moves {
+                match &live_digest {
+                    Some(v) => first.tags.insert(TAG_OVERRIDES.into(), v.clone()),
+                    None => first.tags.remove(TAG_OVERRIDES),
+                };
+            }
+            progress.event(Event::Started {
+                address: format!("stackSet:{name}"),
+                what: "UpdateStackSet".into(),
+            });
+            let op = ops
+                .update_stack_set(&first, &location, None, "update")
+                .await
+                .map_err(|e| fail("UpdateStackSet", e.to_string(), Vec::new()))?;
+            outcome.operations.push(op.clone());
+            ops.wait(&op, "UpdateStackSet").await?;
+        }
+        if !digest_moves {
+            outcome.done.push(&Address::StackSet {
+                name: name.to_string(),
+            });
+        }
+        template = Some(location);
+    }
+    if set_action != Some(Action::Replace) && set_action != Some(Action::Delete) {
+        let deletes = instance_changes(Action::Delete)?;
+        run_batches(&ops, "DeleteStackInstances", &deletes, &mut outcome, true).await?;
+    }
+    // Instances whose stack is gone: removed (nothing to delete, RetainStacks), created again.
+    let replaced = instance_changes(Action::Replace)?;
+    run_batches(&ops, "DeleteStackInstances", &replaced, &mut outcome, false).await?;
+    run_batches(&ops, "CreateStackInstances", &replaced, &mut outcome, true).await?;
+    let creates = instance_changes(Action::Create)?;
+    run_batches(&ops, "CreateStackInstances", &creates, &mut outcome, true).await?;
+    run_batches(&ops, "UpdateStackInstances", &updates, &mut outcome, true).await?;
+    if let (true, Some(d), Some(location), Some((_, first))) =
+        (digest_moves, d, &template, updates.first())
+    {
+        // One instance is named so the operation stays small: nothing else changes.
+        progress.event(Event::Started {
+            address: format!("stackSet:{name}"),
+            what: "UpdateStackSet: the overrides tag, now the instances carry them".into(),
+        });
+        let op = ops
+            .update_stack_set(
+                d,
+                location,
+                Some((&first.account, &first.region)),
+                "update-overrides-tag",
+            )
+            .await
+            .map_err(|e| fail("UpdateStackSet", e.to_string(), Vec::new()))?;
+        outcome.operations.push(op.clone());
+        ops.wait(&op, "UpdateStackSet").await?;
+        outcome.done.push(&Address::StackSet {
+            name: name.to_string(),
+        });
+    }
+    Ok(outcome)
+}
+
+/// One operation per batch, each waited for; `finishes`: the batch completes its changes
+/// (not so the first half of a replacement).
+async fn run_batches(
+    ops: &Ops<'_>,
+    action: &str,
+    instances: &[(Address, DesiredInstanceView)],
+    outcome: &mut StackSetOutcome<'_>,
+    finishes: bool,
+) -> Result<(), StepFailure> {
+    let refs: Vec<(Address, &DesiredInstanceView)> =
+        instances.iter().map(|(a, v)| (a.clone(), v)).collect();
+    for batch in batches(&refs) {
+        ops.progress.event(Event::Started {
+            address: format!("stackSet:{}", ops.name),
+            what: format!(
+                "{action}: {} account{} × {} region{}",
+                batch.accounts.len(),
+                if batch.accounts.len() == 1 { "" } else { "s" },
+                batch.regions.len(),
+                if batch.regions.len() == 1 { "" } else { "s" }
+            ),
+        });
+        let op = ops
+            .instances(action, &batch)
+            .await
+            .map_err(|e| StepFailure {
+                stack_set: ops.name.to_string(),
+                step: action.to_string(),
+                message: e.to_string(),
+                instances: Vec::new(),
+            })?;
+        outcome.operations.push(op.clone());
+        ops.wait(&op, action).await?;
+        if finishes {
+            for address in &batch.addresses {
+                outcome.done.push(address);
+            }
+        }
+    }
+    Ok(())
+}

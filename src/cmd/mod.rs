@@ -1,0 +1,236 @@
+//! The `estate` command line: parsing, dispatch, and the context every command shares
+//! (loading the manifest, connecting to AWS, rendering); outcomes become output and the
+//! contract's exit codes here, and only here.
+
+mod apply;
+mod context;
+mod plan;
+mod progress;
+mod reconcile;
+mod signals;
+mod watch;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use context::{Global, LiveArgs, color_enabled, exit};
+use estate::manifest::schema;
+use estate::render::Mode;
+use plan::{plan, show, validate};
+use std::io::Write;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "estate",
+    version,
+    about = "Declarative GitOps reconciler for multi-account AWS machine-learning platforms",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check the manifest offline: YAML, schema, references, templates. No AWS calls.
+    Validate {
+        /// The manifest folder (holding estate.yaml).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Read live AWS state, diff it with the manifest and show the plan.
+    /// Exit 0: no changes; 2: changes or conflicts; 1: error.
+    Plan {
+        #[command(flatten)]
+        live: LiveArgs,
+        /// Also write the plan as JSON to this file.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Converge AWS to the manifest, environments in promotion order.
+    /// Exit 0: done; 1: error, refusal or failed instances.
+    Apply {
+        #[command(flatten)]
+        live: LiveArgs,
+        /// Apply exactly this saved plan (`plan --out`), refusing if live changed since.
+        #[arg(long, value_name = "FILE")]
+        plan: Option<PathBuf>,
+        /// Do not ask for confirmation (required without a terminal).
+        #[arg(long)]
+        auto_approve: bool,
+        /// Allow deletes in protected environments.
+        #[arg(long)]
+        allow_delete: bool,
+        /// Apply an environment even though an earlier promotion stage has pending changes.
+        #[arg(long)]
+        skip_promotion_check: bool,
+        /// Stack sets worked on at once.
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+        parallelism: u16,
+    },
+    /// Compare live AWS state with the manifest: out-of-band changes, orphans, conflicts.
+    /// Exit 0: clean; 2: drift; 1: error.
+    Drift {
+        #[command(flatten)]
+        live: LiveArgs,
+        /// Skip resource drift detection (DetectStackSetDrift); report only what the last
+        /// detection found.
+        #[arg(long)]
+        no_detect: bool,
+    },
+    /// Re-plan whenever a manifest or template file changes, until Ctrl-C.
+    Watch {
+        #[command(flatten)]
+        live: LiveArgs,
+        /// Quiet time after a change before re-planning, so a burst of saves plans once.
+        #[arg(long, default_value = "300ms", value_parser = parse_millis)]
+        debounce: std::time::Duration,
+    },
+    /// The GitOps loop: follow a branch and converge AWS to it on every tick (environments in
+    /// promotion order, stopping before `approval: manual` ones unless named with --env).
+    /// With --once, exit 0: in sync or applied; 1: failed, refused, invalid or error.
+    Reconcile {
+        #[command(flatten)]
+        live: LiveArgs,
+        /// The branch to follow.
+        #[arg(long, default_value = "main")]
+        branch: String,
+        /// Fetch the branch from this remote on every tick (without it, the local branch is
+        /// followed: something else updates it).
+        #[arg(long, value_name = "REMOTE")]
+        remote: Option<String>,
+        /// Time between ticks: 30s, 5m, 1h.
+        #[arg(long, default_value = "5m", value_parser = reconcile::parse_duration)]
+        interval: std::time::Duration,
+        /// One tick, then exit (for cron or CI).
+        #[arg(long)]
+        once: bool,
+        /// Allow deletes in protected environments.
+        #[arg(long)]
+        allow_delete: bool,
+        /// Stack sets worked on at once.
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+        parallelism: u16,
+    },
+    /// Print the JSON Schema of manifest documents (for editors and CI).
+    Schema {
+        /// Print the schema generated from this build's model instead of the published one.
+        #[arg(long, hide = true)]
+        generate: bool,
+    },
+}
+
+pub fn run() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
+            let _ = e.print();
+            return code;
+        }
+    };
+    init_logging(&cli.global);
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            exit::ERROR
+        }
+    }
+}
+
+fn init_logging(g: &Global) {
+    let level = match (g.quiet, g.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ESTATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("estate={level}")));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(color_enabled(&std::io::stderr()))
+        .try_init();
+}
+
+fn dispatch(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Validate { dir } => validate(&cli.global, &dir),
+        Command::Plan { live, out } => plan(&cli.global, &live, out.as_deref(), Mode::Plan),
+        // Drift runs resource drift detection first, unless told not to.
+        Command::Drift { live, no_detect } => {
+            show(&cli.global, &live, None, Mode::Drift, !no_detect)
+        }
+        Command::Apply {
+            live,
+            plan,
+            auto_approve,
+            allow_delete,
+            skip_promotion_check,
+            parallelism,
+        } => apply::run(
+            &cli.global,
+            &apply::Args {
+                live,
+                plan,
+                auto_approve,
+                allow_delete,
+                skip_promotion_check,
+                parallelism: usize::from(parallelism),
+            },
+        ),
+        Command::Watch { live, debounce } => {
+            watch::watch(&cli.global, &watch::WatchArgs { live, debounce })
+        }
+        Command::Reconcile {
+            live,
+            branch,
+            remote,
+            interval,
+            once,
+            allow_delete,
+            parallelism,
+        } => reconcile::reconcile(
+            &cli.global,
+            &reconcile::ReconcileArgs {
+                live,
+                branch,
+                remote,
+                interval,
+                once,
+                allow_delete,
+                parallelism: usize::from(parallelism),
+            },
+        ),
+        Command::Schema { generate } => {
+            let text = if generate {
+                schema::generate_text()
+            } else {
+                schema::PUBLISHED.to_string()
+            };
+            std::io::stdout().write_all(text.as_bytes())?;
+            Ok(exit::OK)
+        }
+    }
+}
+
+/// `300ms` or `2s`.
+fn parse_millis(text: &str) -> Result<std::time::Duration, String> {
+    if let Some(ms) = text.strip_suffix("ms") {
+        return ms
+            .parse()
+            .map(std::time::Duration::from_millis)
+            .map_err(|_| format!("`{text}` is not a duration such as 300ms or 2s"));
+    }
+    reconcile::parse_duration(text)
+}

@@ -1,0 +1,26 @@
+//! The names estate writes into AWS to recognise its own resources and remember what AWS does
+//! not keep: every `estate:*` tag, and the apply lock's key. One place, so a reader sees the
+//! whole vocabulary and no module invents a name of its own.
+
+/// Every resource estate creates carries it, naming the estate.
+pub const TAG_MANAGED_BY: &str = "estate:managed-by";
+/// The environment a resource belongs to.
+pub const TAG_ENVIRONMENT: &str = "estate:environment";
+/// Digest of the NoEcho parameter values last applied: AWS masks them on read.
+pub const TAG_SECRETS: &str = "estate:secrets-sha256";
+/// Operation preferences last applied (AWS does not keep them on the stack set).
+pub const TAG_OPERATION: &str = "estate:operation";
+/// Digest of the instance overrides last applied to a stack set's instances: tells a plan
+/// whether they must be read, without a call per instance.
+pub const TAG_OVERRIDES: &str = "estate:overrides-sha256";
+/// The manifest name of a portfolio.
+pub const TAG_PORTFOLIO: &str = "estate:portfolio";
+/// The manifest name of a product.
+pub const TAG_PRODUCT: &str = "estate:product";
+/// The pipeline a stack set is part of.
+pub const TAG_PIPELINE: &str = "estate:pipeline";
+
+/// The tag on the organization root that holds an apply lock of `estate` and `scope`.
+pub fn lock_key(estate: &str, scope: &str) -> String {
+    format!("estate-lock:{estate}:{scope}")
+}
