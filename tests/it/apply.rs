@@ -1,35 +1,15 @@
 //! `estate apply` against the emulator: examples converge and re-plan empty; the refusals a
 //! careful operator expects; an apply killed mid-way converges on the next run.
 
-use crate::emulator::{TestAccount, management_account};
-use crate::plan::{copy_dir, example_copy, run};
+use crate::support::builders::example;
+use crate::support::emulator::{TestAccount, management_account, stack_instances};
+use crate::support::mocks::fast;
+use crate::support::run::{apply, change_fields, process, pty_process, run};
 use std::path::Path;
-
-/// The id of the example's production account.
-async fn production_id(account: &TestAccount) -> String {
-    let org = aws_sdk_organizations::Client::new(&account.config);
-    let accounts = org.list_accounts().send().await.unwrap();
-    accounts
-        .accounts()
-        .iter()
-        .find(|a| a.name() == Some("production"))
-        .and_then(|a| a.id())
-        .unwrap()
-        .to_string()
-}
-
-fn example(name: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(&Path::new("examples/environments").join(name), dir.path());
-    dir
-}
 
 /// `estate apply . --auto-approve` running in the background, its log lines on a pipe.
 fn spawn_apply(account: &TestAccount, dir: &Path) -> std::process::Child {
-    std::process::Command::new(assert_cmd::cargo::cargo_bin("estate"))
-        .envs(crate::cli::estate_env())
-        .envs(account.env())
-        .current_dir(dir)
+    process(account, dir)
         .args(["apply", ".", "--auto-approve"])
         .stderr(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
@@ -37,16 +17,10 @@ fn spawn_apply(account: &TestAccount, dir: &Path) -> std::process::Child {
         .unwrap()
 }
 
-fn apply(account: &TestAccount, dir: &Path, extra: &[&str]) -> (i32, String, String) {
-    let mut args = vec!["apply", ".", "--auto-approve"];
-    args.extend_from_slice(extra);
-    run(account, dir, &args)
-}
-
 #[tokio::test]
 async fn the_reference_example_applies_stage_by_stage_and_replans_empty() {
     let account = management_account().await;
-    let dir = example_copy();
+    let dir = example("ml-platform");
     // Without --env, apply stops before production (approval: manual).
     let (code, out, err) = apply(&account, dir.path(), &[]);
     assert_eq!(code, 0, "{out}{err}");
@@ -80,12 +54,12 @@ async fn the_reference_example_applies_stage_by_stage_and_replans_empty() {
             // Production's account gets the execution role first.
             format!(
                 "prerequisite:execution-role/{}",
-                production_id(&account).await
+                account.ids().await["production"]
             ),
             "stackSet:model-execution-role-production",
             format!(
                 "stackInstance:model-execution-role-production/{}/us-east-1",
-                production_id(&account).await
+                account.ids().await["production"]
             )
         ]),
         "{out}"
@@ -123,24 +97,13 @@ async fn nested_units_two_regions_and_overrides_converge() {
     assert_eq!(code, 0, "{out}{err}");
 
     let cfn = aws_sdk_cloudformation::Client::new(&account.config);
-    let instances = cfn
-        .list_stack_instances()
-        .stack_set_name("observability-production")
-        .send()
-        .await
-        .unwrap()
-        .summaries
-        .unwrap();
+    let instances = stack_instances(&account, "observability-production").await;
     // Two production accounts (one in a nested unit) × two regions.
     assert_eq!(instances.len(), 4);
-    let staging = cfn
-        .list_stack_instances()
-        .stack_set_name("observability-staging")
-        .send()
-        .await
-        .unwrap();
     assert_eq!(
-        staging.summaries.unwrap().len(),
+        stack_instances(&account, "observability-staging")
+            .await
+            .len(),
         1,
         "staging is limited to us-east-1"
     );
@@ -175,7 +138,7 @@ async fn nested_units_two_regions_and_overrides_converge() {
 #[tokio::test]
 async fn a_stale_saved_plan_is_refused() {
     let account = management_account().await;
-    let dir = example_copy();
+    let dir = example("ml-platform");
     let (code, _, _) = run(&account, dir.path(), &["plan", ".", "--out", "plan.json"]);
     assert_eq!(code, 2);
     // Someone creates a unit by hand after the plan was made.
@@ -216,7 +179,7 @@ async fn a_stale_saved_plan_is_refused() {
 #[tokio::test]
 async fn a_delete_in_a_protected_environment_needs_allow_delete() {
     let account = management_account().await;
-    let dir = example_copy();
+    let dir = example("ml-platform");
     assert_eq!(apply(&account, dir.path(), &[]).0, 0);
     assert_eq!(apply(&account, dir.path(), &["--env", "production"]).0, 0);
     // The stack set leaves production, with pruning on.
@@ -257,7 +220,7 @@ async fn a_delete_in_a_protected_environment_needs_allow_delete() {
 #[tokio::test]
 async fn skipping_a_promotion_stage_is_refused() {
     let account = management_account().await;
-    let dir = example_copy();
+    let dir = example("ml-platform");
     let (code, _, err) = apply(&account, dir.path(), &["--env", "production"]);
     assert_eq!(code, 1);
     assert!(
@@ -295,7 +258,7 @@ async fn skipping_a_promotion_stage_is_refused() {
 #[tokio::test]
 async fn a_concurrent_apply_is_refused_and_told_who_holds_the_lock() {
     let account = management_account().await;
-    let dir = example_copy();
+    let dir = example("ml-platform");
     // Another apply holds the organization lock, refreshed just now.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -355,7 +318,7 @@ async fn a_concurrent_apply_is_refused_and_told_who_holds_the_lock() {
 #[tokio::test]
 async fn without_a_terminal_apply_needs_auto_approve() {
     let account = management_account().await;
-    let dir = example_copy();
+    let dir = example("ml-platform");
     let (code, _, err) = run(&account, dir.path(), &["apply", "."]);
     assert_eq!(code, 1);
     assert!(err.contains("--auto-approve"), "{err}");
@@ -367,7 +330,7 @@ async fn without_a_terminal_apply_needs_auto_approve() {
 async fn an_apply_killed_mid_way_converges_on_the_next_run() {
     use std::io::{BufRead, BufReader};
     let account = management_account().await;
-    let dir = example_copy();
+    let dir = example("ml-platform");
     let mut child = spawn_apply(&account, dir.path());
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
@@ -453,19 +416,14 @@ async fn an_apply_killed_mid_way_converges_on_the_next_run() {
             "{email}"
         );
     }
-    let units = org
-        .list_organizational_units_for_parent()
-        .parent_id(&account.root_id)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(units.organizational_units.unwrap().len(), 1, "one /ml");
+    let units = account.units(&account.root_id).await;
+    assert_eq!(units.len(), 1, "one /ml");
 }
 
 #[tokio::test]
 async fn a_template_over_51200_bytes_goes_through_an_encrypted_private_bucket() {
     let account = management_account().await;
-    let dir = example_copy();
+    let dir = example("ml-platform");
     // Pad the role template with comments past the inline limit; its data is unchanged.
     let path = dir.path().join("templates/model-execution-role.yaml");
     let mut text = std::fs::read_to_string(&path).unwrap();
@@ -544,7 +502,7 @@ async fn a_portfolio_that_left_the_manifest_is_an_orphan_or_pruned() {
     let (code, json, _) = run(&account, dir.path(), &["plan", ".", "--format", "json"]);
     assert_eq!(code, 2);
     let plan: serde_json::Value = serde_json::from_str(&json).unwrap();
-    let changes: Vec<(&str, &str)> = crate::plan::change_fields(&plan, "action", "address");
+    let changes: Vec<(&str, &str)> = change_fields(&plan, "action", "address");
     assert_eq!(changes, [("delete", "portfolio:data-scientists")]);
     let (code, out, err) = apply(&account, dir.path(), &[]);
     assert_eq!(code, 0, "{out}{err}");
@@ -573,7 +531,7 @@ async fn a_removed_version_is_deleted_only_when_pruning() {
     let (code, json, _) = run(&account, dir.path(), &["plan", ".", "--format", "json"]);
     assert_eq!(code, 2);
     let plan: serde_json::Value = serde_json::from_str(&json).unwrap();
-    let changes: Vec<(&str, &str)> = crate::plan::change_fields(&plan, "action", "address");
+    let changes: Vec<(&str, &str)> = change_fields(&plan, "action", "address");
     assert_eq!(
         changes,
         [
@@ -597,11 +555,8 @@ async fn a_removed_version_is_deleted_only_when_pruning() {
 /// with `input` typed at it: its exit code and everything it showed.
 fn at_a_terminal(account: &TestAccount, dir: &Path, args: &str, input: &str) -> (i32, String) {
     use std::io::Write;
-    let mut child = crate::cli::pty_command(args)
-        .envs(crate::cli::estate_env())
-        .envs(account.env())
+    let mut child = pty_process(account, dir, args)
         .env_remove("NO_COLOR")
-        .current_dir(dir)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -622,7 +577,7 @@ fn at_a_terminal(account: &TestAccount, dir: &Path, args: &str, input: &str) -> 
 #[tokio::test]
 async fn at_a_terminal_apply_shows_the_plan_asks_and_draws_progress() {
     let account = management_account().await;
-    let dir = example_copy();
+    let dir = example("ml-platform");
     // Anything but `yes` changes nothing.
     let (code, shown) = at_a_terminal(&account, dir.path(), "apply .", "y\n");
     assert_eq!(code, 1, "{shown}");
@@ -656,11 +611,8 @@ async fn at_a_terminal_apply_shows_the_plan_asks_and_draws_progress() {
 async fn ctrl_c_at_the_prompt_stops_at_once_and_changes_nothing() {
     use std::io::{Read, Write};
     let account = management_account().await;
-    let dir = example_copy();
-    let mut child = crate::cli::pty_command("apply .")
-        .envs(crate::cli::estate_env())
-        .envs(account.env())
-        .current_dir(dir.path())
+    let dir = example("ml-platform");
+    let mut child = pty_process(&account, dir.path(), "apply .")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -706,7 +658,7 @@ async fn ctrl_c_at_the_prompt_stops_at_once_and_changes_nothing() {
 async fn sigterm_mid_way_stops_cleanly_says_what_was_done_and_releases_the_locks() {
     use std::io::{BufRead, BufReader};
     let account = management_account().await;
-    let dir = example_copy();
+    let dir = example("ml-platform");
     let mut child = spawn_apply(&account, dir.path());
     let stderr = child.stderr.take().unwrap();
     let mut seen = Vec::new();
@@ -833,16 +785,9 @@ async fn independent_stack_sets_run_at_most_parallelism_at_once() {
             .await
             .unwrap();
         let p = plan::make(&m, &live, &[]).unwrap();
-        let done = apply::organization(
-            &aws,
-            &p,
-            &live,
-            m.name(),
-            crate::mocks::fast(),
-            &apply::Silent,
-        )
-        .await
-        .unwrap();
+        let done = apply::organization(&aws, &p, &live, m.name(), fast(), &apply::Silent)
+            .await
+            .unwrap();
         assert_eq!(done, ["account:tools"]);
         let live = estate::live::read::read(&aws, &plan::read_options(&m))
             .await
@@ -855,7 +800,7 @@ async fn independent_stack_sets_run_at_most_parallelism_at_once() {
             &live,
             m.name(),
             "us-east-1",
-            crate::mocks::fast(),
+            fast(),
             &apply::Silent,
         )
         .await
@@ -863,7 +808,7 @@ async fn independent_stack_sets_run_at_most_parallelism_at_once() {
         let desired = plan::desired::resolve(&m, &live, &p.environments).unwrap();
         let opts = apply::Options {
             parallelism,
-            polling: crate::mocks::fast(),
+            polling: fast(),
             template_bucket: None,
             home_region: "us-east-1".into(),
         };
@@ -886,7 +831,7 @@ async fn independent_stack_sets_run_at_most_parallelism_at_once() {
 #[tokio::test]
 async fn a_conflict_fails_loudly_and_stops_apply_at_its_environment() {
     let account = management_account().await;
-    let dir = example_copy();
+    let dir = example("ml-platform");
     let cfn = aws_sdk_cloudformation::Client::new(&account.config);
     cfn.create_stack_set()
         .stack_set_name("model-execution-role-staging")
@@ -918,17 +863,15 @@ async fn a_conflict_fails_loudly_and_stops_apply_at_its_environment() {
     );
     // The organization and dev were applied; the foreign set got nothing.
     assert_eq!(
-        production_id(&account).await.len(),
+        account.ids().await["production"].len(),
         12,
         "accounts were created"
     );
-    let instances = cfn
-        .list_stack_instances()
-        .stack_set_name("model-execution-role-staging")
-        .send()
-        .await
-        .unwrap();
-    assert!(instances.summaries().is_empty());
+    assert!(
+        stack_instances(&account, "model-execution-role-staging")
+            .await
+            .is_empty()
+    );
     let (code, out, _) = run(&account, dir.path(), &["drift", "."]);
     assert_eq!(code, 2, "{out}");
 }

@@ -2,7 +2,8 @@
 //! calls, FAILED operations with paged per-instance reasons, OperationInProgress and
 //! OperationIdAlreadyExists, polling that reports state changes only, and account creation.
 
-use crate::mocks::{edge, fast, meta};
+use crate::support::builders::{change, plan_of};
+use crate::support::mocks::{calls, edge, fast, meta};
 use aws_sdk_cloudformation::operation::create_stack_instances::{
     CreateStackInstancesError, CreateStackInstancesInput, CreateStackInstancesOutput,
 };
@@ -26,11 +27,10 @@ use aws_sdk_organizations::types::{
 };
 use aws_smithy_mocks::{MockResponse, Rule, mock};
 use estate::apply::{self, ApplyError, DesiredInstanceView, Event, Options, Progress, Report};
-use estate::aws::Aws;
 use estate::live::{LiveState, LiveUnit};
 use estate::manifest::model::OperationPreferences;
 use estate::plan::desired::{AccountRef, Desired, DesiredInstance, DesiredStackSet};
-use estate::plan::{Action, Change, Plan, PlanSource, ResourceType};
+use estate::plan::{Action, Change, Plan, ResourceType};
 use estate::template::Template;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
@@ -115,13 +115,6 @@ fn plan_creating_instances(environments: &[&str], desired: &Desired) -> Plan {
             d.instances.iter().map(move |i| {
                 let id = i.account.id.clone().unwrap();
                 Change {
-                    hint: None,
-                    address: format!("stackInstance:{}/{id}/{}", d.name, i.region),
-                    resource_type: ResourceType::StackInstance,
-                    action: Action::Create,
-                    environment: Some(d.environment.clone()),
-                    reason: "not deployed".into(),
-                    before: None,
                     after: Some(json!({
                         "stackSet": d.name,
                         "account": id,
@@ -129,30 +122,18 @@ fn plan_creating_instances(environments: &[&str], desired: &Desired) -> Plan {
                         "region": i.region,
                         "parameterOverrides": i.overrides,
                     })),
+                    ..change(
+                        &format!("stackInstance:{}/{id}/{}", d.name, i.region),
+                        ResourceType::StackInstance,
+                        Action::Create,
+                        Some(&d.environment),
+                        "not deployed",
+                    )
                 }
             })
         })
         .collect();
     plan_of(environments, changes)
-}
-
-fn plan_of(environments: &[&str], changes: Vec<Change>) -> Plan {
-    Plan {
-        conflicts: Vec::new(),
-        format_version: estate::plan::FORMAT_VERSION,
-        estate: "e".into(),
-        source: PlanSource {
-            commit: None,
-            path: ".".into(),
-            dirty: false,
-        },
-        environments: environments.iter().map(|e| e.to_string()).collect(),
-        fingerprint: "fingerprint-1".into(),
-        summary: Plan::summarize(&changes),
-        changes,
-        findings: Vec::new(),
-        stats: None,
-    }
 }
 
 fn desired(stack_sets: Vec<DesiredStackSet>) -> Desired {
@@ -278,14 +259,6 @@ impl Recorder {
             })
             .collect()
     }
-}
-
-fn calls(aws: &Aws, operation: &str) -> u64 {
-    aws.stats()
-        .snapshot()
-        .get(operation)
-        .copied()
-        .unwrap_or_default()
 }
 
 fn assert_clean(report: &Report) {
@@ -992,14 +965,14 @@ async fn a_new_account_is_created_then_moved_from_the_root_into_its_unit() {
     let plan = plan_of(
         &[],
         vec![Change {
-            hint: None,
-            address: "account:ml-dev".into(),
-            resource_type: ResourceType::Account,
-            action: Action::Create,
-            environment: None,
-            reason: "not in the organization".into(),
-            before: None,
             after: Some(json!({"name": "ml-dev", "email": "ml-dev@example.com", "unit": "/ml"})),
+            ..change(
+                "account:ml-dev",
+                ResourceType::Account,
+                Action::Create,
+                None,
+                "not in the organization",
+            )
         }],
     );
 
@@ -1030,14 +1003,14 @@ fn new_account_plan(names: &[&str]) -> Plan {
         names
             .iter()
             .map(|n| Change {
-                hint: None,
-                address: format!("account:{n}"),
-                resource_type: ResourceType::Account,
-                action: Action::Create,
-                environment: None,
-                reason: "not in the organization".into(),
-                before: None,
                 after: Some(json!({"name": n, "email": format!("{n}@example.com"), "unit": "/"})),
+                ..change(
+                    &format!("account:{n}"),
+                    ResourceType::Account,
+                    Action::Create,
+                    None,
+                    "not in the organization",
+                )
             })
             .collect(),
     )
@@ -1263,30 +1236,32 @@ fn overrides_moving(other_reasons: bool) -> (Desired, Plan) {
     };
     let changes = vec![
         Change {
-            hint: None,
-            address: "stackSet:base-dev".into(),
-            resource_type: ResourceType::StackSet,
-            action: Action::Update,
-            environment: Some("dev".into()),
-            reason,
             before: Some(
                 json!({"tags": {"estate:managed-by": "e", "estate:overrides-sha256": "old"}}),
             ),
             after: Some(json!({"tags": d.tags})),
+            ..change(
+                "stackSet:base-dev",
+                ResourceType::StackSet,
+                Action::Update,
+                Some("dev"),
+                &reason,
+            )
         },
         Change {
-            hint: None,
-            address: format!("stackInstance:base-dev/{acct}/{REGION}"),
-            resource_type: ResourceType::StackInstance,
-            action: Action::Update,
-            environment: Some("dev".into()),
-            reason: "parameter overrides differ from live".into(),
             before: Some(
                 json!({"account": acct, "region": REGION, "parameterOverrides": {"Size": "small"}}),
             ),
             after: Some(
                 json!({"account": acct, "region": REGION, "parameterOverrides": {"Size": "large"}}),
             ),
+            ..change(
+                &format!("stackInstance:base-dev/{acct}/{REGION}"),
+                ResourceType::StackInstance,
+                Action::Update,
+                Some("dev"),
+                "parameter overrides differ from live",
+            )
         },
     ];
     (desired(vec![d]), plan_of(&["dev"], changes))
@@ -1439,14 +1414,14 @@ async fn a_stack_set_created_since_the_plan_by_someone_else_is_a_conflict() {
     let plan = plan_of(
         &["dev"],
         vec![Change {
-            hint: None,
-            address: "stackSet:base-dev".into(),
-            resource_type: ResourceType::StackSet,
-            action: Action::Create,
-            environment: Some("dev".into()),
-            reason: "stack set base-dev does not exist".into(),
-            before: None,
             after: Some(json!({"name": "base-dev"})),
+            ..change(
+                "stackSet:base-dev",
+                ResourceType::StackSet,
+                Action::Create,
+                Some("dev"),
+                "stack set base-dev does not exist",
+            )
         }],
     );
     let create = mock!(Cfn::create_stack_set).then_error(|| {

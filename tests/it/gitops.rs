@@ -2,9 +2,8 @@
 //! to each new commit (never touching the working tree, refusing an invalid head), runs until
 //! SIGTERM; `watch` re-plans when a file changes.
 
-use crate::cli::git;
-use crate::emulator::{TestAccount, management_account};
-use crate::plan::run;
+use crate::support::emulator::{TestAccount, management_account};
+use crate::support::run::{estate, git, process, run};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -116,19 +115,8 @@ fn once(account: &TestAccount, repos: &Repos) -> (i32, serde_json::Value, String
 }
 
 async fn unit_names(account: &TestAccount, parent: &str) -> Vec<String> {
-    let org = aws_sdk_organizations::Client::new(&account.config);
-    let mut names: Vec<String> = org
-        .list_organizational_units_for_parent()
-        .parent_id(parent)
-        .send()
-        .await
-        .unwrap()
-        .organizational_units()
-        .iter()
-        .filter_map(|u| u.name().map(str::to_string))
-        .collect();
-    names.sort();
-    names
+    let units = account.units(parent).await;
+    units.into_iter().map(|(name, _)| name).collect()
 }
 
 #[tokio::test]
@@ -159,17 +147,7 @@ async fn reconcile_follows_the_remote_branch_commit_by_commit() {
     assert_eq!(code, 0, "{cycle}{err}");
     assert_eq!(cycle["outcome"], "applied");
     assert_eq!(cycle["commit"], second.as_str());
-    let org = aws_sdk_organizations::Client::new(&account.config);
-    let ml = org
-        .list_organizational_units_for_parent()
-        .parent_id(&account.root_id)
-        .send()
-        .await
-        .unwrap()
-        .organizational_units()[0]
-        .id()
-        .unwrap()
-        .to_string();
+    let ml = account.units(&account.root_id).await[0].1.clone();
     assert_eq!(unit_names(&account, &ml).await, ["dev", "extra"]);
     let deployed = std::fs::read_to_string(repos.deploy().join("organization.yaml")).unwrap();
     assert!(
@@ -265,10 +243,7 @@ fn wait_for(lines: &mpsc::Receiver<String>, seen: &mut Vec<String>, what: &str) 
 }
 
 fn spawn(account: &TestAccount, dir: &Path, args: &[&str]) -> Child {
-    Command::new(assert_cmd::cargo::cargo_bin("estate"))
-        .envs(crate::cli::estate_env())
-        .envs(account.env())
-        .current_dir(dir)
+    process(account, dir)
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -355,20 +330,20 @@ async fn watch_replans_when_a_file_changes() {
 fn reconcile_outside_a_repository_or_without_the_remote_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     write_manifest(dir.path(), &["/ml"]);
-    crate::cli::estate()
+    estate()
         .current_dir(dir.path())
         .args(["reconcile", ".", "--once"])
         .assert()
         .code(1)
         .stderr(predicates::str::contains("inside a Git repository"));
     git(dir.path(), &["init", "-q", "-b", "main"]);
-    crate::cli::estate()
+    estate()
         .current_dir(dir.path())
         .args(["reconcile", ".", "--once", "--remote", "upstream"])
         .assert()
         .code(1)
         .stderr(predicates::str::contains("no remote `upstream`"));
-    crate::cli::estate()
+    estate()
         .current_dir(dir.path())
         .args(["reconcile", ".", "--interval", "soon"])
         .assert()

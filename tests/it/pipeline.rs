@@ -4,47 +4,17 @@
 //! CloudFormation skips CodePipeline, CodeBuild and policy resources it does not know; their
 //! content is checked by the unit tests of `estate::pipeline` and by cfn-lint.)
 
-use crate::emulator::{TestAccount, management_account};
-use crate::plan::{copy_dir, run};
+use crate::support::builders::{copy_of, live_with_ids, manifest};
+use crate::support::emulator::{TestAccount, management_account};
+use crate::support::run::{change_fields, run};
 use std::collections::BTreeSet;
 use std::io::Read;
-use std::path::Path;
 
 const EXAMPLE: &str = "examples/environments/model-pipeline";
 
-/// The manifest in `dir`, which must be valid.
-pub fn example(dir: &Path) -> estate::manifest::Manifest {
-    let loaded = estate::manifest::load(&estate::source::ManifestSource::work_tree(dir).unwrap());
-    loaded
-        .manifest
-        .unwrap_or_else(|| panic!("{}", loaded.diagnostics.render(false)))
-}
-
-/// Live state where every account of the manifest exists, with an id.
-pub fn live_with_ids(m: &estate::manifest::Manifest) -> estate::live::LiveState {
-    estate::live::LiveState {
-        management_account: "999999999999".into(),
-        root_id: "r-root".into(),
-        accounts: m
-            .accounts()
-            .iter()
-            .enumerate()
-            .map(|(i, a)| estate::live::LiveAccount {
-                id: format!("{:012}", 111_111_111_111u64 * (i as u64 + 1)),
-                name: a.name.clone(),
-                email: a.email.clone(),
-                state: estate::live::AccountState::Active,
-                parent_id: "r-root".into(),
-            })
-            .collect(),
-        ..Default::default()
-    }
-}
-
 #[test]
 fn an_account_in_two_stages_is_refused_at_plan_time() {
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(Path::new(EXAMPLE), dir.path());
+    let dir = copy_of(EXAMPLE);
     let path = dir.path().join("environments.yaml");
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(
@@ -55,7 +25,7 @@ fn an_account_in_two_stages_is_refused_at_plan_time() {
         ),
     )
     .unwrap();
-    let m = example(dir.path());
+    let m = manifest(dir.path());
     let err = estate::plan::desired::resolve(&m, &live_with_ids(&m), &[]).unwrap_err();
     assert!(
         err.to_string()
@@ -97,8 +67,7 @@ async fn stack_resources(account: &TestAccount, id: &str, stack_set: &str) -> BT
 #[tokio::test]
 async fn the_model_pipeline_compiles_to_stack_sets_applies_stage_by_stage_and_replans_empty() {
     let account = management_account().await;
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(Path::new(EXAMPLE), dir.path());
+    let dir = copy_of(EXAMPLE);
 
     let (code, out, err) = run(&account, dir.path(), &["plan", ".", "--format", "json"]);
     assert_eq!(code, 2, "{out}{err}");
@@ -279,7 +248,7 @@ async fn the_model_pipeline_compiles_to_stack_sets_applies_stage_by_stage_and_re
     );
     assert_eq!(code, 2, "{out}{err}");
     let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let changed: Vec<(&str, &str)> = crate::plan::change_fields(&plan, "address", "action");
+    let changed: Vec<(&str, &str)> = change_fields(&plan, "address", "action");
     assert_eq!(
         changed,
         [
@@ -303,8 +272,7 @@ async fn the_model_pipeline_compiles_to_stack_sets_applies_stage_by_stage_and_re
 #[tokio::test]
 async fn a_leftover_artifact_bucket_is_reported_before_the_pipeline_is_created() {
     let account = management_account().await;
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(Path::new(EXAMPLE), dir.path());
+    let dir = copy_of(EXAMPLE);
     let (code, out, err) = run(&account, dir.path(), &["apply", ".", "--auto-approve"]);
     assert_eq!(code, 0, "{out}{err}");
     let tools = account.ids().await["tools"].clone();
@@ -330,8 +298,7 @@ async fn a_leftover_artifact_bucket_is_reported_before_the_pipeline_is_created()
 #[tokio::test]
 async fn the_tools_part_moving_to_a_new_last_stage_is_never_an_orphan() {
     let account = management_account().await;
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(Path::new(EXAMPLE), dir.path());
+    let dir = copy_of(EXAMPLE);
     let estate = dir.path().join("estate.yaml");
     let text = std::fs::read_to_string(&estate).unwrap();
     std::fs::write(

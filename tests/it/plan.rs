@@ -1,23 +1,15 @@
 //! `estate plan` and `estate drift` against the emulator: a fresh organization plans exactly
 //! the reference example; out-of-band changes made with the SDK show as drift.
 
-use crate::cli::estate;
-use crate::emulator::{TestAccount, management_account};
+use crate::support::builders::{copy_dir, copy_of, example};
+use crate::support::emulator::{TestAccount, management_account, stack_by_hand};
+use crate::support::run::{git, run};
 use std::path::Path;
-
-const EXAMPLE: &str = "examples/environments/ml-platform";
-
-/// The example copied out of the repository, so plans carry no commit and the same path.
-pub(crate) fn example_copy() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(Path::new(EXAMPLE), dir.path());
-    dir
-}
 
 /// The example without its portfolio, for tests that build live state by hand with the SDK
 /// (the stack-set roles too: the organization provides them, `stackSetRoles: existing`).
 fn example_without_portfolio() -> tempfile::TempDir {
-    let dir = example_copy();
+    let dir = example("ml-platform");
     let estate = dir.path().join("estate.yaml");
     let text = std::fs::read_to_string(&estate)
         .unwrap()
@@ -29,28 +21,6 @@ fn example_without_portfolio() -> tempfile::TempDir {
     assert!(text.contains("stackSetRoles: existing"));
     std::fs::write(estate, text).unwrap();
     dir
-}
-
-/// A stack from `template` in the account `config` acts in, waited for until complete.
-async fn stack_by_hand(config: &aws_config::SdkConfig, name: &str, template: &serde_json::Value) {
-    let cfn = aws_sdk_cloudformation::Client::new(config);
-    cfn.create_stack()
-        .stack_name(name)
-        .template_body(template.to_string())
-        .capabilities(aws_sdk_cloudformation::types::Capability::CapabilityNamedIam)
-        .send()
-        .await
-        .unwrap();
-    let status = cfn
-        .describe_stacks()
-        .stack_name(name)
-        .send()
-        .await
-        .unwrap()
-        .stacks()[0]
-        .stack_status()
-        .map(|s| s.as_str().to_string());
-    assert_eq!(status.as_deref(), Some("CREATE_COMPLETE"));
 }
 
 /// Waits until a stack-set operation ends, whatever its outcome; returns its status.
@@ -77,7 +47,7 @@ async fn operation_ends(account: &TestAccount, stack_set: &str, operation: &str)
 }
 
 /// Waits until a stack-set operation ends; it must succeed.
-pub(crate) async fn operation_succeeds(account: &TestAccount, stack_set: &str, operation: &str) {
+async fn operation_succeeds(account: &TestAccount, stack_set: &str, operation: &str) {
     let status = operation_ends(account, stack_set, operation).await;
     if status != "SUCCEEDED" {
         let results = aws_sdk_cloudformation::Client::new(&account.config)
@@ -89,33 +59,6 @@ pub(crate) async fn operation_succeeds(account: &TestAccount, stack_set: &str, o
             .unwrap();
         panic!("operation {operation} on {stack_set}: {status}: {results:?}");
     }
-}
-
-pub(crate) fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
-pub(crate) fn run(account: &TestAccount, dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = estate()
-        .envs(account.env())
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
 }
 
 /// Ids that differ per test run, replaced for snapshots.
@@ -131,7 +74,7 @@ fn stable(text: &str, account: &TestAccount) -> String {
 #[tokio::test]
 async fn a_fresh_organization_plans_the_reference_example() {
     let account = management_account().await;
-    let dir = example_copy();
+    let dir = example("ml-platform");
     let (code, json, stderr) = run(
         &account,
         dir.path(),
@@ -221,7 +164,7 @@ async fn a_fresh_organization_plans_the_reference_example() {
 #[tokio::test]
 async fn env_limits_stack_sets_but_keeps_organization_changes() {
     let account = management_account().await;
-    let dir = example_copy();
+    let dir = example("ml-platform");
     let (code, json, stderr) = run(
         &account,
         dir.path(),
@@ -351,7 +294,7 @@ async fn an_account_moved_out_of_band_shows_as_drift() {
 #[tokio::test]
 async fn an_unmanaged_stack_set_with_the_same_name_is_a_conflict() {
     let account = management_account().await;
-    let dir = example_copy();
+    let dir = example("ml-platform");
     let cfn = aws_sdk_cloudformation::Client::new(&account.config);
     cfn.create_stack_set()
         .stack_set_name("model-execution-role-staging")
@@ -566,11 +509,7 @@ fn secrets() -> Vec<String> {
 #[tokio::test]
 async fn no_echo_values_never_appear_in_any_output_of_plan_apply_or_drift() {
     let account = management_account().await;
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(
-        Path::new("tests/fixtures/plan-cases/no-echo/manifest"),
-        dir.path(),
-    );
+    let dir = copy_of("tests/fixtures/plan-cases/no-echo/manifest");
     let mut seen = String::new();
     let mut step = |args: &[&str], codes: &[i32]| {
         let (code, out, err) = run(&account, dir.path(), args);
@@ -621,10 +560,10 @@ async fn plan_from_a_git_ref_names_its_commit_and_ignores_the_working_tree() {
     let account = management_account().await;
     let repo = tempfile::tempdir().unwrap();
     let manifest = repo.path().join("platform");
-    copy_dir(Path::new(EXAMPLE), &manifest);
-    crate::cli::git(repo.path(), &["init", "-q", "-b", "main"]);
-    crate::cli::git(repo.path(), &["add", "."]);
-    crate::cli::git(repo.path(), &["commit", "-q", "-m", "platform"]);
+    copy_dir(Path::new("examples/environments/ml-platform"), &manifest);
+    git(repo.path(), &["init", "-q", "-b", "main"]);
+    git(repo.path(), &["add", "."]);
+    git(repo.path(), &["commit", "-q", "-m", "platform"]);
     let head = std::process::Command::new("git")
         .args(["rev-parse", "HEAD"])
         .current_dir(repo.path())
@@ -675,18 +614,4 @@ async fn plan_from_a_git_ref_names_its_commit_and_ignores_the_working_tree() {
         text.contains(&format!("at {} (uncommitted changes)", &head[..7])),
         "{text}"
     );
-}
-
-/// `(first, second)` of every change of a JSON plan, e.g. `("address", "action")`.
-pub fn change_fields<'a>(
-    plan: &'a serde_json::Value,
-    first: &str,
-    second: &str,
-) -> Vec<(&'a str, &'a str)> {
-    plan["changes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| (c[first].as_str().unwrap(), c[second].as_str().unwrap()))
-        .collect()
 }

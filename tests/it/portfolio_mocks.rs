@@ -3,7 +3,9 @@
 //! account-wide, invalid parameters, a share not yet visible to its recipient, unit shares
 //! still IN_PROGRESS or completed with errors; and the ownership rules for products.
 
-use crate::mocks::{fast, meta};
+use crate::support::builders::plan_of;
+use crate::support::mocks::{calls, edge_with_members as edge, fast, meta};
+use crate::support::run::{address_actions, addresses};
 use aws_sdk_servicecatalog::operation::accept_portfolio_share::{
     AcceptPortfolioShareError, AcceptPortfolioShareOutput,
 };
@@ -37,14 +39,13 @@ use estate::aws::Aws;
 use estate::live::LiveState;
 use estate::live::catalog::{LivePortfolio, LiveProduct, LiveVersion, TAG_PORTFOLIO, TAG_PRODUCT};
 use estate::plan::catalog::{DesiredPortfolio, DesiredProduct, DesiredVersion};
-use estate::plan::{Action, Change, Plan, PlanSource};
+use estate::plan::{Action, Change, Plan};
 use estate::template::Template;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 type Sc = aws_sdk_servicecatalog::Client;
-type Sts = aws_sdk_sts::Client;
 
 const REGION: &str = "us-east-1";
 const MANAGEMENT: &str = "111111111111";
@@ -53,39 +54,11 @@ const RECIPIENT: &str = "333333333333";
 const PORTFOLIO: &str = "port-abcdefghijklm";
 const PRODUCT: &str = "prod-abcdefghijklm";
 
-/// The edge with these rules standing in for AWS (member accounts reached through a mocked
-/// AssumeRole); a call no rule matches gets an error.
-fn edge(rules: &[&Rule]) -> Aws {
-    let assume = mock!(Sts::assume_role).then_output(|| {
-        aws_sdk_sts::operation::assume_role::AssumeRoleOutput::builder()
-            .credentials(
-                aws_sdk_sts::types::Credentials::builder()
-                    .access_key_id("AKIAMEMBER")
-                    .secret_access_key("secret")
-                    .session_token("token")
-                    .expiration(aws_smithy_types::DateTime::from_secs(4_000_000_000))
-                    .build()
-                    .unwrap(),
-            )
-            .build()
-    });
-    let all: Vec<&Rule> = rules.iter().copied().chain([&assume]).collect();
-    crate::mocks::edge(&all)
-}
-
 fn not_found(message: &str) -> ResourceNotFoundException {
     ResourceNotFoundException::builder()
         .message(message)
         .meta(meta("ResourceNotFoundException", message))
         .build()
-}
-
-fn calls(aws: &Aws, operation: &str) -> u64 {
-    aws.stats()
-        .snapshot()
-        .get(operation)
-        .copied()
-        .unwrap_or_default()
 }
 
 fn tags(portfolio: &str) -> BTreeMap<String, String> {
@@ -167,26 +140,22 @@ fn plan(d: &DesiredPortfolio, live: &LiveState, expected: &[(&str, Action)]) -> 
     let (changes, findings) =
         estate::plan::catalog::diff(std::slice::from_ref(d), live, "e", false);
     assert!(findings.is_empty(), "{findings:?}");
-    let got: Vec<(&str, Action)> = changes
-        .iter()
-        .map(|c: &Change| (c.address.as_str(), c.action))
-        .collect();
-    assert_eq!(got, expected);
+    assert_eq!(address_actions(&changes), owned(expected));
+    plan_of(&[], changes)
+}
+
+/// `expected` as [`address_actions`] gives it.
+fn owned(expected: &[(&str, Action)]) -> Vec<(String, Action)> {
+    expected.iter().map(|(a, x)| (a.to_string(), *x)).collect()
+}
+
+/// The plan of [`plan`] for the unchanged portfolio, holding these changes instead.
+fn with_changes(changes: Vec<Change>) -> Plan {
     Plan {
         conflicts: Vec::new(),
-        format_version: estate::plan::FORMAT_VERSION,
-        estate: "e".into(),
-        source: PlanSource {
-            commit: None,
-            path: ".".into(),
-            dirty: false,
-        },
-        environments: Vec::new(),
-        fingerprint: "fingerprint-1".into(),
         summary: Plan::summarize(&changes),
         changes,
-        findings: Vec::new(),
-        stats: None,
+        ..plan(&desired(), &live(), &[])
     }
 }
 
@@ -816,7 +785,7 @@ fn an_untagged_portfolio_of_the_same_name_is_a_conflict_never_duplicated() {
     let (changes, findings) =
         estate::plan::catalog::diff(std::slice::from_ref(&d), &live, "e", false);
     assert!(findings.is_empty());
-    assert_eq!(changes[0].address, "portfolio:p");
+    assert_eq!(addresses(&changes)[0], "portfolio:p");
 }
 
 #[tokio::test]
@@ -840,16 +809,12 @@ async fn a_product_that_left_the_manifest_is_an_orphan_or_with_prune_deleted_aft
     let (changes, findings) =
         estate::plan::catalog::diff(std::slice::from_ref(&d), &live, "e", true);
     assert!(findings.is_empty(), "{findings:?}");
-    let got: Vec<(&str, Action)> = changes
-        .iter()
-        .map(|c| (c.address.as_str(), c.action))
-        .collect();
     assert_eq!(
-        got,
-        [
+        address_actions(&changes),
+        owned(&[
             ("constraint:p/notebook/launch", Action::Delete),
             ("product:p/notebook", Action::Delete)
-        ]
+        ])
     );
     let order = Arc::new(Mutex::new(Vec::<&str>::new()));
     let (o1, o2, o3) = (order.clone(), order.clone(), order.clone());
@@ -872,12 +837,7 @@ async fn a_product_that_left_the_manifest_is_an_orphan_or_with_prune_deleted_aft
             DeleteProductOutput::builder().build()
         });
     let aws = edge(&[&constraint, &disassociate, &delete]);
-    let plan = Plan {
-        conflicts: Vec::new(),
-        summary: Plan::summarize(&changes),
-        changes,
-        ..plan(&desired(), &self::live(), &[])
-    };
+    let plan = with_changes(changes);
     let done = apply_catalog(&aws, &plan, &d, &live, fast()).await.unwrap();
     assert_eq!(done, ["constraint:p/notebook/launch", "product:p/notebook"]);
     assert_eq!(
@@ -907,12 +867,7 @@ async fn deletes_run_in_reverse_apply_order_recipient_principals_shares_then_hub
         },
     );
     let (changes, _) = estate::plan::catalog::diff(std::slice::from_ref(&d), &live, "e", false);
-    let plan = Plan {
-        conflicts: Vec::new(),
-        summary: Plan::summarize(&changes),
-        changes,
-        ..plan(&desired(), &self::live(), &[])
-    };
+    let plan = with_changes(changes);
     let order = Arc::new(Mutex::new(Vec::<String>::new()));
     let (o1, o2) = (order.clone(), order.clone());
     let disassociate =
@@ -948,12 +903,7 @@ async fn a_product_that_cannot_be_deleted_is_put_back_in_its_portfolio() {
     d.products.clear();
     let live = live();
     let (changes, _) = estate::plan::catalog::diff(std::slice::from_ref(&d), &live, "e", true);
-    let plan = Plan {
-        conflicts: Vec::new(),
-        summary: Plan::summarize(&changes),
-        changes,
-        ..plan(&desired(), &self::live(), &[])
-    };
+    let plan = with_changes(changes);
     let disassociate = mock!(Sc::disassociate_product_from_portfolio)
         .then_output(|| DisassociateProductFromPortfolioOutput::builder().build());
     let message = "Product has provisioned products; terminate them first.";

@@ -2,7 +2,7 @@
 //! one DescribeStackSet per stack set, ceil(I/100) ListStackInstances pages per managed set,
 //! and no call per instance unless overrides must be read.
 
-use crate::mocks::config;
+use crate::support::mocks::{caller_identity, config, meta};
 use aws_sdk_cloudformation::types::{
     PermissionModels, StackInstanceStatus, StackInstanceSummary, StackSet, StackSetStatus,
     StackSetSummary, Tag,
@@ -57,7 +57,7 @@ fn mocked_with(sets: &[(&str, usize)], override_tag: Option<&str>, account: Acco
     for r in &org_rules {
         interceptor = interceptor.with_rule(r);
     }
-    interceptor = interceptor.with_rule(&crate::mocks::caller_identity("111111111111"));
+    interceptor = interceptor.with_rule(&caller_identity("111111111111"));
 
     // ListStackSets pages 2 at a time, like AWS with a small page size.
     let names: Vec<String> = sets.iter().map(|(n, _)| n.to_string()).collect();
@@ -270,12 +270,12 @@ async fn an_account_in_no_organization_is_told_how_to_start() {
     use aws_sdk_organizations::operation::describe_organization::DescribeOrganizationError;
     let interceptor = MockResponseInterceptor::new()
         .rule_mode(RuleMode::MatchAny)
-        .with_rule(&crate::mocks::caller_identity("111111111111"))
+        .with_rule(&caller_identity("111111111111"))
         .with_rule(&mock!(Orgs::describe_organization).then_error(|| {
             DescribeOrganizationError::AwsOrganizationsNotInUseException(
                 aws_sdk_organizations::types::error::AwsOrganizationsNotInUseException::builder()
                     .message("Your account is not a member of an organization.")
-                    .meta(crate::mocks::meta(
+                    .meta(meta(
                         "AWSOrganizationsNotInUseException",
                         "Your account is not a member of an organization.",
                     ))
@@ -295,7 +295,7 @@ async fn a_member_account_is_told_it_is_not_the_management_account() {
     use aws_sdk_organizations::operation::list_roots::ListRootsError;
     let interceptor = MockResponseInterceptor::new()
         .rule_mode(RuleMode::MatchAny)
-        .with_rule(&crate::mocks::caller_identity("222222222222"))
+        .with_rule(&caller_identity("222222222222"))
         .with_rule(&mock!(Orgs::describe_organization).then_output(|| {
             aws_sdk_organizations::operation::describe_organization::DescribeOrganizationOutput::builder()
                 .organization(Organization::builder().master_account_id("111111111111").build())
@@ -305,7 +305,7 @@ async fn a_member_account_is_told_it_is_not_the_management_account() {
             ListRootsError::AccessDeniedException(
                 aws_sdk_organizations::types::error::AccessDeniedException::builder()
                     .message("You don't have permissions to access this resource.")
-                    .meta(crate::mocks::meta(
+                    .meta(meta(
                         "AccessDeniedException",
                         "You don't have permissions to access this resource.",
                     ))

@@ -1,10 +1,11 @@
 //! Service Catalog on the emulator (tests/emulator/servicecatalog_ext.py): the calls estate makes,
 //! from the hub account to a recipient and back, with AWS's error codes, per account and region.
 
-use crate::emulator::{TestAccount, log_path, management_account};
+use crate::support::catalog::{accepted, principals, shares};
+use crate::support::emulator::{TestAccount, management_account, ok};
 use aws_config::SdkConfig;
 use aws_sdk_servicecatalog::Client;
-use aws_sdk_servicecatalog::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_servicecatalog::error::ProvideErrorMetadata;
 use aws_sdk_servicecatalog::types::{
     AccessStatus, DescribePortfolioShareType, ListTagOptionsFilters, OrganizationNode,
     OrganizationNodeType, PortfolioShareType, PrincipalType, ProductType,
@@ -14,18 +15,6 @@ use aws_sdk_sts::config::Region;
 
 const NO_PORTFOLIO: &str = "port-doesnotexist";
 const LAUNCH: &str = r#"{"LocalRoleName":"SCLaunchRole"}"#;
-
-/// The value of a call that must succeed; the full error and the emulator log otherwise.
-fn ok<T, E: std::error::Error + 'static>(result: Result<T, E>) -> T {
-    match result {
-        Ok(value) => value,
-        Err(e) => panic!(
-            "{}\nemulator log: {}",
-            DisplayErrorContext(e),
-            log_path().display()
-        ),
-    }
-}
 
 /// The AWS error code of a call that must fail.
 fn code<T: std::fmt::Debug, E: ProvideErrorMetadata>(result: Result<T, E>) -> String {
@@ -74,53 +63,6 @@ async fn new_portfolio(sc: &Client, name: &str) -> String {
         .and_then(|p| p.id())
         .unwrap()
         .to_string()
-}
-
-async fn principals(sc: &Client, portfolio: &str) -> Vec<String> {
-    let out = ok(sc
-        .list_principals_for_portfolio()
-        .portfolio_id(portfolio)
-        .send()
-        .await);
-    out.principals()
-        .iter()
-        .map(|p| p.principal_arn().unwrap_or_default().to_string())
-        .collect()
-}
-
-/// (recipient, accepted) of the portfolio's shares of one type.
-async fn shares(
-    sc: &Client,
-    portfolio: &str,
-    kind: DescribePortfolioShareType,
-) -> Vec<(String, bool)> {
-    let out = ok(sc
-        .describe_portfolio_shares()
-        .portfolio_id(portfolio)
-        .r#type(kind)
-        .send()
-        .await);
-    out.portfolio_share_details()
-        .iter()
-        .map(|s| {
-            (
-                s.principal_id().unwrap_or_default().to_string(),
-                s.accepted(),
-            )
-        })
-        .collect()
-}
-
-async fn accepted(sc: &Client, kind: PortfolioShareType) -> Vec<String> {
-    let out = ok(sc
-        .list_accepted_portfolio_shares()
-        .portfolio_share_type(kind)
-        .send()
-        .await);
-    out.portfolio_details()
-        .iter()
-        .map(|p| p.id().unwrap_or_default().to_string())
-        .collect()
 }
 
 async fn access_status(sc: &Client) -> AccessStatus {
@@ -412,7 +354,7 @@ async fn a_portfolio_goes_from_the_hub_to_a_recipient_and_is_torn_down() {
         .send()
         .await);
     assert!(
-        accepted(&member, PortfolioShareType::Imported)
+        accepted(&member, Some(PortfolioShareType::Imported))
             .await
             .is_empty()
     );
@@ -558,11 +500,11 @@ async fn unit_shares_need_organizations_access_and_reach_accounts_in_the_unit() 
     );
     ok(accept(PortfolioShareType::AwsOrganizations).send().await);
     assert_eq!(
-        accepted(&member, PortfolioShareType::AwsOrganizations).await,
+        accepted(&member, Some(PortfolioShareType::AwsOrganizations)).await,
         [portfolio.as_str()]
     );
     assert!(
-        accepted(&member, PortfolioShareType::Imported)
+        accepted(&member, Some(PortfolioShareType::Imported))
             .await
             .is_empty()
     );
