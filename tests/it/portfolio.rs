@@ -211,7 +211,10 @@ async fn the_self_service_lab_plans_applies_and_is_really_there() {
 
     // The recipient accepted the share and has its own principal on it.
     let data_science = member(&account, &ids["data-science"]).await;
-    assert_eq!(accepted(&data_science, None).await, [portfolio.clone()]);
+    assert_eq!(
+        accepted(&data_science, None).await,
+        std::slice::from_ref(&portfolio)
+    );
     assert_eq!(
         principals(&data_science, &portfolio).await,
         [format!(
@@ -726,7 +729,7 @@ async fn a_member_hub_shares_with_a_unit_as_delegated_administrator() {
     .into_iter()
     .map(|(unit, _)| unit)
     .collect();
-    assert_eq!(shared, [data_science.clone()]);
+    assert_eq!(shared, std::slice::from_ref(&data_science));
 
     // The unit leaves shareWith: unshared (asynchronously, waited for), and converged.
     edit(

@@ -284,86 +284,105 @@ fn with_cost_center() -> (DesiredPortfolio, Plan) {
     (d, plan)
 }
 
-#[tokio::test]
-async fn a_tag_option_on_a_later_page_is_reused_not_created() {
-    let (d, plan) = with_cost_center();
+/// How AWS answers ListTagOptions while apply creates cost-center=8457 (whose CreateTagOption
+/// always answers DuplicateResourceException), and what apply must do.
+struct TagOptionCase {
+    name: &'static str,
+    list: fn() -> Rule,
+    /// CreateTagOption and ListTagOptions calls made, where the case counts them.
+    create_calls: Option<usize>,
+    list_calls: Option<usize>,
+    /// The tag option associated with the portfolio, or apply's error.
+    outcome: Result<&'static str, &'static str>,
+}
+
+const TAG_OPTION_CASES: &[TagOptionCase] = &[
     // The account's tag option is on the second page (AWS pages ListTagOptions; a filter
     // does not promise the match on the first page).
-    let list = mock!(Sc::list_tag_options).then_compute_output(|req| match req.page_token() {
-        None => ListTagOptionsOutput::builder()
-            .tag_option_details(tag_option("tag-other00000000", "cost-center", "6534"))
-            .page_token("page-2")
-            .build(),
-        Some(_) => ListTagOptionsOutput::builder()
-            .tag_option_details(tag_option("tag-existing00000", "cost-center", "8457"))
-            .build(),
-    });
-    let create = mock!(Sc::create_tag_option).then_error(duplicate_tag_option);
-    let seen = Associations::default();
-    let aws = edge(&[&list, &create, &associate_tag_option(&seen)]);
-
-    let done = apply_catalog(&aws, &plan, &d, &live(), fast())
-        .await
-        .unwrap();
-
-    assert_eq!(done, ["tagOption:p/cost-center=8457"]);
-    assert_eq!(create.num_calls(), 0);
-    assert_eq!(list.num_calls(), 2);
-    let seen = seen.lock().unwrap();
-    let [assoc] = seen.as_slice() else {
-        panic!("{seen:?}");
-    };
-    assert_eq!(assoc.tag_option_id(), Some("tag-existing00000"));
-    assert_eq!(assoc.resource_id(), Some(PORTFOLIO));
-}
-
-#[tokio::test]
-async fn a_tag_option_created_meanwhile_is_found_after_duplicate_resource() {
-    let (d, plan) = with_cost_center();
+    TagOptionCase {
+        name: "a tag option on a later page is reused, not created",
+        list: || {
+            mock!(Sc::list_tag_options).then_compute_output(|req| match req.page_token() {
+                None => ListTagOptionsOutput::builder()
+                    .tag_option_details(tag_option("tag-other00000000", "cost-center", "6534"))
+                    .page_token("page-2")
+                    .build(),
+                Some(_) => ListTagOptionsOutput::builder()
+                    .tag_option_details(tag_option("tag-existing00000", "cost-center", "8457"))
+                    .build(),
+            })
+        },
+        create_calls: Some(0),
+        list_calls: Some(2),
+        outcome: Ok("tag-existing00000"),
+    },
     // Not there when listed; someone else creates it before estate does.
-    let list = mock!(Sc::list_tag_options)
-        .sequence()
-        .output(|| ListTagOptionsOutput::builder().build())
-        .output(|| {
-            ListTagOptionsOutput::builder()
-                .tag_option_details(tag_option("tag-theirs0000000", "cost-center", "8457"))
+    TagOptionCase {
+        name: "a tag option created meanwhile is found after DuplicateResource",
+        list: || {
+            mock!(Sc::list_tag_options)
+                .sequence()
+                .output(|| ListTagOptionsOutput::builder().build())
+                .output(|| {
+                    ListTagOptionsOutput::builder()
+                        .tag_option_details(tag_option("tag-theirs0000000", "cost-center", "8457"))
+                        .build()
+                })
                 .build()
-        })
-        .build();
-    let create = mock!(Sc::create_tag_option).then_error(duplicate_tag_option);
-    let seen = Associations::default();
-    let aws = edge(&[&list, &create, &associate_tag_option(&seen)]);
-
-    let done = apply_catalog(&aws, &plan, &d, &live(), fast())
-        .await
-        .unwrap();
-
-    assert_eq!(done, ["tagOption:p/cost-center=8457"]);
-    assert_eq!(create.num_calls(), 1);
-    assert_eq!(list.num_calls(), 2);
-    assert_eq!(
-        seen.lock().unwrap()[0].tag_option_id(),
-        Some("tag-theirs0000000")
-    );
-}
+        },
+        create_calls: Some(1),
+        list_calls: Some(2),
+        outcome: Ok("tag-theirs0000000"),
+    },
+    TagOptionCase {
+        name: "a duplicate tag option that cannot be found fails with AWS's message",
+        list: || {
+            mock!(Sc::list_tag_options).then_output(|| ListTagOptionsOutput::builder().build())
+        },
+        create_calls: None,
+        list_calls: None,
+        outcome: Err(
+            "ServiceCatalog.CreateTagOption: DuplicateResourceException: TagOption cost-center=8457 already exists.",
+        ),
+    },
+];
 
 #[tokio::test]
-async fn a_duplicate_tag_option_that_cannot_be_found_fails_with_aws_message() {
-    let (d, plan) = with_cost_center();
-    let list = mock!(Sc::list_tag_options).then_output(|| ListTagOptionsOutput::builder().build());
-    let create = mock!(Sc::create_tag_option).then_error(duplicate_tag_option);
-    let seen = Associations::default();
-    let aws = edge(&[&list, &create, &associate_tag_option(&seen)]);
+async fn tag_options_are_reused_found_after_duplicate_resource_or_fail_with_aws_message() {
+    for case in TAG_OPTION_CASES {
+        let name = case.name;
+        let (d, plan) = with_cost_center();
+        let list = (case.list)();
+        let create = mock!(Sc::create_tag_option).then_error(duplicate_tag_option);
+        let seen = Associations::default();
+        let aws = edge(&[&list, &create, &associate_tag_option(&seen)]);
 
-    let err = apply_catalog(&aws, &plan, &d, &live(), fast())
-        .await
-        .unwrap_err();
+        let result = apply_catalog(&aws, &plan, &d, &live(), fast()).await;
 
-    assert_eq!(
-        err.to_string(),
-        "ServiceCatalog.CreateTagOption: DuplicateResourceException: TagOption cost-center=8457 already exists."
-    );
-    assert!(seen.lock().unwrap().is_empty());
+        match case.outcome {
+            Ok(tag_option) => {
+                let done = result.unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert_eq!(done, ["tagOption:p/cost-center=8457"], "{name}");
+                let seen = seen.lock().unwrap();
+                let [assoc] = seen.as_slice() else {
+                    panic!("{name}: {seen:?}");
+                };
+                assert_eq!(assoc.tag_option_id(), Some(tag_option), "{name}");
+                assert_eq!(assoc.resource_id(), Some(PORTFOLIO), "{name}");
+            }
+            Err(message) => {
+                let err = result.expect_err(name);
+                assert_eq!(err.to_string(), message, "{name}");
+                assert!(seen.lock().unwrap().is_empty(), "{name}");
+            }
+        }
+        if let Some(calls) = case.create_calls {
+            assert_eq!(create.num_calls(), calls, "{name}: CreateTagOption");
+        }
+        if let Some(calls) = case.list_calls {
+            assert_eq!(list.num_calls(), calls, "{name}: ListTagOptions");
+        }
+    }
 }
 
 #[tokio::test]
@@ -632,88 +651,122 @@ fn share_status(status: ShareStatus) -> DescribePortfolioShareStatusOutput {
         .build()
 }
 
-#[tokio::test]
-async fn a_unit_share_is_done_only_once_aws_reports_it_completed() {
-    let (d, plan, live) = shared_with_unit();
-    // Organization-node shares run asynchronously: NOT_STARTED, IN_PROGRESS, then COMPLETED.
-    let status = mock!(Sc::describe_portfolio_share_status)
-        .match_requests(|r| r.portfolio_share_token() == Some("share-token-1"))
-        .sequence()
-        .output(|| share_status(ShareStatus::NotStarted))
-        .output(|| share_status(ShareStatus::InProgress))
-        .times(2)
-        .output(|| {
-            DescribePortfolioShareStatusOutput::builder()
-                .status(ShareStatus::Completed)
-                .share_details(ShareDetails::builder().successful_shares(RECIPIENT).build())
-                .build()
-        })
-        .build();
-    let share = unit_share();
-    let aws = edge(&[&share, &status]);
-
-    let done = apply_catalog(&aws, &plan, &d, &live, fast()).await.unwrap();
-
-    assert_eq!(done, ["share:p/unit/ml/ds"]);
-    assert_eq!(share.num_calls(), 1);
-    assert_eq!(status.num_calls(), 4);
+/// What a unit share's DescribePortfolioShareStatus goes through, and what apply must make
+/// of it.
+struct UnitShareCase {
+    name: &'static str,
+    status: fn() -> Rule,
+    /// Polling's timeout, where the case shortens it.
+    timeout: Option<Duration>,
+    outcome: UnitShareOutcome,
 }
 
-#[tokio::test]
-async fn a_unit_share_completed_with_errors_fails_naming_the_accounts_and_why() {
-    let (d, plan, live) = shared_with_unit();
-    let status = mock!(Sc::describe_portfolio_share_status)
-        .sequence()
-        .output(|| share_status(ShareStatus::InProgress))
-        .output(|| {
-            DescribePortfolioShareStatusOutput::builder()
-                .status(ShareStatus::CompletedWithErrors)
-                .share_details(
-                    ShareDetails::builder()
-                        .successful_shares(RECIPIENT)
-                        .share_errors(
-                            ShareError::builder()
-                                .accounts("444444444444")
-                                .message("Account is suspended.")
-                                .error("InvalidStateException")
+enum UnitShareOutcome {
+    /// Done, after this many status calls (and one share call).
+    Done { status_calls: usize },
+    /// Failed with this message.
+    Failed(&'static str),
+    /// Timed out: a share stuck IN_PROGRESS must not count as done.
+    TimedOut,
+}
+
+const UNIT_SHARE_CASES: &[UnitShareCase] = &[
+    // Organization-node shares run asynchronously: NOT_STARTED, IN_PROGRESS, then COMPLETED.
+    UnitShareCase {
+        name: "a unit share is done only once AWS reports it completed",
+        status: || {
+            mock!(Sc::describe_portfolio_share_status)
+                .match_requests(|r| r.portfolio_share_token() == Some("share-token-1"))
+                .sequence()
+                .output(|| share_status(ShareStatus::NotStarted))
+                .output(|| share_status(ShareStatus::InProgress))
+                .times(2)
+                .output(|| {
+                    DescribePortfolioShareStatusOutput::builder()
+                        .status(ShareStatus::Completed)
+                        .share_details(ShareDetails::builder().successful_shares(RECIPIENT).build())
+                        .build()
+                })
+                .build()
+        },
+        timeout: None,
+        outcome: UnitShareOutcome::Done { status_calls: 4 },
+    },
+    UnitShareCase {
+        name: "a unit share completed with errors fails naming the accounts and why",
+        status: || {
+            mock!(Sc::describe_portfolio_share_status)
+                .sequence()
+                .output(|| share_status(ShareStatus::InProgress))
+                .output(|| {
+                    DescribePortfolioShareStatusOutput::builder()
+                        .status(ShareStatus::CompletedWithErrors)
+                        .share_details(
+                            ShareDetails::builder()
+                                .successful_shares(RECIPIENT)
+                                .share_errors(
+                                    ShareError::builder()
+                                        .accounts("444444444444")
+                                        .message("Account is suspended.")
+                                        .error("InvalidStateException")
+                                        .build(),
+                                )
                                 .build(),
                         )
-                        .build(),
-                )
+                        .build()
+                })
                 .build()
-        })
-        .build();
-    let aws = edge(&[&unit_share(), &status]);
-
-    let err = apply_catalog(&aws, &plan, &d, &live, fast())
-        .await
-        .unwrap_err();
-
-    assert_eq!(
-        err.to_string(),
-        "share:p/unit/ml/ds (COMPLETED_WITH_ERRORS) failed: 444444444444: Account is suspended. (InvalidStateException)"
-    );
-}
+        },
+        timeout: None,
+        outcome: UnitShareOutcome::Failed(
+            "share:p/unit/ml/ds (COMPLETED_WITH_ERRORS) failed: 444444444444: Account is suspended. (InvalidStateException)",
+        ),
+    },
+    UnitShareCase {
+        name: "a unit share that never completes times out",
+        status: || {
+            mock!(Sc::describe_portfolio_share_status)
+                .then_output(|| share_status(ShareStatus::InProgress))
+        },
+        timeout: Some(Duration::from_millis(50)),
+        outcome: UnitShareOutcome::TimedOut,
+    },
+];
 
 #[tokio::test]
-async fn a_unit_share_that_never_completes_times_out() {
-    let (d, plan, live) = shared_with_unit();
-    let status = mock!(Sc::describe_portfolio_share_status)
-        .then_output(|| share_status(ShareStatus::InProgress));
-    let aws = edge(&[&unit_share(), &status]);
-    let polling = Polling {
-        timeout: Duration::from_millis(50),
-        ..fast()
-    };
+async fn unit_shares_are_done_when_completed_fail_with_errors_or_time_out() {
+    for case in UNIT_SHARE_CASES {
+        let name = case.name;
+        let (d, plan, live) = shared_with_unit();
+        let status = (case.status)();
+        let share = unit_share();
+        let aws = edge(&[&share, &status]);
+        let polling = match case.timeout {
+            Some(timeout) => Polling { timeout, ..fast() },
+            None => fast(),
+        };
 
-    let err = apply_catalog(&aws, &plan, &d, &live, polling)
-        .await
-        .unwrap_err();
+        let result = apply_catalog(&aws, &plan, &d, &live, polling).await;
 
-    assert!(
-        matches!(err, ApplyError::Timeout { .. }),
-        "{err}: a share stuck IN_PROGRESS must not count as done"
-    );
+        match case.outcome {
+            UnitShareOutcome::Done { status_calls } => {
+                let done = result.unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert_eq!(done, ["share:p/unit/ml/ds"], "{name}");
+                assert_eq!(share.num_calls(), 1, "{name}");
+                assert_eq!(status.num_calls(), status_calls, "{name}");
+            }
+            UnitShareOutcome::Failed(message) => {
+                assert_eq!(result.expect_err(name).to_string(), message, "{name}");
+            }
+            UnitShareOutcome::TimedOut => {
+                let err = result.expect_err(name);
+                assert!(
+                    matches!(err, ApplyError::Timeout { .. }),
+                    "{name}: {err}: a share stuck IN_PROGRESS must not count as done"
+                );
+            }
+        }
+    }
 }
 
 #[test]

@@ -515,60 +515,102 @@ async fn unknown_ids_and_bad_parameters_get_aws_error_codes() {
     let hub = management_account().await;
     let sc = Client::new(&hub.config);
     let not_found = [
-        code(sc.describe_portfolio().id(NO_PORTFOLIO).send().await),
-        code(sc.update_portfolio().id(NO_PORTFOLIO).send().await),
-        code(sc.delete_portfolio().id(NO_PORTFOLIO).send().await),
-        code(
-            sc.search_products_as_admin()
-                .portfolio_id(NO_PORTFOLIO)
-                .send()
-                .await,
+        (
+            "DescribePortfolio",
+            code(sc.describe_portfolio().id(NO_PORTFOLIO).send().await),
         ),
-        code(
-            sc.list_constraints_for_portfolio()
-                .portfolio_id(NO_PORTFOLIO)
-                .send()
-                .await,
+        (
+            "UpdatePortfolio",
+            code(sc.update_portfolio().id(NO_PORTFOLIO).send().await),
         ),
-        code(
-            sc.list_principals_for_portfolio()
-                .portfolio_id(NO_PORTFOLIO)
-                .send()
-                .await,
+        (
+            "DeletePortfolio",
+            code(sc.delete_portfolio().id(NO_PORTFOLIO).send().await),
         ),
-        code(
-            sc.list_portfolio_access()
-                .portfolio_id(NO_PORTFOLIO)
-                .send()
-                .await,
+        (
+            "SearchProductsAsAdmin",
+            code(
+                sc.search_products_as_admin()
+                    .portfolio_id(NO_PORTFOLIO)
+                    .send()
+                    .await,
+            ),
         ),
-        code(
-            sc.describe_portfolio_shares()
-                .portfolio_id(NO_PORTFOLIO)
-                .r#type(DescribePortfolioShareType::Account)
-                .send()
-                .await,
+        (
+            "ListConstraintsForPortfolio",
+            code(
+                sc.list_constraints_for_portfolio()
+                    .portfolio_id(NO_PORTFOLIO)
+                    .send()
+                    .await,
+            ),
         ),
-        code(
-            sc.create_portfolio_share()
-                .portfolio_id(NO_PORTFOLIO)
-                .account_id("123456789012")
-                .send()
-                .await,
+        (
+            "ListPrincipalsForPortfolio",
+            code(
+                sc.list_principals_for_portfolio()
+                    .portfolio_id(NO_PORTFOLIO)
+                    .send()
+                    .await,
+            ),
         ),
-        code(sc.describe_product_as_admin().id("prod-nope").send().await),
-        code(
-            sc.list_provisioning_artifacts()
-                .product_id("prod-nope")
-                .send()
-                .await,
+        (
+            "ListPortfolioAccess",
+            code(
+                sc.list_portfolio_access()
+                    .portfolio_id(NO_PORTFOLIO)
+                    .send()
+                    .await,
+            ),
         ),
-        code(sc.delete_product().id("prod-nope").send().await),
-        code(sc.describe_constraint().id("cons-nope").send().await),
-        code(sc.delete_tag_option().id("tag-nope").send().await),
+        (
+            "DescribePortfolioShares",
+            code(
+                sc.describe_portfolio_shares()
+                    .portfolio_id(NO_PORTFOLIO)
+                    .r#type(DescribePortfolioShareType::Account)
+                    .send()
+                    .await,
+            ),
+        ),
+        (
+            "CreatePortfolioShare",
+            code(
+                sc.create_portfolio_share()
+                    .portfolio_id(NO_PORTFOLIO)
+                    .account_id("123456789012")
+                    .send()
+                    .await,
+            ),
+        ),
+        (
+            "DescribeProductAsAdmin",
+            code(sc.describe_product_as_admin().id("prod-nope").send().await),
+        ),
+        (
+            "ListProvisioningArtifacts",
+            code(
+                sc.list_provisioning_artifacts()
+                    .product_id("prod-nope")
+                    .send()
+                    .await,
+            ),
+        ),
+        (
+            "DeleteProduct",
+            code(sc.delete_product().id("prod-nope").send().await),
+        ),
+        (
+            "DescribeConstraint",
+            code(sc.describe_constraint().id("cons-nope").send().await),
+        ),
+        (
+            "DeleteTagOption",
+            code(sc.delete_tag_option().id("tag-nope").send().await),
+        ),
     ];
-    for (i, c) in not_found.iter().enumerate() {
-        assert_eq!(c, "ResourceNotFoundException", "case {i}");
+    for (case, c) in &not_found {
+        assert_eq!(c, "ResourceNotFoundException", "{case}");
     }
 
     let portfolio = new_portfolio(&sc, "Errors").await;
@@ -601,52 +643,76 @@ async fn unknown_ids_and_bad_parameters_get_aws_error_codes() {
             .send()
     };
     let invalid = [
-        code(constraint("{not json").await),
-        code(constraint(r#"["RoleArn"]"#).await),
-        code(constraint(r#"{"RoleArn":"arn:aws:iam::1:role/a","LocalRoleName":"a"}"#).await),
-        code(constraint("{}").await),
-        code(
-            sc.create_portfolio()
-                .display_name("no provider")
-                .send()
-                .await,
+        (
+            "CreateConstraint {not json",
+            code(constraint("{not json").await),
         ),
-        code(
-            sc.create_product()
-                .name("no version")
-                .owner("o")
-                .product_type(ProductType::CloudFormationTemplate)
-                .send()
-                .await,
+        (
+            "CreateConstraint [\"RoleArn\"]",
+            code(constraint(r#"["RoleArn"]"#).await),
         ),
-        code(
-            sc.create_provisioning_artifact()
-                .product_id(&product)
-                .parameters(
-                    ProvisioningArtifactProperties::builder()
-                        .name("no template")
-                        .build(),
-                )
-                .send()
-                .await,
+        (
+            "CreateConstraint {\"RoleArn\":\"arn:aws:iam::1:role/a\",\"LocalRoleName\":\"a\"}",
+            code(constraint(r#"{"RoleArn":"arn:aws:iam::1:role/a","LocalRoleName":"a"}"#).await),
         ),
-        code(
-            sc.associate_principal_with_portfolio()
-                .portfolio_id(&portfolio)
-                .principal_arn(format!("arn:aws:iam::{}:role/*", hub.id))
-                .principal_type(PrincipalType::IamPattern)
-                .send()
-                .await,
+        ("CreateConstraint {}", code(constraint("{}").await)),
+        (
+            "CreatePortfolio no provider",
+            code(
+                sc.create_portfolio()
+                    .display_name("no provider")
+                    .send()
+                    .await,
+            ),
         ),
-        code(
-            sc.describe_portfolio_shares()
-                .portfolio_id(&portfolio)
-                .send()
-                .await,
+        (
+            "CreateProduct no version",
+            code(
+                sc.create_product()
+                    .name("no version")
+                    .owner("o")
+                    .product_type(ProductType::CloudFormationTemplate)
+                    .send()
+                    .await,
+            ),
+        ),
+        (
+            "CreateProvisioningArtifact no template",
+            code(
+                sc.create_provisioning_artifact()
+                    .product_id(&product)
+                    .parameters(
+                        ProvisioningArtifactProperties::builder()
+                            .name("no template")
+                            .build(),
+                    )
+                    .send()
+                    .await,
+            ),
+        ),
+        (
+            "AssociatePrincipalWithPortfolio PrincipalType::IamPattern",
+            code(
+                sc.associate_principal_with_portfolio()
+                    .portfolio_id(&portfolio)
+                    .principal_arn(format!("arn:aws:iam::{}:role/*", hub.id))
+                    .principal_type(PrincipalType::IamPattern)
+                    .send()
+                    .await,
+            ),
+        ),
+        (
+            "DescribePortfolioShares without a type",
+            code(
+                sc.describe_portfolio_shares()
+                    .portfolio_id(&portfolio)
+                    .send()
+                    .await,
+            ),
         ),
     ];
-    for (i, c) in invalid.iter().enumerate() {
-        assert_eq!(c, "InvalidParametersException", "case {i}");
+    for (case, c) in &invalid {
+        assert_eq!(c, "InvalidParametersException", "{case}");
     }
     // An account-less pattern is what IAM_PATTERN takes.
     ok(sc
