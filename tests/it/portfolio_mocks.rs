@@ -527,92 +527,131 @@ fn not_shared_yet() -> AcceptPortfolioShareError {
     )))
 }
 
-#[tokio::test]
-async fn an_accept_before_the_share_propagated_is_retried_until_it_succeeds() {
-    let (d, plan) = shared_with_recipient();
-    let (share, principal) = share_rules();
+/// A refusal of AcceptPortfolioShare that is not about propagation.
+const INVALID_SHARE_TYPE: &str =
+    "PortfolioShareType AWS_ORGANIZATIONS is not valid for an account share.";
+
+/// How the recipient's AcceptPortfolioShare answers, and what apply must make of it.
+struct AcceptCase {
+    name: &'static str,
+    accept: fn() -> Rule,
+    /// Polling's timeout, where the case shortens it.
+    timeout: Option<Duration>,
+    outcome: AcceptOutcome,
+}
+
+enum AcceptOutcome {
+    /// Shared, accepted after this many tries, and the recipient's principal added.
+    Accepted { tries: usize },
+    /// Timed out, having backed off between tries; nothing after the accept ran.
+    GaveUp,
+    /// Failed at once with AWS's message.
+    Refused { message: &'static str },
+}
+
+const ACCEPT_CASES: &[AcceptCase] = &[
     // AWS shares propagate: the recipient may not see a share made a moment ago.
-    let accept = mock!(Sc::accept_portfolio_share)
-        .match_requests(|r| r.portfolio_id() == Some(PORTFOLIO))
-        .sequence()
-        .error(not_shared_yet)
-        .times(3)
-        .output(|| AcceptPortfolioShareOutput::builder().build())
-        .build();
-    let aws = edge(&[&share, &accept, &principal]);
-
-    let done = apply_catalog(&aws, &plan, &d, &live(), fast())
-        .await
-        .unwrap();
-
-    assert_eq!(accept.num_calls(), 4);
-    assert_eq!(
-        done,
-        [
-            "share:p/account/data-science",
-            "principal:p@data-science/role/DataScientist"
-        ]
-    );
-    assert_eq!(principal.num_calls(), 1);
-    assert_eq!(
-        calls(&aws, "STS.AssumeRole"),
-        2,
-        "the hub and the recipient"
-    );
-}
-
-#[tokio::test]
-async fn an_accept_that_never_finds_the_share_gives_up_at_the_bound() {
-    let (d, plan) = shared_with_recipient();
-    let (share, principal) = share_rules();
-    let accept = mock!(Sc::accept_portfolio_share).then_error(not_shared_yet);
-    let aws = edge(&[&share, &accept, &principal]);
-    let polling = Polling {
-        timeout: Duration::from_millis(100),
-        ..fast()
-    };
-
-    let err = apply_catalog(&aws, &plan, &d, &live(), polling)
-        .await
-        .unwrap_err();
-
-    assert!(matches!(err, ApplyError::Timeout { .. }), "{err:?}");
-    let message = err.to_string();
-    assert!(message.contains(RECIPIENT), "{message}");
-    assert!(
-        message.contains("ServiceCatalog.AcceptPortfolioShare: ResourceNotFoundException"),
-        "{message}"
-    );
-    // Backed off (5 ms at most between tries), not a busy loop; nothing after it ran.
-    let tries = accept.num_calls();
-    assert!((2..=100).contains(&tries), "{tries} tries");
-    assert_eq!(principal.num_calls(), 0);
-}
+    AcceptCase {
+        name: "an accept before the share propagated is retried until it succeeds",
+        accept: || {
+            mock!(Sc::accept_portfolio_share)
+                .match_requests(|r| r.portfolio_id() == Some(PORTFOLIO))
+                .sequence()
+                .error(not_shared_yet)
+                .times(3)
+                .output(|| AcceptPortfolioShareOutput::builder().build())
+                .build()
+        },
+        timeout: None,
+        outcome: AcceptOutcome::Accepted { tries: 4 },
+    },
+    AcceptCase {
+        name: "an accept that never finds the share gives up at the bound",
+        accept: || mock!(Sc::accept_portfolio_share).then_error(not_shared_yet),
+        timeout: Some(Duration::from_millis(100)),
+        outcome: AcceptOutcome::GaveUp,
+    },
+    AcceptCase {
+        name: "an accept refused for another reason is not retried",
+        accept: || {
+            mock!(Sc::accept_portfolio_share).then_error(|| {
+                AcceptPortfolioShareError::InvalidParametersException(
+                    InvalidParametersException::builder()
+                        .message(INVALID_SHARE_TYPE)
+                        .meta(meta("InvalidParametersException", INVALID_SHARE_TYPE))
+                        .build(),
+                )
+            })
+        },
+        timeout: None,
+        outcome: AcceptOutcome::Refused {
+            message: INVALID_SHARE_TYPE,
+        },
+    },
+];
 
 #[tokio::test]
-async fn an_accept_refused_for_another_reason_is_not_retried() {
-    let (d, plan) = shared_with_recipient();
-    let (share, principal) = share_rules();
-    let message = "PortfolioShareType AWS_ORGANIZATIONS is not valid for an account share.";
-    let accept = mock!(Sc::accept_portfolio_share).then_error(move || {
-        AcceptPortfolioShareError::InvalidParametersException(
-            InvalidParametersException::builder()
-                .message(message)
-                .meta(meta("InvalidParametersException", message))
-                .build(),
-        )
-    });
-    let aws = edge(&[&share, &accept, &principal]);
+async fn accepts_are_retried_while_the_share_propagates_up_to_the_bound_and_not_otherwise() {
+    for case in ACCEPT_CASES {
+        let name = case.name;
+        let (d, plan) = shared_with_recipient();
+        let (share, principal) = share_rules();
+        let accept = (case.accept)();
+        let aws = edge(&[&share, &accept, &principal]);
+        let polling = match case.timeout {
+            Some(timeout) => Polling { timeout, ..fast() },
+            None => fast(),
+        };
 
-    let err = apply_catalog(&aws, &plan, &d, &live(), fast())
-        .await
-        .unwrap_err();
+        let result = apply_catalog(&aws, &plan, &d, &live(), polling).await;
 
-    assert_eq!(
-        err.to_string(),
-        format!("ServiceCatalog.AcceptPortfolioShare: InvalidParametersException: {message}")
-    );
-    assert_eq!(accept.num_calls(), 1);
+        match case.outcome {
+            AcceptOutcome::Accepted { tries } => {
+                let done = result.unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert_eq!(accept.num_calls(), tries, "{name}");
+                assert_eq!(
+                    done,
+                    [
+                        "share:p/account/data-science",
+                        "principal:p@data-science/role/DataScientist"
+                    ],
+                    "{name}"
+                );
+                assert_eq!(principal.num_calls(), 1, "{name}");
+                assert_eq!(
+                    calls(&aws, "STS.AssumeRole"),
+                    2,
+                    "{name}: the hub and the recipient"
+                );
+            }
+            AcceptOutcome::GaveUp => {
+                let err = result.expect_err(name);
+                assert!(matches!(err, ApplyError::Timeout { .. }), "{name}: {err:?}");
+                let message = err.to_string();
+                assert!(message.contains(RECIPIENT), "{name}: {message}");
+                assert!(
+                    message
+                        .contains("ServiceCatalog.AcceptPortfolioShare: ResourceNotFoundException"),
+                    "{name}: {message}"
+                );
+                // Backed off (5 ms at most between tries), not a busy loop; nothing after it
+                // ran.
+                let tries = accept.num_calls();
+                assert!((2..=100).contains(&tries), "{name}: {tries} tries");
+                assert_eq!(principal.num_calls(), 0, "{name}");
+            }
+            AcceptOutcome::Refused { message } => {
+                assert_eq!(
+                    result.expect_err(name).to_string(),
+                    format!(
+                        "ServiceCatalog.AcceptPortfolioShare: InvalidParametersException: {message}"
+                    ),
+                    "{name}"
+                );
+                assert_eq!(accept.num_calls(), 1, "{name}");
+            }
+        }
+    }
 }
 
 // ------------------------------------------------------------------ unit shares
