@@ -27,6 +27,7 @@ use aws_sdk_organizations::types::{
 };
 use aws_smithy_mocks::{MockResponse, Rule, mock};
 use estate::apply::{self, ApplyError, DesiredInstanceView, Event, Options, Progress, Report};
+use estate::aws::Aws;
 use estate::live::{LiveState, LiveUnit};
 use estate::manifest::model::OperationPreferences;
 use estate::plan::desired::{AccountRef, Desired, DesiredInstance, DesiredStackSet};
@@ -841,6 +842,19 @@ fn account_status(state: CreateAccountState) -> CreateAccountStatus {
         .build()
 }
 
+/// DescribeCreateAccountStatus's answer: request `request` SUCCEEDED, as account 123456789012.
+fn succeeded(request: &str) -> DescribeCreateAccountStatusOutput {
+    DescribeCreateAccountStatusOutput::builder()
+        .create_account_status(
+            CreateAccountStatus::builder()
+                .id(request)
+                .state(CreateAccountState::Succeeded)
+                .account_id("123456789012")
+                .build(),
+        )
+        .build()
+}
+
 fn create_account_rule() -> Rule {
     mock!(Orgs::create_account).then_output(|| {
         CreateAccountOutput::builder()
@@ -903,17 +917,7 @@ async fn account_creation_polls_until_it_succeeds_and_returns_the_id() {
                 .build()
         })
         .times(2)
-        .output(|| {
-            DescribeCreateAccountStatusOutput::builder()
-                .create_account_status(
-                    CreateAccountStatus::builder()
-                        .id("car-0123456789abcdef")
-                        .state(CreateAccountState::Succeeded)
-                        .account_id("123456789012")
-                        .build(),
-                )
-                .build()
-        })
+        .output(|| succeeded("car-0123456789abcdef"))
         .build();
     let aws = edge(&[&create_account_rule(), &describe]);
 
@@ -928,17 +932,8 @@ async fn account_creation_polls_until_it_succeeds_and_returns_the_id() {
 
 #[tokio::test]
 async fn a_new_account_is_created_then_moved_from_the_root_into_its_unit() {
-    let describe = mock!(Orgs::describe_create_account_status).then_output(|| {
-        DescribeCreateAccountStatusOutput::builder()
-            .create_account_status(
-                CreateAccountStatus::builder()
-                    .id("car-0123456789abcdef")
-                    .state(CreateAccountState::Succeeded)
-                    .account_id("123456789012")
-                    .build(),
-            )
-            .build()
-    });
+    let describe = mock!(Orgs::describe_create_account_status)
+        .then_output(|| succeeded("car-0123456789abcdef"));
     let moves: Arc<Mutex<Vec<MoveAccountInput>>> = Arc::default();
     let move_account = {
         let moves = moves.clone();
@@ -997,6 +992,20 @@ fn no_earlier_requests() -> Rule {
     })
 }
 
+/// `apply::organization` creating the accounts `names` (each `NAME@example.com`, under the
+/// root) in an organization that has only its root.
+async fn create_new_accounts(
+    aws: &Aws,
+    names: &[&str],
+    progress: &dyn Progress,
+) -> Result<Vec<String>, ApplyError> {
+    let live = LiveState {
+        root_id: "r-root".into(),
+        ..Default::default()
+    };
+    apply::organization(aws, &new_account_plan(names), &live, "e", fast(), progress).await
+}
+
 fn new_account_plan(names: &[&str]) -> Plan {
     plan_of(
         &[],
@@ -1039,17 +1048,7 @@ async fn an_earlier_runs_creation_request_is_waited_for_not_repeated() {
                 .create_account_status(account_status(CreateAccountState::InProgress))
                 .build()
         })
-        .output(|| {
-            DescribeCreateAccountStatusOutput::builder()
-                .create_account_status(
-                    CreateAccountStatus::builder()
-                        .id("car-earlier")
-                        .state(CreateAccountState::Succeeded)
-                        .account_id("123456789012")
-                        .build(),
-                )
-                .build()
-        })
+        .output(|| succeeded("car-earlier"))
         .build();
     let describe_account = mock!(Orgs::describe_account).then_output(|| {
         aws_sdk_organizations::operation::describe_account::DescribeAccountOutput::builder()
@@ -1068,19 +1067,9 @@ async fn an_earlier_runs_creation_request_is_waited_for_not_repeated() {
         &create_account_rule(),
     ]);
 
-    let done = apply::organization(
-        &aws,
-        &new_account_plan(&["ml-dev"]),
-        &LiveState {
-            root_id: "r-root".into(),
-            ..Default::default()
-        },
-        "e",
-        fast(),
-        &apply::Silent,
-    )
-    .await
-    .unwrap();
+    let done = create_new_accounts(&aws, &["ml-dev"], &apply::Silent)
+        .await
+        .unwrap();
 
     assert_eq!(done, ["account:ml-dev"]);
     assert_eq!(calls(&aws, "Organizations.CreateAccount"), 0);
@@ -1122,32 +1111,13 @@ async fn a_busy_organization_is_asked_again_and_the_member_role_named() {
                 .build()
         })
         .build();
-    let describe = mock!(Orgs::describe_create_account_status).then_output(|| {
-        DescribeCreateAccountStatusOutput::builder()
-            .create_account_status(
-                CreateAccountStatus::builder()
-                    .id("car-0123456789abcdef")
-                    .state(CreateAccountState::Succeeded)
-                    .account_id("123456789012")
-                    .build(),
-            )
-            .build()
-    });
+    let describe = mock!(Orgs::describe_create_account_status)
+        .then_output(|| succeeded("car-0123456789abcdef"));
     let aws = edge(&[&create, &describe, &no_earlier_requests()]);
 
-    let done = apply::organization(
-        &aws,
-        &new_account_plan(&["ml-dev"]),
-        &LiveState {
-            root_id: "r-root".into(),
-            ..Default::default()
-        },
-        "e",
-        fast(),
-        &apply::Silent,
-    )
-    .await
-    .unwrap();
+    let done = create_new_accounts(&aws, &["ml-dev"], &apply::Silent)
+        .await
+        .unwrap();
     assert_eq!(done, ["account:ml-dev"]);
     assert_eq!(create.num_calls(), 3);
 }
@@ -1186,20 +1156,10 @@ async fn every_failed_account_is_reported_with_its_reason() {
     let aws = edge(&[&create, &describe, &no_earlier_requests()]);
     let progress = Recorder::default();
 
-    let err = apply::organization(
-        &aws,
-        &new_account_plan(&["good", "taken", "full"]),
-        &LiveState {
-            root_id: "r-root".into(),
-            ..Default::default()
-        },
-        "e",
-        fast(),
-        &progress,
-    )
-    .await
-    .unwrap_err()
-    .to_string();
+    let err = create_new_accounts(&aws, &["good", "taken", "full"], &progress)
+        .await
+        .unwrap_err()
+        .to_string();
 
     assert!(
         err.contains("taken: creation failed: EMAIL_ALREADY_EXISTS"),
