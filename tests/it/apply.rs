@@ -1,10 +1,10 @@
 //! `estate apply` against the emulator: examples converge and re-plan empty; the refusals a
 //! careful operator expects; an apply killed mid-way converges on the next run.
 
-use crate::support::builders::example;
+use crate::support::builders::{edit_all, example, prune};
 use crate::support::emulator::{TestAccount, management_account, stack_instances};
 use crate::support::mocks::fast;
-use crate::support::run::{apply, change_fields, process, pty_process, run};
+use crate::support::run::{apply, change_fields, json_changes, process, pty_process, run};
 use std::path::Path;
 
 /// `estate apply . --auto-approve` running in the background, its log lines on a pipe.
@@ -25,9 +25,7 @@ async fn the_reference_example_applies_stage_by_stage_and_replans_empty() {
     let (code, out, err) = apply(&account, dir.path(), &[]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(err.contains("stopping before `production`"), "{err}");
-    let (code, json, _) = run(&account, dir.path(), &["plan", ".", "--format", "json"]);
-    assert_eq!(code, 2);
-    let plan: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let plan = json_changes(&account, dir.path(), "plan", &[]);
     let left: Vec<&str> = plan["changes"]
         .as_array()
         .unwrap()
@@ -135,12 +133,19 @@ async fn nested_units_two_regions_and_overrides_converge() {
     assert_eq!(overrides["DataResidency"], "eu-west-1");
 }
 
+/// `estate plan . --out FILE EXTRA`, which must exit 2 (a plan with changes, saved).
+fn save_plan(account: &TestAccount, dir: &Path, file: &str, extra: &[&str]) {
+    let mut args = vec!["plan", ".", "--out", file];
+    args.extend_from_slice(extra);
+    let (code, out, err) = run(account, dir, &args);
+    assert_eq!(code, 2, "{out}{err}");
+}
+
 #[tokio::test]
 async fn a_stale_saved_plan_is_refused() {
     let account = management_account().await;
     let dir = example("ml-platform");
-    let (code, _, _) = run(&account, dir.path(), &["plan", ".", "--out", "plan.json"]);
-    assert_eq!(code, 2);
+    save_plan(&account, dir.path(), "plan.json", &[]);
     // Someone creates a unit by hand after the plan was made.
     let org = aws_sdk_organizations::Client::new(&account.config);
     org.create_organizational_unit()
@@ -157,21 +162,12 @@ async fn a_stale_saved_plan_is_refused() {
     );
 
     // A fresh saved plan applies exactly.
-    let (code, _, _) = run(
+    save_plan(
         &account,
         dir.path(),
-        &[
-            "plan",
-            ".",
-            "--out",
-            "plan.json",
-            "--env",
-            "dev",
-            "--env",
-            "staging",
-        ],
+        "plan.json",
+        &["--env", "dev", "--env", "staging"],
     );
-    assert_eq!(code, 2);
     let (code, out, err) = apply(&account, dir.path(), &["--plan", "plan.json"]);
     assert_eq!(code, 0, "{out}{err}");
 }
@@ -183,16 +179,13 @@ async fn a_delete_in_a_protected_environment_needs_allow_delete() {
     assert_eq!(apply(&account, dir.path(), &[]).0, 0);
     assert_eq!(apply(&account, dir.path(), &["--env", "production"]).0, 0);
     // The stack set leaves production, with pruning on.
-    let stacksets = dir.path().join("stacksets.yaml");
-    let text = std::fs::read_to_string(&stacksets)
-        .unwrap()
-        .replace("[staging, production]", "[staging]");
-    std::fs::write(&stacksets, text).unwrap();
-    let estate = dir.path().join("estate.yaml");
-    let text = std::fs::read_to_string(&estate)
-        .unwrap()
-        .replace("  include:", "  prune: true\n  include:");
-    std::fs::write(&estate, text).unwrap();
+    edit_all(
+        dir.path(),
+        "stacksets.yaml",
+        "[staging, production]",
+        "[staging]",
+    );
+    prune(dir.path());
 
     let (code, _, err) = apply(&account, dir.path(), &["--env", "production"]);
     assert_eq!(code, 1);
@@ -228,19 +221,12 @@ async fn skipping_a_promotion_stage_is_refused() {
         "{err}"
     );
     // A plan saved for production alone skips staging just the same.
-    let (code, _, err) = run(
+    save_plan(
         &account,
         dir.path(),
-        &[
-            "plan",
-            ".",
-            "--env",
-            "production",
-            "--out",
-            "production.json",
-        ],
+        "production.json",
+        &["--env", "production"],
     );
-    assert_eq!(code, 2, "{err}");
     let (code, _, err) = apply(&account, dir.path(), &["--plan", "production.json"]);
     assert_eq!(code, 1);
     assert!(
@@ -482,26 +468,14 @@ async fn a_portfolio_that_left_the_manifest_is_an_orphan_or_pruned() {
     let dir = example("self-service-lab");
     let (code, out, err) = apply(&account, dir.path(), &[]);
     assert_eq!(code, 0, "{out}{err}");
-    let estate = dir.path().join("estate.yaml");
-    let text = std::fs::read_to_string(&estate)
-        .unwrap()
-        .replace(", portfolio.yaml", "");
-    std::fs::write(&estate, &text).unwrap();
+    edit_all(dir.path(), "estate.yaml", ", portfolio.yaml", "");
 
-    let (code, json, err) = run(&account, dir.path(), &["drift", ".", "--format", "json"]);
-    assert_eq!(code, 2, "{err}");
-    let drift: serde_json::Value = serde_json::from_str(&json).unwrap();
-    assert_eq!(drift["findings"][0]["kind"], "orphan", "{json}");
+    let drift = json_changes(&account, dir.path(), "drift", &[]);
+    assert_eq!(drift["findings"][0]["kind"], "orphan", "{drift}");
     assert_eq!(drift["findings"][0]["address"], "portfolio:data-scientists");
 
-    std::fs::write(
-        &estate,
-        text.replace("  include:", "  prune: true\n  include:"),
-    )
-    .unwrap();
-    let (code, json, _) = run(&account, dir.path(), &["plan", ".", "--format", "json"]);
-    assert_eq!(code, 2);
-    let plan: serde_json::Value = serde_json::from_str(&json).unwrap();
+    prune(dir.path());
+    let plan = json_changes(&account, dir.path(), "plan", &[]);
     let changes: Vec<(&str, &str)> = change_fields(&plan, "action", "address");
     assert_eq!(changes, [("delete", "portfolio:data-scientists")]);
     let (code, out, err) = apply(&account, dir.path(), &[]);
@@ -515,22 +489,16 @@ async fn a_portfolio_that_left_the_manifest_is_an_orphan_or_pruned() {
 async fn a_removed_version_is_deleted_only_when_pruning() {
     let account = management_account().await;
     let dir = example("self-service-lab");
-    let portfolio = dir.path().join("portfolio.yaml");
-    let text = std::fs::read_to_string(&portfolio).unwrap().replace(
+    assert_eq!(apply(&account, dir.path(), &[]).0, 0);
+    // v1 replaced by v2 in the manifest, pruning on.
+    edit_all(
+        dir.path(),
+        "portfolio.yaml",
         "        - {name: v1, template: templates/secure-sagemaker.yaml, description: First release}",
         "        - {name: v2, template: templates/secure-sagemaker.yaml, description: Second release}",
     );
-    assert_eq!(apply(&account, dir.path(), &[]).0, 0);
-    // v1 replaced by v2 in the manifest, pruning on.
-    std::fs::write(&portfolio, &text).unwrap();
-    let estate = dir.path().join("estate.yaml");
-    let e = std::fs::read_to_string(&estate)
-        .unwrap()
-        .replace("  include:", "  prune: true\n  include:");
-    std::fs::write(&estate, e).unwrap();
-    let (code, json, _) = run(&account, dir.path(), &["plan", ".", "--format", "json"]);
-    assert_eq!(code, 2);
-    let plan: serde_json::Value = serde_json::from_str(&json).unwrap();
+    prune(dir.path());
+    let plan = json_changes(&account, dir.path(), "plan", &[]);
     let changes: Vec<(&str, &str)> = change_fields(&plan, "action", "address");
     assert_eq!(
         changes,

@@ -1,6 +1,6 @@
 //! The `estate` binary's contract: exit codes, output streams, `schema`, `--git-ref`.
 
-use crate::support::builders::copy_dir;
+use crate::support::builders::{copy_dir, copy_of, edit_all};
 use crate::support::run::{estate, estate_env, git, pty_command};
 use predicates::prelude::*;
 use std::path::Path;
@@ -182,13 +182,13 @@ fn quiet_prints_only_errors_and_verbose_conflicts_with_it() {
         .stdout("")
         .stderr("");
     // Invalid: the errors still show.
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(Path::new(EXAMPLE), dir.path());
-    let stacksets = dir.path().join("stacksets.yaml");
-    let text = std::fs::read_to_string(&stacksets)
-        .unwrap()
-        .replace("${account:tools}", "${account:tool}");
-    std::fs::write(&stacksets, text).unwrap();
+    let dir = copy_of(EXAMPLE);
+    edit_all(
+        dir.path(),
+        "stacksets.yaml",
+        "${account:tools}",
+        "${account:tool}",
+    );
     estate()
         .args(["-q", "validate"])
         .arg(dir.path())

@@ -92,23 +92,21 @@ impl Repos {
     }
 }
 
+/// `reconcile . --remote origin --branch BRANCH EXTRA` in the deploy clone.
+fn reconcile(
+    account: &TestAccount,
+    repos: &Repos,
+    branch: &str,
+    extra: &[&str],
+) -> (i32, String, String) {
+    let mut args = vec!["reconcile", ".", "--remote", "origin", "--branch", branch];
+    args.extend_from_slice(extra);
+    run(account, &repos.deploy(), &args)
+}
+
 /// `reconcile --once --format json` in the deploy clone: its exit code and cycle record.
 fn once(account: &TestAccount, repos: &Repos) -> (i32, serde_json::Value, String) {
-    let (code, out, err) = run(
-        account,
-        &repos.deploy(),
-        &[
-            "reconcile",
-            ".",
-            "--remote",
-            "origin",
-            "--branch",
-            "main",
-            "--once",
-            "--format",
-            "json",
-        ],
-    );
+    let (code, out, err) = reconcile(account, repos, "main", &["--once", "--format", "json"]);
     let cycle = serde_json::from_str(out.trim())
         .unwrap_or_else(|e| panic!("one JSON line ({e}): {out}{err}"));
     (code, cycle, err)
@@ -196,20 +194,7 @@ async fn reconcile_follows_the_remote_branch_commit_by_commit() {
 async fn a_branch_that_does_not_exist_stops_the_loop_at_once() {
     let account = management_account().await;
     let repos = Repos::new(&["/ml", "/ml/dev"]);
-    let (code, out, err) = run(
-        &account,
-        &repos.deploy(),
-        &[
-            "reconcile",
-            ".",
-            "--remote",
-            "origin",
-            "--branch",
-            "mian",
-            "--interval",
-            "1s",
-        ],
-    );
+    let (code, out, err) = reconcile(&account, &repos, "mian", &["--interval", "1s"]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(out.contains("reconcile origin/mian -: error"), "{out}");
 }

@@ -4,9 +4,9 @@
 //! CloudFormation skips CodePipeline, CodeBuild and policy resources it does not know; their
 //! content is checked by the unit tests of `estate::pipeline` and by cfn-lint.)
 
-use crate::support::builders::{copy_of, live_with_ids, manifest};
+use crate::support::builders::{copy_of, edit_all, live_with_ids, manifest};
 use crate::support::emulator::{TestAccount, management_account};
-use crate::support::run::{change_fields, run};
+use crate::support::run::{change_fields, json_changes, run};
 use std::collections::BTreeSet;
 use std::io::Read;
 
@@ -15,16 +15,12 @@ const EXAMPLE: &str = "examples/environments/model-pipeline";
 #[test]
 fn an_account_in_two_stages_is_refused_at_plan_time() {
     let dir = copy_of(EXAMPLE);
-    let path = dir.path().join("environments.yaml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(
-        &path,
-        text.replace(
-            "targets: {units: [/ml/production]}",
-            "targets: {units: [/ml/production], accounts: [staging]}",
-        ),
-    )
-    .unwrap();
+    edit_all(
+        dir.path(),
+        "environments.yaml",
+        "targets: {units: [/ml/production]}",
+        "targets: {units: [/ml/production], accounts: [staging]}",
+    );
     let m = manifest(dir.path());
     let err = estate::plan::desired::resolve(&m, &live_with_ids(&m), &[]).unwrap_err();
     assert!(
@@ -69,9 +65,7 @@ async fn the_model_pipeline_compiles_to_stack_sets_applies_stage_by_stage_and_re
     let account = management_account().await;
     let dir = copy_of(EXAMPLE);
 
-    let (code, out, err) = run(&account, dir.path(), &["plan", ".", "--format", "json"]);
-    assert_eq!(code, 2, "{out}{err}");
-    let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let plan = json_changes(&account, dir.path(), "plan", &[]);
     let addresses: Vec<(&str, &str)> = plan["changes"]
         .as_array()
         .unwrap()
@@ -238,16 +232,13 @@ async fn the_model_pipeline_compiles_to_stack_sets_applies_stage_by_stage_and_re
     assert_eq!(staging["Tags"]["estate:environment"], "staging");
 
     // A change to what a stage deploys is a new bundle, and the pipeline reads it.
-    let path = dir.path().join("environments.yaml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(&path, text.replace("EnvType: prod}", "EnvType: staging}")).unwrap();
-    let (code, out, err) = run(
-        &account,
+    edit_all(
         dir.path(),
-        &["plan", ".", "--env", "production", "--format", "json"],
+        "environments.yaml",
+        "EnvType: prod}",
+        "EnvType: staging}",
     );
-    assert_eq!(code, 2, "{out}{err}");
-    let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let plan = json_changes(&account, dir.path(), "plan", &["--env", "production"]);
     let changed: Vec<(&str, &str)> = change_fields(&plan, "address", "action");
     assert_eq!(
         changed,
@@ -340,13 +331,7 @@ async fn the_tools_part_moving_to_a_new_last_stage_is_never_an_orphan() {
         "{plan:#}"
     );
     // The production plan takes it over: the set moves there, with its new stage.
-    let (code, out, err) = run(
-        &account,
-        dir.path(),
-        &["plan", ".", "--env", "production", "--format", "json"],
-    );
-    assert_eq!(code, 2, "{out}{err}");
-    let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let plan = json_changes(&account, dir.path(), "plan", &["--env", "production"]);
     let tools = plan["changes"]
         .as_array()
         .unwrap()

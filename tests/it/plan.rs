@@ -1,25 +1,22 @@
 //! `estate plan` and `estate drift` against the emulator: a fresh organization plans exactly
 //! the reference example; out-of-band changes made with the SDK show as drift.
 
-use crate::support::builders::{copy_dir, copy_of, example};
+use crate::support::builders::{copy_dir, copy_of, edit_all, example};
 use crate::support::emulator::{TestAccount, management_account, stack_by_hand};
-use crate::support::run::{git, run};
+use crate::support::run::{git, json_changes, run};
 use std::path::Path;
 
 /// The example without its portfolio, for tests that build live state by hand with the SDK
 /// (the stack-set roles too: the organization provides them, `stackSetRoles: existing`).
 fn example_without_portfolio() -> tempfile::TempDir {
     let dir = example("ml-platform");
-    let estate = dir.path().join("estate.yaml");
-    let text = std::fs::read_to_string(&estate)
-        .unwrap()
-        .replace(", portfolios.yaml", "")
-        .replace(
-            "  memberRole: OrganizationAccountAccessRole\n",
-            "  memberRole: OrganizationAccountAccessRole\n  stackSetRoles: existing\n",
-        );
-    assert!(text.contains("stackSetRoles: existing"));
-    std::fs::write(estate, text).unwrap();
+    edit_all(dir.path(), "estate.yaml", ", portfolios.yaml", "");
+    edit_all(
+        dir.path(),
+        "estate.yaml",
+        "  memberRole: OrganizationAccountAccessRole\n",
+        "  memberRole: OrganizationAccountAccessRole\n  stackSetRoles: existing\n",
+    );
     dir
 }
 
@@ -165,13 +162,7 @@ async fn a_fresh_organization_plans_the_reference_example() {
 async fn env_limits_stack_sets_but_keeps_organization_changes() {
     let account = management_account().await;
     let dir = example("ml-platform");
-    let (code, json, stderr) = run(
-        &account,
-        dir.path(),
-        &["plan", ".", "--format", "json", "--env", "staging"],
-    );
-    assert_eq!(code, 2, "{stderr}");
-    let plan: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let plan = json_changes(&account, dir.path(), "plan", &["--env", "staging"]);
     assert_eq!(plan["environments"], serde_json::json!(["staging"]));
     let changes = plan["changes"].as_array().unwrap();
     assert_eq!(
@@ -258,9 +249,7 @@ async fn an_account_moved_out_of_band_shows_as_drift() {
     let ids = build_organization(&account).await;
 
     // The organization matches: only stack sets are pending, which is not drift.
-    let (code, json, stderr) = run(&account, dir.path(), &["plan", ".", "--format", "json"]);
-    assert_eq!(code, 2, "{stderr}");
-    let plan: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let plan = json_changes(&account, dir.path(), "plan", &[]);
     assert!(
         plan["changes"]
             .as_array()
@@ -280,11 +269,9 @@ async fn an_account_moved_out_of_band_shows_as_drift() {
         .send()
         .await
         .unwrap();
-    let (code, json, stderr) = run(&account, dir.path(), &["drift", ".", "--format", "json"]);
-    assert_eq!(code, 2, "{stderr}");
-    let drift: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let drift = json_changes(&account, dir.path(), "drift", &[]);
     let changes = drift["changes"].as_array().unwrap();
-    assert_eq!(changes.len(), 1, "{json}");
+    assert_eq!(changes.len(), 1, "{drift}");
     assert_eq!(changes[0]["address"], "account:staging");
     assert_eq!(changes[0]["action"], "update");
     assert_eq!(changes[0]["before"]["unit"], "/");
@@ -302,16 +289,14 @@ async fn an_unmanaged_stack_set_with_the_same_name_is_a_conflict() {
         .send()
         .await
         .unwrap();
-    let (code, json, stderr) = run(&account, dir.path(), &["plan", ".", "--format", "json"]);
-    assert_eq!(code, 2, "{stderr}");
-    let plan: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let plan = json_changes(&account, dir.path(), "plan", &[]);
     let findings = plan["findings"].as_array().unwrap();
     assert!(
         findings
             .iter()
             .any(|f| f["kind"] == "conflict"
                 && f["address"] == "stackSet:model-execution-role-staging"),
-        "{json}"
+        "{plan}"
     );
     // It is not planned for creation or update: estate never touches it.
     assert!(
@@ -474,11 +459,9 @@ async fn a_stack_set_parameter_changed_out_of_band_shows_as_drift() {
     // fails in the account on the emulator, whose IAM cannot rename a role in place: the
     // instance is then OUTDATED as well, which the reason says.)
     operation_ends(&account, "model-execution-role-staging", &operation).await;
-    let (code, json, stderr) = run(&account, dir.path(), &["drift", ".", "--format", "json"]);
-    assert_eq!(code, 2, "{stderr}");
-    let drift: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let drift = json_changes(&account, dir.path(), "drift", &[]);
     let changes = drift["changes"].as_array().unwrap();
-    assert_eq!(changes.len(), 1, "{json}");
+    assert_eq!(changes.len(), 1, "{drift}");
     assert_eq!(
         changes[0]["address"],
         "stackSet:model-execution-role-staging"
@@ -571,20 +554,14 @@ async fn plan_from_a_git_ref_names_its_commit_and_ignores_the_working_tree() {
         .unwrap();
     let head = String::from_utf8(head.stdout).unwrap().trim().to_string();
     // An uncommitted unit: in the working tree only.
-    let org = manifest.join("organization.yaml");
-    let text = std::fs::read_to_string(&org).unwrap().replace(
+    edit_all(
+        &manifest,
+        "organization.yaml",
         "    - path: /ml\n",
         "    - path: /ml\n    - path: /uncommitted\n",
     );
-    std::fs::write(&org, text).unwrap();
 
-    let plan_json = |extra: &[&str]| -> serde_json::Value {
-        let mut args = vec!["plan", ".", "--format", "json"];
-        args.extend_from_slice(extra);
-        let (code, out, err) = run(&account, &manifest, &args);
-        assert_eq!(code, 2, "{out}{err}");
-        serde_json::from_str(&out).unwrap()
-    };
+    let plan_json = |extra: &[&str]| json_changes(&account, &manifest, "plan", extra);
     let units = |plan: &serde_json::Value| -> Vec<String> {
         plan["changes"]
             .as_array()

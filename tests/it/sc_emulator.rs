@@ -6,6 +6,7 @@ use crate::support::emulator::{TestAccount, management_account, ok};
 use aws_config::SdkConfig;
 use aws_sdk_servicecatalog::Client;
 use aws_sdk_servicecatalog::error::ProvideErrorMetadata;
+use aws_sdk_servicecatalog::operation::create_product::CreateProductOutput;
 use aws_sdk_servicecatalog::types::{
     AccessStatus, DescribePortfolioShareType, ListTagOptionsFilters, OrganizationNode,
     OrganizationNodeType, PortfolioShareType, PrincipalType, ProductType,
@@ -48,6 +49,16 @@ async fn member_account(management: &TestAccount, name: &str) -> (String, SdkCon
         .await;
     let config = management.member(&id).await;
     (id, config)
+}
+
+/// The id of the product a CreateProduct made.
+fn product_id(created: &CreateProductOutput) -> String {
+    created
+        .product_view_detail()
+        .and_then(|v| v.product_view_summary())
+        .and_then(|s| s.product_id())
+        .unwrap()
+        .to_string()
 }
 
 async fn new_portfolio(sc: &Client, name: &str) -> String {
@@ -104,12 +115,7 @@ async fn a_portfolio_goes_from_the_hub_to_a_recipient_and_is_torn_down() {
         .provisioning_artifact_parameters(version("v1"))
         .send()
         .await);
-    let product = created
-        .product_view_detail()
-        .and_then(|v| v.product_view_summary())
-        .and_then(|s| s.product_id())
-        .unwrap()
-        .to_string();
+    let product = product_id(&created);
     let v1 = created.provisioning_artifact_detail().unwrap();
     assert_eq!(v1.name(), Some("v1"));
     assert_eq!(v1.active(), Some(true));
@@ -622,12 +628,7 @@ async fn unknown_ids_and_bad_parameters_get_aws_error_codes() {
         .provisioning_artifact_parameters(version("v1"))
         .send()
         .await);
-    let product = product
-        .product_view_detail()
-        .and_then(|v| v.product_view_summary())
-        .and_then(|s| s.product_id())
-        .unwrap()
-        .to_string();
+    let product = product_id(&product);
     ok(sc
         .associate_product_with_portfolio()
         .product_id(&product)

@@ -2,9 +2,9 @@
 //! bootstrapped in a fresh organization, service-managed stack sets deployed by unit, a failed
 //! instance retried once its cause is fixed.
 
-use crate::support::builders::example;
+use crate::support::builders::{edit_all, example};
 use crate::support::emulator::{TestAccount, management_account, stack_by_hand, stack_instances};
-use crate::support::run::{apply_all as apply, run};
+use crate::support::run::{apply_all as apply, json_changes, run};
 use serde_json::Value;
 use std::path::Path;
 
@@ -164,11 +164,12 @@ async fn a_failed_instance_is_retried_once_its_cause_is_fixed() {
         "apiVersion: estate/v1\nkind: StackSet\nmetadata: {name: baseline}\nspec:\n  template: marker.yaml\n  environments: [staging]\n  operation: {maxConcurrentPercentage: 100, failureTolerancePercentage: 100}\n",
     )
     .unwrap();
-    let estate = dir.path().join("estate.yaml");
-    let text = std::fs::read_to_string(&estate)
-        .unwrap()
-        .replace("[docs.yaml]", "[docs.yaml, roles.yaml]");
-    std::fs::write(&estate, text).unwrap();
+    edit_all(
+        dir.path(),
+        "estate.yaml",
+        "[docs.yaml]",
+        "[docs.yaml, roles.yaml]",
+    );
     // The organization: its accounts, with the roles made by hand in all but one.
     let (code, out) = apply(&account, dir.path(), &["--env", "staging"]);
     assert_ne!(code, 0, "no administration role yet: {out}");
@@ -248,15 +249,13 @@ async fn a_stack_deleted_in_a_member_account_is_drift_and_apply_restores_it() {
             "Region": "us-east-1",
         }),
     );
-    let (code, json, err) = run(&account, dir.path(), &["drift", ".", "--format", "json"]);
-    assert_eq!(code, 2, "{json}{err}");
-    let drift: Value = serde_json::from_str(&json).unwrap();
+    let drift = json_changes(&account, dir.path(), "drift", &[]);
     let finding = drift["findings"]
         .as_array()
         .unwrap()
         .iter()
         .find(|f| f["kind"] == "drifted")
-        .unwrap_or_else(|| panic!("{json}"));
+        .unwrap_or_else(|| panic!("{drift}"));
     assert_eq!(
         finding["address"],
         format!("stackInstance:model-execution-role-staging/{staging}/us-east-1")

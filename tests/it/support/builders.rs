@@ -39,6 +39,24 @@ pub fn edit(dir: &Path, file: &str, from: &str, to: &str) {
     std::fs::write(path, text.replacen(from, to, 1)).unwrap();
 }
 
+/// Every `from` in `dir/file` replaced by `to`; the file must have one.
+pub fn edit_all(dir: &Path, file: &str, from: &str, to: &str) {
+    let path = dir.join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains(from), "{file} has no `{from}`");
+    std::fs::write(path, text.replace(from, to)).unwrap();
+}
+
+/// `prune: true` in the manifest's `estate.yaml`: what left the manifest is deleted.
+pub fn prune(dir: &Path) {
+    edit_all(
+        dir,
+        "estate.yaml",
+        "  include:",
+        "  prune: true\n  include:",
+    );
+}
+
 /// The manifest in `dir`, which must be valid.
 pub fn manifest(dir: &Path) -> estate::manifest::Manifest {
     let loaded = estate::manifest::load(&estate::source::ManifestSource::work_tree(dir).unwrap());

@@ -74,6 +74,14 @@ pub fn json_of(account: &TestAccount, dir: &Path, command: &str, extra: &[&str])
     (code, serde_json::from_str(&out).unwrap())
 }
 
+/// `estate COMMAND . --format json EXTRA` in `dir`, which must exit 2 (there are changes):
+/// its JSON.
+pub fn json_changes(account: &TestAccount, dir: &Path, command: &str, extra: &[&str]) -> Value {
+    let (code, json) = json_of(account, dir, command, extra);
+    assert_eq!(code, 2, "{command} {extra:?}: {json}");
+    json
+}
+
 /// `estate plan . --format json EXTRA` in `dir`: exit code and the JSON plan.
 pub fn plan_json(account: &TestAccount, dir: &Path, extra: &[&str]) -> (i32, Value) {
     json_of(account, dir, "plan", extra)
