@@ -2,7 +2,7 @@
 //! careful operator expects; an apply killed mid-way converges on the next run.
 
 use crate::support::builders::{edit_all, example, prune};
-use crate::support::emulator::{TestAccount, management_account, stack_instances};
+use crate::support::emulator::{TestAccount, management_account, s3, stack_instances};
 use crate::support::mocks::fast;
 use crate::support::run::{apply, change_fields, json_changes, process, pty_process, run};
 use std::path::Path;
@@ -422,11 +422,7 @@ async fn a_template_over_51200_bytes_goes_through_an_encrypted_private_bucket() 
     let (code, out, _) = run(&account, dir.path(), &["plan", ".", "--env", "staging"]);
     assert_eq!(code, 0, "{out}");
 
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&account.config)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = s3(&account.config);
     let bucket = format!("estate-templates-{}-us-east-1", account.id);
     let objects = s3.list_objects_v2().bucket(&bucket).send().await.unwrap();
     let keys: Vec<String> = objects

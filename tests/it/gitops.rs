@@ -2,7 +2,7 @@
 //! to each new commit (never touching the working tree, refusing an invalid head), runs until
 //! SIGTERM; `watch` re-plans when a file changes.
 
-use crate::support::emulator::{TestAccount, management_account};
+use crate::support::emulator::{TestAccount, management_account, s3};
 use crate::support::run::{estate, git, process, run};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -343,11 +343,7 @@ async fn a_tick_that_fails_part_way_reports_what_it_had_applied() {
     let account = management_account().await;
     let other = management_account().await;
     let taken = format!("estate-taken-{}", other.id);
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&other.config)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = s3(&other.config);
     s3.create_bucket().bucket(&taken).send().await.unwrap();
 
     let repos = Repos::new(&["/ml", "/ml/dev"]);

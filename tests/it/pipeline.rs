@@ -5,7 +5,7 @@
 //! content is checked by the unit tests of `estate::pipeline` and by cfn-lint.)
 
 use crate::support::builders::{copy_of, edit_all, live_with_ids, manifest};
-use crate::support::emulator::{TestAccount, management_account};
+use crate::support::emulator::{TestAccount, management_account, s3};
 use crate::support::run::{change_fields, json_changes, run};
 use std::collections::BTreeSet;
 use std::io::Read;
@@ -175,11 +175,7 @@ async fn the_model_pipeline_compiles_to_stack_sets_applies_stage_by_stage_and_re
     }
 
     // The source bundle: in the tools account's artifact bucket, encrypted with the key.
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&account.member(&ids["tools"]).await)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = s3(&account.member(&ids["tools"]).await);
     let bucket = format!("estate-abalone-deploy-{}", ids["tools"]);
     let listed = s3.list_objects_v2().bucket(&bucket).send().await.unwrap();
     let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
@@ -267,11 +263,7 @@ async fn a_leftover_artifact_bucket_is_reported_before_the_pipeline_is_created()
     let (code, out, err) = run(&account, dir.path(), &["apply", ".", "--auto-approve"]);
     assert_eq!(code, 0, "{out}{err}");
     let tools = account.ids().await["tools"].clone();
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&account.member(&tools).await)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = s3(&account.member(&tools).await);
     let bucket = format!("estate-abalone-deploy-{tools}");
     s3.create_bucket().bucket(&bucket).send().await.unwrap();
 

@@ -4,7 +4,7 @@
 
 use crate::support::builders::{edit, example};
 use crate::support::catalog::{accepted, principals, shares};
-use crate::support::emulator::{TestAccount, management_account, ok};
+use crate::support::emulator::{TestAccount, management_account, ok, s3};
 use crate::support::run::{apply, change_fields, json_of, run};
 use aws_sdk_servicecatalog::Client;
 use aws_sdk_servicecatalog::types::{DescribePortfolioShareType, PrincipalType};
@@ -509,11 +509,7 @@ async fn a_new_version_is_added_and_a_removed_one_deprecated_never_deleted() {
     );
 
     // Both versions' template went to the hub's bucket, once, under its content address.
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&lab.account.member(&ids["tools"]).await)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = s3(&lab.account.member(&ids["tools"]).await);
     let bucket = format!("estate-templates-{}-us-east-1", ids["tools"]);
     let objects = ok(s3.list_objects_v2().bucket(&bucket).send().await);
     let keys: Vec<String> = objects

@@ -245,6 +245,16 @@ impl TestAccount {
     }
 }
 
+/// An S3 client acting as `config` does, with path-style addressing (the emulator serves no
+/// bucket host names).
+pub fn s3(config: &SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(config)
+            .force_path_style(true)
+            .build(),
+    )
+}
+
 /// The value of a call that must succeed; the full error and the emulator log otherwise.
 pub fn ok<T, E: std::error::Error + 'static>(result: Result<T, E>) -> T {
     match result {
