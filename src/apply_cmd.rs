@@ -585,7 +585,7 @@ fn protected_check(m: &Manifest, plan: &Plan, allow: bool) -> Result<()> {
     if allow {
         return Ok(());
     }
-    let blocked: Vec<&str> = plan
+    let blocked: Vec<String> = plan
         .changes
         .iter()
         .filter(|c| matches!(c.action, Action::Delete | Action::Replace))
@@ -597,7 +597,7 @@ fn protected_check(m: &Manifest, plan: &Plan, allow: bool) -> Result<()> {
                 .and_then(|e| m.environment(e))
                 .is_some_and(|e| e.spec.protected)
         })
-        .map(|c| c.address.as_str())
+        .map(|c| c.address.to_string())
         .collect();
     if blocked.is_empty() {
         return Ok(());

@@ -14,12 +14,151 @@ pub enum Severity {
     Warning,
 }
 
+/// What kind of problem a diagnostic reports: a stable identifier users and tests match on,
+/// rendered as `estate::<name>`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Code {
+    /// `estate.yaml` does not hold exactly the Estate document, or another file holds one.
+    Root,
+    /// A manifest file cannot be read, or is not UTF-8 text.
+    Io,
+    /// An `include` glob of the Estate is invalid, or matches no file (a warning).
+    Include,
+    /// A file is not valid YAML.
+    Yaml,
+    /// A document, or a value in it, has the wrong YAML type.
+    Type,
+    /// A required field (`kind` included) is missing.
+    MissingField,
+    /// A field the kind's schema does not define.
+    UnknownField,
+    /// A document's `kind` is none estate knows.
+    UnknownKind,
+    /// A value the schema rejects: not one of the allowed values, not matching its pattern,
+    /// exclusive fields given together, too few items.
+    Value,
+    /// Any other schema violation, or a document that does not deserialize.
+    Schema,
+    /// A name, value or AWS name that must be unique is used twice.
+    Duplicate,
+    /// An organizational unit is listed before (or without) its parent.
+    UnitParent,
+    /// An account is placed in a unit the Organization does not list.
+    UnknownUnit,
+    /// A reference by name (environment, unit, account) to something not defined.
+    UnknownName,
+    /// A `${…}` reference that is malformed, names nothing defined, or is not allowed in
+    /// that document.
+    UnknownReference,
+    /// An environment targets no unit and no account.
+    Environment,
+    /// An environment is not in the Estate's promotion (a warning), or a pipeline's stages
+    /// are not in promotion order.
+    Promotion,
+    /// A stack set's AWS name (`<name>-<environment>`) is over 128 characters.
+    Name,
+    /// A stack set field or target the stack set's permission model does not accept.
+    PermissionModel,
+    /// A stack-set override names an account no environment of it reaches (a warning).
+    Override,
+    /// A template the manifest names does not exist or does not parse.
+    Template,
+    /// A template is larger than CloudFormation takes from S3.
+    TemplateSize,
+    /// A template needs a capability the stack set does not grant.
+    Capabilities,
+    /// A parameter the template does not declare, or a required one with no value in an
+    /// environment.
+    Parameter,
+    /// A literal parameter value the template's declaration rejects.
+    ParameterValue,
+    /// A NoEcho parameter's value is written in the manifest (a warning).
+    SecretInManifest,
+    /// A portfolio is shared with the organization root or with its own account.
+    Share,
+    /// A pipeline's name is too long for the AWS names it compiles to.
+    Pipeline,
+    /// A pipeline's stage template requires a parameter a stage's environment does not give.
+    MissingParameter,
+    /// A pipeline stage's test buildspec does not exist.
+    Buildspec,
+}
+
+impl Code {
+    /// The identifier as rendered (`estate::unknown-reference`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::Root => "estate::root",
+            Code::Io => "estate::io",
+            Code::Include => "estate::include",
+            Code::Yaml => "estate::yaml",
+            Code::Type => "estate::type",
+            Code::MissingField => "estate::missing-field",
+            Code::UnknownField => "estate::unknown-field",
+            Code::UnknownKind => "estate::unknown-kind",
+            Code::Value => "estate::value",
+            Code::Schema => "estate::schema",
+            Code::Duplicate => "estate::duplicate",
+            Code::UnitParent => "estate::unit-parent",
+            Code::UnknownUnit => "estate::unknown-unit",
+            Code::UnknownName => "estate::unknown-name",
+            Code::UnknownReference => "estate::unknown-reference",
+            Code::Environment => "estate::environment",
+            Code::Promotion => "estate::promotion",
+            Code::Name => "estate::name",
+            Code::PermissionModel => "estate::permission-model",
+            Code::Override => "estate::override",
+            Code::Template => "estate::template",
+            Code::TemplateSize => "estate::template-size",
+            Code::Capabilities => "estate::capabilities",
+            Code::Parameter => "estate::parameter",
+            Code::ParameterValue => "estate::parameter-value",
+            Code::SecretInManifest => "estate::secret-in-manifest",
+            Code::Share => "estate::share",
+            Code::Pipeline => "estate::pipeline",
+            Code::MissingParameter => "estate::missing-parameter",
+            Code::Buildspec => "estate::buildspec",
+        }
+    }
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+// Debug and serialization show the identifier, as when codes were plain strings.
+impl fmt::Debug for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl Serialize for Code {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl PartialEq<str> for Code {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Code {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// One problem, pointing at a byte span of a file the [`Sources`] registry holds.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Diagnostic {
     pub severity: Severity,
-    /// A stable identifier (`estate::schema`, `estate::unknown-reference`, ...).
-    pub code: &'static str,
+    /// What kind of problem, as a stable identifier (see [`Code`]).
+    pub code: Code,
     pub message: String,
     pub file: String,
     pub line: usize,
@@ -90,7 +229,7 @@ impl Diagnostics {
     pub fn push(
         &mut self,
         severity: Severity,
-        code: &'static str,
+        code: Code,
         file: &str,
         span: Range<usize>,
         message: impl Into<String>,
@@ -117,7 +256,7 @@ impl Diagnostics {
 
     pub fn error(
         &mut self,
-        code: &'static str,
+        code: Code,
         file: &str,
         span: Range<usize>,
         message: impl Into<String>,
@@ -127,7 +266,7 @@ impl Diagnostics {
 
     pub fn warning(
         &mut self,
-        code: &'static str,
+        code: Code,
         file: &str,
         span: Range<usize>,
         message: impl Into<String>,

@@ -6,26 +6,17 @@ use super::{ApplyError, Backoff, Done, Event, Polling, Progress, templates};
 use crate::aws::{Aws, AwsError};
 use crate::live::LiveState;
 use crate::live::catalog::{SERVICE_PRINCIPAL, TAG_PORTFOLIO, TAG_PRODUCT};
-use crate::plan::catalog::{
-    DELEGATED_ADMIN, DesiredPortfolio, ORGANIZATIONS_ACCESS, is_organization_setting,
-    launch_parameters,
+use crate::plan::catalog::{DesiredPortfolio, launch_parameters};
+use crate::plan::{
+    Action, Address, Change, ConstraintSide, DelegatedAdminSide, LiveConstraintSide,
+    LivePortfolioSide, LiveProductSide, Plan, PortfolioSide, PrincipalSide, ProductSide,
+    ResourceType, ShareSide, Side, TagOptionSide, VersionSide,
 };
-use crate::plan::{Action, Change, Plan, ResourceType};
 use aws_sdk_servicecatalog::types::{
     OrganizationNode, OrganizationNodeType, PrincipalType, ProductType,
     ProvisioningArtifactProperties, ProvisioningArtifactType, Tag,
 };
 use std::collections::{BTreeMap, HashMap};
-
-/// The portfolio a catalog change belongs to: `kind:NAME/…` or `kind:NAME@account/…`.
-fn portfolio_of(c: &Change) -> &str {
-    let rest = c.address.split_once(':').map_or("", |(_, r)| r);
-    rest.split(['/', '@']).next().unwrap_or_default()
-}
-
-fn s(v: &Option<serde_json::Value>, key: &str) -> Option<String> {
-    v.as_ref()?.get(key)?.as_str().map(str::to_string)
-}
 
 fn sc_err<E>(
     op: &'static str,
@@ -47,37 +38,39 @@ pub async fn portfolios(
     region: &str,
     polling: Polling,
     progress: &dyn Progress,
-) -> Result<Vec<String>, ApplyError> {
+) -> Result<Vec<Address>, ApplyError> {
     let mut done = Done::new(progress);
     let changes: Vec<&Change> = plan
         .changes
         .iter()
         .filter(|c| c.resource_type.is_catalog())
         .collect();
-    if let Some(c) = changes.iter().find(|c| c.address == ORGANIZATIONS_ACCESS) {
-        progress.event(Event::Started {
-            address: c.address.clone(),
-            what: "EnableAWSOrganizationsAccess".into(),
-        });
+    if let Some(c) = changes
+        .iter()
+        .find(|c| c.address == Address::CatalogOrganizationsAccess)
+    {
+        started(progress, c, "EnableAWSOrganizationsAccess".into());
         aws.servicecatalog(region)
             .enable_aws_organizations_access()
             .send()
             .await
             .map_err(sc_err("ServiceCatalog.EnableAWSOrganizationsAccess"))?;
-        done.push(c.address.clone());
+        done.push(&c.address);
     }
     // After the access above: AWS registers delegated administrators only for trusted services.
     for c in changes
         .iter()
-        .filter(|c| c.address.starts_with(DELEGATED_ADMIN))
+        .filter(|c| matches!(c.address, Address::CatalogDelegatedAdmin { .. }))
     {
-        let account = s(&c.after, "account").ok_or_else(|| {
+        let after: &DelegatedAdminSide = c.after_as()?;
+        let account = after.account.clone().ok_or_else(|| {
             ApplyError::Inconsistent(format!("{}: the account is not known yet", c.address))
         })?;
-        progress.event(Event::Started {
-            address: c.address.clone(),
-            what: format!("RegisterDelegatedAdministrator {account} {SERVICE_PRINCIPAL}"),
-        });
+        started(
+            progress,
+            c,
+            format!("RegisterDelegatedAdministrator {account} {SERVICE_PRINCIPAL}"),
+        );
         aws.organizations()
             .register_delegated_administrator()
             .account_id(&account)
@@ -93,12 +86,11 @@ pub async fn portfolios(
                     _ => Err(e),
                 }
             })?;
-        done.push(c.address.clone());
+        done.push(&c.address);
     }
     let mut names: Vec<&str> = Vec::new();
-    for c in &changes {
-        let n = portfolio_of(c);
-        if !is_organization_setting(&c.address) && !names.contains(&n) {
+    for n in changes.iter().filter_map(|c| c.address.portfolio()) {
+        if !names.contains(&n) {
             names.push(n);
         }
     }
@@ -106,146 +98,285 @@ pub async fn portfolios(
         let mine: Vec<&Change> = changes
             .iter()
             .copied()
-            .filter(|c| portfolio_of(c) == name && !is_organization_setting(&c.address))
+            .filter(|c| c.address.portfolio() == Some(name))
             .collect();
         let d = desired.iter().find(|d| d.name == name);
-        done.append(apply_portfolio(aws, name, d, &mine, live, region, polling, progress).await?);
+        let hub_id = d
+            .and_then(|d| d.hub.clone())
+            .or_else(|| {
+                // A pruned portfolio: the account its delete names.
+                mine.iter()
+                    .find_map(|c| Some(c.before_as::<LivePortfolioSide>().ok()?.account.clone()))
+            })
+            .ok_or_else(|| {
+                ApplyError::Inconsistent(format!("portfolio {name}: hub account unknown"))
+            })?;
+        let hub = edge_for(aws, live, &hub_id).await?;
+        let mut one = OnePortfolio {
+            aws,
+            sc: hub.servicecatalog(region),
+            hub,
+            hub_id,
+            name,
+            changes: &mine,
+            live,
+            region,
+            polling,
+            progress,
+            // Tokens name the intent, not only the resource: from the live state planned
+            // from, so a constraint or product deleted and made again later is created anew,
+            // never answered with the old one AWS remembers for the token; retries within
+            // this apply still match.
+            intent: live.fingerprint(),
+            done: Done::new(progress),
+        };
+        let result = one.apply(d).await;
+        done.append(one.done.into_vec());
+        result?;
     }
     Ok(done.into_vec())
+}
+
+fn started(progress: &dyn Progress, c: &Change, what: String) {
+    progress.event(Event::Started {
+        address: c.address.to_string(),
+        what,
+    })
 }
 
 async fn edge_for(aws: &Aws, live: &LiveState, account: &str) -> Result<Aws, ApplyError> {
     Ok(aws.acting_in(account, live.caller()).await?)
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn apply_portfolio(
-    aws: &Aws,
-    name: &str,
-    d: Option<&DesiredPortfolio>,
-    changes: &[&Change],
-    live: &LiveState,
-    region: &str,
+fn tags(m: &BTreeMap<String, String>) -> Vec<Tag> {
+    m.iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build().expect("tag"))
+        .collect()
+}
+
+fn unit_node(unit: &str) -> OrganizationNode {
+    OrganizationNode::builder()
+        .r#type(OrganizationNodeType::OrganizationalUnit)
+        .value(unit)
+        .build()
+}
+
+/// Whether a principal change is in a recipient account (else in the hub).
+fn in_recipient(c: &Change) -> bool {
+    matches!(
+        c.address,
+        Address::Principal {
+            recipient: Some(_),
+            ..
+        }
+    )
+}
+
+/// The portfolio id a change's `after` names, where it names one.
+fn portfolio_id_in(c: &Change) -> Option<String> {
+    match c.after.as_ref()? {
+        Side::Portfolio(p) => p.id.clone(),
+        Side::Product(p) => p.portfolio_id.clone(),
+        Side::Constraint(x) => x.portfolio_id.clone(),
+        Side::TagOption(t) => t.portfolio_id.clone(),
+        Side::Principal(p) => p.portfolio_id.clone(),
+        Side::Share(x) => x.portfolio_id.clone(),
+        _ => None,
+    }
+}
+
+/// The (manifest name, id) of an existing product a change's `after` names.
+fn product_in(c: &Change) -> Option<(String, String)> {
+    match c.after.as_ref()? {
+        Side::Product(p) => Some((p.name.clone(), p.id.clone()?)),
+        Side::Version(v) => Some((v.product.clone()?, v.product_id.clone()?)),
+        Side::Constraint(x) => Some((x.product.clone(), x.product_id.clone()?)),
+        _ => None,
+    }
+}
+
+/// One portfolio's changes, applied in its hub (and its recipients).
+struct OnePortfolio<'a> {
+    aws: &'a Aws,
+    hub: Aws,
+    hub_id: String,
+    sc: aws_sdk_servicecatalog::Client,
+    name: &'a str,
+    changes: &'a [&'a Change],
+    live: &'a LiveState,
+    region: &'a str,
     polling: Polling,
-    progress: &dyn Progress,
-) -> Result<Vec<String>, ApplyError> {
-    let mut done = Done::new(progress);
-    // Tokens name the intent, not only the resource: from the live state planned from, so a
-    // constraint or product deleted and made again later is created anew, never answered
-    // with the old one AWS remembers for the token; retries within this apply still match.
-    let intent = live.fingerprint();
-    let token = |address: &str| super::operation_id(&intent, address);
-    let hub_id = d
-        .and_then(|d| d.hub.clone())
-        .or_else(|| changes.iter().find_map(|c| s(&c.before, "account")))
-        .ok_or_else(|| {
-            ApplyError::Inconsistent(format!("portfolio {name}: hub account unknown"))
-        })?;
-    let hub = edge_for(aws, live, &hub_id).await?;
-    let sc = hub.servicecatalog(region);
-    let started = |c: &Change, what: String| {
-        progress.event(Event::Started {
-            address: c.address.clone(),
-            what,
-        })
-    };
-    let of = |t: ResourceType, a: Action| -> Vec<&Change> {
-        changes
+    progress: &'a dyn Progress,
+    intent: String,
+    done: Done<'a>,
+}
+
+impl<'a> OnePortfolio<'a> {
+    fn of(&self, t: ResourceType, a: Action) -> Vec<&'a Change> {
+        self.changes
             .iter()
             .copied()
             .filter(|c| c.resource_type == t && c.action == a)
             .collect()
-    };
-    let tags = |m: &BTreeMap<String, String>| -> Vec<Tag> {
-        m.iter()
-            .map(|(k, v)| Tag::builder().key(k).value(v).build().expect("tag"))
-            .collect()
-    };
+    }
 
-    // Deletes first, in reverse dependency order: recipient principals, shares, principals,
-    // tag options, constraints; the portfolio itself last of all. A recipient principal's
-    // address names its account (`principal:NAME@account/…`).
-    let principal_deletes = of(ResourceType::Principal, Action::Delete);
-    let (recipient_deletes, hub_deletes): (Vec<&Change>, Vec<&Change>) = principal_deletes
-        .into_iter()
-        .partition(|c| c.address.contains('@'));
-    for c in recipient_deletes {
-        disassociate(aws, live, &hub_id, region, c, progress).await?;
-        done.push(c.address.clone());
+    fn token(&self, c: &Change) -> String {
+        super::operation_id(&self.intent, &c.address.to_string())
     }
-    for c in of(ResourceType::Share, Action::Delete) {
-        let pid = s(&c.before, "portfolioId").unwrap_or_default();
-        started(c, "DeletePortfolioShare".into());
-        let mut req = sc.delete_portfolio_share().portfolio_id(&pid);
-        if let Some(account) = s(&c.before, "account") {
-            req = req.account_id(account);
-        } else if let Some(unit) = s(&c.before, "unitId") {
-            req = req.organization_node(
-                OrganizationNode::builder()
-                    .r#type(OrganizationNodeType::OrganizationalUnit)
-                    .value(unit)
-                    .build(),
-            );
+
+    fn started(&self, c: &Change, what: String) {
+        started(self.progress, c, what)
+    }
+
+    async fn apply(&mut self, d: Option<&DesiredPortfolio>) -> Result<(), ApplyError> {
+        let created = !self.of(ResourceType::Portfolio, Action::Create).is_empty();
+        if self.deletes().await? && !created {
+            return Ok(());
         }
-        let out = req
+        let Some(d) = d else {
+            return Ok(());
+        };
+        let pid = self.portfolio(d).await?;
+        let (product_ids, first_versions) = self.products(d, &pid).await?;
+        self.versions(d, &product_ids, &first_versions).await?;
+        self.constraints(&pid, &product_ids).await?;
+        self.tag_options(&pid).await?;
+        self.hub_principals(&pid).await?;
+        self.shares(&pid).await?;
+        self.recipient_principals(&pid).await
+    }
+
+    /// Deletes first, in reverse dependency order: recipient principals, shares, principals,
+    /// tag options, constraints, products; the portfolio itself last of all. True when the
+    /// portfolio was deleted.
+    async fn deletes(&mut self) -> Result<bool, ApplyError> {
+        let (recipient_deletes, hub_deletes): (Vec<&Change>, Vec<&Change>) = self
+            .of(ResourceType::Principal, Action::Delete)
+            .into_iter()
+            .partition(|c| in_recipient(c));
+        for c in recipient_deletes {
+            self.disassociate(c).await?;
+            self.done.push(&c.address);
+        }
+        for c in self.of(ResourceType::Share, Action::Delete) {
+            let b: &ShareSide = c.before_as()?;
+            let pid = b.portfolio_id.clone().unwrap_or_default();
+            self.started(c, "DeletePortfolioShare".into());
+            let mut req = self.sc.delete_portfolio_share().portfolio_id(&pid);
+            if let Some(account) = b.account.clone().flatten() {
+                req = req.account_id(account);
+            } else if let Some(unit) = b.unit_id.clone().flatten() {
+                req = req.organization_node(unit_node(&unit));
+            }
+            let out = req
+                .send()
+                .await
+                .map_err(sc_err("ServiceCatalog.DeletePortfolioShare"))?;
+            // Unsharing an organization node runs asynchronously too.
+            if let Some(token) = out.portfolio_share_token() {
+                wait_share(
+                    &self.sc,
+                    token,
+                    &c.address.to_string(),
+                    self.polling,
+                    self.progress,
+                )
+                .await?;
+            }
+            self.done.push(&c.address);
+        }
+        for c in hub_deletes {
+            self.disassociate(c).await?;
+            self.done.push(&c.address);
+        }
+        for c in self.of(ResourceType::TagOption, Action::Delete) {
+            let b: &TagOptionSide = c.before_as()?;
+            self.started(c, "DisassociateTagOptionFromResource".into());
+            self.sc
+                .disassociate_tag_option_from_resource()
+                .resource_id(b.portfolio_id.clone().unwrap_or_default())
+                .tag_option_id(b.id.clone().unwrap_or_default())
+                .send()
+                .await
+                .map_err(sc_err("ServiceCatalog.DisassociateTagOptionFromResource"))?;
+            self.done.push(&c.address);
+        }
+        for c in self
+            .of(ResourceType::Constraint, Action::Delete)
+            .into_iter()
+            .chain(self.of(ResourceType::Constraint, Action::Replace))
+        {
+            let b: &LiveConstraintSide = c.before_as()?;
+            self.started(c, "DeleteConstraint".into());
+            self.sc
+                .delete_constraint()
+                .id(&b.id)
+                .send()
+                .await
+                .map_err(sc_err("ServiceCatalog.DeleteConstraint"))?;
+            if c.action == Action::Delete {
+                self.done.push(&c.address);
+            }
+        }
+        // Products that left the manifest, once their constraints are gone (above).
+        for c in self.of(ResourceType::Product, Action::Delete) {
+            let b: &LiveProductSide = c.before_as()?;
+            let pid = b.portfolio_id.clone().flatten().unwrap_or_default();
+            self.started(c, "DisassociateProductFromPortfolio, DeleteProduct".into());
+            self.delete_product(&pid, &b.id).await?;
+            self.done.push(&c.address);
+        }
+        let Some(c) = self
+            .of(ResourceType::Portfolio, Action::Delete)
+            .first()
+            .copied()
+        else {
+            return Ok(false);
+        };
+        let b: &LivePortfolioSide = c.before_as()?;
+        let pid = b.id.clone();
+        // The account that owns it: a portfolio whose hub moved is deleted in the old one.
+        let owner = b.account.clone();
+        self.started(c, "DeletePortfolio, after everything attached to it".into());
+        let owner_sc = edge_for(self.aws, self.live, &owner)
+            .await?
+            .servicecatalog(self.region);
+        if let Some(l) = self.live.portfolios.iter().find(|p| p.id == pid) {
+            teardown(
+                &owner_sc,
+                l,
+                &c.address.to_string(),
+                self.polling,
+                self.progress,
+            )
+            .await?;
+        }
+        owner_sc
+            .delete_portfolio()
+            .id(&pid)
             .send()
             .await
-            .map_err(sc_err("ServiceCatalog.DeletePortfolioShare"))?;
-        // Unsharing an organization node runs asynchronously too.
-        if let Some(token) = out.portfolio_share_token() {
-            wait_share(&sc, token, &c.address, polling, progress).await?;
-        }
-        done.push(c.address.clone());
+            .map_err(sc_err("ServiceCatalog.DeletePortfolio"))?;
+        self.done.push(&c.address);
+        Ok(true)
     }
-    for c in hub_deletes {
-        disassociate(aws, live, &hub_id, region, c, progress).await?;
-        done.push(c.address.clone());
-    }
-    for c in of(ResourceType::TagOption, Action::Delete) {
-        let pid = s(&c.before, "portfolioId").unwrap_or_default();
-        let id = s(&c.before, "id").unwrap_or_default();
-        started(c, "DisassociateTagOptionFromResource".into());
-        sc.disassociate_tag_option_from_resource()
-            .resource_id(&pid)
-            .tag_option_id(&id)
-            .send()
-            .await
-            .map_err(sc_err("ServiceCatalog.DisassociateTagOptionFromResource"))?;
-        done.push(c.address.clone());
-    }
-    for c in of(ResourceType::Constraint, Action::Delete)
-        .into_iter()
-        .chain(of(ResourceType::Constraint, Action::Replace))
-    {
-        let id = s(&c.before, "id").unwrap_or_default();
-        started(c, "DeleteConstraint".into());
-        sc.delete_constraint()
-            .id(&id)
-            .send()
-            .await
-            .map_err(sc_err("ServiceCatalog.DeleteConstraint"))?;
-        if c.action == Action::Delete {
-            done.push(c.address.clone());
-        }
-    }
-    // Products that left the manifest, once their constraints are gone (above).
-    for c in of(ResourceType::Product, Action::Delete) {
-        let pid = s(&c.before, "portfolioId").unwrap_or_default();
-        let id = s(&c.before, "id").unwrap_or_default();
-        started(c, "DisassociateProductFromPortfolio, DeleteProduct".into());
-        sc.disassociate_product_from_portfolio()
-            .product_id(&id)
-            .portfolio_id(&pid)
+
+    async fn delete_product(&self, pid: &str, id: &str) -> Result<(), ApplyError> {
+        self.sc
+            .disassociate_product_from_portfolio()
+            .product_id(id)
+            .portfolio_id(pid)
             .send()
             .await
             .map_err(sc_err("ServiceCatalog.DisassociateProductFromPortfolio"))?;
-        if let Err(e) = sc.delete_product().id(&id).send().await {
+        if let Err(e) = self.sc.delete_product().id(id).send().await {
             // Out of the portfolio, the product would be out of sight of the next plan (read
             // per portfolio): put it back so the delete is planned and tried again.
-            let back = sc
+            let back = self
+                .sc
                 .associate_product_with_portfolio()
-                .product_id(&id)
-                .portfolio_id(&pid)
+                .product_id(id)
+                .portfolio_id(pid)
                 .send()
                 .await;
             if let Err(again) = back {
@@ -256,428 +387,453 @@ async fn apply_portfolio(
             }
             return Err(AwsError::call("ServiceCatalog.DeleteProduct", e).into());
         }
-        done.push(c.address.clone());
-    }
-    if let Some(c) = of(ResourceType::Portfolio, Action::Delete).first() {
-        let pid = s(&c.before, "id").unwrap_or_default();
-        // The account that owns it: a portfolio whose hub moved is deleted in the old one.
-        let owner = s(&c.before, "account").unwrap_or_else(|| hub_id.clone());
-        started(c, "DeletePortfolio, after everything attached to it".into());
-        let owner_sc = edge_for(aws, live, &owner).await?.servicecatalog(region);
-        if let Some(l) = live.portfolios.iter().find(|p| p.id == pid) {
-            teardown(&owner_sc, l, &c.address, polling, progress).await?;
-        }
-        owner_sc
-            .delete_portfolio()
-            .id(&pid)
-            .send()
-            .await
-            .map_err(sc_err("ServiceCatalog.DeletePortfolio"))?;
-        done.push(c.address.clone());
-        if of(ResourceType::Portfolio, Action::Create).is_empty() {
-            return Ok(done.into_vec());
-        }
+        Ok(())
     }
 
-    let Some(d) = d else {
-        return Ok(done.into_vec());
-    };
-    // The portfolio.
-    // Not every change names it (a new version names only its product): the live portfolio
-    // does, when it exists.
-    let live_portfolio = live.portfolios.iter().find(|l| {
-        l.account == hub_id && l.tags.get(TAG_PORTFOLIO).map(String::as_str) == Some(name)
-    });
-    let mut portfolio_id = changes
-        .iter()
-        .find_map(|c| {
-            s(&c.after, "portfolioId").or_else(|| {
-                s(&c.after, "id").filter(|_| c.resource_type == ResourceType::Portfolio)
-            })
-        })
-        .or_else(|| live_portfolio.map(|l| l.id.clone()));
-    for c in of(ResourceType::Portfolio, Action::Create) {
-        started(c, format!("CreatePortfolio {}", d.display_name));
-        let out = sc
-            .create_portfolio()
-            .display_name(&d.display_name)
-            .provider_name(&d.provider_name)
-            .set_description(d.description.clone())
-            .set_tags(Some(tags(&d.tags)))
-            .idempotency_token(token(&c.address))
-            .send()
-            .await
-            .map_err(sc_err("ServiceCatalog.CreatePortfolio"))?;
-        portfolio_id = out.portfolio_detail.and_then(|p| p.id);
-        done.push(c.address.clone());
-    }
-    for c in of(ResourceType::Portfolio, Action::Update) {
-        let id = s(&c.after, "id").unwrap_or_default();
-        // Only the tags that differ: AddTags takes at most 20, and tags that left the
-        // manifest must be removed or the plan never converges.
-        let live_tags: BTreeMap<String, String> = c
-            .before
-            .as_ref()
-            .and_then(|b| serde_json::from_value(b.get("tags")?.clone()).ok())
-            .unwrap_or_default();
-        let add: BTreeMap<String, String> = d
-            .tags
+    /// The portfolio created or updated; its id.
+    async fn portfolio(&mut self, d: &DesiredPortfolio) -> Result<String, ApplyError> {
+        // Not every change names it (a new version names only its product): the live
+        // portfolio does, when it exists.
+        let live_portfolio = self.live_portfolio();
+        let mut portfolio_id = self
+            .changes
             .iter()
-            .filter(|(k, v)| live_tags.get(*k) != Some(*v))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let remove: Vec<String> = live_tags
-            .keys()
-            .filter(|k| !d.tags.contains_key(*k))
-            .cloned()
-            .collect();
-        started(c, "UpdatePortfolio".into());
-        sc.update_portfolio()
-            .id(&id)
-            .display_name(&d.display_name)
-            .provider_name(&d.provider_name)
-            // An absent Description leaves the old one; an empty one clears it.
-            .description(d.description.clone().unwrap_or_default())
-            .set_add_tags((!add.is_empty()).then(|| tags(&add)))
-            .set_remove_tags((!remove.is_empty()).then_some(remove))
-            .send()
-            .await
-            .map_err(sc_err("ServiceCatalog.UpdatePortfolio"))?;
-        done.push(c.address.clone());
-    }
-    let pid =
-        portfolio_id.ok_or_else(|| ApplyError::Inconsistent(format!("portfolio {name}: no id")))?;
-
-    // Products and their versions.
-    // Ids of existing products: from the live portfolio, and from changes that name them
-    // (a constraint added to an existing product names its id only there).
-    let mut product_ids: HashMap<String, String> = live_portfolio
-        .map(|l| {
-            l.products
+            .find_map(|c| portfolio_id_in(c))
+            .or_else(|| live_portfolio.map(|l| l.id.clone()));
+        for c in self.of(ResourceType::Portfolio, Action::Create) {
+            self.started(c, format!("CreatePortfolio {}", d.display_name));
+            let out = self
+                .sc
+                .create_portfolio()
+                .display_name(&d.display_name)
+                .provider_name(&d.provider_name)
+                .set_description(d.description.clone())
+                .set_tags(Some(tags(&d.tags)))
+                .idempotency_token(self.token(c))
+                .send()
+                .await
+                .map_err(sc_err("ServiceCatalog.CreatePortfolio"))?;
+            portfolio_id = out.portfolio_detail.and_then(|p| p.id);
+            self.done.push(&c.address);
+        }
+        for c in self.of(ResourceType::Portfolio, Action::Update) {
+            let id = c
+                .after_as::<PortfolioSide>()?
+                .id
+                .clone()
+                .unwrap_or_default();
+            // Only the tags that differ: AddTags takes at most 20, and tags that left the
+            // manifest must be removed or the plan never converges.
+            let live_tags = c
+                .before_as::<LivePortfolioSide>()?
+                .tags
+                .clone()
+                .unwrap_or_default();
+            let add: BTreeMap<String, String> = d
+                .tags
                 .iter()
-                .filter_map(|p| Some((p.tags.get(TAG_PRODUCT)?.clone(), p.id.clone())))
-                .collect()
+                .filter(|(k, v)| live_tags.get(*k) != Some(*v))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            let remove: Vec<String> = live_tags
+                .keys()
+                .filter(|k| !d.tags.contains_key(*k))
+                .cloned()
+                .collect();
+            self.started(c, "UpdatePortfolio".into());
+            self.sc
+                .update_portfolio()
+                .id(&id)
+                .display_name(&d.display_name)
+                .provider_name(&d.provider_name)
+                // An absent Description leaves the old one; an empty one clears it.
+                .description(d.description.clone().unwrap_or_default())
+                .set_add_tags((!add.is_empty()).then(|| tags(&add)))
+                .set_remove_tags((!remove.is_empty()).then_some(remove))
+                .send()
+                .await
+                .map_err(sc_err("ServiceCatalog.UpdatePortfolio"))?;
+            self.done.push(&c.address);
+        }
+        portfolio_id
+            .ok_or_else(|| ApplyError::Inconsistent(format!("portfolio {}: no id", self.name)))
+    }
+
+    fn live_portfolio(&self) -> Option<&'a crate::live::catalog::LivePortfolio> {
+        self.live.portfolios.iter().find(|l| {
+            l.account == self.hub_id
+                && l.tags.get(TAG_PORTFOLIO).map(String::as_str) == Some(self.name)
         })
-        .unwrap_or_default();
-    for c in changes {
-        if c.resource_type == ResourceType::Product {
-            if let Some(id) = s(&c.after, "id") {
-                product_ids.insert(s(&c.after, "name").unwrap_or_default(), id);
-            }
-        } else if let (Some(product), Some(id)) = (s(&c.after, "product"), s(&c.after, "productId"))
-        {
-            product_ids.insert(product, id);
-        }
     }
-    let mut first_versions: Vec<String> = Vec::new();
-    for c in of(ResourceType::Product, Action::Create) {
-        let pname = s(&c.after, "name").unwrap_or_default();
-        let p = d.products.iter().find(|p| p.name == pname).ok_or_else(|| {
-            ApplyError::Inconsistent(format!("product {pname} is not in the manifest"))
-        })?;
-        let first = p
-            .versions
-            .first()
-            .ok_or_else(|| ApplyError::Inconsistent(format!("product {pname} has no version")))?;
-        let url = template_url(&hub, &hub_id, region, &first.template.text).await?;
-        started(
-            c,
-            format!(
-                "CreateProduct {} with version {}",
-                p.display_name, first.name
-            ),
-        );
-        let out = sc
-            .create_product()
-            .name(&p.display_name)
-            .owner(&p.owner)
-            .set_description(p.description.clone())
-            .set_distributor(p.distributor.clone())
-            .set_support_email(p.support_email.clone())
-            .product_type(ProductType::CloudFormationTemplate)
-            .set_tags(Some(tags(&p.tags)))
-            .provisioning_artifact_parameters(
-                ProvisioningArtifactProperties::builder()
-                    .name(&first.name)
-                    .set_description(first.description.clone())
-                    .info("LoadTemplateFromURL", url)
-                    .r#type(ProvisioningArtifactType::CloudFormationTemplate)
-                    .build(),
-            )
-            .idempotency_token(token(&c.address))
-            .send()
-            .await
-            .map_err(sc_err("ServiceCatalog.CreateProduct"))?;
-        let product_id = out
-            .product_view_detail
-            .and_then(|v| v.product_view_summary)
-            .and_then(|s| s.product_id)
+
+    /// Products created (with their first version) and updated; the ids of all products by
+    /// manifest name, and the versions created with their product.
+    async fn products(
+        &mut self,
+        d: &DesiredPortfolio,
+        pid: &str,
+    ) -> Result<(HashMap<String, String>, Vec<Address>), ApplyError> {
+        let mut first_versions = Vec::new();
+        // Ids of existing products: from the live portfolio, and from changes that name them
+        // (a constraint added to an existing product names its id only there).
+        let mut product_ids: HashMap<String, String> = self
+            .live_portfolio()
+            .map(|l| {
+                l.products
+                    .iter()
+                    .filter_map(|p| Some((p.tags.get(TAG_PRODUCT)?.clone(), p.id.clone())))
+                    .collect()
+            })
             .unwrap_or_default();
-        sc.associate_product_with_portfolio()
-            .product_id(&product_id)
-            .portfolio_id(&pid)
-            .send()
-            .await
-            .map_err(sc_err("ServiceCatalog.AssociateProductWithPortfolio"))?;
-        product_ids.insert(pname.clone(), product_id);
-        first_versions.push(format!("productVersion:{name}/{pname}/{}", first.name));
-        done.push(c.address.clone());
-    }
-    for c in of(ResourceType::Product, Action::Update) {
-        let id = s(&c.after, "id").unwrap_or_default();
-        let pname = s(&c.after, "name").unwrap_or_default();
-        let Some(p) = d.products.iter().find(|p| p.name == pname) else {
-            continue;
-        };
-        started(c, "UpdateProduct".into());
-        sc.update_product()
-            .id(&id)
-            .name(&p.display_name)
-            .owner(&p.owner)
-            // Absent leaves the old value; empty clears it (read back as absent).
-            .description(p.description.clone().unwrap_or_default())
-            .distributor(p.distributor.clone().unwrap_or_default())
-            .support_email(p.support_email.clone().unwrap_or_default())
-            .send()
-            .await
-            .map_err(sc_err("ServiceCatalog.UpdateProduct"))?;
-        done.push(c.address.clone());
-    }
-    for c in of(ResourceType::ProductVersion, Action::Create) {
-        if first_versions.contains(&c.address) {
-            // Created together with its product.
-            done.push(c.address.clone());
-            continue;
-        }
-        let pname = s(&c.after, "product").unwrap_or_default();
-        let vname = s(&c.after, "name").unwrap_or_default();
-        let product_id = product_ids.get(&pname).cloned().unwrap_or_default();
-        let v = d
-            .products
-            .iter()
-            .find(|p| p.name == pname)
-            .and_then(|p| p.versions.iter().find(|v| v.name == vname))
-            .ok_or_else(|| {
-                ApplyError::Inconsistent(format!(
-                    "version {vname} of {pname} is not in the manifest"
-                ))
+        product_ids.extend(self.changes.iter().filter_map(|c| product_in(c)));
+        for c in self.of(ResourceType::Product, Action::Create) {
+            let pname = c.after_as::<ProductSide>()?.name.clone();
+            let p = d.products.iter().find(|p| p.name == pname).ok_or_else(|| {
+                ApplyError::Inconsistent(format!("product {pname} is not in the manifest"))
             })?;
-        let url = template_url(&hub, &hub_id, region, &v.template.text).await?;
-        started(c, format!("CreateProvisioningArtifact {vname}"));
-        sc.create_provisioning_artifact()
-            .product_id(&product_id)
-            .parameters(
-                ProvisioningArtifactProperties::builder()
-                    .name(&vname)
-                    .set_description(v.description.clone())
-                    .info("LoadTemplateFromURL", url)
-                    .r#type(ProvisioningArtifactType::CloudFormationTemplate)
-                    .build(),
-            )
-            .idempotency_token(token(&c.address))
-            .send()
-            .await
-            .map_err(sc_err("ServiceCatalog.CreateProvisioningArtifact"))?;
-        done.push(c.address.clone());
-    }
-    for c in of(ResourceType::ProductVersion, Action::Delete) {
-        let product_id = s(&c.before, "productId").unwrap_or_default();
-        let id = s(&c.before, "id").unwrap_or_default();
-        started(c, "DeleteProvisioningArtifact".into());
-        sc.delete_provisioning_artifact()
-            .product_id(&product_id)
-            .provisioning_artifact_id(&id)
-            .send()
-            .await
-            .map_err(sc_err("ServiceCatalog.DeleteProvisioningArtifact"))?;
-        done.push(c.address.clone());
-    }
-    for c in of(ResourceType::ProductVersion, Action::Update) {
-        let product_id = s(&c.after, "productId").unwrap_or_default();
-        let id = s(&c.after, "id").unwrap_or_default();
-        let active = c
-            .after
-            .as_ref()
-            .and_then(|a| a.get("active"))
-            .and_then(|a| a.as_bool())
-            .unwrap_or(true);
-        started(c, format!("UpdateProvisioningArtifact Active={active}"));
-        sc.update_provisioning_artifact()
-            .product_id(&product_id)
-            .provisioning_artifact_id(&id)
-            .active(active)
-            .send()
-            .await
-            .map_err(sc_err("ServiceCatalog.UpdateProvisioningArtifact"))?;
-        done.push(c.address.clone());
-    }
-
-    // Launch constraints.
-    for c in of(ResourceType::Constraint, Action::Create)
-        .into_iter()
-        .chain(of(ResourceType::Constraint, Action::Replace))
-    {
-        let pname = s(&c.after, "product").unwrap_or_default();
-        let role = s(&c.after, "localRoleName").unwrap_or_default();
-        let product_id = product_ids.get(&pname).cloned().unwrap_or_default();
-        started(c, format!("CreateConstraint LAUNCH {role}"));
-        sc.create_constraint()
-            .portfolio_id(&pid)
-            .product_id(&product_id)
-            .r#type("LAUNCH")
-            .parameters(launch_parameters(&role))
-            .idempotency_token(token(&c.address))
-            .send()
-            .await
-            .map_err(sc_err("ServiceCatalog.CreateConstraint"))?;
-        done.push(c.address.clone());
-    }
-
-    // Tag options: reuse the account's tag option when it exists, then associate.
-    for c in of(ResourceType::TagOption, Action::Create) {
-        let key = s(&c.after, "key").unwrap_or_default();
-        let value = s(&c.after, "value").unwrap_or_default();
-        started(c, format!("AssociateTagOptionWithResource {key}={value}"));
-        let id = match find_tag_option(&sc, &key, &value).await? {
-            Some(id) => id,
-            None => match sc.create_tag_option().key(&key).value(&value).send().await {
-                Ok(out) => out.tag_option_detail.and_then(|t| t.id).unwrap_or_default(),
-                Err(e) => {
-                    let e = AwsError::call("ServiceCatalog.CreateTagOption", e);
-                    // Created by someone else since we listed: it is account-wide, reuse it.
-                    match e.code() {
-                        Some("DuplicateResourceException") => {
-                            find_tag_option(&sc, &key, &value).await?.ok_or(e)?
-                        }
-                        _ => return Err(e.into()),
-                    }
-                }
-            },
-        };
-        sc.associate_tag_option_with_resource()
-            .resource_id(&pid)
-            .tag_option_id(&id)
-            .send()
-            .await
-            .map_err(sc_err("ServiceCatalog.AssociateTagOptionWithResource"))?;
-        done.push(c.address.clone());
-    }
-
-    // Principals in the hub.
-    for c in of(ResourceType::Principal, Action::Create)
-        .into_iter()
-        .filter(|c| !c.address.contains('@'))
-    {
-        let principal = s(&c.after, "principal").unwrap_or_default();
-        started(c, format!("AssociatePrincipalWithPortfolio {principal}"));
-        sc.associate_principal_with_portfolio()
-            .portfolio_id(&pid)
-            .principal_arn(&principal)
-            .principal_type(PrincipalType::Iam)
-            .send()
-            .await
-            .map_err(sc_err("ServiceCatalog.AssociatePrincipalWithPortfolio"))?;
-        done.push(c.address.clone());
-    }
-
-    // Shares; account shares are accepted in the recipient, then its principals associated.
-    for c in of(ResourceType::Share, Action::Create) {
-        started(c, "CreatePortfolioShare".into());
-        let mut req = sc.create_portfolio_share().portfolio_id(&pid);
-        if let Some(unit) = s(&c.after, "unitId") {
-            req = req.organization_node(
-                OrganizationNode::builder()
-                    .r#type(OrganizationNodeType::OrganizationalUnit)
-                    .value(unit)
-                    .build(),
+            let first = p.versions.first().ok_or_else(|| {
+                ApplyError::Inconsistent(format!("product {pname} has no version"))
+            })?;
+            let url =
+                template_url(&self.hub, &self.hub_id, self.region, &first.template.text).await?;
+            self.started(
+                c,
+                format!(
+                    "CreateProduct {} with version {}",
+                    p.display_name, first.name
+                ),
             );
-        } else if let Some(account) = s(&c.after, "account") {
-            req = req.account_id(account);
-        } else {
-            return Err(ApplyError::Inconsistent(format!(
-                "{}: the recipient is not known yet; run apply again",
-                c.address
-            )));
+            let out = self
+                .sc
+                .create_product()
+                .name(&p.display_name)
+                .owner(&p.owner)
+                .set_description(p.description.clone())
+                .set_distributor(p.distributor.clone())
+                .set_support_email(p.support_email.clone())
+                .product_type(ProductType::CloudFormationTemplate)
+                .set_tags(Some(tags(&p.tags)))
+                .provisioning_artifact_parameters(
+                    ProvisioningArtifactProperties::builder()
+                        .name(&first.name)
+                        .set_description(first.description.clone())
+                        .info("LoadTemplateFromURL", url)
+                        .r#type(ProvisioningArtifactType::CloudFormationTemplate)
+                        .build(),
+                )
+                .idempotency_token(self.token(c))
+                .send()
+                .await
+                .map_err(sc_err("ServiceCatalog.CreateProduct"))?;
+            let product_id = out
+                .product_view_detail
+                .and_then(|v| v.product_view_summary)
+                .and_then(|s| s.product_id)
+                .unwrap_or_default();
+            self.sc
+                .associate_product_with_portfolio()
+                .product_id(&product_id)
+                .portfolio_id(pid)
+                .send()
+                .await
+                .map_err(sc_err("ServiceCatalog.AssociateProductWithPortfolio"))?;
+            product_ids.insert(pname.clone(), product_id);
+            first_versions.push(Address::ProductVersion {
+                portfolio: self.name.to_string(),
+                product: pname.clone(),
+                version: first.name.clone(),
+            });
+            self.done.push(&c.address);
         }
-        let out = req
-            .send()
-            .await
-            .map_err(sc_err("ServiceCatalog.CreatePortfolioShare"))?;
-        // Organization-node shares run asynchronously: the token says when they are done.
-        if let Some(token) = out.portfolio_share_token() {
-            wait_share(&sc, token, &c.address, polling, progress).await?;
+        for c in self.of(ResourceType::Product, Action::Update) {
+            let after: &ProductSide = c.after_as()?;
+            let Some(p) = d.products.iter().find(|p| p.name == after.name) else {
+                continue;
+            };
+            self.started(c, "UpdateProduct".into());
+            self.sc
+                .update_product()
+                .id(after.id.clone().unwrap_or_default())
+                .name(&p.display_name)
+                .owner(&p.owner)
+                // Absent leaves the old value; empty clears it (read back as absent).
+                .description(p.description.clone().unwrap_or_default())
+                .distributor(p.distributor.clone().unwrap_or_default())
+                .support_email(p.support_email.clone().unwrap_or_default())
+                .send()
+                .await
+                .map_err(sc_err("ServiceCatalog.UpdateProduct"))?;
+            self.done.push(&c.address);
         }
-        done.push(c.address.clone());
+        Ok((product_ids, first_versions))
     }
-    for c in of(ResourceType::Share, Action::Create)
-        .into_iter()
-        .chain(of(ResourceType::Share, Action::Update))
-    {
-        let Some(account) = s(&c.after, "account") else {
-            continue;
-        };
-        progress.event(Event::Started {
-            address: c.address.clone(),
-            what: format!("AcceptPortfolioShare in {account}"),
-        });
-        let edge = edge_for(aws, live, &account).await?;
-        accept_share(&edge.servicecatalog(region), &pid, &account, polling).await?;
-        if c.action == Action::Update {
-            done.push(c.address.clone());
-        }
-    }
-    for c in of(ResourceType::Principal, Action::Create)
-        .into_iter()
-        .filter(|c| c.address.contains('@'))
-    {
-        let account = s(&c.after, "account").ok_or_else(|| {
-            ApplyError::Inconsistent(format!("{}: the recipient is not known yet", c.address))
-        })?;
-        let principal = s(&c.after, "principal").unwrap_or_default();
-        started(
-            c,
-            format!("AssociatePrincipalWithPortfolio {principal} in {account}"),
-        );
-        let edge = edge_for(aws, live, &account).await?;
-        edge.servicecatalog(region)
-            .associate_principal_with_portfolio()
-            .portfolio_id(&pid)
-            .principal_arn(&principal)
-            .principal_type(PrincipalType::Iam)
-            .send()
-            .await
-            .map_err(sc_err("ServiceCatalog.AssociatePrincipalWithPortfolio"))?;
-        done.push(c.address.clone());
-    }
-    Ok(done.into_vec())
-}
 
-/// Disassociates a principal deleted by the plan, in the account it was associated in.
-async fn disassociate(
-    aws: &Aws,
-    live: &LiveState,
-    hub_id: &str,
-    region: &str,
-    c: &Change,
-    progress: &dyn Progress,
-) -> Result<(), ApplyError> {
-    let account = s(&c.before, "account").unwrap_or_else(|| hub_id.to_string());
-    let pid = s(&c.before, "portfolioId").unwrap_or_default();
-    let principal = s(&c.before, "principal").unwrap_or_default();
-    progress.event(Event::Started {
-        address: c.address.clone(),
-        what: format!("DisassociatePrincipalFromPortfolio {principal}"),
-    });
-    edge_for(aws, live, &account)
-        .await?
-        .servicecatalog(region)
-        .disassociate_principal_from_portfolio()
-        .portfolio_id(&pid)
-        .principal_arn(&principal)
-        .send()
-        .await
-        .map_err(sc_err("ServiceCatalog.DisassociatePrincipalFromPortfolio"))?;
-    Ok(())
+    async fn versions(
+        &mut self,
+        d: &DesiredPortfolio,
+        product_ids: &HashMap<String, String>,
+        first_versions: &[Address],
+    ) -> Result<(), ApplyError> {
+        for c in self.of(ResourceType::ProductVersion, Action::Create) {
+            if first_versions.contains(&c.address) {
+                // Created together with its product.
+                self.done.push(&c.address);
+                continue;
+            }
+            let after: &VersionSide = c.after_as()?;
+            let pname = after.product.clone().unwrap_or_default();
+            let vname = &after.name;
+            let product_id = product_ids.get(&pname).cloned().unwrap_or_default();
+            let v = d
+                .products
+                .iter()
+                .find(|p| p.name == pname)
+                .and_then(|p| p.versions.iter().find(|v| &v.name == vname))
+                .ok_or_else(|| {
+                    ApplyError::Inconsistent(format!(
+                        "version {vname} of {pname} is not in the manifest"
+                    ))
+                })?;
+            let url = template_url(&self.hub, &self.hub_id, self.region, &v.template.text).await?;
+            self.started(c, format!("CreateProvisioningArtifact {vname}"));
+            self.sc
+                .create_provisioning_artifact()
+                .product_id(&product_id)
+                .parameters(
+                    ProvisioningArtifactProperties::builder()
+                        .name(vname)
+                        .set_description(v.description.clone())
+                        .info("LoadTemplateFromURL", url)
+                        .r#type(ProvisioningArtifactType::CloudFormationTemplate)
+                        .build(),
+                )
+                .idempotency_token(self.token(c))
+                .send()
+                .await
+                .map_err(sc_err("ServiceCatalog.CreateProvisioningArtifact"))?;
+            self.done.push(&c.address);
+        }
+        for c in self.of(ResourceType::ProductVersion, Action::Delete) {
+            let b: &VersionSide = c.before_as()?;
+            self.started(c, "DeleteProvisioningArtifact".into());
+            self.sc
+                .delete_provisioning_artifact()
+                .product_id(b.product_id.clone().unwrap_or_default())
+                .provisioning_artifact_id(b.id.clone().unwrap_or_default())
+                .send()
+                .await
+                .map_err(sc_err("ServiceCatalog.DeleteProvisioningArtifact"))?;
+            self.done.push(&c.address);
+        }
+        for c in self.of(ResourceType::ProductVersion, Action::Update) {
+            let after: &VersionSide = c.after_as()?;
+            let active = after.active;
+            self.started(c, format!("UpdateProvisioningArtifact Active={active}"));
+            self.sc
+                .update_provisioning_artifact()
+                .product_id(after.product_id.clone().unwrap_or_default())
+                .provisioning_artifact_id(after.id.clone().unwrap_or_default())
+                .active(active)
+                .send()
+                .await
+                .map_err(sc_err("ServiceCatalog.UpdateProvisioningArtifact"))?;
+            self.done.push(&c.address);
+        }
+        Ok(())
+    }
+
+    /// Launch constraints.
+    async fn constraints(
+        &mut self,
+        pid: &str,
+        product_ids: &HashMap<String, String>,
+    ) -> Result<(), ApplyError> {
+        for c in self
+            .of(ResourceType::Constraint, Action::Create)
+            .into_iter()
+            .chain(self.of(ResourceType::Constraint, Action::Replace))
+        {
+            let after: &ConstraintSide = c.after_as()?;
+            let role = &after.local_role_name;
+            let product_id = product_ids.get(&after.product).cloned().unwrap_or_default();
+            self.started(c, format!("CreateConstraint LAUNCH {role}"));
+            self.sc
+                .create_constraint()
+                .portfolio_id(pid)
+                .product_id(&product_id)
+                .r#type("LAUNCH")
+                .parameters(launch_parameters(role))
+                .idempotency_token(self.token(c))
+                .send()
+                .await
+                .map_err(sc_err("ServiceCatalog.CreateConstraint"))?;
+            self.done.push(&c.address);
+        }
+        Ok(())
+    }
+
+    /// Tag options: reuse the account's tag option when it exists, then associate.
+    async fn tag_options(&mut self, pid: &str) -> Result<(), ApplyError> {
+        for c in self.of(ResourceType::TagOption, Action::Create) {
+            let after: &TagOptionSide = c.after_as()?;
+            let (key, value) = (&after.key, &after.value);
+            self.started(c, format!("AssociateTagOptionWithResource {key}={value}"));
+            let sc = &self.sc;
+            let id = match find_tag_option(sc, key, value).await? {
+                Some(id) => id,
+                None => match sc.create_tag_option().key(key).value(value).send().await {
+                    Ok(out) => out.tag_option_detail.and_then(|t| t.id).unwrap_or_default(),
+                    Err(e) => {
+                        let e = AwsError::call("ServiceCatalog.CreateTagOption", e);
+                        // Created by someone else since we listed: it is account-wide, reuse
+                        // it.
+                        match e.code() {
+                            Some("DuplicateResourceException") => {
+                                find_tag_option(sc, key, value).await?.ok_or(e)?
+                            }
+                            _ => return Err(e.into()),
+                        }
+                    }
+                },
+            };
+            sc.associate_tag_option_with_resource()
+                .resource_id(pid)
+                .tag_option_id(&id)
+                .send()
+                .await
+                .map_err(sc_err("ServiceCatalog.AssociateTagOptionWithResource"))?;
+            self.done.push(&c.address);
+        }
+        Ok(())
+    }
+
+    async fn hub_principals(&mut self, pid: &str) -> Result<(), ApplyError> {
+        for c in self
+            .of(ResourceType::Principal, Action::Create)
+            .into_iter()
+            .filter(|c| !in_recipient(c))
+        {
+            let principal = &c.after_as::<PrincipalSide>()?.principal;
+            self.started(c, format!("AssociatePrincipalWithPortfolio {principal}"));
+            self.sc
+                .associate_principal_with_portfolio()
+                .portfolio_id(pid)
+                .principal_arn(principal)
+                .principal_type(PrincipalType::Iam)
+                .send()
+                .await
+                .map_err(sc_err("ServiceCatalog.AssociatePrincipalWithPortfolio"))?;
+            self.done.push(&c.address);
+        }
+        Ok(())
+    }
+
+    /// Shares; account shares are accepted in the recipient.
+    async fn shares(&mut self, pid: &str) -> Result<(), ApplyError> {
+        for c in self.of(ResourceType::Share, Action::Create) {
+            let after: &ShareSide = c.after_as()?;
+            self.started(c, "CreatePortfolioShare".into());
+            let mut req = self.sc.create_portfolio_share().portfolio_id(pid);
+            if let Some(unit) = after.unit_id.clone().flatten() {
+                req = req.organization_node(unit_node(&unit));
+            } else if let Some(account) = after.account.clone().flatten() {
+                req = req.account_id(account);
+            } else {
+                return Err(ApplyError::Inconsistent(format!(
+                    "{}: the recipient is not known yet; run apply again",
+                    c.address
+                )));
+            }
+            let out = req
+                .send()
+                .await
+                .map_err(sc_err("ServiceCatalog.CreatePortfolioShare"))?;
+            // Organization-node shares run asynchronously: the token says when they are done.
+            if let Some(token) = out.portfolio_share_token() {
+                wait_share(
+                    &self.sc,
+                    token,
+                    &c.address.to_string(),
+                    self.polling,
+                    self.progress,
+                )
+                .await?;
+            }
+            self.done.push(&c.address);
+        }
+        for c in self
+            .of(ResourceType::Share, Action::Create)
+            .into_iter()
+            .chain(self.of(ResourceType::Share, Action::Update))
+        {
+            let Some(account) = c.after_as::<ShareSide>()?.account.clone().flatten() else {
+                continue;
+            };
+            self.started(c, format!("AcceptPortfolioShare in {account}"));
+            let edge = edge_for(self.aws, self.live, &account).await?;
+            accept_share(
+                &edge.servicecatalog(self.region),
+                pid,
+                &account,
+                self.polling,
+            )
+            .await?;
+            if c.action == Action::Update {
+                self.done.push(&c.address);
+            }
+        }
+        Ok(())
+    }
+
+    /// Principals in recipient accounts, once their share is accepted.
+    async fn recipient_principals(&mut self, pid: &str) -> Result<(), ApplyError> {
+        for c in self
+            .of(ResourceType::Principal, Action::Create)
+            .into_iter()
+            .filter(|c| in_recipient(c))
+        {
+            let after: &PrincipalSide = c.after_as()?;
+            let account = after.account.clone().ok_or_else(|| {
+                ApplyError::Inconsistent(format!("{}: the recipient is not known yet", c.address))
+            })?;
+            let principal = &after.principal;
+            self.started(
+                c,
+                format!("AssociatePrincipalWithPortfolio {principal} in {account}"),
+            );
+            let edge = edge_for(self.aws, self.live, &account).await?;
+            edge.servicecatalog(self.region)
+                .associate_principal_with_portfolio()
+                .portfolio_id(pid)
+                .principal_arn(principal)
+                .principal_type(PrincipalType::Iam)
+                .send()
+                .await
+                .map_err(sc_err("ServiceCatalog.AssociatePrincipalWithPortfolio"))?;
+            self.done.push(&c.address);
+        }
+        Ok(())
+    }
+
+    /// Disassociates a principal deleted by the plan, in the account it was associated in.
+    async fn disassociate(&self, c: &Change) -> Result<(), ApplyError> {
+        let b: &PrincipalSide = c.before_as()?;
+        let account = b.account.clone().unwrap_or_else(|| self.hub_id.clone());
+        self.started(
+            c,
+            format!("DisassociatePrincipalFromPortfolio {}", b.principal),
+        );
+        edge_for(self.aws, self.live, &account)
+            .await?
+            .servicecatalog(self.region)
+            .disassociate_principal_from_portfolio()
+            .portfolio_id(b.portfolio_id.clone().unwrap_or_default())
+            .principal_arn(&b.principal)
+            .send()
+            .await
+            .map_err(sc_err("ServiceCatalog.DisassociatePrincipalFromPortfolio"))?;
+        Ok(())
+    }
 }
 
 /// Detaches everything from a pruned portfolio, as AWS requires before DeletePortfolio:

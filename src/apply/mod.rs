@@ -12,8 +12,10 @@ use crate::aws::{Aws, AwsError};
 use crate::live::LiveState;
 use crate::live::read::TAG_OVERRIDES;
 use crate::plan::desired::{Desired, DesiredInstance, DesiredStackSet};
-use crate::plan::diff::OVERRIDES_REASON;
-use crate::plan::{Action, Change, Hint, Plan, ResourceType};
+use crate::plan::{
+    AccountSide, Action, Address, Change, Hint, InstanceSide, Plan, ResourceType, ShapeError,
+    StackSetSide, UnitSide,
+};
 use futures::stream::{self, StreamExt};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
@@ -32,6 +34,8 @@ pub enum ApplyError {
     Several(Vec<String>),
     #[error("{0}")]
     Inconsistent(String),
+    #[error(transparent)]
+    Shape(#[from] ShapeError),
     #[error("{what} failed: {reason}")]
     ShareFailed { what: String, reason: String },
     #[error("{what} failed: {reason} ({hint})")]
@@ -108,7 +112,7 @@ impl Progress for Silent {
 /// The changes carried out, in order. Each is reported as `Event::Done` the moment it is
 /// recorded, so progress, and a stop or failure part-way, know how much live has moved.
 pub(crate) struct Done<'a> {
-    addresses: Vec<String>,
+    addresses: Vec<Address>,
     progress: &'a dyn Progress,
 }
 
@@ -120,19 +124,19 @@ impl<'a> Done<'a> {
         }
     }
 
-    pub(crate) fn push(&mut self, address: String) {
+    pub(crate) fn push(&mut self, address: &Address) {
         self.progress.event(Event::Done {
-            address: address.clone(),
+            address: address.to_string(),
         });
-        self.addresses.push(address);
+        self.addresses.push(address.clone());
     }
 
     /// Adds changes another `Done` already reported.
-    pub(crate) fn append(&mut self, reported: Vec<String>) {
+    pub(crate) fn append(&mut self, reported: Vec<Address>) {
         self.addresses.extend(reported);
     }
 
-    pub(crate) fn into_vec(self) -> Vec<String> {
+    pub(crate) fn into_vec(self) -> Vec<Address> {
         self.addresses
     }
 }
@@ -158,7 +162,7 @@ pub struct StepFailure {
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct Report {
     /// Addresses of changes carried out.
-    pub done: Vec<String>,
+    pub done: Vec<Address>,
     pub failures: Vec<StepFailure>,
     /// AWS stack-set operations started, by stack set.
     pub operations: BTreeMap<String, Vec<String>>,
@@ -182,7 +186,7 @@ pub async fn organization(
     estate: &str,
     polling: Polling,
     progress: &dyn Progress,
-) -> Result<Vec<String>, ApplyError> {
+) -> Result<Vec<Address>, ApplyError> {
     let org = aws.organizations();
     let mut done = Done::new(progress);
     let mut unit_ids: BTreeMap<String, String> = live
@@ -205,14 +209,13 @@ pub async fn organization(
         .iter()
         .filter(|c| c.resource_type == ResourceType::Unit)
     {
-        let path = json_str(&c.after, "path")?;
-        let parent = json_str(&c.after, "parent")?;
-        let parent_id = unit_ids.get(&parent).cloned().ok_or_else(|| {
+        let UnitSide { path, parent } = c.after_as()?;
+        let parent_id = unit_ids.get(parent).cloned().ok_or_else(|| {
             ApplyError::Inconsistent(format!("parent unit {parent} of {path} does not exist"))
         })?;
         let name = path.rsplit('/').next().unwrap_or_default();
         progress.event(Event::Started {
-            address: c.address.clone(),
+            address: c.address.to_string(),
             what: format!("CreateOrganizationalUnit {name} under {parent}"),
         });
         let out = org
@@ -227,8 +230,8 @@ pub async fn organization(
             .organizational_unit
             .and_then(|u| u.id)
             .unwrap_or_default();
-        unit_ids.insert(path, id);
-        done.push(c.address.clone());
+        unit_ids.insert(path.clone(), id);
+        done.push(&c.address);
     }
 
     // New accounts, several at once: each is created (or found, if an earlier run's request
@@ -239,17 +242,17 @@ pub async fn organization(
         .iter()
         .filter(|c| c.resource_type == ResourceType::Account && c.action == Action::Create)
     {
+        let after: &AccountSide = c.after_as()?;
+        let given = |v: &Option<String>, what: &str| {
+            v.clone().ok_or_else(|| {
+                ApplyError::Inconsistent(format!("{}: the plan gives no {what}", c.address))
+            })
+        };
         creates.push(NewAccount {
             address: c.address.clone(),
-            name: json_str(&c.after, "name")?,
-            email: json_str(&c.after, "email")?,
-            unit: c
-                .after
-                .as_ref()
-                .and_then(|a| a.get("unit"))
-                .and_then(|u| u.as_str())
-                .filter(|u| *u != "/")
-                .map(str::to_string),
+            name: given(&after.name, "name")?,
+            email: given(&after.email, "email")?,
+            unit: after.unit.clone().filter(|u| u != "/"),
         });
     }
     if !creates.is_empty() {
@@ -259,7 +262,7 @@ pub async fn organization(
             let earlier = &earlier;
             async move {
                 progress.event(Event::Started {
-                    address: a.address.clone(),
+                    address: a.address.to_string(),
                     what: format!("CreateAccount {} <{}>", a.name, a.email),
                 });
                 let id = find_or_create_account(aws, a, earlier, estate, polling).await?;
@@ -277,7 +280,7 @@ pub async fn organization(
         let mut failures = Vec::new();
         while let Some(result) = results.next().await {
             match result {
-                Ok(address) => done.push(address),
+                Ok(address) => done.push(&address),
                 Err(e) => failures.push(e),
             }
         }
@@ -298,26 +301,29 @@ pub async fn organization(
         .iter()
         .filter(|c| c.resource_type == ResourceType::Account && c.action == Action::Update)
     {
-        let unit = c
-            .after
-            .as_ref()
-            .and_then(|a| a.get("unit"))
-            .and_then(|u| u.as_str())
-            .map(str::to_string);
-        let id = json_str(&c.before, "id")?;
-        let from = json_str(&c.before, "unit")?;
-        let to = unit.ok_or_else(|| ApplyError::Inconsistent("move without unit".into()))?;
+        let before: &AccountSide = c.before_as()?;
+        let (Some(id), Some(from)) = (&before.id, &before.unit) else {
+            return Err(ApplyError::Inconsistent(format!(
+                "{}: the plan gives no account id or unit to move from",
+                c.address
+            )));
+        };
+        let to = c
+            .after_as::<AccountSide>()?
+            .unit
+            .clone()
+            .ok_or_else(|| ApplyError::Inconsistent("move without unit".into()))?;
         progress.event(Event::Started {
-            address: c.address.clone(),
+            address: c.address.to_string(),
             what: format!("MoveAccount {id} {from} → {to}"),
         });
-        let (Some(src), Some(dest)) = (unit_ids.get(&from), unit_ids.get(&to)) else {
+        let (Some(src), Some(dest)) = (unit_ids.get(from), unit_ids.get(&to)) else {
             return Err(ApplyError::Inconsistent(format!(
                 "cannot move {id}: unit {from} or {to} is unknown"
             )));
         };
-        move_account(aws, &id, src, dest, polling).await?;
-        done.push(c.address.clone());
+        move_account(aws, id, src, dest, polling).await?;
+        done.push(&c.address);
     }
     // Accounts are never closed or removed by the reconciler.
     Ok(done.into_vec())
@@ -328,7 +334,7 @@ pub const ACCOUNT_CREATIONS_AT_ONCE: usize = 4;
 
 /// An account the plan creates.
 struct NewAccount {
-    address: String,
+    address: Address,
     name: String,
     email: String,
     unit: Option<String>,
@@ -426,7 +432,9 @@ pub async fn create_account(
     polling: Polling,
 ) -> Result<String, ApplyError> {
     let a = NewAccount {
-        address: format!("account:{name}"),
+        address: Address::Account {
+            key: name.to_string(),
+        },
         name: name.to_string(),
         email: email.to_string(),
         unit: None,
@@ -590,7 +598,9 @@ pub async fn stack_sets(
                     ResourceType::StackSet | ResourceType::StackInstance
                 )
         }) {
-            let name = stack_set_of(c);
+            let Some(name) = c.address.stack_set() else {
+                continue;
+            };
             let wave = desired
                 .stack_sets
                 .iter()
@@ -621,32 +631,34 @@ pub async fn stack_sets(
         for c in plan.changes.iter().filter(|c| {
             c.environment.as_deref() == Some(env) && c.resource_type == ResourceType::Pipeline
         }) {
-            let pipeline = c.address.trim_start_matches("pipeline:");
+            let Address::Pipeline { name: pipeline } = &c.address else {
+                continue;
+            };
             if not_done.contains(&crate::pipeline::tools_stack_set(pipeline)) {
                 progress.event(Event::Failed {
-                    address: c.address.clone(),
+                    address: c.address.to_string(),
                     message: "skipped: the pipeline's tools part did not apply".into(),
                 });
                 continue;
             }
             progress.event(Event::Started {
-                address: c.address.clone(),
+                address: c.address.to_string(),
                 what: "PutObject source bundle".into(),
             });
-            match upload_source(aws, c, desired, opts).await {
+            match upload_source(aws, pipeline, desired, opts).await {
                 Ok(()) => {
                     progress.event(Event::Done {
-                        address: c.address.clone(),
+                        address: c.address.to_string(),
                     });
                     report.done.push(c.address.clone());
                 }
                 Err(message) => {
                     progress.event(Event::Failed {
-                        address: c.address.clone(),
+                        address: c.address.to_string(),
                         message: message.clone(),
                     });
                     report.failures.push(StepFailure {
-                        stack_set: c.address.clone(),
+                        stack_set: c.address.to_string(),
                         step: "UploadSourceBundle".into(),
                         message,
                         instances: Vec::new(),
@@ -670,11 +682,10 @@ pub async fn stack_sets(
 /// bucket policy refuses anything else), as the bucket's owner expects.
 async fn upload_source(
     aws: &Aws,
-    c: &Change,
+    pipeline: &str,
     desired: &Desired,
     opts: &Options,
 ) -> Result<(), String> {
-    let pipeline = c.address.trim_start_matches("pipeline:");
     let src = desired
         .sources
         .iter()
@@ -726,7 +737,9 @@ async fn run_wave(
             let changes: Vec<&Change> = plan
                 .changes
                 .iter()
-                .filter(|c| c.environment.as_deref() == Some(env) && stack_set_of(c) == name)
+                .filter(|c| {
+                    c.environment.as_deref() == Some(env) && c.address.stack_set() == Some(name)
+                })
                 .collect();
             let d = desired.stack_sets.iter().find(|d| d.name == name);
             let r =
@@ -758,18 +771,6 @@ async fn run_wave(
     failed
 }
 
-fn stack_set_of(c: &Change) -> &str {
-    match c.resource_type {
-        ResourceType::StackInstance => c
-            .address
-            .trim_start_matches("stackInstance:")
-            .split('/')
-            .next()
-            .unwrap_or_default(),
-        _ => c.address.trim_start_matches("stackSet:"),
-    }
-}
-
 struct StackSetOutcome<'a> {
     done: Done<'a>,
     operations: Vec<String>,
@@ -787,7 +788,7 @@ pub struct Batch {
     pub units: Vec<String>,
     /// Retries: the operations they follow, so each attempt has an operation id of its own.
     pub since: Vec<String>,
-    pub addresses: Vec<String>,
+    pub addresses: Vec<Address>,
 }
 
 /// Key of an instance group: its parameter overrides, whether stacks are retained, its units,
@@ -797,9 +798,9 @@ struct Overrides(BTreeMap<String, String>, bool, Vec<String>, String);
 
 /// Groups instance changes into as few calls as AWS allows: a call covers accounts × regions
 /// with one set of overrides, so instances are grouped by overrides, then by region set.
-pub fn batches(instances: &[(String, &DesiredInstanceView)]) -> Vec<Batch> {
+pub fn batches(instances: &[(Address, &DesiredInstanceView)]) -> Vec<Batch> {
     // (overrides, account) → (its regions, the plan addresses they cover)
-    let mut by_account: BTreeMap<Overrides, (BTreeSet<String>, Vec<String>)> = BTreeMap::new();
+    let mut by_account: BTreeMap<Overrides, (BTreeSet<String>, Vec<Address>)> = BTreeMap::new();
     for (address, i) in instances {
         let entry = by_account
             .entry(Overrides(
@@ -862,22 +863,15 @@ fn instance_view(
     d: Option<&DesiredStackSet>,
     c: &Change,
 ) -> Result<DesiredInstanceView, ApplyError> {
-    let side = c.after.as_ref().or(c.before.as_ref());
-    let account = side
-        .and_then(|v| v.get("account"))
-        .and_then(|v| v.as_str())
-        .map(str::to_string)
-        .ok_or_else(|| {
-            ApplyError::Inconsistent(format!(
-                "{}: the account is not known yet; run apply again once it exists",
-                c.address
-            ))
-        })?;
-    let region = side
-        .and_then(|v| v.get("region"))
-        .and_then(|v| v.as_str())
-        .unwrap_or_default()
-        .to_string();
+    let side: &InstanceSide = c.side_as()?;
+    let account = side.account.clone().ok_or_else(|| {
+        ApplyError::Inconsistent(format!(
+            "{}: the account is not known yet; run apply again once it exists",
+            c.address
+        ))
+    })?;
+    let region = side.region.clone();
+    let before = c.before_as::<InstanceSide>().ok();
     // Real override values (the Plan masks NoEcho ones) come from the desired state.
     let overrides = d
         .and_then(|d| {
@@ -889,12 +883,9 @@ fn instance_view(
         .unwrap_or_default();
     // Service-managed: created and updated through the environment's units, removed through
     // the unit AWS deployed the instance through.
-    let deployed_through = c
-        .before
-        .as_ref()
-        .and_then(|b| b.get("organizationalUnitId"))
-        .and_then(|u| u.as_str())
-        .map(|u| vec![u.to_string()]);
+    let deployed_through = before
+        .and_then(|b| b.organizational_unit_id.clone())
+        .map(|u| vec![u]);
     let units = match (d, c.action) {
         (_, Action::Delete) if deployed_through.is_some() => deployed_through.unwrap_or_default(),
         (Some(d), _) if d.permission_model == "SERVICE_MANAGED" => d.unit_ids.clone(),
@@ -912,12 +903,7 @@ fn instance_view(
         overrides,
         retain: c.hint == Some(Hint::RetainStacks),
         units,
-        since: c
-            .before
-            .as_ref()
-            .and_then(|b| b.get("lastOperation"))
-            .and_then(|v| v.as_str())
-            .map(str::to_string),
+        since: before.and_then(|b| b.last_operation.clone()),
     })
 }
 
@@ -954,7 +940,7 @@ async fn apply_stack_set<'p>(
         .iter()
         .find(|c| c.resource_type == ResourceType::StackSet);
     let instance_changes =
-        |action: Action| -> Result<Vec<(String, DesiredInstanceView)>, StepFailure> {
+        |action: Action| -> Result<Vec<(Address, DesiredInstanceView)>, StepFailure> {
             changes
                 .iter()
                 .filter(|c| c.resource_type == ResourceType::StackInstance && c.action == action)
@@ -969,7 +955,7 @@ async fn apply_stack_set<'p>(
     let set_action = set_change.map(|c| c.action);
     // Replace: AWS cannot change the permission model in place; delete everything, recreate.
     if set_action == Some(Action::Replace) || set_action == Some(Action::Delete) {
-        let live_instances: Vec<(String, DesiredInstanceView)> = instance_changes(Action::Delete)?;
+        let live_instances: Vec<(Address, DesiredInstanceView)> = instance_changes(Action::Delete)?;
         run_batches(
             &ops,
             "DeleteStackInstances",
@@ -982,7 +968,9 @@ async fn apply_stack_set<'p>(
             .await
             .map_err(|e| fail("DeleteStackSet", e.to_string(), Vec::new()))?;
         if set_action == Some(Action::Delete) {
-            outcome.done.push(format!("stackSet:{name}"));
+            outcome.done.push(&Address::StackSet {
+                name: name.to_string(),
+            });
             return Ok(outcome);
         }
     }
@@ -998,7 +986,9 @@ async fn apply_stack_set<'p>(
         ops.create_stack_set(d, &template)
             .await
             .map_err(|e| fail("CreateStackSet", e.to_string(), Vec::new()))?;
-        outcome.done.push(format!("stackSet:{name}"));
+        outcome.done.push(&Address::StackSet {
+            name: name.to_string(),
+        });
     }
     let updates = instance_changes(Action::Update)?;
     // The overrides digest tag tells the next plan whether instances' overrides must be read.
@@ -1006,13 +996,13 @@ async fn apply_stack_set<'p>(
     // leave a tag claiming overrides no instance has, and the next plan would not look: so the
     // first UpdateStackSet keeps the live tag, and the new one is written after the instances.
     let live_digest = set_change
-        .and_then(|c| c.before.as_ref()?.get("tags")?.get(TAG_OVERRIDES)?.as_str())
-        .map(str::to_string);
+        .and_then(|c| c.before_as::<StackSetSide>().ok())
+        .and_then(|b| b.tags.get(TAG_OVERRIDES).cloned());
     let digest_moves = set_action == Some(Action::Update)
         && !updates.is_empty()
         && d.and_then(|d| d.tags.get(TAG_OVERRIDES)) != live_digest.as_ref();
-    let tag_only = digest_moves
-        && set_change.is_some_and(|c| c.reason == format!("changed: {OVERRIDES_REASON}"));
+    let tag_only =
+        digest_moves && set_change.is_some_and(|c| c.hint == Some(Hint::OverridesTagOnly));
     let mut template = None;
     if set_action == Some(Action::Update) {
         let d = d.ok_or_else(|| fail("UpdateStackSet", "no desired state".into(), Vec::new()))?;
@@ -1039,7 +1029,9 @@ async fn apply_stack_set<'p>(
             ops.wait(&op, "UpdateStackSet").await?;
         }
         if !digest_moves {
-            outcome.done.push(format!("stackSet:{name}"));
+            outcome.done.push(&Address::StackSet {
+                name: name.to_string(),
+            });
         }
         template = Some(location);
     }
@@ -1073,7 +1065,9 @@ async fn apply_stack_set<'p>(
             .map_err(|e| fail("UpdateStackSet", e.to_string(), Vec::new()))?;
         outcome.operations.push(op.clone());
         ops.wait(&op, "UpdateStackSet").await?;
-        outcome.done.push(format!("stackSet:{name}"));
+        outcome.done.push(&Address::StackSet {
+            name: name.to_string(),
+        });
     }
     Ok(outcome)
 }
@@ -1083,11 +1077,11 @@ async fn apply_stack_set<'p>(
 async fn run_batches(
     ops: &Ops<'_>,
     action: &str,
-    instances: &[(String, DesiredInstanceView)],
+    instances: &[(Address, DesiredInstanceView)],
     outcome: &mut StackSetOutcome<'_>,
     finishes: bool,
 ) -> Result<(), StepFailure> {
-    let refs: Vec<(String, &DesiredInstanceView)> =
+    let refs: Vec<(Address, &DesiredInstanceView)> =
         instances.iter().map(|(a, v)| (a.clone(), v)).collect();
     for batch in batches(&refs) {
         ops.progress.event(Event::Started {
@@ -1112,7 +1106,7 @@ async fn run_batches(
         outcome.operations.push(op.clone());
         ops.wait(&op, action).await?;
         if finishes {
-            for address in batch.addresses {
+            for address in &batch.addresses {
                 outcome.done.push(address);
             }
         }
@@ -1665,14 +1659,6 @@ impl Backoff {
         self.next = (self.next * 2).min(self.polling.max);
         Ok(())
     }
-}
-
-fn json_str(v: &Option<serde_json::Value>, key: &str) -> Result<String, ApplyError> {
-    v.as_ref()
-        .and_then(|v| v.get(key))
-        .and_then(|v| v.as_str())
-        .map(str::to_string)
-        .ok_or_else(|| ApplyError::Inconsistent(format!("plan change lacks `{key}`")))
 }
 
 /// Shared so progress reporters can be passed across tasks.

@@ -7,8 +7,9 @@ use super::{ApplyError, Backoff, Done, Event, Ops, Polling, Progress, StepFailur
 use crate::aws::{Aws, AwsError};
 use crate::bootstrap;
 use crate::live::{LiveState, TAG_MANAGED_BY};
-use crate::plan::prerequisites::{ADMINISTRATION, EXECUTION, ORGANIZATIONS_ACCESS};
-use crate::plan::{Action, Change, Plan, ResourceType};
+use crate::plan::{
+    Action, Address, AdministrationSide, Change, ExecutionInstanceSide, Plan, ResourceType,
+};
 use aws_sdk_cloudformation::types::{
     AccountFilterType, AutoDeployment, Capability, DeploymentTargets, PermissionModels, Tag,
 };
@@ -21,7 +22,7 @@ const OPT_OUT: &str =
 /// role could not be deployed (the rest of the apply goes on).
 #[derive(Debug, Default)]
 pub struct Prerequisites {
-    pub done: Vec<String>,
+    pub done: Vec<Address>,
     pub failures: Vec<StepFailure>,
 }
 
@@ -47,33 +48,34 @@ pub async fn prerequisites(
     let cfn = aws.cloudformation(region);
     let tags = || Tag::builder().key(TAG_MANAGED_BY).value(estate).build();
 
-    if let Some(c) = changes.iter().find(|c| c.address == ORGANIZATIONS_ACCESS) {
+    if let Some(c) = changes
+        .iter()
+        .find(|c| c.address == Address::StackSetsOrganizationsAccess)
+    {
         progress.event(Event::Started {
-            address: c.address.clone(),
+            address: c.address.to_string(),
             what: "ActivateOrganizationsAccess".into(),
         });
         cfn.activate_organizations_access()
             .send()
             .await
             .map_err(|e| AwsError::call("CloudFormation.ActivateOrganizationsAccess", e))?;
-        done.push(c.address.clone());
+        done.push(&c.address);
     }
 
-    if let Some(c) = changes.iter().find(|c| c.address == ADMINISTRATION) {
+    if let Some(c) = changes
+        .iter()
+        .find(|c| c.address == Address::AdministrationRole)
+    {
         let stack = bootstrap::administration_stack(estate);
-        let with_execution = c
-            .after
-            .as_ref()
-            .and_then(|a| a.get("executionRole"))
-            .and_then(|v| v.as_bool())
-            .unwrap_or(false);
+        let with_execution = c.after_as::<AdministrationSide>()?.execution_role;
         let body = bootstrap::administration_template(with_execution).to_string();
         // A request AWS received but whose answer was lost is not made twice (same plan,
         // same step, same token); another plan is another intent.
         let token = |step: &str| super::operation_id(&plan.fingerprint, &format!("{stack}/{step}"));
         if c.action == Action::Replace {
             progress.event(Event::Started {
-                address: c.address.clone(),
+                address: c.address.to_string(),
                 what: format!("DeleteStack {stack} (failed before)"),
             });
             cfn.delete_stack()
@@ -85,7 +87,7 @@ pub async fn prerequisites(
             wait_for_stack(aws, region, &stack, polling, true).await?;
         }
         progress.event(Event::Started {
-            address: c.address.clone(),
+            address: c.address.to_string(),
             what: format!(
                 "{} {stack}",
                 if c.action == Action::Update {
@@ -117,13 +119,16 @@ pub async fn prerequisites(
                 .map_err(|e| AwsError::call("CloudFormation.CreateStack", e))?;
         }
         wait_for_stack(aws, region, &stack, polling, false).await?;
-        done.push(c.address.clone());
+        done.push(&c.address);
     }
 
     let set = bootstrap::execution_stack_set(estate);
-    if let Some(c) = changes.iter().find(|c| c.address == EXECUTION) {
+    if let Some(c) = changes
+        .iter()
+        .find(|c| c.address == Address::ExecutionRole { account: None })
+    {
         progress.event(Event::Started {
-            address: c.address.clone(),
+            address: c.address.to_string(),
             what: format!("CreateStackSet {set} (service-managed)"),
         });
         let created = cfn
@@ -146,14 +151,17 @@ pub async fn prerequisites(
                     .is_some_and(|s| s.is_name_already_exists_exception()) => {}
             Err(e) => return Err(AwsError::call("CloudFormation.CreateStackSet", e).into()),
         }
-        done.push(c.address.clone());
+        done.push(&c.address);
     }
 
     // Instances: one operation for all accounts created, one for all retried.
     for action in [Action::Create, Action::Update] {
         let wanted: Vec<&&Change> = changes
             .iter()
-            .filter(|c| c.address.starts_with(&format!("{EXECUTION}/")) && c.action == action)
+            .filter(|c| {
+                matches!(c.address, Address::ExecutionRole { account: Some(_) })
+                    && c.action == action
+            })
             .collect();
         if wanted.is_empty() {
             continue;
@@ -161,17 +169,16 @@ pub async fn prerequisites(
         let mut accounts = Vec::new();
         for c in &wanted {
             let id = c
-                .after
-                .as_ref()
-                .and_then(|a| a.get("account"))
-                .and_then(|v| v.as_str())
+                .after_as::<ExecutionInstanceSide>()?
+                .account
+                .clone()
                 .ok_or_else(|| {
                     ApplyError::Inconsistent(format!(
                         "{}: the account is not known yet; run apply again once it exists",
                         c.address
                     ))
                 })?;
-            accounts.push(id.to_string());
+            accounts.push(id);
         }
         accounts.sort();
         let verb = if action == Action::Create {
@@ -196,14 +203,20 @@ pub async fn prerequisites(
         // A retry follows the instances' last operations: its id must differ from theirs.
         let mut since: Vec<&str> = wanted
             .iter()
-            .filter_map(|c| c.after.as_ref()?.get("lastOperation")?.as_str())
+            .filter_map(|c| {
+                c.after_as::<ExecutionInstanceSide>()
+                    .ok()?
+                    .last_operation
+                    .as_ref()?
+                    .as_deref()
+            })
             .collect();
         since.sort();
         since.dedup();
         let step = format!("{verb}/{}@{}", accounts.join(","), since.join(","));
         let op_id = ops.op_id(&step);
         progress.event(Event::Started {
-            address: EXECUTION.to_string(),
+            address: Address::ExecutionRole { account: None }.to_string(),
             what: format!(
                 "{verb}: {} account{} (the execution role)",
                 accounts.len(),
@@ -255,7 +268,7 @@ pub async fn prerequisites(
         match ops.wait(&op_id, verb).await {
             Ok(()) => {
                 for c in wanted {
-                    done.push(c.address.clone());
+                    done.push(&c.address);
                 }
             }
             // Accounts that failed (a role made by hand already there, say) are reported, and
@@ -263,13 +276,13 @@ pub async fn prerequisites(
             Err(mut f) if !f.instances.is_empty() => {
                 let failed: Vec<&str> = f.instances.iter().map(|i| i.account.as_str()).collect();
                 for (c, account) in wanted.iter().zip(&accounts_of(&wanted)) {
-                    if !failed.contains(&account.as_str()) {
-                        done.push(c.address.clone());
+                    if !failed.contains(&account.as_deref().unwrap_or_default()) {
+                        done.push(&c.address);
                     }
                 }
                 f.message = format!("{} ({OPT_OUT})", f.message);
                 progress.event(Event::Failed {
-                    address: EXECUTION.to_string(),
+                    address: Address::ExecutionRole { account: None }.to_string(),
                     message: f.message.clone(),
                 });
                 failures.push(f);
@@ -290,16 +303,13 @@ pub async fn prerequisites(
 }
 
 /// The account of each execution-role change, in order.
-fn accounts_of(changes: &[&&Change]) -> Vec<String> {
+fn accounts_of(changes: &[&&Change]) -> Vec<Option<String>> {
     changes
         .iter()
         .map(|c| {
-            c.after
-                .as_ref()
-                .and_then(|a| a.get("account"))
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_string()
+            c.after_as::<ExecutionInstanceSide>()
+                .ok()
+                .and_then(|a| a.account.clone())
         })
         .collect()
 }

@@ -2,11 +2,12 @@
 //! problem collected as a located diagnostic.
 
 pub mod model;
+pub mod names;
 pub mod refs;
 pub mod schema;
 mod validate;
 
-use crate::diag::Diagnostics;
+use crate::diag::{Code, Diagnostics};
 use crate::source::{ManifestSource, normalize};
 use crate::template::{Template, TemplateError};
 use crate::yaml::{self, Node};
@@ -154,7 +155,7 @@ pub fn load(source: &ManifestSource) -> Loaded {
         if root_count > 1 {
             diags
                 .error(
-                    "estate::root",
+                    Code::Root,
                     &root_display,
                     node.span.clone(),
                     "estate.yaml holds exactly one document, the Estate",
@@ -175,7 +176,7 @@ pub fn load(source: &ManifestSource) -> Loaded {
                 let span = node.span_for("/kind");
                 diags
                     .error(
-                        "estate::root",
+                        Code::Root,
                         &root_display,
                         span,
                         format!(
@@ -190,7 +191,7 @@ pub fn load(source: &ManifestSource) -> Loaded {
     }
     if root_count == 0 {
         diags.error(
-            "estate::root",
+            Code::Root,
             &root_display,
             0..0,
             "estate.yaml is empty: it must hold the Estate document",
@@ -230,7 +231,7 @@ pub fn load(source: &ManifestSource) -> Loaded {
         let files = match source.list_files() {
             Ok(f) => f,
             Err(e) => {
-                diags.error("estate::io", &root_display, 0..0, e.to_string());
+                diags.error(Code::Io, &root_display, 0..0, e.to_string());
                 Vec::new()
             }
         };
@@ -244,7 +245,7 @@ pub fn load(source: &ManifestSource) -> Loaded {
                 Ok(g) => g.compile_matcher(),
                 Err(e) => {
                     diags.error(
-                        "estate::include",
+                        Code::Include,
                         &root_display,
                         span,
                         format!("invalid include glob `{pattern}`: {}", e.kind()),
@@ -259,7 +260,7 @@ pub fn load(source: &ManifestSource) -> Loaded {
             if matched.is_empty() {
                 diags
                     .warning(
-                        "estate::include",
+                        Code::Include,
                         &root_display,
                         span,
                         format!("include `{pattern}` matches no file"),
@@ -308,19 +309,19 @@ fn read_yaml(source: &ManifestSource, rel: &Path, diags: &mut Diagnostics) -> Op
     let bytes = match source.read(rel) {
         Ok(b) => b,
         Err(e) => {
-            diags.error("estate::io", &display, 0..0, e.to_string());
+            diags.error(Code::Io, &display, 0..0, e.to_string());
             return None;
         }
     };
     let Ok(text) = String::from_utf8(bytes) else {
-        diags.error("estate::io", &display, 0..0, "file is not UTF-8 text");
+        diags.error(Code::Io, &display, 0..0, "file is not UTF-8 text");
         return None;
     };
     diags.sources.add(&display, &text);
     match yaml::parse_documents(&text) {
         Ok((docs, duplicates)) => {
             for d in duplicates {
-                diags.error("estate::yaml", &display, d.span, d.message);
+                diags.error(Code::Yaml, &display, d.span, d.message);
             }
             // `---` at the end of a file yields an empty document; it holds nothing.
             Some(
@@ -332,7 +333,7 @@ fn read_yaml(source: &ManifestSource, rel: &Path, diags: &mut Diagnostics) -> Op
         Err(e) => {
             diags
                 .error(
-                    "estate::yaml",
+                    Code::Yaml,
                     &display,
                     e.span,
                     format!("YAML syntax error: {}", e.message),
@@ -355,7 +356,7 @@ fn load_file(source: &ManifestSource, rel: &Path, parsed: &mut Parsed, diags: &m
             Some(Kind::Estate) => {
                 diags
                     .error(
-                        "estate::root",
+                        Code::Root,
                         &display,
                         node.span_for("/kind"),
                         "only estate.yaml may hold the Estate document",
@@ -372,7 +373,7 @@ fn load_file(source: &ManifestSource, rel: &Path, parsed: &mut Parsed, diags: &m
 fn document_kind(node: &Node, file: &str, diags: &mut Diagnostics) -> Option<Kind> {
     if node.as_map().is_none() {
         diags.error(
-            "estate::type",
+            Code::Type,
             file,
             node.span.clone(),
             "a manifest document must be a mapping with apiVersion, kind, metadata and spec",
@@ -382,7 +383,7 @@ fn document_kind(node: &Node, file: &str, diags: &mut Diagnostics) -> Option<Kin
     let Some(kind_node) = node.get("kind") else {
         diags
             .error(
-                "estate::missing-field",
+                Code::MissingField,
                 file,
                 node.span.start..node.span.start,
                 "document has no `kind`",
@@ -400,7 +401,7 @@ fn document_kind(node: &Node, file: &str, diags: &mut Diagnostics) -> Option<Kin
             let names = Kind::ALL.map(Kind::as_str);
             let b = diags
                 .error(
-                    "estate::unknown-kind",
+                    Code::UnknownKind,
                     file,
                     kind_node.span.clone(),
                     format!("unknown kind `{text}`"),
@@ -443,7 +444,7 @@ fn add_document(
             }),
             Err(e) => {
                 // The schema is generated from these types, so this means they disagree: a bug.
-                diags.error("estate::schema", file, node.span.clone(), e.to_string());
+                diags.error(Code::Schema, file, node.span.clone(), e.to_string());
                 None
             }
         }
@@ -510,7 +511,7 @@ fn load_buildspecs(
                 Err(_) => {
                     diags
                         .error(
-                            "estate::buildspec",
+                            Code::Buildspec,
                             &p.file,
                             p.span(&format!("/spec/stages/{i}/test/buildspec")),
                             format!("buildspec `{}` does not exist", source.display(&path)),
@@ -540,7 +541,7 @@ fn load_templates(
             Err(_) => {
                 diags
                     .error(
-                        "estate::template",
+                        Code::Template,
                         file,
                         span,
                         format!("template `{display}` does not exist"),
@@ -563,10 +564,10 @@ fn load_templates(
                     } => {
                         diags.sources.add(&display, &text);
                         let at = line_start(&text, *line);
-                        diags.error("estate::template", &display, at..at, e.to_string());
+                        diags.error(Code::Template, &display, at..at, e.to_string());
                         diags
                             .error(
-                                "estate::template",
+                                Code::Template,
                                 file,
                                 span,
                                 format!("template `{display}` does not parse"),
@@ -574,7 +575,7 @@ fn load_templates(
                             .label("named here");
                     }
                     _ => {
-                        diags.error("estate::template", file, span, format!("`{display}`: {e}"));
+                        diags.error(Code::Template, file, span, format!("`{display}`: {e}"));
                     }
                 }
                 failed.insert(path);

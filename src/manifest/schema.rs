@@ -2,7 +2,7 @@
 //! and used to check each document before it is deserialized.
 
 use super::model::*;
-use crate::diag::Diagnostics;
+use crate::diag::{Code, Diagnostics};
 use crate::yaml::Node;
 use schemars::generate::SchemaSettings;
 use serde_json::{Value, json};
@@ -190,7 +190,7 @@ fn report(
                 };
                 diags
                     .error(
-                        "estate::unknown-field",
+                        Code::UnknownField,
                         file,
                         span,
                         format!("unknown field `{name}` in {}", where_(kind, path)),
@@ -203,7 +203,7 @@ fn report(
             let property = property.as_str().unwrap_or_default();
             diags
                 .error(
-                    "estate::missing-field",
+                    Code::MissingField,
                     file,
                     span,
                     format!(
@@ -218,7 +218,7 @@ fn report(
             let expected = type_name(expected);
             let b = diags
                 .error(
-                    "estate::type",
+                    Code::Type,
                     file,
                     span,
                     format!("{at} must be {expected}, found {}", found(node)),
@@ -243,7 +243,7 @@ fn report(
             let actual = node.map(|n| text(&n.to_json())).unwrap_or_default();
             diags
                 .error(
-                    "estate::value",
+                    Code::Value,
                     file,
                     span,
                     format!("{at} must be one of: {}", options.join(", ")),
@@ -258,7 +258,7 @@ fn report(
                 .unwrap_or_default();
             diags
                 .error(
-                    "estate::value",
+                    Code::Value,
                     file,
                     span,
                     format!(
@@ -281,7 +281,7 @@ fn report(
                 .unwrap_or_default();
             diags
                 .error(
-                    "estate::value",
+                    Code::Value,
                     file,
                     span,
                     format!(
@@ -293,7 +293,7 @@ fn report(
         }
         K::MinItems { limit } => {
             diags.error(
-                "estate::value",
+                Code::Value,
                 file,
                 span,
                 format!(
@@ -304,7 +304,7 @@ fn report(
         }
         other => {
             diags.error(
-                "estate::schema",
+                Code::Schema,
                 file,
                 span,
                 format!("{at}: {}", describe(other)),

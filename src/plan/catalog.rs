@@ -1,8 +1,10 @@
 //! Service Catalog portfolios: the manifest's Portfolio documents resolved against live ids
 //! and diffed with live portfolios into changes. Pure, like the rest of planning.
 
+use super::address::{Address, ShareTarget};
 use super::desired::KNOWN_AFTER_APPLY;
 use super::model::*;
+use super::side::*;
 use crate::live::LiveState;
 use crate::live::catalog::{LivePortfolio, LiveProduct, TAG_PORTFOLIO, TAG_PRODUCT};
 use crate::manifest::model::PortfolioSpec;
@@ -158,25 +160,10 @@ fn resolve_one(m: &Manifest, live: &LiveState, p: &Doc<PortfolioSpec>) -> Desire
     }
 }
 
-/// Address of Service Catalog's AWS Organizations access, which belongs to no portfolio.
-pub const ORGANIZATIONS_ACCESS: &str = "share:aws-organizations-access";
-
-/// Address prefix of a hub account's registration as Service Catalog delegated administrator.
-pub const DELEGATED_ADMIN: &str = "share:aws-organizations-delegated-admin/";
-
-/// Organization-wide Service Catalog settings unit shares need: no portfolio owns them.
-pub fn is_organization_setting(address: &str) -> bool {
-    address == ORGANIZATIONS_ACCESS || address.starts_with(DELEGATED_ADMIN)
-}
-
-/// The portfolio a catalog change's address belongs to (`kind:NAME/…`, `kind:NAME@account/…`);
-/// `None` for other changes and for Service Catalog's AWS Organizations access.
+/// The portfolio a catalog change belongs to; `None` for other changes and for the
+/// organization-wide Service Catalog settings unit shares need.
 pub fn portfolio_of(c: &Change) -> Option<&str> {
-    if !c.resource_type.is_catalog() || is_organization_setting(&c.address) {
-        return None;
-    }
-    let (_, rest) = c.address.split_once(':')?;
-    rest.split(['/', '@']).next()
+    c.address.portfolio()
 }
 
 /// Whether a catalog create is drift: part of a portfolio that exists has gone missing (a
@@ -204,13 +191,13 @@ pub fn launch_parameters(role: &str) -> String {
     json!({ "LocalRoleName": role }).to_string()
 }
 
-fn change(
-    address: String,
+fn change<T: Into<Side>>(
+    address: Address,
     resource_type: ResourceType,
     action: Action,
     reason: String,
-    before: Option<serde_json::Value>,
-    after: Option<serde_json::Value>,
+    before: Option<T>,
+    after: Option<T>,
 ) -> Change {
     Change {
         hint: None,
@@ -219,8 +206,65 @@ fn change(
         action,
         environment: None,
         reason,
-        before,
-        after,
+        before: before.map(Into::into),
+        after: after.map(Into::into),
+    }
+}
+
+fn portfolio_address(name: &str) -> Address {
+    Address::Portfolio {
+        name: name.to_string(),
+        account: None,
+    }
+}
+
+fn product_address(portfolio: &str, product: &str) -> Address {
+    Address::Product {
+        portfolio: portfolio.to_string(),
+        product: product.to_string(),
+    }
+}
+
+fn version_address(portfolio: &str, product: &str, version: &str) -> Address {
+    Address::ProductVersion {
+        portfolio: portfolio.to_string(),
+        product: product.to_string(),
+        version: version.to_string(),
+    }
+}
+
+fn constraint_address(portfolio: &str, product: &str, kind: &str) -> Address {
+    Address::Constraint {
+        portfolio: portfolio.to_string(),
+        product: product.to_string(),
+        kind: kind.to_ascii_lowercase(),
+    }
+}
+
+fn tag_option_address(portfolio: &str, key: &str, value: &str) -> Address {
+    Address::TagOption {
+        portfolio: portfolio.to_string(),
+        key: key.to_string(),
+        value: value.to_string(),
+    }
+}
+
+/// A principal in the hub (`recipient` `None`) or in a recipient account, by its `role/…`.
+fn principal_address(portfolio: &str, recipient: Option<&str>, arn: &str) -> Address {
+    Address::Principal {
+        portfolio: portfolio.to_string(),
+        recipient: recipient.map(str::to_string),
+        principal: match recipient {
+            Some(_) => arn.rsplit(':').next().unwrap_or(arn).to_string(),
+            None => arn.to_string(),
+        },
+    }
+}
+
+fn share_address(portfolio: &str, with: ShareTarget) -> Address {
+    Address::Share {
+        portfolio: portfolio.to_string(),
+        with,
     }
 }
 
@@ -238,12 +282,14 @@ pub fn diff(
     let needs_org_access = desired.iter().any(|d| !d.share_units.is_empty());
     if needs_org_access && live.catalog_organizations_access == Some(false) {
         changes.push(change(
-            ORGANIZATIONS_ACCESS.into(),
+            Address::CatalogOrganizationsAccess,
             ResourceType::Share,
             Action::Create,
             "sharing portfolios with units needs Service Catalog's AWS Organizations access, which is off".into(),
             None,
-            Some(json!({"organizationsAccess": true})),
+            Some(CatalogAccessSide {
+                organizations_access: true,
+            }),
         ));
     }
     // Only the management account and Service Catalog's delegated administrators may share
@@ -261,7 +307,9 @@ pub fn diff(
         }
         registered.push(&d.hub_name);
         changes.push(change(
-            format!("{DELEGATED_ADMIN}{}", d.hub_name),
+            Address::CatalogDelegatedAdmin {
+                account: d.hub_name.clone(),
+            },
             ResourceType::Share,
             Action::Create,
             format!(
@@ -269,11 +317,11 @@ pub fn diff(
                 d.name, d.hub_name
             ),
             None,
-            Some(json!({
-                "account": d.hub,
-                "accountName": d.hub_name,
-                "servicePrincipal": crate::live::catalog::SERVICE_PRINCIPAL,
-            })),
+            Some(DelegatedAdminSide {
+                account: d.hub.clone(),
+                account_name: d.hub_name.clone(),
+                service_principal: crate::live::catalog::SERVICE_PRINCIPAL.into(),
+            }),
         ));
     }
     for d in desired {
@@ -288,7 +336,7 @@ pub fn diff(
         if let (None, Some(other)) = (l, other) {
             findings.push(Finding {
                 kind: FindingKind::Conflict,
-                address: format!("portfolio:{}", d.name),
+                address: portfolio_address(&d.name),
                 environment: None,
                 message: format!(
                     "portfolio {} ({}) in account {} does not carry this estate's tag; estate will not manage it. Tag it `estate:managed-by={estate}` and `{TAG_PORTFOLIO}={}` to adopt it, or rename the portfolio in the manifest",
@@ -313,10 +361,9 @@ pub fn diff(
         if prune {
             let moved = desired.iter().any(|d| d.name == name);
             changes.push(change(
-                if moved {
-                    format!("portfolio:{name}@{}", l.account)
-                } else {
-                    format!("portfolio:{name}")
+                Address::Portfolio {
+                    name: name.clone(),
+                    account: moved.then(|| l.account.clone()),
                 },
                 ResourceType::Portfolio,
                 Action::Delete,
@@ -327,7 +374,7 @@ pub fn diff(
         } else {
             findings.push(Finding {
                 kind: FindingKind::Orphan,
-                address: format!("portfolio:{name}"),
+                address: portfolio_address(&name),
                 environment: None,
                 message: format!(
                     "portfolio {} ({}) in account {} is managed by this estate but no longer in the manifest; set `prune: true` to delete it",
@@ -339,14 +386,15 @@ pub fn diff(
     (changes, findings)
 }
 
-fn portfolio_json(l: &LivePortfolio) -> serde_json::Value {
-    json!({
-        "id": l.id,
-        "account": l.account,
-        "displayName": l.display_name,
-        "providerName": l.provider_name,
-        "description": l.description,
-    })
+fn portfolio_json(l: &LivePortfolio) -> LivePortfolioSide {
+    LivePortfolioSide {
+        id: l.id.clone(),
+        account: l.account.clone(),
+        display_name: l.display_name.clone(),
+        provider_name: l.provider_name.clone(),
+        description: l.description.clone(),
+        tags: None,
+    }
 }
 
 fn diff_portfolio(
@@ -359,17 +407,18 @@ fn diff_portfolio(
 ) {
     let name = &d.name;
     let hub = d.hub.clone();
-    let after = json!({
-        "account": hub,
-        "accountName": d.hub_name,
-        "displayName": d.display_name,
-        "providerName": d.provider_name,
-        "description": d.description,
-        "tags": d.tags,
-    });
+    let after = PortfolioSide {
+        account: hub.clone(),
+        account_name: d.hub_name.clone(),
+        display_name: d.display_name.clone(),
+        provider_name: d.provider_name.clone(),
+        description: d.description.clone(),
+        tags: d.tags.clone(),
+        id: None,
+    };
     match l {
         None => changes.push(change(
-            format!("portfolio:{name}"),
+            portfolio_address(name),
             ResourceType::Portfolio,
             Action::Create,
             format!(
@@ -395,16 +444,16 @@ fn diff_portfolio(
             }
             if !differs.is_empty() {
                 let mut before = portfolio_json(l);
-                before["tags"] = json!(l.tags);
+                before.tags = Some(l.tags.clone());
                 let mut after = after;
-                after["id"] = json!(l.id);
+                after.id = Some(l.id.clone());
                 changes.push(change(
-                    format!("portfolio:{name}"),
+                    portfolio_address(name),
                     ResourceType::Portfolio,
                     Action::Update,
                     format!("changed: {}", differs.join(", ")),
-                    Some(before),
-                    Some(after),
+                    Some(Side::from(before)),
+                    Some(Side::from(after)),
                 ));
             }
         }
@@ -430,7 +479,7 @@ fn diff_portfolio(
             {
                 findings.push(Finding {
                     kind: FindingKind::Conflict,
-                    address: format!("product:{name}/{}", p.name),
+                    address: product_address(name, &p.name),
                     environment: None,
                     message: format!(
                         "product {} ({}) in the portfolio does not carry this estate's tags; estate will not manage it. Remove it, or rename the product in the manifest",
@@ -451,7 +500,7 @@ fn diff_portfolio(
         if !prune {
             findings.push(Finding {
                 kind: FindingKind::Orphan,
-                address: format!("product:{name}/{product}"),
+                address: product_address(name, product),
                 environment: None,
                 message: format!(
                     "product {} ({}) is managed by this estate but no longer in the manifest; set `prune: true` to delete it",
@@ -468,27 +517,35 @@ fn diff_portfolio(
             .filter(|c| c.product_id == lp.id)
         {
             changes.push(change(
-                format!(
-                    "constraint:{name}/{product}/{}",
-                    c.kind.to_ascii_lowercase()
-                ),
+                constraint_address(name, product, &c.kind),
                 ResourceType::Constraint,
                 Action::Delete,
                 format!("product {product} left the manifest (prune is on)"),
-                Some(json!({"id": c.id, "type": c.kind, "parameters": c.parameters})),
+                Some(LiveConstraintSide {
+                    id: c.id.clone(),
+                    kind: c.kind.clone(),
+                    local_role_name: None,
+                    parameters: Some(c.parameters.clone()),
+                }),
                 None,
             ));
         }
         changes.push(change(
-            format!("product:{name}/{product}"),
+            product_address(name, product),
             ResourceType::Product,
             Action::Delete,
             format!("product {product} left the manifest (prune is on)"),
-            Some(json!({
-                "portfolio": name, "portfolioId": portfolio_id, "id": lp.id,
-                "displayName": lp.name, "owner": lp.owner,
-                "versions": lp.versions.iter().map(|v| &v.name).collect::<Vec<_>>(),
-            })),
+            Some(LiveProductSide {
+                portfolio: Some(name.clone()),
+                portfolio_id: Some(portfolio_id.clone()),
+                id: lp.id.clone(),
+                display_name: lp.name.clone(),
+                owner: lp.owner.clone(),
+                description: None,
+                distributor: None,
+                support_email: None,
+                versions: Some(lp.versions.iter().map(|v| v.name.clone()).collect()),
+            }),
             None,
         ));
     }
@@ -505,49 +562,71 @@ fn diff_portfolio(
     for (k, v) in &d.tag_options {
         if !live_options.contains_key(&(k.clone(), v.clone())) {
             changes.push(change(
-                format!("tagOption:{name}/{k}={v}"),
+                tag_option_address(name, k, v),
                 ResourceType::TagOption,
                 Action::Create,
                 format!("tag option {k}={v} is not associated with the portfolio"),
                 None,
-                Some(json!({"portfolio": name, "portfolioId": portfolio_id, "key": k, "value": v})),
+                Some(TagOptionSide {
+                    portfolio: name.clone(),
+                    portfolio_id: portfolio_id.clone(),
+                    key: k.clone(),
+                    value: v.clone(),
+                    id: None,
+                }),
             ));
         }
     }
     for ((k, v), id) in &live_options {
         if !d.tag_options.contains(&(k.clone(), v.clone())) {
             changes.push(change(
-                format!("tagOption:{name}/{k}={v}"),
+                tag_option_address(name, k, v),
                 ResourceType::TagOption,
                 Action::Delete,
                 format!("tag option {k}={v} is no longer in the manifest"),
-                Some(json!({"portfolio": name, "portfolioId": portfolio_id, "key": k, "value": v, "id": id})),
+                Some(TagOptionSide {
+                    portfolio: name.clone(),
+                    portfolio_id: portfolio_id.clone(),
+                    key: k.clone(),
+                    value: v.clone(),
+                    id: Some(id.clone()),
+                }),
                 None,
             ));
         }
     }
 
-    // Principals in the hub account.
+    // Principals in the hub account (`recipient`: a recipient account, by name).
+    let principal = |recipient: Option<(&Option<String>, Option<&String>)>, arn: &str| {
+        let (account, account_name) = recipient.unwrap_or((&hub, None));
+        PrincipalSide {
+            portfolio: name.clone(),
+            portfolio_id: portfolio_id.clone(),
+            account: account.clone(),
+            account_name: account_name.cloned(),
+            principal: arn.to_string(),
+        }
+    };
     let live_principals: BTreeSet<String> = l
         .map(|l| l.principals.iter().cloned().collect())
         .unwrap_or_default();
     for arn in d.principals.difference(&live_principals) {
         changes.push(change(
-            format!("principal:{name}/{arn}"),
+            principal_address(name, None, arn),
             ResourceType::Principal,
             Action::Create,
             format!("{arn} is not associated with the portfolio"),
             None,
-            Some(json!({"portfolio": name, "portfolioId": portfolio_id, "account": hub, "principal": arn})),
+            Some(principal(None, arn)),
         ));
     }
     for arn in live_principals.difference(&d.principals) {
         changes.push(change(
-            format!("principal:{name}/{arn}"),
+            principal_address(name, None, arn),
             ResourceType::Principal,
             Action::Delete,
             format!("{arn} is associated but not in the manifest"),
-            Some(json!({"portfolio": name, "portfolioId": portfolio_id, "account": hub, "principal": arn})),
+            Some(principal(None, arn)),
             None,
         ));
     }
@@ -566,8 +645,17 @@ fn diff_portfolio(
             .as_ref()
             .and_then(|id| l.and_then(|l| l.recipients.get(id)));
         let shared = id.as_ref().is_some_and(|id| live_accounts.contains(id));
-        let address = format!("share:{name}/account/{account_name}");
-        let after = json!({"portfolio": name, "portfolioId": portfolio_id, "account": id, "accountName": account_name, "accepted": true});
+        let address = share_address(name, ShareTarget::Account(account_name.clone()));
+        let share = |accepted: bool| ShareSide {
+            portfolio: name.clone(),
+            portfolio_id: portfolio_id.clone(),
+            account: Some(id.clone()),
+            account_name: Some(account_name.clone()),
+            accepted: Some(accepted),
+            unit: None,
+            unit_id: None,
+        };
+        let after = share(true);
         if !shared {
             changes.push(change(
                 address,
@@ -583,7 +671,7 @@ fn diff_portfolio(
                 ResourceType::Share,
                 Action::Update,
                 format!("the share is not accepted in account {account_name}"),
-                Some(json!({"portfolio": name, "portfolioId": portfolio_id, "account": id, "accountName": account_name, "accepted": false})),
+                Some(share(false)),
                 Some(after),
             ));
         }
@@ -599,21 +687,21 @@ fn diff_portfolio(
             .collect();
         for arn in wanted_rp.difference(&live_rp) {
             changes.push(change(
-                format!("principal:{name}@{account_name}/{}", arn.rsplit(':').next().unwrap_or(arn)),
+                principal_address(name, Some(account_name), arn),
                 ResourceType::Principal,
                 Action::Create,
                 format!("{arn} is not associated with the portfolio in account {account_name}"),
                 None,
-                Some(json!({"portfolio": name, "portfolioId": portfolio_id, "account": id, "accountName": account_name, "principal": arn})),
+                Some(principal(Some((id, Some(account_name))), arn)),
             ));
         }
         for arn in live_rp.difference(&wanted_rp) {
             changes.push(change(
-                format!("principal:{name}@{account_name}/{}", arn.rsplit(':').next().unwrap_or(arn)),
+                principal_address(name, Some(account_name), arn),
                 ResourceType::Principal,
                 Action::Delete,
                 format!("{arn} is associated in account {account_name} but not in the manifest"),
-                Some(json!({"portfolio": name, "portfolioId": portfolio_id, "account": id, "accountName": account_name, "principal": arn})),
+                Some(principal(Some((id, Some(account_name))), arn)),
                 None,
             ));
         }
@@ -623,20 +711,28 @@ fn diff_portfolio(
         let rp = l.and_then(|l| l.recipients.get(id));
         for arn in rp.map(|r| r.principals.as_slice()).unwrap_or_default() {
             changes.push(change(
-                format!("principal:{name}@{id}/{}", arn.rsplit(':').next().unwrap_or(arn)),
+                principal_address(name, Some(id), arn),
                 ResourceType::Principal,
                 Action::Delete,
                 format!("{arn} is associated in account {id}, whose share is removed"),
-                Some(json!({"portfolio": name, "portfolioId": portfolio_id, "account": id, "principal": arn})),
+                Some(principal(Some((&Some(id.clone()), None)), arn)),
                 None,
             ));
         }
         changes.push(change(
-            format!("share:{name}/account/{id}"),
+            share_address(name, ShareTarget::Account(id.clone())),
             ResourceType::Share,
             Action::Delete,
             format!("the portfolio is shared with account {id}, which the manifest does not list"),
-            Some(json!({"portfolio": name, "portfolioId": portfolio_id, "account": id})),
+            Some(ShareSide {
+                portfolio: name.clone(),
+                portfolio_id: portfolio_id.clone(),
+                account: Some(Some(id.clone())),
+                account_name: None,
+                accepted: None,
+                unit: None,
+                unit_id: None,
+            }),
             None,
         ));
     }
@@ -650,22 +746,38 @@ fn diff_portfolio(
         }
         if !id.as_ref().is_some_and(|id| live_units.contains(id)) {
             changes.push(change(
-                format!("share:{name}/unit{path}"),
+                share_address(name, ShareTarget::UnitPath(path.clone())),
                 ResourceType::Share,
                 Action::Create,
                 format!("the portfolio is not shared with unit {path}"),
                 None,
-                Some(json!({"portfolio": name, "portfolioId": portfolio_id, "unit": path, "unitId": id})),
+                Some(ShareSide {
+                    portfolio: name.clone(),
+                    portfolio_id: portfolio_id.clone(),
+                    account: None,
+                    account_name: None,
+                    accepted: None,
+                    unit: Some(path.clone()),
+                    unit_id: Some(id.clone()),
+                }),
             ));
         }
     }
     for id in live_units.difference(&wanted_units) {
         changes.push(change(
-            format!("share:{name}/unit/{id}"),
+            share_address(name, ShareTarget::UnitId(id.clone())),
             ResourceType::Share,
             Action::Delete,
             format!("the portfolio is shared with unit {id}, which the manifest does not list"),
-            Some(json!({"portfolio": name, "portfolioId": portfolio_id, "unitId": id})),
+            Some(ShareSide {
+                portfolio: name.clone(),
+                portfolio_id: portfolio_id.clone(),
+                account: None,
+                account_name: None,
+                accepted: None,
+                unit: None,
+                unit_id: Some(Some(id.clone())),
+            }),
             None,
         ));
     }
@@ -681,17 +793,18 @@ fn diff_product(
     prune: bool,
     changes: &mut Vec<Change>,
 ) {
-    let address = format!("product:{portfolio}/{}", p.name);
-    let attrs = json!({
-        "portfolio": portfolio,
-        "portfolioId": portfolio_id,
-        "name": p.name,
-        "displayName": p.display_name,
-        "owner": p.owner,
-        "description": p.description,
-        "distributor": p.distributor,
-        "supportEmail": p.support_email,
-    });
+    let address = product_address(portfolio, &p.name);
+    let attrs = ProductSide {
+        portfolio: portfolio.to_string(),
+        portfolio_id: portfolio_id.map(str::to_string),
+        name: p.name.clone(),
+        display_name: p.display_name.clone(),
+        owner: p.owner.clone(),
+        description: p.description.clone(),
+        distributor: p.distributor.clone(),
+        support_email: p.support_email.clone(),
+        id: None,
+    };
     match lp {
         None => changes.push(change(
             address,
@@ -720,28 +833,43 @@ fn diff_product(
             }
             if !differs.is_empty() {
                 let mut after = attrs;
-                after["id"] = json!(lp.id);
+                after.id = Some(lp.id.clone());
                 changes.push(change(
                     address,
                     ResourceType::Product,
                     Action::Update,
                     format!("changed: {}", differs.join(", ")),
-                    Some(json!({
-                        "id": lp.id, "displayName": lp.name, "owner": lp.owner,
-                        "description": lp.description, "distributor": lp.distributor,
-                        "supportEmail": lp.support_email,
+                    Some(Side::from(LiveProductSide {
+                        portfolio: None,
+                        portfolio_id: None,
+                        id: lp.id.clone(),
+                        display_name: lp.name.clone(),
+                        owner: lp.owner.clone(),
+                        description: Some(lp.description.clone()),
+                        distributor: Some(lp.distributor.clone()),
+                        support_email: Some(lp.support_email.clone()),
+                        versions: None,
                     })),
-                    Some(after),
+                    Some(Side::from(after)),
                 ));
             }
         }
     }
     let product_id = lp.map(|x| x.id.clone());
 
+    let live_version = |lv: &crate::live::catalog::LiveVersion, active: bool| VersionSide {
+        id: Some(lv.id.clone()),
+        portfolio: None,
+        product: None,
+        product_id: product_id.clone(),
+        name: lv.name.clone(),
+        description: None,
+        active,
+    };
     // Versions: new ones are added, existing ones never rewritten; removed ones deprecated.
     for v in &p.versions {
         let live_v = lp.and_then(|x| x.versions.iter().find(|lv| lv.name == v.name));
-        let address = format!("productVersion:{portfolio}/{}/{}", p.name, v.name);
+        let address = version_address(portfolio, &p.name, &v.name);
         match live_v {
             None => changes.push(change(
                 address,
@@ -749,15 +877,23 @@ fn diff_product(
                 Action::Create,
                 format!("version {} of {} does not exist", v.name, p.display_name),
                 None,
-                Some(json!({"portfolio": portfolio, "product": p.name, "productId": product_id, "name": v.name, "description": v.description, "active": true})),
+                Some(VersionSide {
+                    id: None,
+                    portfolio: Some(portfolio.to_string()),
+                    product: Some(p.name.clone()),
+                    product_id: product_id.clone(),
+                    name: v.name.clone(),
+                    description: Some(v.description.clone()),
+                    active: true,
+                }),
             )),
             Some(lv) if !lv.active => changes.push(change(
                 address,
                 ResourceType::ProductVersion,
                 Action::Update,
                 format!("version {} is deprecated but back in the manifest", v.name),
-                Some(json!({"id": lv.id, "productId": product_id, "name": lv.name, "active": false})),
-                Some(json!({"id": lv.id, "productId": product_id, "name": lv.name, "active": true})),
+                Some(live_version(lv, false)),
+                Some(live_version(lv, true)),
             )),
             Some(_) => {}
         }
@@ -769,11 +905,11 @@ fn diff_product(
         if prune {
             // Pruning deletes what left the manifest, deprecated versions included.
             changes.push(change(
-                format!("productVersion:{portfolio}/{}/{}", p.name, lv.name),
+                version_address(portfolio, &p.name, &lv.name),
                 ResourceType::ProductVersion,
                 Action::Delete,
                 format!("version {} left the manifest (prune is on)", lv.name),
-                Some(json!({"id": lv.id, "productId": product_id, "name": lv.name, "active": lv.active})),
+                Some(live_version(lv, lv.active)),
                 None,
             ));
             continue;
@@ -782,15 +918,15 @@ fn diff_product(
             continue;
         }
         changes.push(change(
-            format!("productVersion:{portfolio}/{}/{}", p.name, lv.name),
+            version_address(portfolio, &p.name, &lv.name),
             ResourceType::ProductVersion,
             Action::Update,
             format!(
                 "version {} left the manifest: deprecated (Active: false), not deleted",
                 lv.name
             ),
-            Some(json!({"id": lv.id, "productId": product_id, "name": lv.name, "active": true})),
-            Some(json!({"id": lv.id, "productId": product_id, "name": lv.name, "active": false})),
+            Some(live_version(lv, true)),
+            Some(live_version(lv, false)),
         ));
     }
 
@@ -800,7 +936,7 @@ fn diff_product(
             .iter()
             .find(|c| c.kind == "LAUNCH" && Some(&c.product_id) == product_id.as_ref())
     });
-    let address = format!("constraint:{portfolio}/{}/launch", p.name);
+    let address = constraint_address(portfolio, &p.name, "launch");
     let live_role = live_c.and_then(|c| {
         serde_json::from_str::<serde_json::Value>(&c.parameters)
             .ok()
@@ -810,6 +946,27 @@ fn diff_product(
                     .map(str::to_string)
             })
     });
+    let launch = |role: &String, id: Option<&String>| -> Side {
+        ConstraintSide {
+            portfolio: portfolio.to_string(),
+            portfolio_id: portfolio_id.map(str::to_string),
+            product: p.name.clone(),
+            product_id: product_id.clone(),
+            kind: "LAUNCH".into(),
+            local_role_name: role.clone(),
+            id: id.cloned(),
+        }
+        .into()
+    };
+    let live = |c: &crate::live::catalog::LiveConstraint, parameters: bool| -> Side {
+        LiveConstraintSide {
+            id: c.id.clone(),
+            kind: "LAUNCH".into(),
+            local_role_name: Some(live_role.clone()),
+            parameters: parameters.then(|| c.parameters.clone()),
+        }
+        .into()
+    };
     match (&p.launch_role_name, live_c) {
         (Some(role), None) => changes.push(change(
             address,
@@ -817,22 +974,22 @@ fn diff_product(
             Action::Create,
             format!("{} has no launch constraint", p.display_name),
             None,
-            Some(json!({"portfolio": portfolio, "portfolioId": portfolio_id, "product": p.name, "productId": product_id, "type": "LAUNCH", "localRoleName": role})),
+            Some(launch(role, None)),
         )),
         (Some(role), Some(c)) if live_role.as_ref() != Some(role) => changes.push(change(
             address,
             ResourceType::Constraint,
             Action::Replace,
             "the launch role differs".into(),
-            Some(json!({"id": c.id, "type": "LAUNCH", "localRoleName": live_role, "parameters": c.parameters})),
-            Some(json!({"portfolio": portfolio, "portfolioId": portfolio_id, "product": p.name, "productId": product_id, "type": "LAUNCH", "localRoleName": role, "id": c.id})),
+            Some(live(c, true)),
+            Some(launch(role, Some(&c.id))),
         )),
         (None, Some(c)) => changes.push(change(
             address,
             ResourceType::Constraint,
             Action::Delete,
             "the manifest gives no launch role".into(),
-            Some(json!({"id": c.id, "type": "LAUNCH", "localRoleName": live_role})),
+            Some(live(c, false)),
             None,
         )),
         _ => {}

@@ -1,15 +1,17 @@
 //! The diff: desired against live, into changes with a reason each, and findings for what
 //! the reconciler will not touch. Pure: same inputs, same plan.
 
+use super::address::Address;
 use super::desired::{Desired, DesiredStackSet};
 use super::model::*;
+use super::side::*;
 use crate::live::read::{EMPTY_OVERRIDES, TAG_OVERRIDES};
 use crate::live::{
     AccountState, LiveInstance, LiveStackSet, LiveState, TAG_ENVIRONMENT, TAG_MANAGED_BY,
     TAG_SECRETS,
 };
 use crate::template::parse_body;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// What the diff needs beyond desired and live.
@@ -38,13 +40,19 @@ pub fn diff(
             };
             changes.push(Change {
                 hint: None,
-                address: format!("unit:{path}"),
+                address: Address::Unit { path: path.clone() },
                 resource_type: ResourceType::Unit,
                 action: Action::Create,
                 environment: None,
                 reason: format!("unit {path} does not exist"),
                 before: None,
-                after: Some(json!({"path": path, "parent": parent})),
+                after: Some(
+                    UnitSide {
+                        path: path.clone(),
+                        parent,
+                    }
+                    .into(),
+                ),
             });
         }
     }
@@ -54,13 +62,23 @@ pub fn diff(
         match live_account {
             None => changes.push(Change {
                 hint: None,
-                address: format!("account:{}", a.name),
+                address: Address::Account {
+                    key: a.name.clone(),
+                },
                 resource_type: ResourceType::Account,
                 action: Action::Create,
                 environment: None,
                 reason: format!("no account in the organization has email {}", a.email),
                 before: None,
-                after: Some(json!({"name": a.name, "email": a.email, "unit": a.unit})),
+                after: Some(
+                    AccountSide {
+                        id: None,
+                        name: Some(a.name.clone()),
+                        email: Some(a.email.clone()),
+                        unit: a.unit.clone(),
+                    }
+                    .into(),
+                ),
             }),
             Some(l) => {
                 let current = live.path_of(&l.parent_id).unwrap_or("?");
@@ -68,7 +86,9 @@ pub fn diff(
                     if unit != current {
                         changes.push(Change {
                             hint: None,
-                            address: format!("account:{}", a.name),
+                            address: Address::Account {
+                                key: a.name.clone(),
+                            },
                             resource_type: ResourceType::Account,
                             action: Action::Update,
                             environment: None,
@@ -76,8 +96,8 @@ pub fn diff(
                                 "account {} ({}) is in {current}; the manifest puts it in {unit}",
                                 a.name, l.id
                             ),
-                            before: Some(json!({"id": l.id, "unit": current})),
-                            after: Some(json!({"id": l.id, "unit": unit})),
+                            before: Some(placement(&l.id, current)),
+                            after: Some(placement(&l.id, unit)),
                         });
                     }
                 }
@@ -92,7 +112,7 @@ pub fn diff(
         if !known && l.id != live.management_account {
             findings.push(Finding {
                 kind: FindingKind::Unmanaged,
-                address: format!("account:{}", l.id),
+                address: Address::Account { key: l.id.clone() },
                 environment: None,
                 message: format!(
                     "account {} ({}, {}) in {} is not in the manifest; it is left alone",
@@ -120,7 +140,9 @@ pub fn diff(
         {
             findings.push(Finding {
                 kind: FindingKind::Inactive,
-                address: format!("account:{}", a.name),
+                address: Address::Account {
+                    key: a.name.clone(),
+                },
                 environment: None,
                 message: if l.state.is_closing() {
                     format!(
@@ -144,7 +166,9 @@ pub fn diff(
                 Some(l) if l.tags.get(TAG_MANAGED_BY).map(String::as_str) != Some(opts.estate) => {
                     findings.push(Finding {
                         kind: FindingKind::Conflict,
-                        address: format!("stackSet:{}", d.name),
+                        address: Address::StackSet {
+            name: d.name.clone(),
+        },
                         environment: Some(env.clone()),
                         message: match l.tags.get(TAG_MANAGED_BY) {
                             Some(other) => format!(
@@ -194,18 +218,22 @@ pub fn diff(
                 }
                 changes.push(Change {
                     hint: None,
-                    address: format!("stackSet:{}", l.name),
+                    address: Address::StackSet {
+                        name: l.name.clone(),
+                    },
                     resource_type: ResourceType::StackSet,
                     action: Action::Delete,
                     environment: Some(env.clone()),
                     reason: format!("stack set {} left the manifest (prune is on)", l.name),
-                    before: Some(live_json(l, &BTreeSet::new(), None)),
+                    before: Some(live_json(l, &BTreeSet::new(), None).into()),
                     after: None,
                 });
             } else {
                 findings.push(Finding {
                     kind: FindingKind::Orphan,
-                    address: format!("stackSet:{}", l.name),
+                    address: Address::StackSet {
+            name: l.name.clone(),
+        },
                     environment: Some(env.clone()),
                     message: format!(
                         "stack set {} is managed by this estate but no longer in the manifest; set `prune: true` to delete it",
@@ -231,7 +259,9 @@ pub fn diff(
             if ours && !desired.environments.contains(env) {
                 findings.push(Finding {
                     kind: FindingKind::Orphan,
-                    address: format!("stackSet:{}", l.name),
+                    address: Address::StackSet {
+            name: l.name.clone(),
+        },
                     environment: Some(env.clone()),
                     message: format!(
                         "stack set {} is managed by this estate, but its environment {env} is no longer in the manifest, so no plan deletes it; delete it by hand, or add the environment back with `prune: true`",
@@ -248,7 +278,9 @@ pub fn diff(
         {
             findings.push(Finding {
                 kind: FindingKind::Conflict,
-                address: format!("pipeline:{}", src.pipeline),
+                address: Address::Pipeline {
+                name: src.pipeline.clone(),
+            },
                 environment: Some(src.environment.clone()),
                 message: format!(
                     "the artifact bucket {} already exists (kept from a deleted pipeline of this name, or another account's): creating the pipeline's tools part will fail until it is emptied and deleted, or the pipeline renamed",
@@ -265,7 +297,9 @@ pub fn diff(
         }
         changes.push(Change {
             hint: None,
-            address: format!("pipeline:{}", src.pipeline),
+            address: Address::Pipeline {
+                name: src.pipeline.clone(),
+            },
             resource_type: ResourceType::Pipeline,
             action: Action::Create,
             environment: Some(src.environment.clone()),
@@ -274,21 +308,37 @@ pub fn diff(
                 src.bucket
             ),
             before: None,
-            after: Some(json!({
-                "account": src.account.key(),
-                "bucket": src.bucket,
-                "key": key,
-                "files": src.bundle.files.keys().collect::<Vec<_>>(),
-            })),
+            after: Some(
+                BundleSide {
+                    account: src.account.key(),
+                    bucket: src.bucket.clone(),
+                    key,
+                    files: src.bundle.files.keys().cloned().collect(),
+                }
+                .into(),
+            ),
         });
     }
     (changes, findings)
 }
 
+/// An account in a unit: a move's before and after.
+fn placement(id: &str, unit: &str) -> Side {
+    AccountSide {
+        id: Some(id.to_string()),
+        name: None,
+        email: None,
+        unit: Some(unit.to_string()),
+    }
+    .into()
+}
+
 fn create_stack_set(d: &DesiredStackSet, changes: &mut Vec<Change>) {
     changes.push(Change {
         hint: None,
-        address: format!("stackSet:{}", d.name),
+        address: Address::StackSet {
+            name: d.name.clone(),
+        },
         resource_type: ResourceType::StackSet,
         action: Action::Create,
         environment: Some(d.environment.clone()),
@@ -313,11 +363,9 @@ fn create_stack_set(d: &DesiredStackSet, changes: &mut Vec<Change>) {
 /// A retry names the operation it follows (the instance's last), so its own operation id
 /// differs from any earlier attempt's: AWS would otherwise answer the new attempt with the
 /// old, failed operation.
-fn since(li: &LiveInstance, before: &mut Value, after: &mut Value) {
-    if let Some(op) = &li.last_operation {
-        before["lastOperation"] = json!(op);
-        after["lastOperation"] = json!(op);
-    }
+fn since(li: &LiveInstance, before: &mut InstanceSide, after: &mut InstanceSide) {
+    before.last_operation.clone_from(&li.last_operation);
+    after.last_operation.clone_from(&li.last_operation);
 }
 
 /// An instance delete in an account AWS says is closing keeps its stack: AWS cannot reach
@@ -356,45 +404,58 @@ fn instance_change(
     account_key: &str,
     region: &str,
     reason: String,
-    before: Option<Value>,
-    after: Option<Value>,
+    before: Option<InstanceSide>,
+    after: Option<InstanceSide>,
 ) -> Change {
     Change {
         hint: None,
-        address: format!("stackInstance:{stack_set}/{account_key}/{region}"),
+        address: instance_address(stack_set, account_key, region),
         resource_type: ResourceType::StackInstance,
         action,
         environment: Some(env.to_string()),
         reason,
-        before,
-        after,
+        before: before.map(Side::from),
+        after: after.map(Side::from),
     }
 }
 
-fn instance_json(d: &DesiredStackSet, i: &super::desired::DesiredInstance) -> Value {
-    json!({
-        "stackSet": d.name,
-        "account": i.account.id,
-        "accountName": i.account.name,
-        "region": i.region,
-        "parameterOverrides": mask(&i.overrides, &d.sensitive),
-    })
+fn instance_address(stack_set: &str, account: &str, region: &str) -> Address {
+    Address::StackInstance {
+        stack_set: stack_set.to_string(),
+        account: account.to_string(),
+        region: region.to_string(),
+    }
 }
 
-fn live_instance_json(stack_set: &str, i: &LiveInstance, sensitive: &BTreeSet<String>) -> Value {
-    let mut v = json!({
-        "stackSet": stack_set,
-        "account": i.account,
-        "accountName": null,
-        "region": i.region,
-        "parameterOverrides": mask(&i.overrides.clone().unwrap_or_default(), sensitive),
-        "status": i.status,
-    });
-    // A service-managed instance is removed through the unit AWS deployed it through.
-    if let Some(unit) = &i.unit {
-        v["organizationalUnitId"] = json!(unit);
+fn instance_json(d: &DesiredStackSet, i: &super::desired::DesiredInstance) -> InstanceSide {
+    InstanceSide {
+        stack_set: d.name.clone(),
+        account: i.account.id.clone(),
+        account_name: i.account.name.clone(),
+        region: i.region.clone(),
+        parameter_overrides: mask(&i.overrides, &d.sensitive),
+        status: None,
+        organizational_unit_id: None,
+        last_operation: None,
     }
-    v
+}
+
+fn live_instance_json(
+    stack_set: &str,
+    i: &LiveInstance,
+    sensitive: &BTreeSet<String>,
+) -> InstanceSide {
+    InstanceSide {
+        stack_set: stack_set.to_string(),
+        account: Some(i.account.clone()),
+        account_name: None,
+        region: i.region.clone(),
+        parameter_overrides: mask(&i.overrides.clone().unwrap_or_default(), sensitive),
+        status: Some(i.status.clone()),
+        // A service-managed instance is removed through the unit AWS deployed it through.
+        organizational_unit_id: i.unit.clone(),
+        last_operation: None,
+    }
 }
 
 fn mask(
@@ -429,21 +490,22 @@ pub fn template_text(body: &Value, sensitive: &BTreeSet<String>) -> String {
     serde_yaml::to_string(&body).unwrap_or_default()
 }
 
-fn desired_json(d: &DesiredStackSet) -> Value {
-    json!({
-        "name": d.name,
-        "description": d.description,
-        "parameters": mask(&d.parameters, &d.sensitive),
-        "capabilities": d.capabilities,
-        "tags": d.tags,
-        "permissionModel": d.permission_model,
-        "administrationRoleArn": d.administration_role_arn,
-        "executionRoleName": d.execution_role_name,
-        "autoDeployment": d.auto_deployment,
+fn desired_json(d: &DesiredStackSet) -> Side {
+    StackSetSide {
+        name: d.name.clone(),
+        description: d.description.clone(),
+        parameters: mask(&d.parameters, &d.sensitive),
+        capabilities: d.capabilities.clone(),
+        tags: d.tags.clone(),
+        permission_model: d.permission_model.clone(),
+        administration_role_arn: d.administration_role_arn.clone(),
+        execution_role_name: d.execution_role_name.clone(),
+        auto_deployment: d.auto_deployment,
         // As the tag keeps it, so live and desired compare like for like.
-        "operation": super::desired::operation_tag(&d.operation),
-        "template": template_text(&d.template.body, &d.sensitive),
-    })
+        operation: super::desired::operation_tag(&d.operation),
+        template: template_text(&d.template.body, &d.sensitive),
+    }
+    .into()
 }
 
 /// Parameters a template declares `NoEcho`.
@@ -499,30 +561,23 @@ fn align(value: &Value, like: &Value) -> Value {
 /// The live stack set as the plan shows it. Values are masked where either the manifest's or
 /// the live template declares them NoEcho (a Default in the live template included); `like`
 /// is the manifest's template, whose key order the live one is shown in.
-fn live_json(l: &LiveStackSet, sensitive: &BTreeSet<String>, like: Option<&Value>) -> Value {
+fn live_json(l: &LiveStackSet, sensitive: &BTreeSet<String>, like: Option<&Value>) -> StackSetSide {
     let body = parse_body(&l.template_body).unwrap_or(Value::Null);
     let sensitive: BTreeSet<String> = sensitive.union(&no_echo(&body)).cloned().collect();
     let shown = like.map_or_else(|| body.clone(), |like| align(&body, like));
-    json!({
-        "name": l.name,
-        "description": l.description,
-        "parameters": mask(&l.parameters, &sensitive),
-        "capabilities": l.capabilities,
-        "tags": l.tags,
-        "permissionModel": l.permission_model,
-        "administrationRoleArn": l.administration_role_arn,
-        "executionRoleName": l.execution_role_name,
-        "autoDeployment": l.auto_deployment,
-        "operation": d_operation_from_tags(l),
-        "template": template_text(&shown, &sensitive),
-    })
-}
-
-/// Operation preferences are only known through their tag; shown as that text.
-fn d_operation_from_tags(l: &LiveStackSet) -> Value {
-    l.tags
-        .get(crate::live::TAG_OPERATION)
-        .map_or(Value::Null, |t| Value::String(t.clone()))
+    StackSetSide {
+        name: l.name.clone(),
+        description: l.description.clone(),
+        parameters: mask(&l.parameters, &sensitive),
+        capabilities: l.capabilities.clone(),
+        tags: l.tags.clone(),
+        permission_model: l.permission_model.clone(),
+        administration_role_arn: l.administration_role_arn.clone(),
+        execution_role_name: l.execution_role_name.clone(),
+        auto_deployment: l.auto_deployment,
+        operation: l.tags.get(crate::live::TAG_OPERATION).cloned(),
+        template: template_text(&shown, &sensitive),
+    }
 }
 
 /// Resources of an instance's stack changed outside CloudFormation: what on-call must look at.
@@ -554,7 +609,7 @@ fn drift_finding(
     }
     Finding {
         kind: FindingKind::Drifted,
-        address: format!("stackInstance:{}/{account}/{region}", d.name),
+        address: instance_address(&d.name, account, region),
         environment: Some(d.environment.clone()),
         message,
     }
@@ -584,10 +639,12 @@ fn update_stack_set(
         // AWS cannot change a stack set's permission model in place, and deletes only an empty
         // stack set: every live instance goes first, every desired one is created after.
         let mut before = live_json(l, &d.sensitive, Some(&d.template.body));
-        before["operation"] = Value::Null;
+        before.operation = None;
         changes.push(Change {
             hint: None,
-            address: format!("stackSet:{}", d.name),
+            address: Address::StackSet {
+                name: d.name.clone(),
+            },
             resource_type: ResourceType::StackSet,
             action: Action::Replace,
             environment: Some(d.environment.clone()),
@@ -595,7 +652,7 @@ fn update_stack_set(
                 "permission model changes from {} to {}, which AWS cannot do in place",
                 l.permission_model, d.permission_model
             ),
-            before: Some(before),
+            before: Some(before.into()),
             after: Some(desired_json(d)),
         });
         for li in live_instances {
@@ -673,10 +730,8 @@ fn update_stack_set(
                     // to delete, so none is) and created again, whatever an update would do
                     // with a stack that is gone.
                     let mut before = live_instance_json(&d.name, li, &sensitive);
-                    before["accountName"] = json!(i.account.name);
-                    if let Value::Object(o) = &mut before {
-                        o.remove("status");
-                    }
+                    before.account_name.clone_from(&i.account.name);
+                    before.status = None;
                     let mut after = instance_json(d, i);
                     since(li, &mut before, &mut after);
                     let mut c = instance_change(
@@ -702,10 +757,8 @@ fn update_stack_set(
                     // Shown against the manifest's instance: the same account (live does not
                     // know its manifest name) and no status, which the manifest has no say in.
                     let mut before = live_instance_json(&d.name, li, &sensitive);
-                    before["accountName"] = json!(i.account.name);
-                    if let Value::Object(o) = &mut before {
-                        o.remove("status");
-                    }
+                    before.account_name.clone_from(&i.account.name);
+                    before.status = None;
                     instance_changes.push(instance_change(
                         &d.name,
                         &d.environment,
@@ -720,9 +773,9 @@ fn update_stack_set(
                     // A failed or stopped operation left it behind: fixing the cause and
                     // applying again must converge it, so it is planned again.
                     let mut before = live_instance_json(&d.name, li, &sensitive);
-                    before["accountName"] = json!(i.account.name);
+                    before.account_name.clone_from(&i.account.name);
                     let mut after = instance_json(d, i);
-                    after["status"] = json!("CURRENT");
+                    after.status = Some("CURRENT".into());
                     since(li, &mut before, &mut after);
                     retries.push(instance_change(
                         &d.name,
@@ -742,7 +795,7 @@ fn update_stack_set(
                     // (remove it with RetainStacks, delete the stack by hand) is the operator's.
                     findings.push(Finding {
                         kind: FindingKind::Unhealthy,
-                        address: format!("stackInstance:{}/{}/{}", d.name, key.0, i.region),
+                        address: instance_address(&d.name, &key.0, &i.region),
                         environment: Some(d.environment.clone()),
                         message: format!(
                             "instance is {}{}",
@@ -879,13 +932,16 @@ fn update_stack_set(
             ));
         }
         changes.push(Change {
-            hint: None,
-            address: format!("stackSet:{}", d.name),
+            // Only the digest moves: apply writes the tag once the instances carry them.
+            hint: (!redeploys_all).then_some(Hint::OverridesTagOnly),
+            address: Address::StackSet {
+                name: d.name.clone(),
+            },
             resource_type: ResourceType::StackSet,
             action: Action::Update,
             environment: Some(d.environment.clone()),
             reason,
-            before: Some(live_json(l, &d.sensitive, Some(&d.template.body))),
+            before: Some(live_json(l, &d.sensitive, Some(&d.template.body)).into()),
             after: Some(desired_json(d)),
         });
     }
@@ -938,8 +994,8 @@ mod tests {
 
     #[test]
     fn live_keys_follow_the_manifest_order_and_extra_keys_come_last() {
-        let live = json!({"b": 1, "extra": 0, "a": {"y": 1, "x": 2}, "list": [{"q": 1, "p": 2}]});
-        let like = json!({"a": {"x": 0, "y": 0}, "list": [{"p": 0, "q": 0}], "b": 0});
+        let live = serde_json::json!({"b": 1, "extra": 0, "a": {"y": 1, "x": 2}, "list": [{"q": 1, "p": 2}]});
+        let like = serde_json::json!({"a": {"x": 0, "y": 0}, "list": [{"p": 0, "q": 0}], "b": 0});
         let aligned = align(&live, &like);
         assert_eq!(aligned, live, "alignment only reorders");
         assert_eq!(

@@ -1,14 +1,18 @@
 //! Planning: resolve the manifest against live state and diff the two into a [`Plan`].
 //! Everything here is pure: no I/O, no clock, no randomness.
 
+pub mod address;
 pub mod catalog;
 pub mod desired;
 pub mod diff;
 pub mod model;
 pub mod prerequisites;
+pub mod side;
 
+pub use address::{Address, ShareTarget};
 pub use desired::PlanError;
 pub use model::*;
+pub use side::*;
 
 use crate::live::LiveState;
 use crate::live::read::ReadOptions;
@@ -153,19 +157,14 @@ pub fn drift_view(plan: &Plan) -> Plan {
         .changes
         .iter()
         .filter(|c| c.resource_type == ResourceType::StackSet && c.action == Action::Create)
-        .filter_map(|c| c.address.strip_prefix("stackSet:").map(str::to_string))
+        .filter_map(|c| c.address.stack_set().map(str::to_string))
         .collect();
     let changes: Vec<Change> = plan
         .changes
         .iter()
         .filter(|c| match (c.action, c.resource_type) {
             (Action::Create, ResourceType::StackInstance) => {
-                let set = c
-                    .address
-                    .trim_start_matches("stackInstance:")
-                    .split('/')
-                    .next()
-                    .unwrap_or_default();
+                let set = c.address.stack_set().unwrap_or_default();
                 !created_sets.contains(set)
             }
             // A missing part of an existing portfolio is drift, as an instance is above.

@@ -1,6 +1,8 @@
 //! The Plan: a value describing every change and finding, which renderers and apply read.
 
-use serde::{Deserialize, Serialize};
+use super::address::Address;
+use super::side::{Shape, ShapeError, Side};
+use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
 
 pub const FORMAT_VERSION: u32 = 1;
@@ -52,22 +54,87 @@ pub struct Summary {
     pub replace: usize,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Change {
     /// `kind:name[/…]`, unique within the plan.
-    pub address: String,
+    pub address: Address,
     pub resource_type: ResourceType,
     pub action: Action,
     /// `None` for changes that belong to no environment (units, accounts).
     pub environment: Option<String>,
     /// Why: what differs between the manifest and live.
     pub reason: String,
-    pub before: Option<serde_json::Value>,
-    pub after: Option<serde_json::Value>,
+    pub before: Option<Side>,
+    pub after: Option<Side>,
     /// What apply must do beyond turning `before` into `after`; never read from `reason`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hint: Option<Hint>,
+}
+
+impl Change {
+    /// `before`, as the shape its address calls for.
+    pub fn before_as<T: Shape>(&self) -> Result<&T, ShapeError> {
+        self.shape(self.before.as_ref(), "before")
+    }
+
+    /// `after`, as the shape its address calls for.
+    pub fn after_as<T: Shape>(&self) -> Result<&T, ShapeError> {
+        self.shape(self.after.as_ref(), "after")
+    }
+
+    /// `after`, or `before` for a delete.
+    pub fn side_as<T: Shape>(&self) -> Result<&T, ShapeError> {
+        self.shape(self.after.as_ref().or(self.before.as_ref()), "side")
+    }
+
+    fn shape<'a, T: Shape>(
+        &'a self,
+        side: Option<&'a Side>,
+        which: &'static str,
+    ) -> Result<&'a T, ShapeError> {
+        side.and_then(T::of).ok_or_else(|| ShapeError {
+            address: self.address.to_string(),
+            what: T::WHAT,
+            side: which,
+        })
+    }
+}
+
+/// A change as the JSON plan holds it: sides are read as the shape their address calls for.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ChangeText {
+    address: Address,
+    resource_type: ResourceType,
+    action: Action,
+    environment: Option<String>,
+    reason: String,
+    before: Option<serde_json::Value>,
+    after: Option<serde_json::Value>,
+    #[serde(default)]
+    hint: Option<Hint>,
+}
+
+impl<'de> Deserialize<'de> for Change {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let t = ChangeText::deserialize(d)?;
+        let side = |v: Option<serde_json::Value>, which: &str| {
+            v.map(|v| Side::from_value(&t.address, v))
+                .transpose()
+                .map_err(|e| serde::de::Error::custom(format!("{} ({which}): {e}", t.address)))
+        };
+        Ok(Change {
+            before: side(t.before.clone(), "before")?,
+            after: side(t.after.clone(), "after")?,
+            address: t.address,
+            resource_type: t.resource_type,
+            action: t.action,
+            environment: t.environment,
+            reason: t.reason,
+            hint: t.hint,
+        })
+    }
 }
 
 /// An explicit instruction to apply that before/after alone cannot carry.
@@ -77,6 +144,9 @@ pub enum Hint {
     /// Remove the stack instance but keep its stack (`RetainStacks`): the account is
     /// suspended or closed, and AWS can no longer reach it to delete anything.
     RetainStacks,
+    /// Of a stack set whose only change is the overrides digest tag: no UpdateStackSet before
+    /// the instances, only the tag's, once they carry the new overrides.
+    OverridesTagOnly,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -138,7 +208,7 @@ impl Action {
 #[serde(rename_all = "camelCase")]
 pub struct Finding {
     pub kind: FindingKind,
-    pub address: String,
+    pub address: Address,
     pub environment: Option<String>,
     pub message: String,
 }

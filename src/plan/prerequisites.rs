@@ -9,22 +9,21 @@
 //! already read: a CURRENT instance of a self-managed stack set of this estate in that account
 //! (for the administration role, in any account), or the bootstrap's own stack and instances.
 
+use super::address::Address;
 use super::desired::{AccountRef, Desired, DesiredStackSet};
 use super::model::*;
+use super::side::*;
 use crate::bootstrap::{self, ADMINISTRATION_ROLE, EXECUTION_ROLE};
 use crate::live::{LiveState, TAG_MANAGED_BY};
 use crate::manifest::Manifest;
 use crate::manifest::model::StackSetRoles;
-use serde_json::json;
 use std::collections::BTreeMap;
 
-pub const ORGANIZATIONS_ACCESS: &str = "prerequisite:organizations-access";
-pub const ADMINISTRATION: &str = "prerequisite:administration-role";
-pub const EXECUTION: &str = "prerequisite:execution-role";
-
 /// The address of the execution role's bootstrap in one account.
-pub fn execution_in(account_key: &str) -> String {
-    format!("{EXECUTION}/{account_key}")
+pub fn execution_in(account_key: &str) -> Address {
+    Address::ExecutionRole {
+        account: Some(account_key.to_string()),
+    }
 }
 
 /// The default administration role ARN of self-managed stack sets of this organization.
@@ -42,7 +41,7 @@ fn relies_on_defaults(d: &DesiredStackSet, admin: &str) -> bool {
         && d.execution_role_name.as_deref() == Some(EXECUTION_ROLE)
 }
 
-fn change(address: String, action: Action, reason: String, after: serde_json::Value) -> Change {
+fn change(address: Address, action: Action, reason: String, after: impl Into<Side>) -> Change {
     Change {
         address,
         resource_type: ResourceType::Prerequisite,
@@ -50,8 +49,16 @@ fn change(address: String, action: Action, reason: String, after: serde_json::Va
         environment: None,
         reason,
         before: None,
-        after: Some(after),
+        after: Some(after.into()),
         hint: None,
+    }
+}
+
+fn administration(stack: &str, account: &str, execution_role: bool) -> AdministrationSide {
+    AdministrationSide {
+        stack: stack.to_string(),
+        account: account.to_string(),
+        execution_role,
     }
 }
 
@@ -173,7 +180,7 @@ pub fn diff(m: &Manifest, desired: &Desired, live: &LiveState) -> (Vec<Change>, 
                 ),
             }),
             None if !evidence => changes.push(change(
-                ADMINISTRATION.into(),
+                Address::AdministrationRole,
                 Action::Create,
                 format!(
                     "self-managed stack sets use {ADMINISTRATION_ROLE}{}, and nothing shows it exists in account {caller}: stack {stack} creates it",
@@ -183,23 +190,23 @@ pub fn diff(m: &Manifest, desired: &Desired, live: &LiveState) -> (Vec<Change>, 
                         String::new()
                     }
                 ),
-                json!({"stack": stack, "account": caller, "executionRole": in_caller}),
+                administration(&stack, &caller, in_caller),
             )),
             None => {}
             Some(s) if s.status == "ROLLBACK_COMPLETE" => changes.push(change(
-                ADMINISTRATION.into(),
+                Address::AdministrationRole,
                 Action::Replace,
                 format!(
                     "stack {stack} failed to create ({}{}): it is deleted and created again",
                     s.status,
                     s.status_reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
                 ),
-                json!({"stack": stack, "account": caller, "executionRole": in_caller}),
+                administration(&stack, &caller, in_caller),
             )),
             Some(s) if !s.status.ends_with("_COMPLETE") || s.status.contains("ROLLBACK") => {
                 findings.push(Finding {
                     kind: FindingKind::Unhealthy,
-                    address: ADMINISTRATION.into(),
+                    address: Address::AdministrationRole,
                     environment: None,
                     message: format!(
                         "stack {stack} is {}{}",
@@ -209,12 +216,12 @@ pub fn diff(m: &Manifest, desired: &Desired, live: &LiveState) -> (Vec<Change>, 
                 });
             }
             Some(s) if in_caller && !with_execution(s) => changes.push(change(
-                ADMINISTRATION.into(),
+                Address::AdministrationRole,
                 Action::Update,
                 format!(
                     "a self-managed stack set now deploys to account {caller} itself: stack {stack} adds {EXECUTION_ROLE} there"
                 ),
-                json!({"stack": stack, "account": caller, "executionRole": true}),
+                administration(&stack, &caller, true),
             )),
             Some(_) => {}
         }
@@ -225,12 +232,15 @@ pub fn diff(m: &Manifest, desired: &Desired, live: &LiveState) -> (Vec<Change>, 
     }
     if bootstrapped.is_none() {
         changes.push(change(
-            EXECUTION.into(),
+            Address::ExecutionRole { account: None },
             Action::Create,
             format!(
                 "accounts need {EXECUTION_ROLE}: the service-managed stack set {execution_set} deploys it where it is missing"
             ),
-            json!({"stackSet": execution_set, "administrator": caller}),
+            ExecutionSetSide {
+                stack_set: execution_set.clone(),
+                administrator: caller.clone(),
+            },
         ));
     }
     for (key, account) in &needing {
@@ -243,7 +253,11 @@ pub fn diff(m: &Manifest, desired: &Desired, live: &LiveState) -> (Vec<Change>, 
                     "{} is a target of a self-managed stack set and has no {EXECUTION_ROLE} from estate",
                     phrase(account)
                 ),
-                json!({"account": account.id, "accountName": account.name}),
+                ExecutionInstanceSide {
+                    account: account.id.clone(),
+                    account_name: account.name.clone(),
+                    last_operation: None,
+                },
             )),
             Some(i) if i.status != "CURRENT" => changes.push(change(
                 execution_in(key),
@@ -253,7 +267,11 @@ pub fn diff(m: &Manifest, desired: &Desired, live: &LiveState) -> (Vec<Change>, 
                     i.status,
                     i.status_reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
                 ),
-                json!({"account": account.id, "accountName": account.name, "lastOperation": i.last_operation}),
+                ExecutionInstanceSide {
+                    account: account.id.clone(),
+                    account_name: account.name.clone(),
+                    last_operation: Some(i.last_operation.clone()),
+                },
             )),
             Some(_) => {}
         }
@@ -263,10 +281,12 @@ pub fn diff(m: &Manifest, desired: &Desired, live: &LiveState) -> (Vec<Change>, 
 
 fn access_change(why: &str) -> Change {
     change(
-        ORGANIZATIONS_ACCESS.into(),
+        Address::StackSetsOrganizationsAccess,
         Action::Create,
         format!("CloudFormation StackSets has no trusted access to AWS Organizations, and {why}"),
-        json!({"service": "member.org.stacksets.cloudformation.amazonaws.com"}),
+        TrustedAccessSide {
+            service: "member.org.stacksets.cloudformation.amazonaws.com".into(),
+        },
     )
 }
 

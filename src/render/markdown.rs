@@ -166,7 +166,7 @@ fn head(plan: &Plan, sections: &[Section], mode: Mode) -> String {
                 Action::Replace => "replace",
                 _ => "delete",
             };
-            let _ = writeln!(s, "> - {verb} {}{env}", code(&c.address));
+            let _ = writeln!(s, "> - {verb} {}{env}", code(&c.address.to_string()));
         }
         if destructive.len() > WARNING_LIST {
             let _ = writeln!(
@@ -216,7 +216,7 @@ fn finding_item(f: &crate::plan::Finding) -> String {
     format!(
         "- **{}** {}{env}: {}\n",
         outline::finding_word(f.kind),
-        code(&f.address),
+        code(&f.address.to_string()),
         // One list item: a multi-line message (drifted resources) reads as `; `-separated.
         escape(
             &f.message

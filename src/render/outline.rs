@@ -250,10 +250,11 @@ pub(crate) fn used_actions(plan: &Plan) -> Vec<Action> {
 }
 
 /// `stackSet:name` → `stackSet name`: the type reads as a word, the name stays whole.
-pub(crate) fn label(address: &str) -> String {
+pub(crate) fn label(address: &crate::plan::Address) -> String {
+    let address = address.to_string();
     match address.split_once(':') {
         Some((kind, name)) => format!("{kind} {name}"),
-        None => address.to_string(),
+        None => address,
     }
 }
 
@@ -343,10 +344,12 @@ pub(crate) enum DiffLine {
 pub(crate) fn details(change: &Change) -> Vec<Detail> {
     let rt = change.resource_type;
     match (change.action, &change.before, &change.after) {
-        (Action::Update | Action::Replace, Some(before), Some(after)) => changed(before, after),
-        (Action::Delete, Some(before), _) => brief(rt, before),
-        (_, _, Some(after)) => brief(rt, after),
-        (_, Some(before), None) => brief(rt, before),
+        (Action::Update | Action::Replace, Some(before), Some(after)) => {
+            changed(&before.to_value(), &after.to_value())
+        }
+        (Action::Delete, Some(before), _) => brief(rt, &before.to_value()),
+        (_, _, Some(after)) => brief(rt, &after.to_value()),
+        (_, Some(before), None) => brief(rt, &before.to_value()),
         (_, None, None) => Vec::new(),
     }
 }

@@ -77,7 +77,7 @@ pub fn text(plan: &Plan, opts: &TextOptions) -> String {
                 "  {} {} {}{}",
                 p.yellow("!"),
                 p.bold(kind),
-                clean(&f.address),
+                clean(&f.address.to_string()),
                 env
             );
             for line in outline::clean_lines(&f.message) {

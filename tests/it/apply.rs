@@ -4,7 +4,7 @@
 use crate::support::builders::{edit_all, example, prune};
 use crate::support::emulator::{TestAccount, management_account, s3, stack_instances};
 use crate::support::mocks::fast;
-use crate::support::run::{apply, change_fields, json_changes, process, pty_process, run};
+use crate::support::run::{apply, change_fields, json_changes, process, pty_process, run, texts};
 use std::path::Path;
 
 /// `estate apply . --auto-approve` running in the background, its log lines on a pipe.
@@ -752,7 +752,7 @@ async fn independent_stack_sets_run_at_most_parallelism_at_once() {
         let done = apply::organization(&aws, &p, &live, m.name(), fast(), &apply::Silent)
             .await
             .unwrap();
-        assert_eq!(done, ["account:tools"]);
+        assert_eq!(texts(&done), ["account:tools"]);
         let live = estate::live::read::read(&aws, &plan::read_options(&m))
             .await
             .unwrap();

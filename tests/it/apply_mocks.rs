@@ -4,6 +4,7 @@
 
 use crate::support::builders::{change, plan_of};
 use crate::support::mocks::{calls, edge, fast, meta};
+use crate::support::run::texts;
 use aws_sdk_cloudformation::operation::create_stack_instances::{
     CreateStackInstancesError, CreateStackInstancesInput, CreateStackInstancesOutput,
 };
@@ -31,9 +32,10 @@ use estate::aws::Aws;
 use estate::live::{LiveState, LiveUnit};
 use estate::manifest::model::OperationPreferences;
 use estate::plan::desired::{AccountRef, Desired, DesiredInstance, DesiredStackSet};
-use estate::plan::{Action, Change, Plan, ResourceType};
+use estate::plan::{
+    AccountSide, Action, Address, Change, Hint, InstanceSide, Plan, ResourceType, StackSetSide,
+};
 use estate::template::Template;
-use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -116,13 +118,7 @@ fn plan_creating_instances(environments: &[&str], desired: &Desired) -> Plan {
             d.instances.iter().map(move |i| {
                 let id = i.account.id.clone().unwrap();
                 Change {
-                    after: Some(json!({
-                        "stackSet": d.name,
-                        "account": id,
-                        "accountName": null,
-                        "region": i.region,
-                        "parameterOverrides": i.overrides,
-                    })),
+                    after: Some(instance_side(&d.name, &id, &i.region, &i.overrides)),
                     ..change(
                         &format!("stackInstance:{}/{id}/{}", d.name, i.region),
                         ResourceType::StackInstance,
@@ -135,6 +131,25 @@ fn plan_creating_instances(environments: &[&str], desired: &Desired) -> Plan {
         })
         .collect();
     plan_of(environments, changes)
+}
+
+fn instance_side(
+    stack_set: &str,
+    account: &str,
+    region: &str,
+    overrides: &BTreeMap<String, String>,
+) -> estate::plan::Side {
+    InstanceSide {
+        stack_set: stack_set.into(),
+        account: Some(account.into()),
+        account_name: None,
+        region: region.into(),
+        parameter_overrides: overrides.clone(),
+        status: None,
+        organizational_unit_id: None,
+        last_operation: None,
+    }
+    .into()
 }
 
 fn desired(stack_sets: Vec<DesiredStackSet>) -> Desired {
@@ -335,7 +350,7 @@ async fn forty_new_instances_of_one_set_are_one_create_call() {
         1
     );
     // Each instance is reported done as it is: a stop part-way counts them.
-    assert_eq!(progress.done(), report.done);
+    assert_eq!(progress.done(), texts(&report.done));
     assert_eq!(calls(&aws, "CloudFormation.CreateStackInstances"), 1);
     let requests = requests.lock().unwrap();
     let [req] = requests.as_slice() else {
@@ -440,9 +455,12 @@ fn batches_group_accounts_by_region_set_and_overrides() {
         view(d, "us-east-1", &[("Size", "large")]),
         view(d, "eu-west-1", &[("Size", "large")]),
     ];
-    let input: Vec<(String, &DesiredInstanceView)> = views
+    let input: Vec<(Address, &DesiredInstanceView)> = views
         .iter()
-        .map(|v| (format!("stackInstance:s/{}/{}", v.account, v.region), v))
+        .map(|v| {
+            let a = format!("stackInstance:s/{}/{}", v.account, v.region);
+            (a.parse().unwrap(), v)
+        })
         .collect();
 
     let batches = apply::batches(&input);
@@ -479,12 +497,12 @@ fn batches_group_accounts_by_region_set_and_overrides() {
         .collect();
     wanted.sort();
     assert_eq!(covered, wanted);
-    let mut addresses: Vec<&String> = batches.iter().flat_map(|b| &b.addresses).collect();
+    let mut addresses: Vec<&Address> = batches.iter().flat_map(|b| &b.addresses).collect();
     addresses.sort();
     addresses.dedup();
     assert_eq!(addresses.len(), views.len());
     // Deterministic whatever the input order (operation ids are derived from batches).
-    let reversed: Vec<(String, &DesiredInstanceView)> = input.iter().rev().cloned().collect();
+    let reversed: Vec<(Address, &DesiredInstanceView)> = input.iter().rev().cloned().collect();
     let again = apply::batches(&reversed);
     let key = |bs: &[apply::Batch]| -> Vec<(Vec<String>, Vec<String>)> {
         bs.iter()
@@ -960,7 +978,7 @@ async fn a_new_account_is_created_then_moved_from_the_root_into_its_unit() {
     let plan = plan_of(
         &[],
         vec![Change {
-            after: Some(json!({"name": "ml-dev", "email": "ml-dev@example.com", "unit": "/ml"})),
+            after: Some(new_account("ml-dev", "/ml")),
             ..change(
                 "account:ml-dev",
                 ResourceType::Account,
@@ -975,7 +993,7 @@ async fn a_new_account_is_created_then_moved_from_the_root_into_its_unit() {
         .await
         .unwrap();
 
-    assert_eq!(done, ["account:ml-dev"]);
+    assert_eq!(texts(&done), ["account:ml-dev"]);
     let moves = moves.lock().unwrap();
     let [m] = moves.as_slice() else {
         panic!("{moves:?}");
@@ -993,7 +1011,7 @@ fn no_earlier_requests() -> Rule {
 }
 
 /// `apply::organization` creating the accounts `names` (each `NAME@example.com`, under the
-/// root) in an organization that has only its root.
+/// root) in an organization that has only its root; the addresses done, as text.
 async fn create_new_accounts(
     aws: &Aws,
     names: &[&str],
@@ -1003,7 +1021,19 @@ async fn create_new_accounts(
         root_id: "r-root".into(),
         ..Default::default()
     };
-    apply::organization(aws, &new_account_plan(names), &live, "e", fast(), progress).await
+    apply::organization(aws, &new_account_plan(names), &live, "e", fast(), progress)
+        .await
+        .map(|done| texts(&done))
+}
+
+fn new_account(name: &str, unit: &str) -> estate::plan::Side {
+    AccountSide {
+        id: None,
+        name: Some(name.into()),
+        email: Some(format!("{name}@example.com")),
+        unit: Some(unit.into()),
+    }
+    .into()
 }
 
 fn new_account_plan(names: &[&str]) -> Plan {
@@ -1012,7 +1042,7 @@ fn new_account_plan(names: &[&str]) -> Plan {
         names
             .iter()
             .map(|n| Change {
-                after: Some(json!({"name": n, "email": format!("{n}@example.com"), "unit": "/"})),
+                after: Some(new_account(n, "/")),
                 ..change(
                     &format!("account:{n}"),
                     ResourceType::Account,
@@ -1194,12 +1224,31 @@ fn overrides_moving(other_reasons: bool) -> (Desired, Plan) {
     } else {
         format!("changed: {}", estate::plan::diff::OVERRIDES_REASON)
     };
+    let set = |tags: BTreeMap<String, String>| -> estate::plan::Side {
+        StackSetSide {
+            name: "base-dev".into(),
+            description: None,
+            parameters: BTreeMap::new(),
+            capabilities: Vec::new(),
+            tags,
+            permission_model: "SELF_MANAGED".into(),
+            administration_role_arn: None,
+            execution_role_name: None,
+            auto_deployment: None,
+            operation: None,
+            template: String::new(),
+        }
+        .into()
+    };
+    let live_tags = BTreeMap::from([
+        ("estate:managed-by".to_string(), "e".to_string()),
+        ("estate:overrides-sha256".to_string(), "old".to_string()),
+    ]);
     let changes = vec![
         Change {
-            before: Some(
-                json!({"tags": {"estate:managed-by": "e", "estate:overrides-sha256": "old"}}),
-            ),
-            after: Some(json!({"tags": d.tags})),
+            hint: (!other_reasons).then_some(Hint::OverridesTagOnly),
+            before: Some(set(live_tags)),
+            after: Some(set(d.tags.clone())),
             ..change(
                 "stackSet:base-dev",
                 ResourceType::StackSet,
@@ -1209,12 +1258,18 @@ fn overrides_moving(other_reasons: bool) -> (Desired, Plan) {
             )
         },
         Change {
-            before: Some(
-                json!({"account": acct, "region": REGION, "parameterOverrides": {"Size": "small"}}),
-            ),
-            after: Some(
-                json!({"account": acct, "region": REGION, "parameterOverrides": {"Size": "large"}}),
-            ),
+            before: Some(instance_side(
+                "base-dev",
+                &acct,
+                REGION,
+                &BTreeMap::from([("Size".to_string(), "small".to_string())]),
+            )),
+            after: Some(instance_side(
+                "base-dev",
+                &acct,
+                REGION,
+                &BTreeMap::from([("Size".to_string(), "large".to_string())]),
+            )),
             ..change(
                 &format!("stackInstance:base-dev/{acct}/{REGION}"),
                 ResourceType::StackInstance,
@@ -1334,7 +1389,7 @@ async fn an_apply_stopped_before_the_instances_leaves_the_old_tag_so_the_next_pl
         ],
         "the new tag is never written while an instance lacks the overrides"
     );
-    assert!(!report.done.contains(&"stackSet:base-dev".to_string()));
+    assert!(!texts(&report.done).contains(&"stackSet:base-dev".to_string()));
 }
 
 /// A template bucket in another region than the home region is named as such (S3 answers
@@ -1373,16 +1428,13 @@ async fn a_stack_set_created_since_the_plan_by_someone_else_is_a_conflict() {
     let desired = desired(vec![d]);
     let plan = plan_of(
         &["dev"],
-        vec![Change {
-            after: Some(json!({"name": "base-dev"})),
-            ..change(
-                "stackSet:base-dev",
-                ResourceType::StackSet,
-                Action::Create,
-                Some("dev"),
-                "stack set base-dev does not exist",
-            )
-        }],
+        vec![change(
+            "stackSet:base-dev",
+            ResourceType::StackSet,
+            Action::Create,
+            Some("dev"),
+            "stack set base-dev does not exist",
+        )],
     );
     let create = mock!(Cfn::create_stack_set).then_error(|| {
         aws_sdk_cloudformation::operation::create_stack_set::CreateStackSetError::NameAlreadyExistsException(

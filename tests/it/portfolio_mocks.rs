@@ -194,6 +194,8 @@ async fn apply_catalog(
     .await
     .expect("apply ends within its bounds");
     // Every change is reported done as it is done: a stop part-way counts it.
+    let result: Result<Vec<String>, ApplyError> =
+        result.map(|done| done.iter().map(ToString::to_string).collect());
     if let Ok(done) = &result {
         assert_eq!(*progress.0.lock().unwrap(), *done);
     }
@@ -849,7 +851,7 @@ fn an_untagged_product_of_the_same_name_is_a_conflict_never_adopted() {
     assert!(changes.is_empty(), "{changes:?}");
     assert_eq!(findings.len(), 1, "{findings:?}");
     assert_eq!(findings[0].kind, estate::plan::FindingKind::Conflict);
-    assert_eq!(findings[0].address, "product:p/notebook");
+    assert_eq!(findings[0].address.to_string(), "product:p/notebook");
     assert!(
         findings[0].message.contains(PRODUCT),
         "{}",
@@ -896,7 +898,7 @@ async fn a_product_that_left_the_manifest_is_an_orphan_or_with_prune_deleted_aft
         estate::plan::catalog::diff(std::slice::from_ref(&d), &live, "e", false);
     assert!(changes.is_empty(), "{changes:?}");
     assert_eq!(findings[0].kind, estate::plan::FindingKind::Orphan);
-    assert_eq!(findings[0].address, "product:p/notebook");
+    assert_eq!(findings[0].address.to_string(), "product:p/notebook");
 
     let (changes, findings) =
         estate::plan::catalog::diff(std::slice::from_ref(&d), &live, "e", true);

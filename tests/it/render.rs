@@ -3,10 +3,10 @@
 
 use crate::support::builders;
 use estate::plan::{
-    Action, Change, Finding, FindingKind, Plan, PlanSource, ResourceType, SENSITIVE,
+    Action, Change, Finding, FindingKind, InstanceSide, Plan, PlanSource, ResourceType, SENSITIVE,
+    StackSetSide,
 };
 use estate::render::{self, COMMENT_BUDGET, MarkdownOptions, Mode, TextOptions};
-use serde_json::json;
 use std::path::Path;
 
 fn fixture_text(name: &str) -> String {
@@ -48,6 +48,30 @@ fn last_line(s: &str) -> &str {
 
 fn change(address: &str, rt: ResourceType, action: Action, env: Option<&str>) -> Change {
     builders::change(address, rt, action, env, "why")
+}
+
+/// A stack set side with only a name: tests set what they show.
+fn stack_set(name: &str) -> StackSetSide {
+    StackSetSide {
+        name: name.into(),
+        description: None,
+        parameters: Default::default(),
+        capabilities: Vec::new(),
+        tags: Default::default(),
+        permission_model: String::new(),
+        administration_role_arn: None,
+        execution_role_name: None,
+        auto_deployment: None,
+        operation: None,
+        template: String::new(),
+    }
+}
+
+fn strings(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 fn plan_of(changes: Vec<Change>, findings: Vec<Finding>) -> Plan {
@@ -201,12 +225,27 @@ fn awkward_plan() -> Plan {
     );
     replace.reason = "permissionModel changed: `self-managed` → `service-managed`\nCloudFormation cannot convert a stack set in place".into();
     replace.before = Some(
-        json!({"name": "notebook-kms-staging", "permissionModel": "self-managed",
-        "parameters": {"ApiToken": SENSITIVE, "Owner": "Zoë <data-science@example.com>"}}),
+        StackSetSide {
+            permission_model: "self-managed".into(),
+            parameters: strings(&[
+                ("ApiToken", SENSITIVE),
+                ("Owner", "Zoë <data-science@example.com>"),
+            ]),
+            ..stack_set("notebook-kms-staging")
+        }
+        .into(),
     );
     replace.after = Some(
-        json!({"name": "notebook-kms-staging", "permissionModel": "service-managed",
-        "parameters": {"ApiToken": SENSITIVE, "Owner": "Zoë <data-science@example.com>", "Count": 3}}),
+        StackSetSide {
+            permission_model: "service-managed".into(),
+            parameters: strings(&[
+                ("ApiToken", SENSITIVE),
+                ("Owner", "Zoë <data-science@example.com>"),
+                ("Count", "3"),
+            ]),
+            ..stack_set("notebook-kms-staging")
+        }
+        .into(),
     );
     let mut create = change(
         "stackSet:token-staging",
@@ -215,27 +254,41 @@ fn awkward_plan() -> Plan {
         Some("staging"),
     );
     create.reason = "stack set **token-staging** does not exist <!-- sneaky -->\u{1b}[2J".into();
-    create.after = Some(json!({
-        "name": "token-staging",
-        "parameters": {"ApiToken": SENSITIVE, "EnvType": "staging"},
-        "capabilities": [],
-        "permissionModel": "self-managed",
-        // The body of a created template is summarized, never printed.
-        "template": "Description: body-of-a-created-template\nParameters:\n  ApiToken:\n    NoEcho: true\n    Type: String\n"
-    }));
+    create.after = Some(
+        StackSetSide {
+            parameters: strings(&[("ApiToken", SENSITIVE), ("EnvType", "staging")]),
+            permission_model: "self-managed".into(),
+            // The body of a created template is summarized, never printed.
+            template: "Description: body-of-a-created-template\nParameters:\n  ApiToken:\n    NoEcho: true\n    Type: String\n".into(),
+            ..stack_set("token-staging")
+        }
+        .into(),
+    );
     let mut tagged = change(
         "stackSet:tagged```-staging",
         ResourceType::StackSet,
         Action::Update,
         Some("staging"),
     );
-    tagged.before = Some(json!({"tags": {"aws:team": "ml", "cost.centre": "8457"}, "count": "1"}));
-    tagged.after = Some(json!({"tags": {"aws:team": "ml | ops"}, "count": 1}));
+    tagged.before = Some(
+        StackSetSide {
+            tags: strings(&[("aws:team", "ml"), ("cost.centre", "8457")]),
+            ..stack_set("tagged```-staging")
+        }
+        .into(),
+    );
+    tagged.after = Some(
+        StackSetSide {
+            tags: strings(&[("aws:team", "ml | ops")]),
+            ..stack_set("tagged```-staging")
+        }
+        .into(),
+    );
     plan_of(
         vec![replace, create, tagged],
         vec![Finding {
             kind: FindingKind::Conflict,
-            address: "stackSet:<b>shadow</b>".into(),
+            address: "stackSet:<b>shadow</b>".parse().unwrap(),
             environment: Some("staging".into()),
             message: "exists without the estate tag; [click](http://example.com) `x`".into(),
         }],
@@ -301,9 +354,17 @@ fn many_instances(n: usize, reason: &str) -> Plan {
                 Some(env),
             );
             c.reason = reason.to_string();
-            let body = json!({"stackSet": format!("model-execution-role-{env}"), "account": account,
-                "accountName": format!("team-{i}"), "region": "us-east-1",
-                "parameterOverrides": {"EnvType": env}});
+            let body = InstanceSide {
+                stack_set: format!("model-execution-role-{env}"),
+                account: Some(account),
+                account_name: Some(format!("team-{i}")),
+                region: "us-east-1".into(),
+                parameter_overrides: strings(&[("EnvType", env)]),
+                status: None,
+                organizational_unit_id: None,
+                last_operation: None,
+            }
+            .into();
             if action == Action::Delete {
                 c.before = Some(body);
             } else {
@@ -431,8 +492,20 @@ fn a_rewritten_template_is_capped_in_the_comment_but_whole_in_the_terminal() {
         Action::Update,
         Some("staging"),
     );
-    c.before = Some(json!({"template": lines("old")}));
-    c.after = Some(json!({"template": lines("new")}));
+    c.before = Some(
+        StackSetSide {
+            template: lines("old"),
+            ..stack_set("big-staging")
+        }
+        .into(),
+    );
+    c.after = Some(
+        StackSetSide {
+            template: lines("new"),
+            ..stack_set("big-staging")
+        }
+        .into(),
+    );
     let plan = plan_of(vec![c], vec![]);
     let md = render::markdown(&plan);
     assert!(

@@ -96,7 +96,7 @@ pub fn change(
 ) -> Change {
     Change {
         hint: None,
-        address: address.into(),
+        address: address.parse().unwrap(),
         resource_type,
         action,
         environment: environment.map(str::to_string),

@@ -139,6 +139,11 @@ pub fn change_fields<'a>(plan: &'a Value, first: &str, second: &str) -> Vec<(&'a
         .collect()
 }
 
+/// Each item as text (addresses as the plan writes them, for instance).
+pub fn texts<T: ToString>(items: &[T]) -> Vec<String> {
+    items.iter().map(ToString::to_string).collect()
+}
+
 /// The address of every change, in order: the one place tests read `Change::address`.
 pub fn addresses(changes: &[Change]) -> Vec<String> {
     changes.iter().map(|c| c.address.to_string()).collect()
