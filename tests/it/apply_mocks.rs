@@ -2,7 +2,9 @@
 //! calls, FAILED operations with paged per-instance reasons, OperationInProgress and
 //! OperationIdAlreadyExists, polling that reports state changes only, and account creation.
 
-use crate::mocks::{edge, fast, meta};
+use crate::support::builders::{change, plan_of};
+use crate::support::mocks::{calls, edge, fast, meta};
+use crate::support::run::texts;
 use aws_sdk_cloudformation::operation::create_stack_instances::{
     CreateStackInstancesError, CreateStackInstancesInput, CreateStackInstancesOutput,
 };
@@ -31,8 +33,7 @@ use estate::live::{LiveState, LiveUnit};
 use estate::manifest::model::OperationPreferences;
 use estate::plan::desired::{AccountRef, Desired, DesiredInstance, DesiredStackSet};
 use estate::plan::{
-    AccountSide, Action, Address, Change, Hint, InstanceSide, Plan, PlanSource, ResourceType,
-    StackSetSide,
+    AccountSide, Action, Address, Change, Hint, InstanceSide, Plan, ResourceType, StackSetSide,
 };
 use estate::template::Template;
 use std::collections::{BTreeMap, BTreeSet};
@@ -117,16 +118,14 @@ fn plan_creating_instances(environments: &[&str], desired: &Desired) -> Plan {
             d.instances.iter().map(move |i| {
                 let id = i.account.id.clone().unwrap();
                 Change {
-                    hint: None,
-                    address: format!("stackInstance:{}/{id}/{}", d.name, i.region)
-                        .parse()
-                        .unwrap(),
-                    resource_type: ResourceType::StackInstance,
-                    action: Action::Create,
-                    environment: Some(d.environment.clone()),
-                    reason: "not deployed".into(),
-                    before: None,
                     after: Some(instance_side(&d.name, &id, &i.region, &i.overrides)),
+                    ..change(
+                        &format!("stackInstance:{}/{id}/{}", d.name, i.region),
+                        ResourceType::StackInstance,
+                        Action::Create,
+                        Some(&d.environment),
+                        "not deployed",
+                    )
                 }
             })
         })
@@ -151,30 +150,6 @@ fn instance_side(
         last_operation: None,
     }
     .into()
-}
-
-/// Addresses as the plan writes them.
-fn texts(addresses: &[Address]) -> Vec<String> {
-    addresses.iter().map(ToString::to_string).collect()
-}
-
-fn plan_of(environments: &[&str], changes: Vec<Change>) -> Plan {
-    Plan {
-        conflicts: Vec::new(),
-        format_version: estate::plan::FORMAT_VERSION,
-        estate: "e".into(),
-        source: PlanSource {
-            commit: None,
-            path: ".".into(),
-            dirty: false,
-        },
-        environments: environments.iter().map(|e| e.to_string()).collect(),
-        fingerprint: "fingerprint-1".into(),
-        summary: Plan::summarize(&changes),
-        changes,
-        findings: Vec::new(),
-        stats: None,
-    }
 }
 
 fn desired(stack_sets: Vec<DesiredStackSet>) -> Desired {
@@ -300,14 +275,6 @@ impl Recorder {
             })
             .collect()
     }
-}
-
-fn calls(aws: &Aws, operation: &str) -> u64 {
-    aws.stats()
-        .snapshot()
-        .get(operation)
-        .copied()
-        .unwrap_or_default()
 }
 
 fn assert_clean(report: &Report) {
@@ -893,6 +860,19 @@ fn account_status(state: CreateAccountState) -> CreateAccountStatus {
         .build()
 }
 
+/// DescribeCreateAccountStatus's answer: request `request` SUCCEEDED, as account 123456789012.
+fn succeeded(request: &str) -> DescribeCreateAccountStatusOutput {
+    DescribeCreateAccountStatusOutput::builder()
+        .create_account_status(
+            CreateAccountStatus::builder()
+                .id(request)
+                .state(CreateAccountState::Succeeded)
+                .account_id("123456789012")
+                .build(),
+        )
+        .build()
+}
+
 fn create_account_rule() -> Rule {
     mock!(Orgs::create_account).then_output(|| {
         CreateAccountOutput::builder()
@@ -955,17 +935,7 @@ async fn account_creation_polls_until_it_succeeds_and_returns_the_id() {
                 .build()
         })
         .times(2)
-        .output(|| {
-            DescribeCreateAccountStatusOutput::builder()
-                .create_account_status(
-                    CreateAccountStatus::builder()
-                        .id("car-0123456789abcdef")
-                        .state(CreateAccountState::Succeeded)
-                        .account_id("123456789012")
-                        .build(),
-                )
-                .build()
-        })
+        .output(|| succeeded("car-0123456789abcdef"))
         .build();
     let aws = edge(&[&create_account_rule(), &describe]);
 
@@ -980,17 +950,8 @@ async fn account_creation_polls_until_it_succeeds_and_returns_the_id() {
 
 #[tokio::test]
 async fn a_new_account_is_created_then_moved_from_the_root_into_its_unit() {
-    let describe = mock!(Orgs::describe_create_account_status).then_output(|| {
-        DescribeCreateAccountStatusOutput::builder()
-            .create_account_status(
-                CreateAccountStatus::builder()
-                    .id("car-0123456789abcdef")
-                    .state(CreateAccountState::Succeeded)
-                    .account_id("123456789012")
-                    .build(),
-            )
-            .build()
-    });
+    let describe = mock!(Orgs::describe_create_account_status)
+        .then_output(|| succeeded("car-0123456789abcdef"));
     let moves: Arc<Mutex<Vec<MoveAccountInput>>> = Arc::default();
     let move_account = {
         let moves = moves.clone();
@@ -1017,14 +978,14 @@ async fn a_new_account_is_created_then_moved_from_the_root_into_its_unit() {
     let plan = plan_of(
         &[],
         vec![Change {
-            hint: None,
-            address: "account:ml-dev".parse().unwrap(),
-            resource_type: ResourceType::Account,
-            action: Action::Create,
-            environment: None,
-            reason: "not in the organization".into(),
-            before: None,
             after: Some(new_account("ml-dev", "/ml")),
+            ..change(
+                "account:ml-dev",
+                ResourceType::Account,
+                Action::Create,
+                None,
+                "not in the organization",
+            )
         }],
     );
 
@@ -1049,6 +1010,22 @@ fn no_earlier_requests() -> Rule {
     })
 }
 
+/// `apply::organization` creating the accounts `names` (each `NAME@example.com`, under the
+/// root) in an organization that has only its root; the addresses done, as text.
+async fn create_new_accounts(
+    aws: &Aws,
+    names: &[&str],
+    progress: &dyn Progress,
+) -> Result<Vec<String>, ApplyError> {
+    let live = LiveState {
+        root_id: "r-root".into(),
+        ..Default::default()
+    };
+    apply::organization(aws, &new_account_plan(names), &live, "e", fast(), progress)
+        .await
+        .map(|done| texts(&done))
+}
+
 fn new_account(name: &str, unit: &str) -> estate::plan::Side {
     AccountSide {
         id: None,
@@ -1065,14 +1042,14 @@ fn new_account_plan(names: &[&str]) -> Plan {
         names
             .iter()
             .map(|n| Change {
-                hint: None,
-                address: format!("account:{n}").parse().unwrap(),
-                resource_type: ResourceType::Account,
-                action: Action::Create,
-                environment: None,
-                reason: "not in the organization".into(),
-                before: None,
                 after: Some(new_account(n, "/")),
+                ..change(
+                    &format!("account:{n}"),
+                    ResourceType::Account,
+                    Action::Create,
+                    None,
+                    "not in the organization",
+                )
             })
             .collect(),
     )
@@ -1101,17 +1078,7 @@ async fn an_earlier_runs_creation_request_is_waited_for_not_repeated() {
                 .create_account_status(account_status(CreateAccountState::InProgress))
                 .build()
         })
-        .output(|| {
-            DescribeCreateAccountStatusOutput::builder()
-                .create_account_status(
-                    CreateAccountStatus::builder()
-                        .id("car-earlier")
-                        .state(CreateAccountState::Succeeded)
-                        .account_id("123456789012")
-                        .build(),
-                )
-                .build()
-        })
+        .output(|| succeeded("car-earlier"))
         .build();
     let describe_account = mock!(Orgs::describe_account).then_output(|| {
         aws_sdk_organizations::operation::describe_account::DescribeAccountOutput::builder()
@@ -1130,21 +1097,11 @@ async fn an_earlier_runs_creation_request_is_waited_for_not_repeated() {
         &create_account_rule(),
     ]);
 
-    let done = apply::organization(
-        &aws,
-        &new_account_plan(&["ml-dev"]),
-        &LiveState {
-            root_id: "r-root".into(),
-            ..Default::default()
-        },
-        "e",
-        fast(),
-        &apply::Silent,
-    )
-    .await
-    .unwrap();
+    let done = create_new_accounts(&aws, &["ml-dev"], &apply::Silent)
+        .await
+        .unwrap();
 
-    assert_eq!(texts(&done), ["account:ml-dev"]);
+    assert_eq!(done, ["account:ml-dev"]);
     assert_eq!(calls(&aws, "Organizations.CreateAccount"), 0);
     assert_eq!(describe.num_calls(), 2);
 }
@@ -1184,33 +1141,14 @@ async fn a_busy_organization_is_asked_again_and_the_member_role_named() {
                 .build()
         })
         .build();
-    let describe = mock!(Orgs::describe_create_account_status).then_output(|| {
-        DescribeCreateAccountStatusOutput::builder()
-            .create_account_status(
-                CreateAccountStatus::builder()
-                    .id("car-0123456789abcdef")
-                    .state(CreateAccountState::Succeeded)
-                    .account_id("123456789012")
-                    .build(),
-            )
-            .build()
-    });
+    let describe = mock!(Orgs::describe_create_account_status)
+        .then_output(|| succeeded("car-0123456789abcdef"));
     let aws = edge(&[&create, &describe, &no_earlier_requests()]);
 
-    let done = apply::organization(
-        &aws,
-        &new_account_plan(&["ml-dev"]),
-        &LiveState {
-            root_id: "r-root".into(),
-            ..Default::default()
-        },
-        "e",
-        fast(),
-        &apply::Silent,
-    )
-    .await
-    .unwrap();
-    assert_eq!(texts(&done), ["account:ml-dev"]);
+    let done = create_new_accounts(&aws, &["ml-dev"], &apply::Silent)
+        .await
+        .unwrap();
+    assert_eq!(done, ["account:ml-dev"]);
     assert_eq!(create.num_calls(), 3);
 }
 
@@ -1248,20 +1186,10 @@ async fn every_failed_account_is_reported_with_its_reason() {
     let aws = edge(&[&create, &describe, &no_earlier_requests()]);
     let progress = Recorder::default();
 
-    let err = apply::organization(
-        &aws,
-        &new_account_plan(&["good", "taken", "full"]),
-        &LiveState {
-            root_id: "r-root".into(),
-            ..Default::default()
-        },
-        "e",
-        fast(),
-        &progress,
-    )
-    .await
-    .unwrap_err()
-    .to_string();
+    let err = create_new_accounts(&aws, &["good", "taken", "full"], &progress)
+        .await
+        .unwrap_err()
+        .to_string();
 
     assert!(
         err.contains("taken: creation failed: EMAIL_ALREADY_EXISTS"),
@@ -1319,23 +1247,17 @@ fn overrides_moving(other_reasons: bool) -> (Desired, Plan) {
     let changes = vec![
         Change {
             hint: (!other_reasons).then_some(Hint::OverridesTagOnly),
-            address: "stackSet:base-dev".parse().unwrap(),
-            resource_type: ResourceType::StackSet,
-            action: Action::Update,
-            environment: Some("dev".into()),
-            reason,
             before: Some(set(live_tags)),
             after: Some(set(d.tags.clone())),
+            ..change(
+                "stackSet:base-dev",
+                ResourceType::StackSet,
+                Action::Update,
+                Some("dev"),
+                &reason,
+            )
         },
         Change {
-            hint: None,
-            address: format!("stackInstance:base-dev/{acct}/{REGION}")
-                .parse()
-                .unwrap(),
-            resource_type: ResourceType::StackInstance,
-            action: Action::Update,
-            environment: Some("dev".into()),
-            reason: "parameter overrides differ from live".into(),
             before: Some(instance_side(
                 "base-dev",
                 &acct,
@@ -1348,6 +1270,13 @@ fn overrides_moving(other_reasons: bool) -> (Desired, Plan) {
                 REGION,
                 &BTreeMap::from([("Size".to_string(), "large".to_string())]),
             )),
+            ..change(
+                &format!("stackInstance:base-dev/{acct}/{REGION}"),
+                ResourceType::StackInstance,
+                Action::Update,
+                Some("dev"),
+                "parameter overrides differ from live",
+            )
         },
     ];
     (desired(vec![d]), plan_of(&["dev"], changes))
@@ -1499,16 +1428,13 @@ async fn a_stack_set_created_since_the_plan_by_someone_else_is_a_conflict() {
     let desired = desired(vec![d]);
     let plan = plan_of(
         &["dev"],
-        vec![Change {
-            hint: None,
-            address: "stackSet:base-dev".parse().unwrap(),
-            resource_type: ResourceType::StackSet,
-            action: Action::Create,
-            environment: Some("dev".into()),
-            reason: "stack set base-dev does not exist".into(),
-            before: None,
-            after: None,
-        }],
+        vec![change(
+            "stackSet:base-dev",
+            ResourceType::StackSet,
+            Action::Create,
+            Some("dev"),
+            "stack set base-dev does not exist",
+        )],
     );
     let create = mock!(Cfn::create_stack_set).then_error(|| {
         aws_sdk_cloudformation::operation::create_stack_set::CreateStackSetError::NameAlreadyExistsException(

@@ -1,6 +1,7 @@
 //! The project's own CloudFormation templates (examples, fixtures) pass cfn-lint, installed
 //! with the emulator by scripts/setup.
 
+use crate::support::builders::{live_with_ids, manifest};
 use std::path::{Path, PathBuf};
 
 fn cfn_lint() -> PathBuf {
@@ -66,8 +67,8 @@ fn cfn_lint_does_fail_a_broken_template() {
 #[test]
 fn generated_pipeline_templates_pass_cfn_lint() {
     use estate::plan;
-    let m = crate::pipeline::example(Path::new("examples/environments/model-pipeline"));
-    let live = crate::pipeline::live_with_ids(&m);
+    let m = manifest(Path::new("examples/environments/model-pipeline"));
+    let live = live_with_ids(&m);
     let desired = plan::desired::resolve(&m, &live, &[]).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut files = Vec::new();

@@ -1,37 +1,11 @@
 //! The `estate` binary's contract: exit codes, output streams, `schema`, `--git-ref`.
 
-use assert_cmd::Command;
+use crate::support::builders::{copy_dir, copy_of, edit_all};
+use crate::support::run::{estate, estate_env, git, pty_command};
 use predicates::prelude::*;
 use std::path::Path;
 
 const EXAMPLE: &str = "examples/environments/ml-platform";
-
-/// The binary with no AWS configuration at all, and an endpoint that refuses connections:
-/// anything that tried to reach AWS would fail.
-pub fn estate() -> Command {
-    let mut cmd = Command::cargo_bin("estate").unwrap();
-    for (k, _) in std::env::vars() {
-        if k.starts_with("AWS_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.envs(estate_env());
-    cmd
-}
-
-/// Environment for the binary in tests: no AWS configuration, and an endpoint that refuses
-/// connections unless a test account's environment replaces it. Polls are quick: the
-/// emulator finishes operations at once.
-pub fn estate_env() -> Vec<(&'static str, &'static str)> {
-    vec![
-        ("AWS_ENDPOINT_URL", "http://127.0.0.1:9"),
-        ("AWS_CONFIG_FILE", "/nonexistent"),
-        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-        ("NO_COLOR", "1"),
-        ("ESTATE_POLL_MS", "20"),
-    ]
-}
 
 #[test]
 fn validate_the_example_offline_exits_0() {
@@ -141,29 +115,6 @@ fn no_color_by_default_when_not_a_terminal() {
     assert!(!String::from_utf8(out).unwrap().contains('\u{1b}'));
 }
 
-pub(crate) fn git(dir: &Path, args: &[&str]) {
-    let status = std::process::Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-        .args(args)
-        .current_dir(dir)
-        .status()
-        .unwrap();
-    assert!(status.success(), "git {args:?}");
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 /// `--git-ref` reads the committed manifest from the object database, not the working tree,
 /// and leaves the working tree untouched.
 #[test]
@@ -231,13 +182,13 @@ fn quiet_prints_only_errors_and_verbose_conflicts_with_it() {
         .stdout("")
         .stderr("");
     // Invalid: the errors still show.
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(Path::new(EXAMPLE), dir.path());
-    let stacksets = dir.path().join("stacksets.yaml");
-    let text = std::fs::read_to_string(&stacksets)
-        .unwrap()
-        .replace("${account:tools}", "${account:tool}");
-    std::fs::write(&stacksets, text).unwrap();
+    let dir = copy_of(EXAMPLE);
+    edit_all(
+        dir.path(),
+        "stacksets.yaml",
+        "${account:tools}",
+        "${account:tool}",
+    );
     estate()
         .args(["-q", "validate"])
         .arg(dir.path())
@@ -275,22 +226,6 @@ fn verbose_logs_what_estate_does_on_stderr() {
         !quiet.contains("DEBUG") && !quiet.contains("INFO"),
         "{quiet}"
     );
-}
-
-/// `estate ARGS` to be run on a pseudo-terminal by util-linux `script`. `script` hands the
-/// line to `$SHELL -c`; the shell is pinned and `exec`s estate, so estate is the terminal's
-/// foreground process and a Ctrl-C reaches it alone (a shell waiting for it would die of
-/// SIGINT first, as dash does when CI leaves `SHELL` unset).
-pub(crate) fn pty_command(args: &str) -> std::process::Command {
-    let bin = assert_cmd::cargo::cargo_bin("estate");
-    let mut cmd = std::process::Command::new("script");
-    cmd.args([
-        "-qec",
-        &format!("exec '{}' {args}", bin.display()),
-        "/dev/null",
-    ])
-    .env("SHELL", "/bin/sh");
-    cmd
 }
 
 /// Runs `estate ARGS` on a pseudo-terminal (util-linux `script`), as a person at a terminal

@@ -2,7 +2,7 @@
 //! produce: DetectStackSetDrift behind a running operation, RUNNING → SUCCEEDED, a FAILED
 //! detection, and the drifted resources of an instance listed over pages.
 
-use crate::mocks::{edge, fast};
+use crate::support::mocks::{edge, fast, meta};
 use aws_sdk_cloudformation::operation::describe_stack_set_operation::DescribeStackSetOperationOutput;
 use aws_sdk_cloudformation::operation::detect_stack_set_drift::{
     DetectStackSetDriftError, DetectStackSetDriftOutput,
@@ -15,7 +15,6 @@ use aws_sdk_cloudformation::types::{
     StackInstanceSummary, StackResourceDriftStatus, StackSetOperation, StackSetOperationStatus,
 };
 use aws_smithy_mocks::mock;
-use aws_smithy_types::error::ErrorMetadata;
 use estate::live::drift;
 use estate::live::{InstanceDrift, LiveInstance, LiveStackSet, LiveState};
 use std::collections::BTreeMap;
@@ -38,12 +37,7 @@ fn in_progress() -> DetectStackSetDriftError {
     DetectStackSetDriftError::OperationInProgressException(
         OperationInProgressException::builder()
             .message(message)
-            .meta(
-                ErrorMetadata::builder()
-                    .code("OperationInProgressException")
-                    .message(message)
-                    .build(),
-            )
+            .meta(meta("OperationInProgressException", message))
             .build(),
     )
 }

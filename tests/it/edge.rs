@@ -2,7 +2,7 @@
 //! is retried while AWS readies them, credentials are renewed before they expire, and role
 //! sessions name the run.
 
-use crate::mocks::{edge, meta};
+use crate::support::mocks::{edge, member_credentials, meta};
 use aws_smithy_mocks::{Rule, mock};
 use estate::aws::{Aws, ReachRetry};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -12,13 +12,7 @@ type Orgs = aws_sdk_organizations::Client;
 
 fn credentials(expires_in: Duration) -> aws_sdk_sts::types::Credentials {
     let at = SystemTime::now().duration_since(UNIX_EPOCH).unwrap() + expires_in;
-    aws_sdk_sts::types::Credentials::builder()
-        .access_key_id("AKIAMEMBER")
-        .secret_access_key("secret")
-        .session_token("token")
-        .expiration(aws_smithy_types::DateTime::from_secs(at.as_secs() as i64))
-        .build()
-        .unwrap()
+    member_credentials(at.as_secs() as i64)
 }
 
 fn granted(expires_in: Duration) -> aws_sdk_sts::operation::assume_role::AssumeRoleOutput {

@@ -2,9 +2,8 @@
 //! to each new commit (never touching the working tree, refusing an invalid head), runs until
 //! SIGTERM; `watch` re-plans when a file changes.
 
-use crate::cli::git;
-use crate::emulator::{TestAccount, management_account};
-use crate::plan::run;
+use crate::support::emulator::{TestAccount, management_account, s3};
+use crate::support::run::{estate, git, process, run};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -93,42 +92,29 @@ impl Repos {
     }
 }
 
+/// `reconcile . --remote origin --branch BRANCH EXTRA` in the deploy clone.
+fn reconcile(
+    account: &TestAccount,
+    repos: &Repos,
+    branch: &str,
+    extra: &[&str],
+) -> (i32, String, String) {
+    let mut args = vec!["reconcile", ".", "--remote", "origin", "--branch", branch];
+    args.extend_from_slice(extra);
+    run(account, &repos.deploy(), &args)
+}
+
 /// `reconcile --once --format json` in the deploy clone: its exit code and cycle record.
 fn once(account: &TestAccount, repos: &Repos) -> (i32, serde_json::Value, String) {
-    let (code, out, err) = run(
-        account,
-        &repos.deploy(),
-        &[
-            "reconcile",
-            ".",
-            "--remote",
-            "origin",
-            "--branch",
-            "main",
-            "--once",
-            "--format",
-            "json",
-        ],
-    );
+    let (code, out, err) = reconcile(account, repos, "main", &["--once", "--format", "json"]);
     let cycle = serde_json::from_str(out.trim())
         .unwrap_or_else(|e| panic!("one JSON line ({e}): {out}{err}"));
     (code, cycle, err)
 }
 
 async fn unit_names(account: &TestAccount, parent: &str) -> Vec<String> {
-    let org = aws_sdk_organizations::Client::new(&account.config);
-    let mut names: Vec<String> = org
-        .list_organizational_units_for_parent()
-        .parent_id(parent)
-        .send()
-        .await
-        .unwrap()
-        .organizational_units()
-        .iter()
-        .filter_map(|u| u.name().map(str::to_string))
-        .collect();
-    names.sort();
-    names
+    let units = account.units(parent).await;
+    units.into_iter().map(|(name, _)| name).collect()
 }
 
 #[tokio::test]
@@ -159,17 +145,7 @@ async fn reconcile_follows_the_remote_branch_commit_by_commit() {
     assert_eq!(code, 0, "{cycle}{err}");
     assert_eq!(cycle["outcome"], "applied");
     assert_eq!(cycle["commit"], second.as_str());
-    let org = aws_sdk_organizations::Client::new(&account.config);
-    let ml = org
-        .list_organizational_units_for_parent()
-        .parent_id(&account.root_id)
-        .send()
-        .await
-        .unwrap()
-        .organizational_units()[0]
-        .id()
-        .unwrap()
-        .to_string();
+    let ml = account.units(&account.root_id).await[0].1.clone();
     assert_eq!(unit_names(&account, &ml).await, ["dev", "extra"]);
     let deployed = std::fs::read_to_string(repos.deploy().join("organization.yaml")).unwrap();
     assert!(
@@ -218,20 +194,7 @@ async fn reconcile_follows_the_remote_branch_commit_by_commit() {
 async fn a_branch_that_does_not_exist_stops_the_loop_at_once() {
     let account = management_account().await;
     let repos = Repos::new(&["/ml", "/ml/dev"]);
-    let (code, out, err) = run(
-        &account,
-        &repos.deploy(),
-        &[
-            "reconcile",
-            ".",
-            "--remote",
-            "origin",
-            "--branch",
-            "mian",
-            "--interval",
-            "1s",
-        ],
-    );
+    let (code, out, err) = reconcile(&account, &repos, "mian", &["--interval", "1s"]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(out.contains("reconcile origin/mian -: error"), "{out}");
 }
@@ -265,10 +228,7 @@ fn wait_for(lines: &mpsc::Receiver<String>, seen: &mut Vec<String>, what: &str) 
 }
 
 fn spawn(account: &TestAccount, dir: &Path, args: &[&str]) -> Child {
-    Command::new(assert_cmd::cargo::cargo_bin("estate"))
-        .envs(crate::cli::estate_env())
-        .envs(account.env())
-        .current_dir(dir)
+    process(account, dir)
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -355,20 +315,20 @@ async fn watch_replans_when_a_file_changes() {
 fn reconcile_outside_a_repository_or_without_the_remote_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     write_manifest(dir.path(), &["/ml"]);
-    crate::cli::estate()
+    estate()
         .current_dir(dir.path())
         .args(["reconcile", ".", "--once"])
         .assert()
         .code(1)
         .stderr(predicates::str::contains("inside a Git repository"));
     git(dir.path(), &["init", "-q", "-b", "main"]);
-    crate::cli::estate()
+    estate()
         .current_dir(dir.path())
         .args(["reconcile", ".", "--once", "--remote", "upstream"])
         .assert()
         .code(1)
         .stderr(predicates::str::contains("no remote `upstream`"));
-    crate::cli::estate()
+    estate()
         .current_dir(dir.path())
         .args(["reconcile", ".", "--interval", "soon"])
         .assert()
@@ -383,11 +343,7 @@ async fn a_tick_that_fails_part_way_reports_what_it_had_applied() {
     let account = management_account().await;
     let other = management_account().await;
     let taken = format!("estate-taken-{}", other.id);
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&other.config)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = s3(&other.config);
     s3.create_bucket().bucket(&taken).send().await.unwrap();
 
     let repos = Repos::new(&["/ml", "/ml/dev"]);

@@ -1,5 +1,7 @@
 //! Integration tests for estate, in one binary so all tests share one AWS emulator per run.
 
+mod support;
+
 mod apply;
 mod apply_mocks;
 mod cfn_lint;
@@ -8,7 +10,6 @@ mod drift_mocks;
 mod edge;
 mod emulator;
 mod gitops;
-mod mocks;
 mod organizations;
 mod pipeline;
 mod plan;

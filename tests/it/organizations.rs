@@ -1,22 +1,11 @@
 //! Organizations as AWS answers it, on the strict emulator: accounts with `State` and no
 //! `Status`, asynchronous creation, new accounts unreachable for a while, closed accounts.
 
-use crate::emulator::{TestAccount, management_account};
-use crate::plan::{example_copy, run};
+use crate::support::builders::example;
+use crate::support::emulator::{TestAccount, management_account, stack_instances};
+use crate::support::run::{apply_all as apply, plan_json, run};
 use aws_sdk_organizations::types::CreateAccountState;
 use serde_json::Value;
-
-pub(crate) fn plan_json(
-    account: &TestAccount,
-    dir: &std::path::Path,
-    extra: &[&str],
-) -> (i32, Value) {
-    let mut args = vec!["plan", ".", "--format", "json"];
-    args.extend_from_slice(extra);
-    let (code, out, err) = run(account, dir, &args);
-    assert!(code == 0 || code == 2, "plan exited {code}: {out}{err}");
-    (code, serde_json::from_str(&out).unwrap())
-}
 
 fn deletes(plan: &Value) -> Vec<String> {
     plan["changes"]
@@ -28,15 +17,8 @@ fn deletes(plan: &Value) -> Vec<String> {
         .collect()
 }
 
-pub(crate) fn apply(account: &TestAccount, dir: &std::path::Path, extra: &[&str]) -> (i32, String) {
-    let mut args = vec!["apply", ".", "--auto-approve"];
-    args.extend_from_slice(extra);
-    let (code, out, err) = run(account, dir, &args);
-    (code, format!("{out}{err}"))
-}
-
 async fn instance_accounts(account: &TestAccount, set: &str) -> Vec<String> {
-    crate::stacksets::instances(account, set)
+    stack_instances(account, set)
         .await
         .into_iter()
         .map(|(a, _)| a)
@@ -48,7 +30,7 @@ async fn instance_accounts(account: &TestAccount, set: &str) -> Vec<String> {
 #[tokio::test]
 async fn a_new_organization_without_status_gets_every_instance_and_no_plan_deletes() {
     let account = management_account().await;
-    let dir = example_copy();
+    let dir = example("ml-platform");
 
     let (code, plan) = plan_json(&account, dir.path(), &[]);
     assert_eq!(code, 2);
@@ -89,7 +71,7 @@ async fn a_creation_an_earlier_run_started_is_taken_over_not_repeated() {
         .send()
         .await
         .unwrap();
-    let dir = example_copy();
+    let dir = example("ml-platform");
 
     let (code, out) = apply(&account, dir.path(), &[]);
     assert_eq!(code, 0, "{out}");
@@ -194,7 +176,7 @@ async fn twenty_accounts_are_created_concurrently() {
 async fn a_just_created_account_is_reached_after_retries() {
     let account = management_account().await;
     account.configure_emulator(serde_json::json!({"UnreachableSeconds": 2.0}));
-    let dir = example_copy();
+    let dir = example("ml-platform");
 
     let (code, out) = apply(&account, dir.path(), &["--stats"]);
     assert_eq!(code, 0, "{out}");
@@ -218,7 +200,7 @@ async fn a_just_created_account_is_reached_after_retries() {
 #[tokio::test]
 async fn a_suspended_accounts_instances_are_removed_and_the_next_stage_applies() {
     let account = management_account().await;
-    let dir = example_copy();
+    let dir = example("ml-platform");
     let (code, out) = apply(&account, dir.path(), &[]);
     assert_eq!(code, 0, "{out}");
     let ids = account.ids().await;

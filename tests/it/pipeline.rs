@@ -4,58 +4,24 @@
 //! CloudFormation skips CodePipeline, CodeBuild and policy resources it does not know; their
 //! content is checked by the unit tests of `estate::pipeline` and by cfn-lint.)
 
-use crate::emulator::{TestAccount, management_account};
-use crate::plan::{copy_dir, run};
+use crate::support::builders::{copy_of, edit_all, live_with_ids, manifest};
+use crate::support::emulator::{TestAccount, management_account, s3};
+use crate::support::run::{change_fields, json_changes, run};
 use std::collections::BTreeSet;
 use std::io::Read;
-use std::path::Path;
 
 const EXAMPLE: &str = "examples/environments/model-pipeline";
 
-/// The manifest in `dir`, which must be valid.
-pub fn example(dir: &Path) -> estate::manifest::Manifest {
-    let loaded = estate::manifest::load(&estate::source::ManifestSource::work_tree(dir).unwrap());
-    loaded
-        .manifest
-        .unwrap_or_else(|| panic!("{}", loaded.diagnostics.render(false)))
-}
-
-/// Live state where every account of the manifest exists, with an id.
-pub fn live_with_ids(m: &estate::manifest::Manifest) -> estate::live::LiveState {
-    estate::live::LiveState {
-        management_account: "999999999999".into(),
-        root_id: "r-root".into(),
-        accounts: m
-            .accounts()
-            .iter()
-            .enumerate()
-            .map(|(i, a)| estate::live::LiveAccount {
-                id: format!("{:012}", 111_111_111_111u64 * (i as u64 + 1)),
-                name: a.name.clone(),
-                email: a.email.clone(),
-                state: estate::live::AccountState::Active,
-                parent_id: "r-root".into(),
-            })
-            .collect(),
-        ..Default::default()
-    }
-}
-
 #[test]
 fn an_account_in_two_stages_is_refused_at_plan_time() {
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(Path::new(EXAMPLE), dir.path());
-    let path = dir.path().join("environments.yaml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(
-        &path,
-        text.replace(
-            "targets: {units: [/ml/production]}",
-            "targets: {units: [/ml/production], accounts: [staging]}",
-        ),
-    )
-    .unwrap();
-    let m = example(dir.path());
+    let dir = copy_of(EXAMPLE);
+    edit_all(
+        dir.path(),
+        "environments.yaml",
+        "targets: {units: [/ml/production]}",
+        "targets: {units: [/ml/production], accounts: [staging]}",
+    );
+    let m = manifest(dir.path());
     let err = estate::plan::desired::resolve(&m, &live_with_ids(&m), &[]).unwrap_err();
     assert!(
         err.to_string()
@@ -97,12 +63,9 @@ async fn stack_resources(account: &TestAccount, id: &str, stack_set: &str) -> BT
 #[tokio::test]
 async fn the_model_pipeline_compiles_to_stack_sets_applies_stage_by_stage_and_replans_empty() {
     let account = management_account().await;
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(Path::new(EXAMPLE), dir.path());
+    let dir = copy_of(EXAMPLE);
 
-    let (code, out, err) = run(&account, dir.path(), &["plan", ".", "--format", "json"]);
-    assert_eq!(code, 2, "{out}{err}");
-    let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let plan = json_changes(&account, dir.path(), "plan", &[]);
     let addresses: Vec<(&str, &str)> = plan["changes"]
         .as_array()
         .unwrap()
@@ -212,11 +175,7 @@ async fn the_model_pipeline_compiles_to_stack_sets_applies_stage_by_stage_and_re
     }
 
     // The source bundle: in the tools account's artifact bucket, encrypted with the key.
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&account.member(&ids["tools"]).await)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = s3(&account.member(&ids["tools"]).await);
     let bucket = format!("estate-abalone-deploy-{}", ids["tools"]);
     let listed = s3.list_objects_v2().bucket(&bucket).send().await.unwrap();
     let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
@@ -269,17 +228,14 @@ async fn the_model_pipeline_compiles_to_stack_sets_applies_stage_by_stage_and_re
     assert_eq!(staging["Tags"]["estate:environment"], "staging");
 
     // A change to what a stage deploys is a new bundle, and the pipeline reads it.
-    let path = dir.path().join("environments.yaml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(&path, text.replace("EnvType: prod}", "EnvType: staging}")).unwrap();
-    let (code, out, err) = run(
-        &account,
+    edit_all(
         dir.path(),
-        &["plan", ".", "--env", "production", "--format", "json"],
+        "environments.yaml",
+        "EnvType: prod}",
+        "EnvType: staging}",
     );
-    assert_eq!(code, 2, "{out}{err}");
-    let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let changed: Vec<(&str, &str)> = crate::plan::change_fields(&plan, "address", "action");
+    let plan = json_changes(&account, dir.path(), "plan", &["--env", "production"]);
+    let changed: Vec<(&str, &str)> = change_fields(&plan, "address", "action");
     assert_eq!(
         changed,
         [
@@ -303,16 +259,11 @@ async fn the_model_pipeline_compiles_to_stack_sets_applies_stage_by_stage_and_re
 #[tokio::test]
 async fn a_leftover_artifact_bucket_is_reported_before_the_pipeline_is_created() {
     let account = management_account().await;
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(Path::new(EXAMPLE), dir.path());
+    let dir = copy_of(EXAMPLE);
     let (code, out, err) = run(&account, dir.path(), &["apply", ".", "--auto-approve"]);
     assert_eq!(code, 0, "{out}{err}");
     let tools = account.ids().await["tools"].clone();
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&account.member(&tools).await)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = s3(&account.member(&tools).await);
     let bucket = format!("estate-abalone-deploy-{tools}");
     s3.create_bucket().bucket(&bucket).send().await.unwrap();
 
@@ -330,8 +281,7 @@ async fn a_leftover_artifact_bucket_is_reported_before_the_pipeline_is_created()
 #[tokio::test]
 async fn the_tools_part_moving_to_a_new_last_stage_is_never_an_orphan() {
     let account = management_account().await;
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(Path::new(EXAMPLE), dir.path());
+    let dir = copy_of(EXAMPLE);
     let estate = dir.path().join("estate.yaml");
     let text = std::fs::read_to_string(&estate).unwrap();
     std::fs::write(
@@ -373,13 +323,7 @@ async fn the_tools_part_moving_to_a_new_last_stage_is_never_an_orphan() {
         "{plan:#}"
     );
     // The production plan takes it over: the set moves there, with its new stage.
-    let (code, out, err) = run(
-        &account,
-        dir.path(),
-        &["plan", ".", "--env", "production", "--format", "json"],
-    );
-    assert_eq!(code, 2, "{out}{err}");
-    let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let plan = json_changes(&account, dir.path(), "plan", &["--env", "production"]);
     let tools = plan["changes"]
         .as_array()
         .unwrap()

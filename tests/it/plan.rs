@@ -1,56 +1,23 @@
 //! `estate plan` and `estate drift` against the emulator: a fresh organization plans exactly
 //! the reference example; out-of-band changes made with the SDK show as drift.
 
-use crate::cli::estate;
-use crate::emulator::{TestAccount, management_account};
+use crate::support::builders::{copy_dir, copy_of, edit_all, example};
+use crate::support::emulator::{TestAccount, management_account, stack_by_hand};
+use crate::support::run::{git, json_changes, run};
 use std::path::Path;
-
-const EXAMPLE: &str = "examples/environments/ml-platform";
-
-/// The example copied out of the repository, so plans carry no commit and the same path.
-pub(crate) fn example_copy() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(Path::new(EXAMPLE), dir.path());
-    dir
-}
 
 /// The example without its portfolio, for tests that build live state by hand with the SDK
 /// (the stack-set roles too: the organization provides them, `stackSetRoles: existing`).
 fn example_without_portfolio() -> tempfile::TempDir {
-    let dir = example_copy();
-    let estate = dir.path().join("estate.yaml");
-    let text = std::fs::read_to_string(&estate)
-        .unwrap()
-        .replace(", portfolios.yaml", "")
-        .replace(
-            "  memberRole: OrganizationAccountAccessRole\n",
-            "  memberRole: OrganizationAccountAccessRole\n  stackSetRoles: existing\n",
-        );
-    assert!(text.contains("stackSetRoles: existing"));
-    std::fs::write(estate, text).unwrap();
+    let dir = example("ml-platform");
+    edit_all(dir.path(), "estate.yaml", ", portfolios.yaml", "");
+    edit_all(
+        dir.path(),
+        "estate.yaml",
+        "  memberRole: OrganizationAccountAccessRole\n",
+        "  memberRole: OrganizationAccountAccessRole\n  stackSetRoles: existing\n",
+    );
     dir
-}
-
-/// A stack from `template` in the account `config` acts in, waited for until complete.
-async fn stack_by_hand(config: &aws_config::SdkConfig, name: &str, template: &serde_json::Value) {
-    let cfn = aws_sdk_cloudformation::Client::new(config);
-    cfn.create_stack()
-        .stack_name(name)
-        .template_body(template.to_string())
-        .capabilities(aws_sdk_cloudformation::types::Capability::CapabilityNamedIam)
-        .send()
-        .await
-        .unwrap();
-    let status = cfn
-        .describe_stacks()
-        .stack_name(name)
-        .send()
-        .await
-        .unwrap()
-        .stacks()[0]
-        .stack_status()
-        .map(|s| s.as_str().to_string());
-    assert_eq!(status.as_deref(), Some("CREATE_COMPLETE"));
 }
 
 /// Waits until a stack-set operation ends, whatever its outcome; returns its status.
@@ -77,7 +44,7 @@ async fn operation_ends(account: &TestAccount, stack_set: &str, operation: &str)
 }
 
 /// Waits until a stack-set operation ends; it must succeed.
-pub(crate) async fn operation_succeeds(account: &TestAccount, stack_set: &str, operation: &str) {
+async fn operation_succeeds(account: &TestAccount, stack_set: &str, operation: &str) {
     let status = operation_ends(account, stack_set, operation).await;
     if status != "SUCCEEDED" {
         let results = aws_sdk_cloudformation::Client::new(&account.config)
@@ -89,33 +56,6 @@ pub(crate) async fn operation_succeeds(account: &TestAccount, stack_set: &str, o
             .unwrap();
         panic!("operation {operation} on {stack_set}: {status}: {results:?}");
     }
-}
-
-pub(crate) fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
-pub(crate) fn run(account: &TestAccount, dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = estate()
-        .envs(account.env())
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
 }
 
 /// Ids that differ per test run, replaced for snapshots.
@@ -131,7 +71,7 @@ fn stable(text: &str, account: &TestAccount) -> String {
 #[tokio::test]
 async fn a_fresh_organization_plans_the_reference_example() {
     let account = management_account().await;
-    let dir = example_copy();
+    let dir = example("ml-platform");
     let (code, json, stderr) = run(
         &account,
         dir.path(),
@@ -221,14 +161,8 @@ async fn a_fresh_organization_plans_the_reference_example() {
 #[tokio::test]
 async fn env_limits_stack_sets_but_keeps_organization_changes() {
     let account = management_account().await;
-    let dir = example_copy();
-    let (code, json, stderr) = run(
-        &account,
-        dir.path(),
-        &["plan", ".", "--format", "json", "--env", "staging"],
-    );
-    assert_eq!(code, 2, "{stderr}");
-    let plan: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let dir = example("ml-platform");
+    let plan = json_changes(&account, dir.path(), "plan", &["--env", "staging"]);
     assert_eq!(plan["environments"], serde_json::json!(["staging"]));
     let changes = plan["changes"].as_array().unwrap();
     assert_eq!(
@@ -315,9 +249,7 @@ async fn an_account_moved_out_of_band_shows_as_drift() {
     let ids = build_organization(&account).await;
 
     // The organization matches: only stack sets are pending, which is not drift.
-    let (code, json, stderr) = run(&account, dir.path(), &["plan", ".", "--format", "json"]);
-    assert_eq!(code, 2, "{stderr}");
-    let plan: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let plan = json_changes(&account, dir.path(), "plan", &[]);
     assert!(
         plan["changes"]
             .as_array()
@@ -337,11 +269,9 @@ async fn an_account_moved_out_of_band_shows_as_drift() {
         .send()
         .await
         .unwrap();
-    let (code, json, stderr) = run(&account, dir.path(), &["drift", ".", "--format", "json"]);
-    assert_eq!(code, 2, "{stderr}");
-    let drift: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let drift = json_changes(&account, dir.path(), "drift", &[]);
     let changes = drift["changes"].as_array().unwrap();
-    assert_eq!(changes.len(), 1, "{json}");
+    assert_eq!(changes.len(), 1, "{drift}");
     assert_eq!(changes[0]["address"], "account:staging");
     assert_eq!(changes[0]["action"], "update");
     assert_eq!(changes[0]["before"]["unit"], "/");
@@ -351,7 +281,7 @@ async fn an_account_moved_out_of_band_shows_as_drift() {
 #[tokio::test]
 async fn an_unmanaged_stack_set_with_the_same_name_is_a_conflict() {
     let account = management_account().await;
-    let dir = example_copy();
+    let dir = example("ml-platform");
     let cfn = aws_sdk_cloudformation::Client::new(&account.config);
     cfn.create_stack_set()
         .stack_set_name("model-execution-role-staging")
@@ -359,16 +289,14 @@ async fn an_unmanaged_stack_set_with_the_same_name_is_a_conflict() {
         .send()
         .await
         .unwrap();
-    let (code, json, stderr) = run(&account, dir.path(), &["plan", ".", "--format", "json"]);
-    assert_eq!(code, 2, "{stderr}");
-    let plan: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let plan = json_changes(&account, dir.path(), "plan", &[]);
     let findings = plan["findings"].as_array().unwrap();
     assert!(
         findings
             .iter()
             .any(|f| f["kind"] == "conflict"
                 && f["address"] == "stackSet:model-execution-role-staging"),
-        "{json}"
+        "{plan}"
     );
     // It is not planned for creation or update: estate never touches it.
     assert!(
@@ -531,11 +459,9 @@ async fn a_stack_set_parameter_changed_out_of_band_shows_as_drift() {
     // fails in the account on the emulator, whose IAM cannot rename a role in place: the
     // instance is then OUTDATED as well, which the reason says.)
     operation_ends(&account, "model-execution-role-staging", &operation).await;
-    let (code, json, stderr) = run(&account, dir.path(), &["drift", ".", "--format", "json"]);
-    assert_eq!(code, 2, "{stderr}");
-    let drift: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let drift = json_changes(&account, dir.path(), "drift", &[]);
     let changes = drift["changes"].as_array().unwrap();
-    assert_eq!(changes.len(), 1, "{json}");
+    assert_eq!(changes.len(), 1, "{drift}");
     assert_eq!(
         changes[0]["address"],
         "stackSet:model-execution-role-staging"
@@ -566,11 +492,7 @@ fn secrets() -> Vec<String> {
 #[tokio::test]
 async fn no_echo_values_never_appear_in_any_output_of_plan_apply_or_drift() {
     let account = management_account().await;
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(
-        Path::new("tests/fixtures/plan-cases/no-echo/manifest"),
-        dir.path(),
-    );
+    let dir = copy_of("tests/fixtures/plan-cases/no-echo/manifest");
     let mut seen = String::new();
     let mut step = |args: &[&str], codes: &[i32]| {
         let (code, out, err) = run(&account, dir.path(), args);
@@ -621,10 +543,10 @@ async fn plan_from_a_git_ref_names_its_commit_and_ignores_the_working_tree() {
     let account = management_account().await;
     let repo = tempfile::tempdir().unwrap();
     let manifest = repo.path().join("platform");
-    copy_dir(Path::new(EXAMPLE), &manifest);
-    crate::cli::git(repo.path(), &["init", "-q", "-b", "main"]);
-    crate::cli::git(repo.path(), &["add", "."]);
-    crate::cli::git(repo.path(), &["commit", "-q", "-m", "platform"]);
+    copy_dir(Path::new("examples/environments/ml-platform"), &manifest);
+    git(repo.path(), &["init", "-q", "-b", "main"]);
+    git(repo.path(), &["add", "."]);
+    git(repo.path(), &["commit", "-q", "-m", "platform"]);
     let head = std::process::Command::new("git")
         .args(["rev-parse", "HEAD"])
         .current_dir(repo.path())
@@ -632,20 +554,14 @@ async fn plan_from_a_git_ref_names_its_commit_and_ignores_the_working_tree() {
         .unwrap();
     let head = String::from_utf8(head.stdout).unwrap().trim().to_string();
     // An uncommitted unit: in the working tree only.
-    let org = manifest.join("organization.yaml");
-    let text = std::fs::read_to_string(&org).unwrap().replace(
+    edit_all(
+        &manifest,
+        "organization.yaml",
         "    - path: /ml\n",
         "    - path: /ml\n    - path: /uncommitted\n",
     );
-    std::fs::write(&org, text).unwrap();
 
-    let plan_json = |extra: &[&str]| -> serde_json::Value {
-        let mut args = vec!["plan", ".", "--format", "json"];
-        args.extend_from_slice(extra);
-        let (code, out, err) = run(&account, &manifest, &args);
-        assert_eq!(code, 2, "{out}{err}");
-        serde_json::from_str(&out).unwrap()
-    };
+    let plan_json = |extra: &[&str]| json_changes(&account, &manifest, "plan", extra);
     let units = |plan: &serde_json::Value| -> Vec<String> {
         plan["changes"]
             .as_array()
@@ -675,18 +591,4 @@ async fn plan_from_a_git_ref_names_its_commit_and_ignores_the_working_tree() {
         text.contains(&format!("at {} (uncommitted changes)", &head[..7])),
         "{text}"
     );
-}
-
-/// `(first, second)` of every change of a JSON plan, e.g. `("address", "action")`.
-pub fn change_fields<'a>(
-    plan: &'a serde_json::Value,
-    first: &str,
-    second: &str,
-) -> Vec<(&'a str, &'a str)> {
-    plan["changes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| (c[first].as_str().unwrap(), c[second].as_str().unwrap()))
-        .collect()
 }

@@ -2,35 +2,18 @@
 //! re-plan empty; manifest edits plan exactly their change and converge; out-of-band changes
 //! show as drift and are healed by apply.
 
-use crate::emulator::{TestAccount, management_account};
-use crate::plan::{copy_dir, run};
+use crate::support::builders::{edit, example};
+use crate::support::catalog::{accepted, principals, shares};
+use crate::support::emulator::{TestAccount, management_account, ok, s3};
+use crate::support::run::{apply, change_fields, json_of, run};
 use aws_sdk_servicecatalog::Client;
-use aws_sdk_servicecatalog::types::PrincipalType;
+use aws_sdk_servicecatalog::types::{DescribePortfolioShareType, PrincipalType};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-const LAB: &str = "examples/environments/self-service-lab";
+const LAB: &str = "self-service-lab";
 const DISPLAY_NAME: &str = "Data Scientists - Sample Portfolio";
-
-fn example(path: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(Path::new(path), dir.path());
-    dir
-}
-
-fn apply(account: &TestAccount, dir: &Path, extra: &[&str]) -> (i32, String, String) {
-    let mut args = vec!["apply", ".", "--auto-approve"];
-    args.extend_from_slice(extra);
-    run(account, dir, &args)
-}
-
-/// `estate <command> . --format json`, with its exit code.
-fn json_of(account: &TestAccount, dir: &Path, command: &str) -> (i32, Value) {
-    let (code, out, err) = run(account, dir, &[command, ".", "--format", "json"]);
-    assert!(code == 0 || code == 2, "exit {code}: {out}{err}");
-    (code, serde_json::from_str(&out).unwrap())
-}
 
 fn assert_converged(account: &TestAccount, dir: &Path) {
     let (code, out, err) = run(account, dir, &["plan", "."]);
@@ -49,13 +32,6 @@ fn apply_lab(account: &TestAccount, dir: &Path) {
     let (code, out, err) = apply(account, dir, &[]);
     assert_eq!(code, 0, "{out}{err}");
     assert_converged(account, dir);
-}
-
-fn edit(dir: &Path, file: &str, from: &str, to: &str) {
-    let path = dir.join(file);
-    let text = std::fs::read_to_string(&path).unwrap();
-    assert!(text.contains(from), "{file} has no `{from}`");
-    std::fs::write(path, text.replacen(from, to, 1)).unwrap();
 }
 
 /// Acting in a member account, as estate does.
@@ -78,20 +54,17 @@ async fn portfolio_id(tools: &Client) -> String {
     id.to_string()
 }
 
-/// (address, action, before, after) of every change: what a reviewer reads.
-fn changes(plan: &Value) -> Vec<(String, String, Value, Value)> {
-    plan["changes"]
-        .as_array()
-        .unwrap()
+/// (name, active) of a product's versions, as AWS lists them.
+async fn versions(tools: &Client, product: &str) -> Vec<(String, bool)> {
+    let listed = ok(tools
+        .list_provisioning_artifacts()
+        .product_id(product)
+        .send()
+        .await);
+    listed
+        .provisioning_artifact_details()
         .iter()
-        .map(|c| {
-            (
-                c["address"].as_str().unwrap().to_string(),
-                c["action"].as_str().unwrap().to_string(),
-                c["before"].clone(),
-                c["after"].clone(),
-            )
-        })
+        .map(|v| (v.name().unwrap().to_string(), v.active().unwrap()))
         .collect()
 }
 
@@ -118,7 +91,7 @@ fn stable(text: &str, ids: &BTreeMap<String, String>) -> String {
 #[tokio::test]
 async fn the_ml_platform_example_applies_with_its_portfolio_and_replans_empty() {
     let account = management_account().await;
-    let dir = example("examples/environments/ml-platform");
+    let dir = example("ml-platform");
     let (code, out, err) = run(&account, dir.path(), &["plan", "."]);
     assert_eq!(code, 2, "{out}{err}");
     let (code, out, err) = apply(&account, dir.path(), &[]);
@@ -135,29 +108,16 @@ async fn the_ml_platform_example_applies_with_its_portfolio_and_replans_empty() 
     let tools = member(&account, &ids["tools"]).await;
     let portfolio = portfolio_id(&tools).await;
     let data_science = member(&account, &ids["data-science"]).await;
-    let accepted = data_science
-        .list_accepted_portfolio_shares()
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        accepted
-            .portfolio_details()
-            .iter()
-            .any(|p| p.id() == Some(portfolio.as_str()))
-    );
+    assert!(accepted(&data_science, None).await.contains(&portfolio));
 }
 
 #[tokio::test]
 async fn the_self_service_lab_plans_applies_and_is_really_there() {
     let account = management_account().await;
     let dir = example(LAB);
-    let (code, plan) = json_of(&account, dir.path(), "plan");
+    let (code, plan) = json_of(&account, dir.path(), "plan", &[]);
     assert_eq!(code, 2);
-    let planned: Vec<(String, String)> = changes(&plan)
-        .into_iter()
-        .map(|(address, action, _, _)| (address, action))
-        .collect();
+    let planned = change_fields(&plan, "address", "action");
     let expected = [
         "unit:/lab",
         "account:tools",
@@ -175,10 +135,7 @@ async fn the_self_service_lab_plans_applies_and_is_really_there() {
     ];
     assert_eq!(
         planned,
-        expected
-            .iter()
-            .map(|a| (a.to_string(), "create".to_string()))
-            .collect::<Vec<_>>()
+        expected.iter().map(|a| (*a, "create")).collect::<Vec<_>>()
     );
 
     apply_lab(&account, dir.path());
@@ -214,18 +171,10 @@ async fn the_self_service_lab_plans_applies_and_is_really_there() {
     let summary = product.product_view_summary().unwrap();
     assert_eq!(summary.name(), Some("Amazon Secure Sagemaker"));
     let product_id = summary.product_id().unwrap();
-    let versions = tools
-        .list_provisioning_artifacts()
-        .product_id(product_id)
-        .send()
-        .await
-        .unwrap();
-    let versions: Vec<(&str, bool)> = versions
-        .provisioning_artifact_details()
-        .iter()
-        .map(|v| (v.name().unwrap(), v.active().unwrap()))
-        .collect();
-    assert_eq!(versions, [("v1", true)]);
+    assert_eq!(
+        versions(&tools, product_id).await,
+        [("v1".to_string(), true)]
+    );
 
     let constraints = tools
         .list_constraints_for_portfolio()
@@ -248,19 +197,8 @@ async fn the_self_service_lab_plans_applies_and_is_really_there() {
         serde_json::from_str(parameters.constraint_parameters().unwrap()).unwrap();
     assert_eq!(parameters, json!({"LocalRoleName": "SCLaunchRole"}));
 
-    let principals = tools
-        .list_principals_for_portfolio()
-        .portfolio_id(&portfolio)
-        .send()
-        .await
-        .unwrap();
-    let principals: Vec<&str> = principals
-        .principals()
-        .iter()
-        .filter_map(|p| p.principal_arn())
-        .collect();
     assert_eq!(
-        principals,
+        principals(&tools, &portfolio).await,
         [format!("arn:aws:iam::{}:role/PlatformAdmin", ids["tools"])]
     );
     let shared = tools
@@ -273,30 +211,12 @@ async fn the_self_service_lab_plans_applies_and_is_really_there() {
 
     // The recipient accepted the share and has its own principal on it.
     let data_science = member(&account, &ids["data-science"]).await;
-    let accepted = data_science
-        .list_accepted_portfolio_shares()
-        .send()
-        .await
-        .unwrap();
-    let accepted: Vec<&str> = accepted
-        .portfolio_details()
-        .iter()
-        .filter_map(|p| p.id())
-        .collect();
-    assert_eq!(accepted, [portfolio.as_str()]);
-    let principals = data_science
-        .list_principals_for_portfolio()
-        .portfolio_id(&portfolio)
-        .send()
-        .await
-        .unwrap();
-    let principals: Vec<&str> = principals
-        .principals()
-        .iter()
-        .filter_map(|p| p.principal_arn())
-        .collect();
     assert_eq!(
-        principals,
+        accepted(&data_science, None).await,
+        std::slice::from_ref(&portfolio)
+    );
+    assert_eq!(
+        principals(&data_science, &portfolio).await,
         [format!(
             "arn:aws:iam::{}:role/DataScientist",
             ids["data-science"]
@@ -304,61 +224,260 @@ async fn the_self_service_lab_plans_applies_and_is_really_there() {
     );
 }
 
-/// Plans an edit of the applied lab: the JSON plan's changes, and the text plan snapshotted;
-/// then applies it and checks it converged.
-async fn edit_plans_and_converges(
-    account: &TestAccount,
-    dir: &Path,
-    snapshot: &str,
-) -> Vec<(String, String, Value, Value)> {
-    let (code, plan) = json_of(account, dir, "plan");
-    assert_eq!(code, 2, "{plan}");
-    let (code, text, _) = run(account, dir, &["plan", "."]);
-    assert_eq!(code, 2);
-    let ids = account.ids().await;
-    insta::assert_snapshot!(snapshot, stable(&text, &ids));
-    let (code, out, err) = apply(account, dir, &[]);
-    assert_eq!(code, 0, "{out}{err}");
-    assert_converged(account, dir);
-    // What was planned, ids made stable for comparison.
-    let plan: Value = serde_json::from_str(&stable(&plan.to_string(), &ids)).unwrap();
-    changes(&plan)
+/// The self-service lab applied and converged in a fresh organization, with the handles the
+/// checks after an edit need.
+struct Lab {
+    account: TestAccount,
+    dir: tempfile::TempDir,
+}
+
+impl Lab {
+    async fn applied() -> Lab {
+        let account = management_account().await;
+        let dir = example(LAB);
+        apply_lab(&account, dir.path());
+        Lab { account, dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The organization's account ids by name, the tools account and the lab's portfolio id
+    /// in it, as they are now.
+    async fn hub(&self) -> (BTreeMap<String, String>, Client, String) {
+        let ids = self.account.ids().await;
+        let tools = member(&self.account, &ids["tools"]).await;
+        let portfolio = portfolio_id(&tools).await;
+        (ids, tools, portfolio)
+    }
+}
+
+/// One manifest edit of the applied lab and what it must plan, then applied to convergence.
+struct Step {
+    /// (file, text, replacement): the first `text` of `file` replaced.
+    edits: &'static [(&'static str, &'static str, &'static str)],
+    /// The text plan's snapshot, ids made stable.
+    snapshot: Option<&'static str>,
+    /// (address, action) of every change the JSON plan holds, in order.
+    planned: Option<&'static [(&'static str, &'static str)]>,
+    /// (change index, JSON pointer into the change, value) of the plan, ids made stable
+    /// (`<id>`, `<tag-id>`...); a missing field reads as null.
+    checks: Vec<(usize, &'static str, Value)>,
+}
+
+impl Step {
+    fn plans(&self) -> bool {
+        self.snapshot.is_some() || self.planned.is_some() || !self.checks.is_empty()
+    }
+}
+
+/// A named sequence of edits of the applied lab.
+struct EditCase {
+    name: &'static str,
+    steps: Vec<Step>,
+}
+
+const V2: &str = "description: First release}\n        - {name: v2, template: templates/secure-sagemaker.yaml, description: Second release}";
+
+fn edit_cases() -> Vec<EditCase> {
+    vec![
+        EditCase {
+            name: "a changed tag option value is one delete and one create",
+            steps: vec![Step {
+                edits: &[("portfolio.yaml", "\"8457\"", "\"9999\"")],
+                snapshot: Some("portfolio-tag-option"),
+                planned: Some(&[
+                    ("tagOption:data-scientists/cost-center=9999", "create"),
+                    ("tagOption:data-scientists/cost-center=8457", "delete"),
+                ]),
+                checks: vec![
+                    (0, "/before", Value::Null),
+                    (
+                        0,
+                        "/after",
+                        json!({"portfolio": "data-scientists", "portfolioId": "<id>", "key": "cost-center", "value": "9999"}),
+                    ),
+                    (
+                        1,
+                        "/before",
+                        json!({"portfolio": "data-scientists", "portfolioId": "<id>", "key": "cost-center", "value": "8457", "id": "<tag-id>"}),
+                    ),
+                    (1, "/after", Value::Null),
+                ],
+            }],
+        },
+        EditCase {
+            name: "a new version is added and a removed one deprecated, never deleted",
+            steps: vec![
+                Step {
+                    edits: &[("portfolio.yaml", "description: First release}", V2)],
+                    snapshot: Some("portfolio-version-added"),
+                    planned: Some(&[(
+                        "productVersion:data-scientists/secure-sagemaker/v2",
+                        "create",
+                    )]),
+                    checks: vec![
+                        (0, "/before", Value::Null),
+                        (
+                            0,
+                            "/after",
+                            json!({"portfolio": "data-scientists", "product": "secure-sagemaker", "productId": "<id>", "name": "v2", "description": "Second release", "active": true}),
+                        ),
+                    ],
+                },
+                // v1 leaves the manifest: deprecated, kept for what was launched from it.
+                Step {
+                    edits: &[(
+                        "portfolio.yaml",
+                        "        - {name: v1, template: templates/secure-sagemaker.yaml, description: First release}\n",
+                        "",
+                    )],
+                    snapshot: Some("portfolio-version-deprecated"),
+                    planned: Some(&[(
+                        "productVersion:data-scientists/secure-sagemaker/v1",
+                        "update",
+                    )]),
+                    checks: vec![
+                        (0, "/before/active", json!(true)),
+                        (0, "/after/active", json!(false)),
+                    ],
+                },
+            ],
+        },
+        EditCase {
+            name: "a new recipient account is created, shared with, and accepts",
+            steps: vec![Step {
+                edits: &[
+                    (
+                        "organization.yaml",
+                        "    - {name: stage,",
+                        "    - {name: research, email: lab-research@example.com, unit: /lab}\n    - {name: stage,",
+                    ),
+                    (
+                        "portfolio.yaml",
+                        "shareWith: {accounts: [data-science]}",
+                        "shareWith: {accounts: [data-science, research]}",
+                    ),
+                ],
+                snapshot: Some("portfolio-new-recipient"),
+                planned: Some(&[
+                    ("account:research", "create"),
+                    ("share:data-scientists/account/research", "create"),
+                    (
+                        "principal:data-scientists@research/role/DataScientist",
+                        "create",
+                    ),
+                ]),
+                checks: vec![
+                    (
+                        1,
+                        "/after",
+                        json!({"portfolio": "data-scientists", "portfolioId": "<id>", "account": null, "accountName": "research", "accepted": true}),
+                    ),
+                    (
+                        2,
+                        "/after/principal",
+                        json!("arn:aws:iam::(known after apply):role/DataScientist"),
+                    ),
+                ],
+            }],
+        },
+        EditCase {
+            name: "portfolio and product attributes change in place and converge",
+            steps: vec![
+                // A tag added, the portfolio's description and the product's support email
+                // removed.
+                Step {
+                    edits: &[
+                        (
+                            "portfolio.yaml",
+                            "  description: Self-service products for data scientists, owned by the tools account\n",
+                            "  tags: {team: ml}\n",
+                        ),
+                        (
+                            "portfolio.yaml",
+                            "      supportEmail: ml-platform@example.com\n",
+                            "",
+                        ),
+                    ],
+                    snapshot: None,
+                    planned: Some(&[
+                        ("portfolio:data-scientists", "update"),
+                        ("product:data-scientists/secure-sagemaker", "update"),
+                    ]),
+                    checks: vec![
+                        (0, "/reason", json!("changed: description, tags")),
+                        (0, "/after/tags/team", json!("ml")),
+                        (0, "/after/description", Value::Null),
+                        (1, "/reason", json!("changed: supportEmail")),
+                    ],
+                },
+                // The tag's value changes, then the tag leaves the manifest: removed from AWS
+                // too.
+                Step {
+                    edits: &[("portfolio.yaml", "tags: {team: ml}", "tags: {team: ai}")],
+                    snapshot: None,
+                    planned: None,
+                    checks: Vec::new(),
+                },
+                Step {
+                    edits: &[("portfolio.yaml", "  tags: {team: ai}\n", "")],
+                    snapshot: None,
+                    planned: None,
+                    checks: vec![(0, "/before/tags/team", json!("ai"))],
+                },
+            ],
+        },
+    ]
+}
+
+/// Runs the edit case named `name` on a freshly applied lab: each step's edits are planned
+/// (JSON checked, text snapshotted), applied, and converge.
+async fn edit_case(name: &str) -> Lab {
+    let case = edit_cases()
+        .into_iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no edit case {name:?}"));
+    let lab = Lab::applied().await;
+    let (account, dir) = (&lab.account, lab.path());
+    for (i, step) in case.steps.iter().enumerate() {
+        let at = format!("{name}, step {}", i + 1);
+        for (file, from, to) in step.edits {
+            edit(dir, file, from, to);
+        }
+        if step.plans() {
+            let (code, plan) = json_of(account, dir, "plan", &[]);
+            assert_eq!(code, 2, "{at}: {plan}");
+            let ids = account.ids().await;
+            if let Some(snapshot) = step.snapshot {
+                let (code, text, _) = run(account, dir, &["plan", "."]);
+                assert_eq!(code, 2, "{at}");
+                insta::assert_snapshot!(snapshot, stable(&text, &ids));
+            }
+            // What was planned, ids made stable for comparison.
+            let plan: Value = serde_json::from_str(&stable(&plan.to_string(), &ids)).unwrap();
+            if let Some(planned) = step.planned {
+                assert_eq!(change_fields(&plan, "address", "action"), planned, "{at}");
+            }
+            for (index, pointer, expected) in &step.checks {
+                let change = &plan["changes"][index];
+                let found = change.pointer(pointer).unwrap_or(&Value::Null);
+                assert_eq!(found, expected, "{at}: change {index} at {pointer}: {plan}");
+            }
+        }
+        let (code, out, err) = apply(account, dir, &[]);
+        assert_eq!(code, 0, "{at}: {out}{err}");
+        assert_converged(account, dir);
+    }
+    lab
 }
 
 #[tokio::test]
 async fn a_changed_tag_option_value_is_one_delete_and_one_create() {
-    let account = management_account().await;
-    let dir = example(LAB);
-    apply_lab(&account, dir.path());
-    edit(dir.path(), "portfolio.yaml", "\"8457\"", "\"9999\"");
-
-    let planned = edit_plans_and_converges(&account, dir.path(), "portfolio-tag-option").await;
-    assert_eq!(
-        planned,
-        [
-            (
-                "tagOption:data-scientists/cost-center=9999".to_string(),
-                "create".to_string(),
-                Value::Null,
-                json!({"portfolio": "data-scientists", "portfolioId": "<id>", "key": "cost-center", "value": "9999"}),
-            ),
-            (
-                "tagOption:data-scientists/cost-center=8457".to_string(),
-                "delete".to_string(),
-                json!({"portfolio": "data-scientists", "portfolioId": "<id>", "key": "cost-center", "value": "8457", "id": "<tag-id>"}),
-                Value::Null,
-            ),
-        ]
-    );
-    let ids = account.ids().await;
-    let tools = member(&account, &ids["tools"]).await;
-    let portfolio = portfolio_id(&tools).await;
-    let described = tools
-        .describe_portfolio()
-        .id(&portfolio)
-        .send()
-        .await
-        .unwrap();
+    let lab = edit_case("a changed tag option value is one delete and one create").await;
+    let (_, tools, portfolio) = lab.hub().await;
+    let described = ok(tools.describe_portfolio().id(&portfolio).send().await);
     let mut values: Vec<&str> = described
         .tag_options()
         .iter()
@@ -370,102 +489,42 @@ async fn a_changed_tag_option_value_is_one_delete_and_one_create() {
 
 #[tokio::test]
 async fn a_new_version_is_added_and_a_removed_one_deprecated_never_deleted() {
-    let account = management_account().await;
-    let dir = example(LAB);
-    apply_lab(&account, dir.path());
-    edit(
-        dir.path(),
-        "portfolio.yaml",
-        "description: First release}",
-        "description: First release}\n        - {name: v2, template: templates/secure-sagemaker.yaml, description: Second release}",
-    );
-
-    let planned = edit_plans_and_converges(&account, dir.path(), "portfolio-version-added").await;
-    assert_eq!(
-        planned,
-        [(
-            "productVersion:data-scientists/secure-sagemaker/v2".to_string(),
-            "create".to_string(),
-            Value::Null,
-            json!({"portfolio": "data-scientists", "product": "secure-sagemaker", "productId": "<id>", "name": "v2", "description": "Second release", "active": true}),
-        )]
-    );
-
-    // v1 leaves the manifest: deprecated, kept for what was launched from it.
-    edit(
-        dir.path(),
-        "portfolio.yaml",
-        "        - {name: v1, template: templates/secure-sagemaker.yaml, description: First release}\n",
-        "",
-    );
-    let planned =
-        edit_plans_and_converges(&account, dir.path(), "portfolio-version-deprecated").await;
-    let [(address, action, before, after)] = planned.as_slice() else {
-        panic!("one change: {planned:?}");
-    };
-    assert_eq!(
-        address,
-        "productVersion:data-scientists/secure-sagemaker/v1"
-    );
-    assert_eq!(action, "update");
-    assert_eq!(before["active"], true);
-    assert_eq!(after["active"], false);
-
-    let ids = account.ids().await;
-    let tools = member(&account, &ids["tools"]).await;
-    let portfolio = portfolio_id(&tools).await;
-    let products = tools
+    let lab = edit_case("a new version is added and a removed one deprecated, never deleted").await;
+    let (ids, tools, portfolio) = lab.hub().await;
+    let products = ok(tools
         .search_products_as_admin()
         .portfolio_id(&portfolio)
         .send()
-        .await
-        .unwrap();
+        .await);
     let product = products.product_view_details()[0]
         .product_view_summary()
         .and_then(|s| s.product_id())
         .unwrap()
         .to_string();
-    let versions = tools
-        .list_provisioning_artifacts()
-        .product_id(&product)
-        .send()
-        .await
-        .unwrap();
-    let mut versions: Vec<(&str, bool)> = versions
-        .provisioning_artifact_details()
-        .iter()
-        .map(|v| (v.name().unwrap(), v.active().unwrap()))
-        .collect();
+    let mut versions = versions(&tools, &product).await;
     versions.sort();
-    assert_eq!(versions, [("v1", false), ("v2", true)]);
+    assert_eq!(
+        versions,
+        [("v1".to_string(), false), ("v2".to_string(), true)]
+    );
 
     // Both versions' template went to the hub's bucket, once, under its content address.
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&account.member(&ids["tools"]).await)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = s3(&lab.account.member(&ids["tools"]).await);
     let bucket = format!("estate-templates-{}-us-east-1", ids["tools"]);
-    let objects = s3.list_objects_v2().bucket(&bucket).send().await.unwrap();
+    let objects = ok(s3.list_objects_v2().bucket(&bucket).send().await);
     let keys: Vec<String> = objects
         .contents()
         .iter()
         .filter_map(|o| o.key().map(str::to_string))
         .collect();
-    let text = std::fs::read(dir.path().join("templates/secure-sagemaker.yaml")).unwrap();
+    let text = std::fs::read(lab.path().join("templates/secure-sagemaker.yaml")).unwrap();
     use sha2::Digest;
     let key = format!(
         "templates/{}.template",
         hex::encode(sha2::Sha256::digest(&text))
     );
     assert_eq!(keys, std::slice::from_ref(&key));
-    let body = s3
-        .get_object()
-        .bucket(&bucket)
-        .key(&key)
-        .send()
-        .await
-        .unwrap();
+    let body = ok(s3.get_object().bucket(&bucket).key(&key).send().await);
     assert_eq!(
         body.body.collect().await.unwrap().into_bytes().as_ref(),
         text
@@ -474,75 +533,12 @@ async fn a_new_version_is_added_and_a_removed_one_deprecated_never_deleted() {
 
 #[tokio::test]
 async fn a_new_recipient_account_is_created_shared_with_and_accepts() {
-    let account = management_account().await;
-    let dir = example(LAB);
-    apply_lab(&account, dir.path());
-    edit(
-        dir.path(),
-        "organization.yaml",
-        "    - {name: stage,",
-        "    - {name: research, email: lab-research@example.com, unit: /lab}\n    - {name: stage,",
-    );
-    edit(
-        dir.path(),
-        "portfolio.yaml",
-        "shareWith: {accounts: [data-science]}",
-        "shareWith: {accounts: [data-science, research]}",
-    );
-
-    let planned = edit_plans_and_converges(&account, dir.path(), "portfolio-new-recipient").await;
-    let summary: Vec<(&str, &str)> = planned
-        .iter()
-        .map(|(address, action, _, _)| (address.as_str(), action.as_str()))
-        .collect();
+    let lab = edit_case("a new recipient account is created, shared with, and accepts").await;
+    let (ids, _, portfolio) = lab.hub().await;
+    let research = member(&lab.account, &ids["research"]).await;
+    assert!(accepted(&research, None).await.contains(&portfolio));
     assert_eq!(
-        summary,
-        [
-            ("account:research", "create"),
-            ("share:data-scientists/account/research", "create"),
-            (
-                "principal:data-scientists@research/role/DataScientist",
-                "create"
-            ),
-        ]
-    );
-    assert_eq!(
-        planned[1].3,
-        json!({"portfolio": "data-scientists", "portfolioId": "<id>", "account": null, "accountName": "research", "accepted": true})
-    );
-    assert_eq!(
-        planned[2].3["principal"],
-        "arn:aws:iam::(known after apply):role/DataScientist"
-    );
-
-    let ids = account.ids().await;
-    let tools = member(&account, &ids["tools"]).await;
-    let portfolio = portfolio_id(&tools).await;
-    let research = member(&account, &ids["research"]).await;
-    let accepted = research
-        .list_accepted_portfolio_shares()
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        accepted
-            .portfolio_details()
-            .iter()
-            .any(|p| p.id() == Some(portfolio.as_str()))
-    );
-    let principals = research
-        .list_principals_for_portfolio()
-        .portfolio_id(&portfolio)
-        .send()
-        .await
-        .unwrap();
-    let principals: Vec<&str> = principals
-        .principals()
-        .iter()
-        .filter_map(|p| p.principal_arn())
-        .collect();
-    assert_eq!(
-        principals,
+        principals(&research, &portfolio).await,
         [format!(
             "arn:aws:iam::{}:role/DataScientist",
             ids["research"]
@@ -552,174 +548,134 @@ async fn a_new_recipient_account_is_created_shared_with_and_accepts() {
 
 #[tokio::test]
 async fn portfolio_and_product_attributes_change_in_place_and_converge() {
-    let account = management_account().await;
-    let dir = example(LAB);
-    apply_lab(&account, dir.path());
-    // A tag added, the portfolio's description and the product's support email removed.
-    edit(
-        dir.path(),
-        "portfolio.yaml",
-        "  description: Self-service products for data scientists, owned by the tools account\n",
-        "  tags: {team: ml}\n",
-    );
-    edit(
-        dir.path(),
-        "portfolio.yaml",
-        "      supportEmail: ml-platform@example.com\n",
-        "",
-    );
-    let (code, plan) = json_of(&account, dir.path(), "plan");
-    assert_eq!(code, 2);
-    let planned = changes(&plan);
-    let summary: Vec<(&str, &str)> = planned
-        .iter()
-        .map(|(address, action, _, _)| (address.as_str(), action.as_str()))
-        .collect();
-    assert_eq!(
-        summary,
-        [
-            ("portfolio:data-scientists", "update"),
-            ("product:data-scientists/secure-sagemaker", "update"),
-        ]
-    );
-    assert_eq!(
-        plan["changes"][0]["reason"], "changed: description, tags",
-        "{plan}"
-    );
-    assert_eq!(planned[0].3["tags"]["team"], "ml");
-    assert!(planned[0].3["description"].is_null());
-    assert_eq!(plan["changes"][1]["reason"], "changed: supportEmail");
-    let (code, out, err) = apply(&account, dir.path(), &[]);
-    assert_eq!(code, 0, "{out}{err}");
-    assert_converged(&account, dir.path());
-
-    // The tag's value changes, then the tag leaves the manifest: removed from AWS too.
-    edit(
-        dir.path(),
-        "portfolio.yaml",
-        "tags: {team: ml}",
-        "tags: {team: ai}",
-    );
-    let (code, out, err) = apply(&account, dir.path(), &[]);
-    assert_eq!(code, 0, "{out}{err}");
-    assert_converged(&account, dir.path());
-    edit(dir.path(), "portfolio.yaml", "  tags: {team: ai}\n", "");
-    let (code, plan) = json_of(&account, dir.path(), "plan");
-    assert_eq!(code, 2);
-    assert_eq!(plan["changes"][0]["before"]["tags"]["team"], "ai", "{plan}");
-    let (code, out, err) = apply(&account, dir.path(), &[]);
-    assert_eq!(code, 0, "{out}{err}");
-    assert_converged(&account, dir.path());
-
-    let ids = account.ids().await;
-    let tools = member(&account, &ids["tools"]).await;
-    let portfolio = portfolio_id(&tools).await;
-    let described = tools
-        .describe_portfolio()
-        .id(&portfolio)
-        .send()
-        .await
-        .unwrap();
+    let lab = edit_case("portfolio and product attributes change in place and converge").await;
+    let (_, tools, portfolio) = lab.hub().await;
+    let described = ok(tools.describe_portfolio().id(&portfolio).send().await);
     let mut keys: Vec<&str> = described.tags().iter().map(|t| t.key()).collect();
     keys.sort();
     assert_eq!(keys, ["estate:managed-by", "estate:portfolio"]);
 }
 
-/// `estate drift --format json` shows exactly these (address, action); apply heals it.
-fn drift_shows_and_apply_heals(account: &TestAccount, dir: &Path, expected: &[(&str, &str)]) {
-    let (code, drift) = json_of(account, dir, "drift");
-    assert_eq!(code, 2, "{drift}");
-    let found: Vec<(String, String)> = changes(&drift)
-        .into_iter()
-        .map(|(address, action, _, _)| (address, action))
-        .collect();
-    let expected: Vec<(String, String)> = expected
-        .iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .collect();
-    assert_eq!(found, expected, "{drift}");
-    let (code, out, err) = apply(account, dir, &[]);
-    assert_eq!(code, 0, "{out}{err}");
-    assert_converged(account, dir);
+/// What someone does to the applied lab outside estate.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum OutOfBand {
+    /// The hub's PlatformAdmin principal disassociated from the portfolio.
+    DisassociateHubPrincipal,
+    /// The portfolio's share with data-science deleted.
+    DeleteShare,
 }
 
-#[tokio::test]
-async fn a_principal_disassociated_out_of_band_is_drift_and_apply_heals_it() {
-    let account = management_account().await;
-    let dir = example(LAB);
-    apply_lab(&account, dir.path());
-    let ids = account.ids().await;
-    let tools = member(&account, &ids["tools"]).await;
-    let portfolio = portfolio_id(&tools).await;
-    let admin = format!("arn:aws:iam::{}:role/PlatformAdmin", ids["tools"]);
-    tools
-        .disassociate_principal_from_portfolio()
-        .portfolio_id(&portfolio)
-        .principal_arn(&admin)
-        .principal_type(PrincipalType::Iam)
-        .send()
-        .await
-        .unwrap();
-
-    let address = format!("principal:data-scientists/{admin}");
-    drift_shows_and_apply_heals(&account, dir.path(), &[(&address, "create")]);
-    let principals = tools
-        .list_principals_for_portfolio()
-        .portfolio_id(&portfolio)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(principals.principals().len(), 1);
+/// A named out-of-band change, and the (address, action) drift shows for it (`<tools>` the
+/// tools account's id).
+struct DriftCase {
+    name: &'static str,
+    change: OutOfBand,
+    drift: &'static [(&'static str, &'static str)],
 }
 
-#[tokio::test]
-async fn a_share_deleted_out_of_band_is_drift_and_apply_heals_it() {
-    let account = management_account().await;
-    let dir = example(LAB);
-    apply_lab(&account, dir.path());
-    let ids = account.ids().await;
-    let tools = member(&account, &ids["tools"]).await;
-    let portfolio = portfolio_id(&tools).await;
-    tools
-        .delete_portfolio_share()
-        .portfolio_id(&portfolio)
-        .account_id(&ids["data-science"])
-        .send()
-        .await
-        .unwrap();
-
+const DRIFT_CASES: &[DriftCase] = &[
+    DriftCase {
+        name: "a principal disassociated out of band",
+        change: OutOfBand::DisassociateHubPrincipal,
+        drift: &[(
+            "principal:data-scientists/arn:aws:iam::<tools>:role/PlatformAdmin",
+            "create",
+        )],
+    },
     // Unshared, the recipient's acceptance and principals are gone from its view too.
-    drift_shows_and_apply_heals(
-        &account,
-        dir.path(),
-        &[
+    DriftCase {
+        name: "a share deleted out of band",
+        change: OutOfBand::DeleteShare,
+        drift: &[
             ("share:data-scientists/account/data-science", "create"),
             (
                 "principal:data-scientists@data-science/role/DataScientist",
                 "create",
             ),
         ],
-    );
-    let data_science = member(&account, &ids["data-science"]).await;
-    let accepted = data_science
-        .list_accepted_portfolio_shares()
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(accepted.portfolio_details().len(), 1);
+    },
+];
+
+/// The drift case of `change` on a freshly applied lab: `estate drift --format json` shows
+/// exactly its (address, action), apply heals it, and AWS holds what the lab wants again.
+async fn drift_case(change: OutOfBand) {
+    let case = DRIFT_CASES
+        .iter()
+        .find(|c| c.change == change)
+        .unwrap_or_else(|| panic!("no drift case of {change:?}"));
+    let name = case.name;
+    let lab = Lab::applied().await;
+    let (account, dir) = (&lab.account, lab.path());
+    let (ids, tools, portfolio) = lab.hub().await;
+    let admin = format!("arn:aws:iam::{}:role/PlatformAdmin", ids["tools"]);
+    match change {
+        OutOfBand::DisassociateHubPrincipal => {
+            ok(tools
+                .disassociate_principal_from_portfolio()
+                .portfolio_id(&portfolio)
+                .principal_arn(&admin)
+                .principal_type(PrincipalType::Iam)
+                .send()
+                .await);
+        }
+        OutOfBand::DeleteShare => {
+            ok(tools
+                .delete_portfolio_share()
+                .portfolio_id(&portfolio)
+                .account_id(&ids["data-science"])
+                .send()
+                .await);
+        }
+    }
+
+    let (code, drift) = json_of(account, dir, "drift", &[]);
+    assert_eq!(code, 2, "{name}: {drift}");
+    let expected: Vec<(String, String)> = case
+        .drift
+        .iter()
+        .map(|(a, b)| (a.replace("<tools>", &ids["tools"]), b.to_string()))
+        .collect();
+    let found: Vec<(String, String)> = change_fields(&drift, "address", "action")
+        .into_iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    assert_eq!(found, expected, "{name}: {drift}");
+    let (code, out, err) = apply(account, dir, &[]);
+    assert_eq!(code, 0, "{name}: {out}{err}");
+    assert_converged(account, dir);
+
+    match change {
+        OutOfBand::DisassociateHubPrincipal => {
+            assert_eq!(principals(&tools, &portfolio).await.len(), 1, "{name}");
+        }
+        OutOfBand::DeleteShare => {
+            let data_science = member(account, &ids["data-science"]).await;
+            assert_eq!(accepted(&data_science, None).await.len(), 1, "{name}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_principal_disassociated_out_of_band_is_drift_and_apply_heals_it() {
+    drift_case(OutOfBand::DisassociateHubPrincipal).await;
+}
+
+#[tokio::test]
+async fn a_share_deleted_out_of_band_is_drift_and_apply_heals_it() {
+    drift_case(OutOfBand::DeleteShare).await;
 }
 
 #[tokio::test]
 async fn a_member_hub_shares_with_a_unit_as_delegated_administrator() {
     let account = management_account().await;
-    let dir = example("examples/environments/ml-platform");
+    let dir = example("ml-platform");
     edit(
         dir.path(),
         "portfolios.yaml",
         "shareWith: {accounts: [data-science]}",
         "shareWith: {accounts: [data-science], units: [/ml/data-science]}",
     );
-    let (code, plan) = json_of(&account, dir.path(), "plan");
+    let (code, plan) = json_of(&account, dir.path(), "plan", &[]);
     assert_eq!(code, 2);
     let addresses: Vec<&str> = plan["changes"]
         .as_array()
@@ -759,39 +715,17 @@ async fn a_member_hub_shares_with_a_unit_as_delegated_administrator() {
     assert_eq!(admins, [ids["tools"].as_str()]);
     let tools = member(&account, &ids["tools"]).await;
     let portfolio = portfolio_id(&tools).await;
-    let shares = tools
-        .describe_portfolio_shares()
-        .portfolio_id(&portfolio)
-        .r#type(aws_sdk_servicecatalog::types::DescribePortfolioShareType::OrganizationalUnit)
-        .send()
-        .await
-        .unwrap();
-    let org = aws_sdk_organizations::Client::new(&account.config);
-    let ml = org
-        .list_organizational_units_for_parent()
-        .parent_id(&account.root_id)
-        .send()
-        .await
-        .unwrap();
-    let ml = ml.organizational_units()[0].id().unwrap().to_string();
-    let units = org
-        .list_organizational_units_for_parent()
-        .parent_id(&ml)
-        .send()
-        .await
-        .unwrap();
-    let data_science = units
-        .organizational_units()
-        .iter()
-        .find(|u| u.name() == Some("data-science"))
-        .and_then(|u| u.id())
-        .unwrap();
-    let shared: Vec<&str> = shares
-        .portfolio_share_details()
-        .iter()
-        .filter_map(|s| s.principal_id())
-        .collect();
-    assert_eq!(shared, [data_science]);
+    let data_science = account.unit_id("/ml/data-science").await;
+    let shared: Vec<String> = shares(
+        &tools,
+        &portfolio,
+        DescribePortfolioShareType::OrganizationalUnit,
+    )
+    .await
+    .into_iter()
+    .map(|(unit, _)| unit)
+    .collect();
+    assert_eq!(shared, std::slice::from_ref(&data_science));
 
     // The unit leaves shareWith: unshared (asynchronously, waited for), and converged.
     edit(
@@ -800,9 +734,9 @@ async fn a_member_hub_shares_with_a_unit_as_delegated_administrator() {
         "shareWith: {accounts: [data-science], units: [/ml/data-science]}",
         "shareWith: {accounts: [data-science]}",
     );
-    let (code, plan) = json_of(&account, dir.path(), "plan");
+    let (code, plan) = json_of(&account, dir.path(), "plan", &[]);
     assert_eq!(code, 2);
-    let planned: Vec<(&str, &str)> = crate::plan::change_fields(&plan, "address", "action");
+    let planned: Vec<(&str, &str)> = change_fields(&plan, "address", "action");
     let unshare = format!("share:data-scientists/unit/{data_science}");
     assert_eq!(planned, [(unshare.as_str(), "delete")]);
     let (code, out, err) = apply(&account, dir.path(), &[]);

@@ -3,7 +3,9 @@
 //! account-wide, invalid parameters, a share not yet visible to its recipient, unit shares
 //! still IN_PROGRESS or completed with errors; and the ownership rules for products.
 
-use crate::mocks::{fast, meta};
+use crate::support::builders::plan_of;
+use crate::support::mocks::{calls, edge_with_members as edge, fast, meta};
+use crate::support::run::{address_actions, addresses};
 use aws_sdk_servicecatalog::operation::accept_portfolio_share::{
     AcceptPortfolioShareError, AcceptPortfolioShareOutput,
 };
@@ -37,7 +39,7 @@ use estate::aws::Aws;
 use estate::live::LiveState;
 use estate::live::{LivePortfolio, LiveProduct, LiveVersion};
 use estate::plan::catalog::{DesiredPortfolio, DesiredProduct, DesiredVersion};
-use estate::plan::{Action, Change, Plan, PlanSource};
+use estate::plan::{Action, Change, Plan};
 use estate::tags::{TAG_PORTFOLIO, TAG_PRODUCT};
 use estate::template::Template;
 use std::collections::{BTreeMap, BTreeSet};
@@ -45,7 +47,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 type Sc = aws_sdk_servicecatalog::Client;
-type Sts = aws_sdk_sts::Client;
 
 const REGION: &str = "us-east-1";
 const MANAGEMENT: &str = "111111111111";
@@ -54,39 +55,11 @@ const RECIPIENT: &str = "333333333333";
 const PORTFOLIO: &str = "port-abcdefghijklm";
 const PRODUCT: &str = "prod-abcdefghijklm";
 
-/// The edge with these rules standing in for AWS (member accounts reached through a mocked
-/// AssumeRole); a call no rule matches gets an error.
-fn edge(rules: &[&Rule]) -> Aws {
-    let assume = mock!(Sts::assume_role).then_output(|| {
-        aws_sdk_sts::operation::assume_role::AssumeRoleOutput::builder()
-            .credentials(
-                aws_sdk_sts::types::Credentials::builder()
-                    .access_key_id("AKIAMEMBER")
-                    .secret_access_key("secret")
-                    .session_token("token")
-                    .expiration(aws_smithy_types::DateTime::from_secs(4_000_000_000))
-                    .build()
-                    .unwrap(),
-            )
-            .build()
-    });
-    let all: Vec<&Rule> = rules.iter().copied().chain([&assume]).collect();
-    crate::mocks::edge(&all)
-}
-
 fn not_found(message: &str) -> ResourceNotFoundException {
     ResourceNotFoundException::builder()
         .message(message)
         .meta(meta("ResourceNotFoundException", message))
         .build()
-}
-
-fn calls(aws: &Aws, operation: &str) -> u64 {
-    aws.stats()
-        .snapshot()
-        .get(operation)
-        .copied()
-        .unwrap_or_default()
 }
 
 fn tags(portfolio: &str) -> BTreeMap<String, String> {
@@ -168,27 +141,22 @@ fn plan(d: &DesiredPortfolio, live: &LiveState, expected: &[(&str, Action)]) -> 
     let (changes, findings) =
         estate::plan::catalog::diff(std::slice::from_ref(d), live, "e", false);
     assert!(findings.is_empty(), "{findings:?}");
-    let got: Vec<(String, Action)> = changes
-        .iter()
-        .map(|c: &Change| (c.address.to_string(), c.action))
-        .collect();
-    let want: Vec<(String, Action)> = expected.iter().map(|(a, x)| (a.to_string(), *x)).collect();
-    assert_eq!(got, want);
+    assert_eq!(address_actions(&changes), owned(expected));
+    plan_of(&[], changes)
+}
+
+/// `expected` as [`address_actions`] gives it.
+fn owned(expected: &[(&str, Action)]) -> Vec<(String, Action)> {
+    expected.iter().map(|(a, x)| (a.to_string(), *x)).collect()
+}
+
+/// The plan of [`plan`] for the unchanged portfolio, holding these changes instead.
+fn with_changes(changes: Vec<Change>) -> Plan {
     Plan {
         conflicts: Vec::new(),
-        format_version: estate::plan::FORMAT_VERSION,
-        estate: "e".into(),
-        source: PlanSource {
-            commit: None,
-            path: ".".into(),
-            dirty: false,
-        },
-        environments: Vec::new(),
-        fingerprint: "fingerprint-1".into(),
         summary: Plan::summarize(&changes),
         changes,
-        findings: Vec::new(),
-        stats: None,
+        ..plan(&desired(), &live(), &[])
     }
 }
 
@@ -319,86 +287,105 @@ fn with_cost_center() -> (DesiredPortfolio, Plan) {
     (d, plan)
 }
 
-#[tokio::test]
-async fn a_tag_option_on_a_later_page_is_reused_not_created() {
-    let (d, plan) = with_cost_center();
+/// How AWS answers ListTagOptions while apply creates cost-center=8457 (whose CreateTagOption
+/// always answers DuplicateResourceException), and what apply must do.
+struct TagOptionCase {
+    name: &'static str,
+    list: fn() -> Rule,
+    /// CreateTagOption and ListTagOptions calls made, where the case counts them.
+    create_calls: Option<usize>,
+    list_calls: Option<usize>,
+    /// The tag option associated with the portfolio, or apply's error.
+    outcome: Result<&'static str, &'static str>,
+}
+
+const TAG_OPTION_CASES: &[TagOptionCase] = &[
     // The account's tag option is on the second page (AWS pages ListTagOptions; a filter
     // does not promise the match on the first page).
-    let list = mock!(Sc::list_tag_options).then_compute_output(|req| match req.page_token() {
-        None => ListTagOptionsOutput::builder()
-            .tag_option_details(tag_option("tag-other00000000", "cost-center", "6534"))
-            .page_token("page-2")
-            .build(),
-        Some(_) => ListTagOptionsOutput::builder()
-            .tag_option_details(tag_option("tag-existing00000", "cost-center", "8457"))
-            .build(),
-    });
-    let create = mock!(Sc::create_tag_option).then_error(duplicate_tag_option);
-    let seen = Associations::default();
-    let aws = edge(&[&list, &create, &associate_tag_option(&seen)]);
-
-    let done = apply_catalog(&aws, &plan, &d, &live(), fast())
-        .await
-        .unwrap();
-
-    assert_eq!(done, ["tagOption:p/cost-center=8457"]);
-    assert_eq!(create.num_calls(), 0);
-    assert_eq!(list.num_calls(), 2);
-    let seen = seen.lock().unwrap();
-    let [assoc] = seen.as_slice() else {
-        panic!("{seen:?}");
-    };
-    assert_eq!(assoc.tag_option_id(), Some("tag-existing00000"));
-    assert_eq!(assoc.resource_id(), Some(PORTFOLIO));
-}
-
-#[tokio::test]
-async fn a_tag_option_created_meanwhile_is_found_after_duplicate_resource() {
-    let (d, plan) = with_cost_center();
+    TagOptionCase {
+        name: "a tag option on a later page is reused, not created",
+        list: || {
+            mock!(Sc::list_tag_options).then_compute_output(|req| match req.page_token() {
+                None => ListTagOptionsOutput::builder()
+                    .tag_option_details(tag_option("tag-other00000000", "cost-center", "6534"))
+                    .page_token("page-2")
+                    .build(),
+                Some(_) => ListTagOptionsOutput::builder()
+                    .tag_option_details(tag_option("tag-existing00000", "cost-center", "8457"))
+                    .build(),
+            })
+        },
+        create_calls: Some(0),
+        list_calls: Some(2),
+        outcome: Ok("tag-existing00000"),
+    },
     // Not there when listed; someone else creates it before estate does.
-    let list = mock!(Sc::list_tag_options)
-        .sequence()
-        .output(|| ListTagOptionsOutput::builder().build())
-        .output(|| {
-            ListTagOptionsOutput::builder()
-                .tag_option_details(tag_option("tag-theirs0000000", "cost-center", "8457"))
+    TagOptionCase {
+        name: "a tag option created meanwhile is found after DuplicateResource",
+        list: || {
+            mock!(Sc::list_tag_options)
+                .sequence()
+                .output(|| ListTagOptionsOutput::builder().build())
+                .output(|| {
+                    ListTagOptionsOutput::builder()
+                        .tag_option_details(tag_option("tag-theirs0000000", "cost-center", "8457"))
+                        .build()
+                })
                 .build()
-        })
-        .build();
-    let create = mock!(Sc::create_tag_option).then_error(duplicate_tag_option);
-    let seen = Associations::default();
-    let aws = edge(&[&list, &create, &associate_tag_option(&seen)]);
-
-    let done = apply_catalog(&aws, &plan, &d, &live(), fast())
-        .await
-        .unwrap();
-
-    assert_eq!(done, ["tagOption:p/cost-center=8457"]);
-    assert_eq!(create.num_calls(), 1);
-    assert_eq!(list.num_calls(), 2);
-    assert_eq!(
-        seen.lock().unwrap()[0].tag_option_id(),
-        Some("tag-theirs0000000")
-    );
-}
+        },
+        create_calls: Some(1),
+        list_calls: Some(2),
+        outcome: Ok("tag-theirs0000000"),
+    },
+    TagOptionCase {
+        name: "a duplicate tag option that cannot be found fails with AWS's message",
+        list: || {
+            mock!(Sc::list_tag_options).then_output(|| ListTagOptionsOutput::builder().build())
+        },
+        create_calls: None,
+        list_calls: None,
+        outcome: Err(
+            "ServiceCatalog.CreateTagOption: DuplicateResourceException: TagOption cost-center=8457 already exists.",
+        ),
+    },
+];
 
 #[tokio::test]
-async fn a_duplicate_tag_option_that_cannot_be_found_fails_with_aws_message() {
-    let (d, plan) = with_cost_center();
-    let list = mock!(Sc::list_tag_options).then_output(|| ListTagOptionsOutput::builder().build());
-    let create = mock!(Sc::create_tag_option).then_error(duplicate_tag_option);
-    let seen = Associations::default();
-    let aws = edge(&[&list, &create, &associate_tag_option(&seen)]);
+async fn tag_options_are_reused_found_after_duplicate_resource_or_fail_with_aws_message() {
+    for case in TAG_OPTION_CASES {
+        let name = case.name;
+        let (d, plan) = with_cost_center();
+        let list = (case.list)();
+        let create = mock!(Sc::create_tag_option).then_error(duplicate_tag_option);
+        let seen = Associations::default();
+        let aws = edge(&[&list, &create, &associate_tag_option(&seen)]);
 
-    let err = apply_catalog(&aws, &plan, &d, &live(), fast())
-        .await
-        .unwrap_err();
+        let result = apply_catalog(&aws, &plan, &d, &live(), fast()).await;
 
-    assert_eq!(
-        err.to_string(),
-        "ServiceCatalog.CreateTagOption: DuplicateResourceException: TagOption cost-center=8457 already exists."
-    );
-    assert!(seen.lock().unwrap().is_empty());
+        match case.outcome {
+            Ok(tag_option) => {
+                let done = result.unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert_eq!(done, ["tagOption:p/cost-center=8457"], "{name}");
+                let seen = seen.lock().unwrap();
+                let [assoc] = seen.as_slice() else {
+                    panic!("{name}: {seen:?}");
+                };
+                assert_eq!(assoc.tag_option_id(), Some(tag_option), "{name}");
+                assert_eq!(assoc.resource_id(), Some(PORTFOLIO), "{name}");
+            }
+            Err(message) => {
+                let err = result.expect_err(name);
+                assert_eq!(err.to_string(), message, "{name}");
+                assert!(seen.lock().unwrap().is_empty(), "{name}");
+            }
+        }
+        if let Some(calls) = case.create_calls {
+            assert_eq!(create.num_calls(), calls, "{name}: CreateTagOption");
+        }
+        if let Some(calls) = case.list_calls {
+            assert_eq!(list.num_calls(), calls, "{name}: ListTagOptions");
+        }
+    }
 }
 
 #[tokio::test]
@@ -543,92 +530,131 @@ fn not_shared_yet() -> AcceptPortfolioShareError {
     )))
 }
 
-#[tokio::test]
-async fn an_accept_before_the_share_propagated_is_retried_until_it_succeeds() {
-    let (d, plan) = shared_with_recipient();
-    let (share, principal) = share_rules();
+/// A refusal of AcceptPortfolioShare that is not about propagation.
+const INVALID_SHARE_TYPE: &str =
+    "PortfolioShareType AWS_ORGANIZATIONS is not valid for an account share.";
+
+/// How the recipient's AcceptPortfolioShare answers, and what apply must make of it.
+struct AcceptCase {
+    name: &'static str,
+    accept: fn() -> Rule,
+    /// Polling's timeout, where the case shortens it.
+    timeout: Option<Duration>,
+    outcome: AcceptOutcome,
+}
+
+enum AcceptOutcome {
+    /// Shared, accepted after this many tries, and the recipient's principal added.
+    Accepted { tries: usize },
+    /// Timed out, having backed off between tries; nothing after the accept ran.
+    GaveUp,
+    /// Failed at once with AWS's message.
+    Refused { message: &'static str },
+}
+
+const ACCEPT_CASES: &[AcceptCase] = &[
     // AWS shares propagate: the recipient may not see a share made a moment ago.
-    let accept = mock!(Sc::accept_portfolio_share)
-        .match_requests(|r| r.portfolio_id() == Some(PORTFOLIO))
-        .sequence()
-        .error(not_shared_yet)
-        .times(3)
-        .output(|| AcceptPortfolioShareOutput::builder().build())
-        .build();
-    let aws = edge(&[&share, &accept, &principal]);
-
-    let done = apply_catalog(&aws, &plan, &d, &live(), fast())
-        .await
-        .unwrap();
-
-    assert_eq!(accept.num_calls(), 4);
-    assert_eq!(
-        done,
-        [
-            "share:p/account/data-science",
-            "principal:p@data-science/role/DataScientist"
-        ]
-    );
-    assert_eq!(principal.num_calls(), 1);
-    assert_eq!(
-        calls(&aws, "STS.AssumeRole"),
-        2,
-        "the hub and the recipient"
-    );
-}
-
-#[tokio::test]
-async fn an_accept_that_never_finds_the_share_gives_up_at_the_bound() {
-    let (d, plan) = shared_with_recipient();
-    let (share, principal) = share_rules();
-    let accept = mock!(Sc::accept_portfolio_share).then_error(not_shared_yet);
-    let aws = edge(&[&share, &accept, &principal]);
-    let polling = Polling {
-        timeout: Duration::from_millis(100),
-        ..fast()
-    };
-
-    let err = apply_catalog(&aws, &plan, &d, &live(), polling)
-        .await
-        .unwrap_err();
-
-    assert!(matches!(err, ApplyError::Timeout { .. }), "{err:?}");
-    let message = err.to_string();
-    assert!(message.contains(RECIPIENT), "{message}");
-    assert!(
-        message.contains("ServiceCatalog.AcceptPortfolioShare: ResourceNotFoundException"),
-        "{message}"
-    );
-    // Backed off (5 ms at most between tries), not a busy loop; nothing after it ran.
-    let tries = accept.num_calls();
-    assert!((2..=100).contains(&tries), "{tries} tries");
-    assert_eq!(principal.num_calls(), 0);
-}
+    AcceptCase {
+        name: "an accept before the share propagated is retried until it succeeds",
+        accept: || {
+            mock!(Sc::accept_portfolio_share)
+                .match_requests(|r| r.portfolio_id() == Some(PORTFOLIO))
+                .sequence()
+                .error(not_shared_yet)
+                .times(3)
+                .output(|| AcceptPortfolioShareOutput::builder().build())
+                .build()
+        },
+        timeout: None,
+        outcome: AcceptOutcome::Accepted { tries: 4 },
+    },
+    AcceptCase {
+        name: "an accept that never finds the share gives up at the bound",
+        accept: || mock!(Sc::accept_portfolio_share).then_error(not_shared_yet),
+        timeout: Some(Duration::from_millis(100)),
+        outcome: AcceptOutcome::GaveUp,
+    },
+    AcceptCase {
+        name: "an accept refused for another reason is not retried",
+        accept: || {
+            mock!(Sc::accept_portfolio_share).then_error(|| {
+                AcceptPortfolioShareError::InvalidParametersException(
+                    InvalidParametersException::builder()
+                        .message(INVALID_SHARE_TYPE)
+                        .meta(meta("InvalidParametersException", INVALID_SHARE_TYPE))
+                        .build(),
+                )
+            })
+        },
+        timeout: None,
+        outcome: AcceptOutcome::Refused {
+            message: INVALID_SHARE_TYPE,
+        },
+    },
+];
 
 #[tokio::test]
-async fn an_accept_refused_for_another_reason_is_not_retried() {
-    let (d, plan) = shared_with_recipient();
-    let (share, principal) = share_rules();
-    let message = "PortfolioShareType AWS_ORGANIZATIONS is not valid for an account share.";
-    let accept = mock!(Sc::accept_portfolio_share).then_error(move || {
-        AcceptPortfolioShareError::InvalidParametersException(
-            InvalidParametersException::builder()
-                .message(message)
-                .meta(meta("InvalidParametersException", message))
-                .build(),
-        )
-    });
-    let aws = edge(&[&share, &accept, &principal]);
+async fn accepts_are_retried_while_the_share_propagates_up_to_the_bound_and_not_otherwise() {
+    for case in ACCEPT_CASES {
+        let name = case.name;
+        let (d, plan) = shared_with_recipient();
+        let (share, principal) = share_rules();
+        let accept = (case.accept)();
+        let aws = edge(&[&share, &accept, &principal]);
+        let polling = match case.timeout {
+            Some(timeout) => Polling { timeout, ..fast() },
+            None => fast(),
+        };
 
-    let err = apply_catalog(&aws, &plan, &d, &live(), fast())
-        .await
-        .unwrap_err();
+        let result = apply_catalog(&aws, &plan, &d, &live(), polling).await;
 
-    assert_eq!(
-        err.to_string(),
-        format!("ServiceCatalog.AcceptPortfolioShare: InvalidParametersException: {message}")
-    );
-    assert_eq!(accept.num_calls(), 1);
+        match case.outcome {
+            AcceptOutcome::Accepted { tries } => {
+                let done = result.unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert_eq!(accept.num_calls(), tries, "{name}");
+                assert_eq!(
+                    done,
+                    [
+                        "share:p/account/data-science",
+                        "principal:p@data-science/role/DataScientist"
+                    ],
+                    "{name}"
+                );
+                assert_eq!(principal.num_calls(), 1, "{name}");
+                assert_eq!(
+                    calls(&aws, "STS.AssumeRole"),
+                    2,
+                    "{name}: the hub and the recipient"
+                );
+            }
+            AcceptOutcome::GaveUp => {
+                let err = result.expect_err(name);
+                assert!(matches!(err, ApplyError::Timeout { .. }), "{name}: {err:?}");
+                let message = err.to_string();
+                assert!(message.contains(RECIPIENT), "{name}: {message}");
+                assert!(
+                    message
+                        .contains("ServiceCatalog.AcceptPortfolioShare: ResourceNotFoundException"),
+                    "{name}: {message}"
+                );
+                // Backed off (5 ms at most between tries), not a busy loop; nothing after it
+                // ran.
+                let tries = accept.num_calls();
+                assert!((2..=100).contains(&tries), "{name}: {tries} tries");
+                assert_eq!(principal.num_calls(), 0, "{name}");
+            }
+            AcceptOutcome::Refused { message } => {
+                assert_eq!(
+                    result.expect_err(name).to_string(),
+                    format!(
+                        "ServiceCatalog.AcceptPortfolioShare: InvalidParametersException: {message}"
+                    ),
+                    "{name}"
+                );
+                assert_eq!(accept.num_calls(), 1, "{name}");
+            }
+        }
+    }
 }
 
 // ------------------------------------------------------------------ unit shares
@@ -667,88 +693,122 @@ fn share_status(status: ShareStatus) -> DescribePortfolioShareStatusOutput {
         .build()
 }
 
-#[tokio::test]
-async fn a_unit_share_is_done_only_once_aws_reports_it_completed() {
-    let (d, plan, live) = shared_with_unit();
-    // Organization-node shares run asynchronously: NOT_STARTED, IN_PROGRESS, then COMPLETED.
-    let status = mock!(Sc::describe_portfolio_share_status)
-        .match_requests(|r| r.portfolio_share_token() == Some("share-token-1"))
-        .sequence()
-        .output(|| share_status(ShareStatus::NotStarted))
-        .output(|| share_status(ShareStatus::InProgress))
-        .times(2)
-        .output(|| {
-            DescribePortfolioShareStatusOutput::builder()
-                .status(ShareStatus::Completed)
-                .share_details(ShareDetails::builder().successful_shares(RECIPIENT).build())
-                .build()
-        })
-        .build();
-    let share = unit_share();
-    let aws = edge(&[&share, &status]);
-
-    let done = apply_catalog(&aws, &plan, &d, &live, fast()).await.unwrap();
-
-    assert_eq!(done, ["share:p/unit/ml/ds"]);
-    assert_eq!(share.num_calls(), 1);
-    assert_eq!(status.num_calls(), 4);
+/// What a unit share's DescribePortfolioShareStatus goes through, and what apply must make
+/// of it.
+struct UnitShareCase {
+    name: &'static str,
+    status: fn() -> Rule,
+    /// Polling's timeout, where the case shortens it.
+    timeout: Option<Duration>,
+    outcome: UnitShareOutcome,
 }
 
-#[tokio::test]
-async fn a_unit_share_completed_with_errors_fails_naming_the_accounts_and_why() {
-    let (d, plan, live) = shared_with_unit();
-    let status = mock!(Sc::describe_portfolio_share_status)
-        .sequence()
-        .output(|| share_status(ShareStatus::InProgress))
-        .output(|| {
-            DescribePortfolioShareStatusOutput::builder()
-                .status(ShareStatus::CompletedWithErrors)
-                .share_details(
-                    ShareDetails::builder()
-                        .successful_shares(RECIPIENT)
-                        .share_errors(
-                            ShareError::builder()
-                                .accounts("444444444444")
-                                .message("Account is suspended.")
-                                .error("InvalidStateException")
+enum UnitShareOutcome {
+    /// Done, after this many status calls (and one share call).
+    Done { status_calls: usize },
+    /// Failed with this message.
+    Failed(&'static str),
+    /// Timed out: a share stuck IN_PROGRESS must not count as done.
+    TimedOut,
+}
+
+const UNIT_SHARE_CASES: &[UnitShareCase] = &[
+    // Organization-node shares run asynchronously: NOT_STARTED, IN_PROGRESS, then COMPLETED.
+    UnitShareCase {
+        name: "a unit share is done only once AWS reports it completed",
+        status: || {
+            mock!(Sc::describe_portfolio_share_status)
+                .match_requests(|r| r.portfolio_share_token() == Some("share-token-1"))
+                .sequence()
+                .output(|| share_status(ShareStatus::NotStarted))
+                .output(|| share_status(ShareStatus::InProgress))
+                .times(2)
+                .output(|| {
+                    DescribePortfolioShareStatusOutput::builder()
+                        .status(ShareStatus::Completed)
+                        .share_details(ShareDetails::builder().successful_shares(RECIPIENT).build())
+                        .build()
+                })
+                .build()
+        },
+        timeout: None,
+        outcome: UnitShareOutcome::Done { status_calls: 4 },
+    },
+    UnitShareCase {
+        name: "a unit share completed with errors fails naming the accounts and why",
+        status: || {
+            mock!(Sc::describe_portfolio_share_status)
+                .sequence()
+                .output(|| share_status(ShareStatus::InProgress))
+                .output(|| {
+                    DescribePortfolioShareStatusOutput::builder()
+                        .status(ShareStatus::CompletedWithErrors)
+                        .share_details(
+                            ShareDetails::builder()
+                                .successful_shares(RECIPIENT)
+                                .share_errors(
+                                    ShareError::builder()
+                                        .accounts("444444444444")
+                                        .message("Account is suspended.")
+                                        .error("InvalidStateException")
+                                        .build(),
+                                )
                                 .build(),
                         )
-                        .build(),
-                )
+                        .build()
+                })
                 .build()
-        })
-        .build();
-    let aws = edge(&[&unit_share(), &status]);
-
-    let err = apply_catalog(&aws, &plan, &d, &live, fast())
-        .await
-        .unwrap_err();
-
-    assert_eq!(
-        err.to_string(),
-        "share:p/unit/ml/ds (COMPLETED_WITH_ERRORS) failed: 444444444444: Account is suspended. (InvalidStateException)"
-    );
-}
+        },
+        timeout: None,
+        outcome: UnitShareOutcome::Failed(
+            "share:p/unit/ml/ds (COMPLETED_WITH_ERRORS) failed: 444444444444: Account is suspended. (InvalidStateException)",
+        ),
+    },
+    UnitShareCase {
+        name: "a unit share that never completes times out",
+        status: || {
+            mock!(Sc::describe_portfolio_share_status)
+                .then_output(|| share_status(ShareStatus::InProgress))
+        },
+        timeout: Some(Duration::from_millis(50)),
+        outcome: UnitShareOutcome::TimedOut,
+    },
+];
 
 #[tokio::test]
-async fn a_unit_share_that_never_completes_times_out() {
-    let (d, plan, live) = shared_with_unit();
-    let status = mock!(Sc::describe_portfolio_share_status)
-        .then_output(|| share_status(ShareStatus::InProgress));
-    let aws = edge(&[&unit_share(), &status]);
-    let polling = Polling {
-        timeout: Duration::from_millis(50),
-        ..fast()
-    };
+async fn unit_shares_are_done_when_completed_fail_with_errors_or_time_out() {
+    for case in UNIT_SHARE_CASES {
+        let name = case.name;
+        let (d, plan, live) = shared_with_unit();
+        let status = (case.status)();
+        let share = unit_share();
+        let aws = edge(&[&share, &status]);
+        let polling = match case.timeout {
+            Some(timeout) => Polling { timeout, ..fast() },
+            None => fast(),
+        };
 
-    let err = apply_catalog(&aws, &plan, &d, &live, polling)
-        .await
-        .unwrap_err();
+        let result = apply_catalog(&aws, &plan, &d, &live, polling).await;
 
-    assert!(
-        matches!(err, ApplyError::Timeout { .. }),
-        "{err}: a share stuck IN_PROGRESS must not count as done"
-    );
+        match case.outcome {
+            UnitShareOutcome::Done { status_calls } => {
+                let done = result.unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert_eq!(done, ["share:p/unit/ml/ds"], "{name}");
+                assert_eq!(share.num_calls(), 1, "{name}");
+                assert_eq!(status.num_calls(), status_calls, "{name}");
+            }
+            UnitShareOutcome::Failed(message) => {
+                assert_eq!(result.expect_err(name).to_string(), message, "{name}");
+            }
+            UnitShareOutcome::TimedOut => {
+                let err = result.expect_err(name);
+                assert!(
+                    matches!(err, ApplyError::Timeout { .. }),
+                    "{name}: {err}: a share stuck IN_PROGRESS must not count as done"
+                );
+            }
+        }
+    }
 }
 
 #[test]
@@ -820,7 +880,7 @@ fn an_untagged_portfolio_of_the_same_name_is_a_conflict_never_duplicated() {
     let (changes, findings) =
         estate::plan::catalog::diff(std::slice::from_ref(&d), &live, "e", false);
     assert!(findings.is_empty());
-    assert_eq!(changes[0].address.to_string(), "portfolio:p");
+    assert_eq!(addresses(&changes)[0], "portfolio:p");
 }
 
 #[tokio::test]
@@ -844,17 +904,12 @@ async fn a_product_that_left_the_manifest_is_an_orphan_or_with_prune_deleted_aft
     let (changes, findings) =
         estate::plan::catalog::diff(std::slice::from_ref(&d), &live, "e", true);
     assert!(findings.is_empty(), "{findings:?}");
-    let got: Vec<(String, Action)> = changes
-        .iter()
-        .map(|c| (c.address.to_string(), c.action))
-        .collect();
-    let got: Vec<(&str, Action)> = got.iter().map(|(a, x)| (a.as_str(), *x)).collect();
     assert_eq!(
-        got,
-        [
+        address_actions(&changes),
+        owned(&[
             ("constraint:p/notebook/launch", Action::Delete),
             ("product:p/notebook", Action::Delete)
-        ]
+        ])
     );
     let order = Arc::new(Mutex::new(Vec::<&str>::new()));
     let (o1, o2, o3) = (order.clone(), order.clone(), order.clone());
@@ -877,12 +932,7 @@ async fn a_product_that_left_the_manifest_is_an_orphan_or_with_prune_deleted_aft
             DeleteProductOutput::builder().build()
         });
     let aws = edge(&[&constraint, &disassociate, &delete]);
-    let plan = Plan {
-        conflicts: Vec::new(),
-        summary: Plan::summarize(&changes),
-        changes,
-        ..plan(&desired(), &self::live(), &[])
-    };
+    let plan = with_changes(changes);
     let done = apply_catalog(&aws, &plan, &d, &live, fast()).await.unwrap();
     assert_eq!(done, ["constraint:p/notebook/launch", "product:p/notebook"]);
     assert_eq!(
@@ -912,12 +962,7 @@ async fn deletes_run_in_reverse_apply_order_recipient_principals_shares_then_hub
         },
     );
     let (changes, _) = estate::plan::catalog::diff(std::slice::from_ref(&d), &live, "e", false);
-    let plan = Plan {
-        conflicts: Vec::new(),
-        summary: Plan::summarize(&changes),
-        changes,
-        ..plan(&desired(), &self::live(), &[])
-    };
+    let plan = with_changes(changes);
     let order = Arc::new(Mutex::new(Vec::<String>::new()));
     let (o1, o2) = (order.clone(), order.clone());
     let disassociate =
@@ -953,12 +998,7 @@ async fn a_product_that_cannot_be_deleted_is_put_back_in_its_portfolio() {
     d.products.clear();
     let live = live();
     let (changes, _) = estate::plan::catalog::diff(std::slice::from_ref(&d), &live, "e", true);
-    let plan = Plan {
-        conflicts: Vec::new(),
-        summary: Plan::summarize(&changes),
-        changes,
-        ..plan(&desired(), &self::live(), &[])
-    };
+    let plan = with_changes(changes);
     let disassociate = mock!(Sc::disassociate_product_from_portfolio)
         .then_output(|| DisassociateProductFromPortfolioOutput::builder().build());
     let message = "Product has provisioned products; terminate them first.";

@@ -2,13 +2,13 @@
 //! one DescribeStackSet per stack set, ceil(I/100) ListStackInstances pages per managed set,
 //! and no call per instance unless overrides must be read.
 
-use crate::mocks::config;
+use crate::support::mocks::{caller_identity, edge, meta};
 use aws_sdk_cloudformation::types::{
     PermissionModels, StackInstanceStatus, StackInstanceSummary, StackSet, StackSetStatus,
     StackSetSummary, Tag,
 };
 use aws_sdk_organizations::types::{Account, AccountState, AccountStatus, Organization, Root};
-use aws_smithy_mocks::{MockResponseInterceptor, RuleMode, mock};
+use aws_smithy_mocks::{Rule, mock};
 use estate::aws::Aws;
 use estate::live::read::{ReadOptions, read};
 use std::collections::BTreeMap;
@@ -33,7 +33,6 @@ fn mocked(sets: &[(&str, usize)], override_tag: Option<&str>) -> Aws {
 
 /// As [`mocked`], the organization's one account as given.
 fn mocked_with(sets: &[(&str, usize)], override_tag: Option<&str>, account: Account) -> Aws {
-    let mut interceptor = MockResponseInterceptor::new().rule_mode(RuleMode::MatchAny);
     let org_rules = [
         mock!(Orgs::describe_organization).then_output(|| {
             aws_sdk_organizations::operation::describe_organization::DescribeOrganizationOutput::builder()
@@ -54,10 +53,7 @@ fn mocked_with(sets: &[(&str, usize)], override_tag: Option<&str>, account: Acco
                 .build()
         }),
     ];
-    for r in &org_rules {
-        interceptor = interceptor.with_rule(r);
-    }
-    interceptor = interceptor.with_rule(&crate::mocks::caller_identity("111111111111"));
+    let identity = caller_identity("111111111111");
 
     // ListStackSets pages 2 at a time, like AWS with a small page size.
     let names: Vec<String> = sets.iter().map(|(n, _)| n.to_string()).collect();
@@ -135,10 +131,11 @@ fn mocked_with(sets: &[(&str, usize)], override_tag: Option<&str>, account: Acco
             .stack_instance(aws_sdk_cloudformation::types::StackInstance::builder().build())
             .build()
     });
-    for r in [&list, &describe, &instances, &describe_instance] {
-        interceptor = interceptor.with_rule(r);
-    }
-    Aws::from_config(config(), "OrganizationAccountAccessRole").with_interceptor(interceptor)
+    let rules: Vec<&Rule> = org_rules
+        .iter()
+        .chain([&identity, &list, &describe, &instances, &describe_instance])
+        .collect();
+    edge(&rules)
 }
 
 fn options(digests: &[(&str, &str)]) -> ReadOptions {
@@ -268,22 +265,20 @@ async fn an_account_without_a_known_state_fails_the_read() {
 #[tokio::test]
 async fn an_account_in_no_organization_is_told_how_to_start() {
     use aws_sdk_organizations::operation::describe_organization::DescribeOrganizationError;
-    let interceptor = MockResponseInterceptor::new()
-        .rule_mode(RuleMode::MatchAny)
-        .with_rule(&crate::mocks::caller_identity("111111111111"))
-        .with_rule(&mock!(Orgs::describe_organization).then_error(|| {
+    let aws = edge(&[
+        &caller_identity("111111111111"),
+        &mock!(Orgs::describe_organization).then_error(|| {
             DescribeOrganizationError::AwsOrganizationsNotInUseException(
                 aws_sdk_organizations::types::error::AwsOrganizationsNotInUseException::builder()
                     .message("Your account is not a member of an organization.")
-                    .meta(crate::mocks::meta(
+                    .meta(meta(
                         "AWSOrganizationsNotInUseException",
                         "Your account is not a member of an organization.",
                     ))
                     .build(),
             )
-        }));
-    let aws =
-        Aws::from_config(config(), "OrganizationAccountAccessRole").with_interceptor(interceptor);
+        }),
+    ]);
     let err = read(&aws, &options(&[])).await.unwrap_err().to_string();
     assert!(err.contains("not in an AWS organization"), "{err}");
     assert!(err.contains("create-organization"), "{err}");
@@ -293,27 +288,25 @@ async fn an_account_in_no_organization_is_told_how_to_start() {
 #[tokio::test]
 async fn a_member_account_is_told_it_is_not_the_management_account() {
     use aws_sdk_organizations::operation::list_roots::ListRootsError;
-    let interceptor = MockResponseInterceptor::new()
-        .rule_mode(RuleMode::MatchAny)
-        .with_rule(&crate::mocks::caller_identity("222222222222"))
-        .with_rule(&mock!(Orgs::describe_organization).then_output(|| {
+    let aws = edge(&[
+        &caller_identity("222222222222"),
+        &mock!(Orgs::describe_organization).then_output(|| {
             aws_sdk_organizations::operation::describe_organization::DescribeOrganizationOutput::builder()
                 .organization(Organization::builder().master_account_id("111111111111").build())
                 .build()
-        }))
-        .with_rule(&mock!(Orgs::list_roots).then_error(|| {
+        }),
+        &mock!(Orgs::list_roots).then_error(|| {
             ListRootsError::AccessDeniedException(
                 aws_sdk_organizations::types::error::AccessDeniedException::builder()
                     .message("You don't have permissions to access this resource.")
-                    .meta(crate::mocks::meta(
+                    .meta(meta(
                         "AccessDeniedException",
                         "You don't have permissions to access this resource.",
                     ))
                     .build(),
             )
-        }));
-    let aws =
-        Aws::from_config(config(), "OrganizationAccountAccessRole").with_interceptor(interceptor);
+        }),
+    ]);
     let err = read(&aws, &options(&[])).await.unwrap_err().to_string();
     assert!(
         err.contains(

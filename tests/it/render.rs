@@ -1,6 +1,7 @@
 //! Plan renderers: snapshots of text, markdown and JSON for fixture plans (what reviewers and
 //! on-call read), the comment budget, escaping, and that masked secrets stay masked.
 
+use crate::support::builders;
 use estate::plan::{
     Action, Change, Finding, FindingKind, InstanceSide, Plan, PlanSource, ResourceType, SENSITIVE,
     StackSetSide,
@@ -46,16 +47,7 @@ fn last_line(s: &str) -> &str {
 }
 
 fn change(address: &str, rt: ResourceType, action: Action, env: Option<&str>) -> Change {
-    Change {
-        hint: None,
-        address: address.parse().unwrap(),
-        resource_type: rt,
-        action,
-        environment: env.map(str::to_string),
-        reason: "why".into(),
-        before: None,
-        after: None,
-    }
+    builders::change(address, rt, action, env, "why")
 }
 
 /// A stack set side with only a name: tests set what they show.
@@ -84,20 +76,15 @@ fn strings(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String>
 
 fn plan_of(changes: Vec<Change>, findings: Vec<Finding>) -> Plan {
     Plan {
-        conflicts: Vec::new(),
-        format_version: estate::plan::FORMAT_VERSION,
         estate: "ml-platform".into(),
         source: PlanSource {
             commit: Some("0123456789abcdef0123456789abcdef01234567".into()),
             path: "examples/environments/ml-platform".into(),
             dirty: false,
         },
-        environments: vec!["dev".into(), "staging".into(), "production".into()],
         fingerprint: "sha256:00".into(),
-        summary: Plan::summarize(&changes),
-        changes,
         findings,
-        stats: None,
+        ..builders::plan_of(&["dev", "staging", "production"], changes)
     }
 }
 

@@ -1,10 +1,12 @@
 //! Service Catalog on the emulator (tests/emulator/servicecatalog_ext.py): the calls estate makes,
 //! from the hub account to a recipient and back, with AWS's error codes, per account and region.
 
-use crate::emulator::{TestAccount, log_path, management_account};
+use crate::support::catalog::{accepted, principals, shares};
+use crate::support::emulator::{TestAccount, management_account, ok};
 use aws_config::SdkConfig;
 use aws_sdk_servicecatalog::Client;
-use aws_sdk_servicecatalog::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_servicecatalog::error::ProvideErrorMetadata;
+use aws_sdk_servicecatalog::operation::create_product::CreateProductOutput;
 use aws_sdk_servicecatalog::types::{
     AccessStatus, DescribePortfolioShareType, ListTagOptionsFilters, OrganizationNode,
     OrganizationNodeType, PortfolioShareType, PrincipalType, ProductType,
@@ -14,18 +16,6 @@ use aws_sdk_sts::config::Region;
 
 const NO_PORTFOLIO: &str = "port-doesnotexist";
 const LAUNCH: &str = r#"{"LocalRoleName":"SCLaunchRole"}"#;
-
-/// The value of a call that must succeed; the full error and the emulator log otherwise.
-fn ok<T, E: std::error::Error + 'static>(result: Result<T, E>) -> T {
-    match result {
-        Ok(value) => value,
-        Err(e) => panic!(
-            "{}\nemulator log: {}",
-            DisplayErrorContext(e),
-            log_path().display()
-        ),
-    }
-}
 
 /// The AWS error code of a call that must fail.
 fn code<T: std::fmt::Debug, E: ProvideErrorMetadata>(result: Result<T, E>) -> String {
@@ -61,6 +51,16 @@ async fn member_account(management: &TestAccount, name: &str) -> (String, SdkCon
     (id, config)
 }
 
+/// The id of the product a CreateProduct made.
+fn product_id(created: &CreateProductOutput) -> String {
+    created
+        .product_view_detail()
+        .and_then(|v| v.product_view_summary())
+        .and_then(|s| s.product_id())
+        .unwrap()
+        .to_string()
+}
+
 async fn new_portfolio(sc: &Client, name: &str) -> String {
     let created = ok(sc
         .create_portfolio()
@@ -74,53 +74,6 @@ async fn new_portfolio(sc: &Client, name: &str) -> String {
         .and_then(|p| p.id())
         .unwrap()
         .to_string()
-}
-
-async fn principals(sc: &Client, portfolio: &str) -> Vec<String> {
-    let out = ok(sc
-        .list_principals_for_portfolio()
-        .portfolio_id(portfolio)
-        .send()
-        .await);
-    out.principals()
-        .iter()
-        .map(|p| p.principal_arn().unwrap_or_default().to_string())
-        .collect()
-}
-
-/// (recipient, accepted) of the portfolio's shares of one type.
-async fn shares(
-    sc: &Client,
-    portfolio: &str,
-    kind: DescribePortfolioShareType,
-) -> Vec<(String, bool)> {
-    let out = ok(sc
-        .describe_portfolio_shares()
-        .portfolio_id(portfolio)
-        .r#type(kind)
-        .send()
-        .await);
-    out.portfolio_share_details()
-        .iter()
-        .map(|s| {
-            (
-                s.principal_id().unwrap_or_default().to_string(),
-                s.accepted(),
-            )
-        })
-        .collect()
-}
-
-async fn accepted(sc: &Client, kind: PortfolioShareType) -> Vec<String> {
-    let out = ok(sc
-        .list_accepted_portfolio_shares()
-        .portfolio_share_type(kind)
-        .send()
-        .await);
-    out.portfolio_details()
-        .iter()
-        .map(|p| p.id().unwrap_or_default().to_string())
-        .collect()
 }
 
 async fn access_status(sc: &Client) -> AccessStatus {
@@ -162,12 +115,7 @@ async fn a_portfolio_goes_from_the_hub_to_a_recipient_and_is_torn_down() {
         .provisioning_artifact_parameters(version("v1"))
         .send()
         .await);
-    let product = created
-        .product_view_detail()
-        .and_then(|v| v.product_view_summary())
-        .and_then(|s| s.product_id())
-        .unwrap()
-        .to_string();
+    let product = product_id(&created);
     let v1 = created.provisioning_artifact_detail().unwrap();
     assert_eq!(v1.name(), Some("v1"));
     assert_eq!(v1.active(), Some(true));
@@ -412,7 +360,7 @@ async fn a_portfolio_goes_from_the_hub_to_a_recipient_and_is_torn_down() {
         .send()
         .await);
     assert!(
-        accepted(&member, PortfolioShareType::Imported)
+        accepted(&member, Some(PortfolioShareType::Imported))
             .await
             .is_empty()
     );
@@ -558,11 +506,11 @@ async fn unit_shares_need_organizations_access_and_reach_accounts_in_the_unit() 
     );
     ok(accept(PortfolioShareType::AwsOrganizations).send().await);
     assert_eq!(
-        accepted(&member, PortfolioShareType::AwsOrganizations).await,
+        accepted(&member, Some(PortfolioShareType::AwsOrganizations)).await,
         [portfolio.as_str()]
     );
     assert!(
-        accepted(&member, PortfolioShareType::Imported)
+        accepted(&member, Some(PortfolioShareType::Imported))
             .await
             .is_empty()
     );
@@ -573,60 +521,102 @@ async fn unknown_ids_and_bad_parameters_get_aws_error_codes() {
     let hub = management_account().await;
     let sc = Client::new(&hub.config);
     let not_found = [
-        code(sc.describe_portfolio().id(NO_PORTFOLIO).send().await),
-        code(sc.update_portfolio().id(NO_PORTFOLIO).send().await),
-        code(sc.delete_portfolio().id(NO_PORTFOLIO).send().await),
-        code(
-            sc.search_products_as_admin()
-                .portfolio_id(NO_PORTFOLIO)
-                .send()
-                .await,
+        (
+            "DescribePortfolio",
+            code(sc.describe_portfolio().id(NO_PORTFOLIO).send().await),
         ),
-        code(
-            sc.list_constraints_for_portfolio()
-                .portfolio_id(NO_PORTFOLIO)
-                .send()
-                .await,
+        (
+            "UpdatePortfolio",
+            code(sc.update_portfolio().id(NO_PORTFOLIO).send().await),
         ),
-        code(
-            sc.list_principals_for_portfolio()
-                .portfolio_id(NO_PORTFOLIO)
-                .send()
-                .await,
+        (
+            "DeletePortfolio",
+            code(sc.delete_portfolio().id(NO_PORTFOLIO).send().await),
         ),
-        code(
-            sc.list_portfolio_access()
-                .portfolio_id(NO_PORTFOLIO)
-                .send()
-                .await,
+        (
+            "SearchProductsAsAdmin",
+            code(
+                sc.search_products_as_admin()
+                    .portfolio_id(NO_PORTFOLIO)
+                    .send()
+                    .await,
+            ),
         ),
-        code(
-            sc.describe_portfolio_shares()
-                .portfolio_id(NO_PORTFOLIO)
-                .r#type(DescribePortfolioShareType::Account)
-                .send()
-                .await,
+        (
+            "ListConstraintsForPortfolio",
+            code(
+                sc.list_constraints_for_portfolio()
+                    .portfolio_id(NO_PORTFOLIO)
+                    .send()
+                    .await,
+            ),
         ),
-        code(
-            sc.create_portfolio_share()
-                .portfolio_id(NO_PORTFOLIO)
-                .account_id("123456789012")
-                .send()
-                .await,
+        (
+            "ListPrincipalsForPortfolio",
+            code(
+                sc.list_principals_for_portfolio()
+                    .portfolio_id(NO_PORTFOLIO)
+                    .send()
+                    .await,
+            ),
         ),
-        code(sc.describe_product_as_admin().id("prod-nope").send().await),
-        code(
-            sc.list_provisioning_artifacts()
-                .product_id("prod-nope")
-                .send()
-                .await,
+        (
+            "ListPortfolioAccess",
+            code(
+                sc.list_portfolio_access()
+                    .portfolio_id(NO_PORTFOLIO)
+                    .send()
+                    .await,
+            ),
         ),
-        code(sc.delete_product().id("prod-nope").send().await),
-        code(sc.describe_constraint().id("cons-nope").send().await),
-        code(sc.delete_tag_option().id("tag-nope").send().await),
+        (
+            "DescribePortfolioShares",
+            code(
+                sc.describe_portfolio_shares()
+                    .portfolio_id(NO_PORTFOLIO)
+                    .r#type(DescribePortfolioShareType::Account)
+                    .send()
+                    .await,
+            ),
+        ),
+        (
+            "CreatePortfolioShare",
+            code(
+                sc.create_portfolio_share()
+                    .portfolio_id(NO_PORTFOLIO)
+                    .account_id("123456789012")
+                    .send()
+                    .await,
+            ),
+        ),
+        (
+            "DescribeProductAsAdmin",
+            code(sc.describe_product_as_admin().id("prod-nope").send().await),
+        ),
+        (
+            "ListProvisioningArtifacts",
+            code(
+                sc.list_provisioning_artifacts()
+                    .product_id("prod-nope")
+                    .send()
+                    .await,
+            ),
+        ),
+        (
+            "DeleteProduct",
+            code(sc.delete_product().id("prod-nope").send().await),
+        ),
+        (
+            "DescribeConstraint",
+            code(sc.describe_constraint().id("cons-nope").send().await),
+        ),
+        (
+            "DeleteTagOption",
+            code(sc.delete_tag_option().id("tag-nope").send().await),
+        ),
     ];
-    for (i, c) in not_found.iter().enumerate() {
-        assert_eq!(c, "ResourceNotFoundException", "case {i}");
+    for (case, c) in &not_found {
+        assert_eq!(c, "ResourceNotFoundException", "{case}");
     }
 
     let portfolio = new_portfolio(&sc, "Errors").await;
@@ -638,12 +628,7 @@ async fn unknown_ids_and_bad_parameters_get_aws_error_codes() {
         .provisioning_artifact_parameters(version("v1"))
         .send()
         .await);
-    let product = product
-        .product_view_detail()
-        .and_then(|v| v.product_view_summary())
-        .and_then(|s| s.product_id())
-        .unwrap()
-        .to_string();
+    let product = product_id(&product);
     ok(sc
         .associate_product_with_portfolio()
         .product_id(&product)
@@ -659,52 +644,76 @@ async fn unknown_ids_and_bad_parameters_get_aws_error_codes() {
             .send()
     };
     let invalid = [
-        code(constraint("{not json").await),
-        code(constraint(r#"["RoleArn"]"#).await),
-        code(constraint(r#"{"RoleArn":"arn:aws:iam::1:role/a","LocalRoleName":"a"}"#).await),
-        code(constraint("{}").await),
-        code(
-            sc.create_portfolio()
-                .display_name("no provider")
-                .send()
-                .await,
+        (
+            "CreateConstraint {not json",
+            code(constraint("{not json").await),
         ),
-        code(
-            sc.create_product()
-                .name("no version")
-                .owner("o")
-                .product_type(ProductType::CloudFormationTemplate)
-                .send()
-                .await,
+        (
+            "CreateConstraint [\"RoleArn\"]",
+            code(constraint(r#"["RoleArn"]"#).await),
         ),
-        code(
-            sc.create_provisioning_artifact()
-                .product_id(&product)
-                .parameters(
-                    ProvisioningArtifactProperties::builder()
-                        .name("no template")
-                        .build(),
-                )
-                .send()
-                .await,
+        (
+            "CreateConstraint {\"RoleArn\":\"arn:aws:iam::1:role/a\",\"LocalRoleName\":\"a\"}",
+            code(constraint(r#"{"RoleArn":"arn:aws:iam::1:role/a","LocalRoleName":"a"}"#).await),
         ),
-        code(
-            sc.associate_principal_with_portfolio()
-                .portfolio_id(&portfolio)
-                .principal_arn(format!("arn:aws:iam::{}:role/*", hub.id))
-                .principal_type(PrincipalType::IamPattern)
-                .send()
-                .await,
+        ("CreateConstraint {}", code(constraint("{}").await)),
+        (
+            "CreatePortfolio no provider",
+            code(
+                sc.create_portfolio()
+                    .display_name("no provider")
+                    .send()
+                    .await,
+            ),
         ),
-        code(
-            sc.describe_portfolio_shares()
-                .portfolio_id(&portfolio)
-                .send()
-                .await,
+        (
+            "CreateProduct no version",
+            code(
+                sc.create_product()
+                    .name("no version")
+                    .owner("o")
+                    .product_type(ProductType::CloudFormationTemplate)
+                    .send()
+                    .await,
+            ),
+        ),
+        (
+            "CreateProvisioningArtifact no template",
+            code(
+                sc.create_provisioning_artifact()
+                    .product_id(&product)
+                    .parameters(
+                        ProvisioningArtifactProperties::builder()
+                            .name("no template")
+                            .build(),
+                    )
+                    .send()
+                    .await,
+            ),
+        ),
+        (
+            "AssociatePrincipalWithPortfolio PrincipalType::IamPattern",
+            code(
+                sc.associate_principal_with_portfolio()
+                    .portfolio_id(&portfolio)
+                    .principal_arn(format!("arn:aws:iam::{}:role/*", hub.id))
+                    .principal_type(PrincipalType::IamPattern)
+                    .send()
+                    .await,
+            ),
+        ),
+        (
+            "DescribePortfolioShares without a type",
+            code(
+                sc.describe_portfolio_shares()
+                    .portfolio_id(&portfolio)
+                    .send()
+                    .await,
+            ),
         ),
     ];
-    for (i, c) in invalid.iter().enumerate() {
-        assert_eq!(c, "InvalidParametersException", "case {i}");
+    for (case, c) in &invalid {
+        assert_eq!(c, "InvalidParametersException", "{case}");
     }
     // An account-less pattern is what IAM_PATTERN takes.
     ok(sc

@@ -4,7 +4,7 @@ use aws_sdk_organizations::Client;
 use aws_sdk_organizations::types::{AccountState, CreateAccountFailureReason, CreateAccountState};
 use std::time::Duration;
 
-use crate::emulator::{self, management_account};
+use crate::support::emulator::{self, management_account};
 
 #[tokio::test]
 async fn account_moves_into_an_ou_and_organizations_stay_isolated() {

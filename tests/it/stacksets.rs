@@ -2,14 +2,14 @@
 //! bootstrapped in a fresh organization, service-managed stack sets deployed by unit, a failed
 //! instance retried once its cause is fixed.
 
-use crate::emulator::{TestAccount, management_account};
-use crate::organizations::apply;
-use crate::plan::{example_copy, run};
+use crate::support::builders::{edit_all, example};
+use crate::support::emulator::{TestAccount, management_account, stack_by_hand, stack_instances};
+use crate::support::run::{apply_all as apply, json_changes, run};
 use serde_json::Value;
 use std::path::Path;
 
 fn plan_json(account: &TestAccount, dir: &Path) -> (i32, Value) {
-    crate::organizations::plan_json(account, dir, &[])
+    crate::support::run::plan_json(account, dir, &[])
 }
 
 /// (action, address) of every change.
@@ -27,35 +27,12 @@ fn changes(plan: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
-/// (account, status) of a stack set's instances.
-pub(crate) async fn instances(account: &TestAccount, set: &str) -> Vec<(String, String)> {
-    let cfn = aws_sdk_cloudformation::Client::new(&account.config);
-    let mut out: Vec<(String, String)> = cfn
-        .list_stack_instances()
-        .stack_set_name(set)
-        .send()
-        .await
-        .unwrap()
-        .summaries
-        .unwrap_or_default()
-        .into_iter()
-        .map(|s| {
-            (
-                s.account.unwrap_or_default(),
-                s.status.map(|x| x.as_str().to_string()).unwrap_or_default(),
-            )
-        })
-        .collect();
-    out.sort();
-    out
-}
-
 /// A brand-new organization with nothing prepared: estate plans the stack-set roles, creates
 /// them before the first stack set that needs them, and the example converges.
 #[tokio::test]
 async fn a_fresh_organization_gets_the_roles_self_managed_stack_sets_need() {
     let account = management_account().await;
-    let dir = example_copy();
+    let dir = example("ml-platform");
     let (code, plan) = plan_json(&account, dir.path());
     assert_eq!(code, 2);
     let prerequisites: Vec<(String, String)> = changes(&plan)
@@ -108,14 +85,14 @@ async fn a_fresh_organization_gets_the_roles_self_managed_stack_sets_need() {
     ];
     targets.sort();
     assert_eq!(
-        instances(&account, "estate-ml-platform-stackset-execution").await,
+        stack_instances(&account, "estate-ml-platform-stackset-execution").await,
         targets
     );
     for set in [
         "model-execution-role-staging",
         "model-execution-role-production",
     ] {
-        let all = instances(&account, set).await;
+        let all = stack_instances(&account, set).await;
         assert!(all.iter().all(|(_, s)| s == "CURRENT"), "{set}: {all:?}");
     }
 }
@@ -167,7 +144,10 @@ async fn a_service_managed_stack_set_deploys_through_nested_units() {
         (ids["stage-eu"].clone(), "CURRENT".to_string()),
     ];
     reached.sort();
-    assert_eq!(instances(&account, "guardrail-staging").await, reached);
+    assert_eq!(
+        stack_instances(&account, "guardrail-staging").await,
+        reached
+    );
     let (code, plan) = plan_json(&account, dir.path());
     assert_eq!(code, 0, "{plan}");
 }
@@ -184,22 +164,25 @@ async fn a_failed_instance_is_retried_once_its_cause_is_fixed() {
         "apiVersion: estate/v1\nkind: StackSet\nmetadata: {name: baseline}\nspec:\n  template: marker.yaml\n  environments: [staging]\n  operation: {maxConcurrentPercentage: 100, failureTolerancePercentage: 100}\n",
     )
     .unwrap();
-    let estate = dir.path().join("estate.yaml");
-    let text = std::fs::read_to_string(&estate)
-        .unwrap()
-        .replace("[docs.yaml]", "[docs.yaml, roles.yaml]");
-    std::fs::write(&estate, text).unwrap();
+    edit_all(
+        dir.path(),
+        "estate.yaml",
+        "[docs.yaml]",
+        "[docs.yaml, roles.yaml]",
+    );
     // The organization: its accounts, with the roles made by hand in all but one.
     let (code, out) = apply(&account, dir.path(), &["--env", "staging"]);
     assert_ne!(code, 0, "no administration role yet: {out}");
     let ids = account.ids().await;
     stack_by_hand(
         &account.config,
+        "stackset-roles-by-hand",
         &estate::bootstrap::administration_template(false),
     )
     .await;
     stack_by_hand(
         &account.member(&ids["stage"]).await,
+        "stackset-roles-by-hand",
         &estate::bootstrap::execution_template(&account.id),
     )
     .await;
@@ -211,7 +194,7 @@ async fn a_failed_instance_is_retried_once_its_cause_is_fixed() {
         "AWS's reason is shown: {out}"
     );
     let eu = ids["stage-eu"].clone();
-    let live = instances(&account, "baseline-staging").await;
+    let live = stack_instances(&account, "baseline-staging").await;
     assert!(
         live.contains(&(eu.clone(), "OUTDATED".to_string())),
         "{live:?}"
@@ -226,6 +209,7 @@ async fn a_failed_instance_is_retried_once_its_cause_is_fixed() {
     // The cause fixed, the plan retries exactly the OUTDATED instance.
     stack_by_hand(
         &account.member(&eu).await,
+        "stackset-roles-by-hand",
         &estate::bootstrap::execution_template(&account.id),
     )
     .await;
@@ -244,26 +228,13 @@ async fn a_failed_instance_is_retried_once_its_cause_is_fixed() {
     assert_eq!(code, 0, "{plan}");
 }
 
-/// A stack made by hand in the account `config` acts in (the roles an organization that
-/// manages them itself would have), waited for until complete.
-async fn stack_by_hand(config: &aws_config::SdkConfig, template: &Value) {
-    let cfn = aws_sdk_cloudformation::Client::new(config);
-    cfn.create_stack()
-        .stack_name("stackset-roles-by-hand")
-        .template_body(template.to_string())
-        .capabilities(aws_sdk_cloudformation::types::Capability::CapabilityNamedIam)
-        .send()
-        .await
-        .unwrap();
-}
-
 /// A stack deleted by hand inside a member account: drift detection finds its instance
 /// DRIFTED, every resource DELETED, and `drift` reports it (exit 2); the next plan, from that
 /// latest detection, creates the instance again, apply restores it, and all is clean after.
 #[tokio::test]
 async fn a_stack_deleted_in_a_member_account_is_drift_and_apply_restores_it() {
     let account = management_account().await;
-    let dir = example_copy();
+    let dir = example("ml-platform");
     let (code, out) = apply(&account, dir.path(), &[]);
     assert_eq!(code, 0, "{out}");
     let (code, out, err) = run(&account, dir.path(), &["drift", "."]);
@@ -278,15 +249,13 @@ async fn a_stack_deleted_in_a_member_account_is_drift_and_apply_restores_it() {
             "Region": "us-east-1",
         }),
     );
-    let (code, json, err) = run(&account, dir.path(), &["drift", ".", "--format", "json"]);
-    assert_eq!(code, 2, "{json}{err}");
-    let drift: Value = serde_json::from_str(&json).unwrap();
+    let drift = json_changes(&account, dir.path(), "drift", &[]);
     let finding = drift["findings"]
         .as_array()
         .unwrap()
         .iter()
         .find(|f| f["kind"] == "drifted")
-        .unwrap_or_else(|| panic!("{json}"));
+        .unwrap_or_else(|| panic!("{drift}"));
     assert_eq!(
         finding["address"],
         format!("stackInstance:model-execution-role-staging/{staging}/us-east-1")
@@ -326,7 +295,7 @@ async fn a_stack_deleted_in_a_member_account_is_drift_and_apply_restores_it() {
     let (code, out, err) = run(&account, dir.path(), &["drift", "."]);
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(
-        instances(&account, "model-execution-role-staging").await,
+        stack_instances(&account, "model-execution-role-staging").await,
         [(staging, "CURRENT".to_string())]
     );
 }
@@ -356,6 +325,7 @@ async fn an_execution_role_made_by_hand_is_reported_not_fatal() {
     let ids = account.ids().await;
     stack_by_hand(
         &account.member(&ids["stage"]).await,
+        "stackset-roles-by-hand",
         &estate::bootstrap::execution_template(&account.id),
     )
     .await;
@@ -375,7 +345,7 @@ async fn an_execution_role_made_by_hand_is_reported_not_fatal() {
         (ids["stage-eu"].clone(), "CURRENT".to_string()),
     ];
     both.sort();
-    assert_eq!(instances(&account, "baseline-staging").await, both);
+    assert_eq!(stack_instances(&account, "baseline-staging").await, both);
     let (code, plan) = plan_json(&account, dir.path());
     assert_eq!(code, 0, "{plan}");
 }
