@@ -20,6 +20,20 @@ pub const TAG_PRODUCT: &str = "estate:product";
 /// The pipeline a stack set is part of.
 pub const TAG_PIPELINE: &str = "estate:pipeline";
 
+/// The tag on the organization root recording that `estate` keeps portfolios in `account`:
+/// plans read portfolios only in the manifest's hubs and these, never in every account, and
+/// still find the portfolios of a hub that left the manifest.
+pub fn hub_record_key(estate: &str, account: &str) -> String {
+    format!("estate-hub:{estate}:{account}")
+}
+
+/// The account a root tag key records as a portfolio hub of `estate`, if it is one.
+pub fn hub_of_record<'k>(estate: &str, key: &'k str) -> Option<&'k str> {
+    key.strip_prefix("estate-hub:")?
+        .strip_prefix(estate)?
+        .strip_prefix(':')
+}
+
 /// The tag on the organization root that holds an apply lock of `estate` and `scope`.
 pub fn lock_key(estate: &str, scope: &str) -> String {
     format!("estate-lock:{estate}:{scope}")

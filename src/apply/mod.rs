@@ -12,6 +12,7 @@ mod options;
 mod organization;
 pub mod prerequisites;
 mod progress;
+mod record;
 mod report;
 pub mod run;
 mod stack_sets;

@@ -292,6 +292,10 @@ where
         return refused(why);
     }
     if plan.changes.is_empty() {
+        // Nothing to change; but hubs holding portfolios since before estate kept its record
+        // are recorded now, so their portfolios are still found once the manifest drops them.
+        let portfolios = plan::catalog::resolve(m, &live);
+        super::record::record_hubs(aws, &live, m.name(), &portfolios).await?;
         return Ok(Prepared::Done(Outcome::NoChanges { gate, conflict }));
     }
     if let Err(why) = confirm(&plan).await {
@@ -464,8 +468,11 @@ async fn converge(
     let (plan, live) = if done.is_empty() {
         (plan.clone(), live.clone())
     } else {
-        // Accounts and units created just now resolve the "(known after apply)" values.
-        let live = read(aws, &plan::read_options(m)).await?;
+        // Accounts and units created just now resolve the "(known after apply)" values; only
+        // what depends on them is read again.
+        let live =
+            crate::live::read::reread_organization(aws, &plan::read_options(m), live.clone())
+                .await?;
         (plan::make_for(m, &live, plan.environments.clone())?, live)
     };
     // What stack sets need (trusted access, their roles), before any stack set.
@@ -473,12 +480,15 @@ async fn converge(
         super::prerequisites::prerequisites(aws, &plan, &live, m.name(), region, polling, progress)
             .await?;
     done.extend(prerequisites.done);
-    // Portfolios, which need their hub and recipient accounts, before any stack set.
+    // Portfolios, which need their hub and recipient accounts, before any stack set; their
+    // hubs recorded first, so every later plan reads them there.
     let portfolios = plan::catalog::resolve(m, &live);
+    super::record::record_hubs(aws, &live, m.name(), &portfolios).await?;
     done.extend(
         super::catalog::portfolios(aws, &plan, &portfolios, &live, region, polling, progress)
             .await?,
     );
+    super::record::retire_hubs(aws, &live, m.name(), &portfolios).await?;
     let desired = plan::desired::resolve(m, &live, &plan.environments)?;
     let opts = Options {
         parallelism: req.parallelism,

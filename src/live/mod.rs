@@ -45,6 +45,10 @@ pub struct LiveState {
     /// portfolio has the same one).
     #[serde(default)]
     pub unmanaged_portfolios: Vec<UnmanagedPortfolio>,
+    /// Accounts the organization root records as holding this estate's portfolios (written by
+    /// apply): read for portfolios even when no manifest portfolio names them.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub portfolio_hub_record: std::collections::BTreeSet<String>,
     /// Pipelines' source bundles present in their artifact buckets, as `bucket/key`.
     #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
     pub pipeline_sources: std::collections::BTreeSet<String>,

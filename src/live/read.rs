@@ -17,8 +17,10 @@ pub struct ReadOptions {
     pub estate: String,
     /// Region where stack sets are administered.
     pub home_region: String,
-    /// Accounts (by email) whose portfolios are read, and whether any portfolio is shared
-    /// with units (then Service Catalog's AWS Organizations access is read too).
+    /// Accounts (by email) the manifest's portfolios name as hubs: their portfolios are read,
+    /// with those of the hubs the organization root records (see `tags::hub_record_key`).
+    /// Whether any portfolio is shared with units (then Service Catalog's AWS Organizations
+    /// access is read too).
     pub portfolio_hubs: Vec<String>,
     pub portfolio_unit_shares: bool,
     /// Per stack set, the digest of the overrides the manifest gives. Instances of a stack set
@@ -77,28 +79,8 @@ pub async fn read(aws: &Aws, opts: &ReadOptions) -> Result<LiveState, AwsError> 
             message: "the organization has no root".into(),
         })?;
 
-    // Breadth-first over the tree, one level at a time, so parents precede children.
-    let mut units = Vec::new();
-    let mut accounts = Vec::new();
-    let mut level = vec![(root_id.clone(), String::new())];
-    while !level.is_empty() {
-        let results = try_join_all(
-            level
-                .iter()
-                .map(|(id, path)| read_parent(aws, id.clone(), path.clone())),
-        )
-        .await?;
-        let mut next = Vec::new();
-        for (children, members) in results {
-            for unit in children {
-                next.push((unit.id.clone(), unit.path.clone()));
-                units.push(unit);
-            }
-            accounts.extend(members);
-        }
-        level = next;
-    }
-    accounts.sort_by(|a: &LiveAccount, b| a.id.cmp(&b.id));
+    let (units, accounts) = read_tree(aws, &root_id).await?;
+    let portfolio_hub_record = hub_record(aws, &root_id, &opts.estate).await?;
 
     let stack_sets = read_stack_sets(aws, opts).await?;
     let mut state = LiveState {
@@ -110,6 +92,7 @@ pub async fn read(aws: &Aws, opts: &ReadOptions) -> Result<LiveState, AwsError> 
         accounts,
         stack_sets,
         portfolios: Vec::new(),
+        portfolio_hub_record,
         catalog_organizations_access: None,
         catalog_delegated_admins: None,
         unmanaged_portfolios: Vec::new(),
@@ -120,7 +103,7 @@ pub async fn read(aws: &Aws, opts: &ReadOptions) -> Result<LiveState, AwsError> 
         bootstrap_read: false,
     };
     read_portfolios(aws, opts, &mut state).await?;
-    read_pipeline_sources(aws, opts, &mut state).await?;
+    read_pipeline_sources(aws, opts, &mut state, |_| true).await?;
     if opts.bootstrap || opts.stack_sets_access {
         state.stack_sets_organizations_access = Some(stack_sets_access(aws, opts).await?);
     }
@@ -222,11 +205,12 @@ async fn read_pipeline_sources(
     aws: &Aws,
     opts: &ReadOptions,
     state: &mut LiveState,
+    in_account: impl Fn(&str) -> bool,
 ) -> Result<(), AwsError> {
     for (pipeline, email) in &opts.pipelines {
         let Some(account) = state
             .account_by_email(email)
-            .filter(|a| a.state == AccountState::Active)
+            .filter(|a| a.state == AccountState::Active && in_account(&a.id))
             .map(|a| a.id.clone())
         else {
             continue;
@@ -265,7 +249,91 @@ async fn read_pipeline_sources(
     Ok(())
 }
 
-/// Portfolios in each hub account that exists, and the recipients of their account shares.
+/// The organization's units and accounts, breadth-first over the tree one level at a time,
+/// so parents precede children.
+async fn read_tree(
+    aws: &Aws,
+    root_id: &str,
+) -> Result<(Vec<LiveUnit>, Vec<LiveAccount>), AwsError> {
+    let mut units = Vec::new();
+    let mut accounts = Vec::new();
+    let mut level = vec![(root_id.to_string(), String::new())];
+    while !level.is_empty() {
+        let results = try_join_all(
+            level
+                .iter()
+                .map(|(id, path)| read_parent(aws, id.clone(), path.clone())),
+        )
+        .await?;
+        let mut next = Vec::new();
+        for (children, members) in results {
+            for unit in children {
+                next.push((unit.id.clone(), unit.path.clone()));
+                units.push(unit);
+            }
+            accounts.extend(members);
+        }
+        level = next;
+    }
+    accounts.sort_by(|a: &LiveAccount, b| a.id.cmp(&b.id));
+    Ok((units, accounts))
+}
+
+/// `state` after apply changed the organization: the tree read again, and the artifact
+/// buckets of pipelines whose tools account only now exists. Nothing else depends on account
+/// ids estate did not know: stack sets, portfolios and the roles they need are as read.
+pub async fn reread_organization(
+    aws: &Aws,
+    opts: &ReadOptions,
+    mut state: LiveState,
+) -> Result<LiveState, AwsError> {
+    let known: std::collections::BTreeSet<String> =
+        state.accounts.iter().map(|a| a.id.clone()).collect();
+    let (units, accounts) = read_tree(aws, &state.root_id).await?;
+    state.units = units;
+    state.accounts = accounts;
+    read_pipeline_sources(aws, opts, &mut state, |id| !known.contains(id)).await?;
+    // Service-managed stack sets that deploy by themselves may already have followed an
+    // account into its unit.
+    let cfn = aws.cloudformation(&opts.home_region);
+    let following: Vec<String> = state
+        .stack_sets
+        .values()
+        .filter(|s| s.instances.is_some() && s.auto_deployment.is_some_and(|a| a.enabled))
+        .map(|s| s.name.clone())
+        .collect();
+    for set in try_join_all(following.iter().map(|n| read_stack_set(aws, &cfn, n, opts))).await? {
+        state.stack_sets.insert(set.name.clone(), set);
+    }
+    Ok(state)
+}
+
+/// The accounts the organization root records as portfolio hubs of `estate` (one call).
+async fn hub_record(
+    aws: &Aws,
+    root_id: &str,
+    estate: &str,
+) -> Result<std::collections::BTreeSet<String>, AwsError> {
+    let mut record = std::collections::BTreeSet::new();
+    let mut pages = aws
+        .organizations()
+        .list_tags_for_resource()
+        .resource_id(root_id)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| AwsError::call("Organizations.ListTagsForResource", e))?;
+        for tag in page.tags.unwrap_or_default() {
+            if let Some(account) = crate::tags::hub_of_record(estate, &tag.key) {
+                record.insert(account.to_string());
+            }
+        }
+    }
+    Ok(record)
+}
+
+/// Portfolios in the manifest's hubs and the recorded ones that exist, and the recipients of
+/// their account shares; hubs, and the recipients of each, read concurrently (bounded).
 async fn read_portfolios(
     aws: &Aws,
     opts: &ReadOptions,
@@ -276,27 +344,49 @@ async fn read_portfolios(
         .portfolio_hubs
         .iter()
         .filter_map(|email| state.account_by_email(email))
-        // A suspended account cannot be entered, and holds nothing estate can change.
-        .filter(|a| a.state == AccountState::Active)
         .map(|a| a.id.clone())
+        .chain(state.portfolio_hub_record.iter().cloned())
+        .filter(|id| {
+            // A suspended account cannot be entered, and holds nothing estate can change.
+            state
+                .accounts
+                .iter()
+                .any(|a| &a.id == id && a.state == AccountState::Active)
+        })
         .collect();
     hubs.sort();
     hubs.dedup();
-    for hub in hubs {
-        let edge = aws.acting_in(&hub, state.caller()).await?;
-        let super::catalog::Hub {
-            mut portfolios,
-            unmanaged,
-        } = super::catalog::read_hub(&edge, &hub, region, &opts.estate).await?;
-        state.unmanaged_portfolios.extend(unmanaged);
-        for p in &mut portfolios {
-            for recipient in p.shared_accounts.clone() {
-                let edge = aws.acting_in(&recipient, state.caller()).await?;
-                let r = super::catalog::read_recipient(&edge, region, &p.id).await?;
-                p.recipients.insert(recipient, r);
+    let caller = state.caller().to_string();
+    let read_one = |hub: String| {
+        let caller = caller.clone();
+        async move {
+            let edge = {
+                let _permit = aws.read_permit().await;
+                aws.acting_in(&hub, &caller).await?
+            };
+            let mut read = super::catalog::read_hub(&edge, &hub, region, &opts.estate).await?;
+            for p in &mut read.portfolios {
+                let id = p.id.clone();
+                let recipients = try_join_all(p.shared_accounts.iter().map(|recipient| {
+                    let caller = caller.clone();
+                    let id = &id;
+                    async move {
+                        let _permit = aws.read_permit().await;
+                        let edge = aws.acting_in(recipient, &caller).await?;
+                        let r = super::catalog::read_recipient(&edge, region, id).await?;
+                        Ok::<_, AwsError>((recipient.clone(), r))
+                    }
+                }))
+                .await?;
+                p.recipients.extend(recipients);
             }
+            Ok::<_, AwsError>(read)
         }
-        state.portfolios.extend(portfolios);
+    };
+    // In hub order, whatever order they finish in: the plan must not depend on timing.
+    for read in try_join_all(hubs.into_iter().map(read_one)).await? {
+        state.unmanaged_portfolios.extend(read.unmanaged);
+        state.portfolios.extend(read.portfolios);
     }
     if opts.portfolio_unit_shares {
         state.catalog_organizations_access =
@@ -636,7 +726,7 @@ async fn read_instances(
     Ok(instances)
 }
 
-/// The resources of one instance's stack as a detection found them (ListStackInstancesuper::ResourceDrifts,
+/// The resources of one instance's stack as a detection found them (ListStackInstanceResourceDrifts,
 /// every page), sorted by logical id: only those changed or deleted, or with `all`, every one
 /// (in sync ones included, so "every resource deleted" is not read from a filtered list).
 pub(crate) async fn resource_drifts(
@@ -670,9 +760,7 @@ pub(crate) async fn resource_drifts(
             .set_next_token(token)
             .send()
             .await
-            .map_err(|e| {
-                AwsError::call("CloudFormation.ListStackInstancesuper::ResourceDrifts", e)
-            })?;
+            .map_err(|e| AwsError::call("CloudFormation.ListStackInstanceResourceDrifts", e))?;
         for r in out.summaries.unwrap_or_default() {
             found.push(super::ResourceDrift {
                 logical_id: r.logical_resource_id.unwrap_or_default(),

@@ -43,9 +43,14 @@ pub fn read_options(m: &Manifest) -> ReadOptions {
             );
         }
     }
-    // Every manifest account may hold portfolios of this estate: those of portfolios that
-    // left the manifest must be found to be reported as orphans (or pruned).
-    let portfolio_hubs = m.accounts().iter().map(|a| a.email.clone()).collect();
+    // The hubs the manifest's portfolios name; portfolios that left the manifest are found
+    // through the hubs the organization root records (apply keeps that record).
+    let portfolio_hubs = m
+        .portfolios
+        .iter()
+        .filter_map(|p| m.accounts().iter().find(|a| a.name == p.spec.account))
+        .map(|a| a.email.clone())
+        .collect();
     let pipelines = m
         .pipelines
         .iter()

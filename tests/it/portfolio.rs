@@ -109,6 +109,63 @@ async fn the_ml_platform_example_applies_with_its_portfolio_and_replans_empty() 
     let portfolio = portfolio_id(&tools).await;
     let data_science = member(&account, &ids["data-science"]).await;
     assert!(accepted(&data_science, None).await.contains(&portfolio));
+
+    // A no-op plan enters only the hub and the recipient of its share, never every account.
+    let stats = plan_stats(&account, dir.path());
+    assert_eq!(stats.get("STS.AssumeRole"), Some(&2), "{stats:?}");
+    // Apply recorded the hub on the organization root.
+    let root_tags = aws_sdk_organizations::Client::new(&account.config)
+        .list_tags_for_resource()
+        .resource_id(&account.root_id)
+        .send()
+        .await
+        .unwrap();
+    let record = format!("estate-hub:ml-platform:{}", ids["tools"]);
+    assert!(
+        root_tags.tags().iter().any(|t| t.key() == record),
+        "{root_tags:?}"
+    );
+
+    // The portfolio leaves the manifest: the hub apply recorded is still read, so the
+    // portfolio is found (an orphan, as prune is off), not forgotten.
+    edit(dir.path(), "estate.yaml", ", portfolios.yaml]", "]");
+    let (code, plan) = json_of(&account, dir.path(), "plan", &[]);
+    assert_eq!(code, 0, "{plan}");
+    let orphans: Vec<&str> = plan["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "orphan")
+        .filter_map(|f| f["address"].as_str())
+        .collect();
+    assert_eq!(orphans, ["portfolio:data-scientists"], "{plan}");
+}
+
+/// AWS calls of `estate plan . --stats`, by operation.
+fn plan_stats(account: &TestAccount, dir: &Path) -> BTreeMap<String, u64> {
+    let (code, out, err) = run(account, dir, &["plan", ".", "--format", "json", "--stats"]);
+    assert!(code == 0 || code == 2, "{out}{err}");
+    let plan: Value = serde_json::from_str(&out).unwrap();
+    serde_json::from_value(plan["stats"].clone()).unwrap()
+}
+
+#[tokio::test]
+async fn a_manifest_without_portfolios_never_calls_service_catalog_or_enters_an_account() {
+    let account = management_account().await;
+    let dir = example("ml-platform");
+    edit(dir.path(), "estate.yaml", ", portfolios.yaml]", "]");
+    // Applied, so every manifest account exists and could be entered.
+    let (code, out, err) = apply(&account, dir.path(), &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = apply(&account, dir.path(), &["--env", "production"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let stats = plan_stats(&account, dir.path());
+    assert_eq!(account.ids().await.len(), 5, "{stats:?}");
+    let entered: Vec<&String> = stats
+        .keys()
+        .filter(|op| op.starts_with("ServiceCatalog.") || *op == "STS.AssumeRole")
+        .collect();
+    assert!(entered.is_empty(), "{stats:?}");
 }
 
 #[tokio::test]

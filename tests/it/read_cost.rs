@@ -47,6 +47,10 @@ fn mocked_with(sets: &[(&str, usize)], override_tag: Option<&str>, account: Acco
         mock!(Orgs::list_organizational_units_for_parent).then_output(|| {
             aws_sdk_organizations::operation::list_organizational_units_for_parent::ListOrganizationalUnitsForParentOutput::builder().build()
         }),
+        // The root's tags: where this estate recorded portfolio hubs (none here).
+        mock!(Orgs::list_tags_for_resource).then_output(|| {
+            aws_sdk_organizations::operation::list_tags_for_resource::ListTagsForResourceOutput::builder().build()
+        }),
         mock!(Orgs::list_accounts_for_parent).then_output(move || {
             aws_sdk_organizations::operation::list_accounts_for_parent::ListAccountsForParentOutput::builder()
                 .accounts(account.clone())

@@ -303,17 +303,34 @@ pub async fn stack_by_hand(config: &SdkConfig, name: &str, template: &serde_json
     assert_eq!(status.as_deref(), Some("CREATE_COMPLETE"));
 }
 
-/// Credentials of account `id`'s OrganizationAccountAccessRole, assumed with `from`.
+/// Credentials of account `id`'s OrganizationAccountAccessRole, assumed with `from`. A
+/// just-created account refuses AssumeRole for a moment (the strict emulator, like AWS): that
+/// answer is retried for a bounded time, as estate itself does.
 async fn assume(from: &SdkConfig, id: &str, name: &'static str) -> Credentials {
-    let assumed = aws_sdk_sts::Client::new(from)
-        .assume_role()
-        .role_arn(format!(
-            "arn:aws:iam::{id}:role/OrganizationAccountAccessRole"
-        ))
-        .role_session_name("estate-tests")
-        .send()
-        .await
-        .unwrap_or_else(|e| fail("sts:AssumeRole", aws_sdk_sts::error::DisplayErrorContext(e)));
+    let sts = aws_sdk_sts::Client::new(from);
+    let started = std::time::Instant::now();
+    let assumed = loop {
+        let sent = sts
+            .assume_role()
+            .role_arn(format!(
+                "arn:aws:iam::{id}:role/OrganizationAccountAccessRole"
+            ))
+            .role_session_name("estate-tests")
+            .send()
+            .await;
+        match sent {
+            Ok(out) => break out,
+            Err(e)
+                if e.as_service_error()
+                    .and_then(|s| aws_sdk_sts::error::ProvideErrorMetadata::code(s))
+                    == Some("AccessDenied")
+                    && started.elapsed() < std::time::Duration::from_secs(30) =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(e) => fail("sts:AssumeRole", aws_sdk_sts::error::DisplayErrorContext(e)),
+        }
+    };
     let c = assumed
         .credentials()
         .unwrap_or_else(|| fail("sts:AssumeRole", "no credentials in the response"));
