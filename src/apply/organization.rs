@@ -118,18 +118,11 @@ pub async fn organization(
                 Err(e) => failures.push(e),
             }
         }
-        // Every account's failure is reported, not only the first.
-        match failures.len() {
-            0 => {}
-            1 => return Err(failures.remove(0)),
-            _ => {
-                return Err(ApplyError::Several(
-                    failures.iter().map(ToString::to_string).collect(),
-                ));
-            }
-        }
+        every_failure(failures)?;
     }
 
+    // Moves, several at once like creations; every failure reported.
+    let mut moves = Vec::new();
     for c in plan
         .changes
         .iter()
@@ -147,23 +140,51 @@ pub async fn organization(
             .unit
             .clone()
             .ok_or_else(|| ApplyError::Inconsistent("move without unit".into()))?;
-        progress.event(Event::Started {
-            address: c.address.to_string(),
-            what: format!("MoveAccount {id} {from} → {to}"),
-        });
         let (Some(src), Some(dest)) = (unit_ids.get(from), unit_ids.get(&to)) else {
             return Err(ApplyError::Inconsistent(format!(
                 "cannot move {id}: unit {from} or {to} is unknown"
             )));
         };
-        move_account(aws, id, src, dest, polling).await?;
-        done.push(&c.address);
+        moves.push((c, id, format!("MoveAccount {id} {from} → {to}"), src, dest));
     }
+    let mut results = stream::iter(
+        moves
+            .into_iter()
+            .map(|(c, id, what, src, dest)| async move {
+                progress.event(Event::Started {
+                    address: c.address.to_string(),
+                    what,
+                });
+                move_account(aws, id, src, dest, polling).await?;
+                Ok::<_, ApplyError>(&c.address)
+            }),
+    )
+    .buffer_unordered(ACCOUNT_CREATIONS_AT_ONCE);
+    let mut failures = Vec::new();
+    while let Some(result) = results.next().await {
+        match result {
+            Ok(address) => done.push(address),
+            Err(e) => failures.push(e),
+        }
+    }
+    every_failure(failures)?;
     // Accounts are never closed or removed by the reconciler.
     Ok(done.into_vec())
 }
 
-/// Creation requests in flight at once: below AWS's quota of 5 in progress per organization.
+/// Every account's failure reported, not only the first.
+fn every_failure(mut failures: Vec<ApplyError>) -> Result<(), ApplyError> {
+    match failures.len() {
+        0 => Ok(()),
+        1 => Err(failures.remove(0)),
+        _ => Err(ApplyError::Several(
+            failures.iter().map(ToString::to_string).collect(),
+        )),
+    }
+}
+
+/// Account creations (and moves) in flight at once: below AWS's quota of 5 creations in
+/// progress per organization.
 pub const ACCOUNT_CREATIONS_AT_ONCE: usize = 4;
 
 /// An account the plan creates.

@@ -200,53 +200,77 @@ pub(crate) async fn read_stack(
 }
 
 /// The source bundles in each pipeline's artifact bucket (one paginated list per pipeline
-/// whose tools account exists; a bucket not created yet holds none).
+/// whose tools account exists; a bucket not created yet holds none), pipelines read
+/// concurrently (bounded).
 async fn read_pipeline_sources(
     aws: &Aws,
     opts: &ReadOptions,
     state: &mut LiveState,
     in_account: impl Fn(&str) -> bool,
 ) -> Result<(), AwsError> {
-    for (pipeline, email) in &opts.pipelines {
-        let Some(account) = state
-            .account_by_email(email)
-            .filter(|a| a.state == AccountState::Active && in_account(&a.id))
-            .map(|a| a.id.clone())
-        else {
-            continue;
+    let wanted: Vec<(String, String)> = opts
+        .pipelines
+        .iter()
+        .filter_map(|(pipeline, email)| {
+            state
+                .account_by_email(email)
+                .filter(|a| a.state == AccountState::Active && in_account(&a.id))
+                .map(|a| (pipeline.clone(), a.id.clone()))
+        })
+        .collect();
+    let caller = state.caller().to_string();
+    let read = try_join_all(wanted.iter().map(|(pipeline, account)| {
+        let caller = &caller;
+        async move {
+            let _permit = aws.read_permit().await;
+            bucket_sources(aws, opts, pipeline, account, caller).await
+        }
+    }))
+    .await?;
+    for (bucket, sources) in read.into_iter().flatten() {
+        state.pipeline_buckets.insert(bucket);
+        state.pipeline_sources.extend(sources);
+    }
+    Ok(())
+}
+
+/// A pipeline's artifact bucket, if it exists (taken by another account counts), and the
+/// source bundles in it, as `bucket/key`.
+async fn bucket_sources(
+    aws: &Aws,
+    opts: &ReadOptions,
+    pipeline: &str,
+    account: &str,
+    caller: &str,
+) -> Result<Option<(String, Vec<String>)>, AwsError> {
+    let edge = aws.acting_in(account, caller).await?;
+    let bucket = crate::pipeline::bucket(pipeline, account);
+    let s3 = edge.s3(&opts.home_region);
+    let mut pages = s3
+        .list_objects_v2()
+        .bucket(&bucket)
+        .prefix(crate::pipeline::SOURCE_PREFIX)
+        .expected_bucket_owner(account)
+        .into_paginator()
+        .send();
+    let mut sources = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = match page {
+            Ok(p) => p,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_bucket()) => {
+                return Ok(None);
+            }
+            // Taken by another account: it exists, and is not the pipeline's.
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 403) => break,
+            Err(e) => return Err(AwsError::call("S3.ListObjectsV2", e)),
         };
-        let edge = aws.acting_in(&account, state.caller()).await?;
-        let bucket = crate::pipeline::bucket(pipeline, &account);
-        let s3 = edge.s3(&opts.home_region);
-        let mut pages = s3
-            .list_objects_v2()
-            .bucket(&bucket)
-            .prefix(crate::pipeline::SOURCE_PREFIX)
-            .expected_bucket_owner(&account)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = match page {
-                Ok(p) => p,
-                Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_bucket()) => {
-                    break;
-                }
-                // Taken by another account: it exists, and is not the pipeline's.
-                Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 403) => {
-                    state.pipeline_buckets.insert(bucket.clone());
-                    break;
-                }
-                Err(e) => return Err(AwsError::call("S3.ListObjectsV2", e)),
-            };
-            state.pipeline_buckets.insert(bucket.clone());
-            for object in page.contents() {
-                if let Some(key) = object.key() {
-                    state.pipeline_sources.insert(format!("{bucket}/{key}"));
-                }
+        for object in page.contents() {
+            if let Some(key) = object.key() {
+                sources.push(format!("{bucket}/{key}"));
             }
         }
     }
-    Ok(())
+    Ok(Some((bucket, sources)))
 }
 
 /// The organization's units and accounts, breadth-first over the tree one level at a time,
