@@ -1,6 +1,7 @@
 //! Where CloudFormation reads a template from: inline up to 51,200 bytes, otherwise an S3
 //! object in the home region under a content-addressed key, in a bucket estate creates with
-//! default encryption and public access blocked when it is missing.
+//! default encryption and public access blocked when it is missing. Its own (default-named)
+//! bucket has whichever of the two is missing restored on every use.
 
 use super::options::Options;
 use crate::aws::{Aws, AwsError};
@@ -56,9 +57,7 @@ pub async fn upload(
     text: &str,
 ) -> Result<Location, AwsError> {
     use aws_sdk_s3::types::{
-        BucketLocationConstraint, CreateBucketConfiguration, PublicAccessBlockConfiguration,
-        ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration,
-        ServerSideEncryptionRule,
+        BucketLocationConstraint, CreateBucketConfiguration, ServerSideEncryption,
     };
     let s3 = aws.s3(region);
     let head = s3
@@ -114,6 +113,98 @@ pub async fn upload(
             .send()
             .await
             .map_err(|e| AwsError::call("S3.CreateBucket", e))?;
+        protect(&s3, bucket, owner, Protection::default()).await?;
+    } else if bucket == default_bucket(owner, region) {
+        // estate's own bucket: a run cut off between creating it and protecting it left it
+        // open or unencrypted, and this one restores what is missing.
+        protect(&s3, bucket, owner, protection(&s3, bucket, owner).await?).await?;
+    }
+    let key = key(text);
+    s3.put_object()
+        .bucket(bucket)
+        .expected_bucket_owner(owner)
+        .key(&key)
+        .body(text.as_bytes().to_vec().into())
+        .server_side_encryption(ServerSideEncryption::Aes256)
+        .send()
+        .await
+        .map_err(|e| AwsError::call("S3.PutObject", e))?;
+    // China's regions answer under amazonaws.com.cn; every other partition under amazonaws.com.
+    let domain = if region.starts_with("cn-") {
+        "amazonaws.com.cn"
+    } else {
+        "amazonaws.com"
+    };
+    Ok(Location::Url(format!(
+        "https://{bucket}.s3.{region}.{domain}/{key}"
+    )))
+}
+
+/// What a bucket already has of estate's protection.
+#[derive(Debug, Default, Clone, Copy)]
+struct Protection {
+    public_access_blocked: bool,
+    encrypted: bool,
+}
+
+/// The bucket's public-access block (all four settings on) and default encryption, as S3
+/// reports them (GetPublicAccessBlock, GetBucketEncryption).
+async fn protection(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    owner: &str,
+) -> Result<Protection, AwsError> {
+    let block = s3
+        .get_public_access_block()
+        .bucket(bucket)
+        .expected_bucket_owner(owner)
+        .send()
+        .await;
+    let public_access_blocked = match block {
+        Ok(out) => out.public_access_block_configuration.is_some_and(|c| {
+            [
+                c.block_public_acls,
+                c.ignore_public_acls,
+                c.block_public_policy,
+                c.restrict_public_buckets,
+            ]
+            .iter()
+            .all(|v| *v == Some(true))
+        }),
+        Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => false,
+        Err(e) => return Err(AwsError::call("S3.GetPublicAccessBlock", e)),
+    };
+    let encryption = s3
+        .get_bucket_encryption()
+        .bucket(bucket)
+        .expected_bucket_owner(owner)
+        .send()
+        .await;
+    let encrypted = match encryption {
+        Ok(out) => out
+            .server_side_encryption_configuration
+            .is_some_and(|c| !c.rules.is_empty()),
+        Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => false,
+        Err(e) => return Err(AwsError::call("S3.GetBucketEncryption", e)),
+    };
+    Ok(Protection {
+        public_access_blocked,
+        encrypted,
+    })
+}
+
+/// Blocks public access and sets default encryption, where `has` says they are missing.
+async fn protect(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    owner: &str,
+    has: Protection,
+) -> Result<(), AwsError> {
+    use aws_sdk_s3::types::{
+        PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
+        ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
+    };
+    if !has.public_access_blocked {
         s3.put_public_access_block()
             .bucket(bucket)
             .expected_bucket_owner(owner)
@@ -128,6 +219,8 @@ pub async fn upload(
             .send()
             .await
             .map_err(|e| AwsError::call("S3.PutPublicAccessBlock", e))?;
+    }
+    if !has.encrypted {
         s3.put_bucket_encryption()
             .bucket(bucket)
             .expected_bucket_owner(owner)
@@ -150,23 +243,5 @@ pub async fn upload(
             .await
             .map_err(|e| AwsError::call("S3.PutBucketEncryption", e))?;
     }
-    let key = key(text);
-    s3.put_object()
-        .bucket(bucket)
-        .expected_bucket_owner(owner)
-        .key(&key)
-        .body(text.as_bytes().to_vec().into())
-        .server_side_encryption(ServerSideEncryption::Aes256)
-        .send()
-        .await
-        .map_err(|e| AwsError::call("S3.PutObject", e))?;
-    // China's regions answer under amazonaws.com.cn; every other partition under amazonaws.com.
-    let domain = if region.starts_with("cn-") {
-        "amazonaws.com.cn"
-    } else {
-        "amazonaws.com"
-    };
-    Ok(Location::Url(format!(
-        "https://{bucket}.s3.{region}.{domain}/{key}"
-    )))
+    Ok(())
 }

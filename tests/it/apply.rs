@@ -406,17 +406,61 @@ async fn an_apply_killed_mid_way_converges_on_the_next_run() {
     assert_eq!(units.len(), 1, "one /ml");
 }
 
-#[tokio::test]
-async fn a_template_over_51200_bytes_goes_through_an_encrypted_private_bucket() {
-    let account = management_account().await;
-    let dir = example("ml-platform");
-    // Pad the role template with comments past the inline limit; its data is unchanged.
-    let path = dir.path().join("templates/model-execution-role.yaml");
+/// Pads the example's role template with comments past the inline limit (its data is
+/// unchanged); the new text.
+fn pad_role_template(dir: &Path) -> String {
+    let path = dir.join("templates/model-execution-role.yaml");
     let mut text = std::fs::read_to_string(&path).unwrap();
     while text.len() <= 52_000 {
         text.push_str("# padding: this template is long, as real ones with inline code are\n");
     }
     std::fs::write(&path, &text).unwrap();
+    text
+}
+
+/// The default template bucket has its public access blocked (all four settings) and default
+/// encryption.
+async fn assert_protected(s3: &aws_sdk_s3::Client, bucket: &str) {
+    let enc = s3
+        .get_bucket_encryption()
+        .bucket(bucket)
+        .send()
+        .await
+        .unwrap();
+    assert!(format!("{enc:?}").contains("Aes256"), "{enc:?}");
+    let block = s3
+        .get_public_access_block()
+        .bucket(bucket)
+        .send()
+        .await
+        .unwrap();
+    let conf = block.public_access_block_configuration.unwrap();
+    assert_eq!(conf.block_public_acls, Some(true));
+    assert_eq!(conf.ignore_public_acls, Some(true));
+    assert_eq!(conf.block_public_policy, Some(true));
+    assert_eq!(conf.restrict_public_buckets, Some(true));
+}
+
+/// A run cut off after creating the template bucket left it unprotected: the next apply that
+/// uses it blocks public access and sets encryption.
+#[tokio::test]
+async fn an_unprotected_template_bucket_of_estate_is_protected_on_its_next_use() {
+    let account = management_account().await;
+    let dir = example("ml-platform");
+    pad_role_template(dir.path());
+    let s3 = s3(&account.config);
+    let bucket = format!("estate-templates-{}-us-east-1", account.id);
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    let (code, out, err) = apply(&account, dir.path(), &["--env", "staging", "--env", "dev"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_protected(&s3, &bucket).await;
+}
+
+#[tokio::test]
+async fn a_template_over_51200_bytes_goes_through_an_encrypted_private_bucket() {
+    let account = management_account().await;
+    let dir = example("ml-platform");
+    let text = pad_role_template(dir.path());
     let (code, out, err) = apply(&account, dir.path(), &["--env", "staging", "--env", "dev"]);
     assert_eq!(code, 0, "{out}{err}");
     let (code, out, _) = run(&account, dir.path(), &["plan", ".", "--env", "staging"]);
@@ -438,22 +482,7 @@ async fn a_template_over_51200_bytes_goes_through_an_encrypted_private_bucket() 
         [format!("templates/{digest}.template")],
         "content-addressed"
     );
-    let enc = s3
-        .get_bucket_encryption()
-        .bucket(&bucket)
-        .send()
-        .await
-        .unwrap();
-    assert!(format!("{enc:?}").contains("Aes256"), "{enc:?}");
-    let block = s3
-        .get_public_access_block()
-        .bucket(&bucket)
-        .send()
-        .await
-        .unwrap();
-    let conf = block.public_access_block_configuration.unwrap();
-    assert_eq!(conf.block_public_acls, Some(true));
-    assert_eq!(conf.restrict_public_buckets, Some(true));
+    assert_protected(&s3, &bucket).await;
 }
 
 /// A portfolio that leaves the manifest is an orphan; with `prune: true` it is deleted, after
