@@ -908,22 +908,16 @@ impl OneProduct<'_> {
                 Some(attrs),
             )),
             Some(lp) => {
-                let mut differs = Vec::new();
-                if lp.name != p.display_name {
-                    differs.push("displayName");
-                }
-                if lp.owner != p.owner {
-                    differs.push("owner");
-                }
-                if lp.description != p.description {
-                    differs.push("description");
-                }
-                if lp.distributor != p.distributor {
-                    differs.push("distributor");
-                }
-                if lp.support_email != p.support_email {
-                    differs.push("supportEmail");
-                }
+                let differs: Vec<&str> = [
+                    ("displayName", lp.name != p.display_name),
+                    ("owner", lp.owner != p.owner),
+                    ("description", lp.description != p.description),
+                    ("distributor", lp.distributor != p.distributor),
+                    ("supportEmail", lp.support_email != p.support_email),
+                ]
+                .into_iter()
+                .filter_map(|(field, differs)| differs.then_some(field))
+                .collect();
                 if !differs.is_empty() {
                     let mut after = attrs;
                     after.id = Some(lp.id.clone());

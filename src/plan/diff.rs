@@ -364,19 +364,13 @@ fn prune_stack_set(
     // No manifest template says which values are secret: the live one does.
     let sensitive = no_echo(&parse_body(&l.template_body).unwrap_or(Value::Null));
     for i in l.instances.iter().flatten() {
-        changes.push(retained(
-            instance_change(
-                &l.name,
-                env,
-                Action::Delete,
-                &i.account,
-                &i.region,
-                format!("stack set {} left the manifest (prune is on)", l.name),
-                Some(live_instance_json(&l.name, i, &sensitive)),
-                None,
-            ),
+        changes.push(instance_delete(
+            &l.name,
+            env,
+            i,
+            format!("stack set {} left the manifest (prune is on)", l.name),
+            &sensitive,
             inactive,
-            &i.account,
         ));
     }
     changes.push(Change {
@@ -446,6 +440,31 @@ fn retained(mut c: Change, inactive: &BTreeMap<String, AccountState>, account: &
         c.hint = Some(Hint::RetainStacks);
     }
     c
+}
+
+/// The delete of a live instance, its stack retained where its account is closing.
+fn instance_delete(
+    stack_set: &str,
+    env: &str,
+    li: &LiveInstance,
+    reason: String,
+    sensitive: &BTreeSet<String>,
+    inactive: &BTreeMap<String, AccountState>,
+) -> Change {
+    retained(
+        instance_change(
+            stack_set,
+            env,
+            Action::Delete,
+            &li.account,
+            &li.region,
+            reason,
+            Some(live_instance_json(stack_set, li, sensitive)),
+            None,
+        ),
+        inactive,
+        &li.account,
+    )
 }
 
 /// Why a stack set's accounts are its targets, for reasons.
@@ -778,19 +797,13 @@ fn replace_stack_set(
         after: Some(desired_json(d)),
     });
     for li in live_instances {
-        changes.push(retained(
-            instance_change(
-                &d.name,
-                &d.environment,
-                Action::Delete,
-                &li.account,
-                &li.region,
-                format!("stack set {} is replaced", d.name),
-                Some(live_instance_json(&d.name, li, sensitive)),
-                None,
-            ),
+        changes.push(instance_delete(
+            &d.name,
+            &d.environment,
+            li,
+            format!("stack set {} is replaced", d.name),
+            sensitive,
             inactive,
-            &li.account,
         ));
     }
     for i in &d.instances {
@@ -1007,19 +1020,13 @@ impl InstanceDiffing<'_> {
                 li.account, li.region, d.environment
             ),
         };
-        self.instance_changes.push(retained(
-            instance_change(
-                &d.name,
-                &d.environment,
-                Action::Delete,
-                &li.account,
-                &li.region,
-                reason,
-                Some(live_instance_json(&d.name, li, self.sensitive)),
-                None,
-            ),
+        self.instance_changes.push(instance_delete(
+            &d.name,
+            &d.environment,
+            li,
+            reason,
+            self.sensitive,
             inactive,
-            &li.account,
         ));
     }
 }
