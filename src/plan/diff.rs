@@ -212,8 +212,8 @@ impl Diffing<'_> {
                     self.findings.push(Finding {
                         kind: FindingKind::Conflict,
                         address: Address::StackSet {
-            name: d.name.clone(),
-        },
+                            name: d.name.clone(),
+                        },
                         environment: Some(env.to_string()),
                         message: match l.tags.get(TAG_MANAGED_BY) {
                             Some(other) => format!(
@@ -253,8 +253,8 @@ impl Diffing<'_> {
                 self.findings.push(Finding {
                     kind: FindingKind::Orphan,
                     address: Address::StackSet {
-            name: l.name.clone(),
-        },
+                        name: l.name.clone(),
+                    },
                     environment: Some(env.to_string()),
                     message: format!(
                         "stack set {} is managed by this estate but no longer in the manifest; set `prune: true` to delete it",
@@ -287,8 +287,8 @@ impl Diffing<'_> {
                 self.findings.push(Finding {
                     kind: FindingKind::Orphan,
                     address: Address::StackSet {
-            name: l.name.clone(),
-        },
+                        name: l.name.clone(),
+                    },
                     environment: Some(env.clone()),
                     message: format!(
                         "stack set {} is managed by this estate, but its environment {env} is no longer in the manifest, so no plan deletes it; delete it by hand, or add the environment back with `prune: true`",
@@ -310,8 +310,8 @@ impl Diffing<'_> {
                 self.findings.push(Finding {
                     kind: FindingKind::Conflict,
                     address: Address::Pipeline {
-                name: src.pipeline.clone(),
-            },
+                        name: src.pipeline.clone(),
+                    },
                     environment: Some(src.environment.clone()),
                     message: format!(
                         "the artifact bucket {} already exists (kept from a deleted pipeline of this name, or another account's): creating the pipeline's tools part will fail until it is emptied and deleted, or the pipeline renamed",
