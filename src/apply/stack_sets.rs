@@ -273,20 +273,21 @@ async fn apply_stack_set<'p>(
     opts: &Options,
     progress: &'p dyn Progress,
 ) -> Result<StackSetOutcome<'p>, StepFailure> {
-    let fail = |step: &str, message: String, instances: Vec<InstanceFailure>| StepFailure {
-        stack_set: name.to_string(),
-        step: step.to_string(),
-        message,
-        instances,
-    };
     let cfn = aws.cloudformation(&opts.home_region);
-    let ops = Ops {
-        cfn: &cfn,
+    let set = OneStackSet {
+        aws,
+        opts,
         name,
-        fingerprint,
-        polling: opts.polling,
-        progress,
-        preferences: d.map(|d| preferences(&d.operation)),
+        d,
+        changes,
+        ops: Ops {
+            cfn: &cfn,
+            name,
+            fingerprint,
+            polling: opts.polling,
+            progress,
+            preferences: d.map(|d| preferences(&d.operation)),
+        },
     };
     let mut outcome = StackSetOutcome {
         done: Done::new(progress),
@@ -295,122 +296,232 @@ async fn apply_stack_set<'p>(
     let set_change = changes
         .iter()
         .find(|c| c.resource_type == ResourceType::StackSet);
-    let instance_changes =
-        |action: Action| -> Result<Vec<(Address, DesiredInstanceView)>, StepFailure> {
-            changes
-                .iter()
-                .filter(|c| c.resource_type == ResourceType::StackInstance && c.action == action)
-                .map(|c| {
-                    instance_view(d, c)
-                        .map(|v| (c.address.clone(), v))
-                        .map_err(|e| fail("resolve", e.to_string(), Vec::new()))
-                })
-                .collect()
-        };
 
     let set_action = set_change.map(|c| c.action);
     // Replace: AWS cannot change the permission model in place; delete everything, recreate.
     if set_action == Some(Action::Replace) || set_action == Some(Action::Delete) {
-        let live_instances: Vec<(Address, DesiredInstanceView)> = instance_changes(Action::Delete)?;
-        run_batches(
-            &ops,
-            "DeleteStackInstances",
-            &live_instances,
-            &mut outcome,
-            true,
-        )
-        .await?;
-        ops.delete_stack_set()
-            .await
-            .map_err(|e| fail("DeleteStackSet", e.to_string(), Vec::new()))?;
+        set.delete(&mut outcome).await?;
         if set_action == Some(Action::Delete) {
-            outcome.done.push(&Address::StackSet {
-                name: name.to_string(),
-            });
+            outcome.done.push(&set.address());
             return Ok(outcome);
         }
     }
     if matches!(set_action, Some(Action::Create | Action::Replace)) {
-        let d = d.ok_or_else(|| fail("CreateStackSet", "no desired state".into(), Vec::new()))?;
-        let template = templates::location(aws, d, opts)
-            .await
-            .map_err(|e| fail("UploadTemplate", e.to_string(), Vec::new()))?;
-        progress.event(Event::Started {
-            address: format!("stackSet:{name}"),
-            what: "CreateStackSet".into(),
-        });
-        ops.create_stack_set(d, &template)
-            .await
-            .map_err(|e| fail("CreateStackSet", e.to_string(), Vec::new()))?;
-        outcome.done.push(&Address::StackSet {
-            name: name.to_string(),
-        });
+        set.create(&mut outcome).await?;
     }
-    let updates = instance_changes(Action::Update)?;
-    // The overrides digest tag tells the next plan whether instances' overrides must be read.
-    // Written before the instances carry the new overrides, an apply cut off in between would
-    // leave a tag claiming overrides no instance has, and the next plan would not look: so the
-    // first UpdateStackSet keeps the live tag, and the new one is written after the instances.
-    let live_digest = set_change
-        .and_then(|c| c.before_as::<StackSetSide>().ok())
-        .and_then(|b| b.tags.get(TAG_OVERRIDES).cloned());
-    let digest_moves = set_action == Some(Action::Update)
-        && !updates.is_empty()
-        && d.and_then(|d| d.tags.get(TAG_OVERRIDES)) != live_digest.as_ref();
-    let tag_only =
-        digest_moves && set_change.is_some_and(|c| c.hint == Some(Hint::OverridesTagOnly));
+    let updates = set.instance_changes(Action::Update)?;
+    let tag = OverridesTag::of(set_change, d, &updates);
     let mut template = None;
     if set_action == Some(Action::Update) {
-        let d = d.ok_or_else(|| fail("UpdateStackSet", "no desired state".into(), Vec::new()))?;
-        let location = templates::location(aws, d, opts)
+        template = Some(set.update(&tag, &mut outcome).await?);
+    }
+    set.instance_batches(set_action, &updates, &mut outcome)
+        .await?;
+    if let (true, Some(d), Some(location), Some((_, first))) =
+        (tag.moves, d, &template, updates.first())
+    {
+        set.overrides_tag(d, location, first, &mut outcome).await?;
+    }
+    Ok(outcome)
+}
+
+/// One stack set being applied: what its steps call AWS with.
+struct OneStackSet<'a> {
+    aws: &'a Aws,
+    opts: &'a Options,
+    name: &'a str,
+    d: Option<&'a DesiredStackSet>,
+    changes: &'a [&'a Change],
+    ops: Ops<'a>,
+}
+
+/// Whether and how the overrides digest tag moves in this apply.
+struct OverridesTag {
+    /// The tag as live has it.
+    live_digest: Option<String>,
+    /// The instances' overrides change, and the tag with them.
+    moves: bool,
+    /// The stack set's update is only the tag: no UpdateStackSet before the instances.
+    tag_only: bool,
+}
+
+impl OverridesTag {
+    /// How the overrides tag moves, from the stack set's change and its instances' updates.
+    fn of(
+        set_change: Option<&&Change>,
+        d: Option<&DesiredStackSet>,
+        updates: &[(Address, DesiredInstanceView)],
+    ) -> Self {
+        let set_action = set_change.map(|c| c.action);
+        // The overrides digest tag tells the next plan whether instances' overrides must be read.
+        // Written before the instances carry the new overrides, an apply cut off in between would
+        // leave a tag claiming overrides no instance has, and the next plan would not look: so the
+        // first UpdateStackSet keeps the live tag, and the new one is written after the instances.
+        let live_digest = set_change
+            .and_then(|c| c.before_as::<StackSetSide>().ok())
+            .and_then(|b| b.tags.get(TAG_OVERRIDES).cloned());
+        let moves = set_action == Some(Action::Update)
+            && !updates.is_empty()
+            && d.and_then(|d| d.tags.get(TAG_OVERRIDES)) != live_digest.as_ref();
+        let tag_only = moves && set_change.is_some_and(|c| c.hint == Some(Hint::OverridesTagOnly));
+        OverridesTag {
+            live_digest,
+            moves,
+            tag_only,
+        }
+    }
+}
+
+impl OneStackSet<'_> {
+    /// A failed step of this stack set.
+    fn fail(&self, step: &str, message: String, instances: Vec<InstanceFailure>) -> StepFailure {
+        StepFailure {
+            stack_set: self.name.to_string(),
+            step: step.to_string(),
+            message,
+            instances,
+        }
+    }
+
+    /// The stack set's own address.
+    fn address(&self) -> Address {
+        Address::StackSet {
+            name: self.name.to_string(),
+        }
+    }
+
+    /// The instance changes of one action, as batching sees them.
+    fn instance_changes(
+        &self,
+        action: Action,
+    ) -> Result<Vec<(Address, DesiredInstanceView)>, StepFailure> {
+        self.changes
+            .iter()
+            .filter(|c| c.resource_type == ResourceType::StackInstance && c.action == action)
+            .map(|c| {
+                instance_view(self.d, c)
+                    .map(|v| (c.address.clone(), v))
+                    .map_err(|e| self.fail("resolve", e.to_string(), Vec::new()))
+            })
+            .collect()
+    }
+
+    /// The first half of a replace, or a delete: every live instance, then the stack set.
+    async fn delete(&self, outcome: &mut StackSetOutcome<'_>) -> Result<(), StepFailure> {
+        let live_instances: Vec<(Address, DesiredInstanceView)> =
+            self.instance_changes(Action::Delete)?;
+        run_batches(
+            &self.ops,
+            "DeleteStackInstances",
+            &live_instances,
+            outcome,
+            true,
+        )
+        .await?;
+        self.ops
+            .delete_stack_set()
             .await
-            .map_err(|e| fail("UploadTemplate", e.to_string(), Vec::new()))?;
-        if !tag_only {
+            .map_err(|e| self.fail("DeleteStackSet", e.to_string(), Vec::new()))?;
+        Ok(())
+    }
+
+    /// CreateStackSet, its template uploaded first where it is too large to pass inline.
+    async fn create(&self, outcome: &mut StackSetOutcome<'_>) -> Result<(), StepFailure> {
+        let d = self
+            .d
+            .ok_or_else(|| self.fail("CreateStackSet", "no desired state".into(), Vec::new()))?;
+        let template = templates::location(self.aws, d, self.opts)
+            .await
+            .map_err(|e| self.fail("UploadTemplate", e.to_string(), Vec::new()))?;
+        self.ops.progress.event(Event::Started {
+            address: format!("stackSet:{}", self.name),
+            what: "CreateStackSet".into(),
+        });
+        self.ops
+            .create_stack_set(d, &template)
+            .await
+            .map_err(|e| self.fail("CreateStackSet", e.to_string(), Vec::new()))?;
+        outcome.done.push(&self.address());
+        Ok(())
+    }
+
+    /// UpdateStackSet, keeping the live overrides tag while it moves (see `OverridesTag`), or
+    /// none when only the tag changes; the template's location, for the tag's own update.
+    async fn update(
+        &self,
+        tag: &OverridesTag,
+        outcome: &mut StackSetOutcome<'_>,
+    ) -> Result<templates::Location, StepFailure> {
+        let d = self
+            .d
+            .ok_or_else(|| self.fail("UpdateStackSet", "no desired state".into(), Vec::new()))?;
+        let location = templates::location(self.aws, d, self.opts)
+            .await
+            .map_err(|e| self.fail("UploadTemplate", e.to_string(), Vec::new()))?;
+        if !tag.tag_only {
             let mut first = d.clone();
-            if digest_moves {
-                match &live_digest {
+            if tag.moves {
+                match &tag.live_digest {
                     Some(v) => first.tags.insert(TAG_OVERRIDES.into(), v.clone()),
                     None => first.tags.remove(TAG_OVERRIDES),
                 };
             }
-            progress.event(Event::Started {
-                address: format!("stackSet:{name}"),
+            self.ops.progress.event(Event::Started {
+                address: format!("stackSet:{}", self.name),
                 what: "UpdateStackSet".into(),
             });
-            let op = ops
+            let op = self
+                .ops
                 .update_stack_set(&first, &location, None, "update")
                 .await
-                .map_err(|e| fail("UpdateStackSet", e.to_string(), Vec::new()))?;
+                .map_err(|e| self.fail("UpdateStackSet", e.to_string(), Vec::new()))?;
             outcome.operations.push(op.clone());
-            ops.wait(&op, "UpdateStackSet").await?;
+            self.ops.wait(&op, "UpdateStackSet").await?;
         }
-        if !digest_moves {
-            outcome.done.push(&Address::StackSet {
-                name: name.to_string(),
-            });
+        if !tag.moves {
+            outcome.done.push(&self.address());
         }
-        template = Some(location);
+        Ok(location)
     }
-    if set_action != Some(Action::Replace) && set_action != Some(Action::Delete) {
-        let deletes = instance_changes(Action::Delete)?;
-        run_batches(&ops, "DeleteStackInstances", &deletes, &mut outcome, true).await?;
+
+    /// The instance operations in order: deletes (unless the stack set's own delete did them),
+    /// replacements, creates, then `updates`.
+    async fn instance_batches(
+        &self,
+        set_action: Option<Action>,
+        updates: &[(Address, DesiredInstanceView)],
+        outcome: &mut StackSetOutcome<'_>,
+    ) -> Result<(), StepFailure> {
+        let ops = &self.ops;
+        if set_action != Some(Action::Replace) && set_action != Some(Action::Delete) {
+            let deletes = self.instance_changes(Action::Delete)?;
+            run_batches(ops, "DeleteStackInstances", &deletes, outcome, true).await?;
+        }
+        // Instances whose stack is gone: removed (nothing to delete, RetainStacks), created again.
+        let replaced = self.instance_changes(Action::Replace)?;
+        run_batches(ops, "DeleteStackInstances", &replaced, outcome, false).await?;
+        run_batches(ops, "CreateStackInstances", &replaced, outcome, true).await?;
+        let creates = self.instance_changes(Action::Create)?;
+        run_batches(ops, "CreateStackInstances", &creates, outcome, true).await?;
+        run_batches(ops, "UpdateStackInstances", updates, outcome, true).await?;
+        Ok(())
     }
-    // Instances whose stack is gone: removed (nothing to delete, RetainStacks), created again.
-    let replaced = instance_changes(Action::Replace)?;
-    run_batches(&ops, "DeleteStackInstances", &replaced, &mut outcome, false).await?;
-    run_batches(&ops, "CreateStackInstances", &replaced, &mut outcome, true).await?;
-    let creates = instance_changes(Action::Create)?;
-    run_batches(&ops, "CreateStackInstances", &creates, &mut outcome, true).await?;
-    run_batches(&ops, "UpdateStackInstances", &updates, &mut outcome, true).await?;
-    if let (true, Some(d), Some(location), Some((_, first))) =
-        (digest_moves, d, &template, updates.first())
-    {
+
+    /// The overrides tag's own UpdateStackSet, once the instances carry the new overrides.
+    async fn overrides_tag(
+        &self,
+        d: &DesiredStackSet,
+        location: &templates::Location,
+        first: &DesiredInstanceView,
+        outcome: &mut StackSetOutcome<'_>,
+    ) -> Result<(), StepFailure> {
         // One instance is named so the operation stays small: nothing else changes.
-        progress.event(Event::Started {
-            address: format!("stackSet:{name}"),
+        self.ops.progress.event(Event::Started {
+            address: format!("stackSet:{}", self.name),
             what: "UpdateStackSet: the overrides tag, now the instances carry them".into(),
         });
-        let op = ops
+        let op = self
+            .ops
             .update_stack_set(
                 d,
                 location,
@@ -418,14 +529,12 @@ async fn apply_stack_set<'p>(
                 "update-overrides-tag",
             )
             .await
-            .map_err(|e| fail("UpdateStackSet", e.to_string(), Vec::new()))?;
+            .map_err(|e| self.fail("UpdateStackSet", e.to_string(), Vec::new()))?;
         outcome.operations.push(op.clone());
-        ops.wait(&op, "UpdateStackSet").await?;
-        outcome.done.push(&Address::StackSet {
-            name: name.to_string(),
-        });
+        self.ops.wait(&op, "UpdateStackSet").await?;
+        outcome.done.push(&self.address());
+        Ok(())
     }
-    Ok(outcome)
 }
 
 /// One operation per batch, each waited for; `finishes`: the batch completes its changes

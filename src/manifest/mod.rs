@@ -109,131 +109,12 @@ pub fn load(source: &ManifestSource) -> Loaded {
             diagnostics: diags,
         };
     };
-    let mut root_count = 0;
-    for node in root_docs {
-        root_count += 1;
-        let kind = document_kind(&node, &root_display, &mut diags);
-        if root_count > 1 {
-            diags
-                .error(
-                    Code::Root,
-                    &root_display,
-                    node.span.clone(),
-                    "estate.yaml holds exactly one document, the Estate",
-                )
-                .help("move other documents into files named by `include`");
-            continue;
-        }
-        match kind {
-            Some(Kind::Estate) => add_document(
-                Kind::Estate,
-                node,
-                &root_display,
-                Path::new(""),
-                &mut parsed,
-                &mut diags,
-            ),
-            Some(other) => {
-                let span = node.span_for("/kind");
-                diags
-                    .error(
-                        Code::Root,
-                        &root_display,
-                        span,
-                        format!(
-                            "estate.yaml must hold the Estate document, found {}",
-                            other.as_str()
-                        ),
-                    )
-                    .help("start estate.yaml with `kind: Estate`");
-            }
-            None => {}
-        }
-    }
-    if root_count == 0 {
-        diags.error(
-            Code::Root,
-            &root_display,
-            0..0,
-            "estate.yaml is empty: it must hold the Estate document",
-        );
-    }
+    add_root(root_docs, &root_display, &mut parsed, &mut diags);
 
     // Included files, each loaded once even when several globs match it. An Estate that failed
     // the schema still names its includes, so their mistakes are reported in the same run.
-    let includes: Option<Vec<(String, Range<usize>)>> = match parsed.estate.first() {
-        Some(estate) => Some(
-            estate
-                .spec
-                .include
-                .iter()
-                .enumerate()
-                .map(|(i, p)| (p.clone(), estate.span(&format!("/spec/include/{i}"))))
-                .collect(),
-        ),
-        None => parsed
-            .invalid
-            .iter()
-            .find(|(k, _, _)| *k == Kind::Estate)
-            .and_then(|(_, _, node)| {
-                let items = node.pointer("/spec/include")?;
-                match &items.value {
-                    yaml::Value::Seq(items) => Some(
-                        items
-                            .iter()
-                            .filter_map(|n| Some((n.as_str()?.to_string(), n.span.clone())))
-                            .collect(),
-                    ),
-                    _ => None,
-                }
-            }),
-    };
-    if let Some(includes) = includes {
-        let files = match source.list_files() {
-            Ok(f) => f,
-            Err(e) => {
-                diags.error(Code::Io, &root_display, 0..0, e.to_string());
-                Vec::new()
-            }
-        };
-        let mut seen = BTreeSet::new();
-        for (pattern, span) in includes {
-            let span = span.clone();
-            let glob = match globset::GlobBuilder::new(&pattern)
-                .literal_separator(true)
-                .build()
-            {
-                Ok(g) => g.compile_matcher(),
-                Err(e) => {
-                    diags.error(
-                        Code::Include,
-                        &root_display,
-                        span,
-                        format!("invalid include glob `{pattern}`: {}", e.kind()),
-                    );
-                    continue;
-                }
-            };
-            let matched: Vec<&PathBuf> = files
-                .iter()
-                .filter(|f| glob.is_match(f) && f.as_path() != root_file)
-                .collect();
-            if matched.is_empty() {
-                diags
-                    .warning(
-                        Code::Include,
-                        &root_display,
-                        span,
-                        format!("include `{pattern}` matches no file"),
-                    )
-                    .label("matches nothing");
-            }
-            for file in matched {
-                if seen.insert(file.clone()) {
-                    load_file(source, file, &mut parsed, &mut diags);
-                }
-            }
-        }
+    if let Some(includes) = include_patterns(&parsed) {
+        load_includes(source, includes, &root_display, &mut parsed, &mut diags);
     }
 
     let templates = load_templates(source, &parsed, &mut diags);
@@ -261,6 +142,152 @@ pub fn load(source: &ManifestSource) -> Loaded {
     Loaded {
         manifest,
         diagnostics: diags,
+    }
+}
+
+/// Adds estate.yaml's one document, the Estate; anything else there is an error.
+fn add_root(
+    root_docs: Vec<Node>,
+    root_display: &str,
+    parsed: &mut Parsed,
+    diags: &mut Diagnostics,
+) {
+    let mut root_count = 0;
+    for node in root_docs {
+        root_count += 1;
+        let kind = document_kind(&node, root_display, diags);
+        if root_count > 1 {
+            diags
+                .error(
+                    Code::Root,
+                    root_display,
+                    node.span.clone(),
+                    "estate.yaml holds exactly one document, the Estate",
+                )
+                .help("move other documents into files named by `include`");
+            continue;
+        }
+        match kind {
+            Some(Kind::Estate) => add_document(
+                Kind::Estate,
+                node,
+                root_display,
+                Path::new(""),
+                parsed,
+                diags,
+            ),
+            Some(other) => {
+                let span = node.span_for("/kind");
+                diags
+                    .error(
+                        Code::Root,
+                        root_display,
+                        span,
+                        format!(
+                            "estate.yaml must hold the Estate document, found {}",
+                            other.as_str()
+                        ),
+                    )
+                    .help("start estate.yaml with `kind: Estate`");
+            }
+            None => {}
+        }
+    }
+    if root_count == 0 {
+        diags.error(
+            Code::Root,
+            root_display,
+            0..0,
+            "estate.yaml is empty: it must hold the Estate document",
+        );
+    }
+}
+
+/// The Estate's include globs with their spans, from the Estate even when it failed the schema.
+fn include_patterns(parsed: &Parsed) -> Option<Vec<(String, Range<usize>)>> {
+    match parsed.estate.first() {
+        Some(estate) => Some(
+            estate
+                .spec
+                .include
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (p.clone(), estate.span(&format!("/spec/include/{i}"))))
+                .collect(),
+        ),
+        None => parsed
+            .invalid
+            .iter()
+            .find(|(k, _, _)| *k == Kind::Estate)
+            .and_then(|(_, _, node)| {
+                let items = node.pointer("/spec/include")?;
+                match &items.value {
+                    yaml::Value::Seq(items) => Some(
+                        items
+                            .iter()
+                            .filter_map(|n| Some((n.as_str()?.to_string(), n.span.clone())))
+                            .collect(),
+                    ),
+                    _ => None,
+                }
+            }),
+    }
+}
+
+/// Loads the files the include globs match, each once; a bad glob is an error, one matching
+/// nothing a warning.
+fn load_includes(
+    source: &ManifestSource,
+    includes: Vec<(String, Range<usize>)>,
+    root_display: &str,
+    parsed: &mut Parsed,
+    diags: &mut Diagnostics,
+) {
+    let root_file = Path::new(ROOT_FILE);
+    let files = match source.list_files() {
+        Ok(f) => f,
+        Err(e) => {
+            diags.error(Code::Io, root_display, 0..0, e.to_string());
+            Vec::new()
+        }
+    };
+    let mut seen = BTreeSet::new();
+    for (pattern, span) in includes {
+        let span = span.clone();
+        let glob = match globset::GlobBuilder::new(&pattern)
+            .literal_separator(true)
+            .build()
+        {
+            Ok(g) => g.compile_matcher(),
+            Err(e) => {
+                diags.error(
+                    Code::Include,
+                    root_display,
+                    span,
+                    format!("invalid include glob `{pattern}`: {}", e.kind()),
+                );
+                continue;
+            }
+        };
+        let matched: Vec<&PathBuf> = files
+            .iter()
+            .filter(|f| glob.is_match(f) && f.as_path() != root_file)
+            .collect();
+        if matched.is_empty() {
+            diags
+                .warning(
+                    Code::Include,
+                    root_display,
+                    span,
+                    format!("include `{pattern}` matches no file"),
+                )
+                .label("matches nothing");
+        }
+        for file in matched {
+            if seen.insert(file.clone()) {
+                load_file(source, file, parsed, diags);
+            }
+        }
     }
 }
 

@@ -861,205 +861,236 @@ fn diff_product(
     prune: bool,
     changes: &mut Vec<Change>,
 ) {
-    let address = product_address(portfolio, &p.name);
-    let attrs = ProductSide {
-        portfolio: portfolio.to_string(),
-        portfolio_id: portfolio_id.map(str::to_string),
-        name: p.name.clone(),
-        display_name: p.display_name.clone(),
-        owner: p.owner.clone(),
-        description: p.description.clone(),
-        distributor: p.distributor.clone(),
-        support_email: p.support_email.clone(),
-        id: None,
+    let product = OneProduct {
+        portfolio,
+        portfolio_id,
+        p,
+        lp,
+        product_id: lp.map(|x| x.id.clone()),
     };
-    match lp {
-        None => changes.push(change(
-            address,
-            ResourceType::Product,
-            Action::Create,
-            format!("product {} is not in the portfolio", p.display_name),
-            None,
-            Some(attrs),
-        )),
-        Some(lp) => {
-            let mut differs = Vec::new();
-            if lp.name != p.display_name {
-                differs.push("displayName");
-            }
-            if lp.owner != p.owner {
-                differs.push("owner");
-            }
-            if lp.description != p.description {
-                differs.push("description");
-            }
-            if lp.distributor != p.distributor {
-                differs.push("distributor");
-            }
-            if lp.support_email != p.support_email {
-                differs.push("supportEmail");
-            }
-            if !differs.is_empty() {
-                let mut after = attrs;
-                after.id = Some(lp.id.clone());
-                changes.push(change(
-                    address,
-                    ResourceType::Product,
-                    Action::Update,
-                    format!("changed: {}", differs.join(", ")),
-                    Some(Side::from(LiveProductSide {
-                        portfolio: None,
-                        portfolio_id: None,
-                        id: lp.id.clone(),
-                        display_name: lp.name.clone(),
-                        owner: lp.owner.clone(),
-                        description: Some(lp.description.clone()),
-                        distributor: Some(lp.distributor.clone()),
-                        support_email: Some(lp.support_email.clone()),
-                        versions: None,
-                    })),
-                    Some(Side::from(after)),
-                ));
-            }
-        }
-    }
-    let product_id = lp.map(|x| x.id.clone());
+    product.product_change(changes);
+    product.versions(prune, changes);
+    product.launch_constraint(l, changes);
+}
 
-    let live_version = |lv: &crate::live::LiveVersion, active: bool| VersionSide {
-        id: Some(lv.id.clone()),
-        portfolio: None,
-        product: None,
-        product_id: product_id.clone(),
-        name: lv.name.clone(),
-        description: None,
-        active,
-    };
-    // Versions: new ones are added, existing ones never rewritten; removed ones deprecated.
-    for v in &p.versions {
-        let live_v = lp.and_then(|x| x.versions.iter().find(|lv| lv.name == v.name));
-        let address = version_address(portfolio, &p.name, &v.name);
-        match live_v {
+/// One product of a portfolio, desired and live, as `diff_product` compares it.
+struct OneProduct<'a> {
+    portfolio: &'a str,
+    portfolio_id: Option<&'a str>,
+    p: &'a DesiredProduct,
+    lp: Option<&'a LiveProduct>,
+    product_id: Option<String>,
+}
+
+impl OneProduct<'_> {
+    /// The product itself: created when missing, updated when its attributes differ.
+    fn product_change(&self, changes: &mut Vec<Change>) {
+        let (portfolio, p) = (self.portfolio, self.p);
+        let address = product_address(portfolio, &p.name);
+        let attrs = ProductSide {
+            portfolio: portfolio.to_string(),
+            portfolio_id: self.portfolio_id.map(str::to_string),
+            name: p.name.clone(),
+            display_name: p.display_name.clone(),
+            owner: p.owner.clone(),
+            description: p.description.clone(),
+            distributor: p.distributor.clone(),
+            support_email: p.support_email.clone(),
+            id: None,
+        };
+        match self.lp {
             None => changes.push(change(
                 address,
-                ResourceType::ProductVersion,
+                ResourceType::Product,
                 Action::Create,
-                format!("version {} of {} does not exist", v.name, p.display_name),
+                format!("product {} is not in the portfolio", p.display_name),
                 None,
-                Some(VersionSide {
-                    id: None,
-                    portfolio: Some(portfolio.to_string()),
-                    product: Some(p.name.clone()),
-                    product_id: product_id.clone(),
-                    name: v.name.clone(),
-                    description: Some(v.description.clone()),
-                    active: true,
-                }),
+                Some(attrs),
             )),
-            Some(lv) if !lv.active => changes.push(change(
-                address,
-                ResourceType::ProductVersion,
-                Action::Update,
-                format!("version {} is deprecated but back in the manifest", v.name),
-                Some(live_version(lv, false)),
-                Some(live_version(lv, true)),
-            )),
-            Some(_) => {}
+            Some(lp) => {
+                let differs: Vec<&str> = [
+                    ("displayName", lp.name != p.display_name),
+                    ("owner", lp.owner != p.owner),
+                    ("description", lp.description != p.description),
+                    ("distributor", lp.distributor != p.distributor),
+                    ("supportEmail", lp.support_email != p.support_email),
+                ]
+                .into_iter()
+                .filter_map(|(field, differs)| differs.then_some(field))
+                .collect();
+                if !differs.is_empty() {
+                    let mut after = attrs;
+                    after.id = Some(lp.id.clone());
+                    changes.push(change(
+                        address,
+                        ResourceType::Product,
+                        Action::Update,
+                        format!("changed: {}", differs.join(", ")),
+                        Some(Side::from(LiveProductSide {
+                            portfolio: None,
+                            portfolio_id: None,
+                            id: lp.id.clone(),
+                            display_name: lp.name.clone(),
+                            owner: lp.owner.clone(),
+                            description: Some(lp.description.clone()),
+                            distributor: Some(lp.distributor.clone()),
+                            support_email: Some(lp.support_email.clone()),
+                            versions: None,
+                        })),
+                        Some(Side::from(after)),
+                    ));
+                }
+            }
         }
     }
-    for lv in lp.map(|x| x.versions.as_slice()).unwrap_or_default() {
-        if p.versions.iter().any(|v| v.name == lv.name) {
-            continue;
+
+    /// A live version as a side of a change, active or not.
+    fn live_version(&self, lv: &crate::live::LiveVersion, active: bool) -> VersionSide {
+        VersionSide {
+            id: Some(lv.id.clone()),
+            portfolio: None,
+            product: None,
+            product_id: self.product_id.clone(),
+            name: lv.name.clone(),
+            description: None,
+            active,
         }
-        if prune {
-            // Pruning deletes what left the manifest, deprecated versions included.
+    }
+
+    /// The product's versions: added, brought back, deprecated or (pruning) deleted.
+    fn versions(&self, prune: bool, changes: &mut Vec<Change>) {
+        let (portfolio, p, lp) = (self.portfolio, self.p, self.lp);
+        // Versions: new ones are added, existing ones never rewritten; removed ones deprecated.
+        for v in &p.versions {
+            let live_v = lp.and_then(|x| x.versions.iter().find(|lv| lv.name == v.name));
+            let address = version_address(portfolio, &p.name, &v.name);
+            match live_v {
+                None => changes.push(change(
+                    address,
+                    ResourceType::ProductVersion,
+                    Action::Create,
+                    format!("version {} of {} does not exist", v.name, p.display_name),
+                    None,
+                    Some(VersionSide {
+                        id: None,
+                        portfolio: Some(portfolio.to_string()),
+                        product: Some(p.name.clone()),
+                        product_id: self.product_id.clone(),
+                        name: v.name.clone(),
+                        description: Some(v.description.clone()),
+                        active: true,
+                    }),
+                )),
+                Some(lv) if !lv.active => changes.push(change(
+                    address,
+                    ResourceType::ProductVersion,
+                    Action::Update,
+                    format!("version {} is deprecated but back in the manifest", v.name),
+                    Some(self.live_version(lv, false)),
+                    Some(self.live_version(lv, true)),
+                )),
+                Some(_) => {}
+            }
+        }
+        for lv in lp.map(|x| x.versions.as_slice()).unwrap_or_default() {
+            if p.versions.iter().any(|v| v.name == lv.name) {
+                continue;
+            }
+            if prune {
+                // Pruning deletes what left the manifest, deprecated versions included.
+                changes.push(change(
+                    version_address(portfolio, &p.name, &lv.name),
+                    ResourceType::ProductVersion,
+                    Action::Delete,
+                    format!("version {} left the manifest (prune is on)", lv.name),
+                    Some(self.live_version(lv, lv.active)),
+                    None,
+                ));
+                continue;
+            }
+            if !lv.active {
+                continue;
+            }
             changes.push(change(
                 version_address(portfolio, &p.name, &lv.name),
                 ResourceType::ProductVersion,
-                Action::Delete,
-                format!("version {} left the manifest (prune is on)", lv.name),
-                Some(live_version(lv, lv.active)),
-                None,
+                Action::Update,
+                format!(
+                    "version {} left the manifest: deprecated (Active: false), not deleted",
+                    lv.name
+                ),
+                Some(self.live_version(lv, true)),
+                Some(self.live_version(lv, false)),
             ));
-            continue;
         }
-        if !lv.active {
-            continue;
-        }
-        changes.push(change(
-            version_address(portfolio, &p.name, &lv.name),
-            ResourceType::ProductVersion,
-            Action::Update,
-            format!(
-                "version {} left the manifest: deprecated (Active: false), not deleted",
-                lv.name
-            ),
-            Some(live_version(lv, true)),
-            Some(live_version(lv, false)),
-        ));
     }
 
-    // The LAUNCH constraint.
-    let live_c = l.and_then(|l| {
-        l.constraints
-            .iter()
-            .find(|c| c.kind == "LAUNCH" && Some(&c.product_id) == product_id.as_ref())
-    });
-    let address = constraint_address(portfolio, &p.name, "launch");
-    let live_role = live_c.and_then(|c| {
-        serde_json::from_str::<serde_json::Value>(&c.parameters)
-            .ok()
-            .and_then(|v| {
-                v.get("LocalRoleName")
-                    .and_then(|r| r.as_str())
-                    .map(str::to_string)
-            })
-    });
-    let launch = |role: &String, id: Option<&String>| -> Side {
-        ConstraintSide {
-            portfolio: portfolio.to_string(),
-            portfolio_id: portfolio_id.map(str::to_string),
-            product: p.name.clone(),
-            product_id: product_id.clone(),
-            kind: "LAUNCH".into(),
-            local_role_name: role.clone(),
-            id: id.cloned(),
+    /// The product's LAUNCH constraint in the live portfolio `l`: created, replaced or deleted.
+    fn launch_constraint(&self, l: Option<&LivePortfolio>, changes: &mut Vec<Change>) {
+        let (portfolio, p, product_id) = (self.portfolio, self.p, &self.product_id);
+        // The LAUNCH constraint.
+        let live_c = l.and_then(|l| {
+            l.constraints
+                .iter()
+                .find(|c| c.kind == "LAUNCH" && Some(&c.product_id) == product_id.as_ref())
+        });
+        let address = constraint_address(portfolio, &p.name, "launch");
+        let live_role = live_c.and_then(|c| {
+            serde_json::from_str::<serde_json::Value>(&c.parameters)
+                .ok()
+                .and_then(|v| {
+                    v.get("LocalRoleName")
+                        .and_then(|r| r.as_str())
+                        .map(str::to_string)
+                })
+        });
+        let launch = |role: &String, id: Option<&String>| -> Side {
+            ConstraintSide {
+                portfolio: portfolio.to_string(),
+                portfolio_id: self.portfolio_id.map(str::to_string),
+                product: p.name.clone(),
+                product_id: product_id.clone(),
+                kind: "LAUNCH".into(),
+                local_role_name: role.clone(),
+                id: id.cloned(),
+            }
+            .into()
+        };
+        let live = |c: &crate::live::LiveConstraint, parameters: bool| -> Side {
+            LiveConstraintSide {
+                id: c.id.clone(),
+                kind: "LAUNCH".into(),
+                local_role_name: Some(live_role.clone()),
+                parameters: parameters.then(|| c.parameters.clone()),
+            }
+            .into()
+        };
+        match (&p.launch_role_name, live_c) {
+            (Some(role), None) => changes.push(change(
+                address,
+                ResourceType::Constraint,
+                Action::Create,
+                format!("{} has no launch constraint", p.display_name),
+                None,
+                Some(launch(role, None)),
+            )),
+            (Some(role), Some(c)) if live_role.as_ref() != Some(role) => changes.push(change(
+                address,
+                ResourceType::Constraint,
+                Action::Replace,
+                "the launch role differs".into(),
+                Some(live(c, true)),
+                Some(launch(role, Some(&c.id))),
+            )),
+            (None, Some(c)) => changes.push(change(
+                address,
+                ResourceType::Constraint,
+                Action::Delete,
+                "the manifest gives no launch role".into(),
+                Some(live(c, false)),
+                None,
+            )),
+            _ => {}
         }
-        .into()
-    };
-    let live = |c: &crate::live::LiveConstraint, parameters: bool| -> Side {
-        LiveConstraintSide {
-            id: c.id.clone(),
-            kind: "LAUNCH".into(),
-            local_role_name: Some(live_role.clone()),
-            parameters: parameters.then(|| c.parameters.clone()),
-        }
-        .into()
-    };
-    match (&p.launch_role_name, live_c) {
-        (Some(role), None) => changes.push(change(
-            address,
-            ResourceType::Constraint,
-            Action::Create,
-            format!("{} has no launch constraint", p.display_name),
-            None,
-            Some(launch(role, None)),
-        )),
-        (Some(role), Some(c)) if live_role.as_ref() != Some(role) => changes.push(change(
-            address,
-            ResourceType::Constraint,
-            Action::Replace,
-            "the launch role differs".into(),
-            Some(live(c, true)),
-            Some(launch(role, Some(&c.id))),
-        )),
-        (None, Some(c)) => changes.push(change(
-            address,
-            ResourceType::Constraint,
-            Action::Delete,
-            "the manifest gives no launch role".into(),
-            Some(live(c, false)),
-            None,
-        )),
-        _ => {}
     }
 }

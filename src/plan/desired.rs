@@ -359,72 +359,18 @@ fn resolve_stack_set(
     };
     let spec = &s.spec;
 
-    // Stack set, then environment (only parameters the template declares); later wins.
-    let mut parameters = BTreeMap::new();
-    for (k, v) in &spec.parameters {
-        parameters.insert(k.clone(), r.value(&v.0, None).map_err(&err)?);
-    }
-    for (k, v) in &env.spec.parameters {
-        if template.parameters.contains_key(k) {
-            parameters.insert(k.clone(), r.value(&v.0, None).map_err(&err)?);
-        }
-    }
+    let parameters = merged_parameters(&r, spec, env, template).map_err(&err)?;
     let sensitive: BTreeSet<String> = template
         .parameters
         .iter()
         .filter(|(_, d)| d.no_echo)
         .map(|(n, _)| n.clone())
         .collect();
-
-    let mut tags: BTreeMap<String, String> = spec.tags.clone();
-    tags.insert(TAG_MANAGED_BY.into(), m.name().to_string());
-    tags.insert(TAG_ENVIRONMENT.into(), env.name.clone());
-    tags.insert(
-        crate::tags::TAG_OVERRIDES.into(),
-        overrides_digest(spec, &env.name),
-    );
-    if !sensitive.is_empty() {
-        let secrets: Vec<String> = sensitive
-            .iter()
-            .filter_map(|k| parameters.get(k).map(|v| format!("{k}={v}")))
-            .collect();
-        tags.insert(TAG_SECRETS.into(), digest(&secrets.join("\n")));
-    }
     let operation = spec.operation.clone().unwrap_or_default();
-    if let Some(text) = operation_tag(&operation) {
-        tags.insert(TAG_OPERATION.into(), text);
-    }
+    let tags = stack_set_tags(m, spec, &env.name, &sensitive, &parameters, &operation);
 
     let self_managed = spec.permission_model == PermissionModel::SelfManaged;
-    let regions = m.regions_of(env);
-    let mut instances = Vec::new();
-    for account in targets(env, accounts, live)
-        .into_iter()
-        // Service-managed stack sets never deploy to the management account, even in a
-        // targeted unit; wanting an instance there would plan it forever.
-        .filter(|a| self_managed || a.id.as_deref() != Some(live.management_account.as_str()))
-    {
-        for region in &regions {
-            let mut overrides = BTreeMap::new();
-            for o in &spec.overrides {
-                let applies = account
-                    .name
-                    .as_ref()
-                    .is_some_and(|n| o.accounts.contains(n))
-                    && o.regions.as_ref().is_none_or(|rs| rs.contains(region));
-                if applies {
-                    for (k, v) in &o.parameters {
-                        overrides.insert(k.clone(), r.value(&v.0, Some(region)).map_err(&err)?);
-                    }
-                }
-            }
-            instances.push(DesiredInstance {
-                account: account.clone(),
-                region: region.clone(),
-                overrides,
-            });
-        }
-    }
+    let instances = stack_set_instances(&r, spec, env, self_managed).map_err(&err)?;
     let mut capabilities: Vec<String> = spec
         .capabilities
         .iter()
@@ -466,40 +412,138 @@ fn resolve_stack_set(
                 .clone()
                 .unwrap_or_else(|| "AWSCloudFormationStackSetExecutionRole".into())
         }),
-        auto_deployment: (!self_managed).then(|| {
-            let a =
-                spec.auto_deployment
-                    .clone()
-                    .unwrap_or(crate::manifest::model::AutoDeployment {
-                        enabled: true,
-                        retain_stacks_on_account_removal: false,
-                    });
-            LiveAutoDeployment {
-                enabled: a.enabled,
-                retain_stacks_on_account_removal: a.retain_stacks_on_account_removal,
-            }
-        }),
+        auto_deployment: (!self_managed).then(|| auto_deployment(spec)),
         operation,
         units: env.spec.targets.units.clone(),
         unit_ids: if self_managed {
             Vec::new()
         } else {
-            env.spec
-                .targets
-                .units
-                .iter()
-                .filter_map(|u| {
-                    if u == "/" {
-                        Some(live.root_id.clone())
-                    } else {
-                        live.unit_by_path(u).map(|l| l.id.clone())
-                    }
-                })
-                .collect()
+            unit_ids(env, live)
         },
         instances,
         wave: 0,
     })
+}
+
+/// A stack set's parameters in an environment, references substituted.
+fn merged_parameters(
+    r: &Resolver,
+    spec: &StackSetSpec,
+    env: &Doc<EnvironmentSpec>,
+    template: &Template,
+) -> Result<BTreeMap<String, String>, String> {
+    // Stack set, then environment (only parameters the template declares); later wins.
+    let mut parameters = BTreeMap::new();
+    for (k, v) in &spec.parameters {
+        parameters.insert(k.clone(), r.value(&v.0, None)?);
+    }
+    for (k, v) in &env.spec.parameters {
+        if template.parameters.contains_key(k) {
+            parameters.insert(k.clone(), r.value(&v.0, None)?);
+        }
+    }
+    Ok(parameters)
+}
+
+/// A stack set's tags: the manifest's, and estate's own (owner, environment, digests, operation).
+fn stack_set_tags(
+    m: &Manifest,
+    spec: &StackSetSpec,
+    environment: &str,
+    sensitive: &BTreeSet<String>,
+    parameters: &BTreeMap<String, String>,
+    operation: &OperationPreferences,
+) -> BTreeMap<String, String> {
+    let mut tags: BTreeMap<String, String> = spec.tags.clone();
+    tags.insert(TAG_MANAGED_BY.into(), m.name().to_string());
+    tags.insert(TAG_ENVIRONMENT.into(), environment.to_string());
+    tags.insert(
+        crate::tags::TAG_OVERRIDES.into(),
+        overrides_digest(spec, environment),
+    );
+    if !sensitive.is_empty() {
+        let secrets: Vec<String> = sensitive
+            .iter()
+            .filter_map(|k| parameters.get(k).map(|v| format!("{k}={v}")))
+            .collect();
+        tags.insert(TAG_SECRETS.into(), digest(&secrets.join("\n")));
+    }
+    if let Some(text) = operation_tag(operation) {
+        tags.insert(TAG_OPERATION.into(), text);
+    }
+    tags
+}
+
+/// A stack set's instances in an environment: every target account in every region, with the
+/// overrides that apply there.
+fn stack_set_instances(
+    r: &Resolver,
+    spec: &StackSetSpec,
+    env: &Doc<EnvironmentSpec>,
+    self_managed: bool,
+) -> Result<Vec<DesiredInstance>, String> {
+    let live = r.live;
+    let regions = r.m.regions_of(env);
+    let mut instances = Vec::new();
+    for account in targets(env, r.accounts, live)
+        .into_iter()
+        // Service-managed stack sets never deploy to the management account, even in a
+        // targeted unit; wanting an instance there would plan it forever.
+        .filter(|a| self_managed || a.id.as_deref() != Some(live.management_account.as_str()))
+    {
+        for region in &regions {
+            let mut overrides = BTreeMap::new();
+            for o in &spec.overrides {
+                let applies = account
+                    .name
+                    .as_ref()
+                    .is_some_and(|n| o.accounts.contains(n))
+                    && o.regions.as_ref().is_none_or(|rs| rs.contains(region));
+                if applies {
+                    for (k, v) in &o.parameters {
+                        overrides.insert(k.clone(), r.value(&v.0, Some(region))?);
+                    }
+                }
+            }
+            instances.push(DesiredInstance {
+                account: account.clone(),
+                region: region.clone(),
+                overrides,
+            });
+        }
+    }
+    Ok(instances)
+}
+
+/// A service-managed stack set's auto-deployment: the manifest's, or on without retaining stacks.
+fn auto_deployment(spec: &StackSetSpec) -> LiveAutoDeployment {
+    let a = spec
+        .auto_deployment
+        .clone()
+        .unwrap_or(crate::manifest::model::AutoDeployment {
+            enabled: true,
+            retain_stacks_on_account_removal: false,
+        });
+    LiveAutoDeployment {
+        enabled: a.enabled,
+        retain_stacks_on_account_removal: a.retain_stacks_on_account_removal,
+    }
+}
+
+/// The live ids of the units an environment targets, the root's included.
+fn unit_ids(env: &Doc<EnvironmentSpec>, live: &LiveState) -> Vec<String> {
+    env.spec
+        .targets
+        .units
+        .iter()
+        .filter_map(|u| {
+            if u == "/" {
+                Some(live.root_id.clone())
+            } else {
+                live.unit_by_path(u).map(|l| l.id.clone())
+            }
+        })
+        .collect()
 }
 
 /// A pipeline's stack sets (those of the selected environments) and its source bundle; see
@@ -514,11 +558,6 @@ fn resolve_pipeline(
     sources: &mut Vec<DesiredSource>,
 ) -> Result<(), PlanError> {
     let spec = &p.spec;
-    let err = |message: String| PlanError::Pipeline {
-        pipeline: p.name.clone(),
-        message,
-    };
-    let n = pipeline::Names::new(&p.name);
     let account = |name: &str| AccountRef {
         id: accounts
             .iter()
@@ -530,17 +569,135 @@ fn resolve_pipeline(
     let source = account(&spec.source.account);
     let (tools_id, source_id) = (tools.key(), source.key());
     let deployed = &m.templates[&p.resolve_path(&spec.template)];
-    let bucket = pipeline::bucket(&p.name, &tools_id);
-    let region = &m.estate.spec.home_region;
-    let is_selected = |env: &str| selected.iter().any(|e| e.name == env);
-    let in_home_region = |account: AccountRef| DesiredInstance {
-        account,
-        region: region.clone(),
-        overrides: BTreeMap::new(),
+    let part = PipelineParts {
+        m,
+        live,
+        accounts,
+        p,
+        n: pipeline::Names::new(&p.name),
+        bucket: pipeline::bucket(&p.name, &tools_id),
+        tools_id,
+        region: &m.estate.spec.home_region,
+        deployed,
     };
-    let generated = |name: String, env: &str, body: serde_json::Value, targets, wave| {
+    let is_selected = |env: &str| selected.iter().any(|e| e.name == env);
+
+    let mut files = BTreeMap::new();
+    files.insert(
+        "template.json".to_string(),
+        // Compact: CodePipeline passes the template inline, within CloudFormation's limit.
+        serde_json::to_vec(&deployed.body).expect("a JSON value serializes"),
+    );
+    let mut stages = Vec::new();
+    for stage in &spec.stages {
+        let (env, targets) = part.stage_targets(stage, &stages)?;
+        part.stage_files(stage, env, &mut files)?;
+        stages.push(pipeline::Stage {
+            environment: env.name.clone(),
+            accounts: targets.iter().map(AccountRef::key).collect(),
+            test: stage.test.is_some(),
+            manual_approval: stage.approval == Approval::Manual,
+        });
+        if is_selected(&env.name) {
+            stack_sets.push(
+                part.generated(
+                    pipeline::stage_stack_set(&p.name, &env.name),
+                    &env.name,
+                    pipeline::stage_template(&part.n, &part.tools_id, &part.bucket, deployed),
+                    targets
+                        .into_iter()
+                        .map(|a| part.in_home_region(a))
+                        .collect(),
+                    0,
+                ),
+            );
+        }
+    }
+    let last = &spec
+        .stages
+        .last()
+        .expect("a pipeline has stages")
+        .environment;
+    if !is_selected(last) {
+        return Ok(());
+    }
+    let bundle = Bundle { files };
+    let key = bundle.key();
+    let tools_body = part.tools_template(&source_id, &stages, &key);
+    stack_sets.push(part.generated(
+        pipeline::source_stack_set(&p.name),
+        last,
+        pipeline::source_template(
+            &part.n,
+            &part.tools_id,
+            &source_id,
+            &spec.source.model_package_group,
+        ),
+        vec![part.in_home_region(source)],
+        0,
+    ));
+    stack_sets.push(part.generated(
+        pipeline::tools_stack_set(&p.name),
+        last,
+        tools_body,
+        vec![part.in_home_region(tools.clone())],
+        1,
+    ));
+    sources.push(DesiredSource {
+        pipeline: p.name.clone(),
+        environment: last.clone(),
+        account: tools,
+        management_account: live.caller().to_string(),
+        bucket: part.bucket,
+        key_alias: part.n.key_alias.clone(),
+        bundle,
+    });
+    Ok(())
+}
+
+/// What every part of one pipeline is resolved with.
+struct PipelineParts<'a> {
+    m: &'a Manifest,
+    live: &'a LiveState,
+    accounts: &'a [DesiredAccount],
+    p: &'a Doc<PipelineSpec>,
+    n: pipeline::Names,
+    tools_id: String,
+    bucket: String,
+    region: &'a String,
+    deployed: &'a Template,
+}
+
+impl<'a> PipelineParts<'a> {
+    /// An error of this pipeline.
+    fn err(&self, message: String) -> PlanError {
+        PlanError::Pipeline {
+            pipeline: self.p.name.clone(),
+            message,
+        }
+    }
+
+    /// An instance in the home region.
+    fn in_home_region(&self, account: AccountRef) -> DesiredInstance {
+        DesiredInstance {
+            account,
+            region: self.region.clone(),
+            overrides: BTreeMap::new(),
+        }
+    }
+
+    /// One of the pipeline's generated stack sets, self-managed with the default roles.
+    fn generated(
+        &self,
+        name: String,
+        env: &str,
+        body: serde_json::Value,
+        targets: Vec<DesiredInstance>,
+        wave: u8,
+    ) -> DesiredStackSet {
+        let p = self.p;
         let mut tags = BTreeMap::new();
-        tags.insert(TAG_MANAGED_BY.to_string(), m.name().to_string());
+        tags.insert(TAG_MANAGED_BY.to_string(), self.m.name().to_string());
         tags.insert(TAG_ENVIRONMENT.to_string(), env.to_string());
         tags.insert(
             crate::tags::TAG_OVERRIDES.to_string(),
@@ -558,7 +715,7 @@ fn resolve_pipeline(
             capabilities: vec!["CAPABILITY_NAMED_IAM".to_string()],
             tags,
             permission_model: "SELF_MANAGED".into(),
-            administration_role_arn: Some(admin_role_arn(live)),
+            administration_role_arn: Some(admin_role_arn(self.live)),
             // The defaults of a self-managed stack set: its usual prerequisites.
             execution_role_name: Some("AWSCloudFormationStackSetExecutionRole".into()),
             auto_deployment: None,
@@ -568,26 +725,23 @@ fn resolve_pipeline(
             instances: targets,
             wave,
         }
-    };
+    }
 
-    let mut files = BTreeMap::new();
-    files.insert(
-        "template.json".to_string(),
-        // Compact: CodePipeline passes the template inline, within CloudFormation's limit.
-        serde_json::to_vec(&deployed.body).expect("a JSON value serializes"),
-    );
-    let mut stages = Vec::new();
-    for stage in &spec.stages {
-        let env = m
+    /// A stage's environment and target accounts, refused when it has none or shares one
+    /// with an earlier stage.
+    fn stage_targets(
+        &self,
+        stage: &crate::manifest::model::Stage,
+        stages: &[pipeline::Stage],
+    ) -> Result<(&'a Doc<EnvironmentSpec>, Vec<AccountRef>), PlanError> {
+        let env = self
+            .m
             .environment(&stage.environment)
-            .ok_or_else(|| err(format!("unknown environment `{}`", stage.environment)))?;
-        let targets = targets(env, accounts, live);
+            .ok_or_else(|| self.err(format!("unknown environment `{}`", stage.environment)))?;
+        let targets = targets(env, self.accounts, self.live);
         for a in &targets {
-            if let Some(other) = stages
-                .iter()
-                .find(|s: &&pipeline::Stage| s.accounts.contains(&a.key()))
-            {
-                return Err(err(format!(
+            if let Some(other) = stages.iter().find(|s| s.accounts.contains(&a.key())) {
+                return Err(self.err(format!(
                     "{} is a target of both stage `{}` and stage `{}`: each stage's roles would be created twice in it",
                     a.key(),
                     other.environment,
@@ -596,102 +750,79 @@ fn resolve_pipeline(
             }
         }
         if targets.is_empty() {
-            return Err(err(format!(
+            return Err(self.err(format!(
                 "stage `{}` has no account to deploy to: its environment targets none",
                 env.name
             )));
         }
+        Ok((env, targets))
+    }
+
+    /// A stage's files in the source bundle: its configuration, and its test buildspec if any.
+    fn stage_files(
+        &self,
+        stage: &crate::manifest::model::Stage,
+        env: &Doc<EnvironmentSpec>,
+        files: &mut BTreeMap<String, Vec<u8>>,
+    ) -> Result<(), PlanError> {
         let r = Resolver {
-            m,
-            live,
-            accounts,
+            m: self.m,
+            live: self.live,
+            accounts: self.accounts,
             environment: &env.name,
         };
         let mut parameters = BTreeMap::new();
         for (k, v) in &env.spec.parameters {
-            if deployed.parameters.contains_key(k) && k != pipeline::MODEL_PACKAGE_PARAMETER {
-                parameters.insert(k.clone(), r.value(&v.0, None).map_err(&err)?);
+            if self.deployed.parameters.contains_key(k) && k != pipeline::MODEL_PACKAGE_PARAMETER {
+                parameters.insert(k.clone(), r.value(&v.0, None).map_err(|m| self.err(m))?);
             }
         }
         files.insert(
             format!("stages/{}.json", env.name),
-            pipeline::stage_configuration(&parameters, m.name(), &env.name),
+            pipeline::stage_configuration(&parameters, self.m.name(), &env.name),
         );
         if let Some(test) = &stage.test {
-            let bytes = m
+            let bytes = self
+                .m
                 .files
-                .get(&p.resolve_path(&test.buildspec))
-                .ok_or_else(|| err(format!("buildspec `{}` was not loaded", test.buildspec)))?;
+                .get(&self.p.resolve_path(&test.buildspec))
+                .ok_or_else(|| {
+                    self.err(format!("buildspec `{}` was not loaded", test.buildspec))
+                })?;
             files.insert(pipeline::test_buildspec_path(&env.name), bytes.clone());
         }
-        stages.push(pipeline::Stage {
-            environment: env.name.clone(),
-            accounts: targets.iter().map(AccountRef::key).collect(),
-            test: stage.test.is_some(),
-            manual_approval: stage.approval == Approval::Manual,
-        });
-        if is_selected(&env.name) {
-            stack_sets.push(generated(
-                pipeline::stage_stack_set(&p.name, &env.name),
-                &env.name,
-                pipeline::stage_template(&n, &tools_id, &bucket, deployed),
-                targets.into_iter().map(in_home_region).collect(),
-                0,
-            ));
-        }
+        Ok(())
     }
-    let last = &spec
-        .stages
-        .last()
-        .expect("a pipeline has stages")
-        .environment;
-    if !is_selected(last) {
-        return Ok(());
+
+    /// The tools part's template: the pipeline itself, over every stage.
+    fn tools_template(
+        &self,
+        source_id: &str,
+        stages: &[pipeline::Stage],
+        key: &str,
+    ) -> serde_json::Value {
+        let spec = &self.p.spec;
+        let capabilities: Vec<String> = self
+            .deployed
+            .required_capabilities()
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        pipeline::tools_template(&pipeline::Tools {
+            names: &self.n,
+            tools: &self.tools_id,
+            source_account: source_id,
+            model_package_group: &spec.source.model_package_group,
+            region: self.region,
+            stages,
+            capabilities: &capabilities,
+            takes_model_package: self
+                .deployed
+                .parameters
+                .contains_key(pipeline::MODEL_PACKAGE_PARAMETER),
+            source_key: key,
+        })
     }
-    let bundle = Bundle { files };
-    let capabilities: Vec<String> = deployed
-        .required_capabilities()
-        .into_iter()
-        .map(str::to_string)
-        .collect();
-    let key = bundle.key();
-    let tools_body = pipeline::tools_template(&pipeline::Tools {
-        names: &n,
-        tools: &tools_id,
-        source_account: &source_id,
-        model_package_group: &spec.source.model_package_group,
-        region,
-        stages: &stages,
-        capabilities: &capabilities,
-        takes_model_package: deployed
-            .parameters
-            .contains_key(pipeline::MODEL_PACKAGE_PARAMETER),
-        source_key: &key,
-    });
-    stack_sets.push(generated(
-        pipeline::source_stack_set(&p.name),
-        last,
-        pipeline::source_template(&n, &tools_id, &source_id, &spec.source.model_package_group),
-        vec![in_home_region(source)],
-        0,
-    ));
-    stack_sets.push(generated(
-        pipeline::tools_stack_set(&p.name),
-        last,
-        tools_body,
-        vec![in_home_region(tools.clone())],
-        1,
-    ));
-    sources.push(DesiredSource {
-        pipeline: p.name.clone(),
-        environment: last.clone(),
-        account: tools,
-        management_account: live.caller().to_string(),
-        bucket,
-        key_alias: n.key_alias.clone(),
-        bundle,
-    });
-    Ok(())
 }
 
 /// The default administration role of self-managed stack sets, in the account that

@@ -2,7 +2,7 @@
 //! the reconciler will not touch. Pure: same inputs, same plan.
 
 use super::address::Address;
-use super::desired::{Desired, DesiredStackSet};
+use super::desired::{Desired, DesiredInstance, DesiredStackSet};
 use super::model::*;
 use super::side::*;
 use crate::live::read::EMPTY_OVERRIDES;
@@ -27,147 +27,194 @@ pub fn diff(
     live: &LiveState,
     opts: &DiffOptions,
 ) -> (Vec<Change>, Vec<Finding>) {
-    let mut changes = Vec::new();
-    let mut findings = Vec::new();
+    let mut run = Diffing {
+        desired,
+        live,
+        opts,
+        changes: Vec::new(),
+        findings: Vec::new(),
+    };
+    run.units();
+    run.accounts();
+    let inactive = run.inactive_accounts();
+    for env in opts.environments {
+        run.stack_sets(env, &inactive);
+        run.left_the_manifest(env, &inactive);
+    }
+    run.orphaned_environments();
+    run.sources();
+    (run.changes, run.findings)
+}
 
-    for path in &desired.units {
-        if live.unit_by_path(path).is_none() {
-            let parent = match path.rfind('/') {
-                Some(0) | None => "/".to_string(),
-                Some(i) => path[..i].to_string(),
-            };
-            changes.push(Change {
-                hint: None,
-                address: Address::Unit { path: path.clone() },
-                resource_type: ResourceType::Unit,
-                action: Action::Create,
-                environment: None,
-                reason: format!("unit {path} does not exist"),
-                before: None,
-                after: Some(
-                    UnitSide {
-                        path: path.clone(),
-                        parent,
-                    }
-                    .into(),
-                ),
-            });
+/// One diff's inputs and what it has found so far, in plan order.
+struct Diffing<'a> {
+    desired: &'a Desired,
+    live: &'a LiveState,
+    opts: &'a DiffOptions<'a>,
+    changes: Vec<Change>,
+    findings: Vec<Finding>,
+}
+
+impl Diffing<'_> {
+    /// The manifest's units that do not exist yet.
+    fn units(&mut self) {
+        for path in &self.desired.units {
+            if self.live.unit_by_path(path).is_none() {
+                let parent = match path.rfind('/') {
+                    Some(0) | None => "/".to_string(),
+                    Some(i) => path[..i].to_string(),
+                };
+                self.changes.push(Change {
+                    hint: None,
+                    address: Address::Unit { path: path.clone() },
+                    resource_type: ResourceType::Unit,
+                    action: Action::Create,
+                    environment: None,
+                    reason: format!("unit {path} does not exist"),
+                    before: None,
+                    after: Some(
+                        UnitSide {
+                            path: path.clone(),
+                            parent,
+                        }
+                        .into(),
+                    ),
+                });
+            }
         }
     }
 
-    for a in &desired.accounts {
-        let live_account = live.account_by_email(&a.email);
-        match live_account {
-            None => changes.push(Change {
-                hint: None,
-                address: Address::Account {
-                    key: a.name.clone(),
-                },
-                resource_type: ResourceType::Account,
-                action: Action::Create,
-                environment: None,
-                reason: format!("no account in the organization has email {}", a.email),
-                before: None,
-                after: Some(
-                    AccountSide {
-                        id: None,
-                        name: Some(a.name.clone()),
-                        email: Some(a.email.clone()),
-                        unit: a.unit.clone(),
-                    }
-                    .into(),
-                ),
-            }),
-            Some(l) => {
-                let current = live.path_of(&l.parent_id).unwrap_or("?");
-                if let Some(unit) = &a.unit {
-                    if unit != current {
-                        changes.push(Change {
-                            hint: None,
-                            address: Address::Account {
-                                key: a.name.clone(),
-                            },
-                            resource_type: ResourceType::Account,
-                            action: Action::Update,
-                            environment: None,
-                            reason: format!(
-                                "account {} ({}) is in {current}; the manifest puts it in {unit}",
-                                a.name, l.id
-                            ),
-                            before: Some(placement(&l.id, current)),
-                            after: Some(placement(&l.id, unit)),
-                        });
+    /// Accounts to create or move, then the organization's accounts the manifest does not name.
+    fn accounts(&mut self) {
+        let live = self.live;
+        for a in &self.desired.accounts {
+            let live_account = live.account_by_email(&a.email);
+            match live_account {
+                None => self.changes.push(Change {
+                    hint: None,
+                    address: Address::Account {
+                        key: a.name.clone(),
+                    },
+                    resource_type: ResourceType::Account,
+                    action: Action::Create,
+                    environment: None,
+                    reason: format!("no account in the organization has email {}", a.email),
+                    before: None,
+                    after: Some(
+                        AccountSide {
+                            id: None,
+                            name: Some(a.name.clone()),
+                            email: Some(a.email.clone()),
+                            unit: a.unit.clone(),
+                        }
+                        .into(),
+                    ),
+                }),
+                Some(l) => {
+                    let current = live.path_of(&l.parent_id).unwrap_or("?");
+                    if let Some(unit) = &a.unit {
+                        if unit != current {
+                            self.changes.push(Change {
+                                hint: None,
+                                address: Address::Account {
+                                    key: a.name.clone(),
+                                },
+                                resource_type: ResourceType::Account,
+                                action: Action::Update,
+                                environment: None,
+                                reason: format!(
+                                    "account {} ({}) is in {current}; the manifest puts it in {unit}",
+                                    a.name, l.id
+                                ),
+                                before: Some(placement(&l.id, current)),
+                                after: Some(placement(&l.id, unit)),
+                            });
+                        }
                     }
                 }
             }
         }
+        for l in &live.accounts {
+            let known = self
+                .desired
+                .accounts
+                .iter()
+                .any(|a| a.email.eq_ignore_ascii_case(&l.email));
+            if !known && l.id != live.management_account {
+                self.findings.push(Finding {
+                    kind: FindingKind::Unmanaged,
+                    address: Address::Account { key: l.id.clone() },
+                    environment: None,
+                    message: format!(
+                        "account {} ({}, {}) in {} is not in the manifest; it is left alone",
+                        l.name,
+                        l.id,
+                        l.email,
+                        live.path_of(&l.parent_id).unwrap_or("?")
+                    ),
+                });
+            }
+        }
     }
-    for l in &live.accounts {
-        let known = desired
+
+    /// The accounts AWS reports other than ACTIVE, by id, with a finding for each the manifest names.
+    fn inactive_accounts(&mut self) -> BTreeMap<String, AccountState> {
+        // Accounts AWS reports other than ACTIVE, by id: their instances are not deleted as
+        // targets that went away, but removed (closing) or left alone (pending activation).
+        let inactive: BTreeMap<String, AccountState> = self
+            .live
             .accounts
             .iter()
-            .any(|a| a.email.eq_ignore_ascii_case(&l.email));
-        if !known && l.id != live.management_account {
-            findings.push(Finding {
-                kind: FindingKind::Unmanaged,
-                address: Address::Account { key: l.id.clone() },
-                environment: None,
-                message: format!(
-                    "account {} ({}, {}) in {} is not in the manifest; it is left alone",
-                    l.name,
-                    l.id,
-                    l.email,
-                    live.path_of(&l.parent_id).unwrap_or("?")
-                ),
-            });
+            .filter(|a| a.state != AccountState::Active)
+            .map(|a| (a.id.clone(), a.state))
+            .collect();
+        for a in &self.desired.accounts {
+            if let Some(l) = self
+                .live
+                .account_by_email(&a.email)
+                .filter(|l| l.state != AccountState::Active)
+            {
+                self.findings.push(Finding {
+                    kind: FindingKind::Inactive,
+                    address: Address::Account {
+                        key: a.name.clone(),
+                    },
+                    environment: None,
+                    message: if l.state.is_closing() {
+                        format!(
+                            "account {} ({}) is {}: AWS can no longer deploy to it; its stack instances are removed, their stacks left in the account",
+                            a.name, l.id, l.state
+                        )
+                    } else {
+                        format!(
+                            "account {} ({}) is {}: it takes no new stack instances, and keeps those it has, until AWS says it is ACTIVE or closed",
+                            a.name, l.id, l.state
+                        )
+                    },
+                });
+            }
         }
+        inactive
     }
 
-    // Accounts AWS reports other than ACTIVE, by id: their instances are not deleted as
-    // targets that went away, but removed (closing) or left alone (pending activation).
-    let inactive: BTreeMap<String, AccountState> = live
-        .accounts
-        .iter()
-        .filter(|a| a.state != AccountState::Active)
-        .map(|a| (a.id.clone(), a.state))
-        .collect();
-    for a in &desired.accounts {
-        if let Some(l) = live
-            .account_by_email(&a.email)
-            .filter(|l| l.state != AccountState::Active)
+    /// The environment's stack sets: created, updated, or left alone as another's.
+    fn stack_sets(&mut self, env: &str, inactive: &BTreeMap<String, AccountState>) {
+        let estate = self.opts.estate;
+        for d in self
+            .desired
+            .stack_sets
+            .iter()
+            .filter(|s| s.environment == env)
         {
-            findings.push(Finding {
-                kind: FindingKind::Inactive,
-                address: Address::Account {
-                    key: a.name.clone(),
-                },
-                environment: None,
-                message: if l.state.is_closing() {
-                    format!(
-                        "account {} ({}) is {}: AWS can no longer deploy to it; its stack instances are removed, their stacks left in the account",
-                        a.name, l.id, l.state
-                    )
-                } else {
-                    format!(
-                        "account {} ({}) is {}: it takes no new stack instances, and keeps those it has, until AWS says it is ACTIVE or closed",
-                        a.name, l.id, l.state
-                    )
-                },
-            });
-        }
-    }
-
-    for env in opts.environments {
-        for d in desired.stack_sets.iter().filter(|s| &s.environment == env) {
-            match live.stack_sets.get(&d.name) {
-                None => create_stack_set(d, &mut changes),
-                Some(l) if l.tags.get(TAG_MANAGED_BY).map(String::as_str) != Some(opts.estate) => {
-                    findings.push(Finding {
+            match self.live.stack_sets.get(&d.name) {
+                None => create_stack_set(d, &mut self.changes),
+                Some(l) if l.tags.get(TAG_MANAGED_BY).map(String::as_str) != Some(estate) => {
+                    self.findings.push(Finding {
                         kind: FindingKind::Conflict,
                         address: Address::StackSet {
-            name: d.name.clone(),
-        },
-                        environment: Some(env.clone()),
+                            name: d.name.clone(),
+                        },
+                        environment: Some(env.to_string()),
                         message: match l.tags.get(TAG_MANAGED_BY) {
                             Some(other) => format!(
                                 "stack set {} exists and is managed by estate `{other}`; it is not touched",
@@ -175,64 +222,40 @@ pub fn diff(
                             ),
                             None => format!(
                                 "stack set {} exists without the tag {TAG_MANAGED_BY}={}; estate will not take it over",
-                                d.name, opts.estate
+                                d.name, estate
                             ),
                         },
                     });
                 }
-                Some(l) => update_stack_set(d, l, &inactive, &mut changes, &mut findings),
+                Some(l) => update_stack_set(d, l, inactive, &mut self.changes, &mut self.findings),
             }
         }
+    }
+
+    /// Managed stack sets of the environment that left the manifest: deleted under `prune`,
+    /// reported otherwise.
+    fn left_the_manifest(&mut self, env: &str, inactive: &BTreeMap<String, AccountState>) {
         // Managed stack sets of this environment that left the manifest.
-        for l in live.stack_sets.values() {
-            let ours = l.tags.get(TAG_MANAGED_BY).map(String::as_str) == Some(opts.estate)
-                && l.tags.get(TAG_ENVIRONMENT) == Some(env);
+        for l in self.live.stack_sets.values() {
+            let ours = l.tags.get(TAG_MANAGED_BY).map(String::as_str) == Some(self.opts.estate)
+                && l.tags.get(TAG_ENVIRONMENT).map(String::as_str) == Some(env);
             // A pipeline's tools part moves with its last stage: a plan of the environment
             // it left must not take it for an orphan.
             if !ours
-                || desired.stack_sets.iter().any(|d| d.name == l.name)
-                || desired.compiled.contains(&l.name)
+                || self.desired.stack_sets.iter().any(|d| d.name == l.name)
+                || self.desired.compiled.contains(&l.name)
             {
                 continue;
             }
-            if opts.prune {
-                // No manifest template says which values are secret: the live one does.
-                let sensitive = no_echo(&parse_body(&l.template_body).unwrap_or(Value::Null));
-                for i in l.instances.iter().flatten() {
-                    changes.push(retained(
-                        instance_change(
-                            &l.name,
-                            env,
-                            Action::Delete,
-                            &i.account,
-                            &i.region,
-                            format!("stack set {} left the manifest (prune is on)", l.name),
-                            Some(live_instance_json(&l.name, i, &sensitive)),
-                            None,
-                        ),
-                        &inactive,
-                        &i.account,
-                    ));
-                }
-                changes.push(Change {
-                    hint: None,
+            if self.opts.prune {
+                prune_stack_set(l, env, inactive, &mut self.changes);
+            } else {
+                self.findings.push(Finding {
+                    kind: FindingKind::Orphan,
                     address: Address::StackSet {
                         name: l.name.clone(),
                     },
-                    resource_type: ResourceType::StackSet,
-                    action: Action::Delete,
-                    environment: Some(env.clone()),
-                    reason: format!("stack set {} left the manifest (prune is on)", l.name),
-                    before: Some(live_json(l, &BTreeSet::new(), None).into()),
-                    after: None,
-                });
-            } else {
-                findings.push(Finding {
-                    kind: FindingKind::Orphan,
-                    address: Address::StackSet {
-            name: l.name.clone(),
-        },
-                    environment: Some(env.clone()),
+                    environment: Some(env.to_string()),
                     message: format!(
                         "stack set {} is managed by this estate but no longer in the manifest; set `prune: true` to delete it",
                         l.name
@@ -241,25 +264,31 @@ pub fn diff(
             }
         }
     }
-    // Managed stack sets of an environment the manifest no longer has: no environment in the
-    // plan owns them, so apply would never reach a delete; they are reported whatever `prune`
-    // says. Only when every environment is planned: `--env` limits orphans to its scope.
-    if desired
-        .environments
-        .iter()
-        .all(|e| opts.environments.contains(e))
-    {
-        for l in live.stack_sets.values() {
-            let ours = l.tags.get(TAG_MANAGED_BY).map(String::as_str) == Some(opts.estate);
+
+    /// Managed stack sets of environments the manifest no longer has, when every one is planned.
+    fn orphaned_environments(&mut self) {
+        // Managed stack sets of an environment the manifest no longer has: no environment in the
+        // plan owns them, so apply would never reach a delete; they are reported whatever `prune`
+        // says. Only when every environment is planned: `--env` limits orphans to its scope.
+        if !self
+            .desired
+            .environments
+            .iter()
+            .all(|e| self.opts.environments.contains(e))
+        {
+            return;
+        }
+        for l in self.live.stack_sets.values() {
+            let ours = l.tags.get(TAG_MANAGED_BY).map(String::as_str) == Some(self.opts.estate);
             let Some(env) = l.tags.get(TAG_ENVIRONMENT) else {
                 continue;
             };
-            if ours && !desired.environments.contains(env) {
-                findings.push(Finding {
+            if ours && !self.desired.environments.contains(env) {
+                self.findings.push(Finding {
                     kind: FindingKind::Orphan,
                     address: Address::StackSet {
-            name: l.name.clone(),
-        },
+                        name: l.name.clone(),
+                    },
                     environment: Some(env.clone()),
                     message: format!(
                         "stack set {} is managed by this estate, but its environment {env} is no longer in the manifest, so no plan deletes it; delete it by hand, or add the environment back with `prune: true`",
@@ -269,55 +298,93 @@ pub fn diff(
             }
         }
     }
-    // A pipeline's source bundle, once its content-addressed object is missing.
-    for src in &desired.sources {
-        let tools_set = crate::pipeline::tools_stack_set(&src.pipeline);
-        if !live.stack_sets.contains_key(&tools_set) && live.pipeline_buckets.contains(&src.bucket)
-        {
-            findings.push(Finding {
-                kind: FindingKind::Conflict,
+
+    /// Pipelines' source bundles to upload, and artifact buckets in the way of a tools part.
+    fn sources(&mut self) {
+        // A pipeline's source bundle, once its content-addressed object is missing.
+        for src in &self.desired.sources {
+            let tools_set = crate::pipeline::tools_stack_set(&src.pipeline);
+            if !self.live.stack_sets.contains_key(&tools_set)
+                && self.live.pipeline_buckets.contains(&src.bucket)
+            {
+                self.findings.push(Finding {
+                    kind: FindingKind::Conflict,
+                    address: Address::Pipeline {
+                        name: src.pipeline.clone(),
+                    },
+                    environment: Some(src.environment.clone()),
+                    message: format!(
+                        "the artifact bucket {} already exists (kept from a deleted pipeline of this name, or another account's): creating the pipeline's tools part will fail until it is emptied and deleted, or the pipeline renamed",
+                        src.bucket
+                    ),
+                });
+            }
+            let key = src.bundle.key();
+            if self
+                .live
+                .pipeline_sources
+                .contains(&format!("{}/{key}", src.bucket))
+            {
+                continue;
+            }
+            self.changes.push(Change {
+                hint: None,
                 address: Address::Pipeline {
-                name: src.pipeline.clone(),
-            },
+                    name: src.pipeline.clone(),
+                },
+                resource_type: ResourceType::Pipeline,
+                action: Action::Create,
                 environment: Some(src.environment.clone()),
-                message: format!(
-                    "the artifact bucket {} already exists (kept from a deleted pipeline of this name, or another account's): creating the pipeline's tools part will fail until it is emptied and deleted, or the pipeline renamed",
+                reason: format!(
+                    "source bundle {key} is not in the artifact bucket {}",
                     src.bucket
+                ),
+                before: None,
+                after: Some(
+                    BundleSide {
+                        account: src.account.key(),
+                        bucket: src.bucket.clone(),
+                        key,
+                        files: src.bundle.files.keys().cloned().collect(),
+                    }
+                    .into(),
                 ),
             });
         }
-        let key = src.bundle.key();
-        if live
-            .pipeline_sources
-            .contains(&format!("{}/{key}", src.bucket))
-        {
-            continue;
-        }
-        changes.push(Change {
-            hint: None,
-            address: Address::Pipeline {
-                name: src.pipeline.clone(),
-            },
-            resource_type: ResourceType::Pipeline,
-            action: Action::Create,
-            environment: Some(src.environment.clone()),
-            reason: format!(
-                "source bundle {key} is not in the artifact bucket {}",
-                src.bucket
-            ),
-            before: None,
-            after: Some(
-                BundleSide {
-                    account: src.account.key(),
-                    bucket: src.bucket.clone(),
-                    key,
-                    files: src.bundle.files.keys().cloned().collect(),
-                }
-                .into(),
-            ),
-        });
     }
-    (changes, findings)
+}
+
+/// A managed stack set that left the manifest under `prune`: its instances, then itself, deleted.
+fn prune_stack_set(
+    l: &LiveStackSet,
+    env: &str,
+    inactive: &BTreeMap<String, AccountState>,
+    changes: &mut Vec<Change>,
+) {
+    // No manifest template says which values are secret: the live one does.
+    let sensitive = no_echo(&parse_body(&l.template_body).unwrap_or(Value::Null));
+    for i in l.instances.iter().flatten() {
+        changes.push(instance_delete(
+            &l.name,
+            env,
+            i,
+            format!("stack set {} left the manifest (prune is on)", l.name),
+            &sensitive,
+            inactive,
+        ));
+    }
+    changes.push(Change {
+        hint: None,
+        address: Address::StackSet {
+            name: l.name.clone(),
+        },
+        resource_type: ResourceType::StackSet,
+        action: Action::Delete,
+        environment: Some(env.to_string()),
+        reason: format!("stack set {} left the manifest (prune is on)", l.name),
+        before: Some(live_json(l, &BTreeSet::new(), None).into()),
+        after: None,
+    });
 }
 
 /// An account in a unit: a move's before and after.
@@ -373,6 +440,31 @@ fn retained(mut c: Change, inactive: &BTreeMap<String, AccountState>, account: &
         c.hint = Some(Hint::RetainStacks);
     }
     c
+}
+
+/// The delete of a live instance, its stack retained where its account is closing.
+fn instance_delete(
+    stack_set: &str,
+    env: &str,
+    li: &LiveInstance,
+    reason: String,
+    sensitive: &BTreeSet<String>,
+    inactive: &BTreeMap<String, AccountState>,
+) -> Change {
+    retained(
+        instance_change(
+            stack_set,
+            env,
+            Action::Delete,
+            &li.account,
+            &li.region,
+            reason,
+            Some(live_instance_json(stack_set, li, sensitive)),
+            None,
+        ),
+        inactive,
+        &li.account,
+    )
 }
 
 /// Why a stack set's accounts are its targets, for reasons.
@@ -705,19 +797,13 @@ fn replace_stack_set(
         after: Some(desired_json(d)),
     });
     for li in live_instances {
-        changes.push(retained(
-            instance_change(
-                &d.name,
-                &d.environment,
-                Action::Delete,
-                &li.account,
-                &li.region,
-                format!("stack set {} is replaced", d.name),
-                Some(live_instance_json(&d.name, li, sensitive)),
-                None,
-            ),
+        changes.push(instance_delete(
+            &d.name,
+            &d.environment,
+            li,
+            format!("stack set {} is replaced", d.name),
+            sensitive,
             inactive,
-            &li.account,
         ));
     }
     for i in &d.instances {
@@ -748,9 +834,13 @@ fn instance_changes(
     inactive: &BTreeMap<String, AccountState>,
     findings: &mut Vec<Finding>,
 ) -> (Vec<Change>, Vec<Change>) {
-    let mut instance_changes = Vec::new();
-    // OUTDATED instances to deploy again, unless the stack set's own update redeploys all.
-    let mut retries = Vec::new();
+    let mut run = InstanceDiffing {
+        d,
+        sensitive,
+        instance_changes: Vec::new(),
+        retries: Vec::new(),
+        findings,
+    };
     let by_key: BTreeMap<(String, String), &LiveInstance> = live_instances
         .iter()
         .map(|i| ((i.account.clone(), i.region.clone()), i))
@@ -760,147 +850,185 @@ fn instance_changes(
         let key = (i.account.key(), i.region.clone());
         wanted.insert(key.clone());
         match by_key.get(&key) {
-            None => instance_changes.push(instance_change(
-                &d.name,
-                &d.environment,
-                Action::Create,
-                &key.0,
-                &i.region,
-                format!(
-                    "{} is {} but has no instance in {}",
-                    account_phrase(&i.account),
-                    role_of(d),
-                    i.region
-                ),
-                None,
-                Some(instance_json(d, i)),
-            )),
-            Some(li) => {
-                let reason = li
-                    .overrides
-                    .as_ref()
-                    .and_then(|o| overrides_differ(o, &i.overrides, sensitive));
-                let stack_deleted = li.drift.as_ref().is_some_and(|d| d.stack_deleted());
-                if stack_deleted {
-                    // Deleted inside the account: the instance is removed (there is no stack
-                    // to delete, so none is) and created again, whatever an update would do
-                    // with a stack that is gone.
-                    let mut before = live_instance_json(&d.name, li, sensitive);
-                    before.account_name.clone_from(&i.account.name);
-                    before.status = None;
-                    let mut after = instance_json(d, i);
-                    since(li, &mut before, &mut after);
-                    let mut c = instance_change(
-                        &d.name,
-                        &d.environment,
-                        Action::Replace,
-                        &key.0,
-                        &i.region,
-                        format!(
-                            "its stack was deleted outside CloudFormation (drift detection{}): the instance is created again",
-                            li.drift
-                                .as_ref()
-                                .and_then(|d| d.last_checked.as_deref())
-                                .map(|t| format!(" at {t}"))
-                                .unwrap_or_default()
-                        ),
-                        Some(before),
-                        Some(after),
-                    );
-                    c.hint = Some(Hint::RetainStacks);
-                    instance_changes.push(c);
-                } else if let Some(reason) = reason {
-                    // Shown against the manifest's instance: the same account (live does not
-                    // know its manifest name) and no status, which the manifest has no say in.
-                    let mut before = live_instance_json(&d.name, li, sensitive);
-                    before.account_name.clone_from(&i.account.name);
-                    before.status = None;
-                    instance_changes.push(instance_change(
-                        &d.name,
-                        &d.environment,
-                        Action::Update,
-                        &key.0,
-                        &i.region,
-                        reason,
-                        Some(before),
-                        Some(instance_json(d, i)),
-                    ));
-                } else if li.status == "OUTDATED" {
-                    // A failed or stopped operation left it behind: fixing the cause and
-                    // applying again must converge it, so it is planned again.
-                    let mut before = live_instance_json(&d.name, li, sensitive);
-                    before.account_name.clone_from(&i.account.name);
-                    let mut after = instance_json(d, i);
-                    after.status = Some("CURRENT".into());
-                    since(li, &mut before, &mut after);
-                    retries.push(instance_change(
-                        &d.name,
-                        &d.environment,
-                        Action::Update,
-                        &key.0,
-                        &i.region,
-                        format!(
-                            "instance is OUTDATED ({}); apply deploys it again",
-                            li.status_reason.as_deref().unwrap_or("AWS gave no reason")
-                        ),
-                        Some(before),
-                        Some(after),
-                    ));
-                } else if li.status != "CURRENT" {
-                    // INOPERABLE (a failed delete): AWS excludes it from updates; the remedy
-                    // (remove it with RetainStacks, delete the stack by hand) is the operator's.
-                    findings.push(Finding {
-                        kind: FindingKind::Unhealthy,
-                        address: instance_address(&d.name, &key.0, &i.region),
-                        environment: Some(d.environment.clone()),
-                        message: format!(
-                            "instance is {}{}",
-                            li.status,
-                            li.status_reason
-                                .as_ref()
-                                .map(|r| format!(": {r}"))
-                                .unwrap_or_default()
-                        ),
-                    });
-                }
-                if let Some(drift) = &li.drift {
-                    findings.push(drift_finding(d, &key.0, &i.region, drift));
-                }
-            }
+            None => run.missing(i, &key.0),
+            Some(li) => run.live(i, li, &key.0),
         }
     }
     for li in live_instances {
         if !wanted.contains(&(li.account.clone(), li.region.clone())) {
-            let reason = match inactive.get(&li.account) {
-                // Not reachable yet, or not gone yet: nothing says the instance should go.
-                Some(AccountState::PendingActivation | AccountState::PendingClosure) => continue,
-                Some(state) => format!(
-                    "account {} is {state}: AWS can no longer reach it; the instance in {} is removed, its stack retained",
-                    li.account, li.region
-                ),
-                None => format!(
-                    "account {} in {} is no longer a target of {}",
-                    li.account, li.region, d.environment
-                ),
-            };
-            instance_changes.push(retained(
-                instance_change(
-                    &d.name,
-                    &d.environment,
-                    Action::Delete,
-                    &li.account,
-                    &li.region,
-                    reason,
-                    Some(live_instance_json(&d.name, li, sensitive)),
-                    None,
-                ),
-                inactive,
-                &li.account,
-            ));
+            run.no_longer_wanted(li, inactive);
         }
     }
 
-    (instance_changes, retries)
+    (run.instance_changes, run.retries)
+}
+
+/// One stack set's instances being compared, and what `instance_changes` has found so far.
+struct InstanceDiffing<'a> {
+    d: &'a DesiredStackSet,
+    sensitive: &'a BTreeSet<String>,
+    instance_changes: Vec<Change>,
+    // OUTDATED instances to deploy again, unless the stack set's own update redeploys all.
+    retries: Vec<Change>,
+    findings: &'a mut Vec<Finding>,
+}
+
+impl InstanceDiffing<'_> {
+    /// A desired instance with none live: created.
+    fn missing(&mut self, i: &DesiredInstance, account: &str) {
+        let d = self.d;
+        self.instance_changes.push(instance_change(
+            &d.name,
+            &d.environment,
+            Action::Create,
+            account,
+            &i.region,
+            format!(
+                "{} is {} but has no instance in {}",
+                account_phrase(&i.account),
+                role_of(d),
+                i.region
+            ),
+            None,
+            Some(instance_json(d, i)),
+        ));
+    }
+
+    /// A desired instance that is live: replaced, updated, deployed again or reported, by its state.
+    fn live(&mut self, i: &DesiredInstance, li: &LiveInstance, account: &str) {
+        let d = self.d;
+        let sensitive = self.sensitive;
+        let reason = li
+            .overrides
+            .as_ref()
+            .and_then(|o| overrides_differ(o, &i.overrides, sensitive));
+        let stack_deleted = li.drift.as_ref().is_some_and(|d| d.stack_deleted());
+        if stack_deleted {
+            let c = self.stack_deleted(i, li, account);
+            self.instance_changes.push(c);
+        } else if let Some(reason) = reason {
+            // Shown against the manifest's instance: the same account (live does not
+            // know its manifest name) and no status, which the manifest has no say in.
+            let mut before = live_instance_json(&d.name, li, sensitive);
+            before.account_name.clone_from(&i.account.name);
+            before.status = None;
+            self.instance_changes.push(instance_change(
+                &d.name,
+                &d.environment,
+                Action::Update,
+                account,
+                &i.region,
+                reason,
+                Some(before),
+                Some(instance_json(d, i)),
+            ));
+        } else if li.status == "OUTDATED" {
+            let c = self.outdated(i, li, account);
+            self.retries.push(c);
+        } else if li.status != "CURRENT" {
+            // INOPERABLE (a failed delete): AWS excludes it from updates; the remedy
+            // (remove it with RetainStacks, delete the stack by hand) is the operator's.
+            self.findings.push(Finding {
+                kind: FindingKind::Unhealthy,
+                address: instance_address(&d.name, account, &i.region),
+                environment: Some(d.environment.clone()),
+                message: format!(
+                    "instance is {}{}",
+                    li.status,
+                    li.status_reason
+                        .as_ref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
+                ),
+            });
+        }
+        if let Some(drift) = &li.drift {
+            self.findings
+                .push(drift_finding(d, account, &i.region, drift));
+        }
+    }
+
+    /// The replace of an instance whose stack was deleted inside its account.
+    fn stack_deleted(&self, i: &DesiredInstance, li: &LiveInstance, account: &str) -> Change {
+        let d = self.d;
+        // Deleted inside the account: the instance is removed (there is no stack
+        // to delete, so none is) and created again, whatever an update would do
+        // with a stack that is gone.
+        let mut before = live_instance_json(&d.name, li, self.sensitive);
+        before.account_name.clone_from(&i.account.name);
+        before.status = None;
+        let mut after = instance_json(d, i);
+        since(li, &mut before, &mut after);
+        let mut c = instance_change(
+            &d.name,
+            &d.environment,
+            Action::Replace,
+            account,
+            &i.region,
+            format!(
+                "its stack was deleted outside CloudFormation (drift detection{}): the instance is created again",
+                li.drift
+                    .as_ref()
+                    .and_then(|d| d.last_checked.as_deref())
+                    .map(|t| format!(" at {t}"))
+                    .unwrap_or_default()
+            ),
+            Some(before),
+            Some(after),
+        );
+        c.hint = Some(Hint::RetainStacks);
+        c
+    }
+
+    /// The retry of an OUTDATED instance.
+    fn outdated(&self, i: &DesiredInstance, li: &LiveInstance, account: &str) -> Change {
+        let d = self.d;
+        // A failed or stopped operation left it behind: fixing the cause and
+        // applying again must converge it, so it is planned again.
+        let mut before = live_instance_json(&d.name, li, self.sensitive);
+        before.account_name.clone_from(&i.account.name);
+        let mut after = instance_json(d, i);
+        after.status = Some("CURRENT".into());
+        since(li, &mut before, &mut after);
+        instance_change(
+            &d.name,
+            &d.environment,
+            Action::Update,
+            account,
+            &i.region,
+            format!(
+                "instance is OUTDATED ({}); apply deploys it again",
+                li.status_reason.as_deref().unwrap_or("AWS gave no reason")
+            ),
+            Some(before),
+            Some(after),
+        )
+    }
+
+    /// A live instance the manifest no longer wants: deleted, unless its account is pending.
+    fn no_longer_wanted(&mut self, li: &LiveInstance, inactive: &BTreeMap<String, AccountState>) {
+        let d = self.d;
+        let reason = match inactive.get(&li.account) {
+            // Not reachable yet, or not gone yet: nothing says the instance should go.
+            Some(AccountState::PendingActivation | AccountState::PendingClosure) => return,
+            Some(state) => format!(
+                "account {} is {state}: AWS can no longer reach it; the instance in {} is removed, its stack retained",
+                li.account, li.region
+            ),
+            None => format!(
+                "account {} in {} is no longer a target of {}",
+                li.account, li.region, d.environment
+            ),
+        };
+        self.instance_changes.push(instance_delete(
+            &d.name,
+            &d.environment,
+            li,
+            reason,
+            self.sensitive,
+            inactive,
+        ));
+    }
 }
 
 /// What differs on the stack set itself, for its update's reason; empty: no update.
