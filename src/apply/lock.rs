@@ -1,6 +1,8 @@
 //! The apply lock, kept in AWS itself: a tag on the organization root per estate and scope
-//! (an environment, or `organization`). Held for the whole apply, refreshed while held,
-//! released on exit, and taken over only when its holder stopped refreshing it (stale).
+//! (an environment, or `organization`). Held for the whole apply, refreshed (a heartbeat)
+//! while held, released on exit (retried), and taken over once its holder missed a few
+//! heartbeats (stale): a killed apply strands its scope for [`STALE_AFTER`], no longer.
+//! `estate unlock` lists the locks and removes one whose holder is known to be dead.
 //!
 //! Organizations tags have no compare-and-swap, so acquiring writes, waits, and reads back:
 //! two applies would both proceed only if one wrote more than [`SETTLE`] after the other
@@ -10,17 +12,17 @@ use crate::aws::{Aws, AwsError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use thiserror::Error;
 
-/// A lock not refreshed for this long belongs to an apply that died.
-pub const STALE_AFTER: Duration = Duration::from_secs(15 * 60);
-/// How often a held lock is refreshed.
-pub const REFRESH_EVERY: Duration = Duration::from_secs(60);
+/// A lock not refreshed for this long (four missed heartbeats) belongs to an apply that died.
+pub const STALE_AFTER: Duration = Duration::from_secs(120);
+/// How often a held lock is refreshed: the heartbeat.
+pub const REFRESH_EVERY: Duration = Duration::from_secs(30);
 /// Pause between writing the lock and reading it back.
 pub const SETTLE: Duration = Duration::from_millis(1500);
 
 #[derive(Debug, Error)]
 pub enum LockError {
     #[error(
-        "another apply of {estate} ({scope}) holds the lock: {holder}, since {age}s ago; wait for it, or if it died, the lock is taken over after {stale}s without a refresh"
+        "another apply of {estate} ({scope}) holds the lock: {holder}, refreshed {age}s ago; wait for it, or if it died, the lock is taken over after {stale}s without a refresh (`estate unlock --scope {scope} --force` removes it now: the tag estate-lock:{estate}:{scope} on the organization root)"
     )]
     Held {
         estate: String,
@@ -148,21 +150,89 @@ impl Lock {
         write(&self.aws, &self.root, &self.key, &value(&self.token, who)).await
     }
 
-    /// Removes the lock if it is still ours.
+    /// Removes the lock if it is still ours; a transient failure is tried again, so one lost
+    /// answer does not strand the scope until the lock goes stale.
     pub async fn release(self) -> Result<(), AwsError> {
+        let mut last = None;
+        for attempt in 0..RELEASE_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
+            }
+            match self.release_once().await {
+                Ok(()) => return Ok(()),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.expect("at least one attempt"))
+    }
+
+    async fn release_once(&self) -> Result<(), AwsError> {
         let current = read(&self.aws, &self.root, &self.key).await?;
         if current.is_some_and(|v| parse(&v).0 == self.token) {
-            self.aws
-                .organizations()
-                .untag_resource()
-                .resource_id(&self.root)
-                .tag_keys(&self.key)
-                .send()
-                .await
-                .map_err(|e| AwsError::call("Organizations.UntagResource", e))?;
+            untag(&self.aws, &self.root, &self.key).await?;
         }
         Ok(())
     }
+}
+
+/// Tries of a release before giving up (the lock then goes stale on its own).
+const RELEASE_ATTEMPTS: u32 = 3;
+
+async fn untag(aws: &Aws, root: &str, key: &str) -> Result<(), AwsError> {
+    aws.organizations()
+        .untag_resource()
+        .resource_id(root)
+        .tag_keys(key)
+        .send()
+        .await
+        .map_err(|e| AwsError::call("Organizations.UntagResource", e))?;
+    Ok(())
+}
+
+/// A lock as `estate unlock` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    pub scope: String,
+    pub holder: String,
+    /// Seconds since its last heartbeat.
+    pub age: u64,
+}
+
+impl Held {
+    pub fn stale(&self) -> bool {
+        self.age >= STALE_AFTER.as_secs()
+    }
+}
+
+/// Every lock of `estate` on the organization root.
+pub async fn held(aws: &Aws, root: &str, estate: &str) -> Result<Vec<Held>, AwsError> {
+    let prefix = key(estate, "");
+    let out = aws
+        .organizations()
+        .list_tags_for_resource()
+        .resource_id(root)
+        .send()
+        .await
+        .map_err(|e| AwsError::call("Organizations.ListTagsForResource", e))?;
+    Ok(out
+        .tags
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|t| {
+            let scope = t.key.strip_prefix(&prefix)?.to_string();
+            let (_, at, holder) = parse(&t.value);
+            Some(Held {
+                scope,
+                holder,
+                age: now().saturating_sub(at),
+            })
+        })
+        .collect())
+}
+
+/// Removes the lock of `estate`/`scope`, whoever holds it (`estate unlock`).
+pub async fn remove(aws: &Aws, root: &str, estate: &str, scope: &str) -> Result<(), AwsError> {
+    untag(aws, root, &key(estate, scope)).await
 }
 
 /// A token unique to this hold: time, process and a per-process counter.

@@ -275,6 +275,17 @@ pub struct Aws {
     run_id: Arc<str>,
 }
 
+/// Timeouts of every AWS call: connecting, each attempt, and the whole call with its retries.
+/// AWS answers in well under a second; these only bound calls that will never be answered.
+pub fn timeouts() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .read_timeout(std::time::Duration::from_secs(60))
+        .operation_attempt_timeout(std::time::Duration::from_secs(60))
+        .operation_timeout(std::time::Duration::from_secs(300))
+        .build()
+}
+
 impl Aws {
     /// The standard credential chain (environment, profiles, SSO, instance roles).
     pub async fn from_env(
@@ -303,6 +314,9 @@ impl Aws {
         } else {
             config
         };
+        // Nothing may hang: a call that gets no answer fails (and is retried), so an apply
+        // waiting on it stops instead of holding its lock forever.
+        let config = config.to_builder().timeout_config(timeouts()).build();
         Ok(Aws::from_config(config, member_role))
     }
 

@@ -8,6 +8,7 @@ mod plan;
 mod progress;
 mod reconcile;
 mod signals;
+mod unlock;
 mod watch;
 
 use anyhow::Result;
@@ -88,6 +89,18 @@ enum Command {
         /// Quiet time after a change before re-planning, so a burst of saves plans once.
         #[arg(long, default_value = "300ms", value_parser = parse_millis)]
         debounce: std::time::Duration,
+    },
+    /// Show the apply locks of this estate; remove stale ones, or with --force the one named.
+    /// Exit 0: none left in the way; 1: a live lock was left (pass --force if its apply died).
+    Unlock {
+        #[command(flatten)]
+        live: LiveArgs,
+        /// The lock's scope: an environment, or `organization`.
+        #[arg(long)]
+        scope: Option<String>,
+        /// Remove the lock of --scope even though its holder still looks alive.
+        #[arg(long, requires = "scope")]
+        force: bool,
     },
     /// The GitOps loop: follow a branch and converge AWS to it on every tick (environments in
     /// promotion order, stopping before `approval: manual` ones unless named with --env).
@@ -212,6 +225,9 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 parallelism: usize::from(parallelism),
             },
         ),
+        Command::Unlock { live, scope, force } => {
+            unlock::run(&cli.global, &unlock::Args { live, scope, force })
+        }
         Command::Schema { generate } => {
             let text = if generate {
                 schema::generate_text()

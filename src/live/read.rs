@@ -63,21 +63,7 @@ pub async fn read(aws: &Aws, opts: &ReadOptions) -> Result<LiveState, AwsError> 
         },
         _ => e,
     };
-    let roots = org
-        .list_roots()
-        .send()
-        .await
-        .map_err(|e| not_management(AwsError::call("Organizations.ListRoots", e)))?;
-    let root_id = roots
-        .roots
-        .unwrap_or_default()
-        .into_iter()
-        .find_map(|r| r.id)
-        .ok_or_else(|| AwsError::Call {
-            operation: "Organizations.ListRoots".into(),
-            code: None,
-            message: "the organization has no root".into(),
-        })?;
+    let root_id = root_id(aws).await.map_err(not_management)?;
 
     let (units, accounts) = read_tree(aws, &root_id).await?;
     let portfolio_hub_record = hub_record(aws, &root_id, &opts.estate).await?;
@@ -271,6 +257,26 @@ async fn bucket_sources(
         }
     }
     Ok(Some((bucket, sources)))
+}
+
+/// The organization root's id (ListRoots).
+pub async fn root_id(aws: &Aws) -> Result<String, AwsError> {
+    let roots = aws
+        .organizations()
+        .list_roots()
+        .send()
+        .await
+        .map_err(|e| AwsError::call("Organizations.ListRoots", e))?;
+    roots
+        .roots
+        .unwrap_or_default()
+        .into_iter()
+        .find_map(|r| r.id)
+        .ok_or_else(|| AwsError::Call {
+            operation: "Organizations.ListRoots".into(),
+            code: None,
+            message: "the organization has no root".into(),
+        })
 }
 
 /// The organization's units and accounts, breadth-first over the tree one level at a time,

@@ -241,6 +241,84 @@ async fn skipping_a_promotion_stage_is_refused() {
     assert_eq!(code, 0, "{out}{err}");
 }
 
+/// Sets the lock tag of `scope` as another apply would, its heartbeat `age` seconds ago.
+async fn lock_held(account: &TestAccount, scope: &str, age: u64) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    aws_sdk_organizations::Client::new(&account.config)
+        .tag_resource()
+        .resource_id(&account.root_id)
+        .tags(
+            aws_sdk_organizations::types::Tag::builder()
+                .key(format!("estate-lock:ml-platform:{scope}"))
+                .value(format!("othertoken {} alice@ci-runner pid 42", now - age))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Lock tags left on the root.
+async fn locks_left(account: &TestAccount) -> Vec<String> {
+    aws_sdk_organizations::Client::new(&account.config)
+        .list_tags_for_resource()
+        .resource_id(&account.root_id)
+        .send()
+        .await
+        .unwrap()
+        .tags
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| t.key)
+        .filter(|k| k.starts_with("estate-lock:"))
+        .collect()
+}
+
+#[tokio::test]
+async fn unlock_removes_a_stale_lock_and_a_live_one_only_with_force() {
+    let account = management_account().await;
+    let dir = example("ml-platform");
+    // A heartbeat older than the expiry (two minutes): stale, removed without --force.
+    lock_held(&account, "staging", 150).await;
+    lock_held(&account, "organization", 5).await;
+    let (code, out, err) = run(&account, dir.path(), &["unlock", "."]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("removed the lock staging"), "{out}");
+    assert!(
+        err.contains("alice@ci-runner pid 42")
+            && err.contains("estate unlock --scope organization --force"),
+        "{err}"
+    );
+    assert_eq!(
+        locks_left(&account).await,
+        ["estate-lock:ml-platform:organization"]
+    );
+    // The refusal of apply says how to remove it.
+    let (code, _, err) = apply(&account, dir.path(), &[]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("estate unlock --scope organization --force"),
+        "{err}"
+    );
+    let (code, out, err) = run(
+        &account,
+        dir.path(),
+        &["unlock", ".", "--scope", "organization", "--force"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(locks_left(&account).await.is_empty());
+    let (code, out, _) = run(&account, dir.path(), &["unlock", "."]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("No apply lock of ml-platform is held."),
+        "{out}"
+    );
+}
+
 #[tokio::test]
 async fn a_concurrent_apply_is_refused_and_told_who_holds_the_lock() {
     let account = management_account().await;
