@@ -278,16 +278,7 @@ impl<'a> OnePortfolio<'a> {
                 .await
                 .map_err(sc_err("ServiceCatalog.DeletePortfolioShare"))?;
             // Unsharing an organization node runs asynchronously too.
-            if let Some(token) = out.portfolio_share_token() {
-                wait_share(
-                    &self.sc,
-                    token,
-                    &c.address.to_string(),
-                    self.polling,
-                    self.progress,
-                )
-                .await?;
-            }
+            self.share_done(out.portfolio_share_token(), c).await?;
             self.done.push(&c.address);
         }
         for c in hub_deletes {
@@ -754,16 +745,7 @@ impl<'a> OnePortfolio<'a> {
                 .await
                 .map_err(sc_err("ServiceCatalog.CreatePortfolioShare"))?;
             // Organization-node shares run asynchronously: the token says when they are done.
-            if let Some(token) = out.portfolio_share_token() {
-                wait_share(
-                    &self.sc,
-                    token,
-                    &c.address.to_string(),
-                    self.polling,
-                    self.progress,
-                )
-                .await?;
-            }
+            self.share_done(out.portfolio_share_token(), c).await?;
             self.done.push(&c.address);
         }
         for c in self
@@ -818,6 +800,17 @@ impl<'a> OnePortfolio<'a> {
             self.done.push(&c.address);
         }
         Ok(())
+    }
+
+    /// Waits for an asynchronous share change, when AWS gave a token for one.
+    async fn share_done(&self, token: Option<&str>, c: &Change) -> Result<(), ApplyError> {
+        match token {
+            Some(token) => {
+                let address = c.address.to_string();
+                wait_share(&self.sc, token, &address, self.polling, self.progress).await
+            }
+            None => Ok(()),
+        }
     }
 
     /// Disassociates a principal deleted by the plan, in the account it was associated in.

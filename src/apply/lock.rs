@@ -9,6 +9,7 @@
 //! checked, which a check-then-write a few milliseconds apart never does.
 
 use crate::aws::{Aws, AwsError};
+use crate::live::read::root_tags;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use thiserror::Error;
 
@@ -67,19 +68,11 @@ fn parse(value: &str) -> (String, u64, String) {
 }
 
 async fn read(aws: &Aws, root: &str, key: &str) -> Result<Option<String>, AwsError> {
-    let out = aws
-        .organizations()
-        .list_tags_for_resource()
-        .resource_id(root)
-        .send()
-        .await
-        .map_err(|e| AwsError::call("Organizations.ListTagsForResource", e))?;
-    Ok(out
-        .tags
-        .unwrap_or_default()
+    Ok(root_tags(aws, root)
+        .await?
         .into_iter()
-        .find(|t| t.key == key)
-        .map(|t| t.value))
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v))
 }
 
 async fn write(aws: &Aws, root: &str, key: &str, value: &str) -> Result<(), AwsError> {
@@ -207,20 +200,12 @@ impl Held {
 /// Every lock of `estate` on the organization root.
 pub async fn held(aws: &Aws, root: &str, estate: &str) -> Result<Vec<Held>, AwsError> {
     let prefix = key(estate, "");
-    let out = aws
-        .organizations()
-        .list_tags_for_resource()
-        .resource_id(root)
-        .send()
-        .await
-        .map_err(|e| AwsError::call("Organizations.ListTagsForResource", e))?;
-    Ok(out
-        .tags
-        .unwrap_or_default()
+    Ok(root_tags(aws, root)
+        .await?
         .into_iter()
-        .filter_map(|t| {
-            let scope = t.key.strip_prefix(&prefix)?.to_string();
-            let (_, at, holder) = parse(&t.value);
+        .filter_map(|(k, v)| {
+            let scope = k.strip_prefix(&prefix)?.to_string();
+            let (_, at, holder) = parse(&v);
             Some(Held {
                 scope,
                 holder,

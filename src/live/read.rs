@@ -338,13 +338,10 @@ pub async fn reread_organization(
     Ok(state)
 }
 
-/// The accounts the organization root records as portfolio hubs of `estate` (one call).
-async fn hub_record(
-    aws: &Aws,
-    root_id: &str,
-    estate: &str,
-) -> Result<std::collections::BTreeSet<String>, AwsError> {
-    let mut record = std::collections::BTreeSet::new();
+/// The organization root's tags, as (key, value): where estate keeps its locks and its
+/// records (one call; Organizations returns at most 50 tags, on one page).
+pub async fn root_tags(aws: &Aws, root_id: &str) -> Result<Vec<(String, String)>, AwsError> {
+    let mut tags = Vec::new();
     let mut pages = aws
         .organizations()
         .list_tags_for_resource()
@@ -353,13 +350,28 @@ async fn hub_record(
         .send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| AwsError::call("Organizations.ListTagsForResource", e))?;
-        for tag in page.tags.unwrap_or_default() {
-            if let Some(account) = crate::tags::hub_of_record(estate, &tag.key) {
-                record.insert(account.to_string());
-            }
-        }
+        tags.extend(
+            page.tags
+                .unwrap_or_default()
+                .into_iter()
+                .map(|t| (t.key, t.value)),
+        );
     }
-    Ok(record)
+    Ok(tags)
+}
+
+/// The accounts the organization root records as portfolio hubs of `estate`.
+async fn hub_record(
+    aws: &Aws,
+    root_id: &str,
+    estate: &str,
+) -> Result<std::collections::BTreeSet<String>, AwsError> {
+    Ok(root_tags(aws, root_id)
+        .await?
+        .iter()
+        .filter_map(|(key, _)| crate::tags::hub_of_record(estate, key))
+        .map(str::to_string)
+        .collect())
 }
 
 /// Portfolios in the manifest's hubs and the recorded ones that exist, and the recipients of

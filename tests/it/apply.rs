@@ -324,23 +324,7 @@ async fn a_concurrent_apply_is_refused_and_told_who_holds_the_lock() {
     let account = management_account().await;
     let dir = example("ml-platform");
     // Another apply holds the organization lock, refreshed just now.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let org = aws_sdk_organizations::Client::new(&account.config);
-    org.tag_resource()
-        .resource_id(&account.root_id)
-        .tags(
-            aws_sdk_organizations::types::Tag::builder()
-                .key("estate-lock:ml-platform:organization")
-                .value(format!("othertoken {now} alice@ci-runner pid 42"))
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    lock_held(&account, "organization", 0).await;
     let (code, _, err) = apply(&account, dir.path(), &[]);
     assert_eq!(code, 1);
     assert!(err.contains("alice@ci-runner pid 42"), "{err}");
@@ -350,33 +334,11 @@ async fn a_concurrent_apply_is_refused_and_told_who_holds_the_lock() {
     assert!(json.contains("\"unit:/ml\""));
 
     // A stale lock (its holder died an hour ago) is taken over.
-    org.tag_resource()
-        .resource_id(&account.root_id)
-        .tags(
-            aws_sdk_organizations::types::Tag::builder()
-                .key("estate-lock:ml-platform:organization")
-                .value(format!("othertoken {} alice@ci-runner pid 42", now - 3600))
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    lock_held(&account, "organization", 3600).await;
     let (code, out, err) = apply(&account, dir.path(), &[]);
     assert_eq!(code, 0, "{out}{err}");
     // And released on exit.
-    let tags = org
-        .list_tags_for_resource()
-        .resource_id(&account.root_id)
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        tags.tags
-            .unwrap_or_default()
-            .iter()
-            .all(|t| !t.key.starts_with("estate-lock:"))
-    );
+    assert!(locks_left(&account).await.is_empty());
 }
 
 #[tokio::test]
