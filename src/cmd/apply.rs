@@ -3,6 +3,7 @@
 
 use super::context::{
     Format, Global, LiveArgs, color_enabled, connect, exit, load_valid, polling, runtime,
+    unknown_env,
 };
 use super::progress::reporter;
 use super::signals::{Stop, stop_on_signals};
@@ -27,6 +28,10 @@ pub struct Args {
 
 pub fn run(g: &Global, args: &Args) -> Result<i32> {
     let m = load_valid(g, &args.live.dir)?;
+    if let Some(usage) = unknown_env(&m, &args.live.envs) {
+        eprintln!("error: {usage}");
+        return Ok(exit::USAGE);
+    }
     let saved = match &args.plan {
         Some(path) => {
             let text = std::fs::read_to_string(path)

@@ -99,6 +99,24 @@ pub(crate) async fn connect(m: &Manifest, args: &LiveArgs) -> Result<estate::aws
     }))
 }
 
+/// An `--env` the manifest does not define, said with the closest one: a usage error, found
+/// before anything connects to AWS.
+pub(crate) fn unknown_env(m: &Manifest, envs: &[String]) -> Option<String> {
+    let known: Vec<&str> = m
+        .environments_in_order()
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
+    let wrong = envs.iter().find(|e| !known.contains(&e.as_str()))?;
+    Some(match estate::diag::closest(wrong, known.iter().copied()) {
+        Some(near) => format!("unknown environment `{wrong}`; did you mean `{near}`?"),
+        None => format!(
+            "unknown environment `{wrong}`; the manifest has {}",
+            known.join(", ")
+        ),
+    })
+}
+
 /// Loads the manifest, or prints its diagnostics and fails.
 pub(crate) fn load_valid(g: &Global, dir: &Path) -> Result<Manifest> {
     load_checked(g, &open_source(g, dir)?).map_err(|summary| {

@@ -3,7 +3,7 @@
 
 use super::context::{
     Format, Global, LiveArgs, color_enabled, connect, exit, load_valid, open_source, polling,
-    render_plan, runtime,
+    render_plan, runtime, unknown_env,
 };
 use anyhow::{Context, Result};
 use estate::manifest::{self, Loaded};
@@ -84,6 +84,10 @@ pub(super) fn show(
     detect: bool,
 ) -> Result<i32> {
     let m = load_valid(g, &args.dir)?;
+    if let Some(usage) = unknown_env(&m, &args.envs) {
+        eprintln!("error: {usage}");
+        return Ok(exit::USAGE);
+    }
     let rt = runtime()?;
     let mut failed_detections = std::collections::BTreeMap::new();
     let (plan, aws) = rt.block_on(async {

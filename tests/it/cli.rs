@@ -67,6 +67,28 @@ fn usage_errors_exit_64() {
     estate().arg("--help").assert().code(0);
 }
 
+/// An `--env` the manifest lacks is a usage error, with the closest name, before any AWS call
+/// (no credentials are set here).
+#[test]
+fn an_unknown_environment_is_a_usage_error_with_the_closest_name() {
+    for command in ["plan", "drift", "apply"] {
+        estate()
+            .args([command, EXAMPLE, "--env", "prod"])
+            .assert()
+            .code(64)
+            .stderr(predicate::str::contains(
+                "unknown environment `prod`; did you mean `production`?",
+            ));
+    }
+    estate()
+        .args(["plan", EXAMPLE, "--env", "qa"])
+        .assert()
+        .code(64)
+        .stderr(predicate::str::contains(
+            "the manifest has dev, staging, production",
+        ));
+}
+
 #[test]
 fn a_missing_folder_is_an_error_not_a_crash() {
     estate()
