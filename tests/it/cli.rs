@@ -89,6 +89,25 @@ fn an_unknown_environment_is_a_usage_error_with_the_closest_name() {
         ));
 }
 
+/// A reader that stops reading ends estate quietly, as it ends grep or cat: no "Broken
+/// pipe" error on stderr.
+#[cfg(unix)]
+#[test]
+fn a_closed_pipe_ends_estate_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("estate"))
+        .envs(estate_env())
+        .arg("schema")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    assert_eq!(out.status.signal(), Some(13), "{:?}", out.status);
+}
+
 #[test]
 fn a_missing_folder_is_an_error_not_a_crash() {
     estate()
