@@ -84,6 +84,10 @@ impl Default for ReachRetry {
 
 #[derive(Debug, Error)]
 pub enum AwsError {
+    #[error(
+        "AWS profile `{profile}` gives no credentials ({message}); check ~/.aws/config, or run `aws sso login --profile {profile}` for SSO"
+    )]
+    Profile { profile: String, message: String },
     #[error("{operation}: {message}")]
     Call {
         operation: String,
@@ -295,7 +299,20 @@ impl Aws {
     ) -> Result<Aws, AwsError> {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
         if let Some(p) = profile {
-            loader = loader.profile_name(p);
+            // A profile asked for wins over keys in the environment (the default chain reads
+            // those first): a missing profile is an error, never silently someone else.
+            let provider = aws_config::profile::ProfileFileCredentialsProvider::builder()
+                .profile_name(p)
+                .build();
+            // Asked once here, so a missing or broken profile is said by its name.
+            use aws_credential_types::provider::ProvideCredentials;
+            if let Err(e) = provider.provide_credentials().await {
+                return Err(AwsError::Profile {
+                    profile: p.to_string(),
+                    message: e.to_string(),
+                });
+            }
+            loader = loader.profile_name(p).credentials_provider(provider);
         }
         if let Some(r) = region {
             loader = loader.region(aws_config::Region::new(r.to_string()));

@@ -46,7 +46,7 @@ pub(crate) struct LiveArgs {
     /// AWS API calls by operation, on stderr at the end (and under `stats` in JSON).
     #[arg(long)]
     pub(crate) stats: bool,
-    /// AWS profile (default: the standard credential chain).
+    /// AWS profile; it wins over keys in the environment (default: the standard credential chain).
     #[arg(long, env = "AWS_PROFILE")]
     pub(crate) profile: Option<String>,
     /// Region for the AWS clients (default: the Estate's homeRegion).

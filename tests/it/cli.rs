@@ -94,16 +94,24 @@ fn an_unknown_environment_is_a_usage_error_with_the_closest_name() {
 #[cfg(unix)]
 #[test]
 fn a_closed_pipe_ends_estate_quietly() {
+    use std::os::fd::{FromRawFd, OwnedFd};
     use std::os::unix::process::ExitStatusExt;
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("estate"))
+    // A pipe whose reader is gone before estate starts: its first write meets a closed pipe,
+    // whatever the timing.
+    let mut fds = [0; 2];
+    // SAFETY: `pipe` fills two new descriptors; the read end is closed, the write end owned.
+    let writer = unsafe {
+        assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
+        libc::close(fds[0]);
+        OwnedFd::from_raw_fd(fds[1])
+    };
+    let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("estate"))
         .envs(estate_env())
         .arg("schema")
-        .stdout(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::from(writer))
         .stderr(std::process::Stdio::piped())
-        .spawn()
+        .output()
         .unwrap();
-    drop(child.stdout.take());
-    let out = child.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
     assert_eq!(out.status.signal(), Some(13), "{:?}", out.status);
 }
@@ -131,6 +139,26 @@ fn without_credentials_plan_says_how_to_provide_them() {
     // Each provider tried is listed (the SDK's own words), never its debug dump.
     assert!(err.contains("Environment:"), "{err}");
     assert!(!err.contains("DispatchFailure("), "{err}");
+}
+
+/// `--profile` wins over keys in the environment: a profile that does not exist is an error
+/// naming it, not a silent use of the keys.
+#[test]
+fn a_profile_asked_for_wins_over_keys_in_the_environment() {
+    let config = tempfile::NamedTempFile::new().unwrap();
+    let out = estate()
+        .env("AWS_ACCESS_KEY_ID", "AKIAENVIRONMENTKEY00")
+        .env("AWS_SECRET_ACCESS_KEY", "secret-from-the-environment")
+        .env("AWS_CONFIG_FILE", config.path())
+        .env("AWS_SHARED_CREDENTIALS_FILE", config.path())
+        .args(["plan", EXAMPLE, "--profile", "nosuch"])
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("nosuch"), "{err}");
+    assert!(!err.contains("secret-from-the-environment"), "{err}");
 }
 
 #[test]
