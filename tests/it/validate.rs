@@ -279,3 +279,38 @@ fn a_template_over_the_s3_limit_is_refused_at_its_line() {
     );
     assert!(text.contains(&format!("is {} bytes", big.len())), "{text}");
 }
+
+/// Every example document names the schema for editors, by a path that exists from it.
+#[test]
+fn example_documents_name_the_schema_for_editors() {
+    let mut files = Vec::new();
+    let mut dirs = vec![PathBuf::from("examples/environments")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "yaml") {
+                files.push(path);
+            }
+        }
+    }
+    let documents: Vec<&PathBuf> = files
+        .iter()
+        .filter(|f| {
+            std::fs::read_to_string(f)
+                .unwrap()
+                .contains("apiVersion: estate/v1")
+        })
+        .collect();
+    assert!(documents.len() >= 10, "{documents:?}");
+    for file in documents {
+        let text = std::fs::read_to_string(file).unwrap();
+        let first = text.lines().next().unwrap_or_default();
+        let schema = first
+            .strip_prefix("# yaml-language-server: $schema=")
+            .unwrap_or_else(|| panic!("{}: first line is {first:?}", file.display()));
+        let target = file.parent().unwrap().join(schema);
+        assert!(target.is_file(), "{}: {}", file.display(), target.display());
+    }
+}
