@@ -179,9 +179,13 @@ async fn env_limits_stack_sets_but_keeps_organization_changes() {
             .all(|c| c["environment"].is_null() || c["environment"] == "staging")
     );
 
+    // A mistyped environment is a usage error, with the name meant.
     let (code, _, stderr) = run(&account, dir.path(), &["plan", ".", "--env", "stagin"]);
-    assert_eq!(code, 1);
-    assert!(stderr.contains("unknown environment `stagin`"), "{stderr}");
+    assert_eq!(code, 64);
+    assert!(
+        stderr.contains("unknown environment `stagin`; did you mean `staging`?"),
+        "{stderr}"
+    );
 }
 
 /// Builds the example's organization with the SDK, as an apply would.
