@@ -301,9 +301,20 @@ fn read_yaml(source: &ManifestSource, rel: &Path, diags: &mut Diagnostics) -> Op
             return None;
         }
     };
-    let Ok(text) = String::from_utf8(bytes) else {
-        diags.error(Code::Io, &display, 0..0, "file is not UTF-8 text");
-        return None;
+    let text = match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => {
+            // Register the text with the bad bytes replaced, so the error points at the first
+            // of them; offsets before it are the same in both.
+            let at = e.utf8_error().valid_up_to();
+            let lossy = String::from_utf8_lossy(e.as_bytes()).into_owned();
+            diags.sources.add(&display, &lossy);
+            diags
+                .error(Code::Io, &display, at..at, "file is not UTF-8 text")
+                .label("not UTF-8")
+                .help("save the file as UTF-8");
+            return None;
+        }
     };
     diags.sources.add(&display, &text);
     match yaml::parse_documents(&text) {
@@ -317,6 +328,13 @@ fn read_yaml(source: &ManifestSource, rel: &Path, diags: &mut Diagnostics) -> Op
                     .filter(|d| d.value != yaml::Value::Null)
                     .collect(),
             )
+        }
+        Err(e) if e.limit => {
+            diags
+                .error(Code::YamlLimit, &display, e.span, e.message)
+                .label("loading stops here")
+                .help("manifests need neither deep nesting nor aliases that expand this far");
+            None
         }
         Err(e) => {
             diags
