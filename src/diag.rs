@@ -63,6 +63,9 @@ pub enum Code {
     PermissionModel,
     /// A stack-set override names an account no environment of it reaches (a warning).
     Override,
+    /// A path the manifest names (template, buildspec) resolves outside the repository,
+    /// through `..`, an absolute path or a symbolic link.
+    OutsidePath,
     /// A template the manifest names does not exist or does not parse.
     Template,
     /// A template is larger than CloudFormation takes from S3.
@@ -111,6 +114,7 @@ impl Code {
             Code::Name => "estate::name",
             Code::PermissionModel => "estate::permission-model",
             Code::Override => "estate::override",
+            Code::OutsidePath => "estate::outside-path",
             Code::Template => "estate::template",
             Code::TemplateSize => "estate::template-size",
             Code::Capabilities => "estate::capabilities",

@@ -9,7 +9,7 @@ pub mod schema;
 mod validate;
 
 use crate::diag::{Code, Diagnostics};
-use crate::source::ManifestSource;
+use crate::source::{ManifestSource, SourceError};
 use crate::template::{Template, TemplateError};
 use crate::yaml::{self, Node};
 use model::*;
@@ -514,6 +514,13 @@ fn load_buildspecs(
                 Ok(bytes) => {
                     files.insert(path, bytes);
                 }
+                Err(SourceError::OutsideRepository(_)) => outside(
+                    diags,
+                    &p.file,
+                    p.span(&format!("/spec/stages/{i}/test/buildspec")),
+                    "buildspec",
+                    &test.buildspec,
+                ),
                 Err(_) => {
                     diags
                         .error(
@@ -544,6 +551,11 @@ fn load_templates(
         let display = source.display(&path);
         let bytes = match source.read(&path) {
             Ok(b) => b,
+            Err(SourceError::OutsideRepository(_)) => {
+                outside(diags, file, span, "template", &path.to_string_lossy());
+                failed.insert(path);
+                continue;
+            }
             Err(_) => {
                 diags
                     .error(
@@ -589,6 +601,20 @@ fn load_templates(
         }
     }
     templates
+}
+
+/// A named file outside the repository: refused without reading it, so none of its bytes can
+/// reach any output.
+fn outside(diags: &mut Diagnostics, file: &str, span: Range<usize>, what: &str, written: &str) {
+    diags
+        .error(
+            Code::OutsidePath,
+            file,
+            span,
+            format!("{what} `{written}` resolves outside the repository"),
+        )
+        .label("outside the repository")
+        .help("name files inside the manifest's repository; `..`, absolute paths and symbolic links may not leave it");
 }
 
 fn line_start(text: &str, line: usize) -> usize {

@@ -279,3 +279,92 @@ fn a_template_over_the_s3_limit_is_refused_at_its_line() {
     );
     assert!(text.contains(&format!("is {} bytes", big.len())), "{text}");
 }
+
+/// A manifest in a Git repository naming templates and a buildspec outside it, by `..`, by an
+/// absolute path and through a symbolic link: each is a located error, for the working tree
+/// and for a commit alike, and no byte of the outside file reaches any output.
+#[test]
+fn paths_outside_the_repository_are_refused_unread() {
+    let base = tempfile::tempdir().unwrap();
+    let outside = base.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    // Not a valid template: were it read, its syntax error would show this line.
+    let secret = outside.join("secret.yaml");
+    std::fs::write(&secret, "LEAKED_CANARY: [unterminated\n").unwrap();
+    let repo_dir = base.path().join("repo");
+    let dir = repo_dir.join("manifest");
+    std::fs::create_dir_all(&dir).unwrap();
+    let fixture = Path::new("tests/fixtures/invalid/operation-both");
+    for f in ["envs.yaml", "org.yaml"] {
+        std::fs::copy(fixture.join(f), dir.join(f)).unwrap();
+    }
+    std::fs::write(
+        dir.join("estate.yaml"),
+        "apiVersion: estate/v1\nkind: Estate\nmetadata: {name: fixture}\nspec:\n  homeRegion: us-east-1\n  regions: [us-east-1]\n  promotion: [staging, production]\n  include: [org.yaml, envs.yaml, stacksets.yaml, pipeline.yaml]\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(&secret, dir.join("link.yaml")).unwrap();
+    let stack_set = |name: &str, template: &str| {
+        format!(
+            "apiVersion: estate/v1\nkind: StackSet\nmetadata: {{name: {name}}}\nspec:\n  template: {template}\n  environments: [staging]\n---\n"
+        )
+    };
+    std::fs::write(
+        dir.join("stacksets.yaml"),
+        stack_set("climbs", "../../../../../../../../outside/secret.yaml")
+            + &stack_set("absolute", &secret.display().to_string())
+            + &stack_set("linked", "link.yaml"),
+    )
+    .unwrap();
+    std::fs::copy(
+        "examples/environments/model-pipeline/templates/model-endpoint.yaml",
+        dir.join("endpoint.yaml"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("pipeline.yaml"),
+        "apiVersion: estate/v1\nkind: Pipeline\nmetadata: {name: abalone}\nspec:\n  account: tools\n  source: {modelPackageGroup: abalone, account: tools}\n  template: endpoint.yaml\n  stages:\n    - {environment: staging, test: {buildspec: ../../outside/secret.yaml}}\n",
+    )
+    .unwrap();
+    let repo = git2::Repository::init(&repo_dir).unwrap();
+    let mut index = repo.index().unwrap();
+    index
+        .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
+        .unwrap();
+    index.write().unwrap();
+    let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+    let who = git2::Signature::now("t", "t@example.com").unwrap();
+    repo.commit(Some("HEAD"), &who, &who, "m", &tree, &[])
+        .unwrap();
+
+    for source in [
+        ManifestSource::work_tree(&dir).unwrap(),
+        ManifestSource::git_ref(&dir, "HEAD").unwrap(),
+    ] {
+        let loaded = manifest::load(&source);
+        let d = &loaded.diagnostics;
+        let outside: Vec<String> = d
+            .items
+            .iter()
+            .filter(|x| x.code == "estate::outside-path")
+            .map(|x| format!("{}:{}", relative(Path::new(&x.file), &dir), x.line))
+            .collect();
+        assert_eq!(
+            outside,
+            [
+                "pipeline.yaml:9",
+                "stacksets.yaml:5",
+                "stacksets.yaml:12",
+                "stacksets.yaml:19"
+            ],
+            "{}",
+            d.render(false)
+        );
+        let rendered = d.render(false);
+        let json = serde_json::to_string(&d.items).unwrap();
+        for out in [&rendered, &json] {
+            assert!(!out.contains("LEAKED_CANARY"), "{out}");
+        }
+        assert!(loaded.manifest.is_none());
+    }
+}
