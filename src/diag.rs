@@ -7,6 +7,10 @@ use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
 
+/// What a diagnostic shows in place of a NoEcho parameter's value: the same text as
+/// `plan::SENSITIVE` (manifest may not import plan; a test keeps the two equal).
+pub const SENSITIVE: &str = "(sensitive)";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
@@ -499,6 +503,11 @@ mod tests {
     fn line_col_counts_characters() {
         assert_eq!(line_col("ab\ncé d", 7), (2, 4));
         assert_eq!(line_col("x", 0), (1, 1));
+    }
+
+    #[test]
+    fn sensitive_text_is_the_plans() {
+        assert_eq!(SENSITIVE, crate::plan::SENSITIVE);
     }
 
     #[test]

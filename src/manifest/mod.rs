@@ -337,7 +337,8 @@ fn read_yaml(source: &ManifestSource, rel: &Path, diags: &mut Diagnostics) -> Op
             None
         }
         Err(e) => {
-            diags
+            let secret = near_parameters(&text, e.span.start);
+            let b = diags
                 .error(
                     Code::Yaml,
                     &display,
@@ -345,9 +346,56 @@ fn read_yaml(source: &ManifestSource, rel: &Path, diags: &mut Diagnostics) -> Op
                     format!("YAML syntax error: {}", e.message),
                 )
                 .label("here");
+            if secret {
+                b.sensitive();
+            }
             None
         }
     }
+}
+
+/// Lines of context a rendered diagnostic shows around its own (miette's default is one).
+const CONTEXT_LINES: usize = 2;
+
+/// Whether a syntax error at `offset`, or the lines shown around it, may sit in a `parameters`
+/// mapping, whose values may be NoEcho secrets. The file did not parse, so this reads the
+/// indentation: an ancestor line (or the line itself) names `parameters:`.
+fn near_parameters(text: &str, offset: usize) -> bool {
+    let lines: Vec<&str> = text.split('\n').collect();
+    let at = text[..offset.min(text.len())].matches('\n').count();
+    let first = at.saturating_sub(CONTEXT_LINES);
+    let last = (at + CONTEXT_LINES).min(lines.len().saturating_sub(1));
+    (first..=last).any(|line| in_parameters_block(&lines, line))
+}
+
+fn in_parameters_block(lines: &[&str], line: usize) -> bool {
+    let names_parameters = |l: &str| {
+        let t = l.trim_start().trim_start_matches("- ").trim_start();
+        t.starts_with("parameters:") || l.contains(" parameters:") || l.contains("{parameters:")
+    };
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let is_blank = |l: &str| l.trim().is_empty() || l.trim_start().starts_with('#');
+    if names_parameters(lines[line]) {
+        return true;
+    }
+    let mut current = if is_blank(lines[line]) {
+        usize::MAX
+    } else {
+        indent(lines[line])
+    };
+    for l in lines[..line].iter().rev() {
+        if is_blank(l) || indent(l) >= current {
+            continue;
+        }
+        if names_parameters(l) {
+            return true;
+        }
+        current = indent(l);
+        if current == 0 {
+            break;
+        }
+    }
+    false
 }
 
 fn load_file(source: &ManifestSource, rel: &Path, parsed: &mut Parsed, diags: &mut Diagnostics) {

@@ -368,3 +368,42 @@ fn paths_outside_the_repository_are_refused_unread() {
         assert!(loaded.manifest.is_none());
     }
 }
+
+/// A NoEcho parameter's value, whatever its shape (list, mapping, text that breaks the YAML),
+/// appears in no output of validate: neither text nor JSON.
+#[test]
+fn no_echo_values_of_every_shape_are_never_printed() {
+    let fixture = Path::new("tests/fixtures/invalid/no-echo-value");
+    let template = std::fs::canonicalize("tests/fixtures/templates/secret.yaml").unwrap();
+    let stack_set = |params: &str| {
+        format!(
+            "apiVersion: estate/v1\nkind: StackSet\nmetadata: {{name: model-role}}\nspec:\n  template: {}\n  environments: [staging, production]\n  parameters:\n{params}",
+            template.display()
+        )
+    };
+    let shapes = [
+        "    ApiToken: [hunter2, hunter2-again]\n".to_string(),
+        "    ApiToken: {hunter2: hunter2}\n".to_string(),
+        "    ApiToken:\n      - hunter2\n      - nested: hunter2\n".to_string(),
+        // Text that breaks the YAML: the syntax error must not show the line.
+        "    ApiToken: \"hunter2\n".to_string(),
+        "    ApiToken: hunter2: x\n".to_string(),
+        "    ApiToken: [hunter2\n".to_string(),
+    ];
+    for params in shapes {
+        // Inside the repository, so the absolute template path is allowed.
+        let dir = tempfile::tempdir_in("target").unwrap();
+        for f in ["estate.yaml", "envs.yaml", "org.yaml"] {
+            std::fs::copy(fixture.join(f), dir.path().join(f)).unwrap();
+        }
+        std::fs::write(dir.path().join("stacksets.yaml"), stack_set(&params)).unwrap();
+        let loaded = manifest::load(&ManifestSource::work_tree(dir.path()).unwrap());
+        let d = &loaded.diagnostics;
+        assert!(d.has_errors(), "{params}");
+        let rendered = d.render(false);
+        let json = serde_json::to_string(&d.items).unwrap();
+        for out in [&rendered, &json] {
+            assert!(!out.contains("hunter2"), "{params}\n{out}");
+        }
+    }
+}
