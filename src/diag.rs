@@ -83,6 +83,10 @@ pub enum Code {
     ParameterValue,
     /// A NoEcho parameter's value is written in the manifest (a warning).
     SecretInManifest,
+    /// A stack set, portfolio or product description longer than AWS accepts.
+    DescriptionLength,
+    /// A tag key or value longer than AWS accepts.
+    Tag,
     /// A portfolio is shared with the organization root or with its own account.
     Share,
     /// A pipeline's name is too long for the AWS names it compiles to.
@@ -125,6 +129,8 @@ impl Code {
             Code::Parameter => "estate::parameter",
             Code::ParameterValue => "estate::parameter-value",
             Code::SecretInManifest => "estate::secret-in-manifest",
+            Code::DescriptionLength => "estate::description-length",
+            Code::Tag => "estate::tag",
             Code::Share => "estate::share",
             Code::Pipeline => "estate::pipeline",
             Code::MissingParameter => "estate::missing-parameter",
