@@ -7,6 +7,10 @@ use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
 
+/// What a diagnostic shows in place of a NoEcho parameter's value: the same text as
+/// `plan::SENSITIVE` (manifest may not import plan; a test keeps the two equal).
+pub const SENSITIVE: &str = "(sensitive)";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
@@ -26,6 +30,8 @@ pub enum Code {
     Include,
     /// A file is not valid YAML.
     Yaml,
+    /// A file nests deeper, or expands aliases further, than the loader accepts.
+    YamlLimit,
     /// A document, or a value in it, has the wrong YAML type.
     Type,
     /// A required field (`kind` included) is missing.
@@ -61,6 +67,9 @@ pub enum Code {
     PermissionModel,
     /// A stack-set override names an account no environment of it reaches (a warning).
     Override,
+    /// A path the manifest names (template, buildspec) resolves outside the repository,
+    /// through `..`, an absolute path or a symbolic link.
+    OutsidePath,
     /// A template the manifest names does not exist or does not parse.
     Template,
     /// A template is larger than CloudFormation takes from S3.
@@ -74,6 +83,10 @@ pub enum Code {
     ParameterValue,
     /// A NoEcho parameter's value is written in the manifest (a warning).
     SecretInManifest,
+    /// A stack set, portfolio or product description longer than AWS accepts.
+    DescriptionLength,
+    /// A tag key or value longer than AWS accepts.
+    Tag,
     /// A portfolio is shared with the organization root or with its own account.
     Share,
     /// A pipeline's name is too long for the AWS names it compiles to.
@@ -92,6 +105,7 @@ impl Code {
             Code::Io => "estate::io",
             Code::Include => "estate::include",
             Code::Yaml => "estate::yaml",
+            Code::YamlLimit => "estate::yaml-limit",
             Code::Type => "estate::type",
             Code::MissingField => "estate::missing-field",
             Code::UnknownField => "estate::unknown-field",
@@ -108,12 +122,15 @@ impl Code {
             Code::Name => "estate::name",
             Code::PermissionModel => "estate::permission-model",
             Code::Override => "estate::override",
+            Code::OutsidePath => "estate::outside-path",
             Code::Template => "estate::template",
             Code::TemplateSize => "estate::template-size",
             Code::Capabilities => "estate::capabilities",
             Code::Parameter => "estate::parameter",
             Code::ParameterValue => "estate::parameter-value",
             Code::SecretInManifest => "estate::secret-in-manifest",
+            Code::DescriptionLength => "estate::description-length",
+            Code::Tag => "estate::tag",
             Code::Share => "estate::share",
             Code::Pipeline => "estate::pipeline",
             Code::MissingParameter => "estate::missing-parameter",
@@ -177,17 +194,47 @@ pub struct Diagnostic {
 /// The text of every file diagnostics may point into, by display path.
 #[derive(Debug, Default, Clone)]
 pub struct Sources {
-    files: BTreeMap<String, Arc<str>>,
+    files: BTreeMap<String, (Arc<str>, LineIndex)>,
 }
 
 impl Sources {
     pub fn add(&mut self, path: &str, text: &str) {
-        self.files.insert(path.to_string(), Arc::from(text));
+        self.files
+            .insert(path.to_string(), (Arc::from(text), LineIndex::new(text)));
     }
     pub fn get(&self, path: &str) -> Option<&Arc<str>> {
-        self.files.get(path)
+        self.files.get(path).map(|(text, _)| text)
+    }
+    /// 1-based line and column of a byte offset in a registered file, without rescanning it.
+    fn line_col(&self, path: &str, offset: usize) -> Option<(usize, usize)> {
+        let (text, index) = self.files.get(path)?;
+        Some(index.line_col(text, offset))
     }
 }
+
+/// Where each line of a file starts, so locating a diagnostic costs a binary search rather than
+/// a scan of the file: thousands of diagnostics on one file used to take quadratic time.
+#[derive(Debug, Clone)]
+struct LineIndex(Arc<[usize]>);
+
+impl LineIndex {
+    fn new(text: &str) -> Self {
+        let starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        LineIndex(starts)
+    }
+    fn line_col(&self, text: &str, offset: usize) -> (usize, usize) {
+        let offset = floor_char_boundary(text, offset.min(text.len()));
+        let line = self.0.partition_point(|&start| start <= offset);
+        let start = self.0[line - 1];
+        (line, text[start..offset].chars().count() + 1)
+    }
+}
+
+/// Most diagnostics the text rendering shows: past a few hundred nobody reads them, and each
+/// costs a render of its source lines. JSON output keeps them all.
+pub const MAX_RENDERED: usize = 200;
 
 /// Builds diagnostics against the files of one load.
 #[derive(Debug, Default)]
@@ -234,10 +281,7 @@ impl Diagnostics {
         span: Range<usize>,
         message: impl Into<String>,
     ) -> Builder<'_> {
-        let (line, column) = self
-            .sources
-            .get(file)
-            .map_or((1, 1), |text| line_col(text, span.start));
+        let (line, column) = self.sources.line_col(file, span.start).unwrap_or((1, 1));
         self.items.push(Diagnostic {
             severity,
             code,
@@ -309,25 +353,33 @@ impl Diagnostics {
             .with_width(100)
             .with_links(false);
         let mut out = String::new();
-        for d in &self.items {
+        for d in self.items.iter().take(MAX_RENDERED) {
+            let source = self.sources.get(&d.file).filter(|_| !d.sensitive);
             if d.sensitive {
                 out.push_str(&format!(
                     "[{}:{}:{}] (source line not shown: it holds a secret)\n",
                     d.file, d.line, d.column
                 ));
+            } else if source.is_none() {
+                // Without a source miette prints no location: name the file here.
+                out.push_str(&format!("[{}:{}:{}]\n", d.file, d.line, d.column));
             }
             let report = Report {
                 diag: d,
-                source: self
-                    .sources
-                    .get(&d.file)
-                    .filter(|_| !d.sensitive)
-                    .map(|text| {
-                        NamedSource::new(d.file.clone(), text.to_string()).with_language("yaml")
-                    }),
+                source: source.map(|text| {
+                    NamedSource::new(d.file.clone(), Arc::clone(text)).with_language("yaml")
+                }),
             };
             let _ = handler.render_report(&mut out, &report);
             out.push('\n');
+        }
+        if self.items.len() > MAX_RENDERED {
+            out.push_str(&format!(
+                "... {} more not shown ({} in all: {}); `--format json` lists every one\n",
+                self.items.len() - MAX_RENDERED,
+                self.items.len(),
+                self.summary()
+            ));
         }
         out
     }
@@ -394,7 +446,7 @@ pub fn closest<'s>(wrong: &str, candidates: impl IntoIterator<Item = &'s str>) -
 
 struct Report<'a> {
     diag: &'a Diagnostic,
-    source: Option<NamedSource<String>>,
+    source: Option<NamedSource<Arc<str>>>,
 }
 
 impl fmt::Debug for Report<'_> {
@@ -457,5 +509,59 @@ mod tests {
     fn line_col_counts_characters() {
         assert_eq!(line_col("ab\ncé d", 7), (2, 4));
         assert_eq!(line_col("x", 0), (1, 1));
+    }
+
+    #[test]
+    fn sensitive_text_is_the_plans() {
+        assert_eq!(SENSITIVE, crate::plan::SENSITIVE);
+    }
+
+    #[test]
+    fn line_index_agrees_with_line_col() {
+        let text = "a: 1\nbé: 2\n\nc: [x, y]\n";
+        let index = LineIndex::new(text);
+        for offset in 0..=text.len() + 2 {
+            assert_eq!(
+                index.line_col(text, offset),
+                line_col(text, offset),
+                "{offset}"
+            );
+        }
+    }
+
+    /// Thousands of diagnostics on one large file: locating and rendering them stays linear,
+    /// and text output shows the first [`MAX_RENDERED`] then says how many are left.
+    #[test]
+    fn many_diagnostics_render_quickly_and_capped() {
+        let count = 20_000;
+        let text: String = (0..count).map(|i| format!("key{i}: value\n")).collect();
+        let started = std::time::Instant::now();
+        let mut diags = Diagnostics::default();
+        diags.sources.add("big.yaml", &text);
+        let mut at = 0;
+        for i in 0..count {
+            diags.error(Code::Value, "big.yaml", at..at + 3, format!("bad {i}"));
+            at += format!("key{i}: value\n").len();
+        }
+        diags.sort();
+        let out = diags.render(false);
+        let elapsed = started.elapsed();
+        assert_eq!(diags.items.len(), count);
+        assert_eq!(diags.items[count - 1].line, count);
+        assert_eq!(out.matches("estate::value").count(), MAX_RENDERED);
+        assert!(
+            out.contains("19800 more not shown (20000 in all: 20000 errors, 0 warnings)"),
+            "{}",
+            &out[out.len() - 300..]
+        );
+        assert!(out.contains("--format json"));
+        assert!(elapsed.as_secs() < 20, "took {elapsed:?}");
+    }
+
+    #[test]
+    fn a_diagnostic_without_source_still_names_its_file() {
+        let mut diags = Diagnostics::default();
+        diags.error(Code::Io, "m/x.yaml", 0..0, "cannot read");
+        assert!(diags.render(false).contains("[m/x.yaml:1:1]"));
     }
 }

@@ -32,6 +32,9 @@ pub enum SourceError {
     OutsideRepository(String),
 }
 
+/// Most symbolic links followed to reach one file of a commit: real trees chain one or two.
+const MAX_GIT_SYMLINKS: usize = 8;
+
 /// Files of a manifest, addressed by paths relative to the manifest folder (`..` allowed:
 /// templates often live beside it).
 pub struct ManifestSource {
@@ -47,6 +50,9 @@ pub struct ManifestSource {
 enum Origin {
     WorkTree {
         root: PathBuf,
+        /// Canonical folder every file must resolve inside: the enclosing repository's work
+        /// tree, or the manifest folder when there is none.
+        bound: PathBuf,
     },
     Git {
         repo: git2::Repository,
@@ -62,8 +68,18 @@ impl ManifestSource {
         if !dir.is_dir() {
             return Err(SourceError::NotADirectory(dir.to_path_buf()));
         }
+        let canonical = |p: &Path| {
+            std::fs::canonicalize(p).map_err(|source| SourceError::Io {
+                path: p.display().to_string(),
+                source,
+            })
+        };
+        let mut bound = canonical(dir)?;
         let (commit, dirty) = match git2::Repository::discover(dir) {
             Ok(repo) => {
+                if let Some(workdir) = repo.workdir() {
+                    bound = canonical(workdir)?;
+                }
                 let commit = repo
                     .head()
                     .ok()
@@ -85,6 +101,7 @@ impl ManifestSource {
             dirty,
             origin: Origin::WorkTree {
                 root: dir.to_path_buf(),
+                bound,
             },
         })
     }
@@ -140,18 +157,51 @@ impl ManifestSource {
             path: self.display(rel),
             source,
         };
+        let outside = || SourceError::OutsideRepository(self.display(rel));
         match &self.origin {
-            Origin::WorkTree { root } => std::fs::read(root.join(rel)).map_err(io),
+            Origin::WorkTree { root, bound } => {
+                // `..`, an absolute path or a symbolic link must not reach a file outside the
+                // repository: resolve all three before reading a byte.
+                let abs = normalize(&bound_join(bound, root, rel)?).ok_or_else(outside)?;
+                if !abs.starts_with(bound) {
+                    return Err(outside());
+                }
+                let real = std::fs::canonicalize(&abs).map_err(io)?;
+                if !real.starts_with(bound) {
+                    return Err(outside());
+                }
+                std::fs::read(real).map_err(io)
+            }
             Origin::Git { repo, tree, prefix } => {
-                let path = normalize(&prefix.join(rel))
-                    .ok_or_else(|| SourceError::OutsideRepository(self.display(rel)))?;
+                let mut path = prefix.join(rel);
                 let tree = repo.find_tree(*tree)?;
-                let entry = tree.get_path(&path).map_err(|_| {
-                    io(std::io::Error::new(
-                        std::io::ErrorKind::NotFound,
-                        "no such file in that commit",
-                    ))
-                })?;
+                let mut hops = 0;
+                let entry = loop {
+                    path = normalize(&path)
+                        .filter(|p| {
+                            p.is_relative()
+                                && !matches!(p.components().next(), Some(Component::ParentDir))
+                        })
+                        .ok_or_else(outside)?;
+                    let entry = tree.get_path(&path).map_err(|_| {
+                        io(std::io::Error::new(
+                            std::io::ErrorKind::NotFound,
+                            "no such file in that commit",
+                        ))
+                    })?;
+                    // A symbolic link is a blob holding its target: follow it within the tree.
+                    if entry.filemode() != 0o120_000 {
+                        break entry;
+                    }
+                    hops += 1;
+                    if hops > MAX_GIT_SYMLINKS {
+                        return Err(io(std::io::Error::other("too many symbolic links")));
+                    }
+                    let target = entry.to_object(repo)?.peel_to_blob()?;
+                    let target = String::from_utf8_lossy(target.content()).into_owned();
+                    let parent = path.parent().map(Path::to_path_buf).unwrap_or_default();
+                    path = parent.join(target);
+                };
                 let blob = entry.to_object(repo)?.peel_to_blob().map_err(|_| {
                     io(std::io::Error::new(
                         std::io::ErrorKind::InvalidInput,
@@ -167,7 +217,7 @@ impl ManifestSource {
     pub fn list_files(&self) -> Result<Vec<PathBuf>, SourceError> {
         let mut files = Vec::new();
         match &self.origin {
-            Origin::WorkTree { root } => {
+            Origin::WorkTree { root, .. } => {
                 for entry in walkdir::WalkDir::new(root).into_iter().filter_entry(|e| {
                     // Build output and VCS metadata are never manifest files.
                     let name = e.file_name().to_string_lossy();
@@ -214,6 +264,17 @@ impl ManifestSource {
         let normal = normalize(&joined).unwrap_or(joined);
         normal.to_string_lossy().replace('\\', "/")
     }
+}
+
+/// `rel` (relative to the manifest folder `root`) as an absolute path under the canonical
+/// `bound`, so it can be compared with it.
+fn bound_join(bound: &Path, root: &Path, rel: &Path) -> Result<PathBuf, SourceError> {
+    let root = std::fs::canonicalize(root).map_err(|source| SourceError::Io {
+        path: root.display().to_string(),
+        source,
+    })?;
+    debug_assert!(root.starts_with(bound));
+    Ok(root.join(rel))
 }
 
 /// Lexically resolves `.` and `..`; `None` when `..` climbs above the start.

@@ -33,7 +33,20 @@ pub enum Value {
 pub struct SyntaxError {
     pub message: String,
     pub span: Range<usize>,
+    /// The text is YAML, but over one of the loader's limits ([`MAX_DEPTH`],
+    /// [`MAX_ALIAS_NODES`]) rather than malformed.
+    pub limit: bool,
 }
+
+/// Deepest nesting of sequences and mappings accepted. Manifests nest a dozen levels at most;
+/// the tree is walked recursively (JSON conversion, schema checks, drop), so an unbounded
+/// depth would overflow the stack. 128 is also serde_json's own recursion limit.
+pub const MAX_DEPTH: usize = 128;
+
+/// Most nodes all alias uses of one stream may copy in. Real manifests alias a few small
+/// mappings (shared tags, parameters); a "billion laughs" of nested aliases would otherwise
+/// expand exponentially and exhaust memory.
+pub const MAX_ALIAS_NODES: usize = 100_000;
 
 /// Parses every document of a YAML stream. Duplicate keys are reported as errors, but parsing
 /// goes on, so one file can report several of them.
@@ -44,13 +57,20 @@ pub fn parse_documents(src: &str) -> Result<(Vec<Node>, Vec<SyntaxError>), Synta
         match item {
             Ok((event, span)) => {
                 let range = offsets.byte(span.start.index())..offsets.byte(span.end.index());
-                builder.event(event, range);
+                builder.event(event, range)?;
             }
             Err(e) => {
                 let at = offsets.byte(e.marker().index());
+                // saphyr has its own, lower, limit on nested flow collections.
+                let limit = e.info().contains("recursion limit");
                 return Err(SyntaxError {
-                    message: e.info().to_string(),
+                    message: if limit {
+                        "nesting is deeper than the YAML parser accepts".into()
+                    } else {
+                        e.info().to_string()
+                    },
                     span: at..at,
+                    limit,
                 });
             }
         }
@@ -94,12 +114,15 @@ enum Frame {
 struct Builder {
     stack: Vec<Frame>,
     documents: Vec<Node>,
-    anchors: HashMap<usize, Node>,
+    /// Anchored nodes with how many nodes they hold, so an alias use is charged its size.
+    anchors: HashMap<usize, (Node, usize)>,
+    /// Nodes copied in by alias uses so far.
+    alias_nodes: usize,
     duplicates: Vec<SyntaxError>,
 }
 
 impl Builder {
-    fn event(&mut self, event: Event<'_>, span: Range<usize>) {
+    fn event(&mut self, event: Event<'_>, span: Range<usize>) -> Result<(), SyntaxError> {
         match event {
             Event::Scalar(text, style, anchor, tag) => {
                 let tag = tag.map(|t| t.to_string());
@@ -112,28 +135,49 @@ impl Builder {
                 self.push(node);
             }
             Event::Alias(id) => {
-                let mut node = self.anchors.get(&id).cloned().unwrap_or(Node {
-                    value: Value::Null,
-                    span: span.clone(),
-                    plain: true,
-                });
+                let size = self.anchors.get(&id).map_or(1, |(_, n)| *n);
+                self.alias_nodes = self.alias_nodes.saturating_add(size);
+                if self.alias_nodes > MAX_ALIAS_NODES {
+                    return Err(SyntaxError {
+                        message: format!(
+                            "aliases expand to more than {MAX_ALIAS_NODES} nodes (an alias bomb?)"
+                        ),
+                        span,
+                        limit: true,
+                    });
+                }
+                let mut node = self
+                    .anchors
+                    .get(&id)
+                    .map(|(n, _)| n.clone())
+                    .unwrap_or(Node {
+                        value: Value::Null,
+                        span: span.clone(),
+                        plain: true,
+                    });
                 node.span = span;
                 self.push(node);
             }
-            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq {
-                start: span.start,
-                anchor,
-                items: Vec::new(),
-            }),
-            Event::MappingStart(anchor, _) => self.stack.push(Frame::Map {
-                start: span.start,
-                anchor,
-                entries: Vec::new(),
-                pending_key: None,
-            }),
+            Event::SequenceStart(anchor, _) => {
+                self.enter(&span)?;
+                self.stack.push(Frame::Seq {
+                    start: span.start,
+                    anchor,
+                    items: Vec::new(),
+                });
+            }
+            Event::MappingStart(anchor, _) => {
+                self.enter(&span)?;
+                self.stack.push(Frame::Map {
+                    start: span.start,
+                    anchor,
+                    entries: Vec::new(),
+                    pending_key: None,
+                });
+            }
             Event::SequenceEnd | Event::MappingEnd => {
                 let Some(frame) = self.stack.pop() else {
-                    return;
+                    return Ok(());
                 };
                 let (node, anchor) = match frame {
                     Frame::Seq {
@@ -181,11 +225,24 @@ impl Builder {
             | Event::DocumentEnd
             | Event::Nothing => {}
         }
+        Ok(())
+    }
+
+    /// Refuses a collection nested deeper than [`MAX_DEPTH`].
+    fn enter(&self, span: &Range<usize>) -> Result<(), SyntaxError> {
+        if self.stack.len() >= MAX_DEPTH {
+            return Err(SyntaxError {
+                message: format!("nesting is deeper than {MAX_DEPTH} levels"),
+                span: span.start..span.start,
+                limit: true,
+            });
+        }
+        Ok(())
     }
 
     fn remember(&mut self, anchor: usize, node: &Node) {
         if anchor != 0 {
-            self.anchors.insert(anchor, node.clone());
+            self.anchors.insert(anchor, (node.clone(), node.count()));
         }
     }
 
@@ -208,6 +265,7 @@ impl Builder {
                                 first.span.start
                             ),
                             span: key.span.clone(),
+                            limit: false,
                         });
                     } else {
                         entries.push((key, node));
@@ -287,6 +345,20 @@ fn is_float(text: &str) -> bool {
 }
 
 impl Node {
+    /// How many nodes this one holds, itself included (keys count as nodes).
+    fn count(&self) -> usize {
+        match &self.value {
+            Value::Seq(items) => 1 + items.iter().map(Node::count).sum::<usize>(),
+            Value::Map(entries) => {
+                1 + entries
+                    .iter()
+                    .map(|(k, v)| k.count() + v.count())
+                    .sum::<usize>()
+            }
+            _ => 1,
+        }
+    }
+
     pub fn as_str(&self) -> Option<&str> {
         match &self.value {
             Value::String(s) => Some(s),
@@ -474,5 +546,47 @@ mod tests {
     fn syntax_errors_carry_a_position() {
         let err = parse_documents("a: [1, 2\nb: 3\n").unwrap_err();
         assert!(err.span.start > 0, "{err:?}");
+    }
+
+    /// ~1 KB of nested anchors that would expand to 10^9 nodes.
+    fn alias_bomb() -> String {
+        let mut src = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..10 {
+            let p = i - 1;
+            src.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        src
+    }
+
+    #[test]
+    fn an_alias_bomb_is_refused_at_the_alias() {
+        let src = alias_bomb();
+        assert!(src.len() < 1100, "{}", src.len());
+        let err = parse_documents(&src).unwrap_err();
+        assert!(err.limit, "{err:?}");
+        assert!(err.message.contains("alias"), "{err:?}");
+        assert!(src[err.span.clone()].starts_with("*a"), "{err:?}");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_a_stack_overflow() {
+        for src in [
+            "[".repeat(20_000) + &"]".repeat(20_000),
+            "{a: ".repeat(20_000) + &"}".repeat(20_000),
+            // Block nesting needs indentation growing with depth: 2,000 levels is 4 MB.
+            (0..2_000)
+                .map(|i| format!("{}- x:\n", " ".repeat(i * 2)))
+                .collect::<String>(),
+        ] {
+            let err = parse_documents(&src).unwrap_err();
+            assert!(err.message.contains("deeper than"), "{err:?}");
+            assert!(err.limit, "{err:?}");
+            assert!(err.span.start > 0, "{err:?}");
+        }
+        // Nesting within the limit is fine.
+        let ok = "[".repeat(MAX_DEPTH) + &"]".repeat(MAX_DEPTH);
+        assert!(parse_documents(&ok).is_ok());
     }
 }

@@ -9,7 +9,7 @@ pub mod schema;
 mod validate;
 
 use crate::diag::{Code, Diagnostics};
-use crate::source::ManifestSource;
+use crate::source::{ManifestSource, SourceError};
 use crate::template::{Template, TemplateError};
 use crate::yaml::{self, Node};
 use model::*;
@@ -301,9 +301,20 @@ fn read_yaml(source: &ManifestSource, rel: &Path, diags: &mut Diagnostics) -> Op
             return None;
         }
     };
-    let Ok(text) = String::from_utf8(bytes) else {
-        diags.error(Code::Io, &display, 0..0, "file is not UTF-8 text");
-        return None;
+    let text = match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => {
+            // Register the text with the bad bytes replaced, so the error points at the first
+            // of them; offsets before it are the same in both.
+            let at = e.utf8_error().valid_up_to();
+            let lossy = String::from_utf8_lossy(e.as_bytes()).into_owned();
+            diags.sources.add(&display, &lossy);
+            diags
+                .error(Code::Io, &display, at..at, "file is not UTF-8 text")
+                .label("not UTF-8")
+                .help("save the file as UTF-8");
+            return None;
+        }
     };
     diags.sources.add(&display, &text);
     match yaml::parse_documents(&text) {
@@ -318,8 +329,16 @@ fn read_yaml(source: &ManifestSource, rel: &Path, diags: &mut Diagnostics) -> Op
                     .collect(),
             )
         }
-        Err(e) => {
+        Err(e) if e.limit => {
             diags
+                .error(Code::YamlLimit, &display, e.span, e.message)
+                .label("loading stops here")
+                .help("manifests need neither deep nesting nor aliases that expand this far");
+            None
+        }
+        Err(e) => {
+            let secret = near_parameters(&text, e.span.start);
+            let b = diags
                 .error(
                     Code::Yaml,
                     &display,
@@ -327,9 +346,56 @@ fn read_yaml(source: &ManifestSource, rel: &Path, diags: &mut Diagnostics) -> Op
                     format!("YAML syntax error: {}", e.message),
                 )
                 .label("here");
+            if secret {
+                b.sensitive();
+            }
             None
         }
     }
+}
+
+/// Lines of context a rendered diagnostic shows around its own (miette's default is one).
+const CONTEXT_LINES: usize = 2;
+
+/// Whether a syntax error at `offset`, or the lines shown around it, may sit in a `parameters`
+/// mapping, whose values may be NoEcho secrets. The file did not parse, so this reads the
+/// indentation: an ancestor line (or the line itself) names `parameters:`.
+fn near_parameters(text: &str, offset: usize) -> bool {
+    let lines: Vec<&str> = text.split('\n').collect();
+    let at = text[..offset.min(text.len())].matches('\n').count();
+    let first = at.saturating_sub(CONTEXT_LINES);
+    let last = (at + CONTEXT_LINES).min(lines.len().saturating_sub(1));
+    (first..=last).any(|line| in_parameters_block(&lines, line))
+}
+
+fn in_parameters_block(lines: &[&str], line: usize) -> bool {
+    let names_parameters = |l: &str| {
+        let t = l.trim_start().trim_start_matches("- ").trim_start();
+        t.starts_with("parameters:") || l.contains(" parameters:") || l.contains("{parameters:")
+    };
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let is_blank = |l: &str| l.trim().is_empty() || l.trim_start().starts_with('#');
+    if names_parameters(lines[line]) {
+        return true;
+    }
+    let mut current = if is_blank(lines[line]) {
+        usize::MAX
+    } else {
+        indent(lines[line])
+    };
+    for l in lines[..line].iter().rev() {
+        if is_blank(l) || indent(l) >= current {
+            continue;
+        }
+        if names_parameters(l) {
+            return true;
+        }
+        current = indent(l);
+        if current == 0 {
+            break;
+        }
+    }
+    false
 }
 
 fn load_file(source: &ManifestSource, rel: &Path, parsed: &mut Parsed, diags: &mut Diagnostics) {
@@ -496,6 +562,13 @@ fn load_buildspecs(
                 Ok(bytes) => {
                     files.insert(path, bytes);
                 }
+                Err(SourceError::OutsideRepository(_)) => outside(
+                    diags,
+                    &p.file,
+                    p.span(&format!("/spec/stages/{i}/test/buildspec")),
+                    "buildspec",
+                    &test.buildspec,
+                ),
                 Err(_) => {
                     diags
                         .error(
@@ -526,6 +599,11 @@ fn load_templates(
         let display = source.display(&path);
         let bytes = match source.read(&path) {
             Ok(b) => b,
+            Err(SourceError::OutsideRepository(_)) => {
+                outside(diags, file, span, "template", &path.to_string_lossy());
+                failed.insert(path);
+                continue;
+            }
             Err(_) => {
                 diags
                     .error(
@@ -571,6 +649,20 @@ fn load_templates(
         }
     }
     templates
+}
+
+/// A named file outside the repository: refused without reading it, so none of its bytes can
+/// reach any output.
+fn outside(diags: &mut Diagnostics, file: &str, span: Range<usize>, what: &str, written: &str) {
+    diags
+        .error(
+            Code::OutsidePath,
+            file,
+            span,
+            format!("{what} `{written}` resolves outside the repository"),
+        )
+        .label("outside the repository")
+        .help("name files inside the manifest's repository; `..`, absolute paths and symbolic links may not leave it");
 }
 
 fn line_start(text: &str, line: usize) -> usize {

@@ -37,9 +37,10 @@ impl<'de> Deserialize<'de> for ParamValue {
             serde_json::Value::String(s) => Ok(ParamValue(s)),
             serde_json::Value::Number(n) => Ok(ParamValue(n.to_string())),
             serde_json::Value::Bool(b) => Ok(ParamValue(b.to_string())),
-            other => Err(serde::de::Error::custom(format!(
-                "expected a string, number or boolean, found {other}"
-            ))),
+            // Never the value itself: it may be a NoEcho parameter's.
+            _ => Err(serde::de::Error::custom(
+                "expected a string, number or boolean",
+            )),
         }
     }
 }

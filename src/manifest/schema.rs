@@ -179,6 +179,23 @@ fn report(
         format!("`{}`", dotted(path))
     };
     let span = doc.span_for(path);
+    if in_parameters(path) {
+        // Which parameters are NoEcho is known only once templates are read: say nothing of
+        // any parameter value here, and hide its source lines.
+        let node = doc.pointer(path);
+        let message = match error {
+            K::Type { kind } => format!("{at} must be {}, found {}", type_name(kind), shape(node)),
+            _ => format!(
+                "{at} must be a string, number or boolean, found {}",
+                shape(node)
+            ),
+        };
+        diags
+            .error(Code::Type, file, span, message)
+            .label("not a parameter value")
+            .sensitive();
+        return;
+    }
     match error {
         K::AdditionalProperties { unexpected } => {
             let allowed = properties_at(kind, path);
@@ -400,6 +417,29 @@ fn found(node: Option<&Node>) -> String {
         Some(Y::String(s)) => format!("the string `{s}`"),
         Some(Y::Seq(_)) => "a list".into(),
         Some(Y::Map(_)) => "a mapping".into(),
+    }
+}
+
+/// The location is a parameters mapping (of the spec or of an override) or inside one: its
+/// values may be secrets.
+fn in_parameters(pointer: &str) -> bool {
+    let parts: Vec<&str> = pointer.split('/').collect();
+    matches!(
+        parts.as_slice(),
+        ["", "spec", "parameters", ..] | ["", "spec", "overrides", _, "parameters", ..]
+    )
+}
+
+/// What a value is, never what it says.
+fn shape(node: Option<&Node>) -> &'static str {
+    use crate::yaml::Value as Y;
+    match node.map(|n| &n.value) {
+        None | Some(Y::Null) => "nothing (null)",
+        Some(Y::Bool(_)) => "true or false",
+        Some(Y::Int(_) | Y::Float(_)) => "a number",
+        Some(Y::String(_)) => "a string",
+        Some(Y::Seq(_)) => "a list",
+        Some(Y::Map(_)) => "a mapping",
     }
 }
 

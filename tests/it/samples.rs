@@ -109,13 +109,14 @@ fn a_codepipeline_definition_is_not_a_template() {
     assert!(Template::parse(&bytes).is_err());
 }
 
-/// Writes a manifest with one stack set per sample template, by absolute path.
+/// Writes a manifest with one stack set per sample template, each copied beside it: templates
+/// must be inside the manifest's repository.
 fn manifest_over_samples(dir: &Path, parameters: &str) {
     let mut stacksets = String::new();
     for (i, t) in templates().iter().enumerate() {
+        std::fs::copy(t, dir.join(format!("sample-{i}.yaml"))).unwrap();
         stacksets.push_str(&format!(
-            "---\napiVersion: estate/v1\nkind: StackSet\nmetadata: {{name: sample-{i}}}\nspec:\n  template: {}\n  environments: [dev]\n  capabilities: [CAPABILITY_NAMED_IAM, CAPABILITY_AUTO_EXPAND]\n{parameters}",
-            t.display()
+            "---\napiVersion: estate/v1\nkind: StackSet\nmetadata: {{name: sample-{i}}}\nspec:\n  template: sample-{i}.yaml\n  environments: [dev]\n  capabilities: [CAPABILITY_NAMED_IAM, CAPABILITY_AUTO_EXPAND]\n{parameters}"
         ));
     }
     std::fs::write(dir.join("stacksets.yaml"), stacksets).unwrap();
@@ -177,6 +178,8 @@ fn allowed_pattern_of_a_real_template_is_enforced() {
     let dir = tempfile::tempdir().unwrap();
     let template = samples().join("amazon-sagemaker-secure-mlops/env-sc-portfolio.yaml");
     let parsed = Template::parse(&std::fs::read(&template).unwrap()).unwrap();
+    // Copied beside the manifest: templates must be inside its repository.
+    std::fs::copy(&template, dir.path().join("portfolio.yaml")).unwrap();
     let (name, decl) = parsed
         .parameters
         .iter()
@@ -197,8 +200,7 @@ fn allowed_pattern_of_a_real_template_is_enforced() {
     std::fs::write(
         dir.path().join("x.yaml"),
         format!(
-            "apiVersion: estate/v1\nkind: Organization\nmetadata: {{name: o}}\nspec:\n  accounts: [{{name: dev, email: d@example.com}}]\n---\napiVersion: estate/v1\nkind: Environment\nmetadata: {{name: dev}}\nspec:\n  targets: {{accounts: [dev]}}\n---\napiVersion: estate/v1\nkind: StackSet\nmetadata: {{name: s}}\nspec:\n  template: {}\n  environments: [dev]\n  capabilities: [CAPABILITY_NAMED_IAM]\n{params}",
-            template.display()
+            "apiVersion: estate/v1\nkind: Organization\nmetadata: {{name: o}}\nspec:\n  accounts: [{{name: dev, email: d@example.com}}]\n---\napiVersion: estate/v1\nkind: Environment\nmetadata: {{name: dev}}\nspec:\n  targets: {{accounts: [dev]}}\n---\napiVersion: estate/v1\nkind: StackSet\nmetadata: {{name: s}}\nspec:\n  template: portfolio.yaml\n  environments: [dev]\n  capabilities: [CAPABILITY_NAMED_IAM]\n{params}",
         ),
     )
     .unwrap();

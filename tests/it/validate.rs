@@ -314,3 +314,131 @@ fn example_documents_name_the_schema_for_editors() {
         assert!(target.is_file(), "{}: {}", file.display(), target.display());
     }
 }
+
+/// A manifest in a Git repository naming templates and a buildspec outside it, by `..`, by an
+/// absolute path and through a symbolic link: each is a located error, for the working tree
+/// and for a commit alike, and no byte of the outside file reaches any output.
+#[test]
+fn paths_outside_the_repository_are_refused_unread() {
+    let base = tempfile::tempdir().unwrap();
+    let outside = base.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    // Not a valid template: were it read, its syntax error would show this line.
+    let secret = outside.join("secret.yaml");
+    std::fs::write(&secret, "LEAKED_CANARY: [unterminated\n").unwrap();
+    let repo_dir = base.path().join("repo");
+    let dir = repo_dir.join("manifest");
+    std::fs::create_dir_all(&dir).unwrap();
+    let fixture = Path::new("tests/fixtures/invalid/operation-both");
+    for f in ["envs.yaml", "org.yaml"] {
+        std::fs::copy(fixture.join(f), dir.join(f)).unwrap();
+    }
+    std::fs::write(
+        dir.join("estate.yaml"),
+        "apiVersion: estate/v1\nkind: Estate\nmetadata: {name: fixture}\nspec:\n  homeRegion: us-east-1\n  regions: [us-east-1]\n  promotion: [staging, production]\n  include: [org.yaml, envs.yaml, stacksets.yaml, pipeline.yaml]\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(&secret, dir.join("link.yaml")).unwrap();
+    let stack_set = |name: &str, template: &str| {
+        format!(
+            "apiVersion: estate/v1\nkind: StackSet\nmetadata: {{name: {name}}}\nspec:\n  template: {template}\n  environments: [staging]\n---\n"
+        )
+    };
+    std::fs::write(
+        dir.join("stacksets.yaml"),
+        stack_set("climbs", "../../../../../../../../outside/secret.yaml")
+            + &stack_set("absolute", &secret.display().to_string())
+            + &stack_set("linked", "link.yaml"),
+    )
+    .unwrap();
+    std::fs::copy(
+        "examples/environments/model-pipeline/templates/model-endpoint.yaml",
+        dir.join("endpoint.yaml"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("pipeline.yaml"),
+        "apiVersion: estate/v1\nkind: Pipeline\nmetadata: {name: abalone}\nspec:\n  account: tools\n  source: {modelPackageGroup: abalone, account: tools}\n  template: endpoint.yaml\n  stages:\n    - {environment: staging, test: {buildspec: ../../outside/secret.yaml}}\n",
+    )
+    .unwrap();
+    let repo = git2::Repository::init(&repo_dir).unwrap();
+    let mut index = repo.index().unwrap();
+    index
+        .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
+        .unwrap();
+    index.write().unwrap();
+    let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+    let who = git2::Signature::now("t", "t@example.com").unwrap();
+    repo.commit(Some("HEAD"), &who, &who, "m", &tree, &[])
+        .unwrap();
+
+    for source in [
+        ManifestSource::work_tree(&dir).unwrap(),
+        ManifestSource::git_ref(&dir, "HEAD").unwrap(),
+    ] {
+        let loaded = manifest::load(&source);
+        let d = &loaded.diagnostics;
+        let outside: Vec<String> = d
+            .items
+            .iter()
+            .filter(|x| x.code == "estate::outside-path")
+            .map(|x| format!("{}:{}", relative(Path::new(&x.file), &dir), x.line))
+            .collect();
+        assert_eq!(
+            outside,
+            [
+                "pipeline.yaml:9",
+                "stacksets.yaml:5",
+                "stacksets.yaml:12",
+                "stacksets.yaml:19"
+            ],
+            "{}",
+            d.render(false)
+        );
+        let rendered = d.render(false);
+        let json = serde_json::to_string(&d.items).unwrap();
+        for out in [&rendered, &json] {
+            assert!(!out.contains("LEAKED_CANARY"), "{out}");
+        }
+        assert!(loaded.manifest.is_none());
+    }
+}
+
+/// A NoEcho parameter's value, whatever its shape (list, mapping, text that breaks the YAML),
+/// appears in no output of validate: neither text nor JSON.
+#[test]
+fn no_echo_values_of_every_shape_are_never_printed() {
+    let fixture = Path::new("tests/fixtures/invalid/no-echo-value");
+    let template = std::fs::canonicalize("tests/fixtures/templates/secret.yaml").unwrap();
+    let stack_set = |params: &str| {
+        format!(
+            "apiVersion: estate/v1\nkind: StackSet\nmetadata: {{name: model-role}}\nspec:\n  template: {}\n  environments: [staging, production]\n  parameters:\n{params}",
+            template.display()
+        )
+    };
+    let shapes = [
+        "    ApiToken: [hunter2, hunter2-again]\n".to_string(),
+        "    ApiToken: {hunter2: hunter2}\n".to_string(),
+        "    ApiToken:\n      - hunter2\n      - nested: hunter2\n".to_string(),
+        // Text that breaks the YAML: the syntax error must not show the line.
+        "    ApiToken: \"hunter2\n".to_string(),
+        "    ApiToken: hunter2: x\n".to_string(),
+        "    ApiToken: [hunter2\n".to_string(),
+    ];
+    for params in shapes {
+        // Inside the repository, so the absolute template path is allowed.
+        let dir = tempfile::tempdir_in("target").unwrap();
+        for f in ["estate.yaml", "envs.yaml", "org.yaml"] {
+            std::fs::copy(fixture.join(f), dir.path().join(f)).unwrap();
+        }
+        std::fs::write(dir.path().join("stacksets.yaml"), stack_set(&params)).unwrap();
+        let loaded = manifest::load(&ManifestSource::work_tree(dir.path()).unwrap());
+        let d = &loaded.diagnostics;
+        assert!(d.has_errors(), "{params}");
+        let rendered = d.render(false);
+        let json = serde_json::to_string(&d.items).unwrap();
+        for out in [&rendered, &json] {
+            assert!(!out.contains("hunter2"), "{params}\n{out}");
+        }
+    }
+}

@@ -6,6 +6,7 @@
 
 mod environment;
 mod estate;
+mod limits;
 mod lookup;
 mod organization;
 mod pipeline;
@@ -37,6 +38,8 @@ pub(super) fn check(p: &Parsed, templates: &BTreeMap<PathBuf, Template>, diags: 
             "a manifest holds at most one Organization",
         );
     }
+
+    limits::check_limits(p, diags);
 
     let org = p.organization.first();
     let mut names = Names {

@@ -334,7 +334,7 @@ fn check_parameter_values(
                 };
                 if let Some(problem) = decl.check(&literal) {
                     let shown = if decl.no_echo {
-                        "(sensitive)".to_string()
+                        crate::diag::SENSITIVE.to_string()
                     } else {
                         format!("`{literal}`")
                     };
