@@ -86,6 +86,11 @@ fn main() {
     });
     against_time(best);
 
+    let (_, best) = time("plan::desired::resolve alone (no diff)", 5, || {
+        plan::desired::resolve(&m, &matching, &envs).unwrap()
+    });
+    against_time(best);
+
     let half = live(&m, 2);
     let (p, best) = time("plan::make, half the instances missing", 5, || {
         plan::make(&m, &half, &[]).unwrap()
