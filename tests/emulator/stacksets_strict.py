@@ -1147,6 +1147,30 @@ def list_stack_instance_resource_drifts(response: Any, original: Callable[[Any],
     return ActionResult({"Summaries": found})
 
 
+def list_stack_instances(response: Any, original: Callable[[Any], Any]) -> Any:
+    """Pages of at most MaxResults (1 to 100; 100 when not given) with a NextToken while more
+    remain (API reference, ListStackInstances: MaxResults "Valid Range: Minimum value of 1.
+    Maximum value of 100"). moto answers every instance in one page, so a client that reads
+    only the first page, or a count of calls, would pass here and not against AWS."""
+    from moto.core.responses import ActionResult
+
+    p = _params(response)
+    limit = int(p.get("MaxResults") or 100)
+    if not 1 <= limit <= 100:
+        raise Refused(
+            "ValidationError",
+            f"1 validation error detected: Value '{limit}' at 'maxResults' failed to satisfy "
+            "constraint: Member must have value less than or equal to 100",
+        )
+    token = p.get("NextToken")
+    start = int(token) if token and str(token).isdigit() else 0
+    summaries = list(original(response).result.get("Summaries", []))
+    result: dict[str, Any] = {"Summaries": summaries[start : start + limit]}
+    if start + limit < len(summaries):
+        result["NextToken"] = str(start + limit)
+    return ActionResult(result)
+
+
 STRICT: dict[str, Callable[[Any, Callable[[Any], Any]], Any]] = {
     "create_stack_set": create_stack_set,
     "update_stack_set": update_stack_set,
@@ -1159,6 +1183,7 @@ STRICT: dict[str, Callable[[Any, Callable[[Any], Any]], Any]] = {
     "list_stack_set_operation_results": list_stack_set_operation_results,
     "stop_stack_set_operation": stop_stack_set_operation,
     "list_stack_instance_resource_drifts": list_stack_instance_resource_drifts,
+    "list_stack_instances": list_stack_instances,
 }
 
 # Read-only actions before which background work moves on.
@@ -1166,7 +1191,6 @@ ADVANCING = [
     "describe_stack_set",
     "list_stack_sets",
     "describe_stack_instance",
-    "list_stack_instances",
     "list_stack_set_operations",
     "describe_stacks",
     "list_stacks",
