@@ -304,13 +304,17 @@ fn targets(
             .any(|u| u == "/" || path == u || path.starts_with(&format!("{u}/")))
     };
     let mut out: BTreeSet<AccountRef> = BTreeSet::new();
+    // By id, once: looked up per account, a scan would make resolving quadratic.
+    let by_id: std::collections::HashMap<&str, &crate::live::LiveAccount> =
+        live.accounts.iter().map(|l| (l.id.as_str(), l)).collect();
+    let desired_ids: std::collections::HashSet<&str> =
+        accounts.iter().filter_map(|a| a.id.as_deref()).collect();
     // Only an ACTIVE account takes instances: a closing one cannot be reached (its instances
     // are removed), one pending activation not yet (its instances are left as they are).
     let active = |id: &Option<String>| {
         id.as_ref().is_none_or(|id| {
-            live.accounts
-                .iter()
-                .find(|l| &l.id == id)
+            by_id
+                .get(id.as_str())
                 .is_none_or(|l| l.state == AccountState::Active)
         })
     };
@@ -324,7 +328,7 @@ fn targets(
         }
     }
     for l in &live.accounts {
-        let known = accounts.iter().any(|a| a.id.as_deref() == Some(&l.id));
+        let known = desired_ids.contains(l.id.as_str());
         if !known
             && l.state == AccountState::Active
             && live.path_of(&l.parent_id).is_some_and(inside)
