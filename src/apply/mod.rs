@@ -12,7 +12,7 @@ mod options;
 mod organization;
 pub mod prerequisites;
 mod progress;
-mod record;
+pub mod record;
 mod report;
 pub mod run;
 mod stack_sets;

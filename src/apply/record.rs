@@ -4,7 +4,7 @@
 //! manifest, without visiting every account.
 
 use crate::aws::{Aws, AwsError};
-use crate::live::LiveState;
+use crate::live::{AccountState, LiveState};
 use crate::plan::catalog::DesiredPortfolio;
 use crate::tags::{TAG_MANAGED_BY, hub_record_key};
 use aws_sdk_organizations::types::Tag;
@@ -48,7 +48,8 @@ pub async fn record_hubs(
 
 /// Recorded hubs the manifest no longer names and where the live read found none of this
 /// estate's portfolios: nothing left to find there. A hub whose last portfolio this apply
-/// deletes is retired by the next one, once a read has seen it empty.
+/// deletes is retired by the next one, once a read has seen it empty. A hub the read did not
+/// enter (an account not ACTIVE) is not known to be empty, and stays recorded.
 pub async fn retire_hubs(
     aws: &Aws,
     live: &LiveState,
@@ -59,6 +60,11 @@ pub async fn retire_hubs(
         .portfolio_hub_record
         .iter()
         .filter(|hub| !desired.iter().any(|d| d.hub.as_ref() == Some(*hub)))
+        .filter(|hub| {
+            live.accounts
+                .iter()
+                .any(|a| &a.id == *hub && a.state == AccountState::Active)
+        })
         .filter(|hub| {
             !live.portfolios.iter().any(|p| {
                 &p.account == *hub && p.tags.get(TAG_MANAGED_BY).map(String::as_str) == Some(estate)

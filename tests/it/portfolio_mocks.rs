@@ -1025,3 +1025,34 @@ async fn a_product_that_cannot_be_deleted_is_put_back_in_its_portfolio() {
     );
     assert_eq!(back.num_calls(), 1, "the next plan must still see it");
 }
+
+// ------------------------------------------------------------------ the hub record
+
+/// A recorded hub is retired only when a read entered it and found it empty: a hub the read
+/// could not enter (a suspended account) is not known to be empty and stays recorded.
+#[tokio::test]
+async fn a_recorded_hub_is_retired_only_when_it_was_read_empty() {
+    use estate::live::{AccountState, LiveAccount};
+    for (state, untagged) in [(AccountState::Active, 1), (AccountState::Suspended, 0)] {
+        let untag = mock!(aws_sdk_organizations::Client::untag_resource).then_output(|| {
+            aws_sdk_organizations::operation::untag_resource::UntagResourceOutput::builder().build()
+        });
+        let aws = crate::support::mocks::edge(&[&untag]);
+        let live = LiveState {
+            root_id: "r-root".into(),
+            accounts: vec![LiveAccount {
+                id: HUB.into(),
+                name: "old-hub".into(),
+                email: "old-hub@example.com".into(),
+                state,
+                parent_id: "r-root".into(),
+            }],
+            portfolio_hub_record: [HUB.to_string()].into(),
+            ..Default::default()
+        };
+        apply::record::retire_hubs(&aws, &live, "e", &[])
+            .await
+            .unwrap();
+        assert_eq!(untag.num_calls(), untagged, "{state:?}");
+    }
+}
