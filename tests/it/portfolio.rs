@@ -125,6 +125,28 @@ async fn the_ml_platform_example_applies_with_its_portfolio_and_replans_empty() 
         root_tags.tags().iter().any(|t| t.key() == record),
         "{root_tags:?}"
     );
+    // A hub holding portfolios from before the record (none on the root) is recorded by an
+    // apply even with nothing to change.
+    let orgs = aws_sdk_organizations::Client::new(&account.config);
+    orgs.untag_resource()
+        .resource_id(&account.root_id)
+        .tag_keys(&record)
+        .send()
+        .await
+        .unwrap();
+    let (code, out, err) = apply(&account, dir.path(), &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("No changes"), "{out}");
+    let root_tags = orgs
+        .list_tags_for_resource()
+        .resource_id(&account.root_id)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        root_tags.tags().iter().any(|t| t.key() == record),
+        "{root_tags:?}"
+    );
 
     // The portfolio leaves the manifest: the hub apply recorded is still read, so the
     // portfolio is found (an orphan, as prune is off), not forgotten.
