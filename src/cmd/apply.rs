@@ -47,12 +47,12 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
     // A prompt interrupted by a signal leaves its stdin read running: do not wait for it.
     rt.shutdown_background();
     let (aws, outcome) = result?;
-    if args.live.stats && matches!(outcome, Outcome::Applied { .. }) {
-        let stats = aws.stats().snapshot();
-        eprintln!("AWS API calls: {}", stats.values().sum::<u64>());
-        for (op, n) in &stats {
-            eprintln!("  {op:<48} {n}");
-        }
+    if let (true, Outcome::Applied { report, .. }) = (args.live.stats, &outcome) {
+        let calls = aws.stats().snapshot();
+        eprint!(
+            "{}",
+            estate::live::floor::stats_lines(&calls, &report.read_floor)
+        );
     }
     print_outcome(g, outcome)
 }

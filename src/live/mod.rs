@@ -5,6 +5,7 @@
 
 pub mod catalog;
 pub mod drift;
+pub mod floor;
 pub mod read;
 
 use serde::{Deserialize, Serialize};
@@ -49,6 +50,10 @@ pub struct LiveState {
     /// apply): read for portfolios even when no manifest portfolio names them.
     #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
     pub portfolio_hub_record: std::collections::BTreeSet<String>,
+    /// This estate's generation on the organization root (`None`: never applied, or by a
+    /// version before generations): changed by every apply before it changes anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<String>,
     /// Pipelines' source bundles present in their artifact buckets, as `bucket/key`.
     #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
     pub pipeline_sources: std::collections::BTreeSet<String>,
