@@ -31,6 +31,8 @@ pub struct Request {
     pub skip_promotion_check: bool,
     /// Independent stack sets worked on at once.
     pub parallelism: usize,
+    /// Accounts created (or moved) at once (AWS allows 5 creations in progress).
+    pub accounts_at_once: usize,
     pub polling: Polling,
     /// Who holds the locks (user, host, process), shown to whoever finds them taken.
     pub holder: String,
@@ -475,8 +477,16 @@ async fn converge(
 ) -> Result<Report, RunError> {
     let polling = req.polling;
     let region = &m.estate.spec.home_region;
-    let mut done =
-        super::organization::organization(aws, plan, live, m.name(), polling, progress).await?;
+    let mut done = super::organization::organization(
+        aws,
+        plan,
+        live,
+        m.name(),
+        super::organization::AtOnce(req.accounts_at_once),
+        polling,
+        progress,
+    )
+    .await?;
     let (plan, live) = if done.is_empty() {
         (plan.clone(), live.clone())
     } else {

@@ -24,6 +24,7 @@ pub struct Args {
     pub allow_delete: bool,
     pub skip_promotion_check: bool,
     pub parallelism: usize,
+    pub accounts_at_once: usize,
 }
 
 pub fn run(g: &Global, args: &Args) -> Result<i32> {
@@ -72,6 +73,7 @@ pub(crate) async fn apply(
         allow_delete: args.allow_delete,
         skip_promotion_check: args.skip_promotion_check,
         parallelism: args.parallelism,
+        accounts_at_once: args.accounts_at_once,
         polling: polling(),
         holder: format!(
             "{}@{} pid {}",

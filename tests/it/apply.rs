@@ -820,9 +820,17 @@ async fn independent_stack_sets_run_at_most_parallelism_at_once() {
             .await
             .unwrap();
         let p = plan::make(&m, &live, &[]).unwrap();
-        let done = apply::organization(&aws, &p, &live, m.name(), fast(), &apply::Silent)
-            .await
-            .unwrap();
+        let done = apply::organization(
+            &aws,
+            &p,
+            &live,
+            m.name(),
+            apply::AtOnce::default(),
+            fast(),
+            &apply::Silent,
+        )
+        .await
+        .unwrap();
         assert_eq!(texts(&done), ["account:tools"]);
         let live = estate::live::read::read(&aws, &plan::read_options(&m))
             .await
@@ -955,6 +963,7 @@ async fn an_apply_refuses_when_another_ran_since_its_read() {
         allow_delete: false,
         skip_promotion_check: true,
         parallelism: 2,
+        accounts_at_once: 4,
         polling: fast(),
         holder: "test".into(),
     };
