@@ -206,6 +206,34 @@ async fn apply_converges_through_30_percent_faults_seed_3() {
     converges_through_faults(3).await;
 }
 
+/// Each lock's heartbeat set `seconds` in the past, as if its holder had died then.
+async fn age_locks(
+    account: &TestAccount,
+    locks: &[aws_sdk_organizations::types::Tag],
+    seconds: u64,
+) {
+    let org = aws_sdk_organizations::Client::new(&account.config);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    for lock in locks {
+        let parts: Vec<&str> = lock.value.splitn(3, ' ').collect();
+        org.tag_resource()
+            .resource_id(&account.root_id)
+            .tags(
+                aws_sdk_organizations::types::Tag::builder()
+                    .key(&lock.key)
+                    .value(format!("{} {} {}", parts[0], now - seconds, parts[2]))
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
 /// The lock a killed apply leaves is respected while fresh, and taken over once its heartbeat
 /// is [`STALE_AFTER`] old: the heartbeat is aged here, as time passing would.
 #[tokio::test]
@@ -247,39 +275,13 @@ async fn a_killed_applys_lock_expires_after_its_documented_time() {
         !locks.is_empty(),
         "the killed apply left its lock: {seen:?}"
     );
-    // Each lock's heartbeat set `seconds` in the past, as if its holder had died then.
-    let age_locks = |seconds: u64| {
-        let org = org.clone();
-        let locks = locks.clone();
-        async move {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_secs();
-            for lock in locks {
-                let parts: Vec<&str> = lock.value.splitn(3, ' ').collect();
-                org.tag_resource()
-                    .resource_id(&account.root_id)
-                    .tags(
-                        aws_sdk_organizations::types::Tag::builder()
-                            .key(&lock.key)
-                            .value(format!("{} {} {}", parts[0], now - seconds, parts[2]))
-                            .build()
-                            .unwrap(),
-                    )
-                    .send()
-                    .await
-                    .unwrap();
-            }
-        }
-    };
     // A little younger than the expiry: still held.
-    age_locks(STALE_AFTER.as_secs() - 10).await;
+    age_locks(&account, &locks, STALE_AFTER.as_secs() - 10).await;
     let (code, out) = apply_with_retries(&account, dir.path());
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("holds the lock"), "{out}");
     // Past it: taken over, and the apply converges.
-    age_locks(STALE_AFTER.as_secs() + 10).await;
+    age_locks(&account, &locks, STALE_AFTER.as_secs() + 10).await;
     let (code, out) = apply_with_retries(&account, dir.path());
     assert_eq!(code, 0, "{out}");
     assert_eq!(duplicates(&account).await, Vec::<String>::new());
