@@ -116,22 +116,39 @@ impl Ops<'_> {
             templates::Location::Url(u) => req.template_url(u),
         };
         req = req.set_auto_deployment(auto_deployment(d));
-        match req.send().await {
+        // A lost answer is asked again: the same ClientRequestToken, and a stack set this
+        // request made is found by name and tag below.
+        let mut retry = Backoff::new(self.polling);
+        let what = format!("creating stack set {}", d.name);
+        let sent = retry
+            .call(&what, || {
+                let req = req.clone();
+                async move {
+                    req.send()
+                        .await
+                        .map_err(|e| AwsError::call("CloudFormation.CreateStackSet", e))
+                }
+            })
+            .await;
+        match sent {
             Ok(_) => Ok(()),
             Err(e) => {
-                let e = AwsError::call("CloudFormation.CreateStackSet", e);
                 if e.code() != Some("NameAlreadyExistsException") {
                     return Err(e);
                 }
-                // Ours, from an earlier run cut off after creating it; or someone else's,
-                // made since the plan: then a conflict, never taken over.
-                let existing = self
-                    .cfn
-                    .describe_stack_set()
-                    .stack_set_name(&d.name)
-                    .send()
-                    .await
-                    .map_err(|e| AwsError::call("CloudFormation.DescribeStackSet", e))?;
+                // Ours, from an earlier run cut off after creating it (or from this one, its
+                // answer lost); or someone else's, made since the plan: then a conflict,
+                // never taken over.
+                let existing = retry
+                    .call(&what, || async {
+                        self.cfn
+                            .describe_stack_set()
+                            .stack_set_name(&d.name)
+                            .send()
+                            .await
+                            .map_err(|e| AwsError::call("CloudFormation.DescribeStackSet", e))
+                    })
+                    .await?;
                 let owner = existing
                     .stack_set
                     .and_then(|s| s.tags)
@@ -143,6 +160,7 @@ impl Ops<'_> {
                     Ok(())
                 } else {
                     Err(AwsError::Call {
+                        transient: false,
                         operation: "CloudFormation.CreateStackSet".into(),
                         code: Some("NameAlreadyExistsException".into()),
                         message: format!(
@@ -210,47 +228,52 @@ impl Ops<'_> {
                     .set_parameters(Some(parameters(&d.parameters))),
             };
             req = req.set_auto_deployment(auto_deployment(d));
-            req.send()
+            let sent = req.send();
+            async move {
+                sent.await
+                    .map_err(|e| AwsError::call("CloudFormation.UpdateStackSet", e))
+            }
         };
         let mut retry = Backoff::new(self.polling);
+        let what = format!("updating stack set {}", d.name);
         loop {
-            match send().await {
+            // A lost answer is asked again: the same OperationId finds the operation started.
+            match retry.call(&what, send).await {
                 Ok(out) => return Ok(out.operation_id.unwrap_or(op_id)),
-                Err(e) => {
-                    let e = AwsError::call("CloudFormation.UpdateStackSet", e);
-                    match e.code() {
-                        Some("OperationIdAlreadyExistsException") => return Ok(op_id),
-                        Some("OperationInProgressException") => {
-                            self.wait_for_running(&mut retry).await?
-                        }
-                        _ => return Err(e),
+                Err(e) => match e.code() {
+                    Some("OperationIdAlreadyExistsException") => return Ok(op_id),
+                    Some("OperationInProgressException") => {
+                        self.wait_for_running(&mut retry).await?
                     }
-                }
+                    _ => return Err(e),
+                },
             }
         }
     }
 
     pub(crate) async fn delete_stack_set(&self) -> Result<(), AwsError> {
         let mut retry = Backoff::new(self.polling);
+        let what = format!("deleting stack set {}", self.name);
         loop {
-            match self
-                .cfn
-                .delete_stack_set()
-                .stack_set_name(self.name)
-                .send()
-                .await
-            {
+            let sent = retry
+                .call(&what, || async {
+                    self.cfn
+                        .delete_stack_set()
+                        .stack_set_name(self.name)
+                        .send()
+                        .await
+                        .map_err(|e| AwsError::call("CloudFormation.DeleteStackSet", e))
+                })
+                .await;
+            match sent {
                 Ok(_) => return Ok(()),
-                Err(e) => {
-                    let e = AwsError::call("CloudFormation.DeleteStackSet", e);
-                    match e.code() {
-                        Some("StackSetNotFoundException") => return Ok(()),
-                        Some("OperationInProgressException") => {
-                            self.wait_for_running(&mut retry).await?
-                        }
-                        _ => return Err(e),
+                Err(e) => match e.code() {
+                    Some("StackSetNotFoundException") => return Ok(()),
+                    Some("OperationInProgressException") => {
+                        self.wait_for_running(&mut retry).await?
                     }
-                }
+                    _ => return Err(e),
+                },
             }
         }
     }
@@ -279,70 +302,12 @@ impl Ops<'_> {
         );
         let op_id = self.op_id(&step);
         let mut retry = Backoff::new(self.polling);
+        let what = format!("{action} on {}", self.name);
         loop {
-            // Service-managed: the units, narrowed to exactly these accounts.
-            let (accounts, targets) = if b.units.is_empty() {
-                (Some(b.accounts.clone()), None)
-            } else {
-                (
-                    None,
-                    Some(
-                        aws_sdk_cloudformation::types::DeploymentTargets::builder()
-                            .set_organizational_unit_ids(Some(b.units.clone()))
-                            .set_accounts(Some(b.accounts.clone()))
-                            .account_filter_type(
-                                aws_sdk_cloudformation::types::AccountFilterType::Intersection,
-                            )
-                            .build(),
-                    ),
-                )
-            };
-            let result = match action {
-                "CreateStackInstances" => self
-                    .cfn
-                    .create_stack_instances()
-                    .stack_set_name(self.name)
-                    .set_accounts(accounts.clone())
-                    .set_deployment_targets(targets.clone())
-                    .set_regions(Some(b.regions.clone()))
-                    .set_parameter_overrides(
-                        (!b.overrides.is_empty()).then(|| parameters(&b.overrides)),
-                    )
-                    .set_operation_preferences(self.preferences.clone())
-                    .operation_id(&op_id)
-                    .send()
-                    .await
-                    .map(|o| o.operation_id)
-                    .map_err(|e| AwsError::call("CloudFormation.CreateStackInstances", e)),
-                "UpdateStackInstances" => self
-                    .cfn
-                    .update_stack_instances()
-                    .stack_set_name(self.name)
-                    .set_accounts(accounts.clone())
-                    .set_deployment_targets(targets.clone())
-                    .set_regions(Some(b.regions.clone()))
-                    .set_parameter_overrides(Some(parameters(&b.overrides)))
-                    .set_operation_preferences(self.preferences.clone())
-                    .operation_id(&op_id)
-                    .send()
-                    .await
-                    .map(|o| o.operation_id)
-                    .map_err(|e| AwsError::call("CloudFormation.UpdateStackInstances", e)),
-                _ => self
-                    .cfn
-                    .delete_stack_instances()
-                    .stack_set_name(self.name)
-                    .set_accounts(accounts.clone())
-                    .set_deployment_targets(targets.clone())
-                    .set_regions(Some(b.regions.clone()))
-                    .retain_stacks(b.retain)
-                    .set_operation_preferences(self.preferences.clone())
-                    .operation_id(&op_id)
-                    .send()
-                    .await
-                    .map(|o| o.operation_id)
-                    .map_err(|e| AwsError::call("CloudFormation.DeleteStackInstances", e)),
-            };
+            // A lost answer is asked again: the same OperationId finds the operation started.
+            let result = retry
+                .call(&what, || self.start_instances(action, b, &op_id))
+                .await;
             match result {
                 Ok(id) => return Ok(id.unwrap_or(op_id)),
                 Err(e) => match e.code() {
@@ -357,6 +322,78 @@ impl Ops<'_> {
         }
     }
 
+    /// One CreateStackInstances, UpdateStackInstances or DeleteStackInstances call.
+    async fn start_instances(
+        &self,
+        action: &str,
+        b: &Batch,
+        op_id: &str,
+    ) -> Result<Option<String>, AwsError> {
+        // Service-managed: the units, narrowed to exactly these accounts.
+        let (accounts, targets) = if b.units.is_empty() {
+            (Some(b.accounts.clone()), None)
+        } else {
+            (
+                None,
+                Some(
+                    aws_sdk_cloudformation::types::DeploymentTargets::builder()
+                        .set_organizational_unit_ids(Some(b.units.clone()))
+                        .set_accounts(Some(b.accounts.clone()))
+                        .account_filter_type(
+                            aws_sdk_cloudformation::types::AccountFilterType::Intersection,
+                        )
+                        .build(),
+                ),
+            )
+        };
+        match action {
+            "CreateStackInstances" => self
+                .cfn
+                .create_stack_instances()
+                .stack_set_name(self.name)
+                .set_accounts(accounts)
+                .set_deployment_targets(targets)
+                .set_regions(Some(b.regions.clone()))
+                .set_parameter_overrides(
+                    (!b.overrides.is_empty()).then(|| parameters(&b.overrides)),
+                )
+                .set_operation_preferences(self.preferences.clone())
+                .operation_id(op_id)
+                .send()
+                .await
+                .map(|o| o.operation_id)
+                .map_err(|e| AwsError::call("CloudFormation.CreateStackInstances", e)),
+            "UpdateStackInstances" => self
+                .cfn
+                .update_stack_instances()
+                .stack_set_name(self.name)
+                .set_accounts(accounts)
+                .set_deployment_targets(targets)
+                .set_regions(Some(b.regions.clone()))
+                .set_parameter_overrides(Some(parameters(&b.overrides)))
+                .set_operation_preferences(self.preferences.clone())
+                .operation_id(op_id)
+                .send()
+                .await
+                .map(|o| o.operation_id)
+                .map_err(|e| AwsError::call("CloudFormation.UpdateStackInstances", e)),
+            _ => self
+                .cfn
+                .delete_stack_instances()
+                .stack_set_name(self.name)
+                .set_accounts(accounts)
+                .set_deployment_targets(targets)
+                .set_regions(Some(b.regions.clone()))
+                .retain_stacks(b.retain)
+                .set_operation_preferences(self.preferences.clone())
+                .operation_id(op_id)
+                .send()
+                .await
+                .map(|o| o.operation_id)
+                .map_err(|e| AwsError::call("CloudFormation.DeleteStackInstances", e)),
+        }
+    }
+
     /// Waits for whatever operation is running on the stack set (another apply, the console).
     /// `retry` spans all attempts of one call: when AWS refuses with OperationInProgress but
     /// lists nothing running (the list is eventually consistent and paged), it backs off
@@ -364,20 +401,25 @@ impl Ops<'_> {
     pub(crate) async fn wait_for_running(&self, retry: &mut Backoff) -> Result<(), AwsError> {
         use aws_sdk_cloudformation::types::StackSetOperationStatus as S;
         let timed_out = |e: crate::aws::wait::Timeout| AwsError::Call {
+            transient: false,
             operation: "CloudFormation.ListStackSetOperations".into(),
             code: None,
             message: e.to_string(),
         };
         let mut wait = Backoff::new(self.polling);
         let mut waited = false;
+        let what = format!("the running operation on {}", self.name);
         loop {
-            let out = self
-                .cfn
-                .list_stack_set_operations()
-                .stack_set_name(self.name)
-                .send()
-                .await
-                .map_err(|e| AwsError::call("CloudFormation.ListStackSetOperations", e))?;
+            let out = wait
+                .call(&what, || async {
+                    self.cfn
+                        .list_stack_set_operations()
+                        .stack_set_name(self.name)
+                        .send()
+                        .await
+                        .map_err(|e| AwsError::call("CloudFormation.ListStackSetOperations", e))
+                })
+                .await?;
             let running = out
                 .summaries
                 .unwrap_or_default()
@@ -401,9 +443,7 @@ impl Ops<'_> {
                 });
                 waited = true;
             }
-            wait.sleep(&format!("the running operation on {}", self.name))
-                .await
-                .map_err(timed_out)?;
+            wait.sleep(&what).await.map_err(timed_out)?;
         }
     }
 
@@ -417,22 +457,35 @@ impl Ops<'_> {
             message,
             instances,
         };
+        // AWS did not answer, again and again: whether the operation succeeded is unknown, so
+        // it is said so, never reported as FAILED.
+        let unknown = |e: AwsError| {
+            let message = if e.is_transient() {
+                format!(
+                    "operation {op_id}: outcome unknown, AWS did not answer ({e}); it may \
+                     still succeed: run `estate plan` to see what it did"
+                )
+            } else {
+                e.to_string()
+            };
+            fail(message, Vec::new())
+        };
         let mut wait = Backoff::new(self.polling);
+        let what = format!("operation {op_id} on {}", self.name);
         let mut last = None;
         loop {
-            let out = self
-                .cfn
-                .describe_stack_set_operation()
-                .stack_set_name(self.name)
-                .operation_id(op_id)
-                .send()
+            let out = wait
+                .call(&what, || async {
+                    self.cfn
+                        .describe_stack_set_operation()
+                        .stack_set_name(self.name)
+                        .operation_id(op_id)
+                        .send()
+                        .await
+                        .map_err(|e| AwsError::call("CloudFormation.DescribeStackSetOperation", e))
+                })
                 .await
-                .map_err(|e| {
-                    fail(
-                        AwsError::call("CloudFormation.DescribeStackSetOperation", e).to_string(),
-                        Vec::new(),
-                    )
-                })?;
+                .map_err(unknown)?;
             let Some(op) = out.stack_set_operation else {
                 return Err(fail(format!("operation {op_id}: not found"), Vec::new()));
             };
@@ -453,10 +506,10 @@ impl Ops<'_> {
                 // are failures of this apply all the same (and OUTDATED for the next plan).
                 Some(S::Succeeded) if self.tolerates_failures() => {
                     // Unread results are not "no failures": the apply cannot vouch for them.
-                    let instances = self
-                        .failed_instances(op_id)
+                    let instances = wait
+                        .call(&what, || self.failed_instances(op_id))
                         .await
-                        .map_err(|e| fail(e.to_string(), Vec::new()))?;
+                        .map_err(unknown)?;
                     if instances.is_empty() {
                         return Ok(());
                     }
@@ -471,7 +524,10 @@ impl Ops<'_> {
                 }
                 Some(S::Succeeded) => return Ok(()),
                 Some(S::Failed | S::Stopped) => {
-                    let instances = self.failed_instances(op_id).await.unwrap_or_default();
+                    let instances = wait
+                        .call(&what, || self.failed_instances(op_id))
+                        .await
+                        .unwrap_or_default();
                     return Err(fail(
                         format!(
                             "operation {op_id} {}{}",
@@ -484,7 +540,7 @@ impl Ops<'_> {
                     ));
                 }
                 _ => wait
-                    .sleep(&format!("operation {op_id} on {}", self.name))
+                    .sleep(&what)
                     .await
                     .map_err(|e| fail(e.to_string(), Vec::new()))?,
             }

@@ -53,18 +53,37 @@ pub async fn organization(
             address: c.address.to_string(),
             what: format!("CreateOrganizationalUnit {name} under {parent}"),
         });
-        let out = org
-            .create_organizational_unit()
-            .parent_id(&parent_id)
-            .name(name)
-            .tags(tag(crate::tags::TAG_MANAGED_BY, estate))
-            .send()
-            .await
-            .map_err(|e| AwsError::call("Organizations.CreateOrganizationalUnit", e))?;
-        let id = out
-            .organizational_unit
-            .and_then(|u| u.id)
-            .unwrap_or_default();
+        let mut wait = Backoff::new(polling);
+        let what = format!("creating unit {path}");
+        let created = wait
+            .call(&what, || async {
+                org.create_organizational_unit()
+                    .parent_id(&parent_id)
+                    .name(name)
+                    .tags(tag(crate::tags::TAG_MANAGED_BY, estate))
+                    .send()
+                    .await
+                    .map_err(|e| AwsError::call("Organizations.CreateOrganizationalUnit", e))
+            })
+            .await;
+        let id = match created {
+            Ok(out) => out
+                .organizational_unit
+                .and_then(|u| u.id)
+                .unwrap_or_default(),
+            // Made by this request (its answer lost, the request sent again) or by an earlier
+            // run: ours if it carries our tag; someone else's is a conflict.
+            Err(e) if e.code() == Some("DuplicateOrganizationalUnitException") => {
+                unit_made_by(aws, &parent_id, name, estate, &mut wait)
+                    .await?
+                    .ok_or_else(|| {
+                        ApplyError::Inconsistent(format!(
+                            "conflict: unit {path} was created outside this estate since the plan; estate will not take it over"
+                        ))
+                    })?
+            }
+            Err(e) => return Err(e.into()),
+        };
         unit_ids.insert(path.clone(), id);
         done.push(&c.address);
     }
@@ -91,7 +110,9 @@ pub async fn organization(
         });
     }
     if !creates.is_empty() {
-        let earlier = creation_requests(aws).await?;
+        let earlier = Backoff::new(polling)
+            .call("the account creation requests", || creation_requests(aws))
+            .await?;
         let mut results = stream::iter(creates.iter().map(|a| {
             let unit_ids = &unit_ids;
             let earlier = &earlier;
@@ -173,6 +194,57 @@ pub async fn organization(
     Ok(done.into_vec())
 }
 
+/// The id of the unit `name` under `parent` if this estate made it (its tag says so), found
+/// after CreateOrganizationalUnit answered that the name is taken.
+async fn unit_made_by(
+    aws: &Aws,
+    parent: &str,
+    name: &str,
+    estate: &str,
+    wait: &mut Backoff,
+) -> Result<Option<String>, AwsError> {
+    let org = aws.organizations();
+    let units = wait
+        .call(&format!("the units under {parent}"), || async {
+            let mut units = Vec::new();
+            let mut pages = org
+                .list_organizational_units_for_parent()
+                .parent_id(parent)
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| {
+                    AwsError::call("Organizations.ListOrganizationalUnitsForParent", e)
+                })?;
+                units.extend(page.organizational_units.unwrap_or_default());
+            }
+            Ok(units)
+        })
+        .await?;
+    let Some(id) = units
+        .into_iter()
+        .find(|u| u.name.as_deref() == Some(name))
+        .and_then(|u| u.id)
+    else {
+        return Ok(None);
+    };
+    let tags = wait
+        .call(&format!("the tags of unit {id}"), || async {
+            org.list_tags_for_resource()
+                .resource_id(&id)
+                .send()
+                .await
+                .map_err(|e| AwsError::call("Organizations.ListTagsForResource", e))
+        })
+        .await?;
+    let ours = tags
+        .tags
+        .unwrap_or_default()
+        .iter()
+        .any(|t| t.key == crate::tags::TAG_MANAGED_BY && t.value == estate);
+    Ok(ours.then_some(id))
+}
+
 /// Every account's failure reported, not only the first.
 fn every_failure(mut failures: Vec<ApplyError>) -> Result<(), ApplyError> {
     match failures.len() {
@@ -226,18 +298,24 @@ async fn move_account(
     polling: Polling,
 ) -> Result<(), ApplyError> {
     let mut wait = Backoff::new(polling);
+    let what = format!("moving account {id}");
     loop {
-        let result = aws
-            .organizations()
-            .move_account()
-            .account_id(id)
-            .source_parent_id(from)
-            .destination_parent_id(to)
-            .send()
-            .await
-            .map_err(|e| AwsError::call("Organizations.MoveAccount", e));
+        let result = wait
+            .call(&what, || async {
+                aws.organizations()
+                    .move_account()
+                    .account_id(id)
+                    .source_parent_id(from)
+                    .destination_parent_id(to)
+                    .send()
+                    .await
+                    .map_err(|e| AwsError::call("Organizations.MoveAccount", e))
+            })
+            .await;
         match result {
             Ok(_) => return Ok(()),
+            // Already there: this move's answer was lost and the request sent again.
+            Err(e) if e.code() == Some("DuplicateAccountException") => return Ok(()),
             Err(e) if try_again_later(&e) => wait.sleep(&format!("moving account {id}")).await?,
             Err(e) => return Err(e.into()),
         }
@@ -307,8 +385,10 @@ pub async fn create_account(
 
 /// Creates one account, or finds the one an earlier run asked for, and waits until AWS says
 /// it SUCCEEDED; returns its id. A request of the same name still in progress is waited for
-/// and taken when its account has this email; so is a succeeded one (ListCreateAccountStatus
-/// carries no email: DescribeAccount tells). The account's role is `memberRole`.
+/// and taken when its account has this email; so is a succeeded one. CreateAccount takes no
+/// idempotency token (Organizations API reference): a request whose answer was lost is found
+/// the same way (by name, then email), and AWS's email uniqueness keeps a request sent twice
+/// from making two accounts. The account's role is `memberRole`.
 async fn find_or_create_account(
     aws: &Aws,
     a: &NewAccount,
@@ -316,41 +396,12 @@ async fn find_or_create_account(
     estate: &str,
     polling: Polling,
 ) -> Result<String, ApplyError> {
-    use aws_sdk_organizations::types::CreateAccountState;
-    let same_name: Vec<_> = earlier
-        .iter()
-        .filter(|s| s.account_name.as_deref() == Some(a.name.as_str()))
-        .collect();
-    for s in same_name {
-        let id = match (&s.state, &s.id) {
-            (Some(CreateAccountState::Succeeded), _) => s.account_id.clone(),
-            (Some(CreateAccountState::InProgress), Some(request)) => {
-                tracing::info!(
-                    "account {}: an earlier request ({request}) is in progress; waiting for it",
-                    a.name
-                );
-                match wait_for_creation(aws, &a.name, request, polling).await {
-                    Ok(id) => Some(id),
-                    // Failed: it is not an account; ours is created below.
-                    Err(ApplyError::AccountFailed { .. }) => None,
-                    Err(e) => return Err(e),
-                }
-            }
-            _ => None,
-        };
-        if let Some(id) = id {
-            if email_of(aws, &id)
-                .await?
-                .is_some_and(|e| e.eq_ignore_ascii_case(&a.email))
-            {
-                tracing::info!("account {}: found {id}, created by an earlier run", a.name);
-                return Ok(id);
-            }
-        }
+    if let Some(id) = find_earlier(aws, a, earlier, polling).await? {
+        return Ok(id);
     }
-
     let org = aws.organizations();
     let mut wait = Backoff::new(polling);
+    let mut lost = 0;
     let out = loop {
         let result = org
             .create_account()
@@ -378,6 +429,15 @@ async fn find_or_create_account(
         match result {
             Ok(out) => break out,
             Err(_) if rate_limited => wait.sleep(&format!("creating account {}", a.name)).await?,
+            // No answer: the request may have reached AWS. CreateAccount takes no idempotency
+            // token, so its request is looked for (by name, then email) before another.
+            Err(e) if e.is_transient() && lost < crate::aws::wait::TRANSIENT_IN_A_ROW => {
+                lost += 1;
+                if let Some(id) = find_again(aws, a, polling).await? {
+                    return Ok(id);
+                }
+                wait.sleep(&format!("creating account {}", a.name)).await?
+            }
             Err(e) if try_again_later(&e) => {
                 wait.sleep(&format!("creating account {}", a.name)).await?
             }
@@ -390,7 +450,82 @@ async fn find_or_create_account(
         .ok_or_else(|| {
             ApplyError::Inconsistent(format!("CreateAccount {}: no request id returned", a.name))
         })?;
-    wait_for_creation(aws, &a.name, &request, polling).await
+    match wait_for_creation(aws, &a.name, &request, polling).await {
+        // The SDK sent the request again after a lost answer: the first one is creating (or
+        // made) the account, so this one fails on its email. That account is ours.
+        Err(ApplyError::AccountFailed { name, reason })
+            if reason == "EMAIL_ALREADY_EXISTS" || reason == "CONCURRENT_ACCOUNT_MODIFICATION" =>
+        {
+            match find_again(aws, a, polling).await? {
+                Some(id) => Ok(id),
+                None => Err(ApplyError::AccountFailed { name, reason }),
+            }
+        }
+        other => other,
+    }
+}
+
+/// [`find_earlier`] with the creation requests read again now.
+async fn find_again(
+    aws: &Aws,
+    a: &NewAccount,
+    polling: Polling,
+) -> Result<Option<String>, ApplyError> {
+    let mut wait = Backoff::new(polling);
+    let requests = wait
+        .call(&format!("the creation requests of {}", a.name), || {
+            creation_requests(aws)
+        })
+        .await?;
+    find_earlier(aws, a, &requests, polling).await
+}
+
+/// The account an earlier request of this name made (or, still in progress, is making),
+/// waited for, when it has this email. ListCreateAccountStatus carries no email:
+/// DescribeAccount tells.
+async fn find_earlier(
+    aws: &Aws,
+    a: &NewAccount,
+    earlier: &[aws_sdk_organizations::types::CreateAccountStatus],
+    polling: Polling,
+) -> Result<Option<String>, ApplyError> {
+    use aws_sdk_organizations::types::CreateAccountState;
+    let same_name: Vec<_> = earlier
+        .iter()
+        .filter(|s| s.account_name.as_deref() == Some(a.name.as_str()))
+        .collect();
+    for s in same_name {
+        let id = match (&s.state, &s.id) {
+            (Some(CreateAccountState::Succeeded), _) => s.account_id.clone(),
+            (Some(CreateAccountState::InProgress), Some(request)) => {
+                tracing::info!(
+                    "account {}: an earlier request ({request}) is in progress; waiting for it",
+                    a.name
+                );
+                match wait_for_creation(aws, &a.name, request, polling).await {
+                    Ok(id) => Some(id),
+                    // Failed: it is not an account; ours is created below.
+                    Err(ApplyError::AccountFailed { .. }) => None,
+                    Err(e) => return Err(e),
+                }
+            }
+            _ => None,
+        };
+        if let Some(id) = id {
+            let mut wait = Backoff::new(polling);
+            let email = wait
+                .call(&format!("the email of account {id}"), || email_of(aws, &id))
+                .await?;
+            if email.is_some_and(|e| e.eq_ignore_ascii_case(&a.email)) {
+                tracing::info!(
+                    "account {}: found {id}, created by an earlier request",
+                    a.name
+                );
+                return Ok(Some(id));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// DescribeCreateAccountStatus, with backoff, until the request SUCCEEDED (its account id) or
@@ -404,13 +539,17 @@ async fn wait_for_creation(
     use aws_sdk_organizations::types::CreateAccountState;
     let org = aws.organizations();
     let mut wait = Backoff::new(polling);
+    let what = format!("account {name}");
     loop {
-        let status = match org
-            .describe_create_account_status()
-            .create_account_request_id(request)
-            .send()
+        let status = match wait
+            .call(&what, || async {
+                org.describe_create_account_status()
+                    .create_account_request_id(request)
+                    .send()
+                    .await
+                    .map_err(|e| AwsError::call("Organizations.DescribeCreateAccountStatus", e))
+            })
             .await
-            .map_err(|e| AwsError::call("Organizations.DescribeCreateAccountStatus", e))
         {
             Ok(out) => out.create_account_status,
             Err(e) if try_again_later(&e) => None,
@@ -434,6 +573,6 @@ async fn wait_for_creation(
                 _ => {}
             }
         }
-        wait.sleep(&format!("account {name}")).await?;
+        wait.sleep(&what).await?;
     }
 }

@@ -1,6 +1,7 @@
 //! The AWS edge: every call to AWS goes through here. Credentials come from the standard
-//! chain (honouring `AWS_ENDPOINT_URL`), retries are adaptive, reads are bounded, member
-//! accounts are reached through STS AssumeRole, and every attempt is counted by operation.
+//! chain (honouring `AWS_ENDPOINT_URL`), retries are standard with short backoffs, reads are
+//! bounded, member accounts are reached through STS AssumeRole, and every attempt is counted
+//! by operation.
 
 pub mod wait;
 
@@ -94,6 +95,9 @@ pub enum AwsError {
         /// AWS's error code (`OperationInProgressException`, ...), when it gave one.
         code: Option<String>,
         message: String,
+        /// Throttled, a 5xx, a timeout or a connection lost: the call may be tried again, and
+        /// what it did (if it reached AWS) is unknown.
+        transient: bool,
     },
     #[error(
         "template bucket {bucket} is not account {account}'s (S3 refused access): \
@@ -187,11 +191,37 @@ impl AwsError {
             .as_service_error()
             .and_then(|s| s.code())
             .map(str::to_string);
+        use aws_smithy_runtime_api::client::result::SdkError;
+        let transient = match &err {
+            SdkError::TimeoutError(_)
+            | SdkError::DispatchFailure(_)
+            | SdkError::ResponseError(_) => true,
+            SdkError::ServiceError(s) => {
+                s.raw().status().is_server_error()
+                    || code
+                        .as_deref()
+                        .is_some_and(|c| TRANSIENT_CODES.contains(&c))
+            }
+            _ => false,
+        };
         AwsError::Call {
             operation: operation.to_string(),
             code,
             message,
+            transient,
         }
+    }
+
+    /// Whether the call may succeed if tried again (throttled, a 5xx, no answer): its outcome
+    /// is unknown, never a failure of what it asked for.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            AwsError::Call {
+                transient: true,
+                ..
+            }
+        )
     }
 
     /// The AWS error code, if this is an error AWS answered with.
@@ -202,6 +232,26 @@ impl AwsError {
         }
     }
 }
+
+/// Error codes AWS answers when it is busy (throttling) or failed itself, as the SDKs' retry
+/// classifiers list them: the request was not refused for what it asked.
+const TRANSIENT_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "RequestThrottled",
+    "SlowDown",
+    "PriorRequestNotComplete",
+    "RequestTimeout",
+    "RequestTimeoutException",
+    "InternalError",
+    "InternalFailure",
+    "ServiceUnavailable",
+    "ServiceUnavailableException",
+];
 
 /// AWS API calls made, by `Service.Operation`, counted per attempt (retries cost too).
 #[derive(Debug, Default)]
@@ -279,6 +329,34 @@ pub struct Aws {
     run_id: Arc<str>,
 }
 
+/// Attempts of one call (the first and its retries) unless `AWS_MAX_ATTEMPTS` or the profile
+/// says otherwise: at 30% of calls throttled or failed, five attempts leave one call in 400
+/// failing, and the waits tolerate those (`wait::Backoff::poll`).
+pub const MAX_ATTEMPTS: u32 = 5;
+/// The first retry waits up to this long (exponential, jittered, up to [`MAX_BACKOFF`]): one
+/// throttle costs a fraction of a second, not the seconds of the SDK's default 1 s base.
+pub const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
+/// The longest wait between two attempts.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// The retry configuration of every client: standard mode (not adaptive: adaptive's client
+/// rate limiter, once throttled, spaces every later call of the process, and one throttle
+/// made a plan take 6–20 s instead of 2 s), [`MAX_ATTEMPTS`], short backoffs. A mode or
+/// attempts the user set (`AWS_RETRY_MODE`, `AWS_MAX_ATTEMPTS`, the profile) win.
+pub fn retry_config(loaded: Option<&RetryConfig>) -> RetryConfig {
+    const SDK_DEFAULT_ATTEMPTS: u32 = 3;
+    let chosen_attempts = loaded
+        .map(RetryConfig::max_attempts)
+        .filter(|&n| n != SDK_DEFAULT_ATTEMPTS || std::env::var_os("AWS_MAX_ATTEMPTS").is_some());
+    let base = match loaded {
+        Some(c) if std::env::var_os("AWS_RETRY_MODE").is_some() => c.clone(),
+        _ => RetryConfig::standard(),
+    };
+    base.with_max_attempts(chosen_attempts.unwrap_or(MAX_ATTEMPTS))
+        .with_initial_backoff(INITIAL_BACKOFF)
+        .with_max_backoff(MAX_BACKOFF)
+}
+
 /// Timeouts of every AWS call: connecting, each attempt, and the whole call with its retries.
 /// AWS answers in well under a second; these only bound calls that will never be answered.
 pub fn timeouts() -> aws_config::timeout::TimeoutConfig {
@@ -321,16 +399,10 @@ impl Aws {
         if config.region().is_none() {
             return Err(AwsError::NoRegion);
         }
-        // Adaptive retries back off on throttling across all clients, unless the user chose a mode.
-        let config = if std::env::var_os("AWS_RETRY_MODE").is_none() {
-            let attempts = config.retry_config().map_or(3, RetryConfig::max_attempts);
-            config
-                .to_builder()
-                .retry_config(RetryConfig::adaptive().with_max_attempts(attempts))
-                .build()
-        } else {
-            config
-        };
+        let config = config
+            .to_builder()
+            .retry_config(retry_config(config.retry_config()))
+            .build();
         // Nothing may hang: a call that gets no answer fails (and is retried), so an apply
         // waiting on it stops instead of holding its lock forever.
         let config = config.to_builder().timeout_config(timeouts()).build();

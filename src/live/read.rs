@@ -129,6 +129,7 @@ async fn stack_sets_access(aws: &Aws, opts: &ReadOptions) -> Result<bool, AwsErr
             | aws_sdk_cloudformation::types::OrganizationStatus::DisabledPermanently,
         ) => Ok(false),
         other => Err(AwsError::Call {
+            transient: false,
             operation: "CloudFormation.DescribeOrganizationsAccess".into(),
             code: None,
             message: format!("an access status estate does not know: {other:?}"),
@@ -274,6 +275,7 @@ pub async fn root_id(aws: &Aws) -> Result<String, AwsError> {
         .into_iter()
         .find_map(|r| r.id)
         .ok_or_else(|| AwsError::Call {
+            transient: false,
             operation: "Organizations.ListRoots".into(),
             code: None,
             message: "the organization has no root".into(),
@@ -516,6 +518,7 @@ fn account_state(a: &aws_sdk_organizations::types::Account) -> Result<AccountSta
     use aws_sdk_organizations::types::{AccountState as S, AccountStatus as Old};
     let id = a.id.as_deref().unwrap_or("(no id)");
     let not_understood = |what: String| AwsError::Call {
+        transient: false,
         operation: "Organizations.ListAccountsForParent".into(),
         code: None,
         message: format!(
@@ -592,6 +595,7 @@ async fn read_stack_set(
             .map_err(|e| AwsError::call("CloudFormation.DescribeStackSet", e))?
     };
     let s = described.stack_set.ok_or_else(|| AwsError::Call {
+        transient: false,
         operation: "CloudFormation.DescribeStackSet".into(),
         code: None,
         message: format!("no stack set `{name}` in the answer"),

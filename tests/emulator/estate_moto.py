@@ -21,7 +21,8 @@ strict, as the AWS API reference says: Organizations and STS in organizations_st
 docstring cites each rule and the timings it takes from the environment); CloudFormation
 StackSets in stacksets_strict.py, on by default (an organization opts out with
 "StrictStackSets": false through EstateEmulator.Configure; ESTATE_EMULATOR_STRICT_STACKSETS=0
-turns it off for all).
+turns it off for all). Faults (throttling, 5xx, connection resets, lost responses) are
+injected for an organization that asks for them, seeded: faults.py (EstateEmulator.Faults).
 
 Usage: estate_moto.py PORT [--parent-pid PID]
 """
@@ -45,6 +46,7 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import make_server
 
+import faults
 import organizations_strict
 import servicecatalog_ext
 import stacksets_strict
@@ -236,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     organizations_strict.install()
     stacksets_strict.install(route)
     route("EstateEmulator.Configure")(organizations_strict.configure)
+    route("EstateEmulator.Faults")(faults.configure)
+    route("EstateEmulator.FaultStats")(faults.stats)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("port", type=int, help="TCP port on 127.0.0.1 (0: any free port)")
     parser.add_argument(
@@ -248,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
 
     die_with_parent(args.parent_pid if args.parent_pid is not None else os.getppid())
 
-    app = EstateDispatcher(DomainDispatcherApplication(create_backend_app))
+    app = faults.wrap(EstateDispatcher(DomainDispatcherApplication(create_backend_app)))
     # Binding happens here, so a taken port fails before READY is printed.
     server = make_server(
         "127.0.0.1",

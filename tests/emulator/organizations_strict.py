@@ -37,6 +37,15 @@ Other rules, always on:
   CONCURRENT_ACCOUNT_MODIFICATION (API reference, CreateAccountStatus.FailureReason). AWS
   checks emails across all of AWS; here within the organization, so isolated tests may share
   example addresses.
+- CreateOrganizationalUnit of a name already used by a unit under the same parent is refused
+  with DuplicateOrganizationalUnitException "An OU with the same name already exists." (API
+  reference, CreateOrganizationalUnit, Errors); moto creates a second one.
+- MoveAccount of an account already in the destination is refused with
+  DuplicateAccountException "That account is already present in the specified destination.",
+  and from a source that is not the account's parent with SourceParentNotFoundException "We
+  can't find a source root or OU with the ParentId that you specified." (API reference,
+  MoveAccount, Errors); moto moves it regardless. A client whose answer was lost must read
+  back, not trust a retry.
 - AssumeRole into an account created by CreateAccount needs a role that exists there: the
   one named by CreateAccount's RoleName (default OrganizationAccountAccessRole), or one made
   later through IAM. moto hands out credentials for any ARN. Accounts that were not created
@@ -289,6 +298,37 @@ def install() -> None:
                 )
         return original_assume(self, *args, **kwargs)
 
+    original_create_ou = models.OrganizationsBackend.create_organizational_unit
+
+    def create_organizational_unit(self: Any, **kwargs: Any) -> dict[str, Any]:
+        with LOCK:
+            parent = kwargs.get("ParentId")
+            if any(ou.parent_id == parent and ou.name == kwargs.get("Name") for ou in self.ou):
+                raise OrganizationsClientError(
+                    "DuplicateOrganizationalUnitException",
+                    "An OU with the same name already exists.",
+                )
+            return original_create_ou(self, **kwargs)
+
+    original_move = models.OrganizationsBackend.move_account
+
+    def move_account(self: Any, **kwargs: Any) -> None:
+        with LOCK:
+            account = self.get_account_by_id(kwargs["AccountId"])
+            if account.parent_id == kwargs["DestinationParentId"]:
+                raise OrganizationsClientError(
+                    "DuplicateAccountException",
+                    "That account is already present in the specified destination.",
+                )
+            if account.parent_id != kwargs["SourceParentId"]:
+                raise OrganizationsClientError(
+                    "SourceParentNotFoundException",
+                    "We can't find a source root or OU with the ParentId that you specified.",
+                )
+            return original_move(self, **kwargs)
+
+    models.OrganizationsBackend.create_organizational_unit = create_organizational_unit
+    models.OrganizationsBackend.move_account = move_account
     models.FakeAccount.describe = describe
     models.OrganizationsBackend.create_account = create_account
     models.OrganizationsBackend.describe_create_account_status = describe_create_account_status

@@ -903,7 +903,9 @@ async fn account_creation_that_fails_names_the_account_and_the_reason() {
                 .build()
         })
         .build();
-    let aws = edge(&[&create_account_rule(), &describe]);
+    // The email is taken, and by no request of this name (a lost answer would have left one):
+    // not ours, so the failure stands.
+    let aws = edge(&[&create_account_rule(), &describe, &no_earlier_requests()]);
 
     let err = apply::create_account(&aws, "ml-dev", "ml-dev@example.com", "e", fast())
         .await
@@ -1484,4 +1486,70 @@ async fn a_stack_set_created_since_the_plan_by_someone_else_is_a_conflict() {
         failure.message
     );
     assert!(report.done.is_empty(), "{:?}", report.done);
+}
+
+/// DescribeStackSetOperation unanswered (HTTP 503) three times, more than the SDK's own
+/// attempts, then SUCCEEDED: the wait asks again, and the step succeeds. Before, the operation
+/// was reported FAILED although it had succeeded.
+#[tokio::test]
+async fn an_unanswered_poll_is_asked_again_not_reported_failed() {
+    let desired = desired(vec![stack_set(
+        "base",
+        "dev",
+        OperationPreferences::default(),
+        vec![instance(&account(0), REGION, &[])],
+    )]);
+    let plan = plan_creating_instances(&["dev"], &desired);
+    let requests = Requests::default();
+    let describe = mock!(Cfn::describe_stack_set_operation)
+        .sequence()
+        .http_response(unavailable)
+        .times(3)
+        .output(|| operation(StackSetOperationStatus::Succeeded))
+        .build();
+    let aws = edge(&[&create_instances(&requests), &describe]);
+
+    let report = apply::stack_sets(&aws, &plan, &desired, &options(), &apply::Silent).await;
+
+    assert_clean(&report);
+    assert_eq!(report.done.len(), 1);
+    assert_eq!(describe.num_calls(), 4);
+}
+
+/// A poll AWS never answers again gives up with the outcome unknown, never FAILED.
+#[tokio::test]
+async fn a_poll_never_answered_says_the_outcome_is_unknown() {
+    let desired = desired(vec![stack_set(
+        "base",
+        "dev",
+        OperationPreferences::default(),
+        vec![instance(&account(0), REGION, &[])],
+    )]);
+    let plan = plan_creating_instances(&["dev"], &desired);
+    let requests = Requests::default();
+    let describe = mock!(Cfn::describe_stack_set_operation).then_http_response(unavailable);
+    let aws = edge(&[&create_instances(&requests), &describe]);
+
+    let report = apply::stack_sets(&aws, &plan, &desired, &options(), &apply::Silent).await;
+
+    let [failure] = report.failures.as_slice() else {
+        panic!("{:#?}", report.failures)
+    };
+    assert!(
+        failure.message.contains("outcome unknown") && !failure.message.contains("FAILED"),
+        "{}",
+        failure.message
+    );
+    assert!(failure.instances.is_empty());
+}
+
+/// HTTP 503, as CloudFormation answers when it fails itself (awsQuery XML).
+fn unavailable() -> aws_smithy_runtime_api::http::Response {
+    aws_smithy_runtime_api::http::Response::new(
+        aws_smithy_runtime_api::http::StatusCode::try_from(503).unwrap(),
+        aws_smithy_types::body::SdkBody::from(
+            "<ErrorResponse><Error><Type>Receiver</Type><Code>ServiceUnavailable</Code>\
+             <Message>Service unavailable</Message></Error></ErrorResponse>",
+        ),
+    )
 }

@@ -9,6 +9,7 @@ mod cli;
 mod drift_mocks;
 mod edge;
 mod emulator;
+mod faults;
 mod gitops;
 mod organizations;
 mod pipeline;

@@ -184,6 +184,11 @@ impl TestAccount {
     /// One of the emulator's own calls (`EstateEmulator.*`) for this organization, as a test
     /// hook: what someone could do in AWS outside estate (e.g. delete a stack in a member).
     pub fn emulator_call(&self, target: &str, body: serde_json::Value) {
+        self.emulator_answer(target, body);
+    }
+
+    /// One of the emulator's own calls for this organization: the body of its answer.
+    pub fn emulator_answer(&self, target: &str, body: serde_json::Value) -> String {
         let mut body = body;
         body["ManagementAccount"] = serde_json::json!(self.id);
         let body = body.to_string();
@@ -198,6 +203,10 @@ impl TestAccount {
         let mut answer = String::new();
         std::io::Read::read_to_string(&mut stream, &mut answer).expect("reading");
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        answer
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_string())
+            .unwrap_or_default()
     }
 
     /// Acting in a member account, as estate does: its OrganizationAccountAccessRole assumed
