@@ -5,6 +5,7 @@ mod doc;
 pub mod model;
 pub mod names;
 pub mod refs;
+pub mod stage_rights;
 pub mod schema;
 mod validate;
 

@@ -86,8 +86,18 @@ fn generated_pipeline_templates_pass_cfn_lint() {
 /// only show when the first model is approved).
 #[test]
 fn the_resolve_build_script_is_valid_python() {
-    use estate::pipeline::{Names, Stage, Tools, tools_template};
-    for takes_model_package in [true, false] {
+    use estate::pipeline::{Names, Source, Stage, Tools, tools_template};
+    let sources = [
+        Source::Registry { group: "g" },
+        Source::Upload {
+            bucket: "b",
+            key: "k/model.tar.gz",
+        },
+    ];
+    for (source, takes_model) in sources
+        .into_iter()
+        .flat_map(|s| [(s, true), (s, false)])
+    {
         let n = Names::new("p");
         let stages = [Stage {
             environment: "staging".into(),
@@ -99,12 +109,13 @@ fn the_resolve_build_script_is_valid_python() {
             names: &n,
             tools: "111111111111",
             source_account: "222222222222",
-            model_package_group: "g",
+            source,
             region: "us-east-1",
             stages: &stages,
             capabilities: &[],
-            takes_model_package,
+            takes_model,
             source_key: "k",
+            approval_emails: &[],
         });
         let spec = t["Resources"]["ResolveProject"]["Properties"]["Source"]["BuildSpec"]
             .as_str()
@@ -121,8 +132,8 @@ fn the_resolve_build_script_is_valid_python() {
         assert_eq!(
             script
                 .iter()
-                .any(|l| l.contains("config['Parameters']['ModelPackageArn']")),
-            takes_model_package
+                .any(|l| l.contains(&format!("config['Parameters']['{}']", source.parameter()))),
+            takes_model
         );
         let python = cfn_lint().with_file_name("python3");
         let mut child = std::process::Command::new(python)
