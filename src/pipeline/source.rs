@@ -94,7 +94,11 @@ pub fn source_template(
     ));
     // Named from the account the stack is in, like the tools part's bucket.
     let bucket = source.bucket(n, "${AWS::AccountId}");
-    let bucket_name = sub(bucket.clone());
+    let bucket_name = if bucket.contains("${") {
+        sub(bucket.clone())
+    } else {
+        json!(bucket)
+    };
     let bucket_arn = sub(format!("arn:${{AWS::Partition}}:s3:::{bucket}"));
     let objects = sub(format!("arn:${{AWS::Partition}}:s3:::{bucket}/*"));
     let models = match source {

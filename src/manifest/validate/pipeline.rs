@@ -121,8 +121,13 @@ pub(super) fn check_pipeline(
                 continue;
             };
             for (param, decl) in &t.parameters {
+                // A source in error sets one of the two: neither is reported missing.
+                let by_pipeline = match set_by_pipeline {
+                    Some(set) => param == set,
+                    None => aws::PIPELINE_PARAMETERS.contains(&param.as_str()),
+                };
                 if decl.default.is_none()
-                    && Some(param.as_str()) != set_by_pipeline
+                    && !by_pipeline
                     && !env.spec.parameters.contains_key(param)
                 {
                     diags.error(
