@@ -5,8 +5,8 @@ mod doc;
 pub mod model;
 pub mod names;
 pub mod refs;
-pub mod stage_rights;
 pub mod schema;
+pub mod stage_rights;
 mod validate;
 
 use crate::diag::{Code, Diagnostics};

@@ -456,7 +456,10 @@ pub struct StageTest {
 pub struct TestRight {
     /// IAM actions, each of one service and never all of it (`sagemaker:InvokeEndpoint`,
     /// `sagemaker:Describe*`).
-    #[schemars(length(min = 1), inner(regex(pattern = r"^[a-z0-9-]+:[A-Za-z][A-Za-z0-9]*\*?$")))]
+    #[schemars(
+        length(min = 1),
+        inner(regex(pattern = r"^[a-z0-9-]+:[A-Za-z][A-Za-z0-9]*\*?$"))
+    )]
     pub actions: Vec<String>,
     /// Resources: an ARN, or `<service>:<resource>` for an ARN of that service in each
     /// stage account and the home region (`sagemaker:endpoint/my-endpoint`).

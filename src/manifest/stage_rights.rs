@@ -47,7 +47,11 @@ pub struct TypeRights {
     pub passes_role_to: Option<&'static str>,
 }
 
-const SAGEMAKER_TAGS: [&str; 3] = ["sagemaker:AddTags", "sagemaker:DeleteTags", "sagemaker:ListTags"];
+const SAGEMAKER_TAGS: [&str; 3] = [
+    "sagemaker:AddTags",
+    "sagemaker:DeleteTags",
+    "sagemaker:ListTags",
+];
 
 /// Alarms that target tracking creates for a scaling policy (`TargetTracking-<resource>-…`).
 const TARGET_TRACKING_ALARMS: &str =
@@ -433,15 +437,21 @@ mod tests {
 
     #[test]
     fn names_in_the_prefix_start_with_the_stack_name() {
-        assert!(in_stage_prefix(&json!({"Fn::Sub": "${AWS::StackName}-model"})));
+        assert!(in_stage_prefix(
+            &json!({"Fn::Sub": "${AWS::StackName}-model"})
+        ));
         assert!(in_stage_prefix(
             &json!({"Fn::Sub": ["${AWS::StackName}-${X}", {"X": "y"}]})
         ));
         assert!(in_stage_prefix(
             &json!({"Fn::Join": ["-", [{"Ref": "AWS::StackName"}, "endpoint"]]})
         ));
-        assert!(!in_stage_prefix(&json!({"Fn::Sub": "model-${AWS::StackName}"})));
-        assert!(!in_stage_prefix(&json!({"Fn::Sub": "${AWS::StackName}model"})));
+        assert!(!in_stage_prefix(
+            &json!({"Fn::Sub": "model-${AWS::StackName}"})
+        ));
+        assert!(!in_stage_prefix(
+            &json!({"Fn::Sub": "${AWS::StackName}model"})
+        ));
         assert!(!in_stage_prefix(&json!("estate-p-staging-model")));
         assert!(!in_stage_prefix(
             &json!({"Fn::Join": ["", [{"Ref": "AWS::StackName"}, "x"]]})

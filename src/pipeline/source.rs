@@ -76,7 +76,9 @@ impl<'a> Source<'a> {
     pub(super) fn event(&self) -> (&'static str, String) {
         match self {
             Source::Registry { group } => ("Approvals", format!("Approved versions of {group}")),
-            Source::Upload { bucket, key } => ("Uploads", format!("Uploads of s3://{bucket}/{key}")),
+            Source::Upload { bucket, key } => {
+                ("Uploads", format!("Uploads of s3://{bucket}/{key}"))
+            }
         }
     }
 }
@@ -223,7 +225,10 @@ pub fn source_template(
         role(
             n,
             &n.registry_role,
-            format!("The pipeline {} reads what starts it with this role", n.pipeline),
+            format!(
+                "The pipeline {} reads what starts it with this role",
+                n.pipeline
+            ),
             role_trust(tools, &n.build_role),
             Some(("read-source", registry_statements)),
         ),
@@ -315,15 +320,13 @@ pub fn source_template(
             }
         }),
     );
-    let mut outputs = json!({
+    // The group's ARN is known from its name; an output of it would be the only attribute
+    // read from the group.
+    let outputs = json!({
         "RegistryRoleArn": {"Value": {"Fn::GetAtt": ["RegistryRole", "Arn"]}},
         "ModelsBucketName": {"Value": {"Ref": "ModelsBucket"}},
         "ModelsKeyArn": {"Value": {"Fn::GetAtt": ["ModelsKey", "Arn"]}}
     });
-    if matches!(source, Source::Registry { .. }) {
-        outputs["ModelPackageGroupArn"] =
-            json!({"Value": {"Fn::GetAtt": ["ModelPackageGroup", "ModelPackageGroupArn"]}});
-    }
     template(
         format!("estate: {what}, forwarded to the pipeline {}", n.pipeline),
         Value::Object(resources),
@@ -384,7 +387,8 @@ mod tests {
             role("555555555555", "estate-abalone-deploy"),
             role("555555555555", "estate-abalone-production-model"),
         ];
-        let bucket = &t["Resources"]["ModelsBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"];
+        let bucket =
+            &t["Resources"]["ModelsBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"];
         assert_eq!(principals(&bucket[2]["Principal"]["AWS"]), readers);
         assert_eq!(bucket[2]["Action"], "s3:GetObject", "read only");
         let key = &t["Resources"]["ModelsKey"]["Properties"]["KeyPolicy"]["Statement"];
@@ -406,13 +410,17 @@ mod tests {
         let t = source_template(&n, "111111111111", "222222222222", &upload, &stages());
         assert!(t["Resources"].get("ModelPackageGroup").is_none());
         let pattern = &t["Resources"]["ForwardUploads"]["Properties"]["EventPattern"];
-        assert_eq!(pattern["detail"]["object"]["key"], json!(["submit/model.tar.gz"]));
         assert_eq!(
-            t["Resources"]["ModelsBucket"]["Properties"]["NotificationConfiguration"]
-                ["EventBridgeConfiguration"]["EventBridgeEnabled"],
+            pattern["detail"]["object"]["key"],
+            json!(["submit/model.tar.gz"])
+        );
+        assert_eq!(
+            t["Resources"]["ModelsBucket"]["Properties"]["NotificationConfiguration"]["EventBridgeConfiguration"]
+                ["EventBridgeEnabled"],
             true
         );
-        let bucket = &t["Resources"]["ModelsBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"];
+        let bucket =
+            &t["Resources"]["ModelsBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"];
         assert_eq!(
             bucket[2]["Resource"]["Fn::Sub"],
             "arn:${AWS::Partition}:s3:::abalone-models/estate/models/*",

@@ -85,17 +85,13 @@ impl StagePart<'_> {
     fn deploy_statements(&self) -> Vec<Value> {
         let types: BTreeSet<&str> = self.deployed.resource_types().map(|(t, _)| t).collect();
         // Statements keyed by where they apply, so types sharing a scope share a statement.
-        let mut grouped: BTreeMap<String, (BTreeSet<&str>, Value, Option<Value>)> =
-            BTreeMap::new();
+        let mut grouped: BTreeMap<String, (BTreeSet<&str>, Value, Option<Value>)> = BTreeMap::new();
         let mut passed_to: BTreeSet<&str> = BTreeSet::new();
         let mut iam = false;
         for t in types.iter().filter_map(|t| stage_rights::rights(t)) {
             passed_to.extend(t.passes_role_to);
             for r in t.rights {
-                iam |= matches!(
-                    r.scope,
-                    Scope::BoundedRole | Scope::Role | Scope::Policy
-                );
+                iam |= matches!(r.scope, Scope::BoundedRole | Scope::Role | Scope::Policy);
                 let (resource, condition) = self.resources(r.scope);
                 let key = format!("{resource}{condition:?}");
                 grouped
@@ -163,7 +159,11 @@ impl StagePart<'_> {
                 .iter()
                 .copied()
                 .filter(|a| !a.contains(":Get") && !a.contains(":List"))
-                .chain(["iam:SetDefaultPolicyVersion", "iam:TagPolicy", "iam:UntagPolicy"])
+                .chain([
+                    "iam:SetDefaultPolicyVersion",
+                    "iam:TagPolicy",
+                    "iam:UntagPolicy",
+                ])
                 .collect();
             statements.push(json!({
                 "Sid": "BoundaryUnchanged",
@@ -257,7 +257,9 @@ fn test_resource(resource: &str) -> Value {
     if resource.starts_with("arn:") {
         return json!(resource);
     }
-    let (service, rest) = resource.split_once(':').expect("the schema requires a colon");
+    let (service, rest) = resource
+        .split_once(':')
+        .expect("the schema requires a colon");
     local_arn(service, rest)
 }
 
@@ -485,7 +487,11 @@ mod tests {
             .iter()
             .filter(|s| s["Effect"] == "Deny")
             .collect();
-        assert_eq!(denies.len(), 2, "the model role and the boundary stay as made");
+        assert_eq!(
+            denies.len(),
+            2,
+            "the model role and the boundary stay as made"
+        );
         assert_eq!(
             t["Resources"]["ModelRole"]["Properties"]["PermissionsBoundary"],
             json!({"Ref": "Boundary"})
@@ -505,11 +511,17 @@ mod tests {
             "arn:${AWS::Partition}:iam::111111111111:role/estate-abalone-pipeline"
         );
         let text = serde_json::to_string(&t["Resources"]["ActionRole"]).unwrap();
-        for unused in ["s3:PutObject", "kms:Encrypt", "kms:GenerateDataKey", "kms:ReEncrypt"] {
+        for unused in [
+            "s3:PutObject",
+            "kms:Encrypt",
+            "kms:GenerateDataKey",
+            "kms:ReEncrypt",
+        ] {
             assert!(!text.contains(unused), "{unused}");
         }
         for role in ["DeployRole", "ModelRole"] {
-            let trust = &t["Resources"][role]["Properties"]["AssumeRolePolicyDocument"]["Statement"][0];
+            let trust =
+                &t["Resources"][role]["Properties"]["AssumeRolePolicyDocument"]["Statement"][0];
             assert_eq!(
                 trust["Condition"]["StringEquals"]["aws:SourceAccount"],
                 json!({"Ref": "AWS::AccountId"}),
@@ -546,8 +558,8 @@ mod tests {
         let mut p = part(&n, &source, &d);
         p.test_rights = Some(&rights);
         let t = stage_template(&p);
-        let test = &t["Resources"]["TestRole"]["Properties"]["Policies"][0]["PolicyDocument"]
-            ["Statement"];
+        let test =
+            &t["Resources"]["TestRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"];
         assert_eq!(test.as_array().unwrap().len(), 1);
         assert_eq!(
             test[0]["Resource"],
@@ -562,7 +574,9 @@ mod tests {
             "arn:${AWS::Partition}:s3:::models/estate/models/*"
         );
         assert!(
-            !serde_json::to_string(&t).unwrap().contains("DescribeModelPackage"),
+            !serde_json::to_string(&t)
+                .unwrap()
+                .contains("DescribeModelPackage"),
             "no registry to read"
         );
         p.test = false;

@@ -384,7 +384,8 @@ fn roles(t: &Tools, shared: &Shared, resources: &mut Resources) {
         json!({"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": registry_role}),
     ];
     if !test_roles.is_empty() {
-        build_statements.push(json!({"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": test_roles}));
+        build_statements
+            .push(json!({"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": test_roles}));
     }
     resources.insert(
         "BuildRolePolicy".into(),
@@ -915,7 +916,8 @@ pub(super) mod tests {
             json!([{"Fn::Sub": "arn:${AWS::Partition}:iam::333333333333:role/estate-abalone-test"}]),
             "only staging has a test"
         );
-        let test = &t["Resources"]["TestProject0"]["Properties"]["Environment"]["EnvironmentVariables"];
+        let test =
+            &t["Resources"]["TestProject0"]["Properties"]["Environment"]["EnvironmentVariables"];
         assert!(
             test.as_array()
                 .unwrap()
@@ -955,7 +957,10 @@ pub(super) mod tests {
         let spec = t["Resources"]["ResolveProject"]["Properties"]["Source"]["BuildSpec"]
             .as_str()
             .unwrap();
-        assert!(spec.contains("config['Parameters']['ModelDataUrl'] = found"), "{spec}");
+        assert!(
+            spec.contains("config['Parameters']['ModelDataUrl'] = found"),
+            "{spec}"
+        );
         assert!(spec.contains("head_object"), "{spec}");
     }
 }

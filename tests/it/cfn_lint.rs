@@ -137,10 +137,7 @@ fn the_resolve_build_script_is_valid_python() {
             key: "k/model.tar.gz",
         },
     ];
-    for (source, takes_model) in sources
-        .into_iter()
-        .flat_map(|s| [(s, true), (s, false)])
-    {
+    for (source, takes_model) in sources.into_iter().flat_map(|s| [(s, true), (s, false)]) {
         let n = Names::new("p");
         let stages = [Stage {
             environment: "staging".into(),

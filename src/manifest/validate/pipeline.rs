@@ -191,7 +191,12 @@ fn check_source(pipe: &Doc<PipelineSpec>, diags: &mut Diagnostics) -> Option<&'s
                 "the source names nothing that starts the pipeline: give `modelPackageGroup` (approved versions) or `s3: {bucket, key}` (uploads)"
             };
             diags
-                .error(Code::Pipeline, &pipe.file, pipe.span("/spec/source"), message)
+                .error(
+                    Code::Pipeline,
+                    &pipe.file,
+                    pipe.span("/spec/source"),
+                    message,
+                )
                 .label("one of modelPackageGroup, s3");
             None
         }
