@@ -6,6 +6,7 @@ pub mod model;
 pub mod names;
 pub mod refs;
 pub mod schema;
+pub mod stage_rights;
 mod validate;
 
 use crate::diag::{Code, Diagnostics};

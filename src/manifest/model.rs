@@ -386,15 +386,46 @@ pub struct PipelineSpec {
     pub template: String,
     #[schemars(length(min = 1))]
     pub stages: Vec<Stage>,
+    /// Who is told by email (an SNS topic in the tools account) when a stage waits for a
+    /// manual approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_notification: Option<ApprovalNotification>,
+}
+
+/// What starts the pipeline, in the source account: exactly one of `modelPackageGroup` (an
+/// approved model version) and `s3` (an upload of a model artifact).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PipelineSource {
+    /// SageMaker model package group whose approved versions start the pipeline; estate
+    /// creates it, with a resource policy naming the stages' deploy roles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"))]
+    pub model_package_group: Option<String>,
+    /// An S3 object whose uploads start the pipeline; estate creates its bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Source>,
+    /// Account that owns the model package group or the bucket.
+    pub account: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct PipelineSource {
-    /// SageMaker model package group whose approved versions start the pipeline.
-    pub model_package_group: String,
-    /// Account that owns the model package group.
-    pub account: String,
+pub struct S3Source {
+    /// Bucket estate creates in the source account (versioned, KMS-encrypted).
+    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"))]
+    pub bucket: String,
+    /// Object key whose uploads start the pipeline (a model artifact, `model.tar.gz`).
+    #[schemars(regex(pattern = r"^[^*?]{1,900}$"))]
+    pub key: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApprovalNotification {
+    /// Email addresses subscribed to the approvals topic (each confirms its subscription).
+    #[schemars(length(min = 1), inner(regex(pattern = r"^[^\s@]+@[^\s@]+\.[^\s@]+$")))]
+    pub emails: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -412,6 +443,28 @@ pub struct Stage {
 pub struct StageTest {
     /// CodeBuild buildspec run against the stage after it deploys.
     pub buildspec: String,
+    /// What the test may do in each account of the stage, through the role it assumes
+    /// there; default: invoke and describe the stage's endpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub rights: Option<Vec<TestRight>>,
+}
+
+/// One statement of the test role's policy.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TestRight {
+    /// IAM actions, each of one service and never all of it (`sagemaker:InvokeEndpoint`,
+    /// `sagemaker:Describe*`).
+    #[schemars(
+        length(min = 1),
+        inner(regex(pattern = r"^[a-z0-9-]+:[A-Za-z][A-Za-z0-9]*\*?$"))
+    )]
+    pub actions: Vec<String>,
+    /// Resources: an ARN, or `<service>:<resource>` for an ARN of that service in each
+    /// stage account and the home region (`sagemaker:endpoint/my-endpoint`).
+    #[schemars(length(min = 1), inner(regex(pattern = r"^[a-z0-9-]+:[^\s]+$")))]
+    pub resources: Vec<String>,
 }
 
 // ---------------------------------------------------------------- documents

@@ -6,6 +6,11 @@
 
 /// The parameter of a stage template that receives the approved model package's ARN.
 pub const MODEL_PACKAGE_PARAMETER: &str = "ModelPackageArn";
+/// The parameter of a stage template that receives the uploaded model artifact's S3 URL (an
+/// `s3` source).
+pub const MODEL_DATA_PARAMETER: &str = "ModelDataUrl";
+/// The parameters the pipeline sets itself: no environment needs to give them.
+pub const PIPELINE_PARAMETERS: [&str; 2] = [MODEL_PACKAGE_PARAMETER, MODEL_DATA_PARAMETER];
 /// Longest pipeline name: the artifact bucket's name (`estate-<name>-<account id>`) must
 /// stay within S3's 63 characters.
 pub const MAX_NAME: usize = 40;
@@ -24,8 +29,14 @@ pub struct Names {
     pub events_role: String,
     pub forward_role: String,
     pub registry_role: String,
+    /// The role a stage's test assumes in each of its accounts.
+    pub test_role: String,
     pub key_alias: String,
+    /// The key of the model artifacts' bucket in the source account.
+    pub models_key_alias: String,
     pub resolve_project: String,
+    /// The SNS topic manual approvals are announced on.
+    pub approvals_topic: String,
 }
 
 impl Names {
@@ -41,8 +52,11 @@ impl Names {
             events_role: format!("{base}-events"),
             forward_role: format!("{base}-forward"),
             registry_role: format!("{base}-registry"),
+            test_role: format!("{base}-test"),
             key_alias: format!("alias/{base}"),
+            models_key_alias: format!("alias/{base}-models"),
             resolve_project: format!("{base}-resolve"),
+            approvals_topic: format!("{base}-approvals"),
         }
     }
 
@@ -51,9 +65,34 @@ impl Names {
         format!("{}-{environment}", self.pipeline)
     }
 
+    /// The managed policy that bounds every role a stage's stack creates; its name is in the
+    /// stage's prefix, so a template names it `${AWS::StackName}-boundary`.
+    pub fn stage_boundary(&self, environment: &str) -> String {
+        format!("{}-{BOUNDARY_SUFFIX}", self.stage_stack(environment))
+    }
+
+    /// The role a stage's models run as (`${AWS::StackName}-model` in the stage template).
+    pub fn stage_model_role(&self, environment: &str) -> String {
+        format!("{}-{MODEL_ROLE_SUFFIX}", self.stage_stack(environment))
+    }
+
     pub fn test_project(&self, environment: &str) -> String {
         format!("{}-test-{environment}", self.pipeline)
     }
+}
+
+/// Suffixes of the names the pipeline itself takes in a stage's prefix: a stage template
+/// refers to them, and may not create resources of these names.
+pub const BOUNDARY_SUFFIX: &str = "boundary";
+pub const MODEL_ROLE_SUFFIX: &str = "model";
+
+/// Longest pipeline name with a model registry source: the model bucket's name
+/// (`estate-<name>-<account id>-models`) must stay within S3's 63 characters.
+pub const MAX_NAME_WITH_REGISTRY: usize = 36;
+
+/// The bucket of a registry source's model artifacts, in the source account.
+pub fn models_bucket(pipeline: &str, account: &str) -> String {
+    format!("estate-{}-{account}-models", pipeline.to_ascii_lowercase())
 }
 
 /// The artifact bucket of a pipeline in its tools account.

@@ -20,12 +20,27 @@ pub(super) fn document(statements: Vec<Value>) -> Value {
     json!({"Version": "2012-10-17", "Statement": statements})
 }
 
-pub(super) fn service_trust(service: &str) -> Value {
+/// Trust in an AWS service, acting for the role's own account only (`aws:SourceAccount`)
+/// and, when given, for one resource (`aws:SourceArn`): no other account's resource can make
+/// the service use the role (the confused deputy).
+pub(super) fn service_trust(service: &str, source_arn: Option<Value>) -> Value {
+    let mut condition = json!({"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}});
+    if let Some(arn) = source_arn {
+        condition["ArnLike"] = json!({ "aws:SourceArn": arn });
+    }
     document(vec![json!({
         "Effect": "Allow",
         "Principal": {"Service": service},
-        "Action": "sts:AssumeRole"
+        "Action": "sts:AssumeRole",
+        "Condition": condition
     })])
+}
+
+/// An ARN of the stack's own account and region: `arn:${AWS::Partition}:<service>:…:<rest>`.
+pub(super) fn local_arn(service: &str, rest: &str) -> Value {
+    sub(format!(
+        "arn:${{AWS::Partition}}:{service}:${{AWS::Region}}:${{AWS::AccountId}}:{rest}"
+    ))
 }
 
 /// Trust in exactly one role of another account, which need not exist yet.
@@ -81,6 +96,34 @@ pub(super) fn rule(
                 "RoleArn": {"Fn::GetAtt": [role, "Arn"]}
             }]
         }
+    })
+}
+
+/// A bucket policy statement refusing any access without TLS.
+pub(super) fn deny_insecure_transport(bucket_arn: &Value, objects: &Value) -> Value {
+    json!({
+        "Sid": "DenyInsecureTransport",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:*",
+        "Resource": [bucket_arn, objects],
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}}
+    })
+}
+
+/// A bucket policy statement refusing uploads not encrypted with the bucket's own key (the
+/// template's `key`, by ARN or by its alias `alias`): not another key, not S3's, not none.
+pub(super) fn deny_other_keys(objects: &Value, alias: &str, key: &str) -> Value {
+    json!({
+        "Sid": "DenyOtherKeys",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:PutObject",
+        "Resource": objects,
+        "Condition": {"StringNotEquals": {"s3:x-amz-server-side-encryption-aws-kms-key-id": [
+            {"Fn::GetAtt": [key, "Arn"]},
+            local_arn("kms", alias)
+        ]}}
     })
 }
 

@@ -1,130 +1,430 @@
-//! The source part of a pipeline: model approvals forwarded from the source account to the
-//! tools account, and the role the pipeline's build reads the model registry with.
+//! The source part of a pipeline, in the source account: what starts it (approvals in a
+//! model package group estate creates, or uploads to a bucket estate creates) forwarded to
+//! the tools account, the model artifacts' bucket and key readable by exactly the stages'
+//! roles, and the role the pipeline's build reads the source with.
 
-use super::cfn::{role, role_trust, rule, service_trust, sub, template};
-use crate::manifest::names::Names;
+use super::MODELS_PREFIX;
+use super::cfn::{document, local_arn, role, role_trust, rule, service_trust, sub, tags, template};
+use super::tools::Stage;
+use crate::manifest::model::PipelineSource;
+use crate::manifest::names::{MODEL_DATA_PARAMETER, MODEL_PACKAGE_PARAMETER, Names, models_bucket};
 use serde_json::{Value, json};
 
-pub(super) fn approved_pattern(group: &str, account: Option<&str>) -> Value {
-    let mut pattern = json!({
-        "source": ["aws.sagemaker"],
-        "detail-type": ["SageMaker Model Package State Change"],
-        "detail": {
-            "ModelPackageGroupName": [group],
-            "ModelApprovalStatus": ["Approved"]
-        }
-    });
-    if let Some(a) = account {
-        pattern["account"] = json!([a]);
-    }
-    pattern
+/// What starts a pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source<'a> {
+    /// An approved version in this model package group.
+    Registry { group: &'a str },
+    /// An upload of this object.
+    Upload { bucket: &'a str, key: &'a str },
 }
 
-/// The source account's part: approvals forwarded to the tools account, and a role the
-/// pipeline's build reads the model registry with.
-pub fn source_template(n: &Names, tools: &str, source: &str, group: &str) -> Value {
+impl<'a> Source<'a> {
+    /// What a Pipeline's `source` says; `None` when it names neither or both (which
+    /// `validate` refuses).
+    pub fn of(spec: &'a PipelineSource) -> Option<Source<'a>> {
+        match (&spec.model_package_group, &spec.s3) {
+            (Some(group), None) => Some(Source::Registry { group }),
+            (None, Some(s3)) => Some(Source::Upload {
+                bucket: &s3.bucket,
+                key: &s3.key,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The parameter of the stage template the pipeline sets to what it deploys.
+    pub fn parameter(&self) -> &'static str {
+        match self {
+            Source::Registry { .. } => MODEL_PACKAGE_PARAMETER,
+            Source::Upload { .. } => MODEL_DATA_PARAMETER,
+        }
+    }
+
+    /// The bucket of the model artifacts in the source account (named from `account`).
+    pub fn bucket(&self, n: &Names, account: &str) -> String {
+        match self {
+            Source::Registry { .. } => models_bucket(&n.name, account),
+            Source::Upload { bucket, .. } => bucket.to_string(),
+        }
+    }
+
+    /// The events that start the pipeline; `account` limits them to the source account's.
+    pub(super) fn pattern(&self, bucket: &Value, account: Option<&str>) -> Value {
+        let mut pattern = match self {
+            Source::Registry { group } => json!({
+                "source": ["aws.sagemaker"],
+                "detail-type": ["SageMaker Model Package State Change"],
+                "detail": {
+                    "ModelPackageGroupName": [group],
+                    "ModelApprovalStatus": ["Approved"]
+                }
+            }),
+            Source::Upload { key, .. } => json!({
+                "source": ["aws.s3"],
+                "detail-type": ["Object Created"],
+                "detail": {"bucket": {"name": [bucket]}, "object": {"key": [key]}}
+            }),
+        };
+        if let Some(a) = account {
+            pattern["account"] = json!([a]);
+        }
+        pattern
+    }
+
+    /// What the rules that forward and start on it are called, and say.
+    pub(super) fn event(&self) -> (&'static str, String) {
+        match self {
+            Source::Registry { group } => ("Approvals", format!("Approved versions of {group}")),
+            Source::Upload { bucket, key } => {
+                ("Uploads", format!("Uploads of s3://{bucket}/{key}"))
+            }
+        }
+    }
+}
+
+/// The source account's part.
+pub fn source_template(
+    n: &Names,
+    tools: &str,
+    source_account: &str,
+    source: &Source,
+    stages: &[Stage],
+) -> Value {
     let bus = sub(format!(
         "arn:${{AWS::Partition}}:events:${{AWS::Region}}:{tools}:event-bus/default"
     ));
-    let forward_role = role(
-        n,
-        &n.forward_role,
-        format!(
-            "EventBridge forwards model approvals to the pipeline {} with this role",
-            n.pipeline
-        ),
-        service_trust("events.amazonaws.com"),
-        Some((
-            "forward-approvals",
-            vec![json!({
-                "Effect": "Allow",
-                "Action": "events:PutEvents",
-                "Resource": bus
-            })],
+    // Named from the account the stack is in, like the tools part's bucket.
+    let bucket = source.bucket(n, "${AWS::AccountId}");
+    let bucket_name = if bucket.contains("${") {
+        sub(bucket.clone())
+    } else {
+        json!(bucket)
+    };
+    let bucket_arn = sub(format!("arn:${{AWS::Partition}}:s3:::{bucket}"));
+    let objects = sub(format!("arn:${{AWS::Partition}}:s3:::{bucket}/*"));
+    let models = match source {
+        Source::Registry { .. } => objects.clone(),
+        Source::Upload { .. } => sub(format!(
+            "arn:${{AWS::Partition}}:s3:::{bucket}/{MODELS_PREFIX}*"
         )),
-    );
-    let registry_role = role(
-        n,
-        &n.registry_role,
-        format!(
-            "The pipeline {} finds the latest approved version of {group} with this role",
-            n.pipeline
-        ),
-        role_trust(tools, &n.build_role),
-        Some((
-            "read-registry",
-            vec![
-                json!({
-                    "Effect": "Allow",
-                    "Action": "sagemaker:ListModelPackages",
-                    "Resource": "*"
-                }),
-                json!({
-                    "Effect": "Allow",
-                    "Action": ["sagemaker:DescribeModelPackage", "sagemaker:DescribeModelPackageGroup"],
-                    "Resource": [
-                        sub(format!("arn:${{AWS::Partition}}:sagemaker:${{AWS::Region}}:${{AWS::AccountId}}:model-package-group/{group}")),
-                        sub(format!("arn:${{AWS::Partition}}:sagemaker:${{AWS::Region}}:${{AWS::AccountId}}:model-package/{group}/*"))
-                    ]
-                }),
-            ],
-        )),
-    );
-    let mut resources = json!({
-        "ForwardRole": forward_role,
-        "ForwardApprovals": rule(
-            format!("{}-approved", n.pipeline),
-            format!("Approved versions of {group} start the pipeline {}", n.pipeline),
-            approved_pattern(group, None),
-            ("tools", &bus),
-            "ForwardRole",
-        ),
-        "RegistryRole": registry_role
-    });
-    if source == tools {
-        // Approvals happen on the tools account's own bus: nothing to forward.
-        let r = resources.as_object_mut().expect("an object");
-        r.remove("ForwardRole");
-        r.remove("ForwardApprovals");
+    };
+    // Exactly the stages' roles: the deploy roles (which make the models) and the model
+    // roles (which SageMaker reads the artifacts as).
+    let mut deploy_roles = Vec::new();
+    let mut readers = Vec::new();
+    for s in stages {
+        for a in &s.accounts {
+            let deploy = super::cfn::role_arn(a, &n.deploy_role);
+            deploy_roles.push(deploy.clone());
+            readers.push(deploy);
+            readers.push(super::cfn::role_arn(a, &n.stage_model_role(&s.environment)));
+        }
     }
-    template(
-        format!(
-            "estate: approvals of {group} forwarded to the pipeline {}",
-            n.pipeline
+    let (event, what) = source.event();
+    let mut resources = serde_json::Map::new();
+    if source_account != tools {
+        resources.insert(
+            "ForwardRole".into(),
+            role(
+                n,
+                &n.forward_role,
+                format!(
+                    "EventBridge forwards what starts the pipeline {} with this role",
+                    n.pipeline
+                ),
+                service_trust(
+                    "events.amazonaws.com",
+                    Some(local_arn("events", &format!("rule/{}-forward", n.pipeline))),
+                ),
+                Some((
+                    "forward-events",
+                    vec![json!({
+                        "Effect": "Allow",
+                        "Action": "events:PutEvents",
+                        "Resource": bus
+                    })],
+                )),
+            ),
+        );
+        resources.insert(
+            format!("Forward{event}"),
+            rule(
+                format!("{}-forward", n.pipeline),
+                format!("{what} start the pipeline {}", n.pipeline),
+                source.pattern(&bucket_name, None),
+                ("tools", &bus),
+                "ForwardRole",
+            ),
+        );
+    }
+    let mut registry_statements = Vec::new();
+    match source {
+        Source::Registry { group } => {
+            registry_statements.push(json!({
+                "Effect": "Allow",
+                "Action": "sagemaker:ListModelPackages",
+                // Takes no resource ARN.
+                "Resource": "*"
+            }));
+            registry_statements.push(json!({
+                "Effect": "Allow",
+                "Action": ["sagemaker:DescribeModelPackage", "sagemaker:DescribeModelPackageGroup"],
+                "Resource": [
+                    local_arn("sagemaker", &format!("model-package-group/{}", group.to_ascii_lowercase())),
+                    local_arn("sagemaker", &format!("model-package/{}/*", group.to_ascii_lowercase()))
+                ]
+            }));
+            resources.insert(
+                "ModelPackageGroup".into(),
+                json!({
+                    "Type": "AWS::SageMaker::ModelPackageGroup",
+                    // The versions registered in it outlive the pipeline.
+                    "DeletionPolicy": "RetainExceptOnCreate",
+                    "UpdateReplacePolicy": "Retain",
+                    "Properties": {
+                        "ModelPackageGroupName": group,
+                        "ModelPackageGroupDescription": format!("Models the pipeline {} deploys once approved", n.pipeline),
+                        "ModelPackageGroupPolicy": document(vec![json!({
+                            "Sid": "StageDeployRoles",
+                            "Effect": "Allow",
+                            "Principal": {"AWS": deploy_roles},
+                            "Action": ["sagemaker:DescribeModelPackage", "sagemaker:DescribeModelPackageGroup", "sagemaker:ListModelPackages"],
+                            "Resource": [
+                                local_arn("sagemaker", &format!("model-package-group/{}", group.to_ascii_lowercase())),
+                                local_arn("sagemaker", &format!("model-package/{}/*", group.to_ascii_lowercase()))
+                            ]
+                        })]),
+                        "Tags": tags(&n.pipeline)
+                    }
+                }),
+            );
+        }
+        Source::Upload { key, .. } => {
+            // The build pins the uploaded version: it copies it under the models prefix,
+            // which the stages read, so a later upload never changes what a stage deploys.
+            registry_statements.push(json!({
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:GetObjectVersion"],
+                "Resource": sub(format!("arn:${{AWS::Partition}}:s3:::{bucket}/{key}"))
+            }));
+            registry_statements.push(json!({
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:PutObject"],
+                "Resource": models
+            }));
+            registry_statements.push(json!({
+                "Effect": "Allow",
+                "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+                "Resource": {"Fn::GetAtt": ["ModelsKey", "Arn"]}
+            }));
+        }
+    }
+    resources.insert(
+        "RegistryRole".into(),
+        role(
+            n,
+            &n.registry_role,
+            format!(
+                "The pipeline {} reads what starts it with this role",
+                n.pipeline
+            ),
+            role_trust(tools, &n.build_role),
+            Some(("read-source", registry_statements)),
         ),
-        resources,
-        json!({"RegistryRoleArn": {"Value": {"Fn::GetAtt": ["RegistryRole", "Arn"]}}}),
+    );
+    resources.insert(
+        "ModelsKey".into(),
+        json!({
+            "Type": "AWS::KMS::Key",
+            "DeletionPolicy": "RetainExceptOnCreate",
+            "UpdateReplacePolicy": "Retain",
+            "Properties": {
+                "Description": format!("Encrypts the model artifacts of the pipeline {}", n.pipeline),
+                "EnableKeyRotation": true,
+                "KeyPolicy": document(vec![
+                    json!({
+                        "Sid": "KeyAdministration",
+                        "Effect": "Allow",
+                        "Principal": {"AWS": sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:root".into())},
+                        "Action": "kms:*",
+                        "Resource": "*"
+                    }),
+                    json!({
+                        "Sid": "StageRoles",
+                        "Effect": "Allow",
+                        "Principal": {"AWS": readers.clone()},
+                        "Action": ["kms:Decrypt", "kms:DescribeKey"],
+                        "Resource": "*"
+                    })
+                ])
+            }
+        }),
+    );
+    resources.insert(
+        "ModelsKeyAlias".into(),
+        json!({
+            "Type": "AWS::KMS::Alias",
+            "Properties": {"AliasName": n.models_key_alias, "TargetKeyId": {"Ref": "ModelsKey"}}
+        }),
+    );
+    let mut bucket_properties = json!({
+        "BucketName": bucket_name,
+        "VersioningConfiguration": {"Status": "Enabled"},
+        "BucketEncryption": {"ServerSideEncryptionConfiguration": [{
+            "ServerSideEncryptionByDefault": {
+                "SSEAlgorithm": "aws:kms",
+                "KMSMasterKeyID": {"Fn::GetAtt": ["ModelsKey", "Arn"]}
+            },
+            "BucketKeyEnabled": true
+        }]},
+        "PublicAccessBlockConfiguration": {
+            "BlockPublicAcls": true,
+            "BlockPublicPolicy": true,
+            "IgnorePublicAcls": true,
+            "RestrictPublicBuckets": true
+        },
+        "Tags": tags(&n.pipeline)
+    });
+    if matches!(source, Source::Upload { .. }) {
+        // An upload starts the pipeline through EventBridge.
+        bucket_properties["NotificationConfiguration"] =
+            json!({"EventBridgeConfiguration": {"EventBridgeEnabled": true}});
+    }
+    resources.insert(
+        "ModelsBucket".into(),
+        json!({
+            "Type": "AWS::S3::Bucket",
+            "DeletionPolicy": "RetainExceptOnCreate",
+            "UpdateReplacePolicy": "Retain",
+            "Properties": bucket_properties
+        }),
+    );
+    resources.insert(
+        "ModelsBucketPolicy".into(),
+        json!({
+            "Type": "AWS::S3::BucketPolicy",
+            "Properties": {
+                "Bucket": {"Ref": "ModelsBucket"},
+                "PolicyDocument": document(vec![
+                    super::cfn::deny_insecure_transport(&bucket_arn, &objects),
+                    super::cfn::deny_other_keys(&objects, &n.models_key_alias, "ModelsKey"),
+                    json!({
+                        "Sid": "StageRoles",
+                        "Effect": "Allow",
+                        "Principal": {"AWS": readers},
+                        "Action": "s3:GetObject",
+                        "Resource": models
+                    })
+                ])
+            }
+        }),
+    );
+    // The group's ARN is known from its name; an output of it would be the only attribute
+    // read from the group.
+    let outputs = json!({
+        "RegistryRoleArn": {"Value": {"Fn::GetAtt": ["RegistryRole", "Arn"]}},
+        "ModelsBucketName": {"Value": {"Ref": "ModelsBucket"}},
+        "ModelsKeyArn": {"Value": {"Fn::GetAtt": ["ModelsKey", "Arn"]}}
+    });
+    template(
+        format!("estate: {what}, forwarded to the pipeline {}", n.pipeline),
+        Value::Object(resources),
+        outputs,
     )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::tools::tests::stages;
-    use crate::pipeline::{Tools, tools_template};
+    use crate::pipeline::tools::tests::{stages, tools_with};
+
+    fn principals(v: &Value) -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["Fn::Sub"].as_str().unwrap().to_string())
+            .collect()
+    }
 
     #[test]
     fn a_source_in_the_tools_account_needs_no_forwarding() {
         let n = Names::new("abalone");
-        let same = source_template(&n, "111111111111", "111111111111", "abalone");
+        let registry = Source::Registry { group: "abalone" };
+        let same = source_template(&n, "111111111111", "111111111111", &registry, &stages());
         let resources = same["Resources"].as_object().unwrap();
-        assert_eq!(resources.keys().collect::<Vec<_>>(), ["RegistryRole"]);
-        let apart = source_template(&n, "111111111111", "222222222222", "abalone");
+        assert!(!resources.contains_key("ForwardRole"));
+        assert!(!resources.contains_key("ForwardApprovals"));
+        let apart = source_template(&n, "111111111111", "222222222222", &registry, &stages());
         assert!(apart["Resources"]["ForwardApprovals"].is_object());
-        let stages = stages();
-        let tools = tools_template(&Tools {
-            names: &n,
-            tools: "111111111111",
-            source_account: "111111111111",
-            model_package_group: "abalone",
-            region: "us-east-1",
-            stages: &stages,
-            capabilities: &[],
-            takes_model_package: true,
-            source_key: "k",
-        });
-        assert!(tools["Resources"].get("ApprovalsFromSource").is_none());
-        assert!(tools["Resources"]["StartOnApproval"].is_object());
+        let tools = tools_with("111111111111", registry);
+        assert!(tools["Resources"].get("EventsFromSource").is_none());
+        assert!(tools["Resources"]["StartOnApprovals"].is_object());
         assert!(tools["Resources"]["StartOnSource"].is_object());
+    }
+
+    #[test]
+    fn the_group_and_the_artifacts_grant_exactly_the_stage_roles() {
+        let n = Names::new("abalone");
+        let registry = Source::Registry { group: "abalone" };
+        let t = source_template(&n, "111111111111", "222222222222", &registry, &stages());
+        let policy = &t["Resources"]["ModelPackageGroup"]["Properties"]["ModelPackageGroupPolicy"]
+            ["Statement"][0];
+        let role = |a: &str, r: &str| format!("arn:${{AWS::Partition}}:iam::{a}:role/{r}");
+        assert_eq!(
+            principals(&policy["Principal"]["AWS"]),
+            [
+                role("333333333333", "estate-abalone-deploy"),
+                role("444444444444", "estate-abalone-deploy"),
+                role("555555555555", "estate-abalone-deploy"),
+            ]
+        );
+        let readers = [
+            role("333333333333", "estate-abalone-deploy"),
+            role("333333333333", "estate-abalone-staging-model"),
+            role("444444444444", "estate-abalone-deploy"),
+            role("444444444444", "estate-abalone-production-model"),
+            role("555555555555", "estate-abalone-deploy"),
+            role("555555555555", "estate-abalone-production-model"),
+        ];
+        let bucket =
+            &t["Resources"]["ModelsBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"];
+        assert_eq!(principals(&bucket[2]["Principal"]["AWS"]), readers);
+        assert_eq!(bucket[2]["Action"], "s3:GetObject", "read only");
+        let key = &t["Resources"]["ModelsKey"]["Properties"]["KeyPolicy"]["Statement"];
+        assert_eq!(principals(&key[1]["Principal"]["AWS"]), readers);
+        assert_eq!(key[1]["Action"], json!(["kms:Decrypt", "kms:DescribeKey"]));
+        assert_eq!(
+            t["Resources"]["ModelsBucket"]["Properties"]["BucketName"]["Fn::Sub"],
+            "estate-abalone-${AWS::AccountId}-models"
+        );
+    }
+
+    #[test]
+    fn an_upload_source_forwards_uploads_of_its_key_and_pins_versions_under_a_prefix() {
+        let n = Names::new("abalone");
+        let upload = Source::Upload {
+            bucket: "abalone-models",
+            key: "submit/model.tar.gz",
+        };
+        let t = source_template(&n, "111111111111", "222222222222", &upload, &stages());
+        assert!(t["Resources"].get("ModelPackageGroup").is_none());
+        let pattern = &t["Resources"]["ForwardUploads"]["Properties"]["EventPattern"];
+        assert_eq!(
+            pattern["detail"]["object"]["key"],
+            json!(["submit/model.tar.gz"])
+        );
+        assert_eq!(
+            t["Resources"]["ModelsBucket"]["Properties"]["NotificationConfiguration"]["EventBridgeConfiguration"]
+                ["EventBridgeEnabled"],
+            true
+        );
+        let bucket =
+            &t["Resources"]["ModelsBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"];
+        assert_eq!(
+            bucket[2]["Resource"]["Fn::Sub"],
+            "arn:${AWS::Partition}:s3:::abalone-models/estate/models/*",
+            "stages read pinned copies, not the uploads"
+        );
     }
 }

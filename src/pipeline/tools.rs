@@ -1,10 +1,14 @@
 //! The tools part of a pipeline: the artifacts key and bucket, the roles and builds, the
 //! CodePipeline with a stage per environment, and the rules that start it.
 
+use super::MODELS_PREFIX;
 use super::bundle::{SOURCE_PREFIX, test_buildspec_path};
-use super::cfn::{document, role, role_arn, rule, service_trust, sub, tags, template};
-use super::source::approved_pattern;
-use crate::manifest::names::{MODEL_PACKAGE_PARAMETER, Names, bucket};
+use super::cfn::{
+    deny_insecure_transport, deny_other_keys, document, local_arn, role, role_arn, rule,
+    service_trust, sub, tags, template,
+};
+use super::source::Source;
+use crate::manifest::names::{MODEL_DATA_PARAMETER, MODEL_PACKAGE_PARAMETER, Names, bucket};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 
@@ -24,22 +28,29 @@ pub struct Tools<'a> {
     pub names: &'a Names,
     pub tools: &'a str,
     pub source_account: &'a str,
-    pub model_package_group: &'a str,
+    pub source: Source<'a>,
     pub region: &'a str,
     pub stages: &'a [Stage],
     /// Capabilities the stage template needs from CloudFormation.
     pub capabilities: &'a [String],
-    /// Whether the stage template takes the approved model package's ARN.
-    pub takes_model_package: bool,
+    /// Whether the stage template takes the approved model package's ARN (a registry
+    /// source) or the uploaded model's URL (an upload source).
+    pub takes_model: bool,
     /// The source bundle's key in the artifact bucket.
     pub source_key: &'a str,
+    /// Who is emailed when a stage waits for a manual approval.
+    pub approval_emails: &'a [String],
 }
 
-/// The build that finds the latest approved model package and writes each stage's template
-/// configuration with it.
-fn resolve_buildspec(takes_model_package: bool) -> String {
-    let set = if takes_model_package {
-        format!("          config['Parameters']['{MODEL_PACKAGE_PARAMETER}'] = arn\n")
+/// The build that finds what to deploy (the latest approved model package, or a pinned copy
+/// of the latest upload) and writes each stage's template configuration with it.
+fn resolve_buildspec(source: &Source, takes_model: bool) -> String {
+    let (find, parameter) = match source {
+        Source::Registry { .. } => (REGISTRY_SCRIPT, MODEL_PACKAGE_PARAMETER),
+        Source::Upload { .. } => (UPLOAD_SCRIPT, MODEL_DATA_PARAMETER),
+    };
+    let set = if takes_model {
+        format!("          config['Parameters']['{parameter}'] = found\n")
     } else {
         String::new()
     };
@@ -54,19 +65,12 @@ phases:
         import boto3
         creds = boto3.client('sts').assume_role(
             RoleArn=os.environ['REGISTRY_ROLE'], RoleSessionName='estate-resolve')['Credentials']
-        registry = boto3.client('sagemaker',
-            aws_access_key_id=creds['AccessKeyId'],
-            aws_secret_access_key=creds['SecretAccessKey'],
-            aws_session_token=creds['SessionToken'])
-        # The approval filter applies after a page is cut: a page may be empty with more to come.
-        pages = registry.get_paginator('list_model_packages').paginate(
-            ModelPackageGroupName=os.environ['MODEL_PACKAGE_GROUP'],
-            ModelApprovalStatus='Approved', SortBy='CreationTime', SortOrder='Descending')
-        found = next((p for page in pages for p in page['ModelPackageSummaryList']), None)
-        if found is None:
-            raise SystemExit('no approved version in ' + os.environ['MODEL_PACKAGE_GROUP'])
-        arn = found['ModelPackageArn']
-        print('deploying', arn)
+        def client(service):
+            return boto3.client(service,
+                aws_access_key_id=creds['AccessKeyId'],
+                aws_secret_access_key=creds['SecretAccessKey'],
+                aws_session_token=creds['SessionToken'])
+{find}        print('deploying', found)
         for path in glob.glob('stages/*.json'):
           with open(path) as f:
             config = json.load(f)
@@ -81,6 +85,28 @@ artifacts:
     )
 }
 
+const REGISTRY_SCRIPT: &str = r#"        registry = client('sagemaker')
+        # The approval filter applies after a page is cut: a page may be empty with more to come.
+        pages = registry.get_paginator('list_model_packages').paginate(
+            ModelPackageGroupName=os.environ['MODEL_PACKAGE_GROUP'],
+            ModelApprovalStatus='Approved', SortBy='CreationTime', SortOrder='Descending')
+        package = next((p for page in pages for p in page['ModelPackageSummaryList']), None)
+        if package is None:
+            raise SystemExit('no approved version in ' + os.environ['MODEL_PACKAGE_GROUP'])
+        found = package['ModelPackageArn']
+"#;
+
+const UPLOAD_SCRIPT: &str = r#"        s3 = client('s3')
+        bucket, key = os.environ['MODEL_BUCKET'], os.environ['MODEL_KEY']
+        # The latest upload, copied under a key naming its version: stages deploy the copy, so
+        # an upload during the run never changes what a later stage deploys.
+        version = s3.head_object(Bucket=bucket, Key=key)['VersionId']
+        pinned = os.environ['MODELS_PREFIX'] + version + '/' + key.rsplit('/', 1)[-1]
+        s3.copy({'Bucket': bucket, 'Key': key, 'VersionId': version}, bucket, pinned,
+            ExtraArgs={'ServerSideEncryption': 'aws:kms', 'SSEKMSKeyId': os.environ['MODELS_KEY']})
+        found = 's3://' + bucket + '/' + pinned
+"#;
+
 /// ARNs and action lists that several of the tools template's resources name.
 struct Shared {
     bucket: String,
@@ -90,6 +116,8 @@ struct Shared {
     bucket_arn: Value,
     pipeline_arn: Value,
     kms_use: Value,
+    /// The roles the stages' tests assume, one per account of a stage with a test.
+    test_roles: Vec<Value>,
     /// The CodeBuild projects the pipeline runs.
     projects: Vec<Value>,
 }
@@ -110,6 +138,13 @@ impl Shared {
             .map(|a| role_arn(a, &n.action_role))
             .collect();
         let registry_role = role_arn(t.source_account, &n.registry_role);
+        let test_roles: Vec<Value> = t
+            .stages
+            .iter()
+            .filter(|s| s.test)
+            .flat_map(|s| s.accounts.iter())
+            .map(|a| role_arn(a, &n.test_role))
+            .collect();
         let objects = sub(format!("arn:${{AWS::Partition}}:s3:::{bucket}/*"));
         let bucket_arn = sub(format!("arn:${{AWS::Partition}}:s3:::{bucket}"));
         let pipeline_arn = sub(format!(
@@ -141,6 +176,7 @@ impl Shared {
             bucket_arn,
             pipeline_arn,
             kms_use,
+            test_roles,
             projects,
         }
     }
@@ -158,6 +194,9 @@ pub fn tools_template(t: &Tools) -> Value {
     builds(t, &shared, &mut resources);
     pipeline(t, &mut resources);
     triggers(t, &shared, &mut resources);
+    if !t.approval_emails.is_empty() {
+        approvals_topic(t, &mut resources);
+    }
     template(
         format!(
             "estate: the model pipeline {}: artifacts key and bucket, builds, CodePipeline, trigger",
@@ -179,7 +218,6 @@ fn artifacts(t: &Tools, shared: &Shared, resources: &mut Resources) {
         action_roles,
         objects,
         bucket_arn,
-        kms_use,
         ..
     } = shared;
     resources.insert(
@@ -204,11 +242,12 @@ fn artifacts(t: &Tools, shared: &Shared, resources: &mut Resources) {
                     // The tools account's own roles get the key through their IAM
                     // policies (the statement above); other accounts' roles need the key
                     // policy to name them.
+                    // They only read the artifacts they deploy.
                     json!({
                         "Sid": "StageRoles",
                         "Effect": "Allow",
                         "Principal": {"AWS": action_roles.clone()},
-                        "Action": kms_use,
+                        "Action": ["kms:Decrypt", "kms:DescribeKey"],
                         "Resource": "*"
                     })
                 ])
@@ -259,27 +298,13 @@ fn artifacts(t: &Tools, shared: &Shared, resources: &mut Resources) {
             "Properties": {
                 "Bucket": {"Ref": "ArtifactBucket"},
                 "PolicyDocument": document(vec![
-                    json!({
-                        "Sid": "DenyInsecureTransport",
-                        "Effect": "Deny",
-                        "Principal": "*",
-                        "Action": "s3:*",
-                        "Resource": [bucket_arn, objects],
-                        "Condition": {"Bool": {"aws:SecureTransport": "false"}}
-                    }),
-                    json!({
-                        "Sid": "DenyUnencryptedUploads",
-                        "Effect": "Deny",
-                        "Principal": "*",
-                        "Action": "s3:PutObject",
-                        "Resource": objects,
-                        "Condition": {"StringNotEquals": {"s3:x-amz-server-side-encryption": "aws:kms"}}
-                    }),
+                    deny_insecure_transport(bucket_arn, objects),
+                    deny_other_keys(objects, &n.key_alias, "ArtifactKey"),
                     json!({
                         "Sid": "StageRoles",
                         "Effect": "Allow",
                         "Principal": {"AWS": action_roles},
-                        "Action": ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"],
+                        "Action": ["s3:GetObject", "s3:GetObjectVersion"],
                         "Resource": objects
                     })
                 ])
@@ -296,7 +321,9 @@ fn roles(t: &Tools, shared: &Shared, resources: &mut Resources) {
         registry_role,
         objects,
         bucket_arn,
+        pipeline_arn,
         kms_use,
+        test_roles,
         projects,
         ..
     } = shared;
@@ -306,10 +333,20 @@ fn roles(t: &Tools, shared: &Shared, resources: &mut Resources) {
             n,
             &n.pipeline_role,
             format!("The CodePipeline {} runs as this role", n.pipeline),
-            service_trust("codepipeline.amazonaws.com"),
+            service_trust("codepipeline.amazonaws.com", Some(pipeline_arn.clone())),
             None,
         ),
     );
+    let mut pipeline_statements = vec![
+        json!({"Effect": "Allow", "Action": ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"], "Resource": objects}),
+        json!({"Effect": "Allow", "Action": ["s3:GetBucketVersioning", "s3:ListBucket"], "Resource": bucket_arn}),
+        json!({"Effect": "Allow", "Action": kms_use, "Resource": {"Fn::GetAtt": ["ArtifactKey", "Arn"]}}),
+        json!({"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": action_roles}),
+        json!({"Effect": "Allow", "Action": ["codebuild:BatchGetBuilds", "codebuild:StartBuild"], "Resource": projects}),
+    ];
+    if !t.approval_emails.is_empty() {
+        pipeline_statements.push(json!({"Effect": "Allow", "Action": "sns:Publish", "Resource": {"Ref": "ApprovalsTopic"}}));
+    }
     // The roles' permissions name the key, whose policy names the roles: separate resources
     // break the cycle.
     resources.insert(
@@ -319,13 +356,7 @@ fn roles(t: &Tools, shared: &Shared, resources: &mut Resources) {
             "Properties": {
                 "RoleName": {"Ref": "PipelineRole"},
                 "PolicyName": "run-pipeline",
-                "PolicyDocument": document(vec![
-                        json!({"Effect": "Allow", "Action": ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"], "Resource": objects}),
-                        json!({"Effect": "Allow", "Action": ["s3:GetBucketVersioning", "s3:ListBucket"], "Resource": bucket_arn}),
-                        json!({"Effect": "Allow", "Action": kms_use, "Resource": {"Fn::GetAtt": ["ArtifactKey", "Arn"]}}),
-                        json!({"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": action_roles}),
-                        json!({"Effect": "Allow", "Action": ["codebuild:BatchGetBuilds", "codebuild:StartBuild"], "Resource": projects})
-                    ])
+                "PolicyDocument": document(pipeline_statements)
             }
         }),
     );
@@ -335,10 +366,27 @@ fn roles(t: &Tools, shared: &Shared, resources: &mut Resources) {
             n,
             &n.build_role,
             format!("The CodeBuild projects of {} run as this role", n.pipeline),
-            service_trust("codebuild.amazonaws.com"),
+            service_trust(
+                "codebuild.amazonaws.com",
+                Some(local_arn("codebuild", &format!("project/{}-*", n.pipeline))),
+            ),
             None,
         ),
     );
+    let mut build_statements = vec![
+        json!({
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": sub(format!("arn:${{AWS::Partition}}:logs:${{AWS::Region}}:${{AWS::AccountId}}:log-group:/aws/codebuild/{}-*", n.pipeline))
+        }),
+        json!({"Effect": "Allow", "Action": ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"], "Resource": objects}),
+        json!({"Effect": "Allow", "Action": kms_use, "Resource": {"Fn::GetAtt": ["ArtifactKey", "Arn"]}}),
+        json!({"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": registry_role}),
+    ];
+    if !test_roles.is_empty() {
+        build_statements
+            .push(json!({"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": test_roles}));
+    }
     resources.insert(
         "BuildRolePolicy".into(),
         json!({
@@ -346,16 +394,7 @@ fn roles(t: &Tools, shared: &Shared, resources: &mut Resources) {
             "Properties": {
                 "RoleName": {"Ref": "BuildRole"},
                 "PolicyName": "build",
-                "PolicyDocument": document(vec![
-                        json!({
-                            "Effect": "Allow",
-                            "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
-                            "Resource": sub(format!("arn:${{AWS::Partition}}:logs:${{AWS::Region}}:${{AWS::AccountId}}:log-group:/aws/codebuild/{}-*", n.pipeline))
-                        }),
-                        json!({"Effect": "Allow", "Action": ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"], "Resource": objects}),
-                        json!({"Effect": "Allow", "Action": kms_use, "Resource": {"Fn::GetAtt": ["ArtifactKey", "Arn"]}}),
-                        json!({"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": registry_role})
-                    ])
+                "PolicyDocument": document(build_statements)
             }
         }),
     );
@@ -374,6 +413,32 @@ fn builds(t: &Tools, shared: &Shared, resources: &mut Resources) {
         })
     };
     let variable = |name: &str, value: Value| json!({"Name": name, "Value": value});
+    let mut variables = vec![variable("REGISTRY_ROLE", registry_role.clone())];
+    let what = match t.source {
+        Source::Registry { group } => {
+            variables.push(variable(
+                "MODEL_PACKAGE_GROUP",
+                sub(format!(
+                    "arn:${{AWS::Partition}}:sagemaker:${{AWS::Region}}:{}:model-package-group/{group}",
+                    t.source_account
+                )),
+            ));
+            format!("the latest approved version of {group}")
+        }
+        Source::Upload { bucket, key } => {
+            variables.push(variable("MODEL_BUCKET", json!(bucket)));
+            variables.push(variable("MODEL_KEY", json!(key)));
+            variables.push(variable("MODELS_PREFIX", json!(MODELS_PREFIX)));
+            variables.push(variable(
+                "MODELS_KEY",
+                sub(format!(
+                    "arn:${{AWS::Partition}}:kms:${{AWS::Region}}:{}:{}",
+                    t.source_account, n.models_key_alias
+                )),
+            ));
+            format!("the latest upload of s3://{bucket}/{key}")
+        }
+    };
     resources.insert(
         "ResolveProject".into(),
         json!({
@@ -381,23 +446,24 @@ fn builds(t: &Tools, shared: &Shared, resources: &mut Resources) {
             "DependsOn": "BuildRolePolicy",
             "Properties": {
                 "Name": n.resolve_project,
-                "Description": format!("Finds the latest approved version of {} for the pipeline {}", t.model_package_group, n.pipeline),
+                "Description": format!("Finds {what} for the pipeline {}", n.pipeline),
                 "ServiceRole": {"Fn::GetAtt": ["BuildRole", "Arn"]},
                 "EncryptionKey": {"Fn::GetAtt": ["ArtifactKey", "Arn"]},
                 "Artifacts": {"Type": "CODEPIPELINE"},
-                "Source": {"Type": "CODEPIPELINE", "BuildSpec": resolve_buildspec(t.takes_model_package)},
-                "Environment": build_environment(vec![
-                    variable("REGISTRY_ROLE", registry_role.clone()),
-                    variable("MODEL_PACKAGE_GROUP", sub(format!(
-                        "arn:${{AWS::Partition}}:sagemaker:${{AWS::Region}}:{}:model-package-group/{}",
-                        t.source_account, t.model_package_group
-                    ))),
-                ]),
+                "Source": {"Type": "CODEPIPELINE", "BuildSpec": resolve_buildspec(&t.source, t.takes_model)},
+                "Environment": build_environment(variables),
                 "Tags": tags(&n.pipeline)
             }
         }),
     );
     for (i, s) in t.stages.iter().enumerate().filter(|(_, s)| s.test) {
+        // The role to assume in each of the stage's accounts, comma-separated.
+        let roles = s
+            .accounts
+            .iter()
+            .map(|a| format!("arn:${{AWS::Partition}}:iam::{a}:role/{}", n.test_role))
+            .collect::<Vec<_>>()
+            .join(",");
         resources.insert(
             format!("TestProject{i}"),
             json!({
@@ -414,6 +480,7 @@ fn builds(t: &Tools, shared: &Shared, resources: &mut Resources) {
                         variable("ESTATE_ENVIRONMENT", json!(s.environment)),
                         variable("ESTATE_ACCOUNTS", json!(s.accounts.join(","))),
                         variable("ESTATE_STACK_NAME", json!(n.stage_stack(&s.environment))),
+                        variable("ESTATE_TEST_ROLES", sub(roles)),
                     ]),
                     "Tags": tags(&n.pipeline)
                 }
@@ -483,10 +550,15 @@ fn pipeline_stages(t: &Tools) -> Vec<Value> {
         let mut actions = Vec::new();
         let mut order = 1;
         if s.manual_approval {
+            let mut configuration =
+                json!({"CustomData": format!("Deploy the model to {}?", s.environment)});
+            if !t.approval_emails.is_empty() {
+                configuration["NotificationArn"] = json!({"Ref": "ApprovalsTopic"});
+            }
             actions.push(json!({
                 "Name": "Approve",
                 "ActionTypeId": {"Category": "Approval", "Owner": "AWS", "Provider": "Manual", "Version": "1"},
-                "Configuration": {"CustomData": format!("Deploy the approved model to {}?", s.environment)},
+                "Configuration": configuration,
                 "RunOrder": order
             }));
             order += 1;
@@ -546,7 +618,10 @@ fn triggers(t: &Tools, shared: &Shared, resources: &mut Resources) {
                 "EventBridge starts the CodePipeline {} with this role",
                 n.pipeline
             ),
-            service_trust("events.amazonaws.com"),
+            service_trust(
+                "events.amazonaws.com",
+                Some(local_arn("events", &format!("rule/{}-*", n.pipeline))),
+            ),
             Some((
                 "start-pipeline",
                 vec![json!({
@@ -557,13 +632,14 @@ fn triggers(t: &Tools, shared: &Shared, resources: &mut Resources) {
             )),
         ),
     );
+    let (event, what) = t.source.event();
     if t.source_account != t.tools {
         resources.insert(
-        "ApprovalsFromSource".into(),
+        "EventsFromSource".into(),
         json!({
             "Type": "AWS::Events::EventBusPolicy",
             "Properties": {
-                "StatementId": format!("{}-approvals", n.pipeline),
+                "StatementId": format!("{}-source", n.pipeline),
                 "Statement": {
                     "Effect": "Allow",
                     "Principal": {"AWS": role_arn(t.source_account, &n.forward_role)},
@@ -574,15 +650,13 @@ fn triggers(t: &Tools, shared: &Shared, resources: &mut Resources) {
         }),
         );
     }
+    let source_bucket = json!(t.source.bucket(n, t.source_account));
     resources.insert(
-        "StartOnApproval".into(),
+        format!("StartOn{event}"),
         rule(
             format!("{}-start", n.pipeline),
-            format!(
-                "An approved version of {} starts the pipeline {}",
-                t.model_package_group, n.pipeline
-            ),
-            approved_pattern(t.model_package_group, Some(t.source_account)),
+            format!("{what} start the pipeline {}", n.pipeline),
+            t.source.pattern(&source_bucket, Some(t.source_account)),
             ("pipeline", pipeline_arn),
             "EventsRole",
         ),
@@ -609,6 +683,37 @@ fn triggers(t: &Tools, shared: &Shared, resources: &mut Resources) {
     );
 }
 
+/// The topic manual approvals are announced on, and its email subscriptions.
+fn approvals_topic(t: &Tools, resources: &mut Resources) {
+    let n = t.names;
+    resources.insert(
+        "ApprovalsTopic".into(),
+        json!({
+            "Type": "AWS::SNS::Topic",
+            "Properties": {
+                "TopicName": n.approvals_topic,
+                "DisplayName": format!("Approvals of {}", n.pipeline),
+                // The pipeline role publishes with the key its IAM policy grants.
+                "KmsMasterKeyId": {"Fn::GetAtt": ["ArtifactKey", "Arn"]},
+                "Tags": tags(&n.pipeline)
+            }
+        }),
+    );
+    for (i, email) in t.approval_emails.iter().enumerate() {
+        resources.insert(
+            format!("ApprovalsSubscription{i}"),
+            json!({
+                "Type": "AWS::SNS::Subscription",
+                "Properties": {
+                    "TopicArn": {"Ref": "ApprovalsTopic"},
+                    "Protocol": "email",
+                    "Endpoint": email
+                }
+            }),
+        );
+    }
+}
+
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
@@ -630,20 +735,25 @@ pub(super) mod tests {
         ]
     }
 
-    fn tools() -> Value {
+    pub(crate) fn tools_with(source_account: &str, source: Source) -> Value {
         let n = Names::new("abalone");
         let stages = stages();
         tools_template(&Tools {
             names: &n,
             tools: "111111111111",
-            source_account: "222222222222",
-            model_package_group: "abalone",
+            source_account,
+            source,
             region: "us-east-1",
             stages: &stages,
             capabilities: &["CAPABILITY_IAM".into()],
-            takes_model_package: true,
+            takes_model: true,
             source_key: "estate/source-0123.zip",
+            approval_emails: &["approvers@example.com".into()],
         })
+    }
+
+    fn tools() -> Value {
+        tools_with("222222222222", Source::Registry { group: "abalone" })
     }
 
     fn arns(v: &Value) -> Vec<String> {
@@ -683,9 +793,19 @@ pub(super) mod tests {
         );
         assert_eq!(bucket[1]["Effect"], "Deny");
         assert_eq!(
-            bucket[1]["Condition"]["StringNotEquals"]["s3:x-amz-server-side-encryption"],
-            "aws:kms"
+            bucket[1]["Condition"]["StringNotEquals"]["s3:x-amz-server-side-encryption-aws-kms-key-id"],
+            json!([
+                {"Fn::GetAtt": ["ArtifactKey", "Arn"]},
+                {"Fn::Sub": "arn:${AWS::Partition}:kms:${AWS::Region}:${AWS::AccountId}:alias/estate-abalone"}
+            ]),
+            "only the pipeline's own key"
         );
+        assert_eq!(
+            bucket[2]["Action"],
+            json!(["s3:GetObject", "s3:GetObjectVersion"]),
+            "stages only read"
+        );
+        assert_eq!(key[1]["Action"], json!(["kms:Decrypt", "kms:DescribeKey"]));
         assert_eq!(
             arns(&bucket[2]["Principal"]["AWS"]),
             [
@@ -767,8 +887,80 @@ pub(super) mod tests {
         );
         // A stack whose first create failed is replaced rather than blocking the stage.
         assert_eq!(deploy["Configuration"]["ActionMode"], "REPLACE_ON_FAILURE");
-        let rule = &t["Resources"]["StartOnApproval"]["Properties"]["EventPattern"];
+        let rule = &t["Resources"]["StartOnApprovals"]["Properties"]["EventPattern"];
         assert_eq!(rule["account"], json!(["222222222222"]));
         assert_eq!(rule["detail"]["ModelApprovalStatus"], json!(["Approved"]));
+        let approve = &stages[3]["Actions"][0];
+        assert_eq!(
+            approve["Configuration"]["NotificationArn"],
+            json!({"Ref": "ApprovalsTopic"})
+        );
+        assert_eq!(
+            t["Resources"]["ApprovalsSubscription0"]["Properties"]["Endpoint"],
+            "approvers@example.com"
+        );
+    }
+
+    #[test]
+    fn tests_assume_the_test_roles_and_services_act_for_this_pipeline_only() {
+        let t = tools();
+        let build = &t["Resources"]["BuildRolePolicy"]["Properties"]["PolicyDocument"]["Statement"];
+        let assumes: Vec<&Value> = build
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["Action"] == "sts:AssumeRole")
+            .collect();
+        assert_eq!(
+            assumes[1]["Resource"],
+            json!([{"Fn::Sub": "arn:${AWS::Partition}:iam::333333333333:role/estate-abalone-test"}]),
+            "only staging has a test"
+        );
+        let test =
+            &t["Resources"]["TestProject0"]["Properties"]["Environment"]["EnvironmentVariables"];
+        assert!(
+            test.as_array()
+                .unwrap()
+                .iter()
+                .any(|v| v["Name"] == "ESTATE_TEST_ROLES")
+        );
+        let trust = |r: &str| {
+            t["Resources"][r]["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Condition"]
+                .clone()
+        };
+        assert_eq!(
+            trust("PipelineRole")["ArnLike"]["aws:SourceArn"]["Fn::Sub"],
+            "arn:${AWS::Partition}:codepipeline:${AWS::Region}:${AWS::AccountId}:estate-abalone"
+        );
+        assert_eq!(
+            trust("BuildRole")["ArnLike"]["aws:SourceArn"]["Fn::Sub"],
+            "arn:${AWS::Partition}:codebuild:${AWS::Region}:${AWS::AccountId}:project/estate-abalone-*"
+        );
+        assert_eq!(
+            trust("EventsRole")["StringEquals"]["aws:SourceAccount"],
+            json!({"Ref": "AWS::AccountId"})
+        );
+    }
+
+    #[test]
+    fn an_upload_source_starts_on_uploads_and_deploys_a_pinned_copy() {
+        let t = tools_with(
+            "222222222222",
+            Source::Upload {
+                bucket: "abalone-models",
+                key: "submit/model.tar.gz",
+            },
+        );
+        let rule = &t["Resources"]["StartOnUploads"]["Properties"]["EventPattern"];
+        assert_eq!(rule["account"], json!(["222222222222"]));
+        assert_eq!(rule["detail"]["bucket"]["name"], json!(["abalone-models"]));
+        let spec = t["Resources"]["ResolveProject"]["Properties"]["Source"]["BuildSpec"]
+            .as_str()
+            .unwrap();
+        assert!(
+            spec.contains("config['Parameters']['ModelDataUrl'] = found"),
+            "{spec}"
+        );
+        assert!(spec.contains("head_object"), "{spec}");
     }
 }

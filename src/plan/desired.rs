@@ -572,6 +572,10 @@ fn resolve_pipeline(
     let tools = account(&spec.account);
     let source = account(&spec.source.account);
     let (tools_id, source_id) = (tools.key(), source.key());
+    let what = pipeline::Source::of(&spec.source).ok_or_else(|| PlanError::Pipeline {
+        pipeline: p.name.clone(),
+        message: "its source names neither a model package group nor an S3 object".into(),
+    })?;
     let deployed = &m.templates[&p.resolve_path(&spec.template)];
     let part = PipelineParts {
         m,
@@ -607,7 +611,17 @@ fn resolve_pipeline(
                 part.generated(
                     pipeline::stage_stack_set(&p.name, &env.name),
                     &env.name,
-                    pipeline::stage_template(&part.n, &part.tools_id, &part.bucket, deployed),
+                    pipeline::stage_template(&pipeline::StagePart {
+                        names: &part.n,
+                        environment: &env.name,
+                        tools: &part.tools_id,
+                        bucket: &part.bucket,
+                        source_account: &source_id,
+                        source: &what,
+                        deployed,
+                        test: stage.test.is_some(),
+                        test_rights: stage.test.as_ref().and_then(|t| t.rights.as_deref()),
+                    }),
                     targets
                         .into_iter()
                         .map(|a| part.in_home_region(a))
@@ -627,25 +641,22 @@ fn resolve_pipeline(
     }
     let bundle = Bundle { files };
     let key = bundle.key();
-    let tools_body = part.tools_template(&source_id, &stages, &key);
+    let tools_body = part.tools_template(&source_id, what, &stages, &key);
+    // The source part's policies name the last stage's roles (same environment, wave 0); the
+    // tools part's name the source part's roles.
     stack_sets.push(part.generated(
         pipeline::source_stack_set(&p.name),
         last,
-        pipeline::source_template(
-            &part.n,
-            &part.tools_id,
-            &source_id,
-            &spec.source.model_package_group,
-        ),
+        pipeline::source_template(&part.n, &part.tools_id, &source_id, &what, &stages),
         vec![part.in_home_region(source)],
-        0,
+        1,
     ));
     stack_sets.push(part.generated(
         pipeline::tools_stack_set(&p.name),
         last,
         tools_body,
         vec![part.in_home_region(tools.clone())],
-        1,
+        2,
     ));
     sources.push(DesiredSource {
         pipeline: p.name.clone(),
@@ -777,7 +788,9 @@ impl<'a> PipelineParts<'a> {
         };
         let mut parameters = BTreeMap::new();
         for (k, v) in &env.spec.parameters {
-            if self.deployed.parameters.contains_key(k) && k != pipeline::MODEL_PACKAGE_PARAMETER {
+            if self.deployed.parameters.contains_key(k)
+                && !crate::manifest::names::PIPELINE_PARAMETERS.contains(&k.as_str())
+            {
                 parameters.insert(k.clone(), r.value(&v.0, None).map_err(|m| self.err(m))?);
             }
         }
@@ -802,6 +815,7 @@ impl<'a> PipelineParts<'a> {
     fn tools_template(
         &self,
         source_id: &str,
+        source: pipeline::Source,
         stages: &[pipeline::Stage],
         key: &str,
     ) -> serde_json::Value {
@@ -816,15 +830,16 @@ impl<'a> PipelineParts<'a> {
             names: &self.n,
             tools: &self.tools_id,
             source_account: source_id,
-            model_package_group: &spec.source.model_package_group,
+            source,
             region: self.region,
             stages,
             capabilities: &capabilities,
-            takes_model_package: self
-                .deployed
-                .parameters
-                .contains_key(pipeline::MODEL_PACKAGE_PARAMETER),
+            takes_model: self.deployed.parameters.contains_key(source.parameter()),
             source_key: key,
+            approval_emails: spec
+                .approval_notification
+                .as_ref()
+                .map_or(&[], |a| a.emails.as_slice()),
         })
     }
 }

@@ -62,32 +62,82 @@ fn cfn_lint_does_fail_a_broken_template() {
     assert!(!status.success());
 }
 
+/// Every manifest with pipelines: the example, and the fixture using every pipeline field
+/// (an upload source, test rights, approval emails, a stage template with every resource type
+/// the deploy role has rights for).
+const PIPELINE_MANIFESTS: [&str; 2] = [
+    "examples/environments/model-pipeline",
+    "tests/fixtures/valid/kitchen-sink",
+];
+
+/// The templates the pipelines of `dir` compile to, with the accounts' ids known.
+fn pipeline_templates(dir: &str) -> Vec<(String, String)> {
+    use estate::plan;
+    let m = manifest(Path::new(dir));
+    let live = live_with_ids(&m);
+    let desired = plan::desired::resolve(&m, &live, &[]).unwrap();
+    desired
+        .stack_sets
+        .iter()
+        .filter(|d| d.name.starts_with("pipeline-"))
+        .map(|d| (d.name.clone(), d.template.text.clone()))
+        .collect()
+}
+
 /// The CloudFormation a pipeline compiles to passes cfn-lint, as AWS would take it: with the
 /// accounts' ids known.
 #[test]
 fn generated_pipeline_templates_pass_cfn_lint() {
-    use estate::plan;
-    let m = manifest(Path::new("examples/environments/model-pipeline"));
-    let live = live_with_ids(&m);
-    let desired = plan::desired::resolve(&m, &live, &[]).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut files = Vec::new();
-    for d in &desired.stack_sets {
-        assert!(!d.template.text.contains("known after apply"), "{}", d.name);
-        let path = dir.path().join(format!("{}.json", d.name));
-        std::fs::write(&path, &d.template.text).unwrap();
-        files.push(path);
+    for (i, manifest) in PIPELINE_MANIFESTS.into_iter().enumerate() {
+        let templates = pipeline_templates(manifest);
+        if manifest.starts_with("examples") {
+            assert_eq!(templates.len(), 4, "two stages, the source, the tools part");
+        }
+        for (name, text) in templates {
+            assert!(!text.contains("known after apply"), "{name}");
+            let path = dir.path().join(format!("{i}-{name}.json"));
+            std::fs::write(&path, &text).unwrap();
+            files.push(path);
+        }
     }
-    assert_eq!(files.len(), 4, "two stages, the source, the tools part");
+    assert_eq!(files.len(), 12, "the example's pipeline, the fixture's two");
     assert_lint_clean(&files);
+}
+
+/// Least privilege, over every template a pipeline of the examples and fixtures compiles to:
+/// no `"Action": "*"`, no `<service>:*` on `*`, no `iam:PassRole` on `*`.
+#[test]
+fn no_generated_pipeline_template_grants_everything_a_whole_service_or_any_role() {
+    let mut checked = 0;
+    for manifest in PIPELINE_MANIFESTS {
+        for (name, text) in pipeline_templates(manifest) {
+            let body: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(
+                estate::pipeline::broad_grants(&body),
+                Vec::<String>::new(),
+                "{manifest}: {name}"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 12);
 }
 
 /// The script the pipeline's Resolve build runs is Python that compiles (a syntax error would
 /// only show when the first model is approved).
 #[test]
 fn the_resolve_build_script_is_valid_python() {
-    use estate::pipeline::{Names, Stage, Tools, tools_template};
-    for takes_model_package in [true, false] {
+    use estate::pipeline::{Names, Source, Stage, Tools, tools_template};
+    let sources = [
+        Source::Registry { group: "g" },
+        Source::Upload {
+            bucket: "b",
+            key: "k/model.tar.gz",
+        },
+    ];
+    for (source, takes_model) in sources.into_iter().flat_map(|s| [(s, true), (s, false)]) {
         let n = Names::new("p");
         let stages = [Stage {
             environment: "staging".into(),
@@ -99,12 +149,13 @@ fn the_resolve_build_script_is_valid_python() {
             names: &n,
             tools: "111111111111",
             source_account: "222222222222",
-            model_package_group: "g",
+            source,
             region: "us-east-1",
             stages: &stages,
             capabilities: &[],
-            takes_model_package,
+            takes_model,
             source_key: "k",
+            approval_emails: &[],
         });
         let spec = t["Resources"]["ResolveProject"]["Properties"]["Source"]["BuildSpec"]
             .as_str()
@@ -121,8 +172,8 @@ fn the_resolve_build_script_is_valid_python() {
         assert_eq!(
             script
                 .iter()
-                .any(|l| l.contains("config['Parameters']['ModelPackageArn']")),
-            takes_model_package
+                .any(|l| l.contains(&format!("config['Parameters']['{}']", source.parameter()))),
+            takes_model
         );
         let python = cfn_lint().with_file_name("python3");
         let mut child = std::process::Command::new(python)

@@ -139,7 +139,13 @@ async fn the_model_pipeline_compiles_to_stack_sets_applies_stage_by_stage_and_re
     assert_eq!(code, 0, "{out}{err}");
 
     let ids = account.ids().await;
-    for stage in ["staging", "production"] {
+    for (stage, tested) in [("staging", true), ("production", false)] {
+        let mut expected: BTreeSet<String> = ["ActionRole", "DeployRole", "Boundary", "ModelRole"]
+            .map(str::to_string)
+            .into();
+        if tested {
+            expected.insert("TestRole".into());
+        }
         assert_eq!(
             stack_resources(
                 &account,
@@ -147,7 +153,7 @@ async fn the_model_pipeline_compiles_to_stack_sets_applies_stage_by_stage_and_re
                 &format!("pipeline-abalone-deploy-{stage}")
             )
             .await,
-            BTreeSet::from(["ActionRole".to_string(), "DeployRole".to_string()]),
+            expected,
             "{stage}"
         );
     }
@@ -157,7 +163,13 @@ async fn the_model_pipeline_compiles_to_stack_sets_applies_stage_by_stage_and_re
         "pipeline-abalone-deploy-source",
     )
     .await;
-    for r in ["ForwardRole", "ForwardApprovals", "RegistryRole"] {
+    for r in [
+        "ForwardRole",
+        "ForwardApprovals",
+        "RegistryRole",
+        "ModelsKey",
+        "ModelsBucket",
+    ] {
         assert!(source.contains(r), "{r} in {source:?}");
     }
     let tools = stack_resources(&account, &ids["tools"], "pipeline-abalone-deploy").await;
@@ -168,7 +180,7 @@ async fn the_model_pipeline_compiles_to_stack_sets_applies_stage_by_stage_and_re
         "PipelineRole",
         "BuildRole",
         "EventsRole",
-        "StartOnApproval",
+        "StartOnApprovals",
         "StartOnSource",
     ] {
         assert!(tools.contains(r), "{r} in {tools:?}");

@@ -178,8 +178,8 @@ fn every_field_the_loader_accepts_is_in_the_schema_and_kept() {
     .collect();
     assert_eq!(
         typed.len(),
-        8,
-        "every kind; two environments and two stack sets"
+        9,
+        "every kind; two environments, two stack sets, two pipelines"
     );
     // The published schema itself, as an editor applies it, accepts every document written,
     // and refuses any field it does not define.

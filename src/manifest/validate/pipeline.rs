@@ -1,12 +1,15 @@
 //! Checks of `kind: Pipeline`: its name fits the AWS names it compiles to, which clash with
-//! no other pipeline's or stack set's; its accounts and stages exist, in promotion order; its
-//! stage template gets every parameter it requires.
+//! no other pipeline's or stack set's; its source is one thing; its accounts and stages
+//! exist, in promotion order; its stage template gets every parameter it requires, and holds
+//! only what the deploy role may create (known types, named in the stage's prefix, roles
+//! bounded by the stage's boundary).
 
 use super::lookup::{Names, unknown};
-use crate::diag::{Code, Diagnostics};
+use crate::diag::{Code, Diagnostics, closest};
 use crate::manifest::doc::{Doc, Parsed};
 use crate::manifest::model::*;
 use crate::manifest::names as aws;
+use crate::manifest::stage_rights;
 use crate::template::Template;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -95,16 +98,36 @@ pub(super) fn check_pipeline(
             ),
         );
     }
+    let set_by_pipeline = check_source(pipe, diags);
+    if let Some(a) = &spec.approval_notification {
+        if !spec.stages.iter().any(|s| s.approval == Approval::Manual) {
+            diags.error(
+                Code::Pipeline,
+                &pipe.file,
+                pipe.span("/spec/approvalNotification"),
+                format!(
+                    "no stage has `approval: manual`: nothing would be sent to {}",
+                    a.emails.join(", ")
+                ),
+            );
+        }
+    }
     // Every parameter the stage template requires comes from each stage's environment, but
-    // the approved model package's ARN, which the pipeline finds itself.
+    // the model (package ARN or artifact URL), which the pipeline finds itself.
     if let Some(t) = templates.get(&pipe.resolve_path(&spec.template)) {
+        check_stage_resources(pipe, t, diags);
         for stage in &spec.stages {
             let Some(env) = p.environments.iter().find(|e| e.name == stage.environment) else {
                 continue;
             };
             for (param, decl) in &t.parameters {
+                // A source in error sets one of the two: neither is reported missing.
+                let by_pipeline = match set_by_pipeline {
+                    Some(set) => param == set,
+                    None => aws::PIPELINE_PARAMETERS.contains(&param.as_str()),
+                };
                 if decl.default.is_none()
-                    && param != aws::MODEL_PACKAGE_PARAMETER
+                    && !by_pipeline
                     && !env.spec.parameters.contains_key(param)
                 {
                     diags.error(
@@ -137,6 +160,128 @@ pub(super) fn check_pipeline(
         }
     }
     check_stages(pipe, p, names, diags);
+}
+
+/// The source names exactly one thing that starts the pipeline; returns the stage template
+/// parameter the pipeline sets from it.
+fn check_source(pipe: &Doc<PipelineSpec>, diags: &mut Diagnostics) -> Option<&'static str> {
+    let source = &pipe.spec.source;
+    match (&source.model_package_group, &source.s3) {
+        (Some(_), None) => {
+            if pipe.name.len() > aws::MAX_NAME_WITH_REGISTRY {
+                diags.error(
+                    Code::Pipeline,
+                    &pipe.file,
+                    pipe.span("/metadata/name"),
+                    format!(
+                        "pipeline name `{}` is longer than {} characters: with a model package group, its model bucket's name (`{}`) must fit in S3's 63",
+                        pipe.name,
+                        aws::MAX_NAME_WITH_REGISTRY,
+                        aws::models_bucket(&pipe.name, "<account id>")
+                    ),
+                );
+            }
+            Some(aws::MODEL_PACKAGE_PARAMETER)
+        }
+        (None, Some(_)) => Some(aws::MODEL_DATA_PARAMETER),
+        (both, _) => {
+            let message = if both.is_some() {
+                "the source names both a model package group and an S3 object: name one"
+            } else {
+                "the source names nothing that starts the pipeline: give `modelPackageGroup` (approved versions) or `s3: {bucket, key}` (uploads)"
+            };
+            diags
+                .error(
+                    Code::Pipeline,
+                    &pipe.file,
+                    pipe.span("/spec/source"),
+                    message,
+                )
+                .label("one of modelPackageGroup, s3");
+            None
+        }
+    }
+}
+
+/// The stage template holds only resource types whose deploy rights estate knows, names each
+/// resource in the stage's prefix (the stage stack's name) where the rights are scoped by
+/// name, and bounds each role by the stage's boundary: otherwise the deploy role, which may
+/// do nothing else, would fail on it in the middle of a deployment.
+fn check_stage_resources(pipe: &Doc<PipelineSpec>, t: &Template, diags: &mut Diagnostics) {
+    let span = pipe.span("/spec/template");
+    let boundary = serde_json::json!({"Fn::Sub": format!(
+        "arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:policy/${{AWS::StackName}}-{}",
+        aws::BOUNDARY_SUFFIX
+    )});
+    let reserved = [aws::BOUNDARY_SUFFIX, aws::MODEL_ROLE_SUFFIX]
+        .map(|s| serde_json::json!({"Fn::Sub": format!("${{AWS::StackName}}-{s}")}));
+    let Some(resources) = t.body["Resources"].as_object() else {
+        return;
+    };
+    for (id, r) in resources {
+        let Some(ty) = r.get("Type").and_then(|v| v.as_str()) else {
+            continue;
+        };
+        let props = r.get("Properties").unwrap_or(&serde_json::Value::Null);
+        let Some(rights) = stage_rights::rights(ty) else {
+            let known = stage_rights::type_names();
+            let b = diags
+                .error(
+                    Code::Pipeline,
+                    &pipe.file,
+                    span.clone(),
+                    format!(
+                        "resource `{id}` of the stage template is a `{ty}`, which a pipeline's deploy role has no rights for"
+                    ),
+                )
+                .label("stage template");
+            match closest(ty, known.iter().copied()) {
+                Some(best) => b.help(format!("did you mean `{best}`?")),
+                None => b.help(format!("a stage template may hold: {}", known.join(", "))),
+            };
+            continue;
+        };
+        if let Some(property) = rights.name_property {
+            let name = props.get(property);
+            if !name.is_some_and(stage_rights::in_stage_prefix) {
+                diags
+                    .error(
+                        Code::Pipeline,
+                        &pipe.file,
+                        span.clone(),
+                        format!(
+                            "resource `{id}` ({ty}) of the stage template must be named in the stage's prefix: the deploy role may only create names starting with the stage's stack name"
+                        ),
+                    )
+                    .label("stage template")
+                    .help(format!("{property}: !Sub ${{AWS::StackName}}-{}", id.to_lowercase()));
+            } else if ty.starts_with("AWS::IAM::") && name.is_some_and(|n| reserved.contains(n)) {
+                diags.error(
+                    Code::Pipeline,
+                    &pipe.file,
+                    span.clone(),
+                    format!(
+                        "resource `{id}` of the stage template takes a name the pipeline uses itself (`-{}` and `-{}` are its model role and boundary)",
+                        aws::MODEL_ROLE_SUFFIX,
+                        aws::BOUNDARY_SUFFIX
+                    ),
+                );
+            }
+        }
+        if ty == "AWS::IAM::Role" && props.get("PermissionsBoundary") != Some(&boundary) {
+            diags
+                .error(
+                    Code::Pipeline,
+                    &pipe.file,
+                    span.clone(),
+                    format!(
+                        "role `{id}` of the stage template must carry the stage's permissions boundary: the deploy role may only create bounded roles"
+                    ),
+                )
+                .label("stage template")
+                .help("PermissionsBoundary: !Sub arn:${AWS::Partition}:iam::${AWS::AccountId}:policy/${AWS::StackName}-boundary");
+        }
+    }
 }
 
 /// Each stage is a defined environment, once, in the order of the Estate's promotion.
