@@ -35,6 +35,12 @@ pub struct ReadOptions {
     pub bootstrap: bool,
     /// Read StackSets' trusted access (service-managed stack sets need it).
     pub stack_sets_access: bool,
+    /// Stack sets the manifest adopts, by AWS name: their instances are read although they
+    /// carry no estate's tag (when they carry another estate's, they are not).
+    pub adopted: std::collections::BTreeSet<String>,
+    /// Read the instances of every stack set whose name matches one of these patterns,
+    /// whoever owns it (`estate import`).
+    pub every_instance_of: Vec<String>,
 }
 
 pub async fn read(aws: &Aws, opts: &ReadOptions) -> Result<LiveState, AwsError> {
@@ -622,7 +628,13 @@ async fn read_stack_set(
         instances: None,
     };
     set.capabilities.sort();
-    if set.tags.get(TAG_MANAGED_BY) == Some(&opts.estate) {
+    let owner = set.tags.get(TAG_MANAGED_BY);
+    let adopted = owner.is_none() && opts.adopted.contains(name);
+    let imported = opts
+        .every_instance_of
+        .iter()
+        .any(|p| crate::manifest::model::glob_match(p, name));
+    if owner == Some(&opts.estate) || adopted || imported {
         let describe_each = opts.overrides_digests.get(name).map(String::as_str)
             != Some(
                 set.tags

@@ -106,8 +106,11 @@ impl AccountRef {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DesiredStackSet {
-    /// The AWS name: `<name>-<environment>`.
+    /// The AWS name: `<name>-<environment>`, or the one `stackSetNames` gives.
     pub name: String,
+    /// The manifest adopts it: a live stack set of this name without estate's tags is this
+    /// estate's, not a conflict.
+    pub adopt: bool,
     /// The manifest's StackSet name.
     pub stack_set: String,
     pub environment: String,
@@ -234,7 +237,7 @@ pub fn resolve(m: &Manifest, live: &LiveState, envs: &[String]) -> Result<Desire
             s.spec
                 .environments
                 .iter()
-                .map(move |e| format!("{}-{e}", s.name))
+                .map(move |e| s.spec.aws_name(&s.name, e))
         })
         .collect();
     for p in &m.pipelines {
@@ -356,7 +359,7 @@ fn resolve_stack_set(
         accounts,
         environment: &env.name,
     };
-    let name = format!("{}-{}", s.name, env.name);
+    let name = s.spec.aws_name(&s.name, &env.name);
     let err = |message: String| PlanError::Reference {
         stack_set: name.clone(),
         message,
@@ -383,6 +386,7 @@ fn resolve_stack_set(
     capabilities.sort();
     capabilities.dedup();
     Ok(DesiredStackSet {
+        adopt: spec.adopt,
         name: name.clone(),
         stack_set: s.name.clone(),
         environment: env.name.clone(),
@@ -709,6 +713,7 @@ impl<'a> PipelineParts<'a> {
         );
         tags.insert(TAG_PIPELINE.to_string(), p.name.clone());
         DesiredStackSet {
+            adopt: false,
             name,
             stack_set: p.name.clone(),
             environment: env.to_string(),

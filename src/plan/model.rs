@@ -147,6 +147,9 @@ pub enum Hint {
     /// Of a stack set whose only change is the overrides digest tag: no UpdateStackSet before
     /// the instances, only the tag's, once they carry the new overrides.
     OverridesTagOnly,
+    /// Of a stack set update: the stack set carries no estate's tags and the manifest adopts
+    /// it; the update (a whole one, never the overrides tag alone) writes estate's tags.
+    Adopt,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
