@@ -109,7 +109,11 @@ impl Scope {
     pub fn has_unit(&self, path: &str) -> bool {
         self.units.is_empty()
             || self.units.iter().any(|u| {
-                u == "/" || path == u || path.strip_prefix(u.as_str()).is_some_and(|r| r.starts_with('/'))
+                u == "/"
+                    || path == u
+                    || path
+                        .strip_prefix(u.as_str())
+                        .is_some_and(|r| r.starts_with('/'))
             })
     }
 

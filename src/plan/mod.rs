@@ -190,7 +190,10 @@ pub fn owned_stack_sets(m: &Manifest, live: &LiveState, envs: &[String]) -> Vec<
         .iter()
         .filter(|(name, s)| match s.tags.get(TAG_MANAGED_BY) {
             Some(owner) => {
-                owner == m.name() && s.tags.get(TAG_ENVIRONMENT).is_some_and(|e| envs.contains(e))
+                owner == m.name()
+                    && s.tags
+                        .get(TAG_ENVIRONMENT)
+                        .is_some_and(|e| envs.contains(e))
             }
             None => adopted.contains(*name),
         })

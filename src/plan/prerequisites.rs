@@ -164,7 +164,10 @@ impl<'a> Roles<'a> {
         let mut working: BTreeMap<&str, ()> = BTreeMap::new();
         for l in live.stack_sets.values() {
             let adopted = !l.tags.contains_key(TAG_MANAGED_BY)
-                && desired.stack_sets.iter().any(|d| d.adopt && d.name == l.name);
+                && desired
+                    .stack_sets
+                    .iter()
+                    .any(|d| d.adopt && d.name == l.name);
             let ours = l.tags.get(TAG_MANAGED_BY).map(String::as_str) == Some(estate) || adopted;
             let defaults = l.permission_model == "SELF_MANAGED"
                 && l.administration_role_arn.as_deref() == Some(admin.as_str())

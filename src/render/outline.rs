@@ -210,7 +210,11 @@ impl Mode {
             ),
             Mode::Plan if n == 0 && findings > 0 => format!(
                 "No changes, but {found}: estate leaves what {} as it is.",
-                if findings == 1 { "it reports" } else { "they report" }
+                if findings == 1 {
+                    "it reports"
+                } else {
+                    "they report"
+                }
             ),
             Mode::Plan if n == 0 => "No changes. Live state matches the manifest.".to_string(),
             Mode::Drift if n == 0 && findings == 0 => {
