@@ -79,7 +79,8 @@ pub fn import(live: &LiveState, opts: &ImportOptions) -> Imported {
         }
         let name = unique(account_name(&a.name, &a.id), &mut taken);
         names.insert(a.id.clone(), name.clone());
-        let mut account = json!({"name": name, "email": a.email});
+        // Import says so: the account is this estate's to move (estate did not create it).
+        let mut account = json!({"name": name, "email": a.email, "adopt": true});
         // The management account stays where it is (the root): its placement is not managed.
         if a.id != live.management_account {
             account["unit"] = json!(live.path_of(&a.parent_id));

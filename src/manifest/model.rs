@@ -194,6 +194,11 @@ pub struct Account {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^/([^/\s][^/]{0,127}(/[^/\s][^/]{0,127})*)?$"))]
     pub unit: Option<String>,
+    /// Take over the existing account of this email although estate did not create it (it
+    /// lacks estate's tag): apply may move it, and tags it when it does. Without it, such an
+    /// account is a conflict when the manifest would move it. Never implied.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adopt: bool,
 }
 
 // ---------------------------------------------------------------- Environment

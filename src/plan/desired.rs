@@ -84,6 +84,8 @@ pub struct DesiredAccount {
     /// The live id, or the pinned one; `None` when apply will create the account.
     pub id: Option<String>,
     pub unit: Option<String>,
+    /// The manifest takes the existing account over (`adopt: true`).
+    pub adopt: bool,
 }
 
 /// An account as a target: its id when known, and its manifest name when it has one.
@@ -192,6 +194,7 @@ pub fn resolve(m: &Manifest, live: &LiveState, envs: &[String]) -> Result<Desire
             }
         }
         accounts.push(DesiredAccount {
+            adopt: a.adopt,
             name: a.name.clone(),
             email: a.email.clone(),
             id: by_email.map(|l| l.id.clone()).or_else(|| a.id.clone()),
@@ -900,6 +903,7 @@ mod tests {
             email: format!("{name}@example.com"),
             state: serde_json::from_value(serde_json::json!(state)).unwrap(),
             parent_id: parent.into(),
+            tags: None,
         }
     }
 

@@ -123,9 +123,38 @@ impl Diffing<'_> {
                 Some(l) => {
                     let current = live.path_of(&l.parent_id).unwrap_or("?");
                     if let Some(unit) = &a.unit {
-                        if unit != current {
+                        let tagged = l
+                            .tags
+                            .as_ref()
+                            .and_then(|t| t.get(TAG_MANAGED_BY))
+                            .map(String::as_str);
+                        if unit != current && tagged != Some(self.opts.estate) && !a.adopt {
+                            // Not created by this estate, and not adopted: not estate's to move.
+                            self.findings.push(Finding {
+                                kind: FindingKind::Conflict,
+                                address: Address::Account {
+                                    key: a.name.clone(),
+                                },
+                                environment: None,
+                                message: format!(
+                                    "account {} ({}, {}) is in {current} and the manifest puts it in {unit}, but {}; it is not moved unless its entry says `adopt: true`",
+                                    a.name,
+                                    l.id,
+                                    l.email,
+                                    match tagged {
+                                        Some(other) => format!("it is estate `{other}`'s"),
+                                        None => format!(
+                                            "estate did not create it (no tag {TAG_MANAGED_BY}={})",
+                                            self.opts.estate
+                                        ),
+                                    }
+                                ),
+                            });
+                        } else if unit != current {
                             self.changes.push(Change {
-                                hint: None,
+                                // An adopted account is tagged as it is moved.
+                                hint: (a.adopt && tagged != Some(self.opts.estate))
+                                    .then_some(Hint::Adopt),
                                 address: Address::Account {
                                     key: a.name.clone(),
                                 },

@@ -77,7 +77,14 @@ pub fn read_options(m: &Manifest) -> ReadOptions {
                 .map(|env| s.spec.aws_name(&s.name, env))
         })
         .collect();
+    let placements = m
+        .accounts()
+        .iter()
+        .filter(|a| !a.adopt)
+        .filter_map(|a| Some((a.email.clone(), a.unit.clone()?)))
+        .collect();
     ReadOptions {
+        placements,
         adopted,
         every_instance_of: Vec::new(),
         bootstrap: self_managed
