@@ -76,10 +76,13 @@ fn main() {
     );
     drop(p);
 
+    let out_of_scope = plan::out_of_scope(&m, &matching);
     let options = plan::diff::DiffOptions {
         estate: m.name(),
         environments: &envs,
         prune: m.estate.spec.prune,
+        out_of_scope: &out_of_scope,
+        scope: m.estate.spec.scope.as_ref(),
     };
     let (_, best) = time("plan::diff alone (desired already resolved)", 5, || {
         plan::diff::diff(&desired, &matching, &options)

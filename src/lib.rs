@@ -7,6 +7,7 @@ pub mod apply;
 pub mod aws;
 pub mod bootstrap;
 pub mod diag;
+pub mod import;
 pub mod live;
 pub mod manifest;
 pub mod pipeline;

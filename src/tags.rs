@@ -2,6 +2,8 @@
 //! not keep: every `estate:*` tag, and the apply lock's key. One place, so a reader sees the
 //! whole vocabulary and no module invents a name of its own.
 
+/// What every tag of estate's starts with.
+pub const TAG_PREFIX: &str = "estate:";
 /// Every resource estate creates carries it, naming the estate.
 pub const TAG_MANAGED_BY: &str = "estate:managed-by";
 /// The environment a resource belongs to.

@@ -89,6 +89,7 @@ pub fn live(m: &manifest::Manifest, missing_every: usize) -> LiveState {
             } else {
                 "ou-p".into()
             },
+            tags: None,
         });
     }
     let desired = plan::desired::resolve(m, &live, &plan::environments(m, &[]).unwrap()).unwrap();

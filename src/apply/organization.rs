@@ -178,6 +178,22 @@ pub async fn organization(
                     what,
                 });
                 move_account(aws, id, src, dest, polling).await?;
+                // Taken over: from now on it carries estate's tag like the accounts it creates.
+                if c.hint == Some(crate::plan::Hint::Adopt) {
+                    aws.organizations()
+                        .tag_resource()
+                        .resource_id(id.as_str())
+                        .tags(
+                            aws_sdk_organizations::types::Tag::builder()
+                                .key(crate::tags::TAG_MANAGED_BY)
+                                .value(estate)
+                                .build()
+                                .expect("key and value are set"),
+                        )
+                        .send()
+                        .await
+                        .map_err(|e| AwsError::call("Organizations.TagResource", e))?;
+                }
                 Ok::<_, ApplyError>(&c.address)
             }),
     )

@@ -4,6 +4,7 @@
 
 mod apply;
 mod context;
+mod import;
 mod plan;
 mod progress;
 mod reconcile;
@@ -136,6 +137,33 @@ enum Command {
         #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(1..=5))]
         accounts_at_once: u8,
     },
+    /// Read the live organization and write a manifest folder for it (estate.yaml, the
+    /// organization, environments inferred from the stack instances, stack sets and their
+    /// templates as AWS returns them) that plans no change. Exit 0: written; 1: error.
+    Import {
+        /// The folder to write (created when missing).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// The Estate's name (default: the folder's).
+        #[arg(long)]
+        name: Option<String>,
+        /// Import only this unit and those below it (repeatable); it becomes the Estate's scope.
+        #[arg(long = "unit", value_name = "PATH")]
+        units: Vec<String>,
+        /// Import only stack sets whose names match (repeatable; `*` any characters); the
+        /// patterns become the Estate's scope.
+        #[arg(long = "stack-set", value_name = "PATTERN")]
+        stack_sets: Vec<String>,
+        /// AWS profile; it wins over keys in the environment.
+        #[arg(long, env = "AWS_PROFILE")]
+        profile: Option<String>,
+        /// The region stack sets are administered in: the Estate's homeRegion.
+        #[arg(long)]
+        region: Option<String>,
+        /// Write over an existing estate.yaml.
+        #[arg(long)]
+        force: bool,
+    },
     /// Print the JSON Schema of manifest documents (for editors and CI).
     Schema {
         /// Print the schema generated from this build's model instead of the published one.
@@ -240,6 +268,26 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Unlock { live, scope, force } => {
             unlock::run(&cli.global, &unlock::Args { live, scope, force })
         }
+        Command::Import {
+            dir,
+            name,
+            units,
+            stack_sets,
+            profile,
+            region,
+            force,
+        } => import::run(
+            &cli.global,
+            &import::Args {
+                dir,
+                name,
+                units,
+                stack_sets,
+                profile,
+                region,
+                force,
+            },
+        ),
         Command::Schema { generate } => {
             let text = if generate {
                 schema::generate_text()

@@ -97,17 +97,7 @@ pub(super) fn show(
         let floor = estate::live::floor::floor(&opts, &live);
         if detect {
             let envs = estate::plan::environments(&m, &args.envs)?;
-            let names: Vec<String> = live
-                .stack_sets
-                .iter()
-                .filter(|(_, s)| {
-                    s.tags.get(estate::tags::TAG_MANAGED_BY).map(String::as_str) == Some(m.name())
-                        && s.tags
-                            .get(estate::tags::TAG_ENVIRONMENT)
-                            .is_some_and(|e| envs.contains(e))
-                })
-                .map(|(name, _)| name.clone())
-                .collect();
+            let names = estate::plan::owned_stack_sets(&m, &live, &envs);
             let region = &m.estate.spec.home_region;
             let detections = estate::live::drift::detect(&aws, region, &names, polling()).await?;
             estate::live::drift::refresh(&aws, region, &mut live, &detections.operations).await?;

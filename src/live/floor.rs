@@ -30,7 +30,9 @@ pub fn floor(opts: &ReadOptions, state: &LiveState) -> BTreeMap<&'static str, u6
     f.insert("STS.GetCallerIdentity", 1);
     f.insert("Organizations.DescribeOrganization", 1);
     f.insert("Organizations.ListRoots", 1);
-    f.insert("Organizations.ListTagsForResource", 1);
+    // The root's tags, and those of each account a plan would move (who placed it there).
+    let movers = state.accounts.iter().filter(|a| a.tags.is_some()).count() as u64;
+    f.insert("Organizations.ListTagsForResource", 1 + movers);
     // The root and every unit: its child units, then its accounts.
     let parents: Vec<&str> = std::iter::once(state.root_id.as_str())
         .chain(state.units.iter().map(|u| u.id.as_str()))
@@ -177,6 +179,7 @@ mod tests {
             email: format!("a{id}@example.com"),
             state: AccountState::Active,
             parent_id: parent.into(),
+            tags: None,
         }
     }
 

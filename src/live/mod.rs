@@ -104,6 +104,10 @@ pub struct LiveAccount {
     pub state: AccountState,
     /// Unit (`ou-…`) or root (`r-…`) id the account is in.
     pub parent_id: String,
+    /// Its tags, read only where the manifest would move it without adopting it (whether it
+    /// is this estate's decides); `None`: not read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<BTreeMap<String, String>>,
 }
 
 /// Where an account is in its lifecycle, as Organizations' `Account.State` says. The reader

@@ -35,6 +35,16 @@ pub struct ReadOptions {
     pub bootstrap: bool,
     /// Read StackSets' trusted access (service-managed stack sets need it).
     pub stack_sets_access: bool,
+    /// Stack sets the manifest adopts, by AWS name: their instances are read although they
+    /// carry no estate's tag (when they carry another estate's, they are not).
+    pub adopted: std::collections::BTreeSet<String>,
+    /// Manifest accounts, by email, with the unit the manifest puts them in, that it does not
+    /// adopt: where one is live elsewhere (a move), its tags are read, one call each, to know
+    /// whether it is this estate's to move.
+    pub placements: Vec<(String, String)>,
+    /// Read the instances of every stack set whose name matches one of these patterns,
+    /// whoever owns it (`estate import`).
+    pub every_instance_of: Vec<String>,
 }
 
 pub async fn read(aws: &Aws, opts: &ReadOptions) -> Result<LiveState, AwsError> {
@@ -65,7 +75,8 @@ pub async fn read(aws: &Aws, opts: &ReadOptions) -> Result<LiveState, AwsError> 
     };
     let root_id = root_id(aws).await.map_err(not_management)?;
 
-    let (units, accounts) = read_tree(aws, &root_id).await?;
+    let (units, mut accounts) = read_tree(aws, &root_id).await?;
+    read_mover_tags(aws, opts, &root_id, &units, &mut accounts).await?;
     let (portfolio_hub_record, generation) = root_record(aws, &root_id, &opts.estate).await?;
 
     let stack_sets = read_stack_sets(aws, opts).await?;
@@ -322,7 +333,8 @@ pub async fn reread_organization(
 ) -> Result<LiveState, AwsError> {
     let known: std::collections::BTreeSet<String> =
         state.accounts.iter().map(|a| a.id.clone()).collect();
-    let (units, accounts) = read_tree(aws, &state.root_id).await?;
+    let (units, mut accounts) = read_tree(aws, &state.root_id).await?;
+    read_mover_tags(aws, opts, &state.root_id, &units, &mut accounts).await?;
     state.units = units;
     state.accounts = accounts;
     read_pipeline_sources(aws, opts, &mut state, |id| !known.contains(id)).await?;
@@ -339,6 +351,41 @@ pub async fn reread_organization(
         state.stack_sets.insert(set.name.clone(), set);
     }
     Ok(state)
+}
+
+/// Tags of the manifest accounts a plan would move (never of every account: one call each).
+async fn read_mover_tags(
+    aws: &Aws,
+    opts: &ReadOptions,
+    root_id: &str,
+    units: &[LiveUnit],
+    accounts: &mut [LiveAccount],
+) -> Result<(), AwsError> {
+    let path_of = |parent: &str| {
+        if parent == root_id {
+            Some("/")
+        } else {
+            units
+                .iter()
+                .find(|u| u.id == parent)
+                .map(|u| u.path.as_str())
+        }
+    };
+    let movers: Vec<usize> = accounts
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| {
+            opts.placements.iter().any(|(email, unit)| {
+                email.eq_ignore_ascii_case(&a.email) && path_of(&a.parent_id) != Some(unit)
+            })
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let read = try_join_all(movers.iter().map(|&i| root_tags(aws, &accounts[i].id))).await?;
+    for (i, tags) in movers.into_iter().zip(read) {
+        accounts[i].tags = Some(tags.into_iter().collect());
+    }
+    Ok(())
 }
 
 /// The organization root's tags, as (key, value): where estate keeps its locks and its
@@ -505,6 +552,7 @@ async fn read_parent(
                 email: a.email.unwrap_or_default(),
                 state,
                 parent_id: parent_id.clone(),
+                tags: None,
             });
         }
     }
@@ -635,7 +683,13 @@ async fn read_stack_set(
         instances: None,
     };
     set.capabilities.sort();
-    if set.tags.get(TAG_MANAGED_BY) == Some(&opts.estate) {
+    let owner = set.tags.get(TAG_MANAGED_BY);
+    let adopted = owner.is_none() && opts.adopted.contains(name);
+    let imported = opts
+        .every_instance_of
+        .iter()
+        .any(|p| crate::manifest::model::glob_match(p, name));
+    if owner == Some(&opts.estate) || adopted || imported {
         let describe_each = opts.overrides_digests.get(name).map(String::as_str)
             != Some(
                 set.tags

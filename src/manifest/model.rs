@@ -81,6 +81,68 @@ pub struct EstateSpec {
     /// what is missing) or `existing` (the organization manages them).
     #[serde(default)]
     pub stack_set_roles: StackSetRoles,
+    /// What of the organization this estate is concerned with; absent: all of it (a
+    /// greenfield organization). Accounts and stack sets outside are neither findings nor
+    /// changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Scope>,
+}
+
+/// The part of an existing organization an estate owns: the rest is someone else's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Scope {
+    /// Units, recursively: accounts outside them that the manifest does not name are not
+    /// reported as unmanaged, and their stack instances are left alone. Empty: every unit.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(regex(pattern = r"^/([^/\s][^/]{0,127}(/[^/\s][^/]{0,127})*)?$")))]
+    pub units: Vec<String>,
+    /// AWS stack set names this estate may own, as patterns (`*` stands for any characters):
+    /// its stack sets outside them are not reported as orphans. Empty: every name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(regex(pattern = r"^[-a-zA-Z0-9*]{1,128}$")))]
+    pub stack_sets: Vec<String>,
+}
+
+impl Scope {
+    /// Whether a unit path is one of the scope's units or below one (every unit when none).
+    pub fn has_unit(&self, path: &str) -> bool {
+        self.units.is_empty()
+            || self.units.iter().any(|u| {
+                u == "/"
+                    || path == u
+                    || path
+                        .strip_prefix(u.as_str())
+                        .is_some_and(|r| r.starts_with('/'))
+            })
+    }
+
+    /// Whether an AWS stack set name matches one of the scope's patterns (every name when none).
+    pub fn has_stack_set(&self, name: &str) -> bool {
+        self.stack_sets.is_empty() || self.stack_sets.iter().any(|p| glob_match(p, name))
+    }
+}
+
+/// `*` matches any run of characters (none included); everything else matches itself.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == text,
+        Some((head, rest)) => {
+            let Some(mut tail) = text.strip_prefix(head) else {
+                return false;
+            };
+            loop {
+                if glob_match(rest, tail) {
+                    return true;
+                }
+                let mut chars = tail.chars();
+                if chars.next().is_none() {
+                    return false;
+                }
+                tail = chars.as_str();
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -132,6 +194,11 @@ pub struct Account {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^/([^/\s][^/]{0,127}(/[^/\s][^/]{0,127})*)?$"))]
     pub unit: Option<String>,
+    /// Take over the existing account of this email although estate did not create it (it
+    /// lacks estate's tag): apply may move it, and tags it when it does. Without it, such an
+    /// account is a conflict when the manifest would move it. Never implied.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adopt: bool,
 }
 
 // ---------------------------------------------------------------- Environment
@@ -208,6 +275,26 @@ pub struct StackSetSpec {
     pub operation: Option<OperationPreferences>,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// Take over this stack set's existing AWS stack sets that carry no estate's tags (made by
+    /// hand or by another tool): they are planned as this estate's instead of as conflicts,
+    /// and apply writes estate's tags with the first change it makes to them. Never implied.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adopt: bool,
+    /// The AWS stack set name per environment where it is not `<name>-<environment>` (a
+    /// stack set made outside estate, adopted under the name it has).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("additionalProperties" = {"type": "string", "pattern": "^[a-zA-Z][-a-zA-Z0-9]{0,127}$"}))]
+    pub stack_set_names: BTreeMap<String, String>,
+}
+
+impl StackSetSpec {
+    /// The AWS name of the stack set `name` deploys as in `environment`.
+    pub fn aws_name(&self, name: &str, environment: &str) -> String {
+        self.stack_set_names
+            .get(environment)
+            .cloned()
+            .unwrap_or_else(|| format!("{name}-{environment}"))
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

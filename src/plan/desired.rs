@@ -84,6 +84,8 @@ pub struct DesiredAccount {
     /// The live id, or the pinned one; `None` when apply will create the account.
     pub id: Option<String>,
     pub unit: Option<String>,
+    /// The manifest takes the existing account over (`adopt: true`).
+    pub adopt: bool,
 }
 
 /// An account as a target: its id when known, and its manifest name when it has one.
@@ -106,8 +108,11 @@ impl AccountRef {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DesiredStackSet {
-    /// The AWS name: `<name>-<environment>`.
+    /// The AWS name: `<name>-<environment>`, or the one `stackSetNames` gives.
     pub name: String,
+    /// The manifest adopts it: a live stack set of this name without estate's tags is this
+    /// estate's, not a conflict.
+    pub adopt: bool,
     /// The manifest's StackSet name.
     pub stack_set: String,
     pub environment: String,
@@ -189,6 +194,7 @@ pub fn resolve(m: &Manifest, live: &LiveState, envs: &[String]) -> Result<Desire
             }
         }
         accounts.push(DesiredAccount {
+            adopt: a.adopt,
             name: a.name.clone(),
             email: a.email.clone(),
             id: by_email.map(|l| l.id.clone()).or_else(|| a.id.clone()),
@@ -234,7 +240,7 @@ pub fn resolve(m: &Manifest, live: &LiveState, envs: &[String]) -> Result<Desire
             s.spec
                 .environments
                 .iter()
-                .map(move |e| format!("{}-{e}", s.name))
+                .map(move |e| s.spec.aws_name(&s.name, e))
         })
         .collect();
     for p in &m.pipelines {
@@ -356,7 +362,7 @@ fn resolve_stack_set(
         accounts,
         environment: &env.name,
     };
-    let name = format!("{}-{}", s.name, env.name);
+    let name = s.spec.aws_name(&s.name, &env.name);
     let err = |message: String| PlanError::Reference {
         stack_set: name.clone(),
         message,
@@ -383,6 +389,7 @@ fn resolve_stack_set(
     capabilities.sort();
     capabilities.dedup();
     Ok(DesiredStackSet {
+        adopt: spec.adopt,
         name: name.clone(),
         stack_set: s.name.clone(),
         environment: env.name.clone(),
@@ -720,6 +727,7 @@ impl<'a> PipelineParts<'a> {
         );
         tags.insert(TAG_PIPELINE.to_string(), p.name.clone());
         DesiredStackSet {
+            adopt: false,
             name,
             stack_set: p.name.clone(),
             environment: env.to_string(),
@@ -910,6 +918,7 @@ mod tests {
             email: format!("{name}@example.com"),
             state: serde_json::from_value(serde_json::json!(state)).unwrap(),
             parent_id: parent.into(),
+            tags: None,
         }
     }
 

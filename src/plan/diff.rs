@@ -18,6 +18,11 @@ pub struct DiffOptions<'a> {
     /// Environments in scope (orphans are looked for only there).
     pub environments: &'a [String],
     pub prune: bool,
+    /// Accounts outside the Estate's scope (`spec.scope.units`) the manifest does not name:
+    /// neither reported nor touched.
+    pub out_of_scope: &'a BTreeSet<String>,
+    /// The Estate's scope, when it declares one: its stack sets outside it are not orphans.
+    pub scope: Option<&'a crate::manifest::model::Scope>,
 }
 
 /// Changes and findings, in plan order: units, accounts, then per environment its stack sets
@@ -56,6 +61,11 @@ struct Diffing<'a> {
 }
 
 impl Diffing<'_> {
+    /// Whether a live stack set's name is within the Estate's scope.
+    fn in_scope(&self, name: &str) -> bool {
+        self.opts.scope.is_none_or(|s| s.has_stack_set(name))
+    }
+
     /// The manifest's units that do not exist yet.
     fn units(&mut self) {
         for path in &self.desired.units {
@@ -113,9 +123,38 @@ impl Diffing<'_> {
                 Some(l) => {
                     let current = live.path_of(&l.parent_id).unwrap_or("?");
                     if let Some(unit) = &a.unit {
-                        if unit != current {
+                        let tagged = l
+                            .tags
+                            .as_ref()
+                            .and_then(|t| t.get(TAG_MANAGED_BY))
+                            .map(String::as_str);
+                        if unit != current && tagged != Some(self.opts.estate) && !a.adopt {
+                            // Not created by this estate, and not adopted: not estate's to move.
+                            self.findings.push(Finding {
+                                kind: FindingKind::Conflict,
+                                address: Address::Account {
+                                    key: a.name.clone(),
+                                },
+                                environment: None,
+                                message: format!(
+                                    "account {} ({}, {}) is in {current} and the manifest puts it in {unit}, but {}; it is not moved unless its entry says `adopt: true`",
+                                    a.name,
+                                    l.id,
+                                    l.email,
+                                    match tagged {
+                                        Some(other) => format!("it is estate `{other}`'s"),
+                                        None => format!(
+                                            "estate did not create it (no tag {TAG_MANAGED_BY}={})",
+                                            self.opts.estate
+                                        ),
+                                    }
+                                ),
+                            });
+                        } else if unit != current {
                             self.changes.push(Change {
-                                hint: None,
+                                // An adopted account is tagged as it is moved.
+                                hint: (a.adopt && tagged != Some(self.opts.estate))
+                                    .then_some(Hint::Adopt),
                                 address: Address::Account {
                                     key: a.name.clone(),
                                 },
@@ -140,7 +179,8 @@ impl Diffing<'_> {
                 .accounts
                 .iter()
                 .any(|a| a.email.eq_ignore_ascii_case(&l.email));
-            if !known && l.id != live.management_account {
+            if !known && l.id != live.management_account && !self.opts.out_of_scope.contains(&l.id)
+            {
                 self.findings.push(Finding {
                     kind: FindingKind::Unmanaged,
                     address: Address::Account { key: l.id.clone() },
@@ -208,6 +248,15 @@ impl Diffing<'_> {
         {
             match self.live.stack_sets.get(&d.name) {
                 None => create_stack_set(d, &mut self.changes),
+                // Explicitly adopted, and no estate's: planned as this estate's.
+                Some(l) if d.adopt && !l.tags.contains_key(TAG_MANAGED_BY) => update_stack_set(
+                    d,
+                    l,
+                    inactive,
+                    self.opts.out_of_scope,
+                    &mut self.changes,
+                    &mut self.findings,
+                ),
                 Some(l) if l.tags.get(TAG_MANAGED_BY).map(String::as_str) != Some(estate) => {
                     self.findings.push(Finding {
                         kind: FindingKind::Conflict,
@@ -221,13 +270,20 @@ impl Diffing<'_> {
                                 d.name
                             ),
                             None => format!(
-                                "stack set {} exists without the tag {TAG_MANAGED_BY}={}; estate will not take it over",
+                                "stack set {} exists without the tag {TAG_MANAGED_BY}={}; estate will not take it over unless the manifest adopts it (`adopt: true`)",
                                 d.name, estate
                             ),
                         },
                     });
                 }
-                Some(l) => update_stack_set(d, l, inactive, &mut self.changes, &mut self.findings),
+                Some(l) => update_stack_set(
+                    d,
+                    l,
+                    inactive,
+                    self.opts.out_of_scope,
+                    &mut self.changes,
+                    &mut self.findings,
+                ),
             }
         }
     }
@@ -244,6 +300,7 @@ impl Diffing<'_> {
             if !ours
                 || self.desired.stack_sets.iter().any(|d| d.name == l.name)
                 || self.desired.compiled.contains(&l.name)
+                || !self.in_scope(&l.name)
             {
                 continue;
             }
@@ -283,7 +340,7 @@ impl Diffing<'_> {
             let Some(env) = l.tags.get(TAG_ENVIRONMENT) else {
                 continue;
             };
-            if ours && !self.desired.environments.contains(env) {
+            if ours && !self.desired.environments.contains(env) && self.in_scope(&l.name) {
                 self.findings.push(Finding {
                     kind: FindingKind::Orphan,
                     address: Address::StackSet {
@@ -714,9 +771,13 @@ fn update_stack_set(
     d: &DesiredStackSet,
     l: &LiveStackSet,
     inactive: &BTreeMap<String, AccountState>,
+    out_of_scope: &BTreeSet<String>,
     changes: &mut Vec<Change>,
     findings: &mut Vec<Finding>,
 ) {
+    // Adopted and not yet tagged: estate's own tags are absent by nature, not a difference;
+    // the first change written carries them.
+    let adopting = d.adopt && !l.tags.contains_key(TAG_MANAGED_BY);
     let live_body = parse_body(&l.template_body).ok();
     let live_instances: &[LiveInstance] = l.instances.as_deref().unwrap_or(&[]);
     let sensitive: BTreeSet<String> = live_body
@@ -731,17 +792,37 @@ fn update_stack_set(
         return;
     }
     // Instances first: whether they change decides whether the overrides tag must.
-    let (instance_changes, retries) =
-        instance_changes(d, live_instances, &sensitive, inactive, findings);
+    let (instance_changes, retries) = instance_changes(
+        d,
+        live_instances,
+        &sensitive,
+        inactive,
+        out_of_scope,
+        findings,
+    );
     let instances_written = instance_changes
         .iter()
         .any(|c| matches!(c.action, Action::Create | Action::Update));
-    let reasons = set_reasons(d, l, live_body.as_ref(), &sensitive, instances_written);
+    let reasons = set_reasons(
+        d,
+        l,
+        live_body.as_ref(),
+        &sensitive,
+        instances_written,
+        adopting,
+    );
     // An UpdateStackSet of anything but the overrides tag deploys to every instance,
     // OUTDATED ones included: a retry of its own would be a second operation for nothing.
-    let redeploys_all = reasons.iter().any(|r| r != OVERRIDES_REASON);
+    // An adoption writes every tag of estate's, so it is always a whole update.
+    let redeploys_all = adopting || reasons.iter().any(|r| r != OVERRIDES_REASON);
     if !reasons.is_empty() {
         let mut reason = format!("changed: {}", reasons.join("; "));
+        if adopting {
+            reason = format!(
+                "adopted (`adopt: true`): stack set {} carries no estate's tags; this update writes them; {reason}",
+                d.name
+            );
+        }
         if redeploys_all && !retries.is_empty() {
             reason.push_str(&format!(
                 " (also deploys again {} OUTDATED instance{})",
@@ -751,7 +832,11 @@ fn update_stack_set(
         }
         changes.push(Change {
             // Only the digest moves: apply writes the tag once the instances carry them.
-            hint: (!redeploys_all).then_some(Hint::OverridesTagOnly),
+            hint: if adopting {
+                Some(Hint::Adopt)
+            } else {
+                (!redeploys_all).then_some(Hint::OverridesTagOnly)
+            },
             address: Address::StackSet {
                 name: d.name.clone(),
             },
@@ -832,6 +917,7 @@ fn instance_changes(
     live_instances: &[LiveInstance],
     sensitive: &BTreeSet<String>,
     inactive: &BTreeMap<String, AccountState>,
+    out_of_scope: &BTreeSet<String>,
     findings: &mut Vec<Finding>,
 ) -> (Vec<Change>, Vec<Change>) {
     let mut run = InstanceDiffing {
@@ -857,7 +943,10 @@ fn instance_changes(
         }
     }
     for li in live_instances {
-        if !wanted.contains(&(li.account.as_str(), li.region.as_str())) {
+        // An account outside the Estate's scope is someone else's: its instances are theirs.
+        if !wanted.contains(&(li.account.as_str(), li.region.as_str()))
+            && !out_of_scope.contains(&li.account)
+        {
             run.no_longer_wanted(li, inactive);
         }
     }
@@ -1040,6 +1129,7 @@ fn set_reasons(
     live_body: Option<&Value>,
     sensitive: &BTreeSet<String>,
     instances_written: bool,
+    adopting: bool,
 ) -> Vec<String> {
     let mut reasons = Vec::new();
     if live_body != Some(&d.template.body) {
@@ -1072,7 +1162,9 @@ fn set_reasons(
         let names: Vec<&str> = changed_params.iter().map(|s| s.as_str()).collect();
         reasons.push(format!("parameters {}", names.join(", ")));
     }
-    if d.tags.get(TAG_SECRETS) != l.tags.get(TAG_SECRETS) {
+    // An adopted stack set has no digest of its secrets: they cannot be compared until
+    // estate has written them once.
+    if !adopting && d.tags.get(TAG_SECRETS) != l.tags.get(TAG_SECRETS) {
         reasons.push("a sensitive parameter".into());
     }
     let mut live_caps = l.capabilities.clone();
@@ -1087,6 +1179,7 @@ fn set_reasons(
         .collect::<BTreeSet<_>>()
         .into_iter()
         .filter(|k| d.tags.get(*k) != l.tags.get(*k) && *k != TAG_SECRETS && *k != TAG_OVERRIDES)
+        .filter(|k| !(adopting && k.starts_with(crate::tags::TAG_PREFIX)))
         .collect();
     if !tag_diff.is_empty() {
         let names: Vec<&str> = tag_diff.iter().map(|s| s.as_str()).collect();

@@ -38,7 +38,7 @@ pub fn read_options(m: &Manifest) -> ReadOptions {
     for s in &m.stack_sets {
         for env in &s.spec.environments {
             overrides_digests.insert(
-                format!("{}-{env}", s.name),
+                s.spec.aws_name(&s.name, env),
                 desired::overrides_digest(&s.spec, env),
             );
         }
@@ -66,7 +66,27 @@ pub fn read_options(m: &Manifest) -> ReadOptions {
     let service_managed = m.stack_sets.iter().any(|s| {
         s.spec.permission_model == crate::manifest::model::PermissionModel::ServiceManaged
     });
+    let adopted = m
+        .stack_sets
+        .iter()
+        .filter(|s| s.spec.adopt)
+        .flat_map(|s| {
+            s.spec
+                .environments
+                .iter()
+                .map(|env| s.spec.aws_name(&s.name, env))
+        })
+        .collect();
+    let placements = m
+        .accounts()
+        .iter()
+        .filter(|a| !a.adopt)
+        .filter_map(|a| Some((a.email.clone(), a.unit.clone()?)))
+        .collect();
     ReadOptions {
+        placements,
+        adopted,
+        every_instance_of: Vec::new(),
         bootstrap: self_managed
             && m.estate.spec.stack_set_roles == crate::manifest::model::StackSetRoles::Bootstrap,
         stack_sets_access: service_managed,
@@ -101,6 +121,8 @@ pub fn make_for(
     desired
         .sources
         .retain(|s| environments.contains(&s.environment));
+    let scope = m.estate.spec.scope.as_ref();
+    let out_of_scope = out_of_scope(m, live);
     let (mut changes, mut findings) = diff::diff(
         &desired,
         live,
@@ -108,6 +130,8 @@ pub fn make_for(
             estate: m.name(),
             environments: &environments,
             prune: m.estate.spec.prune,
+            out_of_scope: &out_of_scope,
+            scope,
         },
     );
     // Portfolios belong to no environment: like units and accounts, always planned, after
@@ -151,6 +175,59 @@ pub fn make_for(
         findings,
         stats: None,
     })
+}
+
+/// The live stack sets of `envs` this estate owns: tagged as its own, or without any estate's
+/// tag and adopted by the manifest.
+pub fn owned_stack_sets(m: &Manifest, live: &LiveState, envs: &[String]) -> Vec<String> {
+    use crate::tags::{TAG_ENVIRONMENT, TAG_MANAGED_BY};
+    let adopted: std::collections::BTreeSet<String> = m
+        .stack_sets
+        .iter()
+        .filter(|s| s.spec.adopt)
+        .flat_map(|s| {
+            s.spec
+                .environments
+                .iter()
+                .filter(|e| envs.contains(e))
+                .map(|e| s.spec.aws_name(&s.name, e))
+        })
+        .collect();
+    live.stack_sets
+        .iter()
+        .filter(|(name, s)| match s.tags.get(TAG_MANAGED_BY) {
+            Some(owner) => {
+                owner == m.name()
+                    && s.tags
+                        .get(TAG_ENVIRONMENT)
+                        .is_some_and(|e| envs.contains(e))
+            }
+            None => adopted.contains(*name),
+        })
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
+/// Live accounts outside the Estate's scope units that the manifest does not name (none
+/// without a scope): someone else's, so neither findings nor stack-instance changes.
+pub fn out_of_scope(m: &Manifest, live: &LiveState) -> std::collections::BTreeSet<String> {
+    let Some(scope) = &m.estate.spec.scope else {
+        return Default::default();
+    };
+    live.accounts
+        .iter()
+        .filter(|l| {
+            !m.accounts()
+                .iter()
+                .any(|a| a.email.eq_ignore_ascii_case(&l.email))
+        })
+        .filter(|l| {
+            // An account whose unit is not known is not known to be outside.
+            live.path_of(&l.parent_id)
+                .is_some_and(|path| !scope.has_unit(path))
+        })
+        .map(|l| l.id.clone())
+        .collect()
 }
 
 /// The plan framed as drift: what live has that differs from the manifest. Creates count only

@@ -159,10 +159,16 @@ impl<'a> Roles<'a> {
             .any(|d| d.permission_model == "SERVICE_MANAGED");
 
         // Positive evidence of working roles: CURRENT instances of this estate's self-managed
-        // stack sets that use the defaults.
+        // stack sets that use the defaults (those the manifest adopts included: their
+        // instances are read, and a CURRENT one proves the roles as well).
         let mut working: BTreeMap<&str, ()> = BTreeMap::new();
         for l in live.stack_sets.values() {
-            let ours = l.tags.get(TAG_MANAGED_BY).map(String::as_str) == Some(estate);
+            let adopted = !l.tags.contains_key(TAG_MANAGED_BY)
+                && desired
+                    .stack_sets
+                    .iter()
+                    .any(|d| d.adopt && d.name == l.name);
+            let ours = l.tags.get(TAG_MANAGED_BY).map(String::as_str) == Some(estate) || adopted;
             let defaults = l.permission_model == "SELF_MANAGED"
                 && l.administration_role_arn.as_deref() == Some(admin.as_str())
                 && l.execution_role_name.as_deref() == Some(EXECUTION_ROLE);

@@ -266,7 +266,7 @@ fn change_lines(change: &Change) -> String {
         s,
         "{} {}",
         change.action.symbol(),
-        outline::clean(&outline::label(&change.address))
+        outline::clean(&outline::change_label(change))
     );
     for line in outline::clean_lines(&change.reason) {
         let _ = writeln!(s, "    {line}");

@@ -190,8 +190,9 @@ impl Mode {
     }
 
     /// The closing sentence: the last line of the text output, the headline of the comment.
-    /// A plan's sentence counts changes only (its two shapes are a contract scripts grep for);
-    /// drift counts findings too, since they are drift and set its exit code.
+    /// It counts findings too: "matches the manifest" is said only when nothing was found, so
+    /// a conflict or an orphan never hides behind it. A plan's sentence keeps its two shapes
+    /// scripts grep for ("No changes…", "Plan: …"), findings after them.
     pub(crate) fn totals(self, s: &Summary, findings: usize, conflicts: usize) -> String {
         let n = s.create + s.update + s.delete + s.replace;
         let found = format!(
@@ -202,10 +203,18 @@ impl Mode {
         match self {
             // Never "matches" while a resource of the manifest's name is not estate's.
             Mode::Plan if n == 0 && conflicts > 0 => format!(
-                "No changes, but {} conflict{}: live does not match the manifest, and estate will not touch {}.",
+                "No changes, but {} conflict{}: live does not match the manifest, and estate will not touch {} ({found}).",
                 thousands(conflicts),
                 if conflicts == 1 { "" } else { "s" },
                 if conflicts == 1 { "it" } else { "them" }
+            ),
+            Mode::Plan if n == 0 && findings > 0 => format!(
+                "No changes, but {found}: estate leaves what {} as it is.",
+                if findings == 1 {
+                    "it reports"
+                } else {
+                    "they report"
+                }
             ),
             Mode::Plan if n == 0 => "No changes. Live state matches the manifest.".to_string(),
             Mode::Drift if n == 0 && findings == 0 => {
@@ -221,6 +230,9 @@ impl Mode {
                 );
                 if s.replace > 0 {
                     line.push_str(&format!(", {}", self.counted(Action::Replace, s.replace)));
+                }
+                if findings > 0 {
+                    line.push_str(&format!("; {found}"));
                 }
                 line.push('.');
                 line
@@ -268,6 +280,16 @@ pub(crate) fn used_actions(plan: &Plan) -> Vec<Action> {
 }
 
 /// `stackSet:name` → `stackSet name`: the type reads as a word, the name stays whole.
+/// A change's heading: its label, with what apply does beyond the action when a reader must
+/// know it (an adoption takes over a resource estate did not make).
+pub(crate) fn change_label(change: &crate::plan::Change) -> String {
+    let label = label(&change.address);
+    match change.hint {
+        Some(crate::plan::Hint::Adopt) => format!("{label} (adopt)"),
+        _ => label,
+    }
+}
+
 pub(crate) fn label(address: &crate::plan::Address) -> String {
     let address = address.to_string();
     match address.split_once(':') {

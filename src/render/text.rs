@@ -129,7 +129,7 @@ fn write_change(out: &mut String, change: &Change, p: Paint) {
         "{}{} {}",
         " ".repeat(3 - change.action.symbol().len()),
         paint_symbol(p, change.action),
-        p.bold(&clean(&outline::label(&change.address)))
+        p.bold(&clean(&outline::change_label(change)))
     );
     for line in outline::clean_lines(&change.reason) {
         let _ = writeln!(out, "{BODY}{}", p.dim(&line));

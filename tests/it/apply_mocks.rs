@@ -85,6 +85,7 @@ fn stack_set(
     )
     .unwrap();
     DesiredStackSet {
+        adopt: false,
         name: format!("{name}-{env}"),
         stack_set: name.to_string(),
         environment: env.to_string(),

@@ -11,6 +11,7 @@ mod edge;
 mod emulator;
 mod faults;
 mod gitops;
+mod import;
 mod organizations;
 mod pipeline;
 mod plan;

@@ -1046,6 +1046,7 @@ async fn a_recorded_hub_is_retired_only_when_it_was_read_empty() {
                 email: "old-hub@example.com".into(),
                 state,
                 parent_id: "r-root".into(),
+                tags: None,
             }],
             portfolio_hub_record: [HUB.to_string()].into(),
             ..Default::default()

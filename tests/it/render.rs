@@ -161,7 +161,7 @@ fn text_ends_with_the_totals_sentence() {
     );
     assert_eq!(
         last_line(&plain(&fixture("update"))),
-        "Plan: 1 to create, 2 to update, 1 to delete."
+        "Plan: 1 to create, 2 to update, 1 to delete; 2 findings."
     );
     assert_eq!(
         last_line(&plain(&fixture("empty"))),
@@ -180,6 +180,31 @@ fn text_ends_with_the_totals_sentence() {
         last_line(&plain(&replaced)),
         "Plan: 0 to create, 0 to update, 0 to delete, 1 to replace."
     );
+}
+
+/// A plan with findings and no change never says live matches the manifest (issue 14): an
+/// orphan alone is counted in the closing line of text and comment.
+#[test]
+fn no_changes_with_findings_is_never_a_match() {
+    let orphan = plan_of(
+        vec![],
+        vec![Finding {
+            kind: FindingKind::Orphan,
+            address: "stackSet:old-dev".parse().unwrap(),
+            environment: Some("dev".into()),
+            message: "stack set old-dev is managed by this estate but no longer in the manifest"
+                .into(),
+        }],
+    );
+    let text = plain(&orphan);
+    assert!(!text.contains("Live state matches"), "{text}");
+    assert_eq!(
+        last_line(&text),
+        "No changes, but 1 finding: estate leaves what it reports as it is."
+    );
+    let md = render::markdown(&orphan);
+    assert!(!md.contains("Live state matches"), "{md}");
+    assert!(md.contains("No changes, but 1 finding"), "{md}");
 }
 
 #[test]

@@ -19,10 +19,19 @@ pub(super) fn check_generated_names(p: &Parsed, diags: &mut Diagnostics) {
     let mut taken: BTreeMap<String, String> = BTreeMap::new();
     for s in &p.stack_sets {
         for env in &s.spec.environments {
-            taken.insert(
-                format!("{}-{env}", s.name),
-                format!("stack set `{}`", s.name),
-            );
+            let name = s.spec.aws_name(&s.name, env);
+            // Two stack sets of one AWS name would each plan the other's (`stackSetNames`).
+            if let Some(owner) = taken.insert(name.clone(), format!("stack set `{}`", s.name)) {
+                diags.error(
+                    Code::Duplicate,
+                    &s.file,
+                    s.span(&format!("/spec/stackSetNames/{}", crate::yaml::pointer_escape(env))),
+                    format!(
+                        "stack set `{}` in {env} is the AWS stack set `{name}`, which {owner} already uses",
+                        s.name
+                    ),
+                );
+            }
         }
     }
     // AWS names of different pipelines, compared as AWS does (IAM and S3 ignore case).

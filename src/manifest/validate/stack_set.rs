@@ -23,6 +23,7 @@ pub(super) fn check_stack_set(
     diags: &mut Diagnostics,
 ) {
     let envs = environments(s, p, names, diags);
+    check_stack_set_names(s, p, diags);
     check_permission_model(s, &envs, diags);
     check_overrides(s, &envs, names, diags);
     let Some(template) = templates.get(&s.resolve_path(&s.spec.template)) else {
@@ -68,7 +69,7 @@ fn environments<'p>(
                 &names.environments,
             ),
         }
-        let aws_name = format!("{}-{env}", s.name);
+        let aws_name = spec.aws_name(&s.name, env);
         if aws_name.len() > 128 {
             diags.error(
                 Code::Name,
@@ -79,6 +80,52 @@ fn environments<'p>(
         }
     }
     envs
+}
+
+/// `stackSetNames` names environments of the stack set, and every AWS name is in the scope.
+fn check_stack_set_names(s: &Doc<StackSetSpec>, p: &Parsed, diags: &mut Diagnostics) {
+    let spec = &s.spec;
+    for env in spec.stack_set_names.keys() {
+        if !spec.environments.contains(env) {
+            let candidates: Vec<&str> = spec.environments.iter().map(String::as_str).collect();
+            let b = diags
+                .error(
+                    Code::UnknownName,
+                    &s.file,
+                    s.span(&format!("/spec/stackSetNames/{}", pointer_escape(env))),
+                    format!("`{env}` is not an environment of stack set `{}`", s.name),
+                )
+                .label("not in spec.environments");
+            match closest(env, candidates.iter().copied()) {
+                Some(best) => b.help(format!("did you mean `{best}`?")),
+                None => b.help(format!("its environments: {}", candidates.join(", "))),
+            };
+        }
+    }
+    let Some(scope) = p.estate.first().and_then(|e| e.spec.scope.as_ref()) else {
+        return;
+    };
+    for (i, env) in spec.environments.iter().enumerate() {
+        let name = spec.aws_name(&s.name, env);
+        if !scope.has_stack_set(&name) {
+            let at = if spec.stack_set_names.contains_key(env) {
+                format!("/spec/stackSetNames/{}", pointer_escape(env))
+            } else {
+                format!("/spec/environments/{i}")
+            };
+            diags
+                .error(
+                    Code::Name,
+                    &s.file,
+                    s.span(&at),
+                    format!(
+                        "stack set `{name}` is outside the Estate's scope (stackSets: {})",
+                        scope.stack_sets.join(", ")
+                    ),
+                )
+                .help("add a pattern that matches it to the Estate's spec.scope.stackSets");
+        }
+    }
 }
 
 /// Fields that only one permission model accepts.

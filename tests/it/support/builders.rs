@@ -80,6 +80,7 @@ pub fn live_with_ids(m: &estate::manifest::Manifest) -> estate::live::LiveState 
                 email: a.email.clone(),
                 state: estate::live::AccountState::Active,
                 parent_id: "r-root".into(),
+                tags: None,
             })
             .collect(),
         ..Default::default()

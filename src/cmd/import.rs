@@ -1,0 +1,109 @@
+//! `estate import`: reads the live organization and writes a manifest folder that plans no
+//! change against it (the writer is `estate::import`; this file reads and writes files).
+
+use super::context::{Global, exit, runtime};
+use anyhow::{Context, Result};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone)]
+pub(crate) struct Args {
+    pub(crate) dir: PathBuf,
+    pub(crate) name: Option<String>,
+    pub(crate) units: Vec<String>,
+    pub(crate) stack_sets: Vec<String>,
+    pub(crate) profile: Option<String>,
+    pub(crate) region: Option<String>,
+    pub(crate) force: bool,
+}
+
+pub(crate) fn run(g: &Global, args: &Args) -> Result<i32> {
+    // A manifest is never overwritten by surprise.
+    if args.dir.join("estate.yaml").exists() && !args.force {
+        eprintln!(
+            "error: {} already holds an estate.yaml; pass --force to write over it",
+            args.dir.display()
+        );
+        return Ok(exit::USAGE);
+    }
+    let name = match &args.name {
+        Some(n) => n.clone(),
+        None => default_name(&args.dir),
+    };
+    let rt = runtime()?;
+    let (imported, region) = rt.block_on(async {
+        let aws = estate::aws::Aws::from_env(
+            args.profile.as_deref(),
+            args.region.as_deref(),
+            "OrganizationAccountAccessRole",
+        )
+        .await?;
+        let region = aws
+            .region()
+            .context("no AWS region: pass --region (it becomes the Estate's homeRegion)")?;
+        let opts = estate::live::read::ReadOptions {
+            estate: name.clone(),
+            home_region: region.clone(),
+            every_instance_of: if args.stack_sets.is_empty() {
+                vec!["*".into()]
+            } else {
+                args.stack_sets.clone()
+            },
+            ..Default::default()
+        };
+        let live = estate::live::read::read(&aws, &opts).await?;
+        let imported = estate::import::import(
+            &live,
+            &estate::import::ImportOptions {
+                estate: name.clone(),
+                home_region: region.clone(),
+                units: args.units.clone(),
+                stack_sets: args.stack_sets.clone(),
+            },
+        );
+        anyhow::Ok((imported, region))
+    })?;
+    for (path, text) in &imported.files {
+        let path = args.dir.join(path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    for note in &imported.notes {
+        eprintln!("note: {note}");
+    }
+    if !g.quiet {
+        println!(
+            "Imported into {}: estate `{name}` (home region {region}), {} units, {} accounts, {} environments, {} stack sets. Run `estate plan {}`: it should show no changes.",
+            args.dir.display(),
+            imported.units,
+            imported.accounts,
+            imported.environments,
+            imported.stack_sets,
+            args.dir.display()
+        );
+    }
+    Ok(exit::OK)
+}
+
+/// The folder's name as an Estate name (`^[a-zA-Z][-a-zA-Z0-9]{0,63}$`), else `estate`.
+fn default_name(dir: &std::path::Path) -> String {
+    let base = std::fs::canonicalize(dir)
+        .ok()
+        .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .or_else(|| dir.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    let kept: String = base
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let name = kept.trim_start_matches(|c: char| !c.is_ascii_alphabetic());
+    let name: String = name.chars().take(64).collect();
+    let name = name.trim_end_matches('-');
+    if name.is_empty() {
+        "estate".into()
+    } else {
+        name.into()
+    }
+}
