@@ -30,7 +30,7 @@ pub(super) fn check_limits(p: &Parsed, diags: &mut Diagnostics) {
             "stack set",
             diags,
         );
-        tags(s, &s.spec.tags, diags);
+        tags(s, "/spec/tags", &s.spec.tags, diags);
     }
     for f in &p.portfolios {
         description(
@@ -50,8 +50,14 @@ pub(super) fn check_limits(p: &Parsed, diags: &mut Diagnostics) {
                 "product",
                 diags,
             );
+            let text: BTreeMap<String, String> = product
+                .tags
+                .iter()
+                .map(|(k, v)| (k.clone(), v.0.clone()))
+                .collect();
+            tags(f, &format!("/spec/products/{i}/tags"), &text, diags);
         }
-        tags(f, &f.spec.tags, diags);
+        tags(f, "/spec/tags", &f.spec.tags, diags);
     }
 }
 
@@ -78,7 +84,7 @@ fn description<S>(
     }
 }
 
-fn tags<S>(doc: &Doc<S>, tags: &BTreeMap<String, String>, diags: &mut Diagnostics) {
+fn tags<S>(doc: &Doc<S>, base: &str, tags: &BTreeMap<String, String>, diags: &mut Diagnostics) {
     for (key, value) in tags {
         let key_len = key.chars().count();
         if key_len == 0 || key_len > TAG_KEY_MAX {
@@ -87,8 +93,8 @@ fn tags<S>(doc: &Doc<S>, tags: &BTreeMap<String, String>, diags: &mut Diagnostic
                     Code::Tag,
                     &doc.file,
                     doc.node
-                        .key_span("/spec/tags", key)
-                        .unwrap_or_else(|| doc.span("/spec/tags")),
+                        .key_span(base, key)
+                        .unwrap_or_else(|| doc.span(base)),
                     format!("tag key is {key_len} characters; AWS takes 1 to {TAG_KEY_MAX}"),
                 )
                 .label("tag key");
@@ -99,7 +105,7 @@ fn tags<S>(doc: &Doc<S>, tags: &BTreeMap<String, String>, diags: &mut Diagnostic
                 .error(
                     Code::Tag,
                     &doc.file,
-                    doc.span(&format!("/spec/tags/{}", pointer_escape(key))),
+                    doc.span(&format!("{base}/{}", pointer_escape(key))),
                     format!(
                         "value of tag `{}` is {value_len} characters; AWS takes at most {TAG_VALUE_MAX}",
                         short(key)
