@@ -113,7 +113,21 @@ pub const MAX_PRODUCT_TAGS: usize = 20 - 2;
 /// reference, resolved at plan time.
 fn principal_kind(arn: &str) -> Result<bool, String> {
     const FORMS: &str = "an IAM ARN `arn:aws:iam::<account>:role/Name` or a name pattern without account `arn:aws:iam:::role/ml-*`";
-    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    // A `${…}` reference (it has a colon of its own) stands for an account id here.
+    let mut shape = String::new();
+    let mut rest = arn;
+    while let Some((before, after)) = rest.split_once("${") {
+        shape.push_str(before);
+        let Some((_, tail)) = after.split_once('}') else {
+            shape.push_str("${");
+            rest = after;
+            break;
+        };
+        shape.push_str("000000000000");
+        rest = tail;
+    }
+    shape.push_str(rest);
+    let parts: Vec<&str> = shape.splitn(6, ':').collect();
     let [arn_, partition, service, region, account, resource] = parts.as_slice() else {
         return Err(format!("principal `{arn}` is not {FORMS}"));
     };
@@ -131,8 +145,7 @@ fn principal_kind(arn: &str) -> Result<bool, String> {
     if account.is_empty() {
         return Ok(true);
     }
-    let literal = account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit());
-    if !literal && !account.starts_with("${") {
+    if !(account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())) {
         return Err(format!(
             "principal `{arn}` names account `{account}`, which is not a 12-digit id or an `${{account:…}}` reference"
         ));
