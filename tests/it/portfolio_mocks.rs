@@ -121,7 +121,11 @@ fn desired() -> DesiredPortfolio {
             description: None,
             distributor: None,
             support_email: None,
-            tags: BTreeMap::new(),
+            // As resolve gives them, and as live has them.
+            tags: BTreeMap::from([
+                ("estate:managed-by".to_string(), "e".to_string()),
+                (TAG_PRODUCT.to_string(), "notebook".to_string()),
+            ]),
             versions: vec![DesiredVersion {
                 name: "v1".into(),
                 description: None,
