@@ -98,9 +98,7 @@ fn resolve_one(m: &Manifest, live: &LiveState, p: &Doc<PortfolioSpec>) -> Desire
     let mut tags = spec.tags.clone();
     tags.insert(crate::tags::TAG_MANAGED_BY.into(), m.name().into());
     // The documented defaults: share what the portfolio declares.
-    let share_principals = spec
-        .share_principals
-        .unwrap_or(!spec.principals.is_empty());
+    let share_principals = spec.share_principals.unwrap_or(!spec.principals.is_empty());
     let share_tag_options = spec
         .share_tag_options
         .unwrap_or(!spec.tag_options.is_empty());
@@ -762,7 +760,9 @@ fn account_shares(
                 .unwrap_or_default();
             let mut differs = Vec::new();
             if !accepted {
-                differs.push(format!("the share is not accepted in account {account_name}"));
+                differs.push(format!(
+                    "the share is not accepted in account {account_name}"
+                ));
             }
             if live_flags.tag_options != d.share_tag_options {
                 differs.push(flag_reason("shareTagOptions", d.share_tag_options));

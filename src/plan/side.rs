@@ -576,7 +576,13 @@ mod tests {
             json!({"portfolio": "p", "portfolioId": null, "unit": "/ml", "unitId": null,
                 "shareTagOptions": true, "sharePrincipals": false}),
         );
-        assert!(matches!(share, Side::Share(ShareSide { share_principals: Some(false), .. })));
+        assert!(matches!(
+            share,
+            Side::Share(ShareSide {
+                share_principals: Some(false),
+                ..
+            })
+        ));
         round_trip(
             "product:p/notebook",
             json!({"portfolio": "p", "portfolioId": null, "name": "notebook",

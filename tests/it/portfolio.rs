@@ -7,7 +7,9 @@ use crate::support::catalog::{accepted, principals, shares};
 use crate::support::emulator::{TestAccount, management_account, ok, s3};
 use crate::support::run::{apply, change_fields, json_of, run};
 use aws_sdk_servicecatalog::Client;
-use aws_sdk_servicecatalog::types::{DescribePortfolioShareType, PortfolioShareType, PrincipalType};
+use aws_sdk_servicecatalog::types::{
+    DescribePortfolioShareType, PortfolioShareType, PrincipalType,
+};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -868,7 +870,11 @@ async fn product_tags(tools: &Client, portfolio: &str) -> BTreeMap<String, Strin
     let [product] = found.product_view_details() else {
         panic!("one product: {found:?}");
     };
-    let id = product.product_view_summary().unwrap().product_id().unwrap();
+    let id = product
+        .product_view_summary()
+        .unwrap()
+        .product_id()
+        .unwrap();
     let described = ok(tools.describe_product_as_admin().id(id).send().await);
     described
         .tags()
@@ -912,13 +918,27 @@ async fn a_unit_share_gives_the_units_accounts_the_principal_names_and_tag_optio
     assert_eq!(share["after"]["sharePrincipals"], true, "{share}");
     let (code, out, err) = apply(&account, dir.path(), &[]);
     assert_eq!(code, 0, "{out}{err}");
+    // The share was made with both flags, not fixed up by a later apply.
+    let ids = account.ids().await;
+    let tools = member(&account, &ids["tools"]).await;
+    let portfolio = portfolio_id(&tools).await;
+    let made = ok(tools
+        .describe_portfolio_shares()
+        .portfolio_id(&portfolio)
+        .r#type(DescribePortfolioShareType::OrganizationalUnit)
+        .send()
+        .await);
+    let [made] = made.portfolio_share_details() else {
+        panic!("one unit share: {made:?}");
+    };
+    assert!(
+        made.share_principals() && made.share_tag_options(),
+        "{made:?}"
+    );
     let (code, out, err) = apply(&account, dir.path(), &["--env", "production"]);
     assert_eq!(code, 0, "{out}{err}");
     assert_converged(&account, dir.path());
 
-    let ids = account.ids().await;
-    let tools = member(&account, &ids["tools"]).await;
-    let portfolio = portfolio_id(&tools).await;
     let tags = product_tags(&tools, &portfolio).await;
     assert_eq!(
         tags.get("sagemaker:studio-visibility").map(String::as_str),

@@ -830,7 +830,11 @@ async fn unit_shares_carry_name_patterns_and_tag_options_and_update_in_place() {
         .name("science")
         .send()
         .await);
-    let unit = unit.organizational_unit().and_then(|u| u.id()).unwrap().to_string();
+    let unit = unit
+        .organizational_unit()
+        .and_then(|u| u.id())
+        .unwrap()
+        .to_string();
     ok(org
         .move_account()
         .account_id(&member_id)
@@ -855,7 +859,11 @@ async fn unit_shares_carry_name_patterns_and_tag_options_and_update_in_place() {
             .await);
     }
     let option = ok(sc.create_tag_option().key("team").value("ml").send().await);
-    let option = option.tag_option_detail().and_then(|t| t.id()).unwrap().to_string();
+    let option = option
+        .tag_option_detail()
+        .and_then(|t| t.id())
+        .unwrap()
+        .to_string();
     ok(sc
         .associate_tag_option_with_resource()
         .resource_id(&portfolio)
@@ -925,7 +933,10 @@ async fn unit_shares_carry_name_patterns_and_tag_options_and_update_in_place() {
         .portfolio_share_token(token)
         .send()
         .await);
-    assert_eq!(status.status(), Some(&aws_sdk_servicecatalog::types::ShareStatus::Completed));
+    assert_eq!(
+        status.status(),
+        Some(&aws_sdk_servicecatalog::types::ShareStatus::Completed)
+    );
     assert!(principals(&member, &portfolio).await.is_empty());
     let described = ok(member.describe_portfolio().id(&portfolio).send().await);
     assert!(described.tag_options().is_empty());

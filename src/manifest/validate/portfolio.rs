@@ -131,9 +131,11 @@ fn principal_kind(arn: &str) -> Result<bool, String> {
     let [arn_, partition, service, region, account, resource] = parts.as_slice() else {
         return Err(format!("principal `{arn}` is not {FORMS}"));
     };
-    let typed = ["role/", "user/", "group/"]
-        .iter()
-        .any(|t| resource.strip_prefix(t).is_some_and(|name| !name.is_empty()));
+    let typed = ["role/", "user/", "group/"].iter().any(|t| {
+        resource
+            .strip_prefix(t)
+            .is_some_and(|name| !name.is_empty())
+    });
     if *arn_ != "arn"
         || !partition.starts_with("aws")
         || *service != "iam"
@@ -197,9 +199,7 @@ fn check_product_tags(
                 .error(
                     Code::Tag,
                     &p.file,
-                    p.node
-                        .key_span(&base, key)
-                        .unwrap_or_else(|| p.span(&base)),
+                    p.node.key_span(&base, key).unwrap_or_else(|| p.span(&base)),
                     format!("tag key `{key}` starts with `{prefix}`, which is reserved"),
                 )
                 .label("reserved");
@@ -226,9 +226,18 @@ mod tests {
     #[test]
     fn principals_are_iam_arns_or_name_patterns() {
         assert_eq!(principal_kind("arn:aws:iam:::role/ml-*"), Ok(true));
-        assert_eq!(principal_kind("arn:aws:iam:::role/team/Data?Scientist"), Ok(true));
-        assert_eq!(principal_kind("arn:aws:iam::111122223333:role/Admin"), Ok(false));
-        assert_eq!(principal_kind("arn:aws:iam::${account:tools}:user/me"), Ok(false));
+        assert_eq!(
+            principal_kind("arn:aws:iam:::role/team/Data?Scientist"),
+            Ok(true)
+        );
+        assert_eq!(
+            principal_kind("arn:aws:iam::111122223333:role/Admin"),
+            Ok(false)
+        );
+        assert_eq!(
+            principal_kind("arn:aws:iam::${account:tools}:user/me"),
+            Ok(false)
+        );
         for bad in [
             "arn:aws:iam::111122223333:role/ml-*",
             "arn:aws:iam::1234:role/Admin",
