@@ -886,7 +886,9 @@ async fn product_tags(tools: &Client, portfolio: &str) -> BTreeMap<String, Strin
 /// Issue 13's S2: a portfolio shared with a unit gives every account of the unit its
 /// name-pattern principal and its tag options (as the recipient sees them through the AWS
 /// API, estate never entering it), and its product carries SageMaker Studio's visibility tag.
-/// Turning principal sharing off and changing the tags later updates both in place.
+/// An account of the unit that is also an account-share recipient keeps its own principal
+/// beside the pattern, which estate leaves alone there. Turning principal sharing off and
+/// changing the tags later updates both in place.
 #[tokio::test]
 async fn a_unit_share_gives_the_units_accounts_the_principal_names_and_tag_options() {
     let account = management_account().await;
@@ -894,10 +896,16 @@ async fn a_unit_share_gives_the_units_accounts_the_principal_names_and_tag_optio
     let pattern = "arn:aws:iam:::role/DataScientist-*";
     edit(
         dir.path(),
+        "organization.yaml",
+        "    - {name: staging,",
+        "    - {name: analyst, email: ml-analyst@example.com, unit: /ml/data-science}\n    - {name: staging,",
+    );
+    edit(
+        dir.path(),
         "portfolios.yaml",
-        "  shareWith: {accounts: [data-science]}\n  recipientPrincipals: [role/DataScientist]\n",
+        "  shareWith: {accounts: [data-science]}\n",
         &format!(
-            "  principals: [\"{pattern}\", \"arn:aws:iam::${{account:tools}}:role/PlatformAdmin\"]\n  shareWith: {{units: [/ml/data-science]}}\n"
+            "  principals: [\"{pattern}\", \"arn:aws:iam::${{account:tools}}:role/PlatformAdmin\"]\n  shareWith: {{accounts: [data-science], units: [/ml/data-science]}}\n"
         ),
     );
     edit(
@@ -949,7 +957,7 @@ async fn a_unit_share_gives_the_units_accounts_the_principal_names_and_tag_optio
     // In the unit's account, through the AWS API: the share is there to accept (shared
     // through AWS Organizations, nothing to import), and with it the hub's name pattern (not
     // its IAM principal, which names the hub's own role) and the tag options.
-    let recipient = member(&account, &ids["data-science"]).await;
+    let recipient = member(&account, &ids["analyst"]).await;
     ok(recipient
         .accept_portfolio_share()
         .portfolio_id(&portfolio)
@@ -965,6 +973,21 @@ async fn a_unit_share_gives_the_units_accounts_the_principal_names_and_tag_optio
         ("cost-center".to_string(), "8457".to_string()),
     ];
     assert_eq!(tag_options_seen(&recipient, &portfolio).await, cost_centers);
+    // The account-share recipient in the unit: its own principal, and the hub's pattern,
+    // which is not estate's to disassociate there (the re-plan is clean).
+    let data_science = member(&account, &ids["data-science"]).await;
+    let mut seen = typed_principals(&data_science, &portfolio).await;
+    seen.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        seen,
+        [
+            (
+                format!("arn:aws:iam::{}:role/DataScientist", ids["data-science"]),
+                PrincipalType::Iam
+            ),
+            (pattern.to_string(), PrincipalType::IamPattern),
+        ]
+    );
     // What the recipient did is not estate's to change.
     assert_converged(&account, dir.path());
 
@@ -972,8 +995,8 @@ async fn a_unit_share_gives_the_units_accounts_the_principal_names_and_tag_optio
     edit(
         dir.path(),
         "portfolios.yaml",
-        "  shareWith: {units: [/ml/data-science]}\n",
-        "  shareWith: {units: [/ml/data-science]}\n  sharePrincipals: false\n",
+        "units: [/ml/data-science]}\n",
+        "units: [/ml/data-science]}\n  sharePrincipals: false\n",
     );
     edit(
         dir.path(),
