@@ -97,12 +97,12 @@ fn resolve_one(m: &Manifest, live: &LiveState, p: &Doc<PortfolioSpec>) -> Desire
     };
     let mut tags = spec.tags.clone();
     tags.insert(crate::tags::TAG_MANAGED_BY.into(), m.name().into());
+    tags.insert(TAG_PORTFOLIO.into(), p.name.clone());
     // The documented defaults: share what the portfolio declares.
     let share_principals = spec.share_principals.unwrap_or(!spec.principals.is_empty());
     let share_tag_options = spec
         .share_tag_options
         .unwrap_or(!spec.tag_options.is_empty());
-    tags.insert(TAG_PORTFOLIO.into(), p.name.clone());
     DesiredPortfolio {
         partition: live.partition.clone(),
         name: p.name.clone(),
