@@ -202,4 +202,39 @@ mod tests {
             over.render(false)
         );
     }
+
+    /// Product tags: 18 of the manifest's (AWS's 20, less estate's 2) pass, 19 fail at the
+    /// product's `tags`, a key over 128 characters at its key; 10 name-pattern principals
+    /// pass, the 11th fails at its line.
+    #[test]
+    fn product_tags_and_name_patterns_at_the_limit_pass_and_over_it_fail() {
+        let tags = |n: usize| {
+            let pairs: Vec<String> = (0..n).map(|i| format!("t{i}: v")).collect();
+            format!("      tags: {{{}}}\n", pairs.join(", "))
+        };
+        let patterns = |n: usize| {
+            let arns: Vec<String> = (0..n)
+                .map(|i| format!("\"arn:aws:iam:::role/team-{i}-*\""))
+                .collect();
+            format!("  principals: [{}]\n", arns.join(", "))
+        };
+        let codes = |d: &Diagnostics| -> Vec<String> {
+            d.items
+                .iter()
+                .filter(|x| x.code == "estate::tag" || x.code == "estate::principal")
+                .map(|x| format!("{} {}", x.code, x.line))
+                .collect()
+        };
+        let at = run("", &patterns(10), &tags(18));
+        assert!(codes(&at).is_empty(), "{}", at.render(false));
+        let over = run("", &patterns(11), &tags(19));
+        assert_eq!(
+            codes(&over),
+            ["estate::principal 15", "estate::tag 20"],
+            "{}",
+            over.render(false)
+        );
+        let long = run("", "", &format!("      tags: {{{}: v}}\n", "k".repeat(129)));
+        assert_eq!(codes(&long), ["estate::tag 19"], "{}", long.render(false));
+    }
 }
