@@ -87,8 +87,11 @@ pub enum Code {
     DescriptionLength,
     /// A tag key or value longer than AWS accepts.
     Tag,
-    /// A portfolio is shared with the organization root or with its own account.
+    /// A portfolio is shared with the organization root or with its own account, or asks to
+    /// share principals without a unit share.
     Share,
+    /// A portfolio principal that is not an IAM ARN or name pattern AWS accepts.
+    Principal,
     /// A pipeline's name is too long for the AWS names it compiles to.
     Pipeline,
     /// A pipeline's stage template requires a parameter a stage's environment does not give.
@@ -132,6 +135,7 @@ impl Code {
             Code::DescriptionLength => "estate::description-length",
             Code::Tag => "estate::tag",
             Code::Share => "estate::share",
+            Code::Principal => "estate::principal",
             Code::Pipeline => "estate::pipeline",
             Code::MissingParameter => "estate::missing-parameter",
             Code::Buildspec => "estate::buildspec",

@@ -10,7 +10,7 @@ use crate::aws::wait::Polling;
 use crate::aws::{Aws, AwsError};
 use crate::live::LiveState;
 use crate::live::catalog::SERVICE_PRINCIPAL;
-use crate::plan::catalog::{DesiredPortfolio, launch_parameters};
+use crate::plan::catalog::{DesiredPortfolio, is_name_pattern, launch_parameters};
 use crate::plan::{
     Action, Address, Change, ConstraintSide, DelegatedAdminSide, LiveConstraintSide,
     LivePortfolioSide, LiveProductSide, Plan, PortfolioSide, PrincipalSide, ProductSide,
@@ -159,11 +159,52 @@ fn tags(m: &BTreeMap<String, String>) -> Vec<Tag> {
         .collect()
 }
 
+/// The tags to add (new or changed) and the keys to remove to turn `live` into `wanted`.
+fn tag_changes(
+    live: &BTreeMap<String, String>,
+    wanted: &BTreeMap<String, String>,
+) -> (BTreeMap<String, String>, Vec<String>) {
+    let add = wanted
+        .iter()
+        .filter(|(k, v)| live.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let remove = live
+        .keys()
+        .filter(|k| !wanted.contains_key(*k))
+        .cloned()
+        .collect();
+    (add, remove)
+}
+
+/// The PrincipalType AWS needs with an ARN: IAM_PATTERN for a name pattern (no account).
+fn principal_type(arn: &str) -> PrincipalType {
+    if is_name_pattern(arn) {
+        PrincipalType::IamPattern
+    } else {
+        PrincipalType::Iam
+    }
+}
+
 fn unit_node(unit: &str) -> OrganizationNode {
     OrganizationNode::builder()
         .r#type(OrganizationNodeType::OrganizationalUnit)
         .value(unit)
         .build()
+}
+
+/// Whether a share change has apply accept it in its recipient account: an account share
+/// created, or one the plan found not accepted.
+fn needs_accept(c: &Change) -> Result<bool, ApplyError> {
+    let after: &ShareSide = c.after_as()?;
+    if after.account.clone().flatten().is_none() || after.accepted != Some(true) {
+        return Ok(false);
+    }
+    Ok(match c.action {
+        Action::Create => true,
+        Action::Update => c.before_as::<ShareSide>()?.accepted != Some(true),
+        _ => false,
+    })
 }
 
 /// Whether a principal change is in a recipient account (else in the hub).
@@ -546,6 +587,13 @@ impl<'a> OnePortfolio<'a> {
             let Some(p) = d.products.iter().find(|p| p.name == after.name) else {
                 continue;
             };
+            // Only the tags that differ, as for the portfolio: AddTags takes at most 20.
+            let live_tags = c
+                .before_as::<LiveProductSide>()?
+                .tags
+                .clone()
+                .unwrap_or_default();
+            let (add, remove) = tag_changes(&live_tags, &after.tags);
             self.started(c, "UpdateProduct".into());
             self.sc
                 .update_product()
@@ -556,6 +604,8 @@ impl<'a> OnePortfolio<'a> {
                 .description(p.description.clone().unwrap_or_default())
                 .distributor(p.distributor.clone().unwrap_or_default())
                 .support_email(p.support_email.clone().unwrap_or_default())
+                .set_add_tags((!add.is_empty()).then(|| tags(&add)))
+                .set_remove_tags((!remove.is_empty()).then_some(remove))
                 .send()
                 .await
                 .map_err(sc_err("ServiceCatalog.UpdateProduct"))?;
@@ -715,7 +765,7 @@ impl<'a> OnePortfolio<'a> {
                 .associate_principal_with_portfolio()
                 .portfolio_id(pid)
                 .principal_arn(principal)
-                .principal_type(PrincipalType::Iam)
+                .principal_type(principal_type(principal))
                 .send()
                 .await
                 .map_err(sc_err("ServiceCatalog.AssociatePrincipalWithPortfolio"))?;
@@ -724,12 +774,18 @@ impl<'a> OnePortfolio<'a> {
         Ok(())
     }
 
-    /// Shares; account shares are accepted in the recipient.
+    /// Shares, created or with their flags updated; account shares are accepted in the
+    /// recipient.
     async fn shares(&mut self, pid: &str) -> Result<(), ApplyError> {
         for c in self.of(ResourceType::Share, Action::Create) {
             let after: &ShareSide = c.after_as()?;
             self.started(c, "CreatePortfolioShare".into());
-            let mut req = self.sc.create_portfolio_share().portfolio_id(pid);
+            let mut req = self
+                .sc
+                .create_portfolio_share()
+                .portfolio_id(pid)
+                .set_share_tag_options(after.share_tag_options)
+                .set_share_principals(after.share_principals);
             if let Some(unit) = after.unit_id.clone().flatten() {
                 req = req.organization_node(unit_node(&unit));
             } else if let Some(account) = after.account.clone().flatten() {
@@ -748,11 +804,20 @@ impl<'a> OnePortfolio<'a> {
             self.share_done(out.portfolio_share_token(), c).await?;
             self.done.push(&c.address);
         }
+        for c in self.of(ResourceType::Share, Action::Update) {
+            self.update_share(pid, c).await?;
+            if !needs_accept(c)? {
+                self.done.push(&c.address);
+            }
+        }
         for c in self
             .of(ResourceType::Share, Action::Create)
             .into_iter()
             .chain(self.of(ResourceType::Share, Action::Update))
         {
+            if !needs_accept(c)? {
+                continue;
+            }
             let Some(account) = c.after_as::<ShareSide>()?.account.clone().flatten() else {
                 continue;
             };
@@ -770,6 +835,51 @@ impl<'a> OnePortfolio<'a> {
             }
         }
         Ok(())
+    }
+
+    /// UpdatePortfolioShare when a share's flags differ from live's (an update may also be
+    /// only the acceptance). AWS updates asynchronously: a token to wait on unless done.
+    async fn update_share(&self, pid: &str, c: &Change) -> Result<(), ApplyError> {
+        use aws_sdk_servicecatalog::types::ShareStatus;
+        let (before, after): (&ShareSide, &ShareSide) = (c.before_as()?, c.after_as()?);
+        let flag = |b: Option<bool>, a: Option<bool>| (b != a).then_some(a).flatten();
+        let tag_options = flag(before.share_tag_options, after.share_tag_options);
+        let principals = flag(before.share_principals, after.share_principals);
+        if tag_options.is_none() && principals.is_none() {
+            return Ok(());
+        }
+        let mut req = self
+            .sc
+            .update_portfolio_share()
+            .portfolio_id(pid)
+            .set_share_tag_options(tag_options)
+            .set_share_principals(principals);
+        if let Some(account) = after.account.clone().flatten() {
+            req = req.account_id(account);
+        } else if let Some(unit) = after.unit_id.clone().flatten() {
+            req = req.organization_node(unit_node(&unit));
+        } else {
+            return Err(ApplyError::Inconsistent(format!(
+                "{}: the recipient is not known",
+                c.address
+            )));
+        }
+        self.started(
+            c,
+            format!(
+                "UpdatePortfolioShare{}{}",
+                tag_options.map_or(String::new(), |v| format!(" ShareTagOptions={v}")),
+                principals.map_or(String::new(), |v| format!(" SharePrincipals={v}"))
+            ),
+        );
+        let out = req
+            .send()
+            .await
+            .map_err(sc_err("ServiceCatalog.UpdatePortfolioShare"))?;
+        if out.status() == Some(&ShareStatus::Completed) {
+            return Ok(());
+        }
+        self.share_done(out.portfolio_share_token(), c).await
     }
 
     /// Principals in recipient accounts, once their share is accepted.
@@ -827,6 +937,7 @@ impl<'a> OnePortfolio<'a> {
             .disassociate_principal_from_portfolio()
             .portfolio_id(b.portfolio_id.clone().unwrap_or_default())
             .principal_arn(&b.principal)
+            .principal_type(principal_type(&b.principal))
             .send()
             .await
             .map_err(sc_err("ServiceCatalog.DisassociatePrincipalFromPortfolio"))?;
@@ -873,6 +984,7 @@ async fn teardown(
         sc.disassociate_principal_from_portfolio()
             .portfolio_id(&l.id)
             .principal_arn(arn)
+            .principal_type(principal_type(arn))
             .send()
             .await
             .map_err(sc_err("ServiceCatalog.DisassociatePrincipalFromPortfolio"))?;

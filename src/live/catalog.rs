@@ -4,8 +4,8 @@
 //! list is read to its last page.
 
 use super::{
-    LiveConstraint, LivePortfolio, LiveProduct, LiveRecipient, LiveTagOption, LiveVersion,
-    UnmanagedPortfolio,
+    LiveConstraint, LivePortfolio, LiveProduct, LiveRecipient, LiveShareFlags, LiveTagOption,
+    LiveVersion, UnmanagedPortfolio,
 };
 use crate::aws::{Aws, AwsError};
 use std::collections::BTreeMap;
@@ -132,7 +132,7 @@ pub async fn read_hub(
                 parameters: described.constraint_parameters.unwrap_or_default(),
             });
         }
-        p.principals = principals(&sc, &id).await?;
+        p.principals = principals(&sc, &id, false).await?;
         let mut pages = sc
             .list_portfolio_access()
             .portfolio_id(&id)
@@ -144,20 +144,16 @@ pub async fn read_hub(
                 .extend(page.account_ids.unwrap_or_default());
         }
         p.shared_accounts.sort();
-        let mut pages = sc
-            .describe_portfolio_shares()
-            .portfolio_id(&id)
-            .r#type(aws_sdk_servicecatalog::types::DescribePortfolioShareType::OrganizationalUnit)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(err("ServiceCatalog.DescribePortfolioShares"))?;
-            p.shared_units.extend(
-                page.portfolio_share_details
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter_map(|s| s.principal_id),
-            );
+        use aws_sdk_servicecatalog::types::DescribePortfolioShareType as ShareType;
+        // The account shares' flags; a portfolio without account shares pays no call for them.
+        if !p.shared_accounts.is_empty() {
+            for (account, flags) in shares(&sc, &id, ShareType::Account).await? {
+                p.share_flags.insert(account, flags);
+            }
+        }
+        for (unit, flags) in shares(&sc, &id, ShareType::OrganizationalUnit).await? {
+            p.share_flags.insert(unit.clone(), flags);
+            p.shared_units.push(unit);
         }
         p.shared_units.sort();
         portfolios.push(p);
@@ -168,10 +164,43 @@ pub async fn read_hub(
     })
 }
 
+/// The portfolio's shares of one type: (recipient id, what the share gives besides the
+/// portfolio).
+async fn shares(
+    sc: &aws_sdk_servicecatalog::Client,
+    portfolio: &str,
+    kind: aws_sdk_servicecatalog::types::DescribePortfolioShareType,
+) -> Result<Vec<(String, LiveShareFlags)>, AwsError> {
+    let mut found = Vec::new();
+    let mut pages = sc
+        .describe_portfolio_shares()
+        .portfolio_id(portfolio)
+        .r#type(kind)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(err("ServiceCatalog.DescribePortfolioShares"))?;
+        for s in page.portfolio_share_details.unwrap_or_default() {
+            let Some(id) = s.principal_id else { continue };
+            let flags = LiveShareFlags {
+                tag_options: s.share_tag_options,
+                principals: s.share_principals,
+            };
+            found.push((id, flags));
+        }
+    }
+    Ok(found)
+}
+
+/// Principal ARNs associated with the portfolio in the account `sc` acts in; with `iam_only`,
+/// only those of type IAM (a recipient also lists the name patterns a unit share gives it,
+/// which are the hub's, not the recipient's own).
 async fn principals(
     sc: &aws_sdk_servicecatalog::Client,
     portfolio: &str,
+    iam_only: bool,
 ) -> Result<Vec<String>, AwsError> {
+    use aws_sdk_servicecatalog::types::PrincipalType;
     let mut arns: Vec<String> = Vec::new();
     let mut pages = sc
         .list_principals_for_portfolio()
@@ -184,6 +213,7 @@ async fn principals(
             page.principals
                 .unwrap_or_default()
                 .into_iter()
+                .filter(|p| !iam_only || p.principal_type == Some(PrincipalType::Iam))
                 .filter_map(|p| p.principal_arn),
         );
     }
@@ -274,7 +304,7 @@ pub async fn read_recipient(
             .any(|p| p.id.as_deref() == Some(portfolio));
     }
     let principals = if accepted {
-        principals(&sc, portfolio).await?
+        principals(&sc, portfolio, true).await?
     } else {
         Vec::new()
     };

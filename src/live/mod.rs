@@ -332,8 +332,20 @@ pub struct LivePortfolio {
     pub shared_accounts: Vec<String>,
     /// Organization units (`ou-…`) the portfolio is shared with.
     pub shared_units: Vec<String>,
+    /// What each share (by recipient account or unit id) gives besides the portfolio.
+    #[serde(default)]
+    pub share_flags: BTreeMap<String, LiveShareFlags>,
     /// Per recipient account (of an account share): acceptance and principals there.
     pub recipients: BTreeMap<String, LiveRecipient>,
+}
+
+/// A share's flags as DescribePortfolioShares reports them: whether the recipients get the
+/// portfolio's tag options, and its name-pattern principals.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LiveShareFlags {
+    pub tag_options: bool,
+    pub principals: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -416,12 +416,23 @@ pub struct PortfolioSpec {
     /// Tag option keys and their allowed values.
     #[serde(default)]
     pub tag_options: BTreeMap<String, Vec<String>>,
-    /// IAM principal ARNs associated with the portfolio in the hub account.
+    /// IAM principal ARNs associated with the portfolio in the hub account: an IAM ARN
+    /// (`arn:aws:iam::<account>:role/Name`), or a name pattern without account
+    /// (`arn:aws:iam:::role/ml-*`, AWS's IAM_PATTERN) that unit shares give every account of
+    /// the unit.
     #[serde(default)]
     #[schemars(inner(regex(pattern = r"^arn:")))]
     pub principals: Vec<String>,
     #[serde(default)]
     pub share_with: Targets,
+    /// Unit shares share the name-pattern principals (AWS's principal name sharing); default
+    /// true when `principals` is not empty. AWS takes it for unit shares only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share_principals: Option<bool>,
+    /// Every share shares the portfolio's tag options; default true when `tagOptions` is not
+    /// empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share_tag_options: Option<bool>,
     /// Principals (`role/Name`, `user/Name`, `group/Name`) associated in each recipient account.
     #[serde(default)]
     #[schemars(inner(regex(pattern = r"^(role|user|group)/[\w+=,.@/-]+$")))]
@@ -449,6 +460,10 @@ pub struct Product {
     /// Local role name for the LAUNCH constraint, valid in every recipient account.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub launch_role_name: Option<String>,
+    /// Product tags (values may be YAML strings, numbers or booleans, passed as text), e.g.
+    /// `sagemaker:studio-visibility: true`, which makes SageMaker Studio list the product.
+    #[serde(default)]
+    pub tags: BTreeMap<String, ParamValue>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

@@ -35,6 +35,10 @@ pub struct DesiredPortfolio {
     pub share_units: Vec<(String, Option<String>)>,
     /// `role/Name` forms, made ARNs in each recipient account.
     pub recipient_principals: Vec<String>,
+    /// Unit shares give their accounts the name-pattern principals (SharePrincipals).
+    pub share_principals: bool,
+    /// Shares give their recipients the tag options (ShareTagOptions).
+    pub share_tag_options: bool,
     /// The AWS partition those ARNs are in.
     pub partition: String,
 }
@@ -94,6 +98,11 @@ fn resolve_one(m: &Manifest, live: &LiveState, p: &Doc<PortfolioSpec>) -> Desire
     let mut tags = spec.tags.clone();
     tags.insert(crate::tags::TAG_MANAGED_BY.into(), m.name().into());
     tags.insert(TAG_PORTFOLIO.into(), p.name.clone());
+    // The documented defaults: share what the portfolio declares.
+    let share_principals = spec.share_principals.unwrap_or(!spec.principals.is_empty());
+    let share_tag_options = spec
+        .share_tag_options
+        .unwrap_or(!spec.tag_options.is_empty());
     DesiredPortfolio {
         partition: live.partition.clone(),
         name: p.name.clone(),
@@ -113,13 +122,19 @@ fn resolve_one(m: &Manifest, live: &LiveState, p: &Doc<PortfolioSpec>) -> Desire
                 description: pr.description.clone(),
                 distributor: pr.distributor.clone(),
                 support_email: pr.support_email.clone(),
-                tags: BTreeMap::from([
-                    (
-                        crate::tags::TAG_MANAGED_BY.to_string(),
-                        m.name().to_string(),
-                    ),
-                    (TAG_PRODUCT.to_string(), pr.name.clone()),
-                ]),
+                // The manifest's tags, then estate's own (validate refuses `estate:` keys).
+                tags: pr
+                    .tags
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.0.clone()))
+                    .chain([
+                        (
+                            crate::tags::TAG_MANAGED_BY.to_string(),
+                            m.name().to_string(),
+                        ),
+                        (TAG_PRODUCT.to_string(), pr.name.clone()),
+                    ])
+                    .collect(),
                 versions: pr
                     .versions
                     .iter()
@@ -158,7 +173,15 @@ fn resolve_one(m: &Manifest, live: &LiveState, p: &Doc<PortfolioSpec>) -> Desire
             })
             .collect(),
         recipient_principals: spec.recipient_principals.clone(),
+        share_principals,
+        share_tag_options,
     }
+}
+
+/// Whether a principal ARN is a name pattern (no account: AWS's PrincipalType IAM_PATTERN)
+/// rather than one IAM principal (IAM).
+pub fn is_name_pattern(arn: &str) -> bool {
+    arn.split(':').nth(4) == Some("")
 }
 
 /// The portfolio a catalog change belongs to; `None` for other changes and for the
@@ -573,6 +596,7 @@ fn products(
                 distributor: None,
                 support_email: None,
                 versions: Some(lp.versions.iter().map(|v| v.name.clone()).collect()),
+                tags: None,
             }),
             None,
         ));
@@ -705,7 +729,8 @@ fn account_shares(
             .and_then(|id| l.and_then(|l| l.recipients.get(id)));
         let shared = id.as_ref().is_some_and(|id| live_accounts.contains(id));
         let address = share_address(name, ShareTarget::Account(account_name.clone()));
-        let share = |accepted: bool| ShareSide {
+        // An account share gives tag options at most: AWS shares principals with units only.
+        let share = |accepted: bool, tag_options: bool| ShareSide {
             portfolio: name.clone(),
             portfolio_id: portfolio_id.clone(),
             account: Some(id.clone()),
@@ -713,8 +738,10 @@ fn account_shares(
             accepted: Some(accepted),
             unit: None,
             unit_id: None,
+            share_tag_options: Some(tag_options),
+            share_principals: None,
         };
-        let after = share(true);
+        let after = share(true, d.share_tag_options);
         if !shared {
             changes.push(change(
                 address,
@@ -724,15 +751,32 @@ fn account_shares(
                 None,
                 Some(after),
             ));
-        } else if !recipient.is_some_and(|r| r.accepted) {
-            changes.push(change(
-                address,
-                ResourceType::Share,
-                Action::Update,
-                format!("the share is not accepted in account {account_name}"),
-                Some(share(false)),
-                Some(after),
-            ));
+        } else {
+            let accepted = recipient.is_some_and(|r| r.accepted);
+            let live_flags = id
+                .as_ref()
+                .and_then(|id| l.and_then(|l| l.share_flags.get(id)))
+                .copied()
+                .unwrap_or_default();
+            let mut differs = Vec::new();
+            if !accepted {
+                differs.push(format!(
+                    "the share is not accepted in account {account_name}"
+                ));
+            }
+            if live_flags.tag_options != d.share_tag_options {
+                differs.push(flag_reason("shareTagOptions", d.share_tag_options));
+            }
+            if !differs.is_empty() {
+                changes.push(change(
+                    address,
+                    ResourceType::Share,
+                    Action::Update,
+                    differs.join("; "),
+                    Some(share(accepted, live_flags.tag_options)),
+                    Some(after),
+                ));
+            }
         }
         // Principals associated in the recipient account.
         let live_rp: BTreeSet<String> = recipient
@@ -791,6 +835,8 @@ fn account_shares(
                 accepted: None,
                 unit: None,
                 unit_id: None,
+                share_tag_options: None,
+                share_principals: None,
             }),
             None,
         ));
@@ -812,22 +858,49 @@ fn unit_shares(
         if let Some(id) = id {
             wanted_units.insert(id.clone());
         }
-        if !id.as_ref().is_some_and(|id| live_units.contains(id)) {
+        let share = |tag_options: bool, principals: bool| ShareSide {
+            portfolio: name.clone(),
+            portfolio_id: portfolio_id.clone(),
+            account: None,
+            account_name: None,
+            accepted: None,
+            unit: Some(path.clone()),
+            unit_id: Some(id.clone()),
+            share_tag_options: Some(tag_options),
+            share_principals: Some(principals),
+        };
+        let after = share(d.share_tag_options, d.share_principals);
+        let address = share_address(name, ShareTarget::UnitPath(path.clone()));
+        let Some(id) = id.as_ref().filter(|id| live_units.contains(*id)) else {
             changes.push(change(
-                share_address(name, ShareTarget::UnitPath(path.clone())),
+                address,
                 ResourceType::Share,
                 Action::Create,
                 format!("the portfolio is not shared with unit {path}"),
                 None,
-                Some(ShareSide {
-                    portfolio: name.clone(),
-                    portfolio_id: portfolio_id.clone(),
-                    account: None,
-                    account_name: None,
-                    accepted: None,
-                    unit: Some(path.clone()),
-                    unit_id: Some(id.clone()),
-                }),
+                Some(after),
+            ));
+            continue;
+        };
+        let live_flags = l
+            .and_then(|l| l.share_flags.get(id))
+            .copied()
+            .unwrap_or_default();
+        let mut differs = Vec::new();
+        if live_flags.tag_options != d.share_tag_options {
+            differs.push(flag_reason("shareTagOptions", d.share_tag_options));
+        }
+        if live_flags.principals != d.share_principals {
+            differs.push(flag_reason("sharePrincipals", d.share_principals));
+        }
+        if !differs.is_empty() {
+            changes.push(change(
+                address,
+                ResourceType::Share,
+                Action::Update,
+                format!("the share with unit {path}: {}", differs.join("; ")),
+                Some(share(live_flags.tag_options, live_flags.principals)),
+                Some(after),
             ));
         }
     }
@@ -845,10 +918,18 @@ fn unit_shares(
                 accepted: None,
                 unit: None,
                 unit_id: Some(Some(id.clone())),
+                share_tag_options: None,
+                share_principals: None,
             }),
             None,
         ));
     }
+}
+
+/// Why a share's flag is planned to change, in the manifest's words.
+fn flag_reason(field: &str, wanted: bool) -> String {
+    let (now, then) = if wanted { ("off", "on") } else { ("on", "off") };
+    format!("{field} is {now} on the share, {then} in the manifest")
 }
 
 #[allow(clippy::too_many_arguments)] // one call site; the arguments are the product's context
@@ -896,6 +977,7 @@ impl OneProduct<'_> {
             description: p.description.clone(),
             distributor: p.distributor.clone(),
             support_email: p.support_email.clone(),
+            tags: p.tags.clone(),
             id: None,
         };
         match self.lp {
@@ -914,6 +996,7 @@ impl OneProduct<'_> {
                     ("description", lp.description != p.description),
                     ("distributor", lp.distributor != p.distributor),
                     ("supportEmail", lp.support_email != p.support_email),
+                    ("tags", lp.tags != p.tags),
                 ]
                 .into_iter()
                 .filter_map(|(field, differs)| differs.then_some(field))
@@ -936,6 +1019,7 @@ impl OneProduct<'_> {
                             distributor: Some(lp.distributor.clone()),
                             support_email: Some(lp.support_email.clone()),
                             versions: None,
+                            tags: Some(lp.tags.clone()),
                         })),
                         Some(Side::from(after)),
                     ));

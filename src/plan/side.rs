@@ -136,6 +136,9 @@ pub struct ProductSide {
     pub description: Option<String>,
     pub distributor: Option<String>,
     pub support_email: Option<String>,
+    /// Its tags, estate's own included.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
 }
@@ -176,6 +179,9 @@ pub struct LiveProductSide {
     pub support_email: Maybe<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub versions: Option<Vec<String>>,
+    /// An update's before: the tags live has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<BTreeMap<String, String>>,
 }
 
 /// `productVersion:…`
@@ -287,6 +293,12 @@ pub struct ShareSide {
         deserialize_with = "present"
     )]
     pub unit_id: Maybe<String>,
+    /// The recipients get the portfolio's tag options (creates and updates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share_tag_options: Option<bool>,
+    /// The unit's accounts get the name-pattern principals (unit creates and updates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share_principals: Option<bool>,
 }
 
 /// `share:aws-organizations-access`
@@ -557,6 +569,31 @@ mod tests {
         round_trip(
             "share:p/unit/ou-ab12-cdef3456",
             json!({"portfolio": "p", "portfolioId": "port-1", "unitId": "ou-ab12-cdef3456"}),
+        );
+        // What a share carries to its recipients, and a product's tags.
+        let share = round_trip(
+            "share:p/unit/ml",
+            json!({"portfolio": "p", "portfolioId": null, "unit": "/ml", "unitId": null,
+                "shareTagOptions": true, "sharePrincipals": false}),
+        );
+        assert!(matches!(
+            share,
+            Side::Share(ShareSide {
+                share_principals: Some(false),
+                ..
+            })
+        ));
+        round_trip(
+            "product:p/notebook",
+            json!({"portfolio": "p", "portfolioId": null, "name": "notebook",
+                "displayName": "Notebook", "owner": "ml", "description": null,
+                "distributor": null, "supportEmail": null,
+                "tags": {"sagemaker:studio-visibility": "true"}}),
+        );
+        round_trip(
+            "product:p/notebook",
+            json!({"id": "prod-1", "displayName": "Notebook", "owner": "ml",
+                "tags": {"estate:product": "notebook"}}),
         );
         round_trip(
             "prerequisite:execution-role/staging",

@@ -20,7 +20,23 @@ ListProvisioningArtifact(s), AssociateProductWithPortfolio, DisassociateProductF
 Create/Delete/DescribeConstraint, ListConstraintsForPortfolio, Create/Delete/ListTagOption(s),
 AssociateTagOptionWithResource, DisassociateTagOptionFromResource,
 Associate/DisassociatePrincipal(With|From)Portfolio, ListPrincipalsForPortfolio,
-EnableAWSOrganizationsAccess, GetAWSOrganizationsAccessStatus, DescribePortfolioShareStatus.
+EnableAWSOrganizationsAccess, GetAWSOrganizationsAccessStatus, DescribePortfolioShareStatus,
+UpdatePortfolioShare.
+
+What shares carry to their recipients (AWS Service Catalog API Reference):
+- CreatePortfolioShare / UpdatePortfolioShare, SharePrincipals: "only supported for portfolios
+  with an OrganizationalNode Type of ORGANIZATION or ORGANIZATIONAL_UNIT [...] Once shared, the
+  share recipient can view associations of PrincipalType: IAM_PATTERN on their portfolio":
+  ListPrincipalsForPortfolio in an account the share reaches lists the owner's IAM_PATTERN
+  principals beside its own; IAM ones stay the owner's. An account share with SharePrincipals
+  is InvalidParametersException.
+- ShareTagOptions ("Enables or disables TagOptions sharing"): DescribePortfolio in an account
+  the share reaches returns the owner's tag options of the portfolio as TagOptions.
+- AssociatePrincipalWithPortfolio: "a maximum of 10 Principals with a portfolio using
+  PrincipalType as IAM_PATTERN" (LimitExceededException).
+- UpdatePortfolioShare: "You must provide the accountId or organization node in the input,
+  but not both"; a flag not given is left as it is; the share must exist
+  (ResourceNotFoundException). It answers a PortfolioShareToken and a Status.
 
 Replaced (moto's state kept, its handler not used), because moto:
 - CreatePortfolio, CreateProduct: accept missing required parameters; CreateProduct drops its
@@ -50,12 +66,17 @@ Deviations from AWS (deliberate, or AWS's behaviour is not documented):
   ImportFromPhysicalId); everything is AVAILABLE at once; IdempotencyToken is honoured only
   where moto does (CreatePortfolio, CreateProduct).
 - A recipient sees its own principals, product associations and constraints on an imported
-  portfolio, plus the owner's products; SharePrincipals/ShareTagOptions are reported, not
-  propagated; DescribePortfolio of an imported portfolio has no Tags or TagOptions.
+  portfolio, plus the owner's products, and what the shares reaching it carry (above);
+  DescribePortfolio of an imported portfolio has no Tags.
   DescribeProductAsAdmin, ListProvisioningArtifacts and tag options see local products only.
 - Organization-node shares and unshares complete at once: DescribePortfolioShareStatus answers
   COMPLETED (for a share, listing the accounts under the node as SuccessfulShares) (AWS: NOT_STARTED and IN_PROGRESS
-  first; the smithy-mock tests cover those).
+  first; the smithy-mock tests cover those). UpdatePortfolioShare of an organization-node share
+  answers IN_PROGRESS with the share's token, which DescribePortfolioShareStatus then answers
+  COMPLETED; of an account share (whose progress AWS does not document, and whose owner need
+  not be allowed DescribePortfolioShareStatus) COMPLETED at once, with a token of its own.
+- UpdatePortfolioShare with neither ShareTagOptions nor SharePrincipals is
+  InvalidParametersException (chosen strict: it would change nothing).
 - Organization-node shares count as imported without acceptance (Accepted is always true, as
   AWS documents); ListAcceptedPortfolioShares(AWS_ORGANIZATIONS) lists the ones accepted with
   AcceptPortfolioShare(PortfolioShareType=AWS_ORGANIZATIONS). Deleting an account share
@@ -165,6 +186,8 @@ class Catalog:
     # token of an organization-node share removed by DeletePortfolioShare -> (portfolio id,
     # node value): DescribePortfolioShareStatus still answers for it, as AWS does
     unshared: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # token of an account share's UpdatePortfolioShare -> (portfolio id, account)
+    updated: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 CATALOGS: dict[tuple[str, str], Catalog] = {}
@@ -470,6 +493,25 @@ def shared_with(call: Call, portfolio: Portfolio, share_type: str) -> bool:
     )
 
 
+def reaching_flags(call: Call, portfolio: Portfolio) -> dict[str, bool]:
+    """What the owner's shares that reach the caller carry (ShareTagOptions, SharePrincipals):
+    the account share, and every organization-node share above the caller."""
+    owner = call.backend_of(portfolio.account_id)
+    flags = catalog(portfolio.account_id, call.region).share_flags
+    reaching = []
+    if call.account in owner.portfolio_access.get(portfolio.id, []):
+        reaching.append(flags.get((portfolio.id, "ACCOUNT_SHARE", call.account), {}))
+    org = organization_of(call, call.account)
+    if org is not None and org.org is not None and organization_of(call, portfolio.account_id) is org:
+        above = ancestors(org, call.account)
+        for kind, value, _ in node_shares(owner, portfolio.id):
+            if (kind, value) in (("ORGANIZATION", org.org.id), ("ACCOUNT", call.account)) or (
+                kind == "ORGANIZATIONAL_UNIT" and value in above
+            ):
+                reaching.append(flags.get((portfolio.id, kind, value), {}))
+    return {k: any(f.get(k, False) for f in reaching) for k in ("ShareTagOptions", "SharePrincipals")}
+
+
 def share_target(call: Call) -> tuple[str, str]:
     """(kind, recipient) of Create/DeletePortfolioShare: kind "ACCOUNT_SHARE" for AccountId,
     else the OrganizationNode's Type."""
@@ -516,10 +558,18 @@ def create_portfolio(call: Call) -> dict[str, Any]:
 def describe_portfolio(call: Call) -> dict[str, Any]:
     portfolio = visible_portfolio(call, call.required("Id"))
     local = portfolio.account_id == call.account
+    if local:
+        options = tag_options_of(call, portfolio.id)
+    elif reaching_flags(call, portfolio)["ShareTagOptions"]:
+        # The owner's tag options, as the share carries them.
+        owner = Call(portfolio.account_id, call.region, {})
+        options = tag_options_of(owner, portfolio.id)
+    else:
+        options = []
     return {
         "PortfolioDetail": portfolio.to_dict(),
         "Tags": tags_of(call.backend, portfolio.arn) if local else [],
-        "TagOptions": tag_options_of(call, portfolio.id) if local else [],
+        "TagOptions": options,
         "Budgets": [],
     }
 
@@ -854,7 +904,13 @@ def associate_principal_with_portfolio(call: Call) -> None:
         raise invalid(f"Invalid PrincipalType {kind}.")
     if not PRINCIPAL_ARNS[kind].fullmatch(arn):
         raise invalid(f"{arn} is not a principal ARN of type {kind}.")
-    call.catalog.principals.setdefault(portfolio.id, {})[arn] = kind
+    principals = call.catalog.principals.setdefault(portfolio.id, {})
+    patterns = [a for a, k in principals.items() if k == "IAM_PATTERN" and a != arn]
+    if kind == "IAM_PATTERN" and len(patterns) >= 10:
+        raise ServiceCatalogError(
+            "LimitExceededException", f"Portfolio {portfolio.id} has 10 IAM_PATTERN principals already."
+        )
+    principals[arn] = kind
 
 
 @action("DisassociatePrincipalFromPortfolio")
@@ -870,7 +926,11 @@ def disassociate_principal_from_portfolio(call: Call) -> None:
 @action("ListPrincipalsForPortfolio")
 def list_principals_for_portfolio(call: Call) -> dict[str, Any]:
     portfolio = visible_portfolio(call, call.required("PortfolioId"))
-    principals = call.catalog.principals.get(portfolio.id, {})
+    principals = dict(call.catalog.principals.get(portfolio.id, {}))
+    if portfolio.account_id != call.account and reaching_flags(call, portfolio)["SharePrincipals"]:
+        # The owner's name patterns, as a share with SharePrincipals carries them.
+        owner = catalog(portfolio.account_id, call.region).principals.get(portfolio.id, {})
+        principals |= {a: k for a, k in owner.items() if k == "IAM_PATTERN"}
     return call.page("Principals", [{"PrincipalARN": a, "PrincipalType": k} for a, k in principals.items()])
 
 
@@ -939,6 +999,34 @@ def delete_portfolio_share(call: Call) -> dict[str, Any]:
     return {"PortfolioShareToken": token} if token else {}
 
 
+@action("UpdatePortfolioShare")
+def update_portfolio_share(call: Call) -> dict[str, Any]:
+    portfolio = local_portfolio(call, call.required("PortfolioId"))
+    kind, recipient = share_target(call)
+    given = {k: call.params[k] for k in ("ShareTagOptions", "SharePrincipals") if call.params.get(k) is not None}
+    if not given:
+        raise invalid("Give ShareTagOptions or SharePrincipals.")
+    if kind == "ACCOUNT_SHARE":
+        if recipient not in call.backend.portfolio_access.get(portfolio.id, []):
+            raise not_found(f"Portfolio {portfolio.id} is not shared with account {recipient}.")
+        if given.get("SharePrincipals"):
+            raise invalid("SharePrincipals is only supported for ORGANIZATION and ORGANIZATIONAL_UNIT shares.")
+        token = new_id("share-")
+        call.catalog.updated[token] = (portfolio.id, recipient)
+        status = "COMPLETED"
+    else:
+        organization_admin(call)
+        token = next((t for k, v, t in node_shares(call.backend, portfolio.id) if (k, v) == (kind, recipient)), None)
+        if token is None:
+            raise not_found(f"Portfolio {portfolio.id} is not shared with {kind} {recipient}.")
+        status = "IN_PROGRESS"
+    flags = call.catalog.share_flags.setdefault(
+        (portfolio.id, kind, recipient), {"ShareTagOptions": False, "SharePrincipals": False}
+    )
+    flags.update({k: bool(v) for k, v in given.items()})
+    return {"PortfolioShareToken": token, "Status": status}
+
+
 @action("DescribePortfolioShares")
 def describe_portfolio_shares(call: Call) -> dict[str, Any]:
     portfolio = local_portfolio(call, call.required("PortfolioId"))
@@ -988,6 +1076,16 @@ def describe_portfolio_share_status(call: Call) -> dict[str, Any]:
                 "Status": "COMPLETED",
                 "ShareDetails": {"SuccessfulShares": sorted(accounts), "ShareErrors": []},
             }
+    if token in call.catalog.updated:
+        organization_admin(call)
+        portfolio_id, account = call.catalog.updated[token]
+        return {
+            "PortfolioShareToken": token,
+            "PortfolioId": portfolio_id,
+            "OrganizationNodeValue": account,
+            "Status": "COMPLETED",
+            "ShareDetails": {"SuccessfulShares": [account], "ShareErrors": []},
+        }
     if token in call.catalog.unshared:
         portfolio_id, value = call.catalog.unshared[token]
         return {

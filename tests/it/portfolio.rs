@@ -7,7 +7,9 @@ use crate::support::catalog::{accepted, principals, shares};
 use crate::support::emulator::{TestAccount, management_account, ok, s3};
 use crate::support::run::{apply, change_fields, json_of, run};
 use aws_sdk_servicecatalog::Client;
-use aws_sdk_servicecatalog::types::{DescribePortfolioShareType, PrincipalType};
+use aws_sdk_servicecatalog::types::{
+    DescribePortfolioShareType, PortfolioShareType, PrincipalType,
+};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -838,4 +840,205 @@ async fn a_member_hub_shares_with_a_unit_as_delegated_administrator() {
         "the unshare was waited for: {err}"
     );
     assert_converged(&account, dir.path());
+}
+
+/// (ARN, type) of the principals associated with `portfolio`, as the account `sc` acts in
+/// sees them.
+async fn typed_principals(sc: &Client, portfolio: &str) -> Vec<(String, PrincipalType)> {
+    let out = ok(sc
+        .list_principals_for_portfolio()
+        .portfolio_id(portfolio)
+        .send()
+        .await);
+    out.principals()
+        .iter()
+        .map(|p| {
+            (
+                p.principal_arn().unwrap().to_string(),
+                p.principal_type().unwrap().clone(),
+            )
+        })
+        .collect()
+}
+
+/// (key, value) of the tag options the account `sc` acts in sees on `portfolio`, sorted.
+async fn tag_options_seen(sc: &Client, portfolio: &str) -> Vec<(String, String)> {
+    let described = ok(sc.describe_portfolio().id(portfolio).send().await);
+    let mut options: Vec<(String, String)> = described
+        .tag_options()
+        .iter()
+        .map(|o| (o.key().unwrap().to_string(), o.value().unwrap().to_string()))
+        .collect();
+    options.sort();
+    options
+}
+
+/// The tags of the portfolio's one product, as DescribeProductAsAdmin gives them in the hub.
+async fn product_tags(tools: &Client, portfolio: &str) -> BTreeMap<String, String> {
+    let found = ok(tools
+        .search_products_as_admin()
+        .portfolio_id(portfolio)
+        .send()
+        .await);
+    let [product] = found.product_view_details() else {
+        panic!("one product: {found:?}");
+    };
+    let id = product
+        .product_view_summary()
+        .unwrap()
+        .product_id()
+        .unwrap();
+    let described = ok(tools.describe_product_as_admin().id(id).send().await);
+    described
+        .tags()
+        .iter()
+        .map(|t| (t.key().to_string(), t.value().to_string()))
+        .collect()
+}
+
+/// Issue 13's S2: a portfolio shared with a unit gives every account of the unit its
+/// name-pattern principal and its tag options (as the recipient sees them through the AWS
+/// API, estate never entering it), and its product carries SageMaker Studio's visibility tag.
+/// An account of the unit that is also an account-share recipient keeps its own principal
+/// beside the pattern, which estate leaves alone there. Turning principal sharing off and
+/// changing the tags later updates both in place.
+#[tokio::test]
+async fn a_unit_share_gives_the_units_accounts_the_principal_names_and_tag_options() {
+    let account = management_account().await;
+    let dir = example("ml-platform");
+    let pattern = "arn:aws:iam:::role/DataScientist-*";
+    edit(
+        dir.path(),
+        "organization.yaml",
+        "    - {name: staging,",
+        "    - {name: analyst, email: ml-analyst@example.com, unit: /ml/data-science}\n    - {name: staging,",
+    );
+    edit(
+        dir.path(),
+        "portfolios.yaml",
+        "  shareWith: {accounts: [data-science]}\n",
+        &format!(
+            "  principals: [\"{pattern}\", \"arn:aws:iam::${{account:tools}}:role/PlatformAdmin\"]\n  shareWith: {{accounts: [data-science], units: [/ml/data-science]}}\n"
+        ),
+    );
+    edit(
+        dir.path(),
+        "portfolios.yaml",
+        "      versions: [{name: v1, template: templates/secure-notebook.yaml}]\n",
+        "      versions: [{name: v1, template: templates/secure-notebook.yaml}]\n      tags: {sagemaker:studio-visibility: true}\n",
+    );
+    let (code, plan) = json_of(&account, dir.path(), "plan", &[]);
+    assert_eq!(code, 2, "{plan}");
+    let share = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["address"] == "share:data-scientists/unit/ml/data-science")
+        .unwrap_or_else(|| panic!("a unit share: {plan}"));
+    assert_eq!(share["after"]["shareTagOptions"], true, "{share}");
+    assert_eq!(share["after"]["sharePrincipals"], true, "{share}");
+    let (code, out, err) = apply(&account, dir.path(), &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    // The share was made with both flags, not fixed up by a later apply.
+    let ids = account.ids().await;
+    let tools = member(&account, &ids["tools"]).await;
+    let portfolio = portfolio_id(&tools).await;
+    let made = ok(tools
+        .describe_portfolio_shares()
+        .portfolio_id(&portfolio)
+        .r#type(DescribePortfolioShareType::OrganizationalUnit)
+        .send()
+        .await);
+    let [made] = made.portfolio_share_details() else {
+        panic!("one unit share: {made:?}");
+    };
+    assert!(
+        made.share_principals() && made.share_tag_options(),
+        "{made:?}"
+    );
+    let (code, out, err) = apply(&account, dir.path(), &["--env", "production"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_converged(&account, dir.path());
+
+    let tags = product_tags(&tools, &portfolio).await;
+    assert_eq!(
+        tags.get("sagemaker:studio-visibility").map(String::as_str),
+        Some("true"),
+        "{tags:?}"
+    );
+
+    // In the unit's account, through the AWS API: the share is there to accept (shared
+    // through AWS Organizations, nothing to import), and with it the hub's name pattern (not
+    // its IAM principal, which names the hub's own role) and the tag options.
+    let recipient = member(&account, &ids["analyst"]).await;
+    ok(recipient
+        .accept_portfolio_share()
+        .portfolio_id(&portfolio)
+        .portfolio_share_type(PortfolioShareType::AwsOrganizations)
+        .send()
+        .await);
+    assert_eq!(
+        typed_principals(&recipient, &portfolio).await,
+        [(pattern.to_string(), PrincipalType::IamPattern)]
+    );
+    let cost_centers = [
+        ("cost-center".to_string(), "6534".to_string()),
+        ("cost-center".to_string(), "8457".to_string()),
+    ];
+    assert_eq!(tag_options_seen(&recipient, &portfolio).await, cost_centers);
+    // The account-share recipient in the unit: its own principal, and the hub's pattern,
+    // which is not estate's to disassociate there (the re-plan is clean).
+    let data_science = member(&account, &ids["data-science"]).await;
+    let mut seen = typed_principals(&data_science, &portfolio).await;
+    seen.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        seen,
+        [
+            (
+                format!("arn:aws:iam::{}:role/DataScientist", ids["data-science"]),
+                PrincipalType::Iam
+            ),
+            (pattern.to_string(), PrincipalType::IamPattern),
+        ]
+    );
+    // What the recipient did is not estate's to change.
+    assert_converged(&account, dir.path());
+
+    // Principal sharing off and the product's tags changed: both updated in place.
+    edit(
+        dir.path(),
+        "portfolios.yaml",
+        "units: [/ml/data-science]}\n",
+        "units: [/ml/data-science]}\n  sharePrincipals: false\n",
+    );
+    edit(
+        dir.path(),
+        "portfolios.yaml",
+        "tags: {sagemaker:studio-visibility: true}",
+        "tags: {team: ml}",
+    );
+    let (code, plan) = json_of(&account, dir.path(), "plan", &[]);
+    assert_eq!(code, 2, "{plan}");
+    assert_eq!(
+        change_fields(&plan, "address", "action"),
+        [
+            ("product:data-scientists/secure-notebook", "update"),
+            ("share:data-scientists/unit/ml/data-science", "update"),
+        ]
+    );
+    let (code, out, err) = apply(&account, dir.path(), &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("UpdatePortfolioShare SharePrincipals=false"),
+        "{err}"
+    );
+    assert_converged(&account, dir.path());
+    assert!(typed_principals(&recipient, &portfolio).await.is_empty());
+    assert_eq!(tag_options_seen(&recipient, &portfolio).await, cost_centers);
+    let tags = product_tags(&tools, &portfolio).await;
+    assert_eq!(tags.get("team").map(String::as_str), Some("ml"), "{tags:?}");
+    assert!(
+        !tags.contains_key("sagemaker:studio-visibility"),
+        "{tags:?}"
+    );
 }

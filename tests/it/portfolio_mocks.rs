@@ -27,6 +27,7 @@ use aws_sdk_servicecatalog::operation::disassociate_principal_from_portfolio::Di
 use aws_sdk_servicecatalog::operation::disassociate_product_from_portfolio::DisassociateProductFromPortfolioOutput;
 use aws_sdk_servicecatalog::operation::list_portfolios::ListPortfoliosOutput;
 use aws_sdk_servicecatalog::operation::list_tag_options::ListTagOptionsOutput;
+use aws_sdk_servicecatalog::operation::update_portfolio_share::UpdatePortfolioShareOutput;
 use aws_sdk_servicecatalog::types::error::{
     DuplicateResourceException, InvalidParametersException, ResourceNotFoundException,
 };
@@ -120,7 +121,11 @@ fn desired() -> DesiredPortfolio {
             description: None,
             distributor: None,
             support_email: None,
-            tags: BTreeMap::new(),
+            // As resolve gives them, and as live has them.
+            tags: BTreeMap::from([
+                ("estate:managed-by".to_string(), "e".to_string()),
+                (TAG_PRODUCT.to_string(), "notebook".to_string()),
+            ]),
             versions: vec![DesiredVersion {
                 name: "v1".into(),
                 description: None,
@@ -133,6 +138,8 @@ fn desired() -> DesiredPortfolio {
         share_accounts: Vec::new(),
         share_units: Vec::new(),
         recipient_principals: Vec::new(),
+        share_principals: false,
+        share_tag_options: false,
     }
 }
 
@@ -809,6 +816,61 @@ async fn unit_shares_are_done_when_completed_fail_with_errors_or_time_out() {
             }
         }
     }
+}
+
+/// A unit share whose flags differ from the manifest's is updated in place: the plan says
+/// which flags, apply sends only the changed one and waits for AWS to complete the update.
+#[tokio::test]
+async fn a_unit_share_whose_flags_differ_is_updated_in_place_and_waited_for() {
+    let mut d = desired();
+    d.share_units = vec![("/ml/ds".into(), Some(UNIT.into()))];
+    d.share_principals = true;
+    d.share_tag_options = true;
+    let mut live = live();
+    live.catalog_organizations_access = Some(true);
+    live.catalog_delegated_admins = Some(vec![HUB.into()]);
+    let lp = &mut live.portfolios[0];
+    lp.shared_units = vec![UNIT.into()];
+    lp.share_flags.insert(
+        UNIT.into(),
+        estate::live::LiveShareFlags {
+            tag_options: true,
+            principals: false,
+        },
+    );
+    // Flags as live has them: nothing to do.
+    let mut same = d.clone();
+    same.share_principals = false;
+    plan(&same, &live, &[]);
+    let plan = plan(&d, &live, &[("share:p/unit/ml/ds", Action::Update)]);
+    assert_eq!(
+        plan.changes[0].reason,
+        "the share with unit /ml/ds: sharePrincipals is off on the share, on in the manifest"
+    );
+
+    let update = mock!(Sc::update_portfolio_share)
+        .match_requests(|r| {
+            r.organization_node().and_then(|n| n.value()) == Some(UNIT)
+                && r.share_principals() == Some(true)
+                && r.share_tag_options().is_none()
+        })
+        .then_output(|| {
+            UpdatePortfolioShareOutput::builder()
+                .portfolio_share_token("share-token-1")
+                .status(ShareStatus::InProgress)
+                .build()
+        });
+    let status = mock!(Sc::describe_portfolio_share_status)
+        .match_requests(|r| r.portfolio_share_token() == Some("share-token-1"))
+        .sequence()
+        .output(|| share_status(ShareStatus::InProgress))
+        .output(|| share_status(ShareStatus::Completed))
+        .build();
+    let aws = edge(&[&update, &status]);
+    let done = apply_catalog(&aws, &plan, &d, &live, fast()).await.unwrap();
+    assert_eq!(done, ["share:p/unit/ml/ds"]);
+    assert_eq!(update.num_calls(), 1);
+    assert_eq!(status.num_calls(), 2);
 }
 
 #[test]

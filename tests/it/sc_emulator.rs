@@ -812,3 +812,214 @@ async fn lists_come_in_pages_of_twenty() {
     assert_eq!(values, ["t20"]);
     assert!(second.page_token().is_none());
 }
+
+/// Principal name sharing and tag option sharing: what a unit share carries reaches the
+/// accounts under the unit (name patterns, never IAM principals; tag options), UpdatePortfolioShare
+/// toggles it, and AWS's limits on both are kept.
+#[tokio::test]
+async fn unit_shares_carry_name_patterns_and_tag_options_and_update_in_place() {
+    let hub = management_account().await;
+    let sc = Client::new(&hub.config);
+    let (member_id, member_config) = member_account(&hub, "analyst").await;
+    let member = Client::new(&member_config);
+    let (other_id, _) = member_account(&hub, "elsewhere").await;
+    let org = aws_sdk_organizations::Client::new(&hub.config);
+    let unit = ok(org
+        .create_organizational_unit()
+        .parent_id(&hub.root_id)
+        .name("science")
+        .send()
+        .await);
+    let unit = unit
+        .organizational_unit()
+        .and_then(|u| u.id())
+        .unwrap()
+        .to_string();
+    ok(org
+        .move_account()
+        .account_id(&member_id)
+        .source_parent_id(&hub.root_id)
+        .destination_parent_id(&unit)
+        .send()
+        .await);
+    ok(sc.enable_aws_organizations_access().send().await);
+    let portfolio = new_portfolio(&sc, "Studio").await;
+    let pattern = "arn:aws:iam:::role/ml-*";
+    let hub_role = format!("arn:aws:iam::{}:role/Admin", hub.id);
+    for (arn, kind) in [
+        (pattern, PrincipalType::IamPattern),
+        (hub_role.as_str(), PrincipalType::Iam),
+    ] {
+        ok(sc
+            .associate_principal_with_portfolio()
+            .portfolio_id(&portfolio)
+            .principal_arn(arn)
+            .principal_type(kind)
+            .send()
+            .await);
+    }
+    let option = ok(sc.create_tag_option().key("team").value("ml").send().await);
+    let option = option
+        .tag_option_detail()
+        .and_then(|t| t.id())
+        .unwrap()
+        .to_string();
+    ok(sc
+        .associate_tag_option_with_resource()
+        .resource_id(&portfolio)
+        .tag_option_id(&option)
+        .send()
+        .await);
+    let node = OrganizationNode::builder()
+        .r#type(OrganizationNodeType::OrganizationalUnit)
+        .value(&unit)
+        .build();
+    ok(sc
+        .create_portfolio_share()
+        .portfolio_id(&portfolio)
+        .organization_node(node.clone())
+        .share_principals(true)
+        .share_tag_options(true)
+        .send()
+        .await);
+    let details = ok(sc
+        .describe_portfolio_shares()
+        .portfolio_id(&portfolio)
+        .r#type(DescribePortfolioShareType::OrganizationalUnit)
+        .send()
+        .await);
+    let [detail] = details.portfolio_share_details() else {
+        panic!("one share: {details:?}");
+    };
+    assert!(detail.share_principals() && detail.share_tag_options());
+
+    ok(member
+        .accept_portfolio_share()
+        .portfolio_id(&portfolio)
+        .portfolio_share_type(PortfolioShareType::AwsOrganizations)
+        .send()
+        .await);
+    let listed = ok(member
+        .list_principals_for_portfolio()
+        .portfolio_id(&portfolio)
+        .send()
+        .await);
+    let seen: Vec<(&str, &PrincipalType)> = listed
+        .principals()
+        .iter()
+        .map(|p| (p.principal_arn().unwrap(), p.principal_type().unwrap()))
+        .collect();
+    assert_eq!(seen, [(pattern, &PrincipalType::IamPattern)]);
+    let described = ok(member.describe_portfolio().id(&portfolio).send().await);
+    let options: Vec<(&str, &str)> = described
+        .tag_options()
+        .iter()
+        .map(|o| (o.key().unwrap(), o.value().unwrap()))
+        .collect();
+    assert_eq!(options, [("team", "ml")]);
+
+    // Both turned off, asynchronously: the token is the share's, and completes.
+    let updated = ok(sc
+        .update_portfolio_share()
+        .portfolio_id(&portfolio)
+        .organization_node(node.clone())
+        .share_principals(false)
+        .share_tag_options(false)
+        .send()
+        .await);
+    let token = updated.portfolio_share_token().unwrap();
+    let status = ok(sc
+        .describe_portfolio_share_status()
+        .portfolio_share_token(token)
+        .send()
+        .await);
+    assert_eq!(
+        status.status(),
+        Some(&aws_sdk_servicecatalog::types::ShareStatus::Completed)
+    );
+    assert!(principals(&member, &portfolio).await.is_empty());
+    let described = ok(member.describe_portfolio().id(&portfolio).send().await);
+    assert!(described.tag_options().is_empty());
+
+    // AWS's rules: principals go to organization nodes only; an update names a share that
+    // exists and changes something; at most 10 name patterns per portfolio.
+    assert_eq!(
+        code(
+            sc.create_portfolio_share()
+                .portfolio_id(&portfolio)
+                .account_id(&other_id)
+                .share_principals(true)
+                .send()
+                .await
+        ),
+        "InvalidParametersException"
+    );
+    assert_eq!(
+        code(
+            sc.update_portfolio_share()
+                .portfolio_id(&portfolio)
+                .account_id(&other_id)
+                .share_tag_options(true)
+                .send()
+                .await
+        ),
+        "ResourceNotFoundException"
+    );
+    assert_eq!(
+        code(
+            sc.update_portfolio_share()
+                .portfolio_id(&portfolio)
+                .organization_node(node)
+                .send()
+                .await
+        ),
+        "InvalidParametersException"
+    );
+    ok(sc
+        .create_portfolio_share()
+        .portfolio_id(&portfolio)
+        .account_id(&other_id)
+        .send()
+        .await);
+    let updated = ok(sc
+        .update_portfolio_share()
+        .portfolio_id(&portfolio)
+        .account_id(&other_id)
+        .share_tag_options(true)
+        .send()
+        .await);
+    assert_eq!(
+        updated.status(),
+        Some(&aws_sdk_servicecatalog::types::ShareStatus::Completed)
+    );
+    let details = ok(sc
+        .describe_portfolio_shares()
+        .portfolio_id(&portfolio)
+        .r#type(DescribePortfolioShareType::Account)
+        .send()
+        .await);
+    let [detail] = details.portfolio_share_details() else {
+        panic!("one account share: {details:?}");
+    };
+    assert!(detail.share_tag_options() && !detail.share_principals());
+    for i in 1..10 {
+        ok(sc
+            .associate_principal_with_portfolio()
+            .portfolio_id(&portfolio)
+            .principal_arn(format!("arn:aws:iam:::role/team-{i}-*"))
+            .principal_type(PrincipalType::IamPattern)
+            .send()
+            .await);
+    }
+    assert_eq!(
+        code(
+            sc.associate_principal_with_portfolio()
+                .portfolio_id(&portfolio)
+                .principal_arn("arn:aws:iam:::role/one-too-many")
+                .principal_type(PrincipalType::IamPattern)
+                .send()
+                .await
+        ),
+        "LimitExceededException"
+    );
+}

@@ -30,7 +30,7 @@ pub(super) fn check_limits(p: &Parsed, diags: &mut Diagnostics) {
             "stack set",
             diags,
         );
-        tags(s, &s.spec.tags, diags);
+        tags(s, "/spec/tags", &s.spec.tags, diags);
     }
     for f in &p.portfolios {
         description(
@@ -50,8 +50,14 @@ pub(super) fn check_limits(p: &Parsed, diags: &mut Diagnostics) {
                 "product",
                 diags,
             );
+            let text: BTreeMap<String, String> = product
+                .tags
+                .iter()
+                .map(|(k, v)| (k.clone(), v.0.clone()))
+                .collect();
+            tags(f, &format!("/spec/products/{i}/tags"), &text, diags);
         }
-        tags(f, &f.spec.tags, diags);
+        tags(f, "/spec/tags", &f.spec.tags, diags);
     }
 }
 
@@ -78,7 +84,7 @@ fn description<S>(
     }
 }
 
-fn tags<S>(doc: &Doc<S>, tags: &BTreeMap<String, String>, diags: &mut Diagnostics) {
+fn tags<S>(doc: &Doc<S>, base: &str, tags: &BTreeMap<String, String>, diags: &mut Diagnostics) {
     for (key, value) in tags {
         let key_len = key.chars().count();
         if key_len == 0 || key_len > TAG_KEY_MAX {
@@ -87,8 +93,8 @@ fn tags<S>(doc: &Doc<S>, tags: &BTreeMap<String, String>, diags: &mut Diagnostic
                     Code::Tag,
                     &doc.file,
                     doc.node
-                        .key_span("/spec/tags", key)
-                        .unwrap_or_else(|| doc.span("/spec/tags")),
+                        .key_span(base, key)
+                        .unwrap_or_else(|| doc.span(base)),
                     format!("tag key is {key_len} characters; AWS takes 1 to {TAG_KEY_MAX}"),
                 )
                 .label("tag key");
@@ -99,7 +105,7 @@ fn tags<S>(doc: &Doc<S>, tags: &BTreeMap<String, String>, diags: &mut Diagnostic
                 .error(
                     Code::Tag,
                     &doc.file,
-                    doc.span(&format!("/spec/tags/{}", pointer_escape(key))),
+                    doc.span(&format!("{base}/{}", pointer_escape(key))),
                     format!(
                         "value of tag `{}` is {value_len} characters; AWS takes at most {TAG_VALUE_MAX}",
                         short(key)
@@ -195,5 +201,40 @@ mod tests {
             "{}",
             over.render(false)
         );
+    }
+
+    /// Product tags: 18 of the manifest's (AWS's 20, less estate's 2) pass, 19 fail at the
+    /// product's `tags`, a key over 128 characters at its key; 10 name-pattern principals
+    /// pass, the 11th fails at its line.
+    #[test]
+    fn product_tags_and_name_patterns_at_the_limit_pass_and_over_it_fail() {
+        let tags = |n: usize| {
+            let pairs: Vec<String> = (0..n).map(|i| format!("t{i}: v")).collect();
+            format!("      tags: {{{}}}\n", pairs.join(", "))
+        };
+        let patterns = |n: usize| {
+            let arns: Vec<String> = (0..n)
+                .map(|i| format!("\"arn:aws:iam:::role/team-{i}-*\""))
+                .collect();
+            format!("  principals: [{}]\n", arns.join(", "))
+        };
+        let codes = |d: &Diagnostics| -> Vec<String> {
+            d.items
+                .iter()
+                .filter(|x| x.code == "estate::tag" || x.code == "estate::principal")
+                .map(|x| format!("{} {}", x.code, x.line))
+                .collect()
+        };
+        let at = run("", &patterns(10), &tags(18));
+        assert!(codes(&at).is_empty(), "{}", at.render(false));
+        let over = run("", &patterns(11), &tags(19));
+        assert_eq!(
+            codes(&over),
+            ["estate::principal 15", "estate::tag 20"],
+            "{}",
+            over.render(false)
+        );
+        let long = run("", "", &format!("      tags: {{{}: v}}\n", "k".repeat(129)));
+        assert_eq!(codes(&long), ["estate::tag 19"], "{}", long.render(false));
     }
 }
