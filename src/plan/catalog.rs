@@ -202,6 +202,7 @@ fn change<T: Into<Side>>(
 ) -> Change {
     Change {
         hint: None,
+        reach: None,
         address,
         resource_type,
         action,

@@ -66,6 +66,7 @@ impl Diffing<'_> {
                 };
                 self.changes.push(Change {
                     hint: None,
+                    reach: None,
                     address: Address::Unit { path: path.clone() },
                     resource_type: ResourceType::Unit,
                     action: Action::Create,
@@ -92,6 +93,7 @@ impl Diffing<'_> {
             match live_account {
                 None => self.changes.push(Change {
                     hint: None,
+                    reach: None,
                     address: Address::Account {
                         key: a.name.clone(),
                     },
@@ -116,6 +118,7 @@ impl Diffing<'_> {
                         if unit != current {
                             self.changes.push(Change {
                                 hint: None,
+                                reach: None,
                                 address: Address::Account {
                                     key: a.name.clone(),
                                 },
@@ -329,6 +332,7 @@ impl Diffing<'_> {
             }
             self.changes.push(Change {
                 hint: None,
+                reach: None,
                 address: Address::Pipeline {
                     name: src.pipeline.clone(),
                 },
@@ -375,6 +379,7 @@ fn prune_stack_set(
     }
     changes.push(Change {
         hint: None,
+        reach: None,
         address: Address::StackSet {
             name: l.name.clone(),
         },
@@ -401,6 +406,7 @@ fn placement(id: &str, unit: &str) -> Side {
 fn create_stack_set(d: &DesiredStackSet, changes: &mut Vec<Change>) {
     changes.push(Change {
         hint: None,
+        reach: None,
         address: Address::StackSet {
             name: d.name.clone(),
         },
@@ -500,6 +506,7 @@ fn instance_change(
 ) -> Change {
     Change {
         hint: None,
+        reach: None,
         address: instance_address(stack_set, account_key, region),
         resource_type: ResourceType::StackInstance,
         action,
@@ -752,6 +759,8 @@ fn update_stack_set(
         changes.push(Change {
             // Only the digest moves: apply writes the tag once the instances carry them.
             hint: (!redeploys_all).then_some(Hint::OverridesTagOnly),
+            // UpdateStackSet names no instance: AWS deploys it to every one the set has.
+            reach: redeploys_all.then(|| reach(live_instances)),
             address: Address::StackSet {
                 name: d.name.clone(),
             },
@@ -769,6 +778,17 @@ fn update_stack_set(
     }
 }
 
+/// The instances, accounts and regions an update of a stack set with these instances reaches.
+fn reach(instances: &[LiveInstance]) -> Reach {
+    let accounts: BTreeSet<&str> = instances.iter().map(|i| i.account.as_str()).collect();
+    let regions: BTreeSet<&str> = instances.iter().map(|i| i.region.as_str()).collect();
+    Reach {
+        instances: instances.len(),
+        accounts: accounts.len(),
+        regions: regions.len(),
+    }
+}
+
 /// AWS cannot change a stack set's permission model in place, and deletes only an empty stack
 /// set: every live instance goes first, every desired one is created after.
 fn replace_stack_set(
@@ -783,6 +803,7 @@ fn replace_stack_set(
     before.operation = None;
     changes.push(Change {
         hint: None,
+        reach: None,
         address: Address::StackSet {
             name: d.name.clone(),
         },

@@ -14,6 +14,7 @@ mod organizations;
 mod pipeline;
 mod plan;
 mod plan_cases;
+mod plan_schema;
 mod portfolio;
 mod portfolio_mocks;
 mod read_cost;
