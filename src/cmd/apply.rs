@@ -2,7 +2,7 @@
 //! progress, and maps its outcome to output and exit codes.
 
 use super::context::{
-    Format, Global, LiveArgs, color_enabled, connect, exit, load_valid, polling, runtime,
+    Acting, Format, Global, LiveArgs, color_enabled, connect, exit, load_valid, polling, runtime,
     unknown_env,
 };
 use super::progress::reporter;
@@ -65,7 +65,7 @@ pub(crate) async fn apply(
     saved: Option<(String, Plan)>,
     stop: Stop,
 ) -> Result<(Aws, Outcome)> {
-    let aws = connect(m, &args.live).await?;
+    let aws = connect(m, &args.live, Acting::Writing).await?;
     let req = Request {
         saved,
         environments: args.live.envs.clone(),

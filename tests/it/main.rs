@@ -10,6 +10,7 @@ mod drift_mocks;
 mod edge;
 mod emulator;
 mod gitops;
+mod iam;
 mod organizations;
 mod pipeline;
 mod plan;
