@@ -15,6 +15,10 @@ pub const TAG_OPERATION: &str = "estate:operation";
 /// Digest of the instance overrides last applied to a stack set's instances: tells a plan
 /// whether they must be read, without a call per instance.
 pub const TAG_OVERRIDES: &str = "estate:overrides-sha256";
+/// Tags that are estate's memory, not the user's: a change to one is shown as what it stands
+/// for (the operation preferences, a sensitive parameter, instance overrides), never as a tag.
+pub const BOOKKEEPING: [&str; 3] = [TAG_OPERATION, TAG_SECRETS, TAG_OVERRIDES];
+
 /// The manifest name of a portfolio.
 pub const TAG_PORTFOLIO: &str = "estate:portfolio";
 /// The manifest name of a product.

@@ -26,4 +26,4 @@ pub use stack_sets::stack_sets;
 pub use crate::aws::wait::Polling;
 pub use error::ApplyError;
 pub use options::{Options, operation_id};
-pub use report::{InstanceFailure, Report, StepFailure};
+pub use report::{InstanceFailure, REPORT_FORMAT_VERSION, Report, StepFailure};

@@ -4,6 +4,10 @@
 use crate::plan::Address;
 use std::collections::BTreeMap;
 
+/// The version of the JSON `apply` and `reconcile` print (`formatVersion`); a breaking change
+/// bumps it, as the plan's does.
+pub const REPORT_FORMAT_VERSION: u32 = 1;
+
 /// One instance AWS could not converge, with its reason.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct InstanceFailure {

@@ -15,7 +15,7 @@ use crate::live::LiveState;
 use crate::live::read::read;
 use crate::manifest::Manifest;
 use crate::manifest::model::Approval;
-use crate::plan::{self, Action, Finding, FindingKind, Hint, Plan, PlanError};
+use crate::plan::{self, Finding, FindingKind, Hint, Plan, PlanError};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use thiserror::Error;
@@ -44,13 +44,13 @@ pub enum Outcome {
     /// Nothing to change. `gate`: it stopped before a manual environment; `conflict`: at a
     /// resource that is not estate's.
     NoChanges {
-        gate: Option<String>,
+        gate: Option<Held>,
         conflict: Option<String>,
     },
     /// Changes were carried out; the report says which, and which steps failed.
     Applied {
         report: Report,
-        gate: Option<String>,
+        gate: Option<Held>,
         conflict: Option<String>,
     },
     /// A safety check refused; nothing was changed.
@@ -59,6 +59,52 @@ pub enum Outcome {
     Interrupted { started: bool, done: usize },
     /// An error after `done` changes were carried out: live moved, the reader must know.
     PartlyApplied { done: usize, error: RunError },
+}
+
+/// Where an apply without `--env` stopped: before an `approval: manual` environment, with
+/// the changes it left there and in the environments after it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Held {
+    /// The first manual environment, which this apply did not enter.
+    pub environment: String,
+    /// Changes left per environment, in promotion order; only environments that have some.
+    pub pending: Vec<Pending>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Pending {
+    pub environment: String,
+    pub changes: usize,
+}
+
+impl Held {
+    /// Changes waiting at the gate (and behind it): live does not match the manifest yet.
+    pub fn changes(&self) -> usize {
+        self.pending.iter().map(|p| p.changes).sum()
+    }
+
+    /// What the operator reads.
+    pub fn message(&self) -> String {
+        let env = &self.environment;
+        if self.pending.is_empty() {
+            return format!(
+                "stopping before `{env}` (approval: manual), which has no pending changes"
+            );
+        }
+        let n = self.changes();
+        let wher: Vec<String> = self
+            .pending
+            .iter()
+            .map(|p| format!("{} in `{}`", p.changes, p.environment))
+            .collect();
+        format!(
+            "stopping before `{env}` (approval: manual): {n} change{} pending approval ({}); apply it with `estate apply --env {env}`",
+            if n == 1 { "" } else { "s" },
+            wher.join(", ")
+        )
+    }
 }
 
 impl Outcome {
@@ -235,7 +281,7 @@ async fn release(locks: Vec<Lock>) {
 struct Ready {
     live: LiveState,
     plan: Plan,
-    gate: Option<String>,
+    gate: Option<Held>,
     conflict: Option<String>,
 }
 
@@ -260,6 +306,10 @@ where
     let (envs, gate) = match &req.saved {
         Some(_) => (Vec::new(), None),
         None => scope(m, &req.environments)?,
+    };
+    let gate = match gate {
+        Some(env) => Some(held(m, &live, env)?),
+        None => None,
     };
     let plan = match &req.saved {
         Some((name, saved)) => {
@@ -323,7 +373,7 @@ where
     })))
 }
 
-/// Which environments this apply covers, and a note when it stops at a manual gate.
+/// Which environments this apply covers, and the manual one it stops before, if any.
 fn scope(m: &Manifest, named: &[String]) -> Result<(Vec<String>, Option<String>), PlanError> {
     if !named.is_empty() {
         return Ok((plan::environments(m, named)?, None));
@@ -331,17 +381,41 @@ fn scope(m: &Manifest, named: &[String]) -> Result<(Vec<String>, Option<String>)
     let mut envs = Vec::new();
     for e in m.environments_in_order() {
         if e.spec.approval == Approval::Manual {
-            return Ok((
-                envs,
-                Some(format!(
-                    "stopping before `{}` (approval: manual); apply it with `estate apply --env {}`",
-                    e.name, e.name
-                )),
-            ));
+            return Ok((envs, Some(e.name.clone())));
         }
         envs.push(e.name.clone());
     }
     Ok((envs, None))
+}
+
+/// The changes left at the gate before `env` and behind it: planned (purely) from the same
+/// live state, so "nothing to apply" is never said while they wait.
+fn held(m: &Manifest, live: &LiveState, env: String) -> Result<Held, PlanError> {
+    let order: Vec<String> = m
+        .environments_in_order()
+        .into_iter()
+        .map(|e| e.name.clone())
+        .collect();
+    let rest: Vec<String> = order.iter().skip_while(|e| **e != env).cloned().collect();
+    let plan = plan::make_for(m, live, rest.clone())?;
+    let pending = rest
+        .into_iter()
+        .filter_map(|e| {
+            let changes = plan
+                .changes
+                .iter()
+                .filter(|c| c.environment.as_deref() == Some(e.as_str()))
+                .count();
+            (changes > 0).then_some(Pending {
+                environment: e,
+                changes,
+            })
+        })
+        .collect();
+    Ok(Held {
+        environment: env,
+        pending,
+    })
 }
 
 /// The plan cut before the first environment holding a conflict, and what to tell the
@@ -443,18 +517,10 @@ fn protected_check(m: &Manifest, plan: &Plan, allow: bool) -> Option<String> {
     if allow {
         return None;
     }
+    // From the manifest, not the plan's gates: a saved plan is checked by today's rules.
     let blocked: Vec<String> = plan
-        .changes
+        .protected_deletes(|e| m.environment(e).is_some_and(|e| e.spec.protected))
         .iter()
-        .filter(|c| matches!(c.action, Action::Delete | Action::Replace))
-        // An instance of a closing account is removed with its stack kept: nothing is lost.
-        .filter(|c| c.hint != Some(Hint::RetainStacks))
-        .filter(|c| {
-            c.environment
-                .as_ref()
-                .and_then(|e| m.environment(e))
-                .is_some_and(|e| e.spec.protected)
-        })
         .map(|c| c.address.to_string())
         .collect();
     (!blocked.is_empty()).then(|| {

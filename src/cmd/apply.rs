@@ -2,14 +2,14 @@
 //! progress, and maps its outcome to output and exit codes.
 
 use super::context::{
-    Format, Global, LiveArgs, color_enabled, connect, exit, load_valid, polling, runtime,
+    Acting, Format, Global, LiveArgs, color_enabled, connect, exit, load_valid, polling, runtime,
     unknown_env,
 };
 use super::progress::reporter;
 use super::signals::{Stop, stop_on_signals};
 use anyhow::{Context, Result};
 use estate::apply::Report;
-use estate::apply::run::{self, Outcome, Request};
+use estate::apply::run::{self, Held, Outcome, Pending, Request};
 use estate::aws::Aws;
 use estate::manifest::Manifest;
 use estate::plan::Plan;
@@ -66,7 +66,7 @@ pub(crate) async fn apply(
     saved: Option<(String, Plan)>,
     stop: Stop,
 ) -> Result<(Aws, Outcome)> {
-    let aws = connect(m, &args.live).await?;
+    let aws = connect(m, &args.live, Acting::Writing).await?;
     let req = Request {
         saved,
         environments: args.live.envs.clone(),
@@ -96,59 +96,114 @@ pub(crate) async fn apply(
     Ok((aws, outcome))
 }
 
-/// What the operator reads, and the exit code.
+/// `apply --format json`: one object whatever the outcome, for machines.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Output<'a> {
+    format_version: u32,
+    outcome: &'static str,
+    #[serde(flatten)]
+    report: &'a Report,
+    /// Changes left at a manual gate, per environment.
+    pending: &'a [Pending],
+    message: Option<String>,
+}
+
+/// What the operator reads, and the exit code. A gate with changes behind it is
+/// `pending-approval`: apply did all it may without `--env`, so it exits 0, but never says
+/// live matches the manifest.
 fn print_outcome(g: &Global, outcome: Outcome) -> Result<i32> {
-    match outcome {
+    let empty = Report::default();
+    let (word, code, report, gate, message) = match &outcome {
         Outcome::NoChanges { gate, conflict } => {
-            if conflict.is_none() {
-                println!("No changes. Live state matches the manifest.");
-            }
-            Ok(notes(gate, conflict))
+            let (word, code) = match (conflict, gate) {
+                (Some(_), _) => ("conflict", exit::ERROR),
+                (None, Some(h)) if h.changes() > 0 => ("pending-approval", exit::OK),
+                (None, _) => ("no-changes", exit::OK),
+            };
+            (word, code, &empty, gate.as_ref(), conflict.clone())
         }
         Outcome::Applied {
             report,
             gate,
             conflict,
         } => {
-            if g.format == Format::Json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                for f in &report.failures {
-                    eprintln!("FAILED {} {}: {}", f.stack_set, f.step, f.message);
-                    for i in &f.instances {
-                        eprintln!("  {} {} {}: {}", i.account, i.region, i.status, i.reason);
-                    }
-                }
-                println!("{}", sentence(&report));
-            }
-            let code = notes(gate, conflict);
-            Ok(if report.failures.is_empty() {
-                code
-            } else {
-                exit::ERROR
-            })
+            let (word, code) = match (conflict, gate) {
+                _ if !report.failures.is_empty() => ("failed", exit::ERROR),
+                (Some(_), _) => ("conflict", exit::ERROR),
+                (None, Some(h)) if h.changes() > 0 => ("pending-approval", exit::OK),
+                (None, _) => ("applied", exit::OK),
+            };
+            (word, code, report, gate.as_ref(), conflict.clone())
         }
-        Outcome::Refused(why) => {
-            eprintln!("refused: {why}");
-            Ok(exit::ERROR)
+        Outcome::Refused(why) => ("refused", exit::ERROR, &empty, None, Some(why.clone())),
+        Outcome::Interrupted { .. } => (
+            "interrupted",
+            exit::ERROR,
+            &empty,
+            None,
+            Some(failure(&outcome)),
+        ),
+        Outcome::PartlyApplied { .. } => {
+            ("error", exit::ERROR, &empty, None, Some(failure(&outcome)))
         }
-        other => {
-            eprintln!("error: {}", failure(&other));
-            Ok(exit::ERROR)
-        }
+    };
+    if g.format == Format::Json {
+        let out = Output {
+            format_version: estate::apply::REPORT_FORMAT_VERSION,
+            outcome: word,
+            report,
+            pending: gate.map_or(&[], |h| h.pending.as_slice()),
+            message: message.or_else(|| gate.map(Held::message)),
+        };
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(code);
     }
+    match &outcome {
+        Outcome::NoChanges { gate, conflict } => {
+            match gate.as_ref().filter(|h| h.changes() > 0) {
+                Some(h) => println!(
+                    "Nothing to apply before `{}`; {} change{} pending approval.",
+                    h.environment,
+                    h.changes(),
+                    if h.changes() == 1 { "" } else { "s" }
+                ),
+                None if conflict.is_none() => {
+                    println!("No changes. Live state matches the manifest.")
+                }
+                None => {}
+            }
+            notes(gate.as_ref(), conflict.clone());
+        }
+        Outcome::Applied {
+            report,
+            gate,
+            conflict,
+        } => {
+            for f in &report.failures {
+                eprintln!("FAILED {} {}: {}", f.stack_set, f.step, f.message);
+                for i in &f.instances {
+                    eprintln!("  {} {} {}: {}", i.account, i.region, i.status, i.reason);
+                }
+            }
+            println!("{}", sentence(report));
+            notes(gate.as_ref(), conflict.clone());
+        }
+        Outcome::Refused(why) => eprintln!("refused: {why}"),
+        other => eprintln!("error: {}", failure(other)),
+    }
+    Ok(code)
 }
 
-/// Prints the conflict (a refusal) or the manual gate; the exit code they make.
-fn notes(gate: Option<String>, conflict: Option<String>) -> i32 {
+/// Prints the conflict (a refusal) or the manual gate.
+fn notes(gate: Option<&Held>, conflict: Option<String>) {
     if let Some(conflict) = conflict {
         eprintln!("refused: {conflict}");
-        return exit::ERROR;
+        return;
     }
     if let Some(gate) = gate {
-        eprintln!("note: {gate}");
+        eprintln!("note: {}", gate.message());
     }
-    exit::OK
 }
 
 /// An interrupted or partly applied outcome, said with how much had been done: the reader

@@ -73,8 +73,27 @@ pub(crate) fn open_source(g: &Global, dir: &Path) -> Result<ManifestSource> {
     })
 }
 
-/// The AWS edge for a manifest: the given profile and region, or the Estate's home region.
-pub(crate) async fn connect(m: &Manifest, args: &LiveArgs) -> Result<estate::aws::Aws> {
+/// How a command acts in member accounts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Acting {
+    /// Reads only (`plan`, `drift`, `watch`): through `readRole` when the Estate names one.
+    Reading,
+    /// Reads and writes (`apply`, `reconcile`, `unlock`): through `memberRole`.
+    Writing,
+}
+
+/// The AWS edge for a manifest: the given profile and region, or the Estate's home region;
+/// member accounts entered through the role `acting` calls for.
+pub(crate) async fn connect(
+    m: &Manifest,
+    args: &LiveArgs,
+    acting: Acting,
+) -> Result<estate::aws::Aws> {
+    let spec = &m.estate.spec;
+    let role = match (acting, &spec.read_role) {
+        (Acting::Reading, Some(read)) => read,
+        _ => &spec.member_role,
+    };
     let region = args
         .region
         .clone()
@@ -86,17 +105,15 @@ pub(crate) async fn connect(m: &Manifest, args: &LiveArgs) -> Result<estate::aws
             .unwrap_or_default()
     );
     let polling = polling();
-    Ok(estate::aws::Aws::from_env(
-        args.profile.as_deref(),
-        Some(&region),
-        &m.estate.spec.member_role,
+    Ok(
+        estate::aws::Aws::from_env(args.profile.as_deref(), Some(&region), role)
+            .await?
+            .with_reach_retry(estate::aws::ReachRetry {
+                initial: polling.initial,
+                max: polling.max,
+                budget: estate::aws::DEFAULT_REACH_BUDGET,
+            }),
     )
-    .await?
-    .with_reach_retry(estate::aws::ReachRetry {
-        initial: polling.initial,
-        max: polling.max,
-        budget: estate::aws::DEFAULT_REACH_BUDGET,
-    }))
 }
 
 /// An `--env` the manifest does not define, said with the closest one: a usage error, found

@@ -164,8 +164,12 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Print the JSON Schema of manifest documents (for editors and CI).
+    /// Print the JSON Schema of manifest documents (for editors and CI), or with --plan of the
+    /// JSON plan.
     Schema {
+        /// The schema of the JSON plan (`plan --format json`) instead.
+        #[arg(long)]
+        plan: bool,
         /// Print the schema generated from this build's model instead of the published one.
         #[arg(long, hide = true)]
         generate: bool,
@@ -288,11 +292,12 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 force,
             },
         ),
-        Command::Schema { generate } => {
-            let text = if generate {
-                schema::generate_text()
-            } else {
-                schema::PUBLISHED.to_string()
+        Command::Schema { plan, generate } => {
+            let text = match (plan, generate) {
+                (false, true) => schema::generate_text(),
+                (false, false) => schema::PUBLISHED.to_string(),
+                (true, true) => estate::plan::schema::generate_text(),
+                (true, false) => estate::plan::schema::PUBLISHED.to_string(),
             };
             std::io::stdout().write_all(text.as_bytes())?;
             Ok(exit::OK)

@@ -2,8 +2,8 @@
 //! planned against live state and printed.
 
 use super::context::{
-    Format, Global, LiveArgs, color_enabled, connect, exit, load_valid, open_source, polling,
-    render_plan, runtime, unknown_env,
+    Acting, Format, Global, LiveArgs, color_enabled, connect, exit, load_valid, open_source,
+    polling, render_plan, runtime, unknown_env,
 };
 use anyhow::{Context, Result};
 use estate::manifest::{self, Loaded};
@@ -91,7 +91,7 @@ pub(super) fn show(
     let rt = runtime()?;
     let mut failed_detections = std::collections::BTreeMap::new();
     let (plan, aws, floor) = rt.block_on(async {
-        let aws = connect(&m, args).await?;
+        let aws = connect(&m, args, Acting::Reading).await?;
         let opts = estate::plan::read_options(&m);
         let mut live = estate::live::read::read(&aws, &opts).await?;
         let floor = estate::live::floor::floor(&opts, &live);

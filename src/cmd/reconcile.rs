@@ -5,7 +5,7 @@ use super::apply::{self as apply_cmd, failure};
 use super::context::{Format, Global, LiveArgs, color_enabled, exit, runtime};
 use super::signals::{Stop, stop_on_signals, stopped};
 use anyhow::{Context, Result, anyhow, bail};
-use estate::apply::run::Outcome as Applied;
+use estate::apply::run::{Held, Outcome as Applied, Pending};
 use estate::manifest::{self, Loaded, Manifest};
 use estate::source::ManifestSource;
 use std::io::Write;
@@ -64,17 +64,27 @@ enum Outcome {
     Interrupted,
     /// A resource of a manifest name is not estate's: the apply stopped at its environment.
     Conflict,
+    /// Everything before the first `approval: manual` environment converged (changes may
+    /// have been applied); changes wait there, applied only when named with `--env`.
+    PendingApproval,
 }
 
 impl Outcome {
-    fn ok(self) -> bool {
-        matches!(self, Outcome::InSync | Outcome::Applied)
+    /// `--once`'s exit code: 0 in sync or applied; 2 when changes wait at a manual gate (live
+    /// does not match the branch, but nothing failed: as `plan`'s 2); 1 otherwise.
+    fn exit_code(self) -> i32 {
+        match self {
+            Outcome::InSync | Outcome::Applied => exit::OK,
+            Outcome::PendingApproval => exit::CHANGES,
+            _ => exit::ERROR,
+        }
     }
 }
 
 #[derive(Debug, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Cycle {
+    format_version: u32,
     branch: String,
     commit: Option<String>,
     outcome: Outcome,
@@ -85,6 +95,9 @@ struct Cycle {
     /// Set when the fetch failed and the tick converged to the last fetched commit.
     #[serde(skip_serializing_if = "Option::is_none")]
     fetch_error: Option<String>,
+    /// Changes left at a manual gate, per environment.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pending: Vec<Pending>,
 }
 
 pub fn reconcile(g: &Global, args: &ReconcileArgs) -> Result<i32> {
@@ -120,11 +133,7 @@ pub fn reconcile(g: &Global, args: &ReconcileArgs) -> Result<i32> {
             }
             first = false;
             if args.once {
-                return Ok(if cycle.outcome.ok() {
-                    exit::OK
-                } else {
-                    exit::ERROR
-                });
+                return Ok(cycle.outcome.exit_code());
             }
             if cycle.outcome == Outcome::Interrupted || *stop.borrow() {
                 return Ok(exit::OK);
@@ -160,6 +169,11 @@ fn report(g: &Global, c: &Cycle) -> Result<()> {
                     c.applied,
                     if c.applied == 1 { "" } else { "s" }
                 ),
+                Outcome::PendingApproval => format!(
+                    "pending approval; {} change{} applied before the gate",
+                    c.applied,
+                    if c.applied == 1 { "" } else { "s" }
+                ),
             };
             let message = c
                 .message
@@ -189,12 +203,14 @@ async fn cycle(g: &Global, args: &ReconcileArgs, workdir: &Path, stop: Stop) -> 
         None => args.branch.clone(),
     };
     let mut c = Cycle {
+        format_version: estate::apply::REPORT_FORMAT_VERSION,
         branch,
         commit: None,
         outcome: Outcome::Error,
         applied: 0,
         message: None,
         fetch_error: None,
+        pending: Vec::new(),
     };
     // A fetch that fails (the remote is down) does not stop convergence: the last fetched
     // commit is still what was merged, so drift is still healed; the reader is told.
@@ -251,24 +267,18 @@ async fn cycle(g: &Global, args: &ReconcileArgs, workdir: &Path, stop: Stop) -> 
             c.applied = applied.done();
             match applied {
                 Applied::NoChanges { gate, conflict } => {
-                    c.outcome = if conflict.is_some() {
-                        Outcome::Conflict
-                    } else {
-                        Outcome::InSync
-                    };
-                    c.message = conflict.or(gate);
+                    c.outcome = gated(&conflict, &gate, Outcome::InSync);
+                    c.message = conflict.or(gate.as_ref().map(Held::message));
+                    c.pending = gate.map(|h| h.pending).unwrap_or_default();
                 }
                 Applied::Applied {
                     report,
                     gate,
                     conflict,
                 } if report.failures.is_empty() => {
-                    c.outcome = if conflict.is_some() {
-                        Outcome::Conflict
-                    } else {
-                        Outcome::Applied
-                    };
-                    c.message = conflict.or(gate);
+                    c.outcome = gated(&conflict, &gate, Outcome::Applied);
+                    c.message = conflict.or(gate.as_ref().map(Held::message));
+                    c.pending = gate.map(|h| h.pending).unwrap_or_default();
                 }
                 Applied::Applied { report, .. } => {
                     c.outcome = Outcome::Failed;
@@ -310,6 +320,17 @@ async fn cycle(g: &Global, args: &ReconcileArgs, workdir: &Path, stop: Stop) -> 
         }
     }
     c
+}
+
+/// A tick that met no failure: a conflict, changes left at a manual gate, or `otherwise`.
+fn gated(conflict: &Option<String>, gate: &Option<Held>, otherwise: Outcome) -> Outcome {
+    if conflict.is_some() {
+        Outcome::Conflict
+    } else if gate.as_ref().is_some_and(|h| h.changes() > 0) {
+        Outcome::PendingApproval
+    } else {
+        otherwise
+    }
 }
 
 /// `git fetch` of one branch. The git command line, not libgit2: it brings the user's

@@ -1,7 +1,7 @@
 //! `estate unlock`: the apply locks of this estate, who holds each and since when; stale ones
 //! removed, a live one only with --force (its apply is known to be dead).
 
-use super::context::{Global, LiveArgs, connect, exit, load_valid, runtime};
+use super::context::{Acting, Global, LiveArgs, connect, exit, load_valid, runtime};
 use anyhow::Result;
 use estate::apply::lock;
 
@@ -14,7 +14,7 @@ pub struct Args {
 pub fn run(g: &Global, args: &Args) -> Result<i32> {
     let m = load_valid(g, &args.live.dir)?;
     runtime()?.block_on(async {
-        let aws = connect(&m, &args.live).await?;
+        let aws = connect(&m, &args.live, Acting::Writing).await?;
         let root = estate::live::read::root_id(&aws).await?;
         let held = lock::held(&aws, &root, m.name()).await?;
         let mut code = exit::OK;

@@ -1,6 +1,8 @@
 //! `estate watch`: re-plans whenever a manifest or template file changes.
 
-use super::context::{Format, Global, LiveArgs, connect, exit, load_checked, render_plan, runtime};
+use super::context::{
+    Acting, Format, Global, LiveArgs, connect, exit, load_checked, render_plan, runtime,
+};
 use super::signals::{stop_on_signals, stopped};
 use anyhow::{Context, Result, bail};
 use estate::manifest::Manifest;
@@ -164,7 +166,7 @@ async fn round(g: &Global, live: &LiveArgs) -> Option<Manifest> {
         }
     };
     let planned = async {
-        let aws = connect(&m, live).await?;
+        let aws = connect(&m, live, Acting::Reading).await?;
         let state = estate::live::read::read(&aws, &estate::plan::read_options(&m)).await?;
         anyhow::Ok(estate::plan::make(&m, &state, &live.envs)?)
     }

@@ -167,7 +167,7 @@ pub struct LiveStackSet {
     pub instances: Option<Vec<LiveInstance>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LiveAutoDeployment {
     pub enabled: bool,

@@ -62,6 +62,12 @@ pub struct EstateSpec {
     #[serde(default = "default_member_role")]
     #[schemars(regex(pattern = r"^[\w+=,.@/-]{1,512}$"))]
     pub member_role: String,
+    /// Role assumed in member accounts by `plan` and `drift` (and `watch`), which only read:
+    /// a read-only role (docs/iam/read-role-policy.json) distinct from `memberRole`, which
+    /// `apply` and `reconcile` use. Default: `memberRole`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[\w+=,.@/-]{1,512}$"))]
+    pub read_role: Option<String>,
     /// The promotion stages (environment names), in order.
     #[serde(default)]
     pub promotion: Vec<String>,

@@ -225,6 +225,7 @@ fn change<T: Into<Side>>(
 ) -> Change {
     Change {
         hint: None,
+        reach: None,
         address,
         resource_type,
         action,

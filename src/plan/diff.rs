@@ -76,6 +76,7 @@ impl Diffing<'_> {
                 };
                 self.changes.push(Change {
                     hint: None,
+                    reach: None,
                     address: Address::Unit { path: path.clone() },
                     resource_type: ResourceType::Unit,
                     action: Action::Create,
@@ -102,6 +103,7 @@ impl Diffing<'_> {
             match live_account {
                 None => self.changes.push(Change {
                     hint: None,
+                    reach: None,
                     address: Address::Account {
                         key: a.name.clone(),
                     },
@@ -155,6 +157,7 @@ impl Diffing<'_> {
                                 // An adopted account is tagged as it is moved.
                                 hint: (a.adopt && tagged != Some(self.opts.estate))
                                     .then_some(Hint::Adopt),
+                                reach: None,
                                 address: Address::Account {
                                     key: a.name.clone(),
                                 },
@@ -386,6 +389,7 @@ impl Diffing<'_> {
             }
             self.changes.push(Change {
                 hint: None,
+                reach: None,
                 address: Address::Pipeline {
                     name: src.pipeline.clone(),
                 },
@@ -432,6 +436,7 @@ fn prune_stack_set(
     }
     changes.push(Change {
         hint: None,
+        reach: None,
         address: Address::StackSet {
             name: l.name.clone(),
         },
@@ -458,6 +463,7 @@ fn placement(id: &str, unit: &str) -> Side {
 fn create_stack_set(d: &DesiredStackSet, changes: &mut Vec<Change>) {
     changes.push(Change {
         hint: None,
+        reach: None,
         address: Address::StackSet {
             name: d.name.clone(),
         },
@@ -557,6 +563,7 @@ fn instance_change(
 ) -> Change {
     Change {
         hint: None,
+        reach: None,
         address: instance_address(stack_set, account_key, region),
         resource_type: ResourceType::StackInstance,
         action,
@@ -837,6 +844,8 @@ fn update_stack_set(
             } else {
                 (!redeploys_all).then_some(Hint::OverridesTagOnly)
             },
+            // UpdateStackSet names no instance: AWS deploys it to every one the set has.
+            reach: redeploys_all.then(|| reach(live_instances)),
             address: Address::StackSet {
                 name: d.name.clone(),
             },
@@ -854,6 +863,17 @@ fn update_stack_set(
     }
 }
 
+/// The instances, accounts and regions an update of a stack set with these instances reaches.
+fn reach(instances: &[LiveInstance]) -> Reach {
+    let accounts: BTreeSet<&str> = instances.iter().map(|i| i.account.as_str()).collect();
+    let regions: BTreeSet<&str> = instances.iter().map(|i| i.region.as_str()).collect();
+    Reach {
+        instances: instances.len(),
+        accounts: accounts.len(),
+        regions: regions.len(),
+    }
+}
+
 /// AWS cannot change a stack set's permission model in place, and deletes only an empty stack
 /// set: every live instance goes first, every desired one is created after.
 fn replace_stack_set(
@@ -868,6 +888,7 @@ fn replace_stack_set(
     before.operation = None;
     changes.push(Change {
         hint: None,
+        reach: None,
         address: Address::StackSet {
             name: d.name.clone(),
         },

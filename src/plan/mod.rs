@@ -7,6 +7,7 @@ pub mod desired;
 pub mod diff;
 pub mod model;
 pub mod prerequisites;
+pub mod schema;
 pub mod side;
 
 pub use address::{Address, ShareTarget};
@@ -159,6 +160,16 @@ pub fn make_for(
         .filter(|f| f.kind == FindingKind::Conflict)
         .map(|f| format!("{}: {}", f.address, f.message))
         .collect();
+    let gates = environments
+        .iter()
+        .filter_map(|name| m.environment(name))
+        .map(|e| Gate {
+            environment: e.name.clone(),
+            manual_approval: e.spec.approval == crate::manifest::model::Approval::Manual,
+            protected: e.spec.protected,
+        })
+        .filter(|g| g.manual_approval || g.protected)
+        .collect();
     Ok(Plan {
         conflicts,
         format_version: FORMAT_VERSION,
@@ -169,6 +180,7 @@ pub fn make_for(
             dirty: m.dirty,
         },
         environments,
+        gates,
         fingerprint: live.fingerprint(),
         summary: Plan::summarize(&changes),
         changes,

@@ -2,6 +2,7 @@
 
 use super::address::Address;
 use super::side::{Shape, ShapeError, Side};
+use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
 
@@ -10,7 +11,7 @@ pub const FORMAT_VERSION: u32 = 1;
 /// Shown in place of any NoEcho parameter value, in every format.
 pub const SENSITIVE: &str = "(sensitive)";
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Plan {
     /// Resources of the manifest's names that estate will not touch (not its tag): first, so
@@ -22,6 +23,11 @@ pub struct Plan {
     pub source: PlanSource,
     /// Environments this plan covers, in promotion order.
     pub environments: Vec<String>,
+    /// The covered environments that hold apply back: a manual approval before them, or
+    /// protection of their deletes (`--allow-delete`). Reviewers read it; apply decides from
+    /// the manifest itself.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<Gate>,
     /// Digest of the live state the plan was computed from.
     pub fingerprint: String,
     pub summary: Summary,
@@ -35,7 +41,7 @@ pub struct Plan {
     pub stats: Option<BTreeMap<String, u64>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PlanSource {
     pub commit: Option<String>,
@@ -45,7 +51,18 @@ pub struct PlanSource {
     pub dirty: bool,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// An environment that holds apply back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Gate {
+    pub environment: String,
+    /// `approval: manual`: apply without `--env` stops before it; CI asks a reviewer.
+    pub manual_approval: bool,
+    /// `protected: true`: a delete in it needs `--allow-delete`.
+    pub protected: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Summary {
     pub create: usize,
     pub update: usize,
@@ -54,7 +71,7 @@ pub struct Summary {
     pub replace: usize,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Change {
     /// `kind:name[/…]`, unique within the plan.
@@ -70,6 +87,18 @@ pub struct Change {
     /// What apply must do beyond turning `before` into `after`; never read from `reason`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hint: Option<Hint>,
+    /// Of a stack-set update that redeploys it: the stack instances it rolls out to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reach: Option<Reach>,
+}
+
+/// The stack instances an UpdateStackSet deploys to: every instance of the stack set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Reach {
+    pub instances: usize,
+    pub accounts: usize,
+    pub regions: usize,
 }
 
 impl Change {
@@ -114,6 +143,8 @@ struct ChangeText {
     after: Option<serde_json::Value>,
     #[serde(default)]
     hint: Option<Hint>,
+    #[serde(default)]
+    reach: Option<Reach>,
 }
 
 impl<'de> Deserialize<'de> for Change {
@@ -133,12 +164,13 @@ impl<'de> Deserialize<'de> for Change {
             environment: t.environment,
             reason: t.reason,
             hint: t.hint,
+            reach: t.reach,
         })
     }
 }
 
 /// An explicit instruction to apply that before/after alone cannot carry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum Hint {
     /// Remove the stack instance but keep its stack (`RetainStacks`): the account is
@@ -153,7 +185,9 @@ pub enum Hint {
     Adopt,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum ResourceType {
     Unit,
@@ -188,7 +222,9 @@ impl ResourceType {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum Action {
     Create,
@@ -208,7 +244,7 @@ impl Action {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Finding {
     pub kind: FindingKind,
@@ -217,7 +253,9 @@ pub struct Finding {
     pub message: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum FindingKind {
     /// Managed by this estate but gone from the manifest; deleted only with `prune: true`.
@@ -240,6 +278,23 @@ pub enum FindingKind {
 impl Plan {
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty()
+    }
+
+    /// The changes `--allow-delete` must allow: deletes and replaces in the environments
+    /// `protected` says are, except instances removed with their stack kept (an account
+    /// closing: nothing is lost). Apply refuses them by it; the comment warns by it.
+    pub fn protected_deletes(&self, protected: impl Fn(&str) -> bool) -> Vec<&Change> {
+        self.changes
+            .iter()
+            .filter(|c| matches!(c.action, Action::Delete | Action::Replace))
+            .filter(|c| c.hint != Some(Hint::RetainStacks))
+            .filter(|c| c.environment.as_deref().is_some_and(&protected))
+            .collect()
+    }
+
+    /// The gate of an environment, when it has one.
+    pub fn gate(&self, environment: &str) -> Option<&Gate> {
+        self.gates.iter().find(|g| g.environment == environment)
     }
 
     /// Recounts the summary from the changes.

@@ -52,6 +52,7 @@ fn change(address: Address, action: Action, reason: String, after: impl Into<Sid
         before: None,
         after: Some(after.into()),
         hint: None,
+        reach: None,
     }
 }
 

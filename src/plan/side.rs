@@ -5,6 +5,7 @@
 
 use super::address::Address;
 use crate::live::LiveAutoDeployment;
+use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -23,7 +24,7 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Maybe
 }
 
 /// `unit:…`: a unit to create.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UnitSide {
     pub path: String,
@@ -32,7 +33,7 @@ pub struct UnitSide {
 }
 
 /// `account:…`: an account to create (`name`, `email`, `unit`) or to move (`id`, `unit`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AccountSide {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -47,7 +48,7 @@ pub struct AccountSide {
 
 /// `stackSet:…`: a stack set as the manifest wants it or as live has it (values masked where
 /// NoEcho, the template as canonical YAML).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StackSetSide {
     pub name: String,
@@ -65,7 +66,7 @@ pub struct StackSetSide {
 }
 
 /// `stackInstance:…`: one account × region of a stack set.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InstanceSide {
     pub stack_set: String,
@@ -85,7 +86,7 @@ pub struct InstanceSide {
 }
 
 /// `pipeline:…`: a pipeline's source bundle.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BundleSide {
     pub account: String,
@@ -95,7 +96,7 @@ pub struct BundleSide {
 }
 
 /// `portfolio:…` as the manifest wants it (an update's after names the live id, last).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PortfolioSide {
     /// The hub account; `None` until it exists.
@@ -110,7 +111,7 @@ pub struct PortfolioSide {
 }
 
 /// `portfolio:…` as live has it (an update's before carries its tags).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LivePortfolioSide {
     pub id: String,
@@ -123,7 +124,7 @@ pub struct LivePortfolioSide {
 }
 
 /// `product:…` as the manifest wants it (an update's after names the live id, last).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProductSide {
     pub portfolio: String,
@@ -145,7 +146,7 @@ pub struct ProductSide {
 
 /// `product:…` as live has it: an update's before, or a delete's (with its portfolio and
 /// versions).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LiveProductSide {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -185,7 +186,7 @@ pub struct LiveProductSide {
 }
 
 /// `productVersion:…`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VersionSide {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -208,7 +209,7 @@ pub struct VersionSide {
 }
 
 /// `constraint:…` as the manifest wants it (a replace's after names the live id, last).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConstraintSide {
     pub portfolio: String,
@@ -225,7 +226,7 @@ pub struct ConstraintSide {
 }
 
 /// `constraint:…` as live has it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LiveConstraintSide {
     pub id: String,
@@ -244,7 +245,7 @@ pub struct LiveConstraintSide {
 }
 
 /// `tagOption:…`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TagOptionSide {
     pub portfolio: String,
@@ -256,7 +257,7 @@ pub struct TagOptionSide {
 }
 
 /// `principal:…`: in the hub, or in a recipient account.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PrincipalSide {
     pub portfolio: String,
@@ -269,7 +270,7 @@ pub struct PrincipalSide {
 }
 
 /// `share:…`: with an account (and its acceptance there) or a unit.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ShareSide {
     pub portfolio: String,
@@ -302,14 +303,14 @@ pub struct ShareSide {
 }
 
 /// `share:aws-organizations-access`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CatalogAccessSide {
     pub organizations_access: bool,
 }
 
 /// `share:aws-organizations-delegated-admin/…`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DelegatedAdminSide {
     /// `None` until the hub account exists.
@@ -319,14 +320,14 @@ pub struct DelegatedAdminSide {
 }
 
 /// `prerequisite:organizations-access`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TrustedAccessSide {
     pub service: String,
 }
 
 /// `prerequisite:administration-role`: the stack that creates it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AdministrationSide {
     pub stack: String,
@@ -336,7 +337,7 @@ pub struct AdministrationSide {
 }
 
 /// `prerequisite:execution-role`: the service-managed stack set that deploys it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExecutionSetSide {
     pub stack_set: String,
@@ -344,7 +345,7 @@ pub struct ExecutionSetSide {
 }
 
 /// `prerequisite:execution-role/…`: that stack set's instance in one account.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExecutionInstanceSide {
     /// `None` until the account exists.
@@ -403,6 +404,17 @@ macro_rules! sides {
                 }
             }
         )*
+        /// Any of the shapes: which one a change holds is decided by its address.
+        impl JsonSchema for Side {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                "Side".into()
+            }
+            fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                schemars::json_schema!({
+                    "anyOf": [g.subschema_for::<StackSetSide>(), $(g.subschema_for::<$ty>(),)*]
+                })
+            }
+        }
         impl Side {
             /// The JSON object the plan shows.
             pub fn to_value(&self) -> Value {

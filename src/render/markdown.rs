@@ -3,7 +3,7 @@
 //! collapsible blocks. GitHub refuses comments over 65,536 characters, so the output is held to
 //! a budget: details are cut (never the marker, summary or warning) and the cut is stated.
 
-use super::outline::{self, ACTIONS, Detail, DiffLine, Mode, Section};
+use super::outline::{self, ACTIONS, Detail, DiffLine, Mode, Scope, Section};
 use crate::plan::{Action, Change, Plan};
 use std::fmt::Write;
 
@@ -44,7 +44,8 @@ pub fn markdown_with(plan: &Plan, opts: &MarkdownOptions) -> String {
 
     // Everything below may be cut. Room for the notice saying so is kept from the start; its
     // longest form (every change and finding unshown) bounds every shorter one.
-    let reserve = cut_notice(plan.changes.len(), plan.findings.len(), opts)
+    let listed = outline::shown(plan).count();
+    let reserve = cut_notice(listed, plan.findings.len(), opts)
         .chars()
         .count();
     let mut blocks = Vec::new();
@@ -58,7 +59,7 @@ pub fn markdown_with(plan: &Plan, opts: &MarkdownOptions) -> String {
     }
     let mut first = true;
     for section in sections.iter().filter(|s| !s.changes.is_empty()) {
-        let mut block = details_block(section, mode);
+        let mut block = details_block(plan, section, mode);
         if first {
             block.open.insert_str(0, &details_heading(plan, mode));
             first = false;
@@ -78,10 +79,8 @@ pub fn markdown_with(plan: &Plan, opts: &MarkdownOptions) -> String {
             break;
         }
     }
-    let (hidden_changes, hidden_findings) = (
-        plan.changes.len() - shown_changes,
-        plan.findings.len() - shown_findings,
-    );
+    let (hidden_changes, hidden_findings) =
+        (listed - shown_changes, plan.findings.len() - shown_findings);
     if hidden_changes + hidden_findings > 0 {
         out.push(&cut_notice(hidden_changes, hidden_findings, opts));
     }
@@ -103,7 +102,7 @@ fn head(plan: &Plan, sections: &[Section], mode: Mode) -> String {
         let _ = writeln!(s, "> **Conflict:** {}\n", escape(c));
     }
     let _ = writeln!(s, "## estate {}: {}\n", mode.word(), code(&plan.estate));
-    let totals = outline::count(plan.changes.iter());
+    let totals = outline::count(outline::shown(plan));
     let _ = writeln!(
         s,
         "**{}**\n",
@@ -120,7 +119,10 @@ fn head(plan: &Plan, sections: &[Section], mode: Mode) -> String {
         let _ = writeln!(s, "| scope | {} |", header.join(" | "));
         let _ = writeln!(s, "| :-- |{}", " --: |".repeat(columns.len()));
         for section in sections {
-            let name = escape(section.scope.name());
+            let mut name = escape(section.scope.name());
+            if let Some(marks) = gate_marks(plan, section.scope) {
+                let _ = write!(name, " ({marks})");
+            }
             let counts = section.counts();
             let cells: Vec<String> = columns
                 .iter()
@@ -177,6 +179,8 @@ fn head(plan: &Plan, sections: &[Section], mode: Mode) -> String {
         s.push('\n');
     }
 
+    s.push_str(&gate_notes(plan, sections, mode));
+
     let mut source = format!("Source {}", code(&plan.source.path));
     if let Some(commit) = &plan.source.commit {
         let _ = write!(source, " at {}", code(outline::short_commit(commit)));
@@ -189,6 +193,72 @@ fn head(plan: &Plan, sections: &[Section], mode: Mode) -> String {
         let _ = write!(source, " · environments: {}", envs.join(", "));
     }
     let _ = writeln!(s, "<sub>{source}</sub>\n");
+    s
+}
+
+/// How an environment holds apply back, for its table row and section: "manual approval,
+/// protected".
+fn gate_marks(plan: &Plan, scope: Scope) -> Option<String> {
+    let Scope::Environment(env) = scope else {
+        return None;
+    };
+    let gate = plan.gate(env)?;
+    let mut marks = Vec::new();
+    if gate.manual_approval {
+        marks.push("manual approval");
+    }
+    if gate.protected {
+        marks.push("protected");
+    }
+    Some(marks.join(", "))
+}
+
+/// What the gates mean for this plan: environments with changes that wait for a reviewer, and
+/// deletes in protected ones, which apply refuses without `--allow-delete`.
+fn gate_notes(plan: &Plan, sections: &[Section], mode: Mode) -> String {
+    let mut lines = Vec::new();
+    for section in sections.iter().filter(|s| !s.changes.is_empty()) {
+        if let Scope::Environment(env) = section.scope {
+            if plan.gate(env).is_some_and(|g| g.manual_approval) {
+                lines.push(format!(
+                    "{} needs manual approval (`approval: manual`): an apply without `--env` stops before it; it is applied when named: `estate apply --env {}`.",
+                    code(env),
+                    env.replace(['`', '\n', '\r'], "")
+                ));
+            }
+        }
+    }
+    let protected = plan.protected_deletes(|e| plan.gate(e).is_some_and(|g| g.protected));
+    if !protected.is_empty() {
+        let mut envs: Vec<String> = protected
+            .iter()
+            .filter_map(|c| c.environment.as_deref())
+            .map(code)
+            .collect();
+        envs.dedup();
+        let what = match mode {
+            Mode::Plan => "this plan deletes or replaces",
+            Mode::Drift => "applying the manifest would delete or replace",
+        };
+        lines.push(format!(
+            "Apply will need `--allow-delete`: {what} {} in protected {} {}.",
+            resources(protected.len()),
+            if envs.len() == 1 {
+                "environment"
+            } else {
+                "environments"
+            },
+            envs.join(", ")
+        ));
+    }
+    if lines.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from("> [!IMPORTANT]\n");
+    for line in lines {
+        let _ = writeln!(s, "> {line}");
+    }
+    s.push('\n');
     s
 }
 
@@ -229,13 +299,13 @@ fn finding_item(f: &crate::plan::Finding) -> String {
 }
 
 /// One `<details>` block per scope, holding a `diff` fence so GitHub colours `+`/`-` lines.
-fn details_block(section: &Section, mode: Mode) -> Block {
+fn details_block(plan: &Plan, section: &Section, mode: Mode) -> Block {
     let items: Vec<String> = section
         .changes
         .iter()
         .enumerate()
         .map(|(i, c)| {
-            let body = change_lines(c);
+            let body = change_lines(c, &section.notes[i]);
             // A blank line between changes; the first directly under the fence.
             if i == 0 { body } else { format!("\n{body}") }
         })
@@ -243,10 +313,13 @@ fn details_block(section: &Section, mode: Mode) -> Block {
     // A fence longer than any backtick run inside cannot be closed by the content.
     let longest = items.iter().map(|i| longest_run(i, '`')).max().unwrap_or(0);
     let fence = "`".repeat(longest.max(2) + 1);
-    let name = section.scope.name();
+    let mut name = section.scope.name().to_string();
+    if let Some(marks) = gate_marks(plan, section.scope) {
+        name = format!("{name} ({marks})");
+    }
     let summary = format!(
         "<b>{}</b> · {}",
-        html(name),
+        html(&name),
         html(&mode.phrase(&section.counts()))
     );
     Block {
@@ -260,7 +333,7 @@ fn details_block(section: &Section, mode: Mode) -> Block {
 
 /// A change as diff-fence lines: the symbol (or a space) in column 0, so GitHub colours
 /// creates, deletes and the two sides of every changed value.
-fn change_lines(change: &Change) -> String {
+fn change_lines(change: &Change, notes: &[String]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -270,6 +343,9 @@ fn change_lines(change: &Change) -> String {
     );
     for line in outline::clean_lines(&change.reason) {
         let _ = writeln!(s, "    {line}");
+    }
+    for note in notes {
+        let _ = writeln!(s, "    {}", outline::clean(note));
     }
     let marker = match change.action {
         Action::Delete => '-',

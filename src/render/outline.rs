@@ -2,9 +2,10 @@
 //! the lines worth reading (brief attributes of creates and deletes; changed keys and a
 //! template diff of updates). Text and markdown differ only in how they lay these out.
 
-use crate::plan::{Action, Change, FindingKind, Plan, ResourceType, Summary};
+use crate::plan::{Action, Change, FindingKind, Hint, Plan, Reach, ResourceType, Summary};
 use serde_json::Value;
 use similar::{ChangeTag, TextDiff};
+use std::collections::BTreeSet;
 
 /// What the Plan is being shown as: the changes `apply` would make, or the drift `drift` found.
 /// The same Plan value serves both; only the wording differs.
@@ -74,6 +75,9 @@ impl<'a> Scope<'a> {
 pub(crate) struct Section<'a> {
     pub scope: Scope<'a>,
     pub changes: Vec<&'a Change>,
+    /// Lines shown under each change after its reason (parallel to `changes`): how far a
+    /// stack-set update rolls out, bookkeeping that goes with the change.
+    pub notes: Vec<Vec<String>>,
 }
 
 impl Section<'_> {
@@ -85,16 +89,18 @@ impl Section<'_> {
 /// The organization first, the Service Catalog when it has changes, then every environment in
 /// `plan.environments` order (empty ones included, so a reader sees they were covered). A change
 /// naming an environment the plan does not list still gets a section, after the others, rather
-/// than being dropped.
+/// than being dropped. Bookkeeping-only changes are not listed (see [`shown`]).
 pub(crate) fn sections(plan: &Plan) -> Vec<Section<'_>> {
     let mut out = vec![Section {
         scope: Scope::Organization,
         changes: Vec::new(),
+        notes: Vec::new(),
     }];
-    if plan.changes.iter().any(|c| Scope::of(c) == Scope::Catalog) {
+    if shown(plan).any(|c| Scope::of(c) == Scope::Catalog) {
         out.push(Section {
             scope: Scope::Catalog,
             changes: Vec::new(),
+            notes: Vec::new(),
         });
     }
     for env in &plan.environments {
@@ -103,10 +109,12 @@ pub(crate) fn sections(plan: &Plan) -> Vec<Section<'_>> {
             out.push(Section {
                 scope,
                 changes: Vec::new(),
+                notes: Vec::new(),
             });
         }
     }
-    for change in &plan.changes {
+    let mut recorded = BTreeSet::new();
+    for change in shown(plan) {
         let scope = Scope::of(change);
         let index = match out.iter().position(|s| s.scope == scope) {
             Some(i) => i,
@@ -114,13 +122,71 @@ pub(crate) fn sections(plan: &Plan) -> Vec<Section<'_>> {
                 out.push(Section {
                     scope,
                     changes: Vec::new(),
+                    notes: Vec::new(),
                 });
                 out.len() - 1
             }
         };
+        let mut notes = Vec::new();
+        if let Some(r) = &change.reach {
+            notes.push(reach(r));
+        }
+        // The folded digest update is told once, under the first instance that carries it.
+        let carries = change.address.stack_set().filter(|set| {
+            change.resource_type == ResourceType::StackInstance && folded(plan, set).is_some()
+        });
+        if let Some(set) = carries.filter(|set| recorded.insert(*set)) {
+            notes.push(format!(
+                "stack set {set} records the new overrides once its instances carry them (tag {})",
+                crate::tags::TAG_OVERRIDES
+            ));
+        }
         out[index].changes.push(change);
+        out[index].notes.push(notes);
     }
     out
+}
+
+/// The changes a reader is shown: all but a stack set's update of nothing but its overrides
+/// digest (`Hint::OverridesTagOnly`), bookkeeping that is told under the instance changes it
+/// follows. One without such an instance change in the plan is shown as it is.
+pub(crate) fn shown(plan: &Plan) -> impl Iterator<Item = &Change> {
+    plan.changes.iter().filter(move |c| {
+        c.hint != Some(Hint::OverridesTagOnly)
+            || c.address
+                .stack_set()
+                .is_none_or(|set| folded(plan, set).is_none())
+    })
+}
+
+/// The bookkeeping-only update of stack set `set`, when instance changes of it carry it.
+fn folded<'p>(plan: &'p Plan, set: &str) -> Option<&'p Change> {
+    let tag_only = plan.changes.iter().find(|c| {
+        c.resource_type == ResourceType::StackSet
+            && c.hint == Some(Hint::OverridesTagOnly)
+            && c.address.stack_set() == Some(set)
+    })?;
+    plan.changes
+        .iter()
+        .any(|c| {
+            c.resource_type == ResourceType::StackInstance && c.address.stack_set() == Some(set)
+        })
+        .then_some(tag_only)
+}
+
+/// "rolls out to 6 stack instances (3 accounts × 2 regions)".
+pub(crate) fn reach(r: &Reach) -> String {
+    let noun = |n: usize, one: &str, many: &str| {
+        format!("{} {}", thousands(n), if n == 1 { one } else { many })
+    };
+    let instances = noun(r.instances, "stack instance", "stack instances");
+    let accounts = noun(r.accounts, "account", "accounts");
+    let regions = noun(r.regions, "region", "regions");
+    if r.instances == r.accounts * r.regions {
+        format!("rolls out to {instances} ({accounts} × {regions})")
+    } else {
+        format!("rolls out to {instances} (in {accounts} and {regions})")
+    }
 }
 
 pub(crate) fn count<'a>(changes: impl Iterator<Item = &'a Change>) -> Summary {
@@ -385,13 +451,25 @@ pub(crate) fn details(change: &Change) -> Vec<Detail> {
     let rt = change.resource_type;
     match (change.action, &change.before, &change.after) {
         (Action::Update | Action::Replace, Some(before), Some(after)) => {
-            changed(&before.to_value(), &after.to_value())
+            changed(&without_bookkeeping(before), &without_bookkeeping(after))
         }
         (Action::Delete, Some(before), _) => brief(rt, &before.to_value()),
         (_, _, Some(after)) => brief(rt, &after.to_value()),
         (_, Some(before), None) => brief(rt, &before.to_value()),
         (_, None, None) => Vec::new(),
     }
+}
+
+/// A side without estate's bookkeeping tags: what they stand for is shown instead (the
+/// `operation` field, the reason naming a sensitive parameter or instance overrides).
+fn without_bookkeeping(side: &crate::plan::Side) -> Value {
+    let mut v = side.to_value();
+    if let Some(Value::Object(tags)) = v.get_mut("tags") {
+        for key in crate::tags::BOOKKEEPING {
+            tags.remove(key);
+        }
+    }
+    v
 }
 
 /// The attributes a reviewer checks on a create or delete; the rest (role names, operation

@@ -51,12 +51,12 @@ pub fn text(plan: &Plan, opts: &TextOptions) -> String {
                 phrase
             };
             let _ = writeln!(out, "{} {}", p.bold(&title), p.dim(&format!("({phrase})")));
-            for (i, change) in section.changes.iter().enumerate() {
+            for (i, (change, notes)) in section.changes.iter().zip(&section.notes).enumerate() {
                 // A blank line between changes: template diffs would otherwise run together.
                 if i > 0 {
                     out.push('\n');
                 }
-                write_change(&mut out, change, p);
+                write_change(&mut out, change, notes, p);
             }
         }
     }
@@ -103,7 +103,7 @@ pub fn text(plan: &Plan, opts: &TextOptions) -> String {
         out,
         "{}",
         p.bold(&mode.totals(
-            &outline::count(plan.changes.iter()),
+            &outline::count(outline::shown(plan)),
             plan.findings.len(),
             plan.conflicts.len()
         ))
@@ -122,7 +122,7 @@ fn source(plan: &Plan) -> String {
     s
 }
 
-fn write_change(out: &mut String, change: &Change, p: Paint) {
+fn write_change(out: &mut String, change: &Change, notes: &[String], p: Paint) {
     // Right-aligned so `-/+` and `+` put the address in the same column.
     let _ = writeln!(
         out,
@@ -133,6 +133,9 @@ fn write_change(out: &mut String, change: &Change, p: Paint) {
     );
     for line in outline::clean_lines(&change.reason) {
         let _ = writeln!(out, "{BODY}{}", p.dim(&line));
+    }
+    for note in notes {
+        let _ = writeln!(out, "{BODY}{}", p.dim(&clean(note)));
     }
     for detail in outline::details(change) {
         match detail {

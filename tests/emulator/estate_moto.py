@@ -85,6 +85,9 @@ class EstateDispatcher:
         refused = refuse_unexpected_bucket_owner(environ, start_response)
         if refused is not None:
             return refused
+        refused = organizations_strict.refuse_read_only_writes(environ, start_response)
+        if refused is not None:
+            return refused
         handler = EXTRA_ROUTES.get(environ.get("HTTP_X_AMZ_TARGET", ""))
         if handler is not None:
             return handler(environ, start_response)
@@ -240,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     route("EstateEmulator.Configure")(organizations_strict.configure)
     route("EstateEmulator.Faults")(faults.configure)
     route("EstateEmulator.FaultStats")(faults.stats)
+    route("EstateEmulator.ReadOnlyRole")(organizations_strict.read_only_role)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("port", type=int, help="TCP port on 127.0.0.1 (0: any free port)")
     parser.add_argument(

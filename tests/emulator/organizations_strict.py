@@ -50,6 +50,13 @@ Other rules, always on:
   one named by CreateAccount's RoleName (default OrganizationAccountAccessRole), or one made
   later through IAM. moto hands out credentials for any ARN. Accounts that were not created
   through CreateAccount (the tests' fresh management accounts) are left as moto has them.
+- A read-only role (``EstateEmulator.ReadOnlyRole`` names it, for tests of estate's
+  ``readRole``): assumable in every member account, as if the organization had deployed it
+  (a StackSet, as docs/iam/README.md says), and its credentials may only read: every call
+  made with them that is not a read (by its operation name, or an S3 method other than GET or
+  HEAD) is refused with AccessDenied, as IAM refuses an action the role's policy does not
+  allow (IAM User Guide, "Policy evaluation logic": an action not explicitly allowed is
+  implicitly denied). moto checks no policy at all.
 """
 
 from __future__ import annotations
@@ -61,6 +68,11 @@ import uuid
 from typing import Any
 
 LOCK = threading.RLock()
+# Role names that are read-only wherever assumed, and the access keys handed out for them.
+READ_ONLY_ROLES: set[str] = set()
+READ_ONLY_KEYS: set[str] = set()
+# What a read-only role may call: the read operations' verbs (IAM's "List" and "Read" levels).
+READ_VERBS = ("List", "Describe", "Get", "Search", "Head", "Scan")
 
 
 def _seconds(name: str, default: float) -> float:
@@ -284,6 +296,12 @@ def install() -> None:
         role_name = parts[5].split("/")[-1] if len(parts) > 5 else ""
         with LOCK:
             created = CREATED_ACCOUNTS.get(account_id)
+            read_only = role_name in READ_ONLY_ROLES
+        if read_only:
+            assumed = original_assume(self, *args, **kwargs)
+            with LOCK:
+                READ_ONLY_KEYS.add(assumed.access_key_id)
+            return assumed
         if created is not None:
             reachable, made_role = created
             if time.time() < reachable:
@@ -362,6 +380,58 @@ def configure(environ: dict[str, Any], start_response: Any) -> list[bytes]:
         SETTINGS.setdefault(master, {}).update(values)
     start_response("200 OK", [("Content-Type", "application/x-amz-json-1.1")])
     return [b"{}"]
+
+
+def read_only_role(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    """EstateEmulator.ReadOnlyRole: {"ManagementAccount": id, "RoleName": name}: `name` is a
+    read-only role in every account (see the module's docstring)."""
+    import json
+
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = json.loads(environ["wsgi.input"].read(length) or b"{}")
+    with LOCK:
+        READ_ONLY_ROLES.add(str(body["RoleName"]))
+    start_response("200 OK", [("Content-Type", "application/x-amz-json-1.1")])
+    return [b"{}"]
+
+
+def refuse_read_only_writes(environ: dict[str, Any], start_response: Any) -> list[bytes] | None:
+    """AccessDenied for a call that is not a read, signed with a read-only role's keys."""
+    import io
+    import re
+    from urllib.parse import parse_qs
+
+    match = re.search(r"Credential=([A-Z0-9]+)/", environ.get("HTTP_AUTHORIZATION", ""))
+    with LOCK:
+        if match is None or match.group(1) not in READ_ONLY_KEYS:
+            return None
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    if target:
+        operation = target.rsplit(".", 1)[-1]
+    else:
+        # Query protocol (CloudFormation, STS): the action is a form field of the body.
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        fields = parse_qs(body.decode("utf-8", "replace")) | parse_qs(environ.get("QUERY_STRING", ""))
+        operation = (fields.get("Action") or [""])[0]
+        if not operation:
+            # S3's REST protocol: reads are GET and HEAD.
+            operation = "Get" if environ.get("REQUEST_METHOD") in ("GET", "HEAD") else "Put"
+    if operation.startswith(READ_VERBS):
+        return None
+    message = f"a read-only role may not call {operation}"
+    if target:
+        import json
+
+        start_response("400 Bad Request", [("Content-Type", "application/x-amz-json-1.1")])
+        return [json.dumps({"__type": "AccessDeniedException", "message": message}).encode()]
+    start_response("403 Forbidden", [("Content-Type", "application/xml")])
+    return [
+        b'<?xml version="1.0" encoding="UTF-8"?>\n<ErrorResponse><Error><Type>Sender</Type>'
+        b"<Code>AccessDenied</Code><Message>" + message.encode() + b"</Message></Error>"
+        b"</ErrorResponse>"
+    ]
 
 
 def before_request(environ: dict[str, Any]) -> None:

@@ -27,6 +27,26 @@ async fn the_reference_example_applies_stage_by_stage_and_replans_empty() {
     let (code, out, err) = apply(&account, dir.path(), &[]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(err.contains("stopping before `production`"), "{err}");
+    assert!(err.contains("pending approval"), "{err}");
+    // Again, with only the gated environment left: not "No changes", but what waits there.
+    let (code, out, err) = apply(&account, dir.path(), &["--format", "json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let held: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(held["formatVersion"], 1, "{out}");
+    assert_eq!(held["outcome"], "pending-approval", "{out}");
+    assert_eq!(
+        held["pending"],
+        serde_json::json!([{"environment": "production", "changes": 2}]),
+        "{out}"
+    );
+    assert_eq!(held["done"], serde_json::json!([]), "{out}");
+    let (code, out, err) = apply(&account, dir.path(), &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!out.contains("No changes"), "{out}");
+    assert!(
+        out.contains("Nothing to apply before `production`; 2 changes pending approval."),
+        "{out}"
+    );
     let plan = json_changes(&account, dir.path(), "plan", &[]);
     let left: Vec<&str> = plan["changes"]
         .as_array()
@@ -48,6 +68,8 @@ async fn the_reference_example_applies_stage_by_stage_and_replans_empty() {
     );
     assert_eq!(code, 0, "{out}{err}");
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["formatVersion"], 1, "{out}");
+    assert_eq!(report["outcome"], "applied", "{out}");
     assert_eq!(
         report["done"],
         serde_json::json!([

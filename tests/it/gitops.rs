@@ -430,3 +430,40 @@ async fn a_tick_that_meets_a_conflict_reports_conflict() {
         "{cycle}"
     );
 }
+
+/// A tick that converges everything before an `approval: manual` environment, which still has
+/// changes, says `pending-approval` (exit 2 with --once), never `in-sync`; the JSON names what
+/// waits where.
+#[tokio::test]
+async fn a_tick_that_stops_at_a_manual_gate_with_changes_left_reports_pending_approval() {
+    let account = management_account().await;
+    let dir = crate::support::builders::example("ml-platform");
+    git(dir.path(), &["init", "-q", "-b", "main"]);
+    git(dir.path(), &["add", "-A"]);
+    git(dir.path(), &["commit", "-q", "-m", "platform"]);
+    let args = [
+        "reconcile",
+        ".",
+        "--branch",
+        "main",
+        "--once",
+        "--format",
+        "json",
+    ];
+    for tick in [
+        "first: applies up to the gate",
+        "second: nothing before the gate",
+    ] {
+        let (code, out, err) = run(&account, dir.path(), &args);
+        let cycle: serde_json::Value = serde_json::from_str(out.trim())
+            .unwrap_or_else(|e| panic!("{tick}: one JSON line ({e}): {out}{err}"));
+        assert_eq!(code, 2, "{tick}: {cycle}{err}");
+        assert_eq!(cycle["formatVersion"], 1, "{tick}: {cycle}");
+        assert_eq!(cycle["outcome"], "pending-approval", "{tick}: {cycle}");
+        assert_eq!(
+            cycle["pending"],
+            serde_json::json!([{"environment": "production", "changes": 2}]),
+            "{tick}: {cycle}"
+        );
+    }
+}

@@ -556,3 +556,136 @@ fn a_budget_smaller_than_the_summary_still_holds() {
     assert!(md.chars().count() <= 300, "{md}");
     assert!(md.starts_with("<!-- estate-plan: ml-platform -->\n"));
 }
+
+/// A stack-set update whose operation preferences and digests moved: what the reader sees is
+/// the operation preference and how far the update rolls out, never estate's bookkeeping tags.
+#[test]
+fn bookkeeping_tags_are_not_shown_and_an_update_says_how_far_it_rolls_out() {
+    let tags = |op: &str, digest: &str| {
+        strings(&[
+            ("estate:managed-by", "ml-platform"),
+            ("estate:operation", op),
+            ("estate:overrides-sha256", digest),
+            ("estate:secrets-sha256", digest),
+            ("team", if op == "a" { "ml" } else { "platform" }),
+        ])
+    };
+    let mut before = stack_set("roles-staging");
+    before.tags = tags("a", "d1");
+    before.operation = Some("a".into());
+    let mut after = stack_set("roles-staging");
+    after.tags = tags("b", "d2");
+    after.operation = Some("b".into());
+    let update = Change {
+        before: Some(before.into()),
+        after: Some(after.into()),
+        reach: Some(estate::plan::Reach {
+            instances: 6,
+            accounts: 3,
+            regions: 2,
+        }),
+        ..change(
+            "stackSet:roles-staging",
+            ResourceType::StackSet,
+            Action::Update,
+            Some("staging"),
+        )
+    };
+    let plan = plan_of(vec![update], Vec::new());
+    for out in [plain(&plan), render::markdown(&plan)] {
+        assert!(!out.contains("estate:operation"), "{out}");
+        assert!(!out.contains("estate:overrides-sha256"), "{out}");
+        assert!(!out.contains("estate:secrets-sha256"), "{out}");
+        assert!(out.contains("operation: a"), "{out}");
+        assert!(
+            out.contains("tags.team"),
+            "a user's tag is still shown: {out}"
+        );
+        assert!(
+            out.contains("rolls out to 6 stack instances (3 accounts × 2 regions)"),
+            "{out}"
+        );
+    }
+}
+
+/// An update of nothing but the overrides digest is not a change of its own: the instance
+/// changes it follows say it, and the totals do not count it.
+#[test]
+fn a_digest_only_stack_set_update_is_told_under_its_instances() {
+    let mut before = stack_set("data-dev");
+    before.tags = strings(&[("estate:overrides-sha256", "d1")]);
+    let mut after = stack_set("data-dev");
+    after.tags = strings(&[("estate:overrides-sha256", "d2")]);
+    let digest = Change {
+        before: Some(before.into()),
+        after: Some(after.into()),
+        hint: Some(estate::plan::Hint::OverridesTagOnly),
+        ..change(
+            "stackSet:data-dev",
+            ResourceType::StackSet,
+            Action::Update,
+            Some("dev"),
+        )
+    };
+    let instance = change(
+        "stackInstance:data-dev/111111111111/eu-west-1",
+        ResourceType::StackInstance,
+        Action::Update,
+        Some("dev"),
+    );
+    let plan = plan_of(vec![digest.clone(), instance], Vec::new());
+    let text = plain(&plan);
+    assert_eq!(
+        last_line(&text),
+        "Plan: 0 to create, 1 to update, 0 to delete.",
+        "{text}"
+    );
+    assert!(!text.contains("~ stackSet data-dev"), "{text}");
+    assert!(
+        text.contains("stack set data-dev records the new overrides once its instances carry them"),
+        "{text}"
+    );
+    // Alone (no instance change carries it), it is shown as it is rather than lost.
+    let alone = plain(&plan_of(vec![digest], Vec::new()));
+    assert!(alone.contains("~ stackSet data-dev"), "{alone}");
+}
+
+/// The comment marks gated and protected environments, and says when apply will need
+/// `--allow-delete`: only for deletes in a protected environment.
+#[test]
+fn the_comment_marks_gates_and_says_when_apply_needs_allow_delete() {
+    let gates = vec![estate::plan::Gate {
+        environment: "production".into(),
+        manual_approval: true,
+        protected: true,
+    }];
+    let delete = |env: &str| {
+        change(
+            &format!("stackInstance:roles-{env}/111111111111/eu-west-1"),
+            ResourceType::StackInstance,
+            Action::Delete,
+            Some(env),
+        )
+    };
+    let plan = Plan {
+        gates: gates.clone(),
+        ..plan_of(vec![delete("production")], Vec::new())
+    };
+    let md = render::markdown(&plan);
+    assert!(
+        md.contains("| production (manual approval, protected) | 0 | 0 | 1 |"),
+        "{md}"
+    );
+    assert!(md.contains("`production` needs manual approval"), "{md}");
+    assert!(md.contains("Apply will need `--allow-delete`"), "{md}");
+    let unprotected = Plan {
+        gates,
+        ..plan_of(vec![delete("staging")], Vec::new())
+    };
+    let md = render::markdown(&unprotected);
+    assert!(!md.contains("--allow-delete"), "{md}");
+    assert!(
+        !md.contains("needs manual approval"),
+        "production has no change: {md}"
+    );
+}

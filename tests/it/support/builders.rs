@@ -97,6 +97,7 @@ pub fn change(
 ) -> Change {
     Change {
         hint: None,
+        reach: None,
         address: address.parse().unwrap(),
         resource_type,
         action,
@@ -119,6 +120,7 @@ pub fn plan_of(environments: &[&str], changes: Vec<Change>) -> Plan {
             dirty: false,
         },
         environments: environments.iter().map(|e| e.to_string()).collect(),
+        gates: Vec::new(),
         fingerprint: "fingerprint-1".into(),
         summary: Plan::summarize(&changes),
         changes,
