@@ -467,7 +467,7 @@ fn edit_cases() -> Vec<EditCase> {
                     (
                         1,
                         "/after",
-                        json!({"portfolio": "data-scientists", "portfolioId": "<id>", "account": null, "accountName": "research", "accepted": true}),
+                        json!({"portfolio": "data-scientists", "portfolioId": "<id>", "account": null, "accountName": "research", "accepted": true, "shareTagOptions": true}),
                     ),
                     (
                         2,
