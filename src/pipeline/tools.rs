@@ -1,26 +1,15 @@
 //! The tools part of a pipeline: the artifacts key and bucket, the roles and builds, the
 //! CodePipeline with a stage per environment, and the rules that start it.
 
-use super::MODELS_PREFIX;
 use super::bundle::{SOURCE_PREFIX, test_buildspec_path};
 use super::cfn::{
     deny_insecure_transport, deny_other_keys, document, local_arn, role, role_arn, rule,
     service_trust, sub, tags, template,
 };
-use super::source::Source;
+use super::inputs::{MODELS_PREFIX, Source, Stage};
 use crate::manifest::names::{MODEL_DATA_PARAMETER, MODEL_PACKAGE_PARAMETER, Names, bucket};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
-
-/// One stage as the tools template needs it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Stage {
-    pub environment: String,
-    /// Target account ids (or "(known after apply)" at plan time).
-    pub accounts: Vec<String>,
-    pub test: bool,
-    pub manual_approval: bool,
-}
 
 /// Everything the tools template is built from.
 #[derive(Debug, Clone, PartialEq)]
