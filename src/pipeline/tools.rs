@@ -140,13 +140,8 @@ impl Shared {
             "arn:${{AWS::Partition}}:codepipeline:${{AWS::Region}}:${{AWS::AccountId}}:{}",
             n.pipeline
         ));
-        let kms_use = json!([
-            "kms:Decrypt",
-            "kms:DescribeKey",
-            "kms:Encrypt",
-            "kms:GenerateDataKey*",
-            "kms:ReEncrypt*"
-        ]);
+        // S3 (and SNS) encrypt with a data key; nothing here encrypts or re-encrypts directly.
+        let kms_use = json!(["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"]);
         let mut projects = vec![sub(format!(
             "arn:${{AWS::Partition}}:codebuild:${{AWS::Region}}:${{AWS::AccountId}}:project/{}",
             n.resolve_project
@@ -804,6 +799,12 @@ pub(super) mod tests {
             ]
         );
         let text = serde_json::to_string(&t).unwrap();
+        for unused in ["kms:Encrypt", "kms:ReEncrypt"] {
+            assert!(
+                !text.contains(unused),
+                "{unused}: no role encrypts directly"
+            );
+        }
         for account in ["222222222222", "333333333333", "444444444444"] {
             assert!(
                 !text.contains(&format!("{account}:root")),
