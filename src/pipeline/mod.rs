@@ -24,13 +24,10 @@
 mod audit;
 mod bundle;
 mod cfn;
+mod inputs;
 mod source;
 mod stage;
 mod tools;
-
-/// Where an upload source's pinned model versions are kept in its bucket: the stages read
-/// these copies, so a later upload never changes what an earlier run deploys.
-pub const MODELS_PREFIX: &str = "estate/models/";
 
 pub use audit::broad_grants;
 pub use bundle::{Bundle, SOURCE_PREFIX, stage_configuration, test_buildspec_path};
@@ -40,9 +37,10 @@ pub use crate::manifest::names::{
     MAX_NAME, MODEL_DATA_PARAMETER, MODEL_PACKAGE_PARAMETER, Names, bucket, source_stack_set,
     stack_set_names, stage_stack_set, tools_stack_set,
 };
-pub use source::{Source, source_template};
+pub use inputs::{MODELS_PREFIX, Source, Stage};
+pub use source::source_template;
 pub use stage::{StagePart, stage_template};
-pub use tools::{Stage, Tools, tools_template};
+pub use tools::{Tools, tools_template};
 
 #[cfg(test)]
 mod tests {

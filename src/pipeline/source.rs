@@ -3,85 +3,13 @@
 //! the tools account, the model artifacts' bucket and key readable by exactly the stages'
 //! roles, and the role the pipeline's build reads the source with.
 
-use super::MODELS_PREFIX;
-use super::cfn::{document, local_arn, role, role_trust, rule, service_trust, sub, tags, template};
-use super::tools::Stage;
-use crate::manifest::model::PipelineSource;
-use crate::manifest::names::{MODEL_DATA_PARAMETER, MODEL_PACKAGE_PARAMETER, Names, models_bucket};
+use super::cfn::{
+    deny_insecure_transport, deny_other_keys, document, local_arn, role, role_arn, role_trust,
+    rule, service_trust, sub, tags, template,
+};
+use super::inputs::{MODELS_PREFIX, Source, Stage};
+use crate::manifest::names::Names;
 use serde_json::{Value, json};
-
-/// What starts a pipeline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source<'a> {
-    /// An approved version in this model package group.
-    Registry { group: &'a str },
-    /// An upload of this object.
-    Upload { bucket: &'a str, key: &'a str },
-}
-
-impl<'a> Source<'a> {
-    /// What a Pipeline's `source` says; `None` when it names neither or both (which
-    /// `validate` refuses).
-    pub fn of(spec: &'a PipelineSource) -> Option<Source<'a>> {
-        match (&spec.model_package_group, &spec.s3) {
-            (Some(group), None) => Some(Source::Registry { group }),
-            (None, Some(s3)) => Some(Source::Upload {
-                bucket: &s3.bucket,
-                key: &s3.key,
-            }),
-            _ => None,
-        }
-    }
-
-    /// The parameter of the stage template the pipeline sets to what it deploys.
-    pub fn parameter(&self) -> &'static str {
-        match self {
-            Source::Registry { .. } => MODEL_PACKAGE_PARAMETER,
-            Source::Upload { .. } => MODEL_DATA_PARAMETER,
-        }
-    }
-
-    /// The bucket of the model artifacts in the source account (named from `account`).
-    pub fn bucket(&self, n: &Names, account: &str) -> String {
-        match self {
-            Source::Registry { .. } => models_bucket(&n.name, account),
-            Source::Upload { bucket, .. } => bucket.to_string(),
-        }
-    }
-
-    /// The events that start the pipeline; `account` limits them to the source account's.
-    pub(super) fn pattern(&self, bucket: &Value, account: Option<&str>) -> Value {
-        let mut pattern = match self {
-            Source::Registry { group } => json!({
-                "source": ["aws.sagemaker"],
-                "detail-type": ["SageMaker Model Package State Change"],
-                "detail": {
-                    "ModelPackageGroupName": [group],
-                    "ModelApprovalStatus": ["Approved"]
-                }
-            }),
-            Source::Upload { key, .. } => json!({
-                "source": ["aws.s3"],
-                "detail-type": ["Object Created"],
-                "detail": {"bucket": {"name": [bucket]}, "object": {"key": [key]}}
-            }),
-        };
-        if let Some(a) = account {
-            pattern["account"] = json!([a]);
-        }
-        pattern
-    }
-
-    /// What the rules that forward and start on it are called, and say.
-    pub(super) fn event(&self) -> (&'static str, String) {
-        match self {
-            Source::Registry { group } => ("Approvals", format!("Approved versions of {group}")),
-            Source::Upload { bucket, key } => {
-                ("Uploads", format!("Uploads of s3://{bucket}/{key}"))
-            }
-        }
-    }
-}
 
 /// The source account's part.
 pub fn source_template(
@@ -115,10 +43,10 @@ pub fn source_template(
     let mut readers = Vec::new();
     for s in stages {
         for a in &s.accounts {
-            let deploy = super::cfn::role_arn(a, &n.deploy_role);
+            let deploy = role_arn(a, &n.deploy_role);
             deploy_roles.push(deploy.clone());
             readers.push(deploy);
-            readers.push(super::cfn::role_arn(a, &n.stage_model_role(&s.environment)));
+            readers.push(role_arn(a, &n.stage_model_role(&s.environment)));
         }
     }
     let (event, what) = source.event();
@@ -307,8 +235,8 @@ pub fn source_template(
             "Properties": {
                 "Bucket": {"Ref": "ModelsBucket"},
                 "PolicyDocument": document(vec![
-                    super::cfn::deny_insecure_transport(&bucket_arn, &objects),
-                    super::cfn::deny_other_keys(&objects, &n.models_key_alias, "ModelsKey"),
+                    deny_insecure_transport(&bucket_arn, &objects),
+                    deny_other_keys(&objects, &n.models_key_alias, "ModelsKey"),
                     json!({
                         "Sid": "StageRoles",
                         "Effect": "Allow",

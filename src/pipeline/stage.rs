@@ -3,7 +3,7 @@
 //! and the role its test assumes.
 
 use super::cfn::{document, local_arn, role, role_trust, service_trust, sub, template};
-use super::source::Source;
+use super::inputs::{MODELS_PREFIX, Source};
 use crate::manifest::model::TestRight;
 use crate::manifest::names::Names;
 use crate::manifest::stage_rights::{self, BOUNDED_ROLE_ACTIONS, POLICY_ACTIONS, Scope};
@@ -184,7 +184,7 @@ impl StagePart<'_> {
                 "{}/*",
                 crate::manifest::names::models_bucket(&n.name, self.source_account)
             ),
-            Source::Upload { bucket, .. } => format!("{bucket}/{}*", super::MODELS_PREFIX),
+            Source::Upload { bucket, .. } => format!("{bucket}/{}*", MODELS_PREFIX),
         };
         vec![
             json!({

@@ -1,26 +1,15 @@
 //! The tools part of a pipeline: the artifacts key and bucket, the roles and builds, the
 //! CodePipeline with a stage per environment, and the rules that start it.
 
-use super::MODELS_PREFIX;
 use super::bundle::{SOURCE_PREFIX, test_buildspec_path};
 use super::cfn::{
     deny_insecure_transport, deny_other_keys, document, local_arn, role, role_arn, rule,
     service_trust, sub, tags, template,
 };
-use super::source::Source;
+use super::inputs::{MODELS_PREFIX, Source, Stage};
 use crate::manifest::names::{MODEL_DATA_PARAMETER, MODEL_PACKAGE_PARAMETER, Names, bucket};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
-
-/// One stage as the tools template needs it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Stage {
-    pub environment: String,
-    /// Target account ids (or "(known after apply)" at plan time).
-    pub accounts: Vec<String>,
-    pub test: bool,
-    pub manual_approval: bool,
-}
 
 /// Everything the tools template is built from.
 #[derive(Debug, Clone, PartialEq)]
@@ -151,13 +140,8 @@ impl Shared {
             "arn:${{AWS::Partition}}:codepipeline:${{AWS::Region}}:${{AWS::AccountId}}:{}",
             n.pipeline
         ));
-        let kms_use = json!([
-            "kms:Decrypt",
-            "kms:DescribeKey",
-            "kms:Encrypt",
-            "kms:GenerateDataKey*",
-            "kms:ReEncrypt*"
-        ]);
+        // S3 (and SNS) encrypt with a data key; nothing here encrypts or re-encrypts directly.
+        let kms_use = json!(["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"]);
         let mut projects = vec![sub(format!(
             "arn:${{AWS::Partition}}:codebuild:${{AWS::Region}}:${{AWS::AccountId}}:project/{}",
             n.resolve_project
@@ -815,6 +799,12 @@ pub(super) mod tests {
             ]
         );
         let text = serde_json::to_string(&t).unwrap();
+        for unused in ["kms:Encrypt", "kms:ReEncrypt"] {
+            assert!(
+                !text.contains(unused),
+                "{unused}: no role encrypts directly"
+            );
+        }
         for account in ["222222222222", "333333333333", "444444444444"] {
             assert!(
                 !text.contains(&format!("{account}:root")),

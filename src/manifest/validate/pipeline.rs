@@ -277,6 +277,18 @@ fn check_stage_resources(pipe: &Doc<PipelineSpec>, t: &Template, diags: &mut Dia
                 );
             }
         }
+        if ty == "AWS::IAM::ManagedPolicy"
+            && ["Users", "Groups"].iter().any(|k| props.get(k).is_some())
+        {
+            diags.error(
+                Code::Pipeline,
+                &pipe.file,
+                span.clone(),
+                format!(
+                    "managed policy `{id}` of the stage template is attached to users or groups: the deploy role may attach policies to the stage's bounded roles only"
+                ),
+            );
+        }
         if ty == "AWS::IAM::Role" && props.get("PermissionsBoundary") != Some(&boundary) {
             diags
                 .error(
