@@ -97,9 +97,20 @@ pub(crate) async fn apply(
 /// What the operator reads, and the exit code.
 fn print_outcome(g: &Global, outcome: Outcome) -> Result<i32> {
     match outcome {
-        Outcome::NoChanges { gate, conflict } => {
-            if conflict.is_none() {
+        Outcome::NoChanges {
+            gate,
+            conflict,
+            findings,
+        } => {
+            // As plan says it: never "matches" while something was found.
+            if conflict.is_none() && findings == 0 {
                 println!("No changes. Live state matches the manifest.");
+            } else if conflict.is_none() {
+                println!(
+                    "No changes, but {findings} finding{}: run `estate plan` to read {}.",
+                    if findings == 1 { "" } else { "s" },
+                    if findings == 1 { "it" } else { "them" }
+                );
             }
             Ok(notes(gate, conflict))
         }

@@ -248,7 +248,7 @@ async fn cycle(g: &Global, args: &ReconcileArgs, workdir: &Path, stop: Stop) -> 
         Ok((_, applied)) => {
             c.applied = applied.done();
             match applied {
-                Applied::NoChanges { gate, conflict } => {
+                Applied::NoChanges { gate, conflict, .. } => {
                     c.outcome = if conflict.is_some() {
                         Outcome::Conflict
                     } else {

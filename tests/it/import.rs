@@ -284,6 +284,50 @@ async fn an_organization_made_by_hand_is_imported_and_plans_no_change() {
     assert_eq!(changes[0]["action"], "update");
     assert_eq!(changes[0]["hint"], "adopt");
     assert_eq!(plan["findings"], serde_json::json!([]), "{plan}");
+
+    // Limited to one unit and one family of stack sets: the rest of the organization is out
+    // of the Estate's scope, so no finding either.
+    let (code, _, err) = run(
+        &account,
+        parent.path(),
+        &[
+            "import",
+            "prod",
+            "--region",
+            "us-east-1",
+            "--unit",
+            "/workloads/prd",
+        ],
+    );
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("did you mean `/workloads/prod`?"), "{err}");
+    let (code, out, err) = run(
+        &account,
+        parent.path(),
+        &[
+            "import",
+            "prod",
+            "--region",
+            "us-east-1",
+            "--unit",
+            "/workloads/prod",
+            "--stack-set",
+            "workload-*",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let prod = parent.path().join("prod");
+    let estate = std::fs::read_to_string(prod.join("estate.yaml")).unwrap();
+    assert!(
+        estate.contains("/workloads/prod") && estate.contains("workload-*"),
+        "{estate}"
+    );
+    assert!(!prod.join("stacksets/audit-role.yaml").exists());
+    let (code, out, err) = run(&account, &prod, &["validate", "."]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, plan) = plan_json(&account, &prod, &[]);
+    assert_eq!(code, 0, "{plan}");
+    assert_eq!(plan["findings"], serde_json::json!([]), "{plan}");
 }
 
 /// A manifest of one unit, one account and the stack set `roles` in `prod`, which may adopt.
