@@ -498,7 +498,7 @@ mod tests {
     #[test]
     fn properties_follow_refs_and_items() {
         let p = properties_at(Kind::Organization, "/spec/accounts/0");
-        assert_eq!(p, ["email", "id", "name", "unit"]);
+        assert_eq!(p, ["adopt", "email", "id", "name", "unit"]);
         let p = properties_at(Kind::StackSet, "/spec/operation");
         assert!(p.contains(&"maxConcurrentPercentage".to_string()));
     }
