@@ -459,6 +459,159 @@ mod tests {
         assert_eq!(unique("a".into(), &mut taken), "a-2");
     }
 
+    fn live() -> LiveState {
+        use crate::live::{LiveAccount, LiveInstance, LiveUnit};
+        let account = |id: &str, name: &str, parent: &str| LiveAccount {
+            id: id.into(),
+            name: name.into(),
+            email: format!("{name}@example.com"),
+            state: AccountState::Active,
+            parent_id: parent.into(),
+            tags: None,
+        };
+        let instance = |account: &str, region: &str| LiveInstance {
+            account: account.into(),
+            region: region.into(),
+            status: "CURRENT".into(),
+            status_reason: None,
+            unit: None,
+            overrides: None,
+            drift: None,
+            last_operation: None,
+        };
+        let set = |name: &str, tags: &[(&str, &str)], instances: Vec<LiveInstance>| LiveStackSet {
+            name: name.into(),
+            description: None,
+            template_body: "Resources: {}".into(),
+            parameters: [
+                ("Token".to_string(), "****".to_string()),
+                ("Url".to_string(), "${x}".to_string()),
+            ]
+            .into(),
+            capabilities: vec![],
+            tags: tags
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            permission_model: "SELF_MANAGED".into(),
+            administration_role_arn: None,
+            execution_role_name: None,
+            auto_deployment: None,
+            instances: Some(instances),
+        };
+        LiveState {
+            management_account: "111111111111".into(),
+            partition: "aws".into(),
+            root_id: "r-1".into(),
+            units: vec![
+                LiveUnit {
+                    id: "ou-a".into(),
+                    path: "/a".into(),
+                    parent_id: "r-1".into(),
+                },
+                LiveUnit {
+                    id: "ou-b".into(),
+                    path: "/a/b".into(),
+                    parent_id: "ou-a".into(),
+                },
+                LiveUnit {
+                    id: "ou-c".into(),
+                    path: "/c".into(),
+                    parent_id: "r-1".into(),
+                },
+            ],
+            accounts: vec![
+                account("111111111111", "management", "r-1"),
+                account("222222222222", "one", "ou-b"),
+                account("333333333333", "two", "ou-b"),
+                account("444444444444", "three", "ou-c"),
+            ],
+            stack_sets: [
+                set(
+                    "mine",
+                    &[],
+                    vec![
+                        instance("222222222222", "us-east-1"),
+                        instance("333333333333", "us-east-1"),
+                        instance("444444444444", "us-east-1"),
+                    ],
+                ),
+                set(
+                    "gaps",
+                    &[],
+                    vec![
+                        instance("222222222222", "us-east-1"),
+                        instance("333333333333", "eu-west-1"),
+                    ],
+                ),
+                set(
+                    "theirs",
+                    &[(TAG_MANAGED_BY, "other")],
+                    vec![instance("222222222222", "us-east-1")],
+                ),
+            ]
+            .into_iter()
+            .map(|s| (s.name.clone(), s))
+            .collect(),
+            ..LiveState::default()
+        }
+    }
+
+    #[test]
+    fn a_scoped_import_keeps_to_its_units_and_says_what_it_left_out() {
+        let out = import(
+            &live(),
+            &ImportOptions {
+                estate: "e".into(),
+                home_region: "us-east-1".into(),
+                units: vec!["/a/b".into()],
+                stack_sets: vec![],
+            },
+        );
+        let org = &out.files[&PathBuf::from("organization.yaml")];
+        // The scope's unit and its parent; its accounts only, adopted.
+        assert!(
+            org.contains("- path: /a\n") && org.contains("- path: /a/b\n"),
+            "{org}"
+        );
+        assert!(
+            !org.contains("/c") && !org.contains("three") && !org.contains("management"),
+            "{org}"
+        );
+        assert!(org.contains("adopt: true"), "{org}");
+        let estate = &out.files[&PathBuf::from("estate.yaml")];
+        assert!(
+            estate.contains("scope:") && estate.contains("- /a/b"),
+            "{estate}"
+        );
+        // The instance in the out-of-scope account does not shape the environment.
+        let envs = &out.files[&PathBuf::from("environments.yaml")];
+        assert!(envs.contains("name: a-b\n"), "{envs}");
+        let mine = &out.files[&PathBuf::from("stacksets/mine.yaml")];
+        assert!(
+            mine.contains("Url: $${x}"),
+            "a reference-looking value is escaped: {mine}"
+        );
+        assert!(
+            !mine.contains("Token"),
+            "a masked NoEcho value is not written: {mine}"
+        );
+        assert!(
+            !out.files
+                .contains_key(&PathBuf::from("stacksets/theirs.yaml"))
+        );
+        let notes = out.notes.join("\n");
+        assert!(notes.contains("parameter Token is NoEcho"), "{notes}");
+        assert!(
+            notes.contains("stack set gaps is not in every region"),
+            "{notes}"
+        );
+        assert!(
+            notes.contains("stack set theirs is estate `other`'s"),
+            "{notes}"
+        );
+    }
+
     #[test]
     fn references_are_escaped() {
         assert_eq!(escape("arn:${x}"), "arn:$${x}");

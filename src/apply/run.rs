@@ -46,6 +46,9 @@ pub enum Outcome {
     NoChanges {
         gate: Option<Held>,
         conflict: Option<String>,
+        /// What the plan found and apply leaves alone (orphans, unmanaged accounts, …): with
+        /// any, live does not simply match the manifest.
+        findings: usize,
     },
     /// Changes were carried out; the report says which, and which steps failed.
     Applied {
@@ -342,7 +345,12 @@ where
     // belongs to no environment (a portfolio) stops it all. Nothing is ever taken over.
     let (plan, conflict) = stop_at_conflict(m, &live, plan, req.saved.is_some())?;
     if conflict.is_some() && plan.changes.is_empty() {
-        return Ok(Prepared::Done(Outcome::NoChanges { gate, conflict }));
+        let findings = plan.findings.len();
+        return Ok(Prepared::Done(Outcome::NoChanges {
+            gate,
+            conflict,
+            findings,
+        }));
     }
     // A saved plan names its environments itself: one made with `--env production` skips
     // staging just as `apply --env production` would.
@@ -360,7 +368,12 @@ where
         // are recorded now, so their portfolios are still found once the manifest drops them.
         let portfolios = plan::catalog::resolve(m, &live);
         super::record::record_hubs(aws, &live, m.name(), &portfolios).await?;
-        return Ok(Prepared::Done(Outcome::NoChanges { gate, conflict }));
+        let findings = plan.findings.len();
+        return Ok(Prepared::Done(Outcome::NoChanges {
+            gate,
+            conflict,
+            findings,
+        }));
     }
     if let Err(why) = confirm(&plan).await {
         return refused(why);

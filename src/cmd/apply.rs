@@ -115,7 +115,7 @@ struct Output<'a> {
 fn print_outcome(g: &Global, outcome: Outcome) -> Result<i32> {
     let empty = Report::default();
     let (word, code, report, gate, message) = match &outcome {
-        Outcome::NoChanges { gate, conflict } => {
+        Outcome::NoChanges { gate, conflict, .. } => {
             let (word, code) = match (conflict, gate) {
                 (Some(_), _) => ("conflict", exit::ERROR),
                 (None, Some(h)) if h.changes() > 0 => ("pending-approval", exit::OK),
@@ -160,7 +160,11 @@ fn print_outcome(g: &Global, outcome: Outcome) -> Result<i32> {
         return Ok(code);
     }
     match &outcome {
-        Outcome::NoChanges { gate, conflict } => {
+        Outcome::NoChanges {
+            gate,
+            conflict,
+            findings,
+        } => {
             match gate.as_ref().filter(|h| h.changes() > 0) {
                 Some(h) => println!(
                     "Nothing to apply before `{}`; {} change{} pending approval.",
@@ -168,9 +172,15 @@ fn print_outcome(g: &Global, outcome: Outcome) -> Result<i32> {
                     h.changes(),
                     if h.changes() == 1 { "" } else { "s" }
                 ),
-                None if conflict.is_none() => {
+                // As plan says it: never "matches" while something was found.
+                None if conflict.is_none() && *findings == 0 => {
                     println!("No changes. Live state matches the manifest.")
                 }
+                None if conflict.is_none() => println!(
+                    "No changes, but {findings} finding{}: run `estate plan` to read {}.",
+                    if *findings == 1 { "" } else { "s" },
+                    if *findings == 1 { "it" } else { "them" }
+                ),
                 None => {}
             }
             notes(gate.as_ref(), conflict.clone());

@@ -25,12 +25,29 @@ pub(crate) fn run(g: &Global, args: &Args) -> Result<i32> {
         );
         return Ok(exit::USAGE);
     }
+    // What becomes the Estate's scope must pass its schema.
+    if let Some(bad) = args.stack_sets.iter().find(|p| {
+        p.is_empty()
+            || p.len() > 128
+            || !p
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '*')
+    }) {
+        eprintln!(
+            "error: --stack-set `{bad}`: a stack set name pattern is letters, digits, `-` and `*`"
+        );
+        return Ok(exit::USAGE);
+    }
+    if let Some(bad) = args.units.iter().find(|u| !u.starts_with('/')) {
+        eprintln!("error: --unit `{bad}`: a unit is a path from the root, such as /ml/prod");
+        return Ok(exit::USAGE);
+    }
     let name = match &args.name {
         Some(n) => n.clone(),
         None => default_name(&args.dir),
     };
     let rt = runtime()?;
-    let (imported, region) = rt.block_on(async {
+    let read = rt.block_on(async {
         let aws = estate::aws::Aws::from_env(
             args.profile.as_deref(),
             args.region.as_deref(),
@@ -51,6 +68,19 @@ pub(crate) fn run(g: &Global, args: &Args) -> Result<i32> {
             ..Default::default()
         };
         let live = estate::live::read::read(&aws, &opts).await?;
+        let known: Vec<&str> = live.units.iter().map(|u| u.path.as_str()).collect();
+        if let Some(bad) = args
+            .units
+            .iter()
+            .find(|u| u.as_str() != "/" && !known.contains(&u.as_str()))
+        {
+            let hint = estate::diag::closest(bad, known.iter().copied())
+                .map(|c| format!("; did you mean `{c}`?"))
+                .unwrap_or_default();
+            return Ok(Err(format!(
+                "--unit `{bad}`: the organization has no such unit{hint}"
+            )));
+        }
         let imported = estate::import::import(
             &live,
             &estate::import::ImportOptions {
@@ -60,8 +90,15 @@ pub(crate) fn run(g: &Global, args: &Args) -> Result<i32> {
                 stack_sets: args.stack_sets.clone(),
             },
         );
-        anyhow::Ok((imported, region))
+        anyhow::Ok(Ok((imported, region)))
     })?;
+    let (imported, region) = match read {
+        Ok(read) => read,
+        Err(usage) => {
+            eprintln!("error: {usage}");
+            return Ok(exit::USAGE);
+        }
+    };
     for (path, text) in &imported.files {
         let path = args.dir.join(path);
         if let Some(parent) = path.parent() {

@@ -266,7 +266,7 @@ async fn cycle(g: &Global, args: &ReconcileArgs, workdir: &Path, stop: Stop) -> 
         Ok((_, applied)) => {
             c.applied = applied.done();
             match applied {
-                Applied::NoChanges { gate, conflict } => {
+                Applied::NoChanges { gate, conflict, .. } => {
                     c.outcome = gated(&conflict, &gate, Outcome::InSync);
                     c.message = conflict.or(gate.as_ref().map(Held::message));
                     c.pending = gate.map(|h| h.pending).unwrap_or_default();

@@ -8,7 +8,7 @@
 
 use super::LiveState;
 use super::read::{EMPTY_OVERRIDES, ReadOptions};
-use crate::tags::{TAG_MANAGED_BY, TAG_OVERRIDES};
+use crate::tags::TAG_OVERRIDES;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Organizations answers at most 20 units or accounts a page (API reference, MaxResults of
@@ -30,9 +30,12 @@ pub fn floor(opts: &ReadOptions, state: &LiveState) -> BTreeMap<&'static str, u6
     f.insert("STS.GetCallerIdentity", 1);
     f.insert("Organizations.DescribeOrganization", 1);
     f.insert("Organizations.ListRoots", 1);
-    // The root's tags, and those of each account a plan would move (who placed it there).
-    let movers = state.accounts.iter().filter(|a| a.tags.is_some()).count() as u64;
-    f.insert("Organizations.ListTagsForResource", 1 + movers);
+    // The root's tags, and those of each account the manifest would move (their tags say
+    // whether it is the estate's to move).
+    f.insert(
+        "Organizations.ListTagsForResource",
+        1 + state.accounts.iter().filter(|a| a.tags.is_some()).count() as u64,
+    );
     // The root and every unit: its child units, then its accounts.
     let parents: Vec<&str> = std::iter::once(state.root_id.as_str())
         .chain(state.units.iter().map(|u| u.id.as_str()))
@@ -87,11 +90,11 @@ pub fn floor(opts: &ReadOptions, state: &LiveState) -> BTreeMap<&'static str, u6
             .tags
             .get(TAG_OVERRIDES)
             .map_or(EMPTY_OVERRIDES, String::as_str);
-        if set.tags.get(TAG_MANAGED_BY) == Some(&opts.estate)
-            && opts
-                .overrides_digests
-                .get(&set.name)
-                .is_some_and(|d| d != digest)
+        // Read instances are this estate's or adopted ones: described alike.
+        if opts
+            .overrides_digests
+            .get(&set.name)
+            .is_some_and(|d| d != digest)
         {
             described += instances.len() as u64;
         }
@@ -191,7 +194,7 @@ mod tests {
             parameters: BTreeMap::new(),
             capabilities: Vec::new(),
             tags: owner
-                .map(|o| [(TAG_MANAGED_BY.to_string(), o.to_string())].into())
+                .map(|o| [(crate::tags::TAG_MANAGED_BY.to_string(), o.to_string())].into())
                 .unwrap_or_default(),
             permission_model: "SELF_MANAGED".into(),
             administration_role_arn: None,

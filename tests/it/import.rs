@@ -284,6 +284,50 @@ async fn an_organization_made_by_hand_is_imported_and_plans_no_change() {
     assert_eq!(changes[0]["action"], "update");
     assert_eq!(changes[0]["hint"], "adopt");
     assert_eq!(plan["findings"], serde_json::json!([]), "{plan}");
+
+    // Limited to one unit and one family of stack sets: the rest of the organization is out
+    // of the Estate's scope, so no finding either.
+    let (code, _, err) = run(
+        &account,
+        parent.path(),
+        &[
+            "import",
+            "prod",
+            "--region",
+            "us-east-1",
+            "--unit",
+            "/workloads/prd",
+        ],
+    );
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("did you mean `/workloads/prod`?"), "{err}");
+    let (code, out, err) = run(
+        &account,
+        parent.path(),
+        &[
+            "import",
+            "prod",
+            "--region",
+            "us-east-1",
+            "--unit",
+            "/workloads/prod",
+            "--stack-set",
+            "workload-*",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let prod = parent.path().join("prod");
+    let estate = std::fs::read_to_string(prod.join("estate.yaml")).unwrap();
+    assert!(
+        estate.contains("/workloads/prod") && estate.contains("workload-*"),
+        "{estate}"
+    );
+    assert!(!prod.join("stacksets/audit-role.yaml").exists());
+    let (code, out, err) = run(&account, &prod, &["validate", "."]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, plan) = plan_json(&account, &prod, &[]);
+    assert_eq!(code, 0, "{plan}");
+    assert_eq!(plan["findings"], serde_json::json!([]), "{plan}");
 }
 
 /// A manifest of one unit, one account and the stack set `roles` in `prod`, which may adopt.
@@ -451,4 +495,82 @@ async fn an_account_outside_the_scope_is_no_finding() {
             .all(|c| c["address"].as_str().is_none_or(|a| !a.contains(&ledger))),
         "the other team's instance is left alone: {plan}"
     );
+}
+
+/// An account found by its email that estate did not create is not moved (a conflict) until
+/// the manifest adopts it; then apply moves it and tags it as estate's, and the next plan is
+/// clean without `adopt`.
+#[tokio::test]
+async fn an_account_estate_did_not_create_is_moved_only_when_adopted() {
+    let account = management_account().await;
+    account
+        .configure_emulator(serde_json::json!({"CreateSeconds": 0.2, "UnreachableSeconds": 0.2}));
+    let units = make_units(&account, &["/ml", "/ml/prod"]).await;
+    let id = make_account(&account, &units, "prod", "/ml").await;
+    let email = format!("prod+{}@example.com", account.id);
+    let dir = tempfile::tempdir().unwrap();
+    let write = |adopt: bool| {
+        std::fs::write(
+            dir.path().join("estate.yaml"),
+            "apiVersion: estate/v1\nkind: Estate\nmetadata: {name: team}\nspec:\n  homeRegion: us-east-1\n  regions: [us-east-1]\n  include: [org.yaml]\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("org.yaml"),
+            format!(
+                "apiVersion: estate/v1\nkind: Organization\nmetadata: {{name: org}}\nspec:\n  units:\n    - path: /ml\n    - path: /ml/prod\n  accounts:\n    - {{name: prod, email: {email}, unit: /ml/prod{}}}\n",
+                if adopt { ", adopt: true" } else { "" }
+            ),
+        )
+        .unwrap();
+    };
+    let parent_of = || async {
+        aws_sdk_organizations::Client::new(&account.config)
+            .list_parents()
+            .child_id(&id)
+            .send()
+            .await
+            .unwrap()
+            .parents
+            .unwrap()[0]
+            .id
+            .clone()
+            .unwrap()
+    };
+
+    write(false);
+    let (code, plan) = plan_json(&account, dir.path(), &[]);
+    assert_eq!(code, 2, "{plan}");
+    assert_eq!(plan["changes"], serde_json::json!([]), "{plan}");
+    assert_eq!(plan["findings"][0]["kind"], "conflict", "{plan}");
+    assert_eq!(plan["findings"][0]["address"], "account:prod", "{plan}");
+    let (code, out) = apply_all(&account, dir.path(), &[]);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(parent_of().await, units["/ml"], "not moved");
+
+    write(true);
+    let (code, plan) = plan_json(&account, dir.path(), &[]);
+    assert_eq!(code, 2, "{plan}");
+    assert_eq!(plan["findings"], serde_json::json!([]), "{plan}");
+    assert_eq!(plan["changes"][0]["address"], "account:prod", "{plan}");
+    assert_eq!(plan["changes"][0]["hint"], "adopt", "{plan}");
+    let (code, out) = apply_all(&account, dir.path(), &[]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(parent_of().await, units["/ml/prod"]);
+    let tags = aws_sdk_organizations::Client::new(&account.config)
+        .list_tags_for_resource()
+        .resource_id(&id)
+        .send()
+        .await
+        .unwrap()
+        .tags
+        .unwrap_or_default();
+    assert!(
+        tags.iter()
+            .any(|t| t.key() == "estate:managed-by" && t.value() == "team"),
+        "{tags:?}"
+    );
+    write(false);
+    let (code, plan) = plan_json(&account, dir.path(), &[]);
+    assert_eq!(code, 0, "{plan}");
 }

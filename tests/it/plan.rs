@@ -188,7 +188,7 @@ async fn env_limits_stack_sets_but_keeps_organization_changes() {
     );
 }
 
-/// Builds the example's organization with the SDK, as an apply would.
+/// Builds the example's organization with the SDK, as an apply would (its accounts tagged).
 async fn build_organization(account: &TestAccount) -> std::collections::BTreeMap<String, String> {
     let org = aws_sdk_organizations::Client::new(&account.config);
     let mut units = std::collections::BTreeMap::new();
@@ -218,6 +218,19 @@ async fn build_organization(account: &TestAccount) -> std::collections::BTreeMap
         let id = account
             .create_account(name, &format!("ml-{name}@example.com"))
             .await;
+        // Tagged as estate's CreateAccount does: these are the estate's own accounts.
+        org.tag_resource()
+            .resource_id(&id)
+            .tags(
+                aws_sdk_organizations::types::Tag::builder()
+                    .key("estate:managed-by")
+                    .value("ml-platform")
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
         org.move_account()
             .account_id(&id)
             .source_parent_id(&account.root_id)

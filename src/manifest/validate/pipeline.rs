@@ -17,20 +17,29 @@ use std::path::PathBuf;
 /// Stack sets a pipeline compiles to must not take the name of another stack set.
 pub(super) fn check_generated_names(p: &Parsed, diags: &mut Diagnostics) {
     let mut taken: BTreeMap<String, String> = BTreeMap::new();
-    for s in &p.stack_sets {
-        for env in &s.spec.environments {
-            let name = s.spec.aws_name(&s.name, env);
-            // Two stack sets of one AWS name would each plan the other's (`stackSetNames`).
-            if let Some(owner) = taken.insert(name.clone(), format!("stack set `{}`", s.name)) {
-                diags.error(
-                    Code::Duplicate,
-                    &s.file,
-                    s.span(&format!("/spec/stackSetNames/{}", crate::yaml::pointer_escape(env))),
-                    format!(
-                        "stack set `{}` in {env} is the AWS stack set `{name}`, which {owner} already uses",
-                        s.name
-                    ),
-                );
+    // Names given in `stackSetNames` last, so a clash is reported where a name was given.
+    for named in [false, true] {
+        for s in &p.stack_sets {
+            for (i, env) in s.spec.environments.iter().enumerate() {
+                if s.spec.stack_set_names.contains_key(env) != named {
+                    continue;
+                }
+                let name = s.spec.aws_name(&s.name, env);
+                let owner = format!("stack set `{}` in {env}", s.name);
+                // Two stack sets of one AWS name would each plan the other's.
+                if let Some(other) = taken.insert(name.clone(), owner.clone()) {
+                    let at = if named {
+                        format!("/spec/stackSetNames/{}", crate::yaml::pointer_escape(env))
+                    } else {
+                        format!("/spec/environments/{i}")
+                    };
+                    diags.error(
+                        Code::Duplicate,
+                        &s.file,
+                        s.span(&at),
+                        format!("{owner} is the AWS stack set `{name}`, which {other} already is"),
+                    );
+                }
             }
         }
     }
