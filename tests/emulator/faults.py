@@ -8,8 +8,10 @@ members alike), with X-Amz-Target ``EstateEmulator.Faults`` and a JSON body::
     {"ManagementAccount": "<id>", "Seed": 7,
      "Throttle": 0.1, "ServerError": 0.1, "Reset": 0.05, "LostResponse": 0.05}
 
-Rates are fractions of requests (their sum at most 1); ``{"ManagementAccount": id}`` alone
-turns faults off again. ``EstateEmulator.FaultStats`` with the same ``ManagementAccount``
+Rates are fractions of requests (their sum at most 1). ``"ThrottleRequests": [n, ...]``
+throttles exactly those requests of the organization (counted from 0 since this call),
+whatever the rates: one throttle, to measure what one costs. ``{"ManagementAccount": id}``
+alone turns faults off again. ``EstateEmulator.FaultStats`` with the same ``ManagementAccount``
 answers how many requests were seen and how many of each fault were injected (since the last
 ``EstateEmulator.Faults``). ``EstateEmulator.*`` calls themselves are never faulted.
 
@@ -51,9 +53,10 @@ LOCK = threading.Lock()
 class Faults:
     """The faults of one organization: rates, seed, and what was injected."""
 
-    def __init__(self, seed: int, rates: dict[str, float]) -> None:
+    def __init__(self, seed: int, rates: dict[str, float], throttled: set[int]) -> None:
         self.seed = seed
         self.rates = rates
+        self.throttled = throttled
         self.requests = 0
         self.injected = {k: 0 for k in KINDS}
 
@@ -61,6 +64,10 @@ class Faults:
         with LOCK:
             n = self.requests
             self.requests += 1
+        if n in self.throttled:
+            with LOCK:
+                self.injected["Throttle"] += 1
+            return "Throttle"
         x = random.Random(f"{self.seed}:{n}").random()
         for kind in KINDS:
             x -= self.rates.get(kind, 0.0)
@@ -90,14 +97,15 @@ def configure(environ: dict[str, Any], start_response: Callable[..., Any]) -> li
     body = _body(environ)
     master = str(body.pop("ManagementAccount"))
     seed = int(body.pop("Seed", 0))
+    throttled = {int(n) for n in body.pop("ThrottleRequests", [])}
     rates = {k: float(body.get(k, 0.0)) for k in KINDS}
     unknown = set(body) - set(KINDS)
     if unknown or sum(rates.values()) > 1.0 or min(rates.values()) < 0.0:
         start_response("400 Bad Request", [("Content-Type", "application/x-amz-json-1.1")])
         return [json.dumps({"__type": "ValidationException", "message": f"bad faults {body}"}).encode()]
     with LOCK:
-        if any(rates.values()):
-            FAULTS[master] = Faults(seed, rates)
+        if any(rates.values()) or throttled:
+            FAULTS[master] = Faults(seed, rates, throttled)
         else:
             FAULTS.pop(master, None)
     return _json(start_response, {})
@@ -168,12 +176,18 @@ def _error(environ: dict[str, Any], start_response: Callable[..., Any], kind: st
 
 
 def _reset(environ: dict[str, Any]) -> None:
-    """Resets the connection (RST, not an orderly close) and ends the request: werkzeug
-    treats a ConnectionError from the application as a client gone, quietly."""
+    """Ends the connection without an answer, and the request: the socket is shut down (the
+    handler's buffered reader shares its descriptor, so closing our reference would leave the
+    connection open and the unread body taken for the next request), with SO_LINGER 0 so the
+    final close is a reset; werkzeug treats a ConnectionError from the application as a client
+    gone, quietly, and then reads end of file, ending the connection."""
     sock = environ.get("werkzeug.socket")
     if sock is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        sock.close()
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
     raise ConnectionResetError("estate emulator: connection reset by fault injection")
 
 
