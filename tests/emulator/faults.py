@@ -88,8 +88,12 @@ def _body(environ: dict[str, Any]) -> dict[str, Any]:
 
 
 def _json(start_response: Callable[..., Any], value: Any) -> list[bytes]:
-    start_response("200 OK", [("Content-Type", "application/x-amz-json-1.1")])
-    return [json.dumps(value).encode()]
+    body = json.dumps(value).encode()
+    start_response(
+        "200 OK",
+        [("Content-Type", "application/x-amz-json-1.1"), ("Content-Length", str(len(body)))],
+    )
+    return [body]
 
 
 def configure(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:

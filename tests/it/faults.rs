@@ -173,6 +173,11 @@ async fn converges_through_faults(seed: u64) {
     }
     let stats = fault_stats(&account);
     faults_off(&account);
+    eprintln!(
+        "seed {seed}: {} run(s), exits {:?}, faults {stats}",
+        runs.len(),
+        runs.iter().map(|(c, _)| c).collect::<Vec<_>>()
+    );
     let (code, out) = runs.last().unwrap();
     assert_eq!(*code, 0, "seed {seed}: {stats}\n{runs:#?}");
     assert!(
