@@ -162,7 +162,7 @@ def throttle_cost(binary: str, endpoint: str, account: str) -> list[list[str]]:
         assert code == 0, out[-3000:]
         for label, extra, throttled in [
             ("no fault", {}, []),
-            ("1 throttle, standard (estate's mode)", {}, [5]),
+            ("1 throttle, estate's default retry mode", {}, [5]),
             ("1 throttle, adaptive (AWS_RETRY_MODE=adaptive)", {"AWS_RETRY_MODE": "adaptive"}, [5]),
         ]:
             times = []
