@@ -1068,13 +1068,17 @@ async fn wait_share(
     use aws_sdk_servicecatalog::types::ShareStatus;
     let mut wait = Backoff::new(polling);
     let mut last: Option<ShareStatus> = None;
+    let what = format!("{address} to complete");
     loop {
-        let out = sc
-            .describe_portfolio_share_status()
-            .portfolio_share_token(token)
-            .send()
-            .await
-            .map_err(sc_err("ServiceCatalog.DescribePortfolioShareStatus"))?;
+        let out = wait
+            .call(&what, || async {
+                sc.describe_portfolio_share_status()
+                    .portfolio_share_token(token)
+                    .send()
+                    .await
+                    .map_err(|e| AwsError::call("ServiceCatalog.DescribePortfolioShareStatus", e))
+            })
+            .await?;
         let status = out.status().cloned().unwrap_or(ShareStatus::NotStarted);
         if last.as_ref() != Some(&status) {
             progress.event(Event::Started {
@@ -1109,7 +1113,7 @@ async fn wait_share(
                     },
                 });
             }
-            _ => wait.sleep(&format!("{address} to complete")).await?,
+            _ => wait.sleep(&what).await?,
         }
     }
 }

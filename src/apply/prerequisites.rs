@@ -428,8 +428,11 @@ async fn wait_for_stack(
     deleting: bool,
 ) -> Result<(), ApplyError> {
     let mut wait = Backoff::new(polling);
+    let what = format!("stack {stack}");
     loop {
-        let live = crate::live::read::read_stack(aws, region, stack).await?;
+        let live = wait
+            .call(&what, || crate::live::read::read_stack(aws, region, stack))
+            .await?;
         match live {
             None if deleting => return Ok(()),
             None => {
@@ -459,6 +462,6 @@ async fn wait_for_stack(
                 });
             }
         }
-        wait.sleep(&format!("stack {stack}")).await?;
+        wait.sleep(&what).await?;
     }
 }

@@ -107,14 +107,19 @@ async fn detect_one(
         }
     };
     let mut wait = Backoff::new(polling);
+    let what = format!("drift detection of {name}");
     loop {
-        let out = cfn
-            .describe_stack_set_operation()
-            .stack_set_name(name)
-            .operation_id(&op)
-            .send()
-            .await
-            .map_err(|e| AwsError::call("CloudFormation.DescribeStackSetOperation", e))?;
+        // An unanswered poll is asked again: the detection goes on meanwhile.
+        let out = wait
+            .call(&what, || async {
+                cfn.describe_stack_set_operation()
+                    .stack_set_name(name)
+                    .operation_id(&op)
+                    .send()
+                    .await
+                    .map_err(|e| AwsError::call("CloudFormation.DescribeStackSetOperation", e))
+            })
+            .await?;
         let operation = out.stack_set_operation;
         match operation.as_ref().and_then(|o| o.status.clone()) {
             Some(StackSetOperationStatus::Succeeded) => return Ok(op),
@@ -128,7 +133,7 @@ async fn detect_one(
                         .unwrap_or_default(),
                 });
             }
-            _ => wait.sleep(&format!("drift detection of {name}")).await?,
+            _ => wait.sleep(&what).await?,
         }
     }
 }

@@ -8,8 +8,12 @@ members alike), with X-Amz-Target ``EstateEmulator.Faults`` and a JSON body::
     {"ManagementAccount": "<id>", "Seed": 7,
      "Throttle": 0.1, "ServerError": 0.1, "Reset": 0.05, "LostResponse": 0.05}
 
-Rates are fractions of requests (their sum at most 1); ``{"ManagementAccount": id}`` alone
-turns faults off again. ``EstateEmulator.FaultStats`` with the same ``ManagementAccount``
+Rates are fractions of requests (their sum at most 1). ``"ThrottleRequests": [n, ...]``
+throttles exactly those requests of the organization (counted from 0 since this call),
+whatever the rates: one throttle, to measure what one costs. ``"LoseFirst": ["CreateAccount",
+...]`` serves the first request of each named operation (of the organization) and loses its
+answer, whatever the rates: a lost answer where it hurts most, deterministically. ``{"ManagementAccount": id}``
+alone turns faults off again. ``EstateEmulator.FaultStats`` with the same ``ManagementAccount``
 answers how many requests were seen and how many of each fault were injected (since the last
 ``EstateEmulator.Faults``). ``EstateEmulator.*`` calls themselves are never faulted.
 
@@ -36,11 +40,13 @@ numbering follows arrival order, so a rerun repeats the rates, not every single 
 
 from __future__ import annotations
 
+import io
 import json
 import random
 import socket
 import struct
 import threading
+import urllib.parse
 from typing import Any, Callable, Iterable
 
 KINDS = ("Throttle", "ServerError", "Reset", "LostResponse")
@@ -51,16 +57,28 @@ LOCK = threading.Lock()
 class Faults:
     """The faults of one organization: rates, seed, and what was injected."""
 
-    def __init__(self, seed: int, rates: dict[str, float]) -> None:
+    def __init__(
+        self, seed: int, rates: dict[str, float], throttled: set[int], lose: set[str]
+    ) -> None:
         self.seed = seed
         self.rates = rates
+        self.throttled = throttled
+        self.lose = lose
         self.requests = 0
         self.injected = {k: 0 for k in KINDS}
 
-    def draw(self) -> str | None:
+    def draw(self, operation: str) -> str | None:
         with LOCK:
             n = self.requests
             self.requests += 1
+            if operation in self.lose:
+                self.lose.discard(operation)
+                self.injected["LostResponse"] += 1
+                return "LostResponse"
+        if n in self.throttled:
+            with LOCK:
+                self.injected["Throttle"] += 1
+            return "Throttle"
         x = random.Random(f"{self.seed}:{n}").random()
         for kind in KINDS:
             x -= self.rates.get(kind, 0.0)
@@ -81,8 +99,12 @@ def _body(environ: dict[str, Any]) -> dict[str, Any]:
 
 
 def _json(start_response: Callable[..., Any], value: Any) -> list[bytes]:
-    start_response("200 OK", [("Content-Type", "application/x-amz-json-1.1")])
-    return [json.dumps(value).encode()]
+    body = json.dumps(value).encode()
+    start_response(
+        "200 OK",
+        [("Content-Type", "application/x-amz-json-1.1"), ("Content-Length", str(len(body)))],
+    )
+    return [body]
 
 
 def configure(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
@@ -90,14 +112,16 @@ def configure(environ: dict[str, Any], start_response: Callable[..., Any]) -> li
     body = _body(environ)
     master = str(body.pop("ManagementAccount"))
     seed = int(body.pop("Seed", 0))
+    throttled = {int(n) for n in body.pop("ThrottleRequests", [])}
+    lose = {str(o) for o in body.pop("LoseFirst", [])}
     rates = {k: float(body.get(k, 0.0)) for k in KINDS}
     unknown = set(body) - set(KINDS)
     if unknown or sum(rates.values()) > 1.0 or min(rates.values()) < 0.0:
         start_response("400 Bad Request", [("Content-Type", "application/x-amz-json-1.1")])
         return [json.dumps({"__type": "ValidationException", "message": f"bad faults {body}"}).encode()]
     with LOCK:
-        if any(rates.values()):
-            FAULTS[master] = Faults(seed, rates)
+        if any(rates.values()) or throttled or lose:
+            FAULTS[master] = Faults(seed, rates, throttled, lose)
         else:
             FAULTS.pop(master, None)
     return _json(start_response, {})
@@ -137,6 +161,21 @@ def _faults_of(environ: dict[str, Any]) -> Faults | None:
     return FAULTS.get(management)
 
 
+def _operation(environ: dict[str, Any]) -> str:
+    """The operation a request calls: its X-Amz-Target's action, or a query protocol's
+    Action (the body is read and put back for the service)."""
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    if target:
+        return target.rsplit(".", 1)[-1]
+    if not environ.get("CONTENT_TYPE", "").startswith("application/x-www-form-urlencoded"):
+        return ""
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(length)
+    environ["wsgi.input"] = io.BytesIO(body)
+    action = urllib.parse.parse_qs(body.decode(errors="replace")).get("Action", [""])
+    return action[0]
+
+
 def _error(environ: dict[str, Any], start_response: Callable[..., Any], kind: str) -> list[bytes]:
     """The answer of a throttled or failed request, in the protocol of its service."""
     target = environ.get("HTTP_X_AMZ_TARGET", "")
@@ -168,12 +207,18 @@ def _error(environ: dict[str, Any], start_response: Callable[..., Any], kind: st
 
 
 def _reset(environ: dict[str, Any]) -> None:
-    """Resets the connection (RST, not an orderly close) and ends the request: werkzeug
-    treats a ConnectionError from the application as a client gone, quietly."""
+    """Ends the connection without an answer, and the request: the socket is shut down (the
+    handler's buffered reader shares its descriptor, so closing our reference would leave the
+    connection open and the unread body taken for the next request), with SO_LINGER 0 so the
+    final close is a reset; werkzeug treats a ConnectionError from the application as a client
+    gone, quietly, and then reads end of file, ending the connection."""
     sock = environ.get("werkzeug.socket")
     if sock is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        sock.close()
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
     raise ConnectionResetError("estate emulator: connection reset by fault injection")
 
 
@@ -182,7 +227,7 @@ def wrap(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
 
     def faulty(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         faults = _faults_of(environ)
-        kind = faults.draw() if faults is not None else None
+        kind = faults.draw(_operation(environ)) if faults is not None else None
         if kind is None:
             return app(environ, start_response)
         if kind in ("Throttle", "ServerError"):

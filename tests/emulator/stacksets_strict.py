@@ -134,6 +134,14 @@ Test hook: X-Amz-Target ``EstateEmulator.DeleteStackInMember`` with
 ``{"ManagementAccount", "StackSetName", "Account", "Region"}`` (optional
 ``"StackSetRegion"``): deletes the stack of that instance in the member account, as someone
 working in that account could; answers ``{"StackId": ...}``.
+6. A create retried with its ClientRequestToken is the same request: CreateStackSet or
+   CreateStack of a name in use, with the token of the request that made it, answers as that
+   request did (its StackSetId or StackId), not NameAlreadyExistsException or
+   AlreadyExistsException (API reference, CreateStackSet and CreateStack, ClientRequestToken:
+   "Specify this token if you plan to retry requests so that CloudFormation knows that you're
+   not attempting to create [another stack set | a stack] with the same name. You might retry
+   ... requests to ensure that CloudFormation successfully received them."). moto ignores the
+   token. (OperationId plays this part for the operations: rule 3.)
 """
 
 from __future__ import annotations
@@ -904,13 +912,21 @@ def create_stack_set(response: Any, original: Callable[[Any], Any]) -> Any:
     p = _params(response)
     name = p.get("StackSetName")
     backend = response.cloudformation_backend
-    if any(s.name == name and s.status != "DELETED" for s in backend.stacksets.values()):
-        raise Refused("NameAlreadyExistsException", "The specified name is already in use.")
+    token = p.get("ClientRequestToken")
+    for s in backend.stacksets.values():
+        if s.name == name and s.status != "DELETED":
+            # The same request again (its answer lost): answered as the first was (rule 6).
+            if token and getattr(s, "estate_token", None) == token:
+                from moto.core.responses import ActionResult
+
+                return ActionResult({"StackSetId": s.id})
+            raise Refused("NameAlreadyExistsException", "The specified name is already in use.")
     model = p.get("PermissionModel") or "SELF_MANAGED"
     if model == "SERVICE_MANAGED":
         service_managed_check(response.current_account)
     result = original(response)
     stack_set = _stack_set(response)
+    stack_set.estate_token = token
     if model == "SERVICE_MANAGED":
         stack_set.administration_role_arn = None
         stack_set.execution_role_name = None
@@ -1333,6 +1349,31 @@ def install(route: Callable[[str], Callable[[Any], Any]]) -> None:
         gated(name, strict)
     for name in ADVANCING:
         gated(name, None)
+
+    # Rule 6, for stacks too (every account: a retried CreateStack is the same request).
+    original_create_stack = CloudFormationResponse.create_stack
+
+    def create_stack(self: Any) -> Any:
+        from moto.core.responses import ActionResult
+
+        name = self._get_param("StackName")
+        token = self._get_param("ClientRequestToken")
+        with LOCK:
+            for stack in self.cloudformation_backend.stacks.values():
+                if (
+                    token
+                    and stack.name == name
+                    and stack.status != "DELETE_COMPLETE"
+                    and getattr(stack, "estate_token", None) == token
+                ):
+                    return ActionResult({"StackId": stack.stack_id})
+            result = original_create_stack(self)
+            for stack in self.cloudformation_backend.stacks.values():
+                if stack.name == name and stack.status != "DELETE_COMPLETE":
+                    stack.estate_token = token
+            return result
+
+    CloudFormationResponse.create_stack = create_stack
 
     # Not in moto: served for every account (they change nothing moto serves).
     CloudFormationResponse.activate_organizations_access = activate_organizations_access

@@ -173,6 +173,11 @@ async fn converges_through_faults(seed: u64) {
     }
     let stats = fault_stats(&account);
     faults_off(&account);
+    eprintln!(
+        "seed {seed}: {} run(s), exits {:?}, faults {stats}",
+        runs.len(),
+        runs.iter().map(|(c, _)| c).collect::<Vec<_>>()
+    );
     let (code, out) = runs.last().unwrap();
     assert_eq!(*code, 0, "seed {seed}: {stats}\n{runs:#?}");
     assert!(
@@ -284,5 +289,33 @@ async fn a_killed_applys_lock_expires_after_its_documented_time() {
     age_locks(&account, &locks, STALE_AFTER.as_secs() + 10).await;
     let (code, out) = apply_with_retries(&account, dir.path());
     assert_eq!(code, 0, "{out}");
+    assert_eq!(duplicates(&account).await, Vec::<String>::new());
+}
+
+/// The first answer of each create apply makes is lost (the request served, the connection
+/// then reset): apply finds what those requests made, by token, tag, name or email, and
+/// converges in that one run with nothing twice. Before, a unit or a move whose answer was
+/// lost failed the run (the repeat refused: the name is taken, the account already moved).
+#[tokio::test]
+async fn lost_answers_of_creates_are_found_again_in_the_same_run() {
+    let account = management_account().await;
+    quick(&account);
+    let dir = organization_and_stack_sets();
+    let lost = [
+        "CreateOrganizationalUnit",
+        "CreateAccount",
+        "MoveAccount",
+        "CreateStack",
+        "CreateStackSet",
+        "CreateStackInstances",
+    ];
+    account.emulator_call("EstateEmulator.Faults", json!({ "LoseFirst": lost }));
+    let (code, out) = apply_with_retries(&account, dir.path());
+    let stats = fault_stats(&account);
+    faults_off(&account);
+    assert_eq!(code, 0, "{stats}\n{out}");
+    assert_eq!(stats["LostResponse"], json!(lost.len()), "{stats}");
+    let (code, plan) = plan_json(&account, dir.path(), &[]);
+    assert_eq!(code, 0, "converged: {plan}\n{out}");
     assert_eq!(duplicates(&account).await, Vec::<String>::new());
 }
