@@ -12,7 +12,7 @@ mod unlock;
 mod watch;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use context::{Global, LiveArgs, color_enabled, exit};
 use estate::manifest::schema;
 use estate::render::Mode;
@@ -128,6 +128,14 @@ enum Command {
         #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
         parallelism: u16,
     },
+    /// Print a shell completion script: `estate completions bash > /etc/bash_completion.d/estate`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `estate man > /usr/local/share/man/man1/estate.1`.
+    Man,
     /// Print the JSON Schema of manifest documents (for editors and CI), or with --plan of the
     /// JSON plan.
     Schema {
@@ -232,6 +240,19 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Unlock { live, scope, force } => {
             unlock::run(&cli.global, &unlock::Args { live, scope, force })
         }
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "estate", &mut out);
+            std::io::stdout().write_all(&out)?;
+            Ok(exit::OK)
+        }
+        Command::Man => {
+            let mut out = Vec::new();
+            man_page(&mut out)?;
+            std::io::stdout().write_all(&out)?;
+            Ok(exit::OK)
+        }
         Command::Schema { plan, generate } => {
             let text = match (plan, generate) {
                 (false, true) => schema::generate_text(),
@@ -243,6 +264,41 @@ fn dispatch(cli: Cli) -> Result<i32> {
             Ok(exit::OK)
         }
     }
+}
+
+/// estate(1), with a section per subcommand (its options and exit codes as `--help` says
+/// them) and the exit codes of the contract.
+fn man_page(out: &mut Vec<u8>) -> std::io::Result<()> {
+    let cmd = Cli::command();
+    let man = clap_mangen::Man::new(cmd.clone());
+    man.render_title(out)?;
+    man.render_name_section(out)?;
+    man.render_synopsis_section(out)?;
+    man.render_description_section(out)?;
+    man.render_options_section(out)?;
+    man.render_subcommands_section(out)?;
+    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+        let name = sub.get_name();
+        let mut roff = clap_mangen::roff::Roff::new();
+        roff.control("SH", [format!("ESTATE {}", name.to_uppercase()).as_str()]);
+        out.extend_from_slice(roff.to_roff().as_bytes());
+        let sub = sub.clone().bin_name(format!("estate {name}"));
+        let man = clap_mangen::Man::new(sub);
+        man.render_synopsis_section(out)?;
+        man.render_description_section(out)?;
+        man.render_options_section(out)?;
+    }
+    let mut roff = clap_mangen::roff::Roff::new();
+    roff.control("SH", ["EXIT STATUS"]);
+    roff.text([clap_mangen::roff::roman(
+        "0 success (plan: no changes; drift: clean; reconcile --once: in sync or applied); \
+         1 error, invalid manifest, refusal, conflict or failed instances; \
+         2 plan: changes or conflicts, drift: drift, reconcile --once: changes pending approval; \
+         64 usage error.",
+    )]);
+    out.extend_from_slice(roff.to_roff().as_bytes());
+    man.render_version_section(out)?;
+    Ok(())
 }
 
 /// `300ms` or `2s`.

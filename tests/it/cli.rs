@@ -328,3 +328,64 @@ fn colour_only_on_a_terminal_and_never_with_no_color() {
     let empty = on_a_terminal(&format!("validate {broken}"), Some(""));
     assert!(empty.contains("\x1b[31m"), "{empty:?}");
 }
+
+/// Shell completions name every subcommand and their flags; an unknown shell is a usage error.
+#[test]
+fn completions_cover_every_subcommand() {
+    for (shell, mark) in [
+        ("bash", "complete -F _estate"),
+        ("zsh", "#compdef estate"),
+        ("fish", "complete -c estate"),
+    ] {
+        let out = estate().args(["completions", shell]).output().unwrap();
+        assert!(out.status.success(), "{shell}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.contains(mark), "{shell}: {text}");
+        for word in [
+            "validate",
+            "plan",
+            "apply",
+            "drift",
+            "reconcile",
+            "allow-delete",
+        ] {
+            assert!(text.contains(word), "{shell} completes {word}");
+        }
+    }
+    estate().args(["completions", "tcsh"]).assert().code(64);
+}
+
+/// The man page is roff with a section per subcommand and the exit codes of the contract.
+#[test]
+fn the_man_page_documents_every_subcommand_and_the_exit_codes() {
+    let out = estate().arg("man").output().unwrap();
+    assert!(out.status.success());
+    let roff = String::from_utf8(out.stdout).unwrap();
+    assert!(roff.contains(".TH estate 1"), "{roff}");
+    for sub in [
+        "VALIDATE",
+        "PLAN",
+        "APPLY",
+        "DRIFT",
+        "RECONCILE",
+        "UNLOCK",
+        "SCHEMA",
+    ] {
+        assert!(roff.contains(&format!(".SH \"ESTATE {sub}\"")), "{sub}");
+    }
+    assert!(roff.contains(".SH \"EXIT STATUS\""));
+    assert!(roff.contains("64 usage error"));
+    // `man` reads it: formatted, it holds no roff errors (groff prints them on stderr).
+    if Path::new("/usr/bin/groff").exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let page = dir.path().join("estate.1");
+        std::fs::write(&page, &roff).unwrap();
+        let out = std::process::Command::new("groff")
+            .args(["-man", "-Tutf8", "-ww"])
+            .arg(&page)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    }
+}
