@@ -389,3 +389,68 @@ fn the_man_page_documents_every_subcommand_and_the_exit_codes() {
         assert_eq!(String::from_utf8_lossy(&out.stderr), "");
     }
 }
+
+/// A checkout owned by another user (the container's case: the host's files, uid 10001
+/// reading them) is refused with how to trust it, and read once git's `safe.directory` names
+/// it, as the image does for /work. Simulated by running estate as another uid, so only as
+/// root; otherwise skipped with a line on stderr.
+#[test]
+fn a_checkout_owned_by_another_user_is_read_only_once_trusted() {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipping the repository ownership test: it runs estate as another uid, which needs root"
+        );
+        return;
+    }
+    let repo = copy_of("examples/environments/ml-platform");
+    git(repo.path(), &["init", "-q", "-b", "main"]);
+    git(repo.path(), &["add", "-A"]);
+    git(repo.path(), &["commit", "-q", "-m", "platform"]);
+    let home = tempfile::tempdir().unwrap();
+    for dir in [repo.path(), home.path()] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let validate = |home: &Path| {
+        let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("estate"))
+            .args(["validate", ".", "--git-ref", "HEAD"])
+            .current_dir(repo.path())
+            .envs(estate_env())
+            .env("HOME", home)
+            .env_remove("XDG_CONFIG_HOME")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .uid(10001)
+            .gid(10001)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = validate(home.path());
+    assert_eq!(code, 1, "{err}");
+    let root = std::fs::canonicalize(repo.path()).unwrap();
+    assert!(
+        err.contains("owned by another user")
+            && err.contains(&format!(
+                "git config --global --add safe.directory {}",
+                root.display()
+            )),
+        "{err}"
+    );
+    let gitconfig = home.path().join(".gitconfig");
+    std::fs::write(
+        &gitconfig,
+        format!("[safe]\n\tdirectory = {}\n", root.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&gitconfig, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, err) = validate(home.path());
+    assert_eq!(code, 0, "trusted through safe.directory: {err}");
+}
