@@ -12,7 +12,7 @@ mod unlock;
 mod watch;
 
 use anyhow::Result;
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use context::{Global, LiveArgs, color_enabled, exit};
 use estate::manifest::schema;
 use estate::render::Mode;
@@ -149,8 +149,17 @@ enum Command {
 }
 
 pub fn run() -> i32 {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (m, cli)));
+    let cli = match parsed {
+        Ok((matches, cli)) => {
+            if let Some(why) = misplaced(&matches) {
+                eprintln!("error: {why}");
+                return exit::USAGE;
+            }
+            cli
+        }
         Err(e) => {
             let code = if e.use_stderr() {
                 exit::USAGE
@@ -169,6 +178,34 @@ pub fn run() -> i32 {
             exit::ERROR
         }
     }
+}
+
+/// A flag given to a command it does nothing for: a usage error rather than silently ignored.
+/// The global flags are accepted everywhere by the parser; here each says where it acts.
+fn misplaced(matches: &clap::ArgMatches) -> Option<String> {
+    let (command, sub) = matches.subcommand()?;
+    let given = |id: &str| {
+        sub.try_get_raw(id).is_ok_and(|v| v.is_some())
+            && sub.value_source(id) == Some(clap::parser::ValueSource::CommandLine)
+    };
+    let unused: &[(&str, &[&str])] = &[
+        // watch follows the working tree, reconcile its branch.
+        (
+            "git_ref",
+            &["watch", "reconcile", "completions", "man", "schema"],
+        ),
+        ("format", &["unlock", "completions", "man", "schema"]),
+        ("stats", &["watch", "reconcile", "unlock"]),
+    ];
+    unused
+        .iter()
+        .find(|(id, commands)| commands.contains(&command) && given(id))
+        .map(|(id, _)| {
+            format!(
+                "--{} does nothing for `estate {command}`",
+                id.replace('_', "-")
+            )
+        })
 }
 
 fn init_logging(g: &Global) {

@@ -100,9 +100,6 @@ struct Cycle {
 }
 
 pub fn reconcile(g: &Global, args: &ReconcileArgs) -> Result<i32> {
-    if g.git_ref.is_some() {
-        bail!("reconcile follows --branch; --git-ref does not apply to it");
-    }
     let repo = estate::source::open_repository(&args.live.dir).map_err(|e| match e {
         estate::source::SourceError::NoRepository { .. } => anyhow!(
             "reconcile needs {} to be inside a Git repository",

@@ -454,3 +454,32 @@ fn a_checkout_owned_by_another_user_is_read_only_once_trusted() {
     let (code, err) = validate(home.path());
     assert_eq!(code, 0, "trusted through safe.directory: {err}");
 }
+
+/// A flag given to a command that does nothing with it is a usage error, said, not ignored.
+#[test]
+fn flags_are_refused_where_they_do_nothing() {
+    for (args, flag) in [
+        (&["schema", "--git-ref", "HEAD"][..], "--git-ref"),
+        (&["reconcile", ".", "--git-ref", "HEAD"][..], "--git-ref"),
+        (&["watch", ".", "--stats"][..], "--stats"),
+        (&["unlock", ".", "--format", "json"][..], "--format"),
+        (&["--format", "json", "completions", "bash"][..], "--format"),
+    ] {
+        estate()
+            .args(args)
+            .assert()
+            .code(64)
+            .stderr(predicate::str::contains(format!("{flag} does nothing for")));
+    }
+    // Where they act, they are taken.
+    estate().args(["schema", "--plan"]).assert().success();
+    estate()
+        .args([
+            "validate",
+            "examples/environments/ml-platform",
+            "--format",
+            "json",
+        ])
+        .assert()
+        .success();
+}
