@@ -91,6 +91,11 @@ fn main() {
     });
     against_time(best);
 
+    let (_, best) = time("live fingerprint alone (part of plan::make)", 5, || {
+        matching.fingerprint()
+    });
+    against_time(best);
+
     let half = live(&m, 2);
     let (p, best) = time("plan::make, half the instances missing", 5, || {
         plan::make(&m, &half, &[]).unwrap()

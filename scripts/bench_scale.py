@@ -42,7 +42,7 @@ TIMINGS = {
 }
 
 
-def manifest(directory: Path, n: int) -> None:
+def manifest(directory: Path, n: int, stack_set: bool = True) -> None:
     (directory / "templates").mkdir(parents=True)
     (directory / "templates/topic.yaml").write_text(
         "Resources:\n  Topic:\n    Type: AWS::SNS::Topic\n"
@@ -50,7 +50,7 @@ def manifest(directory: Path, n: int) -> None:
     (directory / "estate.yaml").write_text(
         "apiVersion: estate/v1\nkind: Estate\nmetadata: {name: scale}\nspec:\n"
         "  homeRegion: us-east-1\n  regions: [us-east-1]\n  promotion: [workloads]\n"
-        "  include: [organization.yaml, stacksets.yaml]\n"
+        "  include: [organization.yaml" + (", stacksets.yaml" if stack_set else "") + "]\n"
     )
     lines = [
         "apiVersion: estate/v1",
@@ -93,8 +93,8 @@ def bootstrap(endpoint: str, account: str) -> dict[str, str]:
     return env
 
 
-def configure(endpoint: str, account: str) -> None:
-    body = json.dumps({"ManagementAccount": account, **TIMINGS}).encode()
+def configure(endpoint: str, account: str, timings: dict[str, float] | None = None) -> None:
+    body = json.dumps({"ManagementAccount": account, **(timings or TIMINGS)}).encode()
     request = urllib.request.Request(
         endpoint + "/",
         data=body,
@@ -145,23 +145,7 @@ def run(estate: str, args: list[str], env: dict[str, str], want: int) -> tuple[f
 
 def bench(estate: str, endpoint: str, n: int, account: str) -> bool:
     print(f"\n== N = {n} accounts in {UNITS} units, 1 self-managed stack set, 1 region")
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("AWS_") and k not in ("ESTATE_LOG", "RUST_LOG")
-    }
-    env.update(
-        AWS_ENDPOINT_URL=endpoint,
-        AWS_REGION="us-east-1",
-        AWS_DEFAULT_REGION="us-east-1",
-        AWS_MAX_ATTEMPTS=os.environ.get("AWS_MAX_ATTEMPTS", "1"),
-        AWS_EC2_METADATA_DISABLED="true",
-        AWS_CONFIG_FILE="/nonexistent",
-        AWS_SHARED_CREDENTIALS_FILE="/nonexistent",
-        ESTATE_POLL_MS=os.environ.get("ESTATE_POLL_MS", "100"),
-        NO_COLOR="1",
-    )
-    env.update(bootstrap(endpoint, account))
+    env = environment(endpoint, account)
     configure(endpoint, account)
     with tempfile.TemporaryDirectory() as work:
         directory = Path(work) / "manifest"
@@ -189,12 +173,61 @@ def bench(estate: str, endpoint: str, n: int, account: str) -> bool:
     return not above
 
 
+def environment(endpoint: str, account: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("AWS_") and k not in ("ESTATE_LOG", "RUST_LOG")
+    }
+    env.update(
+        AWS_ENDPOINT_URL=endpoint,
+        AWS_REGION="us-east-1",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_MAX_ATTEMPTS=os.environ.get("AWS_MAX_ATTEMPTS", "1"),
+        AWS_EC2_METADATA_DISABLED="true",
+        AWS_CONFIG_FILE="/nonexistent",
+        AWS_SHARED_CREDENTIALS_FILE="/nonexistent",
+        ESTATE_POLL_MS=os.environ.get("ESTATE_POLL_MS", "100"),
+        NO_COLOR="1",
+    )
+    env.update(bootstrap(endpoint, account))
+    return env
+
+
+# Account creation as AWS paces it, scaled down: each CreateAccount stays IN_PROGRESS for
+# this long (AWS takes about a minute), so the comparison measures waiting, not estate's CPU.
+CREATION_TIMINGS = {**TIMINGS, "CreateSeconds": 0.5, "CreatePolls": 1}
+
+
+def creation(estate: str, endpoint: str, n: int, at_once: int, account: str) -> float:
+    """Wall-clock seconds of an apply that creates N accounts (no stack set), `at_once` at a time."""
+    env = environment(endpoint, account)
+    configure(endpoint, account, CREATION_TIMINGS)
+    with tempfile.TemporaryDirectory() as work:
+        directory = Path(work) / "manifest"
+        manifest(directory, n, stack_set=False)
+        seconds, _, _ = run(
+            estate,
+            ["apply", str(directory), "--auto-approve", "--accounts-at-once", str(at_once)],
+            env,
+            0,
+        )
+    return seconds
+
+
 def main() -> int:
     estate, endpoint, *sizes = sys.argv[1:]
     at_floor = True
     for k, n in enumerate(int(s) for s in sizes):
         # A fresh management account per N, as the tests isolate theirs.
         at_floor &= bench(estate, endpoint, n, f"2109876{k:05d}")
+    # Concurrent against serial creation, at the first size (serial takes N × the creation time).
+    n = int(sizes[0])
+    print(f"\n== creating {n} accounts, each IN_PROGRESS for {CREATION_TIMINGS['CreateSeconds']} s")
+    serial = creation(estate, endpoint, n, 1, "210987700001")
+    print(f"one at a time (--accounts-at-once 1): {serial:.1f} s")
+    concurrent = creation(estate, endpoint, n, 4, "210987700002")
+    print(f"four at a time (the default):          {concurrent:.1f} s ({serial / concurrent:.1f}x faster)")
     return 0 if at_floor else 3
 
 

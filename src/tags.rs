@@ -38,6 +38,14 @@ pub fn hub_of_record<'k>(estate: &str, key: &'k str) -> Option<&'k str> {
         .strip_prefix(':')
 }
 
+/// The tag on the organization root holding `estate`'s generation: a new value is written by
+/// every apply before it changes anything, so an apply that has just taken its locks tells
+/// whether another apply ran since it read live state from this one tag, not a second full
+/// read.
+pub fn generation_key(estate: &str) -> String {
+    format!("estate-generation:{estate}")
+}
+
 /// The tag on the organization root that holds an apply lock of `estate` and `scope`.
 pub fn lock_key(estate: &str, scope: &str) -> String {
     format!("estate-lock:{estate}:{scope}")

@@ -221,7 +221,7 @@ pub async fn remove(aws: &Aws, root: &str, estate: &str, scope: &str) -> Result<
 }
 
 /// A token unique to this hold: time, process and a per-process counter.
-fn rand_token() -> u128 {
+pub(super) fn rand_token() -> u128 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now()

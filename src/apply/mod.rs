@@ -19,7 +19,7 @@ mod stack_sets;
 pub mod templates;
 
 pub use batching::{Batch, DesiredInstanceView, batches};
-pub use organization::{ACCOUNT_CREATIONS_AT_ONCE, create_account, organization};
+pub use organization::{AtOnce, create_account, organization};
 pub use progress::{Event, Progress, SharedProgress, Silent};
 pub use stack_sets::stack_sets;
 

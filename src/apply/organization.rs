@@ -18,6 +18,7 @@ pub async fn organization(
     plan: &Plan,
     live: &LiveState,
     estate: &str,
+    at_once: AtOnce,
     polling: Polling,
     progress: &dyn Progress,
 ) -> Result<Vec<Address>, ApplyError> {
@@ -110,7 +111,7 @@ pub async fn organization(
                 Ok::<_, ApplyError>(a.address.clone())
             }
         }))
-        .buffer_unordered(ACCOUNT_CREATIONS_AT_ONCE);
+        .buffer_unordered(at_once.0.clamp(1, 5));
         let mut failures = Vec::new();
         while let Some(result) = results.next().await {
             match result {
@@ -159,7 +160,7 @@ pub async fn organization(
                 Ok::<_, ApplyError>(&c.address)
             }),
     )
-    .buffer_unordered(ACCOUNT_CREATIONS_AT_ONCE);
+    .buffer_unordered(at_once.0.clamp(1, 5));
     let mut failures = Vec::new();
     while let Some(result) = results.next().await {
         match result {
@@ -183,9 +184,16 @@ fn every_failure(mut failures: Vec<ApplyError>) -> Result<(), ApplyError> {
     }
 }
 
-/// Account creations (and moves) in flight at once: below AWS's quota of 5 creations in
-/// progress per organization.
-pub const ACCOUNT_CREATIONS_AT_ONCE: usize = 4;
+/// Account creations (and moves) in flight at once: at most AWS's quota of 5 creations in
+/// progress per organization; by default one below it, so another tool's creation still fits.
+#[derive(Debug, Clone, Copy)]
+pub struct AtOnce(pub usize);
+
+impl Default for AtOnce {
+    fn default() -> Self {
+        AtOnce(4)
+    }
+}
 
 /// An account the plan creates.
 struct NewAccount {

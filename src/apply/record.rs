@@ -1,12 +1,14 @@
-//! What apply remembers in AWS about where this estate keeps portfolios: a tag per hub account
-//! on the organization root (`tags::hub_record_key`). Plans read portfolios only in the
+//! What apply remembers in AWS, as tags on the organization root: where this estate keeps
+//! portfolios (a tag per hub account, `tags::hub_record_key`: plans read portfolios only in the
 //! manifest's hubs and the recorded ones, and so still find those of a hub that left the
-//! manifest, without visiting every account.
+//! manifest, without visiting every account), and its generation (`tags::generation_key`: how
+//! an apply holding its locks tells, in one call, that another apply ran since it read live).
 
 use crate::aws::{Aws, AwsError};
+use crate::live::read::{generation_of, root_tags};
 use crate::live::{AccountState, LiveState};
 use crate::plan::catalog::DesiredPortfolio;
-use crate::tags::{TAG_MANAGED_BY, hub_record_key};
+use crate::tags::{TAG_MANAGED_BY, generation_key, hub_record_key};
 use aws_sdk_organizations::types::Tag;
 use std::collections::BTreeSet;
 
@@ -82,5 +84,33 @@ pub async fn retire_hubs(
         .send()
         .await
         .map_err(|e| AwsError::call("Organizations.UntagResource", e))?;
+    Ok(())
+}
+
+/// Whether an apply of `estate` started or finished since `live` was read: the generation on
+/// the root moved (one call). Asked with the locks held, when no other apply of these scopes
+/// can move it.
+pub async fn generation_moved(aws: &Aws, live: &LiveState, estate: &str) -> Result<bool, AwsError> {
+    let tags = root_tags(aws, &live.root_id).await?;
+    Ok(generation_of(&tags, estate) != live.generation)
+}
+
+/// Writes a new generation of `estate` (one call): before an apply changes anything, and
+/// again when it ends, so an apply that read live during this one is refused at its locks.
+pub async fn next_generation(aws: &Aws, root_id: &str, estate: &str) -> Result<(), AwsError> {
+    let value = format!("{:x}", super::lock::rand_token());
+    aws.organizations()
+        .tag_resource()
+        .resource_id(root_id)
+        .tags(
+            Tag::builder()
+                .key(generation_key(estate))
+                .value(value)
+                .build()
+                .expect("key and value are set"),
+        )
+        .send()
+        .await
+        .map_err(|e| AwsError::call("Organizations.TagResource", e))?;
     Ok(())
 }

@@ -33,4 +33,8 @@ pub struct Report {
     pub failures: Vec<StepFailure>,
     /// AWS stack-set operations started, by stack set.
     pub operations: BTreeMap<String, Vec<String>>,
+    /// The floor of the one live read this apply made (`live::floor`): `--stats` prints it
+    /// beside the calls.
+    #[serde(skip)]
+    pub read_floor: BTreeMap<&'static str, u64>,
 }

@@ -7,6 +7,7 @@ use super::error::ApplyError;
 use super::lock::{Lock, REFRESH_EVERY};
 use super::options::Options;
 use super::progress::{Event, Progress};
+use super::record;
 use super::report::Report;
 use crate::aws::wait::Polling;
 use crate::aws::{Aws, AwsError};
@@ -30,6 +31,8 @@ pub struct Request {
     pub skip_promotion_check: bool,
     /// Independent stack sets worked on at once.
     pub parallelism: usize,
+    /// Accounts created (or moved) at once (AWS allows 5 creations in progress).
+    pub accounts_at_once: usize,
     pub polling: Polling,
     /// Who holds the locks (user, host, process), shown to whoever finds them taken.
     pub holder: String,
@@ -186,6 +189,10 @@ where
         _ = refresh => unreachable!("the refresh loop never ends"),
         _ = stopped(stop) => None,
     };
+    // Ended (or stopped): an apply that read live while this one worked must not act on it.
+    if let Err(e) = record::next_generation(aws, &live.root_id, m.name()).await {
+        tracing::warn!("could not record the end of this apply on the organization root: {e}");
+    }
     for l in locks {
         if let Err(e) = l.release().await {
             tracing::warn!("could not release the apply lock: {e}");
@@ -197,11 +204,14 @@ where
             started: true,
             done,
         },
-        Some(Ok(report)) => Outcome::Applied {
-            report,
-            gate,
-            conflict,
-        },
+        Some(Ok(mut report)) => {
+            report.read_floor = crate::live::floor::floor(&plan::read_options(m), &live);
+            Outcome::Applied {
+                report,
+                gate,
+                conflict,
+            }
+        }
         Some(Err(error)) if done == 0 => return Err(error),
         Some(Err(error)) => Outcome::PartlyApplied { done, error },
     })
@@ -239,12 +249,16 @@ async fn lock(
             }
         }
     }
-    // Another apply may have finished between the read and the lock: act only on what was
-    // planned from, or stop.
-    let stale = match read(aws, &plan::read_options(m)).await {
-        Ok(fresh) if fresh.fingerprint() == live.fingerprint() => None,
-        Ok(_) => Some(Ok(Outcome::Refused(
-            "live state changed while this apply was getting ready (another apply?); nothing was changed; run it again".into(),
+    // Another apply may have run between the read and the locks: act only on what was
+    // planned from, or stop. Every apply moves the generation when it starts and when it
+    // ends, so one tag tells; a full second read would cost as much as the first.
+    let stale = match record::generation_moved(aws, live, m.name()).await {
+        Ok(false) => match record::next_generation(aws, &live.root_id, m.name()).await {
+            Ok(()) => None,
+            Err(e) => Some(Err(e.into())),
+        },
+        Ok(true) => Some(Ok(Outcome::Refused(
+            "another apply ran since live state was read; nothing was changed; run it again".into(),
         ))),
         Err(e) => Some(Err(e.into())),
     };
@@ -529,8 +543,16 @@ async fn converge(
 ) -> Result<Report, RunError> {
     let polling = req.polling;
     let region = &m.estate.spec.home_region;
-    let mut done =
-        super::organization::organization(aws, plan, live, m.name(), polling, progress).await?;
+    let mut done = super::organization::organization(
+        aws,
+        plan,
+        live,
+        m.name(),
+        super::organization::AtOnce(req.accounts_at_once),
+        polling,
+        progress,
+    )
+    .await?;
     let (plan, live) = if done.is_empty() {
         (plan.clone(), live.clone())
     } else {

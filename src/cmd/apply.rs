@@ -24,6 +24,7 @@ pub struct Args {
     pub allow_delete: bool,
     pub skip_promotion_check: bool,
     pub parallelism: usize,
+    pub accounts_at_once: usize,
 }
 
 pub fn run(g: &Global, args: &Args) -> Result<i32> {
@@ -47,12 +48,12 @@ pub fn run(g: &Global, args: &Args) -> Result<i32> {
     // A prompt interrupted by a signal leaves its stdin read running: do not wait for it.
     rt.shutdown_background();
     let (aws, outcome) = result?;
-    if args.live.stats && matches!(outcome, Outcome::Applied { .. }) {
-        let stats = aws.stats().snapshot();
-        eprintln!("AWS API calls: {}", stats.values().sum::<u64>());
-        for (op, n) in &stats {
-            eprintln!("  {op:<48} {n}");
-        }
+    if let (true, Outcome::Applied { report, .. }) = (args.live.stats, &outcome) {
+        let calls = aws.stats().snapshot();
+        eprint!(
+            "{}",
+            estate::live::floor::stats_lines(&calls, &report.read_floor)
+        );
     }
     print_outcome(g, outcome)
 }
@@ -72,6 +73,7 @@ pub(crate) async fn apply(
         allow_delete: args.allow_delete,
         skip_promotion_check: args.skip_promotion_check,
         parallelism: args.parallelism,
+        accounts_at_once: args.accounts_at_once,
         polling: polling(),
         holder: format!(
             "{}@{} pid {}",

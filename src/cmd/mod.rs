@@ -71,6 +71,10 @@ enum Command {
         /// Stack sets worked on at once.
         #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
         parallelism: u16,
+        /// Accounts created (or moved) at once; AWS allows 5 creations in progress per
+        /// organization, so leave room when other tools create accounts too.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(1..=5))]
+        accounts_at_once: u8,
     },
     /// Compare live AWS state with the manifest: out-of-band changes, orphans, conflicts.
     /// Exit 0: clean; 2: drift; 1: error.
@@ -127,6 +131,10 @@ enum Command {
         /// Stack sets worked on at once.
         #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
         parallelism: u16,
+        /// Accounts created (or moved) at once; AWS allows 5 creations in progress per
+        /// organization, so leave room when other tools create accounts too.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(1..=5))]
+        accounts_at_once: u8,
     },
     /// Print a shell completion script: `estate completions bash > /etc/bash_completion.d/estate`.
     Completions {
@@ -240,6 +248,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             allow_delete,
             skip_promotion_check,
             parallelism,
+            accounts_at_once,
         } => apply::run(
             &cli.global,
             &apply::Args {
@@ -249,6 +258,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 allow_delete,
                 skip_promotion_check,
                 parallelism: usize::from(parallelism),
+                accounts_at_once: usize::from(accounts_at_once),
             },
         ),
         Command::Watch { live, debounce } => {
@@ -262,6 +272,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             once,
             allow_delete,
             parallelism,
+            accounts_at_once,
         } => reconcile::reconcile(
             &cli.global,
             &reconcile::ReconcileArgs {
@@ -272,6 +283,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 once,
                 allow_delete,
                 parallelism: usize::from(parallelism),
+                accounts_at_once: usize::from(accounts_at_once),
             },
         ),
         Command::Unlock { live, scope, force } => {

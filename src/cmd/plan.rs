@@ -90,10 +90,11 @@ pub(super) fn show(
     }
     let rt = runtime()?;
     let mut failed_detections = std::collections::BTreeMap::new();
-    let (plan, aws) = rt.block_on(async {
+    let (plan, aws, floor) = rt.block_on(async {
         let aws = connect(&m, args, Acting::Reading).await?;
         let opts = estate::plan::read_options(&m);
         let mut live = estate::live::read::read(&aws, &opts).await?;
+        let floor = estate::live::floor::floor(&opts, &live);
         if detect {
             let envs = estate::plan::environments(&m, &args.envs)?;
             let names: Vec<String> = live
@@ -113,7 +114,7 @@ pub(super) fn show(
             failed_detections = detections.failed;
         }
         let plan = estate::plan::make(&m, &live, &args.envs)?;
-        anyhow::Ok((plan, aws))
+        anyhow::Ok((plan, aws, floor))
     })?;
     let mut plan = match mode {
         Mode::Plan => plan,
@@ -134,11 +135,7 @@ pub(super) fn show(
     let rendered = render_plan(g.format, &plan, mode);
     std::io::stdout().write_all(rendered.as_bytes())?;
     if args.stats {
-        let total: u64 = stats.values().sum();
-        eprintln!("AWS API calls: {total}");
-        for (op, n) in &stats {
-            eprintln!("  {op:<48} {n}");
-        }
+        eprint!("{}", estate::live::floor::stats_lines(&stats, &floor));
     }
     // The report is printed whole; a stack set that could not be checked makes it incomplete.
     for (set, why) in &failed_detections {

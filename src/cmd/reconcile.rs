@@ -20,6 +20,7 @@ pub struct ReconcileArgs {
     pub once: bool,
     pub allow_delete: bool,
     pub parallelism: usize,
+    pub accounts_at_once: usize,
 }
 
 /// `30s`, `5m`, `1h`, or plain seconds.
@@ -257,6 +258,7 @@ async fn cycle(g: &Global, args: &ReconcileArgs, workdir: &Path, stop: Stop) -> 
         allow_delete: args.allow_delete,
         skip_promotion_check: false,
         parallelism: args.parallelism,
+        accounts_at_once: args.accounts_at_once,
     };
     match apply_cmd::apply(&at_commit, &apply_args, &m, None, stop).await {
         Ok((_, applied)) => {

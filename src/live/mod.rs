@@ -5,6 +5,7 @@
 
 pub mod catalog;
 pub mod drift;
+pub mod floor;
 pub mod read;
 
 use serde::{Deserialize, Serialize};
@@ -49,6 +50,10 @@ pub struct LiveState {
     /// apply): read for portfolios even when no manifest portfolio names them.
     #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
     pub portfolio_hub_record: std::collections::BTreeSet<String>,
+    /// This estate's generation on the organization root (`None`: never applied, or by a
+    /// version before generations): changed by every apply before it changes anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<String>,
     /// Pipelines' source bundles present in their artifact buckets, as `bucket/key`.
     #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
     pub pipeline_sources: std::collections::BTreeSet<String>,
@@ -179,11 +184,14 @@ pub struct LiveInstance {
     /// Read only where the manifest gives overrides (one DescribeStackInstance each);
     /// `None` means not read.
     pub overrides: Option<BTreeMap<String, String>>,
-    /// Set when the last drift detection found the instance's stack DRIFTED.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Set when the last drift detection found the instance's stack DRIFTED. Never
+    /// serialized: the state is serialized only for its fingerprint, which leaves resource
+    /// drift out (see `LiveState::fingerprint`).
+    #[serde(default, skip_serializing)]
     pub drift: Option<InstanceDrift>,
-    /// The last stack-set operation on the instance (a drift detection is one).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The last stack-set operation on the instance (a drift detection is one). Never
+    /// serialized, as `drift`.
+    #[serde(default, skip_serializing)]
     pub last_operation: Option<String>,
 }
 
@@ -252,19 +260,29 @@ impl LiveState {
     }
 
     /// A digest of the whole state, so a saved plan can tell whether live changed since.
-    /// Digest of what apply acts on. Resource drift is left out: apply never reads it, and a
-    /// drift detection between `plan --out` and `apply --plan` must not make the plan stale.
+    /// Digest of what apply acts on. Resource drift and the last operation are left out (never
+    /// serialized): apply never reads drift, and a detection is an operation, so a drift
+    /// detection between `plan --out` and `apply --plan` must not make the plan stale.
+    /// Streamed into the hash: 100,000 instances are neither cloned nor held as text.
     pub fn fingerprint(&self) -> String {
-        let mut acted_on = self.clone();
-        for set in acted_on.stack_sets.values_mut() {
-            for i in set.instances.iter_mut().flatten() {
-                i.drift = None;
-                // A detection is an operation too: it must not make a saved plan stale.
-                i.last_operation = None;
+        /// The JSON text goes straight into the hash.
+        struct Hashing(Sha256);
+        impl std::io::Write for Hashing {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.update(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
             }
         }
-        let json = serde_json::to_vec(&acted_on).expect("live state serializes");
-        format!("sha256:{}", hex::encode(Sha256::digest(json)))
+        // Buffered: serde_json writes a few bytes at a time.
+        let mut hashing = std::io::BufWriter::with_capacity(1 << 16, Hashing(Sha256::new()));
+        serde_json::to_writer(&mut hashing, self).expect("live state serializes");
+        let Ok(Hashing(hash)) = hashing.into_inner() else {
+            unreachable!("writing into a hash never fails")
+        };
+        format!("sha256:{}", hex::encode(hash.finalize()))
     }
 
     pub fn unit_by_path(&self, path: &str) -> Option<&LiveUnit> {
@@ -370,4 +388,38 @@ pub struct UnmanagedPortfolio {
     pub id: String,
     pub account: String,
     pub display_name: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(status: &str, drift: bool, operation: &str) -> LiveState {
+        let instance = serde_json::json!({
+            "account": "111111111111", "region": "us-east-1", "status": status,
+            "statusReason": null, "overrides": null, "lastOperation": operation,
+            "drift": drift.then(|| serde_json::json!({"lastChecked": "2026-12-01"})),
+        });
+        serde_json::from_value(serde_json::json!({
+            "managementAccount": "000000000000", "rootId": "r-1", "units": [], "accounts": [],
+            "stackSets": {"s": {
+                "name": "s", "description": null, "templateBody": "{}", "parameters": {},
+                "capabilities": [], "tags": {}, "permissionModel": "SELF_MANAGED",
+                "administrationRoleArn": null, "executionRoleName": null,
+                "autoDeployment": null, "instances": [instance],
+            }},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_fingerprint_leaves_out_drift_and_the_last_operation_only() {
+        let base = state("CURRENT", false, "op-1").fingerprint();
+        assert!(
+            base.starts_with("sha256:") && base.len() == 7 + 64,
+            "{base}"
+        );
+        assert_eq!(state("CURRENT", true, "op-2").fingerprint(), base);
+        assert_ne!(state("OUTDATED", false, "op-1").fingerprint(), base);
+    }
 }

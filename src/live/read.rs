@@ -66,7 +66,7 @@ pub async fn read(aws: &Aws, opts: &ReadOptions) -> Result<LiveState, AwsError> 
     let root_id = root_id(aws).await.map_err(not_management)?;
 
     let (units, accounts) = read_tree(aws, &root_id).await?;
-    let portfolio_hub_record = hub_record(aws, &root_id, &opts.estate).await?;
+    let (portfolio_hub_record, generation) = root_record(aws, &root_id, &opts.estate).await?;
 
     let stack_sets = read_stack_sets(aws, opts).await?;
     let mut state = LiveState {
@@ -79,6 +79,7 @@ pub async fn read(aws: &Aws, opts: &ReadOptions) -> Result<LiveState, AwsError> 
         stack_sets,
         portfolios: Vec::new(),
         portfolio_hub_record,
+        generation,
         catalog_organizations_access: None,
         catalog_delegated_admins: None,
         unmanaged_portfolios: Vec::new(),
@@ -360,18 +361,26 @@ pub async fn root_tags(aws: &Aws, root_id: &str) -> Result<Vec<(String, String)>
     Ok(tags)
 }
 
-/// The accounts the organization root records as portfolio hubs of `estate`.
-async fn hub_record(
+/// What the organization root records for `estate` (one call): the accounts that are its
+/// portfolio hubs, and its generation (see `tags::generation_key`).
+async fn root_record(
     aws: &Aws,
     root_id: &str,
     estate: &str,
-) -> Result<std::collections::BTreeSet<String>, AwsError> {
-    Ok(root_tags(aws, root_id)
-        .await?
+) -> Result<(std::collections::BTreeSet<String>, Option<String>), AwsError> {
+    let tags = root_tags(aws, root_id).await?;
+    let hubs = tags
         .iter()
         .filter_map(|(key, _)| crate::tags::hub_of_record(estate, key))
         .map(str::to_string)
-        .collect())
+        .collect();
+    Ok((hubs, generation_of(&tags, estate)))
+}
+
+/// `estate`'s generation among the root's tags.
+pub fn generation_of(tags: &[(String, String)], estate: &str) -> Option<String> {
+    let key = crate::tags::generation_key(estate);
+    tags.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone())
 }
 
 /// Portfolios in the manifest's hubs and the recorded ones that exist, and the recipients of

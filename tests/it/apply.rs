@@ -4,7 +4,9 @@
 use crate::support::builders::{edit_all, example, prune};
 use crate::support::emulator::{TestAccount, management_account, s3, stack_instances};
 use crate::support::mocks::fast;
-use crate::support::run::{apply, change_fields, json_changes, process, pty_process, run, texts};
+use crate::support::run::{
+    apply, change_fields, json_changes, process, pty_process, run, stats_of, texts,
+};
 use std::path::Path;
 
 /// `estate apply . --auto-approve` running in the background, its log lines on a pipe.
@@ -840,9 +842,17 @@ async fn independent_stack_sets_run_at_most_parallelism_at_once() {
             .await
             .unwrap();
         let p = plan::make(&m, &live, &[]).unwrap();
-        let done = apply::organization(&aws, &p, &live, m.name(), fast(), &apply::Silent)
-            .await
-            .unwrap();
+        let done = apply::organization(
+            &aws,
+            &p,
+            &live,
+            m.name(),
+            apply::AtOnce::default(),
+            fast(),
+            &apply::Silent,
+        )
+        .await
+        .unwrap();
         assert_eq!(texts(&done), ["account:tools"]);
         let live = estate::live::read::read(&aws, &plan::read_options(&m))
             .await
@@ -929,4 +939,103 @@ async fn a_conflict_fails_loudly_and_stops_apply_at_its_environment() {
     );
     let (code, out, _) = run(&account, dir.path(), &["drift", "."]);
     assert_eq!(code, 2, "{out}");
+}
+
+/// The cost of a small change: one full read of live (the check after the locks is the
+/// generation tag, not a second read) and one UpdateStackSet.
+#[tokio::test]
+async fn an_apply_that_changes_one_template_reads_live_once_and_updates_once() {
+    let account = management_account().await;
+    let dir = example("ml-platform");
+    let (code, out) = crate::support::run::apply_all(&account, dir.path(), &["--env", "staging"]);
+    assert_eq!(code, 0, "{out}");
+    edit_all(
+        dir.path(),
+        "templates/model-execution-role.yaml",
+        "Role the model pipeline",
+        "The role the model pipeline",
+    );
+    let (code, out, err) = apply(&account, dir.path(), &["--env", "staging", "--stats"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let stats = stats_of(&err);
+    for (op, n) in [
+        // A full read starts with these, once each.
+        ("Organizations.DescribeOrganization", 1),
+        ("Organizations.ListRoots", 1),
+        ("CloudFormation.ListStackSets", 1),
+        ("CloudFormation.UpdateStackSet", 1),
+    ] {
+        assert_eq!(stats.get(op), Some(&n), "{op}: {stats:#?}");
+    }
+}
+
+/// An apply that ran between this one's read and its locks moved the generation: this one is
+/// refused before changing anything; without it, the same apply goes ahead.
+#[tokio::test]
+async fn an_apply_refuses_when_another_ran_since_its_read() {
+    use estate::apply::run::{Outcome, Request, run as apply_run};
+    let account = management_account().await;
+    let dir = example("ml-platform");
+    let m = crate::support::builders::manifest(dir.path());
+    let aws =
+        estate::aws::Aws::from_config(account.config.clone(), "OrganizationAccountAccessRole");
+    let request = Request {
+        saved: None,
+        environments: vec!["staging".into()],
+        allow_delete: false,
+        skip_promotion_check: true,
+        parallelism: 2,
+        accounts_at_once: 4,
+        polling: fast(),
+        holder: "test".into(),
+    };
+    let (_keep, stop) = tokio::sync::watch::channel(false);
+    let org = aws_sdk_organizations::Client::new(&account.config);
+    // While this apply waits for its confirmation, another one starts (its first write).
+    let other_apply = async |_: &estate::plan::Plan| {
+        org.tag_resource()
+            .resource_id(&account.root_id)
+            .tags(
+                aws_sdk_organizations::types::Tag::builder()
+                    .key("estate-generation:ml-platform")
+                    .value("another-apply")
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        Ok(())
+    };
+    let outcome = apply_run(
+        &aws,
+        &m,
+        &request,
+        other_apply,
+        &estate::apply::Silent,
+        stop.clone(),
+    )
+    .await
+    .unwrap();
+    let Outcome::Refused(why) = outcome else {
+        panic!("not refused: {outcome:?}");
+    };
+    assert!(why.contains("another apply ran"), "{why}");
+    assert_eq!(
+        account.ids().await.len(),
+        1,
+        "nothing created but the management account"
+    );
+
+    let outcome = apply_run(
+        &aws,
+        &m,
+        &request,
+        async |_: &estate::plan::Plan| Ok(()),
+        &estate::apply::Silent,
+        stop,
+    )
+    .await
+    .unwrap();
+    assert!(matches!(outcome, Outcome::Applied { .. }), "{outcome:?}");
 }

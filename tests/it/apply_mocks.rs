@@ -989,9 +989,17 @@ async fn a_new_account_is_created_then_moved_from_the_root_into_its_unit() {
         }],
     );
 
-    let done = apply::organization(&aws, &plan, &live, "e", fast(), &apply::Silent)
-        .await
-        .unwrap();
+    let done = apply::organization(
+        &aws,
+        &plan,
+        &live,
+        "e",
+        apply::AtOnce::default(),
+        fast(),
+        &apply::Silent,
+    )
+    .await
+    .unwrap();
 
     assert_eq!(texts(&done), ["account:ml-dev"]);
     let moves = moves.lock().unwrap();
@@ -1021,9 +1029,17 @@ async fn create_new_accounts(
         root_id: "r-root".into(),
         ..Default::default()
     };
-    apply::organization(aws, &new_account_plan(names), &live, "e", fast(), progress)
-        .await
-        .map(|done| texts(&done))
+    apply::organization(
+        aws,
+        &new_account_plan(names),
+        &live,
+        "e",
+        apply::AtOnce::default(),
+        fast(),
+        progress,
+    )
+    .await
+    .map(|done| texts(&done))
 }
 
 fn new_account(name: &str, unit: &str) -> estate::plan::Side {

@@ -180,10 +180,9 @@ async fn a_just_created_account_is_reached_after_retries() {
 
     let (code, out) = apply(&account, dir.path(), &["--stats"]);
     assert_eq!(code, 0, "{out}");
-    let assumes: u64 = out
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("STS.AssumeRole"))
-        .and_then(|n| n.trim().parse().ok())
+    let assumes = crate::support::run::stats_of(&out)
+        .get("STS.AssumeRole")
+        .copied()
         .unwrap_or_default();
     // tools (the hub) and data-science (the recipient), at least one refusal each.
     assert!(assumes > 2, "{assumes} AssumeRole calls:\n{out}");

@@ -395,14 +395,10 @@ async fn a_stack_set_parameter_changed_out_of_band_shows_as_drift() {
     let (code, text, stats) = run(&account, dir.path(), &["drift", ".", "--stats"]);
     assert_eq!(code, 0, "{text}");
     let detections = |stats: &str| {
-        stats
-            .lines()
-            .find(|l| {
-                l.trim_start()
-                    .starts_with("CloudFormation.DetectStackSetDrift")
-            })
-            .and_then(|l| l.split_whitespace().last())
-            .map_or(0, |n| n.parse::<u32>().unwrap())
+        crate::support::run::stats_of(stats)
+            .get("CloudFormation.DetectStackSetDrift")
+            .copied()
+            .unwrap_or(0)
     };
     assert_eq!(detections(&stats), 2, "{stats}");
     let (code, text, stats) = run(

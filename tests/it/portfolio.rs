@@ -188,6 +188,19 @@ async fn a_manifest_without_portfolios_never_calls_service_catalog_or_enters_an_
         .filter(|op| op.starts_with("ServiceCatalog.") || *op == "STS.AssumeRole")
         .collect();
     assert!(entered.is_empty(), "{stats:?}");
+    // The read costs exactly its floor, which `--stats` prints beside every operation.
+    let (code, out, err) = run(&account, dir.path(), &["plan", ".", "--stats"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let table: Vec<Vec<&str>> = err
+        .lines()
+        .skip_while(|l| !l.starts_with("AWS API calls"))
+        .skip(2)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert!(table.len() > 10, "{err}");
+    for row in table {
+        assert_eq!(row[1], row[2], "calls and floor of {}: {err}", row[0]);
+    }
 }
 
 #[tokio::test]

@@ -156,3 +156,15 @@ pub fn address_actions(changes: &[Change]) -> Vec<(String, Action)> {
         .zip(changes.iter().map(|c| c.action))
         .collect()
 }
+
+/// The calls `--stats` printed on stderr (`  Service.Operation  calls  floor`), by operation.
+pub fn stats_of(err: &str) -> std::collections::BTreeMap<String, u64> {
+    err.lines()
+        .skip_while(|l| !l.starts_with("AWS API calls"))
+        .skip(1)
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            Some((words.next()?.to_string(), words.next()?.parse().ok()?))
+        })
+        .collect()
+}
