@@ -17,6 +17,9 @@ FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates git \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --create-home estate
+# The checkout mounted at /work belongs to the host's user, not uid 10001: git and libgit2
+# refuse such a repository (CVE-2022-24765) unless trusted. /work alone is trusted.
+RUN git config --system --add safe.directory /work
 COPY --from=build /src/target/release/estate /usr/local/bin/estate
 USER estate
 WORKDIR /work

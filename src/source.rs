@@ -20,6 +20,13 @@ pub enum SourceError {
         #[source]
         source: git2::Error,
     },
+    /// libgit2, as git, refuses a repository another user owns (CVE-2022-24765): in a
+    /// container the mounted checkout belongs to the host's user. It is opened only once
+    /// trusted explicitly, as git does it.
+    #[error(
+        "{dir} is in a Git repository owned by another user, which git and estate refuse to read unless it is trusted: if you trust it, run `git config --global --add safe.directory {repo}` (the estate container image trusts /work)"
+    )]
+    NotTrusted { dir: PathBuf, repo: String },
     #[error("cannot resolve git ref `{reference}`: {source}")]
     BadRef {
         reference: String,
@@ -30,6 +37,37 @@ pub enum SourceError {
     Git(#[from] git2::Error),
     #[error("{0} is outside the repository")]
     OutsideRepository(String),
+}
+
+/// The repository enclosing `dir`, or why not: a repository another user owns is
+/// [`SourceError::NotTrusted`] unless git's `safe.directory` names it.
+pub fn open_repository(dir: &Path) -> Result<git2::Repository, SourceError> {
+    git2::Repository::discover(dir).map_err(|source| {
+        if source.code() == git2::ErrorCode::Owner {
+            not_trusted(dir, &source)
+        } else {
+            SourceError::NoRepository {
+                dir: dir.to_path_buf(),
+                source,
+            }
+        }
+    })
+}
+
+/// The repository's path, as `safe.directory` takes it: libgit2 names it in its message
+/// ("repository path '/work/' is not owned by current user").
+fn not_trusted(dir: &Path, e: &git2::Error) -> SourceError {
+    let repo = e
+        .message()
+        .split('\'')
+        .nth(1)
+        .map(|p| p.trim_end_matches('/').to_string())
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| dir.display().to_string());
+    SourceError::NotTrusted {
+        dir: dir.to_path_buf(),
+        repo,
+    }
 }
 
 /// Most symbolic links followed to reach one file of a commit: real trees chain one or two.
@@ -93,7 +131,16 @@ impl ManifestSource {
                     .unwrap_or(false);
                 (commit, dirty)
             }
-            Err(_) => (None, false),
+            // Not trusted: read as plain files, paths held to the manifest folder, no commit.
+            Err(e) => {
+                if e.code() == git2::ErrorCode::Owner {
+                    tracing::warn!(
+                        "{}",
+                        not_trusted(dir, &e).to_string().replace("--git-ref ", "")
+                    );
+                }
+                (None, false)
+            }
         };
         Ok(ManifestSource {
             display_root: dir.to_path_buf(),
@@ -108,10 +155,7 @@ impl ManifestSource {
 
     /// The tree of `reference` (branch, tag, sha, `HEAD~1`...) in the repository enclosing `dir`.
     pub fn git_ref(dir: &Path, reference: &str) -> Result<Self, SourceError> {
-        let repo = git2::Repository::discover(dir).map_err(|source| SourceError::NoRepository {
-            dir: dir.to_path_buf(),
-            source,
-        })?;
+        let repo = open_repository(dir)?;
         let object = repo
             .revparse_single(reference)
             .map_err(|source| SourceError::BadRef {

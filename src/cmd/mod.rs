@@ -13,7 +13,7 @@ mod unlock;
 mod watch;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use context::{Global, LiveArgs, color_enabled, exit};
 use estate::manifest::schema;
 use estate::render::Mode;
@@ -164,6 +164,14 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Print a shell completion script: `estate completions bash > /etc/bash_completion.d/estate`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `estate man > /usr/local/share/man/man1/estate.1`.
+    Man,
     /// Print the JSON Schema of manifest documents (for editors and CI), or with --plan of the
     /// JSON plan.
     Schema {
@@ -177,8 +185,17 @@ enum Command {
 }
 
 pub fn run() -> i32 {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (m, cli)));
+    let cli = match parsed {
+        Ok((matches, cli)) => {
+            if let Some(why) = misplaced(&matches) {
+                eprintln!("error: {why}");
+                return exit::USAGE;
+            }
+            cli
+        }
         Err(e) => {
             let code = if e.use_stderr() {
                 exit::USAGE
@@ -197,6 +214,34 @@ pub fn run() -> i32 {
             exit::ERROR
         }
     }
+}
+
+/// A flag given to a command it does nothing for: a usage error rather than silently ignored.
+/// The global flags are accepted everywhere by the parser; here each says where it acts.
+fn misplaced(matches: &clap::ArgMatches) -> Option<String> {
+    let (command, sub) = matches.subcommand()?;
+    let given = |id: &str| {
+        sub.try_get_raw(id).is_ok_and(|v| v.is_some())
+            && sub.value_source(id) == Some(clap::parser::ValueSource::CommandLine)
+    };
+    let unused: &[(&str, &[&str])] = &[
+        // watch follows the working tree, reconcile its branch.
+        (
+            "git_ref",
+            &["watch", "reconcile", "completions", "man", "schema"],
+        ),
+        ("format", &["unlock", "completions", "man", "schema"]),
+        ("stats", &["watch", "reconcile", "unlock"]),
+    ];
+    unused
+        .iter()
+        .find(|(id, commands)| commands.contains(&command) && given(id))
+        .map(|(id, _)| {
+            format!(
+                "--{} does nothing for `estate {command}`",
+                id.replace('_', "-")
+            )
+        })
 }
 
 fn init_logging(g: &Global) {
@@ -292,6 +337,19 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 force,
             },
         ),
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "estate", &mut out);
+            std::io::stdout().write_all(&out)?;
+            Ok(exit::OK)
+        }
+        Command::Man => {
+            let mut out = Vec::new();
+            man_page(&mut out)?;
+            std::io::stdout().write_all(&out)?;
+            Ok(exit::OK)
+        }
         Command::Schema { plan, generate } => {
             let text = match (plan, generate) {
                 (false, true) => schema::generate_text(),
@@ -303,6 +361,41 @@ fn dispatch(cli: Cli) -> Result<i32> {
             Ok(exit::OK)
         }
     }
+}
+
+/// estate(1), with a section per subcommand (its options and exit codes as `--help` says
+/// them) and the exit codes of the contract.
+fn man_page(out: &mut Vec<u8>) -> std::io::Result<()> {
+    let cmd = Cli::command();
+    let man = clap_mangen::Man::new(cmd.clone());
+    man.render_title(out)?;
+    man.render_name_section(out)?;
+    man.render_synopsis_section(out)?;
+    man.render_description_section(out)?;
+    man.render_options_section(out)?;
+    man.render_subcommands_section(out)?;
+    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+        let name = sub.get_name();
+        let mut roff = clap_mangen::roff::Roff::new();
+        roff.control("SH", [format!("ESTATE {}", name.to_uppercase()).as_str()]);
+        out.extend_from_slice(roff.to_roff().as_bytes());
+        let sub = sub.clone().bin_name(format!("estate {name}"));
+        let man = clap_mangen::Man::new(sub);
+        man.render_synopsis_section(out)?;
+        man.render_description_section(out)?;
+        man.render_options_section(out)?;
+    }
+    let mut roff = clap_mangen::roff::Roff::new();
+    roff.control("SH", ["EXIT STATUS"]);
+    roff.text([clap_mangen::roff::roman(
+        "0 success (plan: no changes; drift: clean; reconcile --once: in sync or applied); \
+         1 error, invalid manifest, refusal, conflict or failed instances; \
+         2 plan: changes or conflicts, drift: drift, reconcile --once: changes pending approval; \
+         64 usage error.",
+    )]);
+    out.extend_from_slice(roff.to_roff().as_bytes());
+    man.render_version_section(out)?;
+    Ok(())
 }
 
 /// `300ms` or `2s`.

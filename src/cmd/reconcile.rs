@@ -101,14 +101,12 @@ struct Cycle {
 }
 
 pub fn reconcile(g: &Global, args: &ReconcileArgs) -> Result<i32> {
-    if g.git_ref.is_some() {
-        bail!("reconcile follows --branch; --git-ref does not apply to it");
-    }
-    let repo = git2::Repository::discover(&args.live.dir).with_context(|| {
-        format!(
+    let repo = estate::source::open_repository(&args.live.dir).map_err(|e| match e {
+        estate::source::SourceError::NoRepository { .. } => anyhow!(
             "reconcile needs {} to be inside a Git repository",
             args.live.dir.display()
-        )
+        ),
+        other => other.into(),
     })?;
     if let Some(remote) = &args.remote {
         repo.find_remote(remote)
@@ -358,7 +356,7 @@ async fn fetch(workdir: &Path, remote: &str, branch: &str) -> Result<()> {
 
 /// The commit the followed branch points at now.
 fn head_of(dir: &Path, branch: &str, remote: Option<&str>) -> Result<String> {
-    let repo = git2::Repository::discover(dir)?;
+    let repo = estate::source::open_repository(dir)?;
     let name = match remote {
         Some(r) => format!("refs/remotes/{r}/{branch}"),
         None => format!("refs/heads/{branch}"),

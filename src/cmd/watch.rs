@@ -20,9 +20,6 @@ pub struct WatchArgs {
 
 /// Re-plans on every change to the manifest folder or a template it uses, until stopped.
 pub fn watch(g: &Global, args: &WatchArgs) -> Result<i32> {
-    if g.git_ref.is_some() {
-        bail!("watch follows the working tree; --git-ref does not apply to it");
-    }
     let dir = std::fs::canonicalize(&args.live.dir)
         .with_context(|| format!("{} is not a directory", args.live.dir.display()))?;
     let rt = runtime()?;

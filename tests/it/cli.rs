@@ -328,3 +328,158 @@ fn colour_only_on_a_terminal_and_never_with_no_color() {
     let empty = on_a_terminal(&format!("validate {broken}"), Some(""));
     assert!(empty.contains("\x1b[31m"), "{empty:?}");
 }
+
+/// Shell completions name every subcommand and their flags; an unknown shell is a usage error.
+#[test]
+fn completions_cover_every_subcommand() {
+    for (shell, mark) in [
+        ("bash", "complete -F _estate"),
+        ("zsh", "#compdef estate"),
+        ("fish", "complete -c estate"),
+    ] {
+        let out = estate().args(["completions", shell]).output().unwrap();
+        assert!(out.status.success(), "{shell}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.contains(mark), "{shell}: {text}");
+        for word in [
+            "validate",
+            "plan",
+            "apply",
+            "drift",
+            "reconcile",
+            "allow-delete",
+        ] {
+            assert!(text.contains(word), "{shell} completes {word}");
+        }
+    }
+    estate().args(["completions", "tcsh"]).assert().code(64);
+}
+
+/// The man page is roff with a section per subcommand and the exit codes of the contract.
+#[test]
+fn the_man_page_documents_every_subcommand_and_the_exit_codes() {
+    let out = estate().arg("man").output().unwrap();
+    assert!(out.status.success());
+    let roff = String::from_utf8(out.stdout).unwrap();
+    assert!(roff.contains(".TH estate 1"), "{roff}");
+    for sub in [
+        "VALIDATE",
+        "PLAN",
+        "APPLY",
+        "DRIFT",
+        "RECONCILE",
+        "UNLOCK",
+        "SCHEMA",
+    ] {
+        assert!(roff.contains(&format!(".SH \"ESTATE {sub}\"")), "{sub}");
+    }
+    assert!(roff.contains(".SH \"EXIT STATUS\""));
+    assert!(roff.contains("64 usage error"));
+    // `man` reads it: formatted, it holds no roff errors (groff prints them on stderr).
+    if Path::new("/usr/bin/groff").exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let page = dir.path().join("estate.1");
+        std::fs::write(&page, &roff).unwrap();
+        let out = std::process::Command::new("groff")
+            .args(["-man", "-Tutf8", "-ww"])
+            .arg(&page)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    }
+}
+
+/// A checkout owned by another user (the container's case: the host's files, uid 10001
+/// reading them) is refused with how to trust it, and read once git's `safe.directory` names
+/// it, as the image does for /work. Simulated by running estate as another uid, so only as
+/// root; otherwise skipped with a line on stderr.
+#[test]
+fn a_checkout_owned_by_another_user_is_read_only_once_trusted() {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipping the repository ownership test: it runs estate as another uid, which needs root"
+        );
+        return;
+    }
+    let repo = copy_of("examples/environments/ml-platform");
+    git(repo.path(), &["init", "-q", "-b", "main"]);
+    git(repo.path(), &["add", "-A"]);
+    git(repo.path(), &["commit", "-q", "-m", "platform"]);
+    let home = tempfile::tempdir().unwrap();
+    for dir in [repo.path(), home.path()] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let validate = |home: &Path| {
+        let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("estate"))
+            .args(["validate", ".", "--git-ref", "HEAD"])
+            .current_dir(repo.path())
+            .envs(estate_env())
+            .env("HOME", home)
+            .env_remove("XDG_CONFIG_HOME")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .uid(10001)
+            .gid(10001)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = validate(home.path());
+    assert_eq!(code, 1, "{err}");
+    let root = std::fs::canonicalize(repo.path()).unwrap();
+    assert!(
+        err.contains("owned by another user")
+            && err.contains(&format!(
+                "git config --global --add safe.directory {}",
+                root.display()
+            )),
+        "{err}"
+    );
+    let gitconfig = home.path().join(".gitconfig");
+    std::fs::write(
+        &gitconfig,
+        format!("[safe]\n\tdirectory = {}\n", root.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&gitconfig, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, err) = validate(home.path());
+    assert_eq!(code, 0, "trusted through safe.directory: {err}");
+}
+
+/// A flag given to a command that does nothing with it is a usage error, said, not ignored.
+#[test]
+fn flags_are_refused_where_they_do_nothing() {
+    for (args, flag) in [
+        (&["schema", "--git-ref", "HEAD"][..], "--git-ref"),
+        (&["reconcile", ".", "--git-ref", "HEAD"][..], "--git-ref"),
+        (&["watch", ".", "--stats"][..], "--stats"),
+        (&["unlock", ".", "--format", "json"][..], "--format"),
+        (&["--format", "json", "completions", "bash"][..], "--format"),
+    ] {
+        estate()
+            .args(args)
+            .assert()
+            .code(64)
+            .stderr(predicate::str::contains(format!("{flag} does nothing for")));
+    }
+    // Where they act, they are taken.
+    estate().args(["schema", "--plan"]).assert().success();
+    estate()
+        .args([
+            "validate",
+            "examples/environments/ml-platform",
+            "--format",
+            "json",
+        ])
+        .assert()
+        .success();
+}

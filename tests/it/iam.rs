@@ -115,14 +115,19 @@ fn the_plan_and_read_role_policies_only_read() {
     }
 }
 
-/// The AWS calls of one run, by operation: `--stats` on stderr (`  Service.Operation  N`).
+/// The AWS operations one run called: `--stats` on stderr (`  Service.Operation  N …`),
+/// those called at least once (a line may name an operation only for its floor).
 fn counted(stderr: &str) -> BTreeSet<String> {
     stderr
         .lines()
         .filter_map(|l| l.strip_prefix("  "))
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|op| op.contains('.') && op.chars().next().is_some_and(char::is_uppercase))
-        .map(str::to_string)
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            let op = words.next()?;
+            let n: u64 = words.next()?.parse().ok()?;
+            (n > 0 && op.contains('.') && op.chars().next().is_some_and(char::is_uppercase))
+                .then(|| op.to_string())
+        })
         .collect()
 }
 

@@ -5,6 +5,7 @@ mod support;
 mod apply;
 mod apply_mocks;
 mod cfn_lint;
+mod ci;
 mod cli;
 mod drift_mocks;
 mod edge;
