@@ -36,6 +36,36 @@ pub(super) fn service_trust(service: &str, source_arn: Option<Value>) -> Value {
     })])
 }
 
+/// A KMS key kept past the pipeline (what it encrypted outlives it; a failed first create
+/// leaves nothing behind): its own account administers it, `readers` may only decrypt.
+pub(super) fn retained_key(description: String, readers: Vec<Value>) -> Value {
+    json!({
+        "Type": "AWS::KMS::Key",
+        "DeletionPolicy": "RetainExceptOnCreate",
+        "UpdateReplacePolicy": "Retain",
+        "Properties": {
+            "Description": description,
+            "EnableKeyRotation": true,
+            "KeyPolicy": document(vec![
+                json!({
+                    "Sid": "KeyAdministration",
+                    "Effect": "Allow",
+                    "Principal": {"AWS": sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:root".into())},
+                    "Action": "kms:*",
+                    "Resource": "*"
+                }),
+                json!({
+                    "Sid": "StageRoles",
+                    "Effect": "Allow",
+                    "Principal": {"AWS": readers},
+                    "Action": ["kms:Decrypt", "kms:DescribeKey"],
+                    "Resource": "*"
+                })
+            ])
+        }
+    })
+}
+
 /// An ARN of the stack's own account and region: `arn:${AWS::Partition}:<service>:…:<rest>`.
 pub(super) fn local_arn(service: &str, rest: &str) -> Value {
     sub(format!(

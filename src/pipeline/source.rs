@@ -4,8 +4,8 @@
 //! roles, and the role the pipeline's build reads the source with.
 
 use super::cfn::{
-    deny_insecure_transport, deny_other_keys, document, local_arn, role, role_arn, role_trust,
-    rule, service_trust, sub, tags, template,
+    deny_insecure_transport, deny_other_keys, document, local_arn, retained_key, role, role_arn,
+    role_trust, rule, service_trust, sub, tags, template,
 };
 use super::inputs::{MODELS_PREFIX, Source, Stage};
 use crate::manifest::names::Names;
@@ -163,31 +163,13 @@ pub fn source_template(
     );
     resources.insert(
         "ModelsKey".into(),
-        json!({
-            "Type": "AWS::KMS::Key",
-            "DeletionPolicy": "RetainExceptOnCreate",
-            "UpdateReplacePolicy": "Retain",
-            "Properties": {
-                "Description": format!("Encrypts the model artifacts of the pipeline {}", n.pipeline),
-                "EnableKeyRotation": true,
-                "KeyPolicy": document(vec![
-                    json!({
-                        "Sid": "KeyAdministration",
-                        "Effect": "Allow",
-                        "Principal": {"AWS": sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:root".into())},
-                        "Action": "kms:*",
-                        "Resource": "*"
-                    }),
-                    json!({
-                        "Sid": "StageRoles",
-                        "Effect": "Allow",
-                        "Principal": {"AWS": readers.clone()},
-                        "Action": ["kms:Decrypt", "kms:DescribeKey"],
-                        "Resource": "*"
-                    })
-                ])
-            }
-        }),
+        retained_key(
+            format!(
+                "Encrypts the model artifacts of the pipeline {}",
+                n.pipeline
+            ),
+            readers.clone(),
+        ),
     );
     resources.insert(
         "ModelsKeyAlias".into(),

@@ -3,8 +3,8 @@
 
 use super::bundle::{SOURCE_PREFIX, test_buildspec_path};
 use super::cfn::{
-    deny_insecure_transport, deny_other_keys, document, local_arn, role, role_arn, rule,
-    service_trust, sub, tags, template,
+    deny_insecure_transport, deny_other_keys, document, local_arn, retained_key, role, role_arn,
+    rule, service_trust, sub, tags, template,
 };
 use super::inputs::{MODELS_PREFIX, Source, Stage};
 use crate::manifest::names::{MODEL_DATA_PARAMETER, MODEL_PACKAGE_PARAMETER, Names, bucket};
@@ -206,37 +206,12 @@ fn artifacts(t: &Tools, shared: &Shared, resources: &mut Resources) {
     } = shared;
     resources.insert(
         "ArtifactKey".into(),
-        json!({
-            "Type": "AWS::KMS::Key",
-            // Artifacts outlive the pipeline: deleting it must not make them unreadable; a
-            // failed first create leaves nothing behind.
-            "DeletionPolicy": "RetainExceptOnCreate",
-            "UpdateReplacePolicy": "Retain",
-            "Properties": {
-                "Description": format!("Encrypts the artifacts of the pipeline {}", n.pipeline),
-                "EnableKeyRotation": true,
-                "KeyPolicy": document(vec![
-                    json!({
-                        "Sid": "KeyAdministration",
-                        "Effect": "Allow",
-                        "Principal": {"AWS": sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:root".into())},
-                        "Action": "kms:*",
-                        "Resource": "*"
-                    }),
-                    // The tools account's own roles get the key through their IAM
-                    // policies (the statement above); other accounts' roles need the key
-                    // policy to name them.
-                    // They only read the artifacts they deploy.
-                    json!({
-                        "Sid": "StageRoles",
-                        "Effect": "Allow",
-                        "Principal": {"AWS": action_roles.clone()},
-                        "Action": ["kms:Decrypt", "kms:DescribeKey"],
-                        "Resource": "*"
-                    })
-                ])
-            }
-        }),
+        // The tools account's own roles get the key through their IAM policies; other
+        // accounts' roles need the key policy to name them, and only read what they deploy.
+        retained_key(
+            format!("Encrypts the artifacts of the pipeline {}", n.pipeline),
+            action_roles.clone(),
+        ),
     );
     resources.insert(
         "ArtifactKeyAlias".into(),
