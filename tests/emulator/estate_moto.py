@@ -244,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     route("EstateEmulator.Faults")(faults.configure)
     route("EstateEmulator.FaultStats")(faults.stats)
     route("EstateEmulator.ReadOnlyRole")(organizations_strict.read_only_role)
+    route("EstateEmulator.PassTime")(organizations_strict.pass_time)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("port", type=int, help="TCP port on 127.0.0.1 (0: any free port)")
     parser.add_argument(

@@ -57,6 +57,9 @@ Other rules, always on:
   HEAD) is refused with AccessDenied, as IAM refuses an action the role's policy does not
   allow (IAM User Guide, "Policy evaluation logic": an action not explicitly allowed is
   implicitly denied). moto checks no policy at all.
+- Time passing (``EstateEmulator.PassTime``, see ``pass_time``): the organization's accounts
+  joined that many seconds earlier, as if the test had waited (estate treats an account
+  joined in the last minutes as possibly not yet reachable).
 """
 
 from __future__ import annotations
@@ -391,6 +394,26 @@ def read_only_role(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     body = json.loads(environ["wsgi.input"].read(length) or b"{}")
     with LOCK:
         READ_ONLY_ROLES.add(str(body["RoleName"]))
+    start_response("200 OK", [("Content-Type", "application/x-amz-json-1.1")])
+    return [b"{}"]
+
+
+def pass_time(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    """EstateEmulator.PassTime: {"ManagementAccount": id, "Seconds": s}: every account of that
+    organization joined `s` seconds earlier than it did (JoinedTimestamp moves back)."""
+    import datetime
+    import json
+
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = json.loads(environ["wsgi.input"].read(length) or b"{}")
+    from moto.organizations.models import organizations_backends
+
+    management = str(body["ManagementAccount"])
+    with LOCK:
+        backends = organizations_backends[management].values()
+        accounts = [a for b in backends if b.org is not None for a in b.accounts]
+        for account in accounts:
+            account.create_time -= datetime.timedelta(seconds=float(body["Seconds"]))
     start_response("200 OK", [("Content-Type", "application/x-amz-json-1.1")])
     return [b"{}"]
 

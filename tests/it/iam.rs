@@ -211,7 +211,13 @@ async fn plan_and_drift_need_only_the_read_only_role() {
         "  memberRole: OrganizationAccountAccessRole\n",
         "  memberRole: NoSuchRole\n",
     );
-    // Without the read role the plan must enter members through memberRole, and cannot.
+    // Without the read role the plan must enter members through memberRole, and cannot. The
+    // accounts were created a moment ago, and estate keeps asking a new account that refuses
+    // AssumeRole for minutes (AWS readies its role slowly): an hour passes first.
+    account.emulator_call(
+        "EstateEmulator.PassTime",
+        serde_json::json!({"Seconds": 3600}),
+    );
     let (code, out, err) = run(&account, dir.path(), &["plan", "."]);
     assert_eq!(code, 1, "the plan reads member accounts: {out}{err}");
     edit(
