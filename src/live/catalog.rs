@@ -30,12 +30,14 @@ pub struct Hub {
 }
 
 /// Portfolios in `hub` (the edge acting in that account): those tagged for this estate in
-/// full, the others by name only.
+/// full, and those without any estate's tag whose display name `untagged` accepts (adopted or
+/// imported); the others by name only.
 pub async fn read_hub(
     hub: &Aws,
     account: &str,
     region: &str,
     estate: &str,
+    untagged: &dyn Fn(&str) -> bool,
 ) -> Result<Hub, AwsError> {
     let sc = hub.servicecatalog(region);
     let mut ids = Vec::new();
@@ -70,7 +72,15 @@ pub async fn read_hub(
             .map(|t| (t.key, t.value))
             .collect();
         let detail = d.portfolio_detail;
-        if tags.get(crate::tags::TAG_MANAGED_BY).map(String::as_str) != Some(estate) {
+        let display_name = detail
+            .as_ref()
+            .and_then(|x| x.display_name.as_deref())
+            .unwrap_or_default();
+        let read_in_full = match tags.get(crate::tags::TAG_MANAGED_BY) {
+            Some(owner) => owner == estate,
+            None => untagged(display_name),
+        };
+        if !read_in_full {
             unmanaged.push(UnmanagedPortfolio {
                 id,
                 account: account.to_string(),

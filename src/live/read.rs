@@ -45,6 +45,12 @@ pub struct ReadOptions {
     /// Read the instances of every stack set whose name matches one of these patterns,
     /// whoever owns it (`estate import`).
     pub every_instance_of: Vec<String>,
+    /// Portfolios the manifest adopts, as (hub email, display name): read in full although
+    /// they carry no estate's tag (when they carry another estate's, they are not).
+    pub adopted_portfolios: Vec<(String, String)>,
+    /// `estate import`: a hub account id and display-name patterns (`*`) of the portfolios
+    /// there to read in full although they carry no estate's tag.
+    pub import_portfolios: Option<(String, Vec<String>)>,
 }
 
 pub async fn read(aws: &Aws, opts: &ReadOptions) -> Result<LiveState, AwsError> {
@@ -446,6 +452,13 @@ async fn read_portfolios(
         .filter_map(|email| state.account_by_email(email))
         .map(|a| a.id.clone())
         .chain(state.portfolio_hub_record.iter().cloned())
+        .chain(opts.import_portfolios.iter().map(|(hub, _)| hub.clone()))
+        .chain(
+            opts.adopted_portfolios
+                .iter()
+                .filter_map(|(email, _)| state.account_by_email(email))
+                .map(|a| a.id.clone()),
+        )
         .filter(|id| {
             // A suspended account cannot be entered, and holds nothing estate can change.
             state
@@ -457,6 +470,13 @@ async fn read_portfolios(
     hubs.sort();
     hubs.dedup();
     let caller = state.caller().to_string();
+    // Per hub, the display names of untagged portfolios read in full: adopted, or imported.
+    let adopted: Vec<(String, String)> = opts
+        .adopted_portfolios
+        .iter()
+        .filter_map(|(email, name)| Some((state.account_by_email(email)?.id.clone(), name.clone())))
+        .collect();
+    let adopted = &adopted;
     let read_one = |hub: String| {
         let caller = caller.clone();
         async move {
@@ -464,7 +484,20 @@ async fn read_portfolios(
                 let _permit = aws.read_permit().await;
                 aws.acting_in(&hub, &caller).await?
             };
-            let mut read = super::catalog::read_hub(&edge, &hub, region, &opts.estate).await?;
+            let untagged = |name: &str| {
+                adopted.iter().any(|(h, n)| *h == hub && n == name)
+                    || opts
+                        .import_portfolios
+                        .as_ref()
+                        .is_some_and(|(h, patterns)| {
+                            *h == hub
+                                && patterns
+                                    .iter()
+                                    .any(|p| crate::manifest::model::glob_match(p, name))
+                        })
+            };
+            let mut read =
+                super::catalog::read_hub(&edge, &hub, region, &opts.estate, &untagged).await?;
             for p in &mut read.portfolios {
                 let id = p.id.clone();
                 let recipients = try_join_all(p.shared_accounts.iter().map(|recipient| {
