@@ -3,9 +3,9 @@
 //! instances' accounts and regions) that plans no change against it. Pure: the command reads
 //! live state and writes the files.
 
-use crate::live::{AccountState, LiveStackSet, LiveState};
+use crate::live::{AccountState, LivePortfolio, LiveProduct, LiveStackSet, LiveState};
 use crate::manifest::model::*;
-use crate::tags::{TAG_MANAGED_BY, TAG_PREFIX};
+use crate::tags::{TAG_MANAGED_BY, TAG_PORTFOLIO, TAG_PREFIX, TAG_PRODUCT};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -21,6 +21,15 @@ pub struct ImportOptions {
     /// Limit to stack sets whose names match these patterns (`*`); they become the Estate's
     /// scope. Empty: all.
     pub stack_sets: Vec<String>,
+    /// Import the portfolios of the hub whose display names match these patterns (`*`);
+    /// empty: none.
+    pub portfolios: Vec<String>,
+    /// The hub account (id) whose portfolios are imported; `None`: the management account.
+    pub portfolio_hub: Option<String>,
+    /// The templates of the imported portfolios' versions as AWS returns them, by
+    /// provisioning artifact id (the command reads them; see [`portfolios_to_import`]). A
+    /// portfolio with a version missing here is left out.
+    pub version_templates: BTreeMap<String, String>,
 }
 
 /// The manifest folder's files (paths relative to it) and what the reader must know.
@@ -33,6 +42,7 @@ pub struct Imported {
     pub accounts: usize,
     pub stack_sets: usize,
     pub environments: usize,
+    pub portfolios: usize,
 }
 
 /// Where a stack set's instances are: an environment's targets and regions.
@@ -130,6 +140,18 @@ pub fn import(live: &LiveState, opts: &ImportOptions) -> Imported {
         stack_set_docs.push((name, spec));
     }
 
+    let portfolio_docs = portfolios(
+        live,
+        opts,
+        &mut Org {
+            units: &mut units,
+            accounts: &mut accounts,
+            names: &mut names,
+            taken: &mut taken,
+        },
+        &mut out,
+    );
+
     let mut promotion = Vec::new();
     let mut env_docs = Vec::new();
     for (placement, name) in &environments {
@@ -156,6 +178,9 @@ pub fn import(live: &LiveState, opts: &ImportOptions) -> Imported {
     }
     if !stack_set_docs.is_empty() {
         include.push("stacksets/*.yaml".into());
+    }
+    if !portfolio_docs.is_empty() {
+        include.push("portfolios/*.yaml".into());
     }
     let mut estate = json!({
         "homeRegion": opts.home_region,
@@ -188,11 +213,432 @@ pub fn import(live: &LiveState, opts: &ImportOptions) -> Imported {
             yaml(&[document("StackSet", name, spec.clone())]),
         );
     }
+    for (name, spec) in &portfolio_docs {
+        out.files.insert(
+            PathBuf::from(format!("portfolios/{name}.yaml")),
+            yaml(&[document("Portfolio", name, spec.clone())]),
+        );
+    }
+    out.portfolios = portfolio_docs.len();
     out.units = units.len();
     out.accounts = accounts.len();
     out.stack_sets = stack_set_docs.len();
     out.environments = env_docs.len();
     out
+}
+
+/// The organization document's parts a portfolio may add to: units its shares name, and
+/// accounts (its hub, its recipients) outside the imported ones.
+struct Org<'a> {
+    units: &'a mut Vec<String>,
+    accounts: &'a mut Vec<Value>,
+    names: &'a mut BTreeMap<String, String>,
+    taken: &'a mut BTreeSet<String>,
+}
+
+impl Org<'_> {
+    /// The manifest name of account `id`, which is added (without a unit: its placement is
+    /// not managed) when the import left it out; `None` when it is not ACTIVE.
+    fn account(&mut self, live: &LiveState, id: &str) -> Option<String> {
+        if let Some(name) = self.names.get(id) {
+            return Some(name.clone());
+        }
+        let a = live
+            .accounts
+            .iter()
+            .find(|a| a.id == id && a.state == AccountState::Active)?;
+        let name = unique(account_name(&a.name, &a.id), self.taken);
+        self.names.insert(a.id.clone(), name.clone());
+        self.accounts
+            .push(json!({"name": name, "email": a.email, "adopt": true}));
+        Some(name)
+    }
+
+    /// The path of unit `id`, listed (with its ancestors) when the import left it out.
+    fn unit(&mut self, live: &LiveState, id: &str) -> Option<String> {
+        let path = live.units.iter().find(|u| u.id == id)?.path.clone();
+        let mut at = String::new();
+        for part in path.split('/').filter(|p| !p.is_empty()) {
+            at = format!("{at}/{part}");
+            if !self.units.contains(&at) {
+                self.units.push(at.clone());
+            }
+        }
+        Some(path)
+    }
+}
+
+/// The live portfolios `opts` imports: in the hub, of a matching display name, this estate's
+/// or no estate's (another estate's are not read in full).
+pub fn portfolios_to_import<'a>(
+    live: &'a LiveState,
+    opts: &ImportOptions,
+) -> Vec<&'a LivePortfolio> {
+    let hub = opts
+        .portfolio_hub
+        .as_deref()
+        .unwrap_or(&live.management_account);
+    live.portfolios
+        .iter()
+        .filter(|l| l.account == hub)
+        .filter(|l| {
+            opts.portfolios
+                .iter()
+                .any(|p| glob_match(p, &l.display_name))
+        })
+        .filter(|l| {
+            l.tags
+                .get(TAG_MANAGED_BY)
+                .is_none_or(|owner| *owner == opts.estate)
+        })
+        .collect()
+}
+
+/// The Portfolio documents (name, spec) of the imported portfolios, their templates in
+/// `out.files`.
+fn portfolios(
+    live: &LiveState,
+    opts: &ImportOptions,
+    org: &mut Org,
+    out: &mut Imported,
+) -> Vec<(String, Value)> {
+    if opts.portfolios.is_empty() {
+        return Vec::new();
+    }
+    let hub = opts
+        .portfolio_hub
+        .clone()
+        .unwrap_or_else(|| live.management_account.clone());
+    // Another estate's of a matching name were read by name only.
+    for u in live.unmanaged_portfolios.iter().filter(|u| {
+        u.account == hub
+            && opts
+                .portfolios
+                .iter()
+                .any(|p| glob_match(p, &u.display_name))
+    }) {
+        out.notes.push(format!(
+            "portfolio {} ({}) carries another estate's tag: left out",
+            u.display_name, u.id
+        ));
+    }
+    let Some(hub_name) = org.account(live, &hub) else {
+        out.notes.push(format!(
+            "account {hub}, the portfolios' hub, is not an ACTIVE account of the organization: no portfolio imported"
+        ));
+        return Vec::new();
+    };
+    let mut taken = BTreeSet::new();
+    let mut docs = Vec::new();
+    for l in portfolios_to_import(live, opts) {
+        let mine = l.tags.contains_key(TAG_MANAGED_BY);
+        let name = match l.tags.get(TAG_PORTFOLIO).filter(|_| mine) {
+            Some(name) => unique(name.clone(), &mut taken),
+            None => unique(metadata_name(&l.display_name), &mut taken),
+        };
+        let mut files = BTreeMap::new();
+        let mut notes = Vec::new();
+        let Some(spec) =
+            portfolio_spec(live, l, &name, &hub_name, org, &mut files, &mut notes, opts)
+        else {
+            out.notes.extend(notes);
+            continue;
+        };
+        out.notes.extend(notes);
+        out.files.extend(files);
+        docs.push((name, spec));
+    }
+    docs
+}
+
+/// One portfolio's spec; `None` (with a note) when a version's template is missing.
+#[allow(clippy::too_many_arguments)] // one call site; the arguments are the import's context
+fn portfolio_spec(
+    live: &LiveState,
+    l: &LivePortfolio,
+    name: &str,
+    hub_name: &str,
+    org: &mut Org,
+    files: &mut BTreeMap<PathBuf, String>,
+    notes: &mut Vec<String>,
+    opts: &ImportOptions,
+) -> Option<Value> {
+    let what = format!("portfolio {} ({})", l.display_name, l.id);
+    let mut spec = Map::new();
+    spec.insert("account".into(), json!(hub_name));
+    spec.insert("displayName".into(), json!(l.display_name));
+    spec.insert("providerName".into(), json!(l.provider_name));
+    if let Some(d) = &l.description {
+        spec.insert("description".into(), json!(d));
+    }
+    let mut products = Vec::new();
+    let mut product_names = BTreeSet::new();
+    for lp in &l.products {
+        match lp.tags.get(TAG_MANAGED_BY) {
+            Some(owner) if *owner != opts.estate => {
+                notes.push(format!(
+                    "{what}: product {} ({}) carries estate `{owner}`'s tag: left out",
+                    lp.name, lp.id
+                ));
+                continue;
+            }
+            _ => {}
+        }
+        let product_name = match lp
+            .tags
+            .get(TAG_PRODUCT)
+            .filter(|_| lp.tags.contains_key(TAG_MANAGED_BY))
+        {
+            Some(n) => unique(n.clone(), &mut product_names),
+            None => unique(metadata_name(&lp.name), &mut product_names),
+        };
+        let product = product_spec(l, lp, name, &product_name, &what, files, notes, opts)?;
+        if let Some(product) = product {
+            products.push(product);
+        }
+    }
+    if !products.is_empty() {
+        spec.insert("products".into(), json!(products));
+    }
+    let mut tag_options: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for t in &l.tag_options {
+        tag_options.entry(&t.key).or_default().push(&t.value);
+    }
+    if !tag_options.is_empty() {
+        spec.insert("tagOptions".into(), json!(tag_options));
+    }
+    if !l.principals.is_empty() {
+        let escaped: Vec<String> = l.principals.iter().map(|p| escape(p)).collect();
+        spec.insert("principals".into(), json!(escaped));
+    }
+    let mut share_with = Map::new();
+    let mut accounts = Vec::new();
+    for id in &l.shared_accounts {
+        match org.account(live, id) {
+            Some(n) => accounts.push(n),
+            None => notes.push(format!(
+                "{what}: shared with account {id}, which is not ACTIVE: the share is left out (the plan removes it)"
+            )),
+        }
+    }
+    let mut units = Vec::new();
+    for id in &l.shared_units {
+        match org.unit(live, id) {
+            Some(path) => units.push(path),
+            None => notes.push(format!(
+                "{what}: shared with {id}, which is no unit of the organization: the share is left out (the plan removes it)"
+            )),
+        }
+    }
+    if !accounts.is_empty() {
+        share_with.insert("accounts".into(), json!(accounts));
+    }
+    if !units.is_empty() {
+        share_with.insert("units".into(), json!(units));
+    }
+    if !share_with.is_empty() {
+        spec.insert("shareWith".into(), Value::Object(share_with));
+    }
+    // What the shares give besides the portfolio: written where it is not the default.
+    let flags: Vec<_> = l.share_flags.iter().collect();
+    let tag_options_shared: BTreeSet<bool> = flags.iter().map(|(_, f)| f.tag_options).collect();
+    if let Some(&shared) = tag_options_shared.iter().next_back() {
+        if tag_options_shared.len() > 1 {
+            notes.push(format!(
+                "{what}: some shares give the tag options and some do not; the manifest says every share does (the plan changes the others)"
+            ));
+        }
+        // The default: share tag options when there are any.
+        let default = !l.tag_options.is_empty();
+        if shared != default {
+            spec.insert("shareTagOptions".into(), json!(shared));
+        }
+    }
+    let principals_shared: BTreeSet<bool> = l
+        .shared_units
+        .iter()
+        .filter_map(|u| l.share_flags.get(u))
+        .map(|f| f.principals)
+        .collect();
+    if let Some(&shared) = principals_shared.iter().next_back() {
+        if principals_shared.len() > 1 {
+            notes.push(format!(
+                "{what}: some unit shares give the principal names and some do not; the manifest says every one does (the plan changes the others)"
+            ));
+        }
+        let default = !l.principals.is_empty();
+        if shared != default {
+            spec.insert("sharePrincipals".into(), json!(shared));
+        }
+    }
+    // One list for every recipient: the principals associated in each, as `role/Name`.
+    let per_recipient: Vec<BTreeSet<&str>> = l
+        .shared_accounts
+        .iter()
+        .map(|id| {
+            l.recipients
+                .get(id)
+                .map(|r| {
+                    r.principals
+                        .iter()
+                        .filter_map(|arn| arn.splitn(6, ':').nth(5))
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
+        .collect();
+    let every: BTreeSet<&str> = per_recipient.iter().flatten().copied().collect();
+    if per_recipient.iter().any(|r| *r != every) {
+        notes.push(format!(
+            "{what}: its recipient accounts have different principals associated; the manifest lists all of them for every recipient (the plan associates the missing ones)"
+        ));
+    }
+    if !every.is_empty() {
+        spec.insert("recipientPrincipals".into(), json!(every));
+    }
+    let tags: Map<String, Value> = l
+        .tags
+        .iter()
+        .filter(|(k, _)| !k.starts_with(TAG_PREFIX))
+        .map(|(k, v)| (k.clone(), json!(v)))
+        .collect();
+    if !tags.is_empty() {
+        spec.insert("tags".into(), Value::Object(tags));
+    }
+    // Untagged: the portfolio, or a product in it (adopted with it).
+    if !l.tags.contains_key(TAG_MANAGED_BY)
+        || l.products
+            .iter()
+            .any(|p| !p.tags.contains_key(TAG_MANAGED_BY))
+    {
+        spec.insert("adopt".into(), json!(true));
+    }
+    Some(Value::Object(spec))
+}
+
+/// One product's entry: `Some(None)` when it is left out (with a note), `None` when a
+/// version's template is missing (the whole portfolio is left out).
+#[allow(clippy::too_many_arguments)] // one call site; the arguments are the import's context
+fn product_spec(
+    l: &LivePortfolio,
+    lp: &LiveProduct,
+    portfolio: &str,
+    name: &str,
+    what: &str,
+    files: &mut BTreeMap<PathBuf, String>,
+    notes: &mut Vec<String>,
+    opts: &ImportOptions,
+) -> Option<Option<Value>> {
+    let mut versions = Vec::new();
+    let mut file_names = BTreeSet::new();
+    for v in &lp.versions {
+        if !v.active {
+            // In the manifest, a deprecated version would be made active again.
+            notes.push(format!(
+                "{what}: version {} of product {} is deprecated (Active: false): left out",
+                v.name, lp.name
+            ));
+            continue;
+        }
+        let Some(text) = opts.version_templates.get(&v.id) else {
+            notes.push(format!(
+                "{what}: the template of version {} of product {} could not be read: the portfolio is left out",
+                v.name, lp.name
+            ));
+            return None;
+        };
+        let ext = if text.trim_start().starts_with('{') {
+            "json"
+        } else {
+            "yaml"
+        };
+        let file = unique(file_name(&v.name), &mut file_names);
+        let path = format!("templates/portfolios/{portfolio}/{name}/{file}.{ext}");
+        files.insert(PathBuf::from(&path), text.clone());
+        let mut version = json!({"name": v.name, "template": format!("../{path}")});
+        if let Some(d) = &v.description {
+            version["description"] = json!(d);
+        }
+        versions.push(version);
+    }
+    if versions.is_empty() {
+        notes.push(format!(
+            "{what}: product {} ({}) has no active version: left out",
+            lp.name, lp.id
+        ));
+        return Some(None);
+    }
+    let mut product = json!({
+        "name": name,
+        "displayName": lp.name,
+        "owner": lp.owner,
+        "versions": versions,
+    });
+    for (key, value) in [
+        ("description", &lp.description),
+        ("distributor", &lp.distributor),
+        ("supportEmail", &lp.support_email),
+    ] {
+        if let Some(v) = value {
+            product[key] = json!(v);
+        }
+    }
+    for c in l.constraints.iter().filter(|c| c.product_id == lp.id) {
+        let role = serde_json::from_str::<Value>(&c.parameters)
+            .ok()
+            .and_then(|p| p.get("LocalRoleName")?.as_str().map(str::to_string));
+        match (c.kind.as_str(), role) {
+            ("LAUNCH", Some(role)) => product["launchRoleName"] = json!(role),
+            ("LAUNCH", None) => notes.push(format!(
+                "{what}: the launch constraint of product {} names no LocalRoleName (the manifest gives a launch role by name only): the plan replaces it",
+                lp.name
+            )),
+            (kind, _) => notes.push(format!(
+                "{what}: product {} has a {kind} constraint, which the manifest does not express: left as it is",
+                lp.name
+            )),
+        }
+    }
+    let tags: Map<String, Value> = lp
+        .tags
+        .iter()
+        .filter(|(k, _)| !k.starts_with(TAG_PREFIX))
+        .map(|(k, v)| (k.clone(), json!(v)))
+        .collect();
+    if tags.keys().any(|k| k.starts_with("aws:")) {
+        notes.push(format!(
+            "{what}: product {} has `aws:` tags, which a manifest may not give: the plan shows them as a difference",
+            lp.name
+        ));
+    }
+    let tags: Map<String, Value> = tags
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("aws:"))
+        .collect();
+    if !tags.is_empty() {
+        product["tags"] = Value::Object(tags);
+    }
+    Some(Some(product))
+}
+
+/// A file name from a version name: letters, digits, `-`, `_` and `.` kept.
+fn file_name(name: &str) -> String {
+    let kept: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let kept = kept.trim_start_matches('.').to_string();
+    if kept.is_empty() {
+        "version".into()
+    } else {
+        kept
+    }
 }
 
 /// Whether `path` is an ancestor of `unit` (a unit the manifest must list before it).
@@ -565,7 +1011,7 @@ mod tests {
                 estate: "e".into(),
                 home_region: "us-east-1".into(),
                 units: vec!["/a/b".into()],
-                stack_sets: vec![],
+                ..Default::default()
             },
         );
         let org = &out.files[&PathBuf::from("organization.yaml")];

@@ -131,6 +131,8 @@ pub enum AwsError {
         management: String,
         message: String,
     },
+    #[error("the template of provisioning artifact {artifact}: {message}")]
+    ArtifactTemplate { artifact: String, message: String },
     #[error("cannot assume {role} in account {account}: {message}")]
     AssumeRole {
         role: String,

@@ -204,6 +204,29 @@ pub fn live_portfolio<'a>(d: &DesiredPortfolio, live: &'a LiveState) -> Option<&
         })
 }
 
+/// Whether tags differ; while adopting, estate's own are absent by nature, not a difference:
+/// the first change written carries them.
+fn tags_differ(
+    live: &BTreeMap<String, String>,
+    wanted: &BTreeMap<String, String>,
+    adopting: bool,
+) -> bool {
+    let kept = |tags: &BTreeMap<String, String>| -> Vec<(String, String)> {
+        tags.iter()
+            .filter(|(k, _)| !(adopting && k.starts_with(crate::tags::TAG_PREFIX)))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    kept(live) != kept(wanted)
+}
+
+/// Whether `changes` adopt the portfolio (an update that writes estate's tags).
+fn portfolio_adopted_now(changes: &[Change], portfolio: &str) -> bool {
+    changes
+        .iter()
+        .any(|c| c.address == portfolio_address(portfolio) && c.hint == Some(Hint::Adopt))
+}
+
 /// Whether a resource carries no estate's tag at all: only such a one may be adopted.
 fn adoptable(tags: &BTreeMap<String, String>) -> bool {
     !tags.contains_key(crate::tags::TAG_MANAGED_BY)
@@ -554,7 +577,8 @@ fn portfolio_change(d: &DesiredPortfolio, l: Option<&LivePortfolio>, changes: &m
             if l.description != d.description {
                 differs.push("description");
             }
-            if l.tags != d.tags {
+            let adopting = adoptable(&l.tags);
+            if tags_differ(&l.tags, &d.tags, adopting) {
                 differs.push("tags");
             }
             if !differs.is_empty() {
@@ -562,7 +586,6 @@ fn portfolio_change(d: &DesiredPortfolio, l: Option<&LivePortfolio>, changes: &m
                 before.tags = Some(l.tags.clone());
                 let mut after = after;
                 after.id = Some(l.id.clone());
-                let adopting = adoptable(&l.tags);
                 let mut reason = format!("changed: {}", differs.join(", "));
                 if adopting {
                     reason = format!(
@@ -1081,7 +1104,15 @@ impl OneProduct<'_> {
                     ("description", lp.description != p.description),
                     ("distributor", lp.distributor != p.distributor),
                     ("supportEmail", lp.support_email != p.support_email),
-                    ("tags", lp.tags != p.tags),
+                    // Adopted with a portfolio this plan adopts: tagged in the same apply.
+                    (
+                        "tags",
+                        tags_differ(
+                            &lp.tags,
+                            &p.tags,
+                            adoptable(&lp.tags) && !portfolio_adopted_now(changes, portfolio),
+                        ),
+                    ),
                 ]
                 .into_iter()
                 .filter_map(|(field, differs)| differs.then_some(field))

@@ -15,7 +15,7 @@ their associations, principals, accepted shares, share flags. The account and re
 ones moto itself uses for the request (see ``caller``).
 
 New: AcceptPortfolioShare, RejectPortfolioShare, ListAcceptedPortfolioShares, UpdatePortfolio,
-UpdateProduct, SearchProductsAsAdmin, DescribeProductAsAdmin, Create/Update/Delete/
+UpdateProduct, SearchProductsAsAdmin, DescribeProductAsAdmin, Create/Update/Delete/Describe/
 ListProvisioningArtifact(s), AssociateProductWithPortfolio, DisassociateProductFromPortfolio,
 Create/Delete/DescribeConstraint, ListConstraintsForPortfolio, Create/Delete/ListTagOption(s),
 AssociateTagOptionWithResource, DisassociateTagOptionFromResource,
@@ -64,7 +64,9 @@ Deviations from AWS (deliberate, or AWS's behaviour is not documented):
   ``tag-`` and 13 lowercase letters or digits.
 - Templates are not fetched or validated (Info must name exactly one of LoadTemplateFromURL and
   ImportFromPhysicalId); everything is AVAILABLE at once; IdempotencyToken is honoured only
-  where moto does (CreatePortfolio, CreateProduct).
+  where moto does (CreatePortfolio, CreateProduct). DescribeProvisioningArtifact answers the
+  LoadTemplateFromURL the artifact was made with as Info.TemplateUrl (AWS answers a URL of its
+  own copy of the template), and no TemplateUrl for one made from ImportFromPhysicalId.
 - A recipient sees its own principals, product associations and constraints on an imported
   portfolio, plus the owner's products, and what the shares reaching it carry (above);
   DescribePortfolio of an imported portfolio has no Tags.
@@ -750,6 +752,35 @@ def delete_provisioning_artifact(call: Call) -> None:
     if len(artifacts) == 1:
         raise invalid("A product must keep at least one provisioning artifact.")
     del artifacts[found["Id"]]
+
+
+@action("DescribeProvisioningArtifact")
+def describe_provisioning_artifact(call: Call) -> dict[str, Any]:
+    # AWS Service Catalog API Reference, DescribeProvisioningArtifact: the product by ProductId
+    # or ProductName, the artifact by ProvisioningArtifactId or ProvisioningArtifactName;
+    # ResourceNotFoundException when either is unknown. Info holds the template's URL as
+    # "TemplateUrl" (the key the SDKs' users read).
+    if call.get("ProductId"):
+        product = local_product(call, call.params["ProductId"])
+    else:
+        found = call.backend.lookup_by_name(call.required("ProductName"))
+        if found is None:
+            raise not_found(f"Product {call.params['ProductName']} not found.")
+        product = found
+    artifacts = call.catalog.artifacts.get(product.id, {})
+    if call.get("ProvisioningArtifactId"):
+        found_artifact = artifacts.get(call.params["ProvisioningArtifactId"])
+    else:
+        name = call.required("ProvisioningArtifactName")
+        found_artifact = next((a for a in artifacts.values() if a["Name"] == name), None)
+    if found_artifact is None:
+        raise not_found(f"Provisioning artifact not found in product {product.id}.")
+    url = found_artifact["Info"].get("LoadTemplateFromURL")
+    return {
+        "ProvisioningArtifactDetail": public(found_artifact),
+        "Info": {"TemplateUrl": url} if url else {},
+        "Status": "AVAILABLE",
+    }
 
 
 @action("ListProvisioningArtifacts")
