@@ -296,8 +296,9 @@ async fn read_products(
 }
 
 /// A provisioning artifact's template as AWS keeps it (`estate import`): the URL
-/// DescribeProvisioningArtifact returns in `Info.TemplateUrl`, read with S3 GetObject as the
-/// hub account (a presigned URL's query is not needed then). Only S3 URLs are read.
+/// DescribeProvisioningArtifact returns in `Info.TemplateUrl`, fetched as it is when it is
+/// presigned (AWS's own copy of the template), else read with S3 GetObject as the hub
+/// account. Only S3 URLs are read.
 pub async fn version_template(
     hub: &Aws,
     region: &str,
@@ -321,6 +322,12 @@ pub async fn version_template(
         .as_ref()
         .and_then(|i| i.get("TemplateUrl"))
         .ok_or_else(|| failed("AWS returned no Info.TemplateUrl".into()))?;
+    let text = |body: Vec<u8>| {
+        String::from_utf8(body).map_err(|_| failed("the template is not UTF-8 text".into()))
+    };
+    if url.contains("X-Amz-Signature=") {
+        return text(hub.get_presigned(url, region).await?);
+    }
     let (bucket, key, in_region) =
         s3_location(url).ok_or_else(|| failed(format!("{url} is not an S3 object URL")))?;
     let body = hub
@@ -336,7 +343,7 @@ pub async fn version_template(
         .await
         .map_err(|e| failed(format!("reading {url}: {e}")))?
         .into_bytes();
-    String::from_utf8(body.to_vec()).map_err(|_| failed(format!("{url} is not UTF-8 text")))
+    text(body.to_vec())
 }
 
 /// (bucket, key, region when the host names one) of an S3 object URL, virtual-hosted

@@ -62,11 +62,15 @@ Deviations from AWS (deliberate, or AWS's behaviour is not documented):
 - moto's portfolio and product ids are UUIDs, and a ProductViewSummary's Id is the product id
   (AWS: ``port-``/``prod-``/``prodview-`` ids). Ours look like AWS's: ``pa-``, ``cons-``,
   ``tag-`` and 13 lowercase letters or digits.
-- Templates are not fetched or validated (Info must name exactly one of LoadTemplateFromURL and
-  ImportFromPhysicalId); everything is AVAILABLE at once; IdempotencyToken is honoured only
-  where moto does (CreatePortfolio, CreateProduct). DescribeProvisioningArtifact answers the
-  LoadTemplateFromURL the artifact was made with as Info.TemplateUrl (AWS answers a URL of its
-  own copy of the template), and no TemplateUrl for one made from ImportFromPhysicalId.
+- Templates are read from moto's S3 when a version is made from LoadTemplateFromURL (an
+  https S3 URL), and a copy kept, as AWS does; one that cannot be read is refused unless
+  DisableTemplateValidation. They are not validated as CloudFormation. Info must name
+  exactly one of LoadTemplateFromURL and ImportFromPhysicalId; everything is AVAILABLE at
+  once; IdempotencyToken is honoured only where moto does (CreatePortfolio, CreateProduct).
+  DescribeProvisioningArtifact answers a presigned-style URL of the copy (on the emulator's
+  host, in a bucket of account 999999999999; the signature is not checked) as
+  Info.TemplateUrl, and none for a version made from ImportFromPhysicalId or from a template
+  it could not read.
 - A recipient sees its own principals, product associations and constraints on an imported
   portfolio, plus the owner's products, and what the shares reaching it carry (above);
   DescribePortfolio of an imported portfolio has no Tags.
@@ -101,6 +105,7 @@ import re
 import secrets
 import string
 import threading
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -112,6 +117,7 @@ from moto.core.exceptions import JsonRESTError, ServiceException
 from moto.core.responses import BaseResponse
 from moto.core.utils import unix_time, utcnow
 from moto.organizations.models import OrganizationsBackend, organizations_backends
+from moto.s3.models import s3_backends
 from moto.servicecatalog.models import Portfolio, Product, ServiceCatalogBackend, servicecatalog_backends
 from moto.utilities.utils import get_partition
 from werkzeug.wrappers import Request
@@ -219,6 +225,8 @@ class Call:
     account: str
     region: str
     params: dict[str, Any]
+    # scheme://host the request came to: where URLs this emulator hands out point
+    host: str = ""
 
     def get(self, name: str, default: Any = None) -> Any:
         value = self.params.get(name)
@@ -362,7 +370,47 @@ def product_view(product: Product) -> dict[str, Any]:
     return view | ({"SourceConnection": product.source_connection} if product.source_connection else {})
 
 
-def artifact(properties: Any) -> dict[str, Any]:
+def s3_object(url: str) -> bytes | None:
+    """The S3 object an ``https://…amazonaws.com`` URL names (virtual-hosted or path-style),
+    from moto's S3, whichever account owns the bucket; None when there is none."""
+    parts = urllib.parse.urlsplit(url)
+    host, path = parts.hostname or "", urllib.parse.unquote(parts.path.lstrip("/"))
+    match = re.fullmatch(r"(?:(?P<bucket>.+)\.)?s3(?:[.-][a-z0-9-]+)?\.amazonaws\.com(?:\.cn)?", host)
+    if parts.scheme != "https" or not match:
+        return None
+    bucket, key = (match["bucket"], path) if match["bucket"] else (path.partition("/")[::2])
+    owner = s3_backends.bucket_accounts.get(bucket)
+    if not key or owner is None:
+        return None
+    partition, account = owner
+    try:
+        found = s3_backends[account][partition].get_object(bucket, key)
+    except Exception:  # moto's MissingKey and kin: no such object
+        return None
+    return found.value if found is not None else None
+
+
+# Service Catalog's own copies of templates, in a bucket of an account no test uses.
+COPIES_ACCOUNT = "999999999999"
+
+
+def copy_template(artifact_id: str, region: str, body: bytes) -> str:
+    """Keeps AWS's copy of a template (a later change to the source object changes no
+    version); the key of the copy in the bucket ``copies_bucket(region)``."""
+    backend = s3_backends[COPIES_ACCOUNT]["aws"]
+    bucket = copies_bucket(region)
+    if bucket not in backend.buckets:
+        backend.create_bucket(bucket, region)
+    key = f"{artifact_id}.template"
+    backend.put_object(bucket, key, body)
+    return key
+
+
+def copies_bucket(region: str) -> str:
+    return f"servicecatalog-template-copies-{region}"
+
+
+def artifact(properties: Any, region: str) -> dict[str, Any]:
     """A new provisioning artifact from ProvisioningArtifactProperties (not yet recorded)."""
     if not isinstance(properties, dict):
         raise invalid("Provisioning artifact parameters are required.")
@@ -372,8 +420,20 @@ def artifact(properties: Any) -> dict[str, Any]:
     kind = properties.get("Type") or "CLOUD_FORMATION_TEMPLATE"
     if kind not in ARTIFACT_TYPES:
         raise invalid(f"Invalid provisioning artifact type {kind}.")
+    artifact_id = new_id("pa-")
+    # AWS reads the template when the version is made, and keeps a copy (API Reference,
+    # ProvisioningArtifactProperties.DisableTemplateValidation: "If set to true, Service
+    # Catalog stops validating the specified provisioning artifact even if it is invalid");
+    # a template it cannot read is refused unless validation is disabled.
+    copy = None
+    if info.get("LoadTemplateFromURL"):
+        body = s3_object(info["LoadTemplateFromURL"])
+        if body is not None:
+            copy = copy_template(artifact_id, region, body)
+        elif properties.get("DisableTemplateValidation") is not True:
+            raise invalid(f"Unable to read the template at {info['LoadTemplateFromURL']}.")
     return {
-        "Id": new_id("pa-"),
+        "Id": artifact_id,
         "Name": properties.get("Name") or "",
         "Description": properties.get("Description") or "",
         "Type": kind,
@@ -381,6 +441,7 @@ def artifact(properties: Any) -> dict[str, Any]:
         "Active": True,
         "Guidance": "DEFAULT",
         "Info": info,
+        "Copy": copy,
     }
 
 
@@ -393,8 +454,8 @@ def record_artifact(call: Call, product_id: str, new: dict[str, Any]) -> dict[st
 
 
 def public(artifact: dict[str, Any]) -> dict[str, Any]:
-    """ProvisioningArtifactDetail: the artifact without its Info."""
-    return {k: v for k, v in artifact.items() if k != "Info"}
+    """ProvisioningArtifactDetail: the artifact without its Info and template copy."""
+    return {k: v for k, v in artifact.items() if k not in ("Info", "Copy")}
 
 
 def existing_artifact(call: Call) -> dict[str, Any]:
@@ -622,7 +683,7 @@ def create_product(call: Call) -> dict[str, Any]:
     properties = call.get("ProvisioningArtifactParameters")
     if properties is None and not call.get("SourceConnection"):
         raise invalid("ProvisioningArtifactParameters is required.")
-    first = artifact(properties) if properties is not None else None  # validate before creating
+    first = artifact(properties, call.region) if properties is not None else None  # validate before creating
     product = call.backend.create_product(
         name=name,
         owner=owner,
@@ -726,7 +787,7 @@ def search_products_as_admin(call: Call) -> dict[str, Any]:
 @action("CreateProvisioningArtifact")
 def create_provisioning_artifact(call: Call) -> dict[str, Any]:
     product = local_product(call, call.required("ProductId"))
-    new = record_artifact(call, product.id, artifact(call.required("Parameters")))
+    new = record_artifact(call, product.id, artifact(call.required("Parameters"), call.region))
     return {"ProvisioningArtifactDetail": public(new), "Info": new["Info"], "Status": "AVAILABLE"}
 
 
@@ -759,7 +820,7 @@ def describe_provisioning_artifact(call: Call) -> dict[str, Any]:
     # AWS Service Catalog API Reference, DescribeProvisioningArtifact: the product by ProductId
     # or ProductName, the artifact by ProvisioningArtifactId or ProvisioningArtifactName;
     # ResourceNotFoundException when either is unknown. Info holds the template's URL as
-    # "TemplateUrl" (the key the SDKs' users read).
+    # "TemplateUrl" (the key the SDKs' users read): a presigned URL of the copy AWS keeps.
     if call.get("ProductId"):
         product = local_product(call, call.params["ProductId"])
     else:
@@ -775,10 +836,21 @@ def describe_provisioning_artifact(call: Call) -> dict[str, Any]:
         found_artifact = next((a for a in artifacts.values() if a["Name"] == name), None)
     if found_artifact is None:
         raise not_found(f"Provisioning artifact not found in product {product.id}.")
-    url = found_artifact["Info"].get("LoadTemplateFromURL")
+    info = {}
+    if found_artifact.get("Copy"):
+        # A URL of AWS's copy, presigned: its holder reads it without rights of its own.
+        query = urllib.parse.urlencode({
+            "X-Amz-Algorithm": "AWS4-HMAC-SHA256",
+            "X-Amz-Credential": f"AKIAEMULATOR/20260101/{call.region}/s3/aws4_request",
+            "X-Amz-Date": "20260101T000000Z",
+            "X-Amz-Expires": "3600",
+            "X-Amz-SignedHeaders": "host",
+            "X-Amz-Signature": secrets.token_hex(32),
+        })
+        info["TemplateUrl"] = f"{call.host}/{copies_bucket(call.region)}/{found_artifact['Copy']}?{query}"
     return {
         "ProvisioningArtifactDetail": public(found_artifact),
-        "Info": {"TemplateUrl": url} if url else {},
+        "Info": info,
         "Status": "AVAILABLE",
     }
 
@@ -1211,7 +1283,7 @@ def serve(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterab
         if not isinstance(params, dict):
             raise invalid("The request body is not a JSON object.")
         with LOCK:
-            body = ACTIONS[name](Call(account, region, params)) or {}
+            body = ACTIONS[name](Call(account, region, params, request.host_url.rstrip("/"))) or {}
     except ServiceCatalogError as e:
         status, body = 400, {"__type": e.code, "message": e.message}
     except JsonRESTError as e:  # from a moto backend we called

@@ -37,6 +37,8 @@ fn version(name: &str) -> ProvisioningArtifactProperties {
             "LoadTemplateFromURL",
             format!("https://s3.amazonaws.com/templates/training-{name}.yaml"),
         )
+        // No such object: these tests are about the catalog, not the templates.
+        .disable_template_validation(true)
         .r#type(ProvisioningArtifactType::CloudFormationTemplate)
         .build()
 }
