@@ -609,6 +609,16 @@ async fn unknown_ids_and_bad_parameters_get_aws_error_codes() {
             code(sc.delete_product().id("prod-nope").send().await),
         ),
         (
+            "DescribeProvisioningArtifact",
+            code(
+                sc.describe_provisioning_artifact()
+                    .product_id("prod-nope")
+                    .provisioning_artifact_id("pa-nope")
+                    .send()
+                    .await,
+            ),
+        ),
+        (
             "DescribeConstraint",
             code(sc.describe_constraint().id("cons-nope").send().await),
         ),
@@ -687,6 +697,26 @@ async fn unknown_ids_and_bad_parameters_get_aws_error_codes() {
                     .parameters(
                         ProvisioningArtifactProperties::builder()
                             .name("no template")
+                            .build(),
+                    )
+                    .send()
+                    .await,
+            ),
+        ),
+        (
+            // AWS reads the template when the version is made: one it cannot read is refused
+            // unless template validation is disabled.
+            "CreateProvisioningArtifact unreadable template",
+            code(
+                sc.create_provisioning_artifact()
+                    .product_id(&product)
+                    .parameters(
+                        ProvisioningArtifactProperties::builder()
+                            .name("v2")
+                            .info(
+                                "LoadTemplateFromURL",
+                                "https://s3.amazonaws.com/none/t.yaml",
+                            )
                             .build(),
                     )
                     .send()
