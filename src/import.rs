@@ -1,7 +1,7 @@
 //! `estate import`'s writer: a manifest folder from a live organization (units, accounts,
 //! stack sets with their templates as AWS returns them, environments inferred from the
-//! instances' accounts and regions) that plans no change against it. Pure: the command reads
-//! live state and writes the files.
+//! instances' accounts and regions, portfolios of a hub with their versions' templates) that
+//! plans no change against it. Pure: the command reads live state and writes the files.
 
 use crate::live::{AccountState, LivePortfolio, LiveProduct, LiveStackSet, LiveState};
 use crate::manifest::model::*;

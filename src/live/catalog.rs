@@ -1,7 +1,8 @@
-//! Reading Service Catalog state: portfolios this estate manages in their hub accounts
-//! (products, versions, constraints, tag options, principals, shares), and in each recipient
-//! account whether the share is accepted and which principals are associated there. Every
-//! list is read to its last page.
+//! Reading Service Catalog state: portfolios this estate manages in their hub accounts, and
+//! untagged ones a manifest adopts or `estate import` reads (products, versions, constraints,
+//! tag options, principals, shares), and in each recipient account whether the share is
+//! accepted and which principals are associated there; a version's template for import.
+//! Every list is read to its last page.
 
 use super::{
     LiveConstraint, LivePortfolio, LiveProduct, LiveRecipient, LiveShareFlags, LiveTagOption,
