@@ -439,38 +439,27 @@ fn portfolio_spec(
     if !share_with.is_empty() {
         spec.insert("shareWith".into(), Value::Object(share_with));
     }
-    // What the shares give besides the portfolio: written where it is not the default.
-    let flags: Vec<_> = l.share_flags.iter().collect();
-    let tag_options_shared: BTreeSet<bool> = flags.iter().map(|(_, f)| f.tag_options).collect();
-    if let Some(&shared) = tag_options_shared.iter().next_back() {
-        if tag_options_shared.len() > 1 {
-            notes.push(format!(
-                "{what}: some shares give the tag options and some do not; the manifest says every share does (the plan changes the others)"
-            ));
-        }
-        // The default: share tag options when there are any.
-        let default = !l.tag_options.is_empty();
-        if shared != default {
-            spec.insert("shareTagOptions".into(), json!(shared));
-        }
-    }
-    let principals_shared: BTreeSet<bool> = l
-        .shared_units
-        .iter()
-        .filter_map(|u| l.share_flags.get(u))
-        .map(|f| f.principals)
-        .collect();
-    if let Some(&shared) = principals_shared.iter().next_back() {
-        if principals_shared.len() > 1 {
-            notes.push(format!(
-                "{what}: some unit shares give the principal names and some do not; the manifest says every one does (the plan changes the others)"
-            ));
-        }
-        let default = !l.principals.is_empty();
-        if shared != default {
-            spec.insert("sharePrincipals".into(), json!(shared));
-        }
-    }
+    // What the shares give besides the portfolio (the defaults: what it has).
+    share_flag(
+        &mut spec,
+        "shareTagOptions",
+        l.share_flags.values().map(|f| f.tag_options).collect(),
+        !l.tag_options.is_empty(),
+        notes,
+        &format!("{what}: some shares give the tag options and some do not"),
+    );
+    share_flag(
+        &mut spec,
+        "sharePrincipals",
+        l.shared_units
+            .iter()
+            .filter_map(|u| l.share_flags.get(u))
+            .map(|f| f.principals)
+            .collect(),
+        !l.principals.is_empty(),
+        notes,
+        &format!("{what}: some unit shares give the principal names and some do not"),
+    );
     // One list for every recipient: the principals associated in each, as `role/Name`.
     let per_recipient: Vec<BTreeSet<&str>> = l
         .shared_accounts
@@ -496,12 +485,7 @@ fn portfolio_spec(
     if !every.is_empty() {
         spec.insert("recipientPrincipals".into(), json!(every));
     }
-    let tags: Map<String, Value> = l
-        .tags
-        .iter()
-        .filter(|(k, _)| !k.starts_with(TAG_PREFIX))
-        .map(|(k, v)| (k.clone(), json!(v)))
-        .collect();
+    let tags = own_tags(&l.tags);
     if !tags.is_empty() {
         spec.insert("tags".into(), Value::Object(tags));
     }
@@ -514,6 +498,29 @@ fn portfolio_spec(
         spec.insert("adopt".into(), json!(true));
     }
     Some(Value::Object(spec))
+}
+
+/// A share flag, written where the shares set it otherwise than the default; `differ` noted
+/// when they do not agree (the manifest then says every share does).
+fn share_flag(
+    spec: &mut Map<String, Value>,
+    field: &str,
+    set: BTreeSet<bool>,
+    default: bool,
+    notes: &mut Vec<String>,
+    differ: &str,
+) {
+    let Some(&shared) = set.iter().next_back() else {
+        return;
+    };
+    if set.len() > 1 {
+        notes.push(format!(
+            "{differ}; the manifest says every one does (the plan changes the others)"
+        ));
+    }
+    if shared != default {
+        spec.insert(field.into(), json!(shared));
+    }
 }
 
 /// One product's entry: `Some(None)` when it is left out (with a note), `None` when a
@@ -599,12 +606,7 @@ fn product_spec(
             )),
         }
     }
-    let tags: Map<String, Value> = lp
-        .tags
-        .iter()
-        .filter(|(k, _)| !k.starts_with(TAG_PREFIX))
-        .map(|(k, v)| (k.clone(), json!(v)))
-        .collect();
+    let tags = own_tags(&lp.tags);
     if tags.keys().any(|k| k.starts_with("aws:")) {
         notes.push(format!(
             "{what}: product {} has `aws:` tags, which a manifest may not give: the plan shows them as a difference",
@@ -621,19 +623,30 @@ fn product_spec(
     Some(Some(product))
 }
 
-/// A file name from a version name: letters, digits, `-`, `_` and `.` kept.
-fn file_name(name: &str) -> String {
-    let kept: String = name
-        .chars()
+/// The tags a resource has besides estate's own: those a manifest gives.
+fn own_tags(tags: &BTreeMap<String, String>) -> Map<String, Value> {
+    tags.iter()
+        .filter(|(k, _)| !k.starts_with(TAG_PREFIX))
+        .map(|(k, v)| (k.clone(), json!(v)))
+        .collect()
+}
+
+/// `name` with every character but ASCII letters, digits and those of `also` made `-`.
+fn kept(name: &str, also: &str) -> String {
+    name.chars()
         .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+            if c.is_ascii_alphanumeric() || also.contains(c) {
                 c
             } else {
                 '-'
             }
         })
-        .collect();
-    let kept = kept.trim_start_matches('.').to_string();
+        .collect()
+}
+
+/// A file name from a version name: letters, digits, `-`, `_` and `.` kept.
+fn file_name(name: &str) -> String {
+    let kept = kept(name, "-_.").trim_start_matches('.').to_string();
     if kept.is_empty() {
         "version".into()
     } else {
@@ -772,12 +785,7 @@ fn stack_set_spec(
     if !parameters.is_empty() {
         spec.insert("parameters".into(), Value::Object(parameters));
     }
-    let tags: Map<String, Value> = s
-        .tags
-        .iter()
-        .filter(|(k, _)| !k.starts_with(TAG_PREFIX))
-        .map(|(k, v)| (k.clone(), json!(v)))
-        .collect();
+    let tags = own_tags(&s.tags);
     if !tags.is_empty() {
         spec.insert("tags".into(), Value::Object(tags));
     }
@@ -824,16 +832,7 @@ fn unique(name: String, taken: &mut BTreeSet<String>) -> String {
 
 /// A manifest account name (`^[a-zA-Z0-9][-a-zA-Z0-9 _.]{0,49}$`) from the AWS one.
 fn account_name(aws: &str, id: &str) -> String {
-    let kept: String = aws
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_. ".contains(c) {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
+    let kept = kept(aws, "-_. ");
     let trimmed = kept.trim_start_matches(|c: char| !c.is_ascii_alphanumeric());
     let short: String = trimmed.chars().take(44).collect();
     let short = short.trim_end().to_string();
@@ -846,10 +845,7 @@ fn account_name(aws: &str, id: &str) -> String {
 
 /// A `metadata.name` (`^[a-zA-Z][-a-zA-Z0-9]{0,63}$`) from an AWS name or path.
 fn metadata_name(aws: &str) -> String {
-    let kept: String = aws
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
+    let kept = kept(aws, "");
     let trimmed = kept.trim_start_matches(|c: char| !c.is_ascii_alphabetic());
     let short: String = trimmed.chars().take(58).collect();
     let short = short.trim_end_matches('-').to_string();

@@ -220,6 +220,17 @@ fn tags_differ(
     kept(live) != kept(wanted)
 }
 
+/// An update's reason: what differs, after what is adopted (which the update also tags).
+fn changed_reason(differs: &[&str], adopted: Option<String>) -> String {
+    let changed = format!("changed: {}", differs.join(", "));
+    match adopted {
+        Some(what) => {
+            format!("{what} carries no estate's tags; this update writes them; {changed}")
+        }
+        None => changed,
+    }
+}
+
 /// Whether `changes` adopt the portfolio (an update that writes estate's tags).
 fn portfolio_adopted_now(changes: &[Change], portfolio: &str) -> bool {
     changes
@@ -586,13 +597,15 @@ fn portfolio_change(d: &DesiredPortfolio, l: Option<&LivePortfolio>, changes: &m
                 before.tags = Some(l.tags.clone());
                 let mut after = after;
                 after.id = Some(l.id.clone());
-                let mut reason = format!("changed: {}", differs.join(", "));
-                if adopting {
-                    reason = format!(
-                        "adopted (`adopt: true`): portfolio {} ({}) carries no estate's tags; this update writes them; {reason}",
-                        l.display_name, l.id
-                    );
-                }
+                let reason = changed_reason(
+                    &differs,
+                    adopting.then(|| {
+                        format!(
+                            "adopted (`adopt: true`): portfolio {} ({})",
+                            l.display_name, l.id
+                        )
+                    }),
+                );
                 let mut c = change(
                     portfolio_address(name),
                     ResourceType::Portfolio,
@@ -1121,13 +1134,15 @@ impl OneProduct<'_> {
                     let mut after = attrs;
                     after.id = Some(lp.id.clone());
                     let adopting = adoptable(&lp.tags);
-                    let mut reason = format!("changed: {}", differs.join(", "));
-                    if adopting {
-                        reason = format!(
-                            "adopted with its portfolio: product {} ({}) carries no estate's tags; this update writes them; {reason}",
-                            lp.name, lp.id
-                        );
-                    }
+                    let reason = changed_reason(
+                        &differs,
+                        adopting.then(|| {
+                            format!(
+                                "adopted with its portfolio: product {} ({})",
+                                lp.name, lp.id
+                            )
+                        }),
+                    );
                     let mut c = change(
                         address,
                         ResourceType::Product,

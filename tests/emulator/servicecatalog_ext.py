@@ -734,15 +734,19 @@ def delete_product(call: Call) -> None:
     call.backend.delete_product(accept_language=None, id=product.id)
 
 
+def product_by(call: Call, id_param: str, name_param: str) -> Product:
+    """A local product by its id, or else by its name (ResourceNotFoundException if none)."""
+    if call.get(id_param):
+        return local_product(call, call.params[id_param])
+    found = call.backend.lookup_by_name(call.required(name_param))
+    if found is None:
+        raise not_found(f"Product {call.params[name_param]} not found.")
+    return found
+
+
 @action("DescribeProductAsAdmin")
 def describe_product_as_admin(call: Call) -> dict[str, Any]:
-    if call.get("Id"):
-        product = local_product(call, call.params["Id"])
-    else:
-        found = call.backend.lookup_by_name(call.required("Name"))
-        if found is None:
-            raise not_found(f"Product {call.params['Name']} not found.")
-        product = found
+    product = product_by(call, "Id", "Name")
     artifacts = call.catalog.artifacts.get(product.id, {}).values()
     return {
         "ProductViewDetail": product_view(product),
@@ -821,13 +825,7 @@ def describe_provisioning_artifact(call: Call) -> dict[str, Any]:
     # or ProductName, the artifact by ProvisioningArtifactId or ProvisioningArtifactName;
     # ResourceNotFoundException when either is unknown. Info holds the template's URL as
     # "TemplateUrl" (the key the SDKs' users read): a presigned URL of the copy AWS keeps.
-    if call.get("ProductId"):
-        product = local_product(call, call.params["ProductId"])
-    else:
-        found = call.backend.lookup_by_name(call.required("ProductName"))
-        if found is None:
-            raise not_found(f"Product {call.params['ProductName']} not found.")
-        product = found
+    product = product_by(call, "ProductId", "ProductName")
     artifacts = call.catalog.artifacts.get(product.id, {})
     if call.get("ProvisioningArtifactId"):
         found_artifact = artifacts.get(call.params["ProvisioningArtifactId"])

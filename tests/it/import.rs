@@ -414,13 +414,18 @@ async fn an_organization_made_by_hand_is_imported_and_plans_no_change() {
     assert_eq!(plan["findings"], serde_json::json!([]), "{plan}");
 }
 
-/// A manifest of one unit, one account and the stack set `roles` in `prod`, which may adopt.
-fn adopting_manifest(dir: &Path, email: &str, adopt: bool) {
+/// The Estate `team` of the adoption tests: one environment `prod`, its documents in docs.yaml.
+fn team_estate(dir: &Path) {
     std::fs::write(
         dir.join("estate.yaml"),
         "apiVersion: estate/v1\nkind: Estate\nmetadata: {name: team}\nspec:\n  homeRegion: us-east-1\n  regions: [us-east-1]\n  promotion: [prod]\n  stackSetRoles: existing\n  include: [docs.yaml]\n",
     )
     .unwrap();
+}
+
+/// A manifest of one unit, one account and the stack set `roles` in `prod`, which may adopt.
+fn adopting_manifest(dir: &Path, email: &str, adopt: bool) {
+    team_estate(dir);
     std::fs::write(dir.join("role.yaml"), ROLE_TEMPLATE).unwrap();
     std::fs::write(
         dir.join("docs.yaml"),
@@ -520,11 +525,7 @@ async fn an_untagged_stack_set_is_adopted_only_when_the_manifest_says_so() {
 
 /// A manifest of the tools account and its portfolio `Data Science`, which may adopt.
 fn portfolio_manifest(dir: &Path, email: &str, adopt: bool) {
-    std::fs::write(
-        dir.join("estate.yaml"),
-        "apiVersion: estate/v1\nkind: Estate\nmetadata: {name: team}\nspec:\n  homeRegion: us-east-1\n  regions: [us-east-1]\n  promotion: [prod]\n  stackSetRoles: existing\n  include: [docs.yaml]\n",
-    )
-    .unwrap();
+    team_estate(dir);
     std::fs::write(dir.join("notebook.yaml"), GUARDRAIL).unwrap();
     std::fs::write(
         dir.join("docs.yaml"),
