@@ -1055,6 +1055,108 @@ mod tests {
     }
 
     #[test]
+    fn portfolios_keep_what_the_manifest_can_say_and_note_the_rest() {
+        use crate::live::{LiveConstraint, LiveShareFlags, LiveTagOption, LiveVersion};
+        let version = |id: &str, name: &str, active: bool| LiveVersion {
+            id: id.into(),
+            name: name.into(),
+            description: None,
+            active,
+        };
+        let product = |name: &str, versions: Vec<LiveVersion>| LiveProduct {
+            id: format!("prod-{name}"),
+            name: name.into(),
+            owner: "IT".into(),
+            versions,
+            ..Default::default()
+        };
+        let mut state = live();
+        state.portfolios = vec![
+            LivePortfolio {
+                id: "port-a".into(),
+                account: "222222222222".into(),
+                display_name: "ML Tools".into(),
+                provider_name: "IT".into(),
+                products: vec![product(
+                    "Notebook",
+                    vec![version("pa-0", "v0", false), version("pa-1", "v1.0", true)],
+                )],
+                constraints: vec![LiveConstraint {
+                    id: "cons-1".into(),
+                    product_id: "prod-Notebook".into(),
+                    kind: "LAUNCH".into(),
+                    parameters: r#"{"LocalRoleName":"launch"}"#.into(),
+                }],
+                tag_options: vec![LiveTagOption {
+                    id: "tag-1".into(),
+                    key: "team".into(),
+                    value: "ml".into(),
+                }],
+                shared_units: vec!["ou-c".into()],
+                // The unit share gives no tag options although there are some.
+                share_flags: [("ou-c".to_string(), LiveShareFlags::default())].into(),
+                ..Default::default()
+            },
+            LivePortfolio {
+                id: "port-b".into(),
+                account: "222222222222".into(),
+                display_name: "ML Unread".into(),
+                products: vec![product("Broken", vec![version("pa-2", "v1", true)])],
+                ..Default::default()
+            },
+        ];
+        let out = import(
+            &state,
+            &ImportOptions {
+                estate: "e".into(),
+                home_region: "us-east-1".into(),
+                units: vec!["/a/b".into()],
+                portfolios: vec!["ML *".into()],
+                portfolio_hub: Some("222222222222".into()),
+                version_templates: [("pa-1".to_string(), "Resources: {}".to_string())].into(),
+                ..Default::default()
+            },
+        );
+        assert_eq!(out.portfolios, 1);
+        let doc = &out.files[&PathBuf::from("portfolios/ML-Tools.yaml")];
+        for part in [
+            "account: one\n",
+            "name: v1.0\n",
+            "template: ../templates/portfolios/ML-Tools/Notebook/v1.0.yaml\n",
+            "launchRoleName: launch\n",
+            "- /c\n",
+            "shareTagOptions: false\n",
+            "adopt: true\n",
+        ] {
+            assert!(doc.contains(part), "{part}: {doc}");
+        }
+        assert!(
+            !doc.contains("v0"),
+            "a deprecated version is left out: {doc}"
+        );
+        assert_eq!(
+            out.files[&PathBuf::from("templates/portfolios/ML-Tools/Notebook/v1.0.yaml")],
+            "Resources: {}"
+        );
+        // The unit shared with is listed, though outside the imported ones.
+        let org = &out.files[&PathBuf::from("organization.yaml")];
+        assert!(org.contains("- path: /c\n"), "{org}");
+        assert!(
+            !out.files
+                .contains_key(&PathBuf::from("portfolios/ML-Unread.yaml"))
+        );
+        let notes = out.notes.join("\n");
+        assert!(
+            notes.contains("version v0 of product Notebook is deprecated"),
+            "{notes}"
+        );
+        assert!(
+            notes.contains("the template of version v1 of product Broken could not be read"),
+            "{notes}"
+        );
+    }
+
+    #[test]
     fn references_are_escaped() {
         assert_eq!(escape("arn:${x}"), "arn:$${x}");
     }

@@ -73,34 +73,29 @@ pub(crate) fn run(g: &Global, args: &Args) -> Result<i32> {
             },
             ..Default::default()
         };
-        // The hub is named before the read, which must know where to read portfolios: the
-        // organization's accounts come first, so a name is resolved by reading twice only
-        // when one is given by name.
+        let mut live = estate::live::read::read(&aws, &opts).await?;
+        // The portfolios' hub, by id or AWS name, is known once the accounts are.
         let mut hub = None;
         if !args.portfolios.is_empty() {
             let id = match &args.portfolio_account {
-                Some(a) if a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()) => a.clone(),
-                Some(a) => {
-                    let org = estate::live::read::read(&aws, &opts).await?;
-                    let found = org.accounts.iter().find(|x| &x.name == a);
-                    match found {
-                        Some(x) => x.id.clone(),
-                        None => {
-                            let hint = estate::diag::closest(a, org.accounts.iter().map(|x| x.name.as_str()))
-                                .map(|c| format!("; did you mean `{c}`?"))
-                                .unwrap_or_default();
-                            return Ok(Err(format!(
-                                "--portfolio-account `{a}`: the organization has no such account{hint}"
-                            )));
-                        }
+                None => live.management_account.clone(),
+                Some(a) => match live.accounts.iter().find(|x| &x.id == a || &x.name == a) {
+                    Some(x) => x.id.clone(),
+                    None => {
+                        let names = live.accounts.iter().map(|x| x.name.as_str());
+                        let hint = estate::diag::closest(a, names)
+                            .map(|c| format!("; did you mean `{c}`?"))
+                            .unwrap_or_default();
+                        return Ok(Err(format!(
+                            "--portfolio-account `{a}`: the organization has no such account{hint}"
+                        )));
                     }
-                }
-                None => aws.identity().await?.account,
+                },
             };
             opts.import_portfolios = Some((id.clone(), args.portfolios.clone()));
+            estate::live::read::reread_portfolios(&aws, &opts, &mut live).await?;
             hub = Some(id);
         }
-        let live = estate::live::read::read(&aws, &opts).await?;
         let known: Vec<&str> = live.units.iter().map(|u| u.path.as_str()).collect();
         if let Some(bad) = args
             .units
@@ -130,8 +125,13 @@ pub(crate) fn run(g: &Global, args: &Args) -> Result<i32> {
             for p in estate::import::portfolios_to_import(&live, &import_opts) {
                 for product in &p.products {
                     for v in product.versions.iter().filter(|v| v.active) {
-                        match estate::live::catalog::version_template(&edge, &region, &product.id, &v.id)
-                            .await
+                        match estate::live::catalog::version_template(
+                            &edge,
+                            &region,
+                            &product.id,
+                            &v.id,
+                        )
+                        .await
                         {
                             Ok(text) => {
                                 import_opts.version_templates.insert(v.id.clone(), text);

@@ -438,6 +438,18 @@ pub fn generation_of(tags: &[(String, String)], estate: &str) -> Option<String> 
     tags.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone())
 }
 
+/// Reads the portfolios of `state` (which [`read`] filled) again, as `opts` now says:
+/// `estate import` knows the hub it imports from only once it knows the accounts.
+pub async fn reread_portfolios(
+    aws: &Aws,
+    opts: &ReadOptions,
+    state: &mut LiveState,
+) -> Result<(), AwsError> {
+    state.portfolios.clear();
+    state.unmanaged_portfolios.clear();
+    read_portfolios(aws, opts, state).await
+}
+
 /// Portfolios in the manifest's hubs and the recorded ones that exist, and the recipients of
 /// their account shares; hubs, and the recipients of each, read concurrently (bounded).
 async fn read_portfolios(

@@ -385,6 +385,22 @@ async fn an_organization_made_by_hand_is_imported_and_plans_no_change() {
     );
     assert_eq!(code, 64, "{err}");
     assert!(err.contains("did you mean `/workloads/prod`?"), "{err}");
+    let (code, _, err) = run(
+        &account,
+        parent.path(),
+        &[
+            "import",
+            "tools",
+            "--region",
+            "us-east-1",
+            "--portfolio",
+            "*",
+            "--portfolio-account",
+            "shared-tool",
+        ],
+    );
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("did you mean `shared-tools`?"), "{err}");
     let (code, out, err) = run(
         &account,
         parent.path(),
