@@ -354,6 +354,10 @@ def tags_of(backend: ServiceCatalogBackend, arn: str) -> list[dict[str, str]]:
 
 def retag(call: Call, resource: Portfolio | Product) -> None:
     """AddTags/RemoveTags; moto keeps tags in its tagger and a copy on the model."""
+    # UpdatePortfolio, UpdateProduct (API Reference): AddTags "Array Members: Maximum number
+    # of 20 items"; moto takes any number.
+    if len(call.get("AddTags", [])) > 20:
+        raise invalid("AddTags takes at most 20 tags.")
     call.backend.tagger.tag_resource(resource.arn, call.get("AddTags", []))
     call.backend.tagger.untag_resource_using_names(resource.arn, call.get("RemoveTags", []))
     resource.tags = tags_of(call.backend, resource.arn)

@@ -724,6 +724,16 @@ async fn unknown_ids_and_bad_parameters_get_aws_error_codes() {
             ),
         ),
         (
+            "UpdatePortfolio 21 AddTags",
+            code(
+                sc.update_portfolio()
+                    .id(&portfolio)
+                    .set_add_tags(Some((0..21).map(|i| tag(&format!("k{i}"), "v")).collect()))
+                    .send()
+                    .await,
+            ),
+        ),
+        (
             "AssociatePrincipalWithPortfolio PrincipalType::IamPattern",
             code(
                 sc.associate_principal_with_portfolio()
