@@ -417,7 +417,7 @@ fn portfolio_spec(
         match org.account(live, id) {
             Some(n) => accounts.push(n),
             None => notes.push(format!(
-                "{what}: shared with account {id}, which is not ACTIVE: the share is left out (the plan removes it)"
+                "{what}: shared with account {id}, which is no ACTIVE account of the organization: the share is left out (the plan removes it)"
             )),
         }
     }
