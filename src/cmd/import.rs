@@ -74,6 +74,19 @@ pub(crate) fn run(g: &Global, args: &Args) -> Result<i32> {
             ..Default::default()
         };
         let mut live = estate::live::read::read(&aws, &opts).await?;
+        let known: Vec<&str> = live.units.iter().map(|u| u.path.as_str()).collect();
+        if let Some(bad) = args
+            .units
+            .iter()
+            .find(|u| u.as_str() != "/" && !known.contains(&u.as_str()))
+        {
+            let hint = estate::diag::closest(bad, known.iter().copied())
+                .map(|c| format!("; did you mean `{c}`?"))
+                .unwrap_or_default();
+            return Ok(Err(format!(
+                "--unit `{bad}`: the organization has no such unit{hint}"
+            )));
+        }
         // The portfolios' hub, by id or AWS name, is known once the accounts are.
         let mut hub = None;
         if !args.portfolios.is_empty() {
@@ -95,19 +108,6 @@ pub(crate) fn run(g: &Global, args: &Args) -> Result<i32> {
             opts.import_portfolios = Some((id.clone(), args.portfolios.clone()));
             estate::live::read::reread_portfolios(&aws, &opts, &mut live).await?;
             hub = Some(id);
-        }
-        let known: Vec<&str> = live.units.iter().map(|u| u.path.as_str()).collect();
-        if let Some(bad) = args
-            .units
-            .iter()
-            .find(|u| u.as_str() != "/" && !known.contains(&u.as_str()))
-        {
-            let hint = estate::diag::closest(bad, known.iter().copied())
-                .map(|c| format!("; did you mean `{c}`?"))
-                .unwrap_or_default();
-            return Ok(Err(format!(
-                "--unit `{bad}`: the organization has no such unit{hint}"
-            )));
         }
         let mut import_opts = estate::import::ImportOptions {
             estate: name.clone(),
@@ -136,6 +136,8 @@ pub(crate) fn run(g: &Global, args: &Args) -> Result<i32> {
                             Ok(text) => {
                                 import_opts.version_templates.insert(v.id.clone(), text);
                             }
+                            // An unanswered call says nothing of the template: no guess.
+                            Err(e) if e.is_transient() => return Err(e.into()),
                             Err(e) => eprintln!("note: {e}"),
                         }
                     }
