@@ -1,11 +1,11 @@
 //! `estate import`'s writer: a manifest folder from a live organization (units, accounts,
 //! stack sets with their templates as AWS returns them, environments inferred from the
-//! instances' accounts and regions) that plans no change against it. Pure: the command reads
-//! live state and writes the files.
+//! instances' accounts and regions, portfolios of a hub with their versions' templates) that
+//! plans no change against it. Pure: the command reads live state and writes the files.
 
-use crate::live::{AccountState, LiveStackSet, LiveState};
+use crate::live::{AccountState, LivePortfolio, LiveProduct, LiveStackSet, LiveState};
 use crate::manifest::model::*;
-use crate::tags::{TAG_MANAGED_BY, TAG_PREFIX};
+use crate::tags::{TAG_MANAGED_BY, TAG_PORTFOLIO, TAG_PREFIX, TAG_PRODUCT};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -21,6 +21,15 @@ pub struct ImportOptions {
     /// Limit to stack sets whose names match these patterns (`*`); they become the Estate's
     /// scope. Empty: all.
     pub stack_sets: Vec<String>,
+    /// Import the portfolios of the hub whose display names match these patterns (`*`);
+    /// empty: none.
+    pub portfolios: Vec<String>,
+    /// The hub account (id) whose portfolios are imported; `None`: the management account.
+    pub portfolio_hub: Option<String>,
+    /// The templates of the imported portfolios' versions as AWS returns them, by
+    /// provisioning artifact id (the command reads them; see [`portfolios_to_import`]). A
+    /// portfolio with a version missing here is left out.
+    pub version_templates: BTreeMap<String, String>,
 }
 
 /// The manifest folder's files (paths relative to it) and what the reader must know.
@@ -33,6 +42,7 @@ pub struct Imported {
     pub accounts: usize,
     pub stack_sets: usize,
     pub environments: usize,
+    pub portfolios: usize,
 }
 
 /// Where a stack set's instances are: an environment's targets and regions.
@@ -130,6 +140,18 @@ pub fn import(live: &LiveState, opts: &ImportOptions) -> Imported {
         stack_set_docs.push((name, spec));
     }
 
+    let portfolio_docs = portfolios(
+        live,
+        opts,
+        &mut Org {
+            units: &mut units,
+            accounts: &mut accounts,
+            names: &mut names,
+            taken: &mut taken,
+        },
+        &mut out,
+    );
+
     let mut promotion = Vec::new();
     let mut env_docs = Vec::new();
     for (placement, name) in &environments {
@@ -156,6 +178,9 @@ pub fn import(live: &LiveState, opts: &ImportOptions) -> Imported {
     }
     if !stack_set_docs.is_empty() {
         include.push("stacksets/*.yaml".into());
+    }
+    if !portfolio_docs.is_empty() {
+        include.push("portfolios/*.yaml".into());
     }
     let mut estate = json!({
         "homeRegion": opts.home_region,
@@ -188,11 +213,445 @@ pub fn import(live: &LiveState, opts: &ImportOptions) -> Imported {
             yaml(&[document("StackSet", name, spec.clone())]),
         );
     }
+    for (name, spec) in &portfolio_docs {
+        out.files.insert(
+            PathBuf::from(format!("portfolios/{name}.yaml")),
+            yaml(&[document("Portfolio", name, spec.clone())]),
+        );
+    }
+    out.portfolios = portfolio_docs.len();
     out.units = units.len();
     out.accounts = accounts.len();
     out.stack_sets = stack_set_docs.len();
     out.environments = env_docs.len();
     out
+}
+
+/// The organization document's parts a portfolio may add to: units its shares name, and
+/// accounts (its hub, its recipients) outside the imported ones.
+struct Org<'a> {
+    units: &'a mut Vec<String>,
+    accounts: &'a mut Vec<Value>,
+    names: &'a mut BTreeMap<String, String>,
+    taken: &'a mut BTreeSet<String>,
+}
+
+impl Org<'_> {
+    /// The manifest name of account `id`, which is added (without a unit: its placement is
+    /// not managed) when the import left it out; `None` when it is not ACTIVE.
+    fn account(&mut self, live: &LiveState, id: &str) -> Option<String> {
+        if let Some(name) = self.names.get(id) {
+            return Some(name.clone());
+        }
+        let a = live
+            .accounts
+            .iter()
+            .find(|a| a.id == id && a.state == AccountState::Active)?;
+        let name = unique(account_name(&a.name, &a.id), self.taken);
+        self.names.insert(a.id.clone(), name.clone());
+        self.accounts
+            .push(json!({"name": name, "email": a.email, "adopt": true}));
+        Some(name)
+    }
+
+    /// The path of unit `id`, listed (with its ancestors) when the import left it out.
+    fn unit(&mut self, live: &LiveState, id: &str) -> Option<String> {
+        let path = live.units.iter().find(|u| u.id == id)?.path.clone();
+        let mut at = String::new();
+        for part in path.split('/').filter(|p| !p.is_empty()) {
+            at = format!("{at}/{part}");
+            if !self.units.contains(&at) {
+                self.units.push(at.clone());
+            }
+        }
+        Some(path)
+    }
+}
+
+/// The live portfolios `opts` imports: in the hub, of a matching display name, this estate's
+/// or no estate's (another estate's are not read in full).
+pub fn portfolios_to_import<'a>(
+    live: &'a LiveState,
+    opts: &ImportOptions,
+) -> Vec<&'a LivePortfolio> {
+    let hub = opts
+        .portfolio_hub
+        .as_deref()
+        .unwrap_or(&live.management_account);
+    live.portfolios
+        .iter()
+        .filter(|l| l.account == hub)
+        .filter(|l| {
+            opts.portfolios
+                .iter()
+                .any(|p| glob_match(p, &l.display_name))
+        })
+        .filter(|l| {
+            l.tags
+                .get(TAG_MANAGED_BY)
+                .is_none_or(|owner| *owner == opts.estate)
+        })
+        .collect()
+}
+
+/// The Portfolio documents (name, spec) of the imported portfolios, their templates in
+/// `out.files`.
+fn portfolios(
+    live: &LiveState,
+    opts: &ImportOptions,
+    org: &mut Org,
+    out: &mut Imported,
+) -> Vec<(String, Value)> {
+    if opts.portfolios.is_empty() {
+        return Vec::new();
+    }
+    let hub = opts
+        .portfolio_hub
+        .clone()
+        .unwrap_or_else(|| live.management_account.clone());
+    // Another estate's of a matching name were read by name only.
+    for u in live.unmanaged_portfolios.iter().filter(|u| {
+        u.account == hub
+            && opts
+                .portfolios
+                .iter()
+                .any(|p| glob_match(p, &u.display_name))
+    }) {
+        out.notes.push(format!(
+            "portfolio {} ({}) carries another estate's tag: left out",
+            u.display_name, u.id
+        ));
+    }
+    let Some(hub_name) = org.account(live, &hub) else {
+        out.notes.push(format!(
+            "account {hub}, the portfolios' hub, is not an ACTIVE account of the organization: no portfolio imported"
+        ));
+        return Vec::new();
+    };
+    let mut taken = BTreeSet::new();
+    let mut docs = Vec::new();
+    for l in portfolios_to_import(live, opts) {
+        let mine = l.tags.contains_key(TAG_MANAGED_BY);
+        let name = match l.tags.get(TAG_PORTFOLIO).filter(|_| mine) {
+            Some(name) => unique(name.clone(), &mut taken),
+            None => unique(metadata_name(&l.display_name), &mut taken),
+        };
+        let mut files = BTreeMap::new();
+        let mut notes = Vec::new();
+        let Some(spec) =
+            portfolio_spec(live, l, &name, &hub_name, org, &mut files, &mut notes, opts)
+        else {
+            out.notes.extend(notes);
+            continue;
+        };
+        out.notes.extend(notes);
+        out.files.extend(files);
+        docs.push((name, spec));
+    }
+    docs
+}
+
+/// One portfolio's spec; `None` (with a note) when a version's template is missing.
+#[allow(clippy::too_many_arguments)] // one call site; the arguments are the import's context
+fn portfolio_spec(
+    live: &LiveState,
+    l: &LivePortfolio,
+    name: &str,
+    hub_name: &str,
+    org: &mut Org,
+    files: &mut BTreeMap<PathBuf, String>,
+    notes: &mut Vec<String>,
+    opts: &ImportOptions,
+) -> Option<Value> {
+    let what = format!("portfolio {} ({})", l.display_name, l.id);
+    let mut spec = Map::new();
+    spec.insert("account".into(), json!(hub_name));
+    spec.insert("displayName".into(), json!(l.display_name));
+    spec.insert("providerName".into(), json!(l.provider_name));
+    if let Some(d) = &l.description {
+        spec.insert("description".into(), json!(d));
+    }
+    let mut products = Vec::new();
+    let mut product_names = BTreeSet::new();
+    for lp in &l.products {
+        match lp.tags.get(TAG_MANAGED_BY) {
+            Some(owner) if *owner != opts.estate => {
+                notes.push(format!(
+                    "{what}: product {} ({}) carries estate `{owner}`'s tag: left out",
+                    lp.name, lp.id
+                ));
+                continue;
+            }
+            _ => {}
+        }
+        let product_name = match lp
+            .tags
+            .get(TAG_PRODUCT)
+            .filter(|_| lp.tags.contains_key(TAG_MANAGED_BY))
+        {
+            Some(n) => unique(n.clone(), &mut product_names),
+            None => unique(metadata_name(&lp.name), &mut product_names),
+        };
+        let product = product_spec(l, lp, name, &product_name, &what, files, notes, opts)?;
+        if let Some(product) = product {
+            products.push(product);
+        }
+    }
+    if !products.is_empty() {
+        spec.insert("products".into(), json!(products));
+    }
+    let mut tag_options: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for t in &l.tag_options {
+        tag_options.entry(&t.key).or_default().push(&t.value);
+    }
+    if !tag_options.is_empty() {
+        spec.insert("tagOptions".into(), json!(tag_options));
+    }
+    if !l.principals.is_empty() {
+        let escaped: Vec<String> = l.principals.iter().map(|p| escape(p)).collect();
+        spec.insert("principals".into(), json!(escaped));
+    }
+    let mut share_with = Map::new();
+    let mut accounts = Vec::new();
+    for id in &l.shared_accounts {
+        match org.account(live, id) {
+            Some(n) => accounts.push(n),
+            None => notes.push(format!(
+                "{what}: shared with account {id}, which is no ACTIVE account of the organization: the share is left out (the plan removes it)"
+            )),
+        }
+    }
+    let mut units = Vec::new();
+    for id in &l.shared_units {
+        match org.unit(live, id) {
+            Some(path) => units.push(path),
+            None => notes.push(format!(
+                "{what}: shared with {id}, which is no unit of the organization: the share is left out (the plan removes it)"
+            )),
+        }
+    }
+    if !accounts.is_empty() {
+        share_with.insert("accounts".into(), json!(accounts));
+    }
+    if !units.is_empty() {
+        share_with.insert("units".into(), json!(units));
+    }
+    if !share_with.is_empty() {
+        spec.insert("shareWith".into(), Value::Object(share_with));
+    }
+    // What the shares give besides the portfolio (the defaults: what it has).
+    share_flag(
+        &mut spec,
+        "shareTagOptions",
+        l.share_flags.values().map(|f| f.tag_options).collect(),
+        !l.tag_options.is_empty(),
+        notes,
+        &format!("{what}: some shares give the tag options and some do not"),
+    );
+    share_flag(
+        &mut spec,
+        "sharePrincipals",
+        l.shared_units
+            .iter()
+            .filter_map(|u| l.share_flags.get(u))
+            .map(|f| f.principals)
+            .collect(),
+        !l.principals.is_empty(),
+        notes,
+        &format!("{what}: some unit shares give the principal names and some do not"),
+    );
+    // One list for every recipient: the principals associated in each, as `role/Name`.
+    let per_recipient: Vec<BTreeSet<&str>> = l
+        .shared_accounts
+        .iter()
+        .map(|id| {
+            l.recipients
+                .get(id)
+                .map(|r| {
+                    r.principals
+                        .iter()
+                        .filter_map(|arn| arn.splitn(6, ':').nth(5))
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
+        .collect();
+    let every: BTreeSet<&str> = per_recipient.iter().flatten().copied().collect();
+    if per_recipient.iter().any(|r| *r != every) {
+        notes.push(format!(
+            "{what}: its recipient accounts have different principals associated; the manifest lists all of them for every recipient (the plan associates the missing ones)"
+        ));
+    }
+    if !every.is_empty() {
+        spec.insert("recipientPrincipals".into(), json!(every));
+    }
+    let tags = own_tags(&l.tags);
+    if !tags.is_empty() {
+        spec.insert("tags".into(), Value::Object(tags));
+    }
+    // Untagged: the portfolio, or a product in it (adopted with it).
+    if !l.tags.contains_key(TAG_MANAGED_BY)
+        || l.products
+            .iter()
+            .any(|p| !p.tags.contains_key(TAG_MANAGED_BY))
+    {
+        spec.insert("adopt".into(), json!(true));
+    }
+    Some(Value::Object(spec))
+}
+
+/// A share flag, written where the shares set it otherwise than the default; `differ` noted
+/// when they do not agree (the manifest then says every share does).
+fn share_flag(
+    spec: &mut Map<String, Value>,
+    field: &str,
+    set: BTreeSet<bool>,
+    default: bool,
+    notes: &mut Vec<String>,
+    differ: &str,
+) {
+    let Some(&shared) = set.iter().next_back() else {
+        return;
+    };
+    if set.len() > 1 {
+        notes.push(format!(
+            "{differ}; the manifest says every one does (the plan changes the others)"
+        ));
+    }
+    if shared != default {
+        spec.insert(field.into(), json!(shared));
+    }
+}
+
+/// One product's entry: `Some(None)` when it is left out (with a note), `None` when a
+/// version's template is missing (the whole portfolio is left out).
+#[allow(clippy::too_many_arguments)] // one call site; the arguments are the import's context
+fn product_spec(
+    l: &LivePortfolio,
+    lp: &LiveProduct,
+    portfolio: &str,
+    name: &str,
+    what: &str,
+    files: &mut BTreeMap<PathBuf, String>,
+    notes: &mut Vec<String>,
+    opts: &ImportOptions,
+) -> Option<Option<Value>> {
+    let mut versions = Vec::new();
+    let mut file_names = BTreeSet::new();
+    for v in &lp.versions {
+        if !v.active {
+            // In the manifest, a deprecated version would be made active again.
+            notes.push(format!(
+                "{what}: version {} of product {} is deprecated (Active: false): left out",
+                v.name, lp.name
+            ));
+            continue;
+        }
+        let Some(text) = opts.version_templates.get(&v.id) else {
+            notes.push(format!(
+                "{what}: the template of version {} of product {} could not be read: the portfolio is left out",
+                v.name, lp.name
+            ));
+            return None;
+        };
+        let ext = if text.trim_start().starts_with('{') {
+            "json"
+        } else {
+            "yaml"
+        };
+        let file = unique(file_name(&v.name), &mut file_names);
+        let path = format!("templates/portfolios/{portfolio}/{name}/{file}.{ext}");
+        files.insert(PathBuf::from(&path), text.clone());
+        let mut version = json!({"name": v.name, "template": format!("../{path}")});
+        if let Some(d) = &v.description {
+            version["description"] = json!(d);
+        }
+        versions.push(version);
+    }
+    if versions.is_empty() {
+        notes.push(format!(
+            "{what}: product {} ({}) has no active version: left out",
+            lp.name, lp.id
+        ));
+        return Some(None);
+    }
+    let mut product = json!({
+        "name": name,
+        "displayName": lp.name,
+        "owner": lp.owner,
+        "versions": versions,
+    });
+    for (key, value) in [
+        ("description", &lp.description),
+        ("distributor", &lp.distributor),
+        ("supportEmail", &lp.support_email),
+    ] {
+        if let Some(v) = value {
+            product[key] = json!(v);
+        }
+    }
+    for c in l.constraints.iter().filter(|c| c.product_id == lp.id) {
+        let role = serde_json::from_str::<Value>(&c.parameters)
+            .ok()
+            .and_then(|p| p.get("LocalRoleName")?.as_str().map(str::to_string));
+        match (c.kind.as_str(), role) {
+            ("LAUNCH", Some(role)) => product["launchRoleName"] = json!(role),
+            ("LAUNCH", None) => notes.push(format!(
+                "{what}: the launch constraint of product {} names no LocalRoleName (the manifest gives a launch role by name only): the plan replaces it",
+                lp.name
+            )),
+            (kind, _) => notes.push(format!(
+                "{what}: product {} has a {kind} constraint, which the manifest does not express: left as it is",
+                lp.name
+            )),
+        }
+    }
+    let tags = own_tags(&lp.tags);
+    if tags.keys().any(|k| k.starts_with("aws:")) {
+        notes.push(format!(
+            "{what}: product {} has `aws:` tags, which a manifest may not give: the plan shows them as a difference",
+            lp.name
+        ));
+    }
+    let tags: Map<String, Value> = tags
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("aws:"))
+        .collect();
+    if !tags.is_empty() {
+        product["tags"] = Value::Object(tags);
+    }
+    Some(Some(product))
+}
+
+/// The tags a resource has besides estate's own: those a manifest gives.
+fn own_tags(tags: &BTreeMap<String, String>) -> Map<String, Value> {
+    tags.iter()
+        .filter(|(k, _)| !k.starts_with(TAG_PREFIX))
+        .map(|(k, v)| (k.clone(), json!(v)))
+        .collect()
+}
+
+/// `name` with every character but ASCII letters, digits and those of `also` made `-`.
+fn kept(name: &str, also: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || also.contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+/// A file name from a version name: letters, digits, `-`, `_` and `.` kept.
+fn file_name(name: &str) -> String {
+    let kept = kept(name, "-_.").trim_start_matches('.').to_string();
+    if kept.is_empty() {
+        "version".into()
+    } else {
+        kept
+    }
 }
 
 /// Whether `path` is an ancestor of `unit` (a unit the manifest must list before it).
@@ -326,12 +785,7 @@ fn stack_set_spec(
     if !parameters.is_empty() {
         spec.insert("parameters".into(), Value::Object(parameters));
     }
-    let tags: Map<String, Value> = s
-        .tags
-        .iter()
-        .filter(|(k, _)| !k.starts_with(TAG_PREFIX))
-        .map(|(k, v)| (k.clone(), json!(v)))
-        .collect();
+    let tags = own_tags(&s.tags);
     if !tags.is_empty() {
         spec.insert("tags".into(), Value::Object(tags));
     }
@@ -378,16 +832,7 @@ fn unique(name: String, taken: &mut BTreeSet<String>) -> String {
 
 /// A manifest account name (`^[a-zA-Z0-9][-a-zA-Z0-9 _.]{0,49}$`) from the AWS one.
 fn account_name(aws: &str, id: &str) -> String {
-    let kept: String = aws
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_. ".contains(c) {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
+    let kept = kept(aws, "-_. ");
     let trimmed = kept.trim_start_matches(|c: char| !c.is_ascii_alphanumeric());
     let short: String = trimmed.chars().take(44).collect();
     let short = short.trim_end().to_string();
@@ -400,10 +845,7 @@ fn account_name(aws: &str, id: &str) -> String {
 
 /// A `metadata.name` (`^[a-zA-Z][-a-zA-Z0-9]{0,63}$`) from an AWS name or path.
 fn metadata_name(aws: &str) -> String {
-    let kept: String = aws
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
+    let kept = kept(aws, "");
     let trimmed = kept.trim_start_matches(|c: char| !c.is_ascii_alphabetic());
     let short: String = trimmed.chars().take(58).collect();
     let short = short.trim_end_matches('-').to_string();
@@ -565,7 +1007,7 @@ mod tests {
                 estate: "e".into(),
                 home_region: "us-east-1".into(),
                 units: vec!["/a/b".into()],
-                stack_sets: vec![],
+                ..Default::default()
             },
         );
         let org = &out.files[&PathBuf::from("organization.yaml")];
@@ -608,6 +1050,108 @@ mod tests {
         );
         assert!(
             notes.contains("stack set theirs is estate `other`'s"),
+            "{notes}"
+        );
+    }
+
+    #[test]
+    fn portfolios_keep_what_the_manifest_can_say_and_note_the_rest() {
+        use crate::live::{LiveConstraint, LiveShareFlags, LiveTagOption, LiveVersion};
+        let version = |id: &str, name: &str, active: bool| LiveVersion {
+            id: id.into(),
+            name: name.into(),
+            description: None,
+            active,
+        };
+        let product = |name: &str, versions: Vec<LiveVersion>| LiveProduct {
+            id: format!("prod-{name}"),
+            name: name.into(),
+            owner: "IT".into(),
+            versions,
+            ..Default::default()
+        };
+        let mut state = live();
+        state.portfolios = vec![
+            LivePortfolio {
+                id: "port-a".into(),
+                account: "222222222222".into(),
+                display_name: "ML Tools".into(),
+                provider_name: "IT".into(),
+                products: vec![product(
+                    "Notebook",
+                    vec![version("pa-0", "v0", false), version("pa-1", "v1.0", true)],
+                )],
+                constraints: vec![LiveConstraint {
+                    id: "cons-1".into(),
+                    product_id: "prod-Notebook".into(),
+                    kind: "LAUNCH".into(),
+                    parameters: r#"{"LocalRoleName":"launch"}"#.into(),
+                }],
+                tag_options: vec![LiveTagOption {
+                    id: "tag-1".into(),
+                    key: "team".into(),
+                    value: "ml".into(),
+                }],
+                shared_units: vec!["ou-c".into()],
+                // The unit share gives no tag options although there are some.
+                share_flags: [("ou-c".to_string(), LiveShareFlags::default())].into(),
+                ..Default::default()
+            },
+            LivePortfolio {
+                id: "port-b".into(),
+                account: "222222222222".into(),
+                display_name: "ML Unread".into(),
+                products: vec![product("Broken", vec![version("pa-2", "v1", true)])],
+                ..Default::default()
+            },
+        ];
+        let out = import(
+            &state,
+            &ImportOptions {
+                estate: "e".into(),
+                home_region: "us-east-1".into(),
+                units: vec!["/a/b".into()],
+                portfolios: vec!["ML *".into()],
+                portfolio_hub: Some("222222222222".into()),
+                version_templates: [("pa-1".to_string(), "Resources: {}".to_string())].into(),
+                ..Default::default()
+            },
+        );
+        assert_eq!(out.portfolios, 1);
+        let doc = &out.files[&PathBuf::from("portfolios/ML-Tools.yaml")];
+        for part in [
+            "account: one\n",
+            "name: v1.0\n",
+            "template: ../templates/portfolios/ML-Tools/Notebook/v1.0.yaml\n",
+            "launchRoleName: launch\n",
+            "- /c\n",
+            "shareTagOptions: false\n",
+            "adopt: true\n",
+        ] {
+            assert!(doc.contains(part), "{part}: {doc}");
+        }
+        assert!(
+            !doc.contains("v0"),
+            "a deprecated version is left out: {doc}"
+        );
+        assert_eq!(
+            out.files[&PathBuf::from("templates/portfolios/ML-Tools/Notebook/v1.0.yaml")],
+            "Resources: {}"
+        );
+        // The unit shared with is listed, though outside the imported ones.
+        let org = &out.files[&PathBuf::from("organization.yaml")];
+        assert!(org.contains("- path: /c\n"), "{org}");
+        assert!(
+            !out.files
+                .contains_key(&PathBuf::from("portfolios/ML-Unread.yaml"))
+        );
+        let notes = out.notes.join("\n");
+        assert!(
+            notes.contains("version v0 of product Notebook is deprecated"),
+            "{notes}"
+        );
+        assert!(
+            notes.contains("the template of version v1 of product Broken could not be read"),
             "{notes}"
         );
     }

@@ -10,13 +10,15 @@ use crate::aws::wait::Polling;
 use crate::aws::{Aws, AwsError};
 use crate::live::LiveState;
 use crate::live::catalog::SERVICE_PRINCIPAL;
-use crate::plan::catalog::{DesiredPortfolio, is_name_pattern, launch_parameters};
+use crate::plan::catalog::{
+    DesiredPortfolio, is_name_pattern, launch_parameters, live_portfolio, live_product,
+};
 use crate::plan::{
     Action, Address, Change, ConstraintSide, DelegatedAdminSide, LiveConstraintSide,
     LivePortfolioSide, LiveProductSide, Plan, PortfolioSide, PrincipalSide, ProductSide,
     ResourceType, ShareSide, Side, TagOptionSide, VersionSide,
 };
-use crate::tags::{TAG_PORTFOLIO, TAG_PRODUCT};
+use crate::tags::{TAG_MANAGED_BY, TAG_PRODUCT};
 use aws_sdk_servicecatalog::types::{
     OrganizationNode, OrganizationNodeType, PrincipalType, ProductType,
     ProvisioningArtifactProperties, ProvisioningArtifactType, Tag,
@@ -431,7 +433,7 @@ impl<'a> OnePortfolio<'a> {
     async fn portfolio(&mut self, d: &DesiredPortfolio) -> Result<String, ApplyError> {
         // Not every change names it (a new version names only its product): the live
         // portfolio does, when it exists.
-        let live_portfolio = self.live_portfolio();
+        let live_portfolio = live_portfolio(d, self.live);
         let mut portfolio_id = self
             .changes
             .iter()
@@ -496,13 +498,6 @@ impl<'a> OnePortfolio<'a> {
             .ok_or_else(|| ApplyError::Inconsistent(format!("portfolio {}: no id", self.name)))
     }
 
-    fn live_portfolio(&self) -> Option<&'a crate::live::LivePortfolio> {
-        self.live.portfolios.iter().find(|l| {
-            l.account == self.hub_id
-                && l.tags.get(TAG_PORTFOLIO).map(String::as_str) == Some(self.name)
-        })
-    }
-
     /// Products created (with their first version) and updated; the ids of all products by
     /// manifest name, and the versions created with their product.
     async fn products(
@@ -513,8 +508,10 @@ impl<'a> OnePortfolio<'a> {
         let mut first_versions = Vec::new();
         // Ids of existing products: from the live portfolio, and from changes that name them
         // (a constraint added to an existing product names its id only there).
-        let mut product_ids: HashMap<String, String> = self
-            .live_portfolio()
+        // An adopted product is known by its display name until its tags are written.
+        let estate = d.tags.get(TAG_MANAGED_BY).map(String::as_str);
+        let l = live_portfolio(d, self.live);
+        let mut product_ids: HashMap<String, String> = l
             .map(|l| {
                 l.products
                     .iter()
@@ -522,6 +519,10 @@ impl<'a> OnePortfolio<'a> {
                     .collect()
             })
             .unwrap_or_default();
+        product_ids.extend(d.products.iter().filter_map(|p| {
+            let found = live_product(d, p, l, estate.unwrap_or_default())?;
+            Some((p.name.clone(), found.id.clone()))
+        }));
         product_ids.extend(self.changes.iter().filter_map(|c| product_in(c)));
         for c in self.of(ResourceType::Product, Action::Create) {
             let pname = c.after_as::<ProductSide>()?.name.clone();

@@ -9,7 +9,8 @@ use aws_config::SdkConfig;
 use aws_config::retry::RetryConfig;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::{
-    BeforeSerializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
+    BeforeSerializationInterceptorContextRef, BeforeTransmitInterceptorContextMut,
+    BeforeTransmitInterceptorContextRef,
 };
 use aws_smithy_runtime_api::client::interceptors::{Intercept, SharedInterceptor};
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
@@ -131,6 +132,8 @@ pub enum AwsError {
         management: String,
         message: String,
     },
+    #[error("the template of provisioning artifact {artifact}: {message}")]
+    ArtifactTemplate { artifact: String, message: String },
     #[error("cannot assume {role} in account {account}: {message}")]
     AssumeRole {
         role: String,
@@ -305,6 +308,36 @@ impl Intercept for CountCalls {
             // "Service Catalog" → "ServiceCatalog", as in error messages.
             let service: String = meta.service().split_whitespace().collect();
             self.0.record(format!("{service}.{}", meta.name()));
+        }
+        Ok(())
+    }
+}
+
+/// Sends a request to a presigned URL instead: the URL carries its own signature, so the
+/// SDK's (the Authorization header and the `x-amz-` headers it signed) is taken off.
+#[derive(Debug)]
+struct Presigned(String);
+
+impl Intercept for Presigned {
+    fn name(&self) -> &'static str {
+        "estate::Presigned"
+    }
+    fn modify_before_transmit(
+        &self,
+        context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let request = context.request_mut();
+        request.set_uri(self.0.as_str())?;
+        let signed: Vec<String> = request
+            .headers()
+            .iter()
+            .map(|(k, _)| k.to_ascii_lowercase())
+            .filter(|k| k == "authorization" || k.starts_with("x-amz-"))
+            .collect();
+        for k in signed {
+            request.headers_mut().remove(k);
         }
         Ok(())
     }
@@ -544,6 +577,31 @@ impl Aws {
             conf.push_interceptor(i.clone());
         }
         aws_sdk_s3::Client::from_conf(conf.build())
+    }
+
+    /// The object at a presigned S3 URL (one AWS hands out, such as a Service Catalog
+    /// version's template): an S3 GetObject whose request is sent to the URL as it is.
+    pub async fn get_presigned(&self, url: &str, region: &str) -> Result<Vec<u8>, AwsError> {
+        let out = self
+            .s3(region)
+            .get_object()
+            // Placeholders: the interceptor sends the request to `url`.
+            .bucket("presigned")
+            .key("object")
+            .customize()
+            .config_override(
+                aws_sdk_s3::config::Config::builder().interceptor(Presigned(url.to_string())),
+            )
+            .send()
+            .await
+            .map_err(|e| AwsError::call("S3.GetObject", e))?;
+        let body = out.body.collect().await.map_err(|e| AwsError::Call {
+            operation: "S3.GetObject".into(),
+            code: None,
+            message: format!("reading the object: {e}"),
+            transient: true,
+        })?;
+        Ok(body.into_bytes().to_vec())
     }
 
     pub fn sts(&self) -> aws_sdk_sts::Client {

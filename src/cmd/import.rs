@@ -11,6 +11,8 @@ pub(crate) struct Args {
     pub(crate) name: Option<String>,
     pub(crate) units: Vec<String>,
     pub(crate) stack_sets: Vec<String>,
+    pub(crate) portfolios: Vec<String>,
+    pub(crate) portfolio_account: Option<String>,
     pub(crate) profile: Option<String>,
     pub(crate) region: Option<String>,
     pub(crate) force: bool,
@@ -38,6 +40,10 @@ pub(crate) fn run(g: &Global, args: &Args) -> Result<i32> {
         );
         return Ok(exit::USAGE);
     }
+    if let Some(bad) = args.portfolios.iter().find(|p| p.is_empty()) {
+        eprintln!("error: --portfolio `{bad}`: give a display name pattern");
+        return Ok(exit::USAGE);
+    }
     if let Some(bad) = args.units.iter().find(|u| !u.starts_with('/')) {
         eprintln!("error: --unit `{bad}`: a unit is a path from the root, such as /ml/prod");
         return Ok(exit::USAGE);
@@ -57,7 +63,7 @@ pub(crate) fn run(g: &Global, args: &Args) -> Result<i32> {
         let region = aws
             .region()
             .context("no AWS region: pass --region (it becomes the Estate's homeRegion)")?;
-        let opts = estate::live::read::ReadOptions {
+        let mut opts = estate::live::read::ReadOptions {
             estate: name.clone(),
             home_region: region.clone(),
             every_instance_of: if args.stack_sets.is_empty() {
@@ -67,7 +73,7 @@ pub(crate) fn run(g: &Global, args: &Args) -> Result<i32> {
             },
             ..Default::default()
         };
-        let live = estate::live::read::read(&aws, &opts).await?;
+        let mut live = estate::live::read::read(&aws, &opts).await?;
         let known: Vec<&str> = live.units.iter().map(|u| u.path.as_str()).collect();
         if let Some(bad) = args
             .units
@@ -81,15 +87,64 @@ pub(crate) fn run(g: &Global, args: &Args) -> Result<i32> {
                 "--unit `{bad}`: the organization has no such unit{hint}"
             )));
         }
-        let imported = estate::import::import(
-            &live,
-            &estate::import::ImportOptions {
-                estate: name.clone(),
-                home_region: region.clone(),
-                units: args.units.clone(),
-                stack_sets: args.stack_sets.clone(),
-            },
-        );
+        // The portfolios' hub, by id or AWS name, is known once the accounts are.
+        let mut hub = None;
+        if !args.portfolios.is_empty() {
+            let id = match &args.portfolio_account {
+                None => live.management_account.clone(),
+                Some(a) => match live.accounts.iter().find(|x| &x.id == a || &x.name == a) {
+                    Some(x) => x.id.clone(),
+                    None => {
+                        let names = live.accounts.iter().map(|x| x.name.as_str());
+                        let hint = estate::diag::closest(a, names)
+                            .map(|c| format!("; did you mean `{c}`?"))
+                            .unwrap_or_default();
+                        return Ok(Err(format!(
+                            "--portfolio-account `{a}`: the organization has no such account{hint}"
+                        )));
+                    }
+                },
+            };
+            opts.import_portfolios = Some((id.clone(), args.portfolios.clone()));
+            estate::live::read::reread_portfolios(&aws, &opts, &mut live).await?;
+            hub = Some(id);
+        }
+        let mut import_opts = estate::import::ImportOptions {
+            estate: name.clone(),
+            home_region: region.clone(),
+            units: args.units.clone(),
+            stack_sets: args.stack_sets.clone(),
+            portfolios: args.portfolios.clone(),
+            portfolio_hub: hub.clone(),
+            version_templates: Default::default(),
+        };
+        // The versions' templates, read in the hub; one that cannot be read leaves its
+        // portfolio out (the writer says so).
+        if let Some(hub) = &hub {
+            let edge = aws.acting_in(hub, live.caller()).await?;
+            for p in estate::import::portfolios_to_import(&live, &import_opts) {
+                for product in &p.products {
+                    for v in product.versions.iter().filter(|v| v.active) {
+                        match estate::live::catalog::version_template(
+                            &edge,
+                            &region,
+                            &product.id,
+                            &v.id,
+                        )
+                        .await
+                        {
+                            Ok(text) => {
+                                import_opts.version_templates.insert(v.id.clone(), text);
+                            }
+                            // An unanswered call says nothing of the template: no guess.
+                            Err(e) if e.is_transient() => return Err(e.into()),
+                            Err(e) => eprintln!("note: {e}"),
+                        }
+                    }
+                }
+            }
+        }
+        let imported = estate::import::import(&live, &import_opts);
         anyhow::Ok(Ok((imported, region)))
     })?;
     let (imported, region) = match read {
@@ -112,12 +167,13 @@ pub(crate) fn run(g: &Global, args: &Args) -> Result<i32> {
     }
     if !g.quiet {
         println!(
-            "Imported into {}: estate `{name}` (home region {region}), {} units, {} accounts, {} environments, {} stack sets. Run `estate plan {}`: it should show no changes.",
+            "Imported into {}: estate `{name}` (home region {region}), {} units, {} accounts, {} environments, {} stack sets, {} portfolios. Run `estate plan {}`: it should show no changes.",
             args.dir.display(),
             imported.units,
             imported.accounts,
             imported.environments,
             imported.stack_sets,
+            imported.portfolios,
             args.dir.display()
         );
     }

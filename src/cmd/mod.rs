@@ -154,6 +154,19 @@ enum Command {
         /// patterns become the Estate's scope.
         #[arg(long = "stack-set", value_name = "PATTERN")]
         stack_sets: Vec<String>,
+        /// Also import the Service Catalog portfolios whose display names match (repeatable;
+        /// `*` any characters), with their products, versions (templates as AWS returns
+        /// them), tag options, principals, launch roles and shares. None without it.
+        #[arg(long = "portfolio", value_name = "PATTERN")]
+        portfolios: Vec<String>,
+        /// The portfolios' hub: an account id or AWS account name (default: the management
+        /// account), entered through the member role as plan does.
+        #[arg(
+            long = "portfolio-account",
+            value_name = "ACCOUNT",
+            requires = "portfolios"
+        )]
+        portfolio_account: Option<String>,
         /// AWS profile; it wins over keys in the environment.
         #[arg(long, env = "AWS_PROFILE")]
         profile: Option<String>,
@@ -322,6 +335,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
             name,
             units,
             stack_sets,
+            portfolios,
+            portfolio_account,
             profile,
             region,
             force,
@@ -332,6 +347,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 name,
                 units,
                 stack_sets,
+                portfolios,
+                portfolio_account,
                 profile,
                 region,
                 force,

@@ -1,7 +1,8 @@
-//! Reading Service Catalog state: portfolios this estate manages in their hub accounts
-//! (products, versions, constraints, tag options, principals, shares), and in each recipient
-//! account whether the share is accepted and which principals are associated there. Every
-//! list is read to its last page.
+//! Reading Service Catalog state: portfolios this estate manages in their hub accounts, and
+//! untagged ones a manifest adopts or `estate import` reads (products, versions, constraints,
+//! tag options, principals, shares), and in each recipient account whether the share is
+//! accepted and which principals are associated there; a version's template for import.
+//! Every list is read to its last page.
 
 use super::{
     LiveConstraint, LivePortfolio, LiveProduct, LiveRecipient, LiveShareFlags, LiveTagOption,
@@ -30,12 +31,14 @@ pub struct Hub {
 }
 
 /// Portfolios in `hub` (the edge acting in that account): those tagged for this estate in
-/// full, the others by name only.
+/// full, and those without any estate's tag whose display name `untagged` accepts (adopted or
+/// imported); the others by name only.
 pub async fn read_hub(
     hub: &Aws,
     account: &str,
     region: &str,
     estate: &str,
+    untagged: &dyn Fn(&str) -> bool,
 ) -> Result<Hub, AwsError> {
     let sc = hub.servicecatalog(region);
     let mut ids = Vec::new();
@@ -70,7 +73,15 @@ pub async fn read_hub(
             .map(|t| (t.key, t.value))
             .collect();
         let detail = d.portfolio_detail;
-        if tags.get(crate::tags::TAG_MANAGED_BY).map(String::as_str) != Some(estate) {
+        let display_name = detail
+            .as_ref()
+            .and_then(|x| x.display_name.as_deref())
+            .unwrap_or_default();
+        let read_in_full = match tags.get(crate::tags::TAG_MANAGED_BY) {
+            Some(owner) => owner == estate,
+            None => untagged(display_name),
+        };
+        if !read_in_full {
             unmanaged.push(UnmanagedPortfolio {
                 id,
                 account: account.to_string(),
@@ -285,6 +296,108 @@ async fn read_products(
     Ok(products)
 }
 
+/// A provisioning artifact's template as AWS keeps it (`estate import`): the URL
+/// DescribeProvisioningArtifact returns in `Info.TemplateUrl`, fetched as it is when it is
+/// presigned (AWS's own copy of the template), else read with S3 GetObject as the hub
+/// account. Only S3 URLs are read.
+pub async fn version_template(
+    hub: &Aws,
+    region: &str,
+    product: &str,
+    artifact: &str,
+) -> Result<String, AwsError> {
+    let out = hub
+        .servicecatalog(region)
+        .describe_provisioning_artifact()
+        .product_id(product)
+        .provisioning_artifact_id(artifact)
+        .send()
+        .await
+        .map_err(err("ServiceCatalog.DescribeProvisioningArtifact"))?;
+    let failed = |message: String| AwsError::ArtifactTemplate {
+        artifact: artifact.to_string(),
+        message,
+    };
+    let url = out
+        .info
+        .as_ref()
+        .and_then(|i| i.get("TemplateUrl"))
+        .ok_or_else(|| failed("AWS returned no Info.TemplateUrl".into()))?;
+    let text = |body: Vec<u8>| {
+        String::from_utf8(body).map_err(|_| failed("the template is not UTF-8 text".into()))
+    };
+    if url.contains("X-Amz-Signature=") {
+        return text(hub.get_presigned(url, region).await?);
+    }
+    let (bucket, key, in_region) =
+        s3_location(url).ok_or_else(|| failed(format!("{url} is not an S3 object URL")))?;
+    let body = hub
+        .s3(in_region.as_deref().unwrap_or(region))
+        .get_object()
+        .bucket(&bucket)
+        .key(&key)
+        .send()
+        .await
+        .map_err(err("S3.GetObject"))?
+        .body
+        .collect()
+        .await
+        .map_err(|e| failed(format!("reading {url}: {e}")))?
+        .into_bytes();
+    text(body.to_vec())
+}
+
+/// (bucket, key, region when the host names one) of an S3 object URL, virtual-hosted
+/// (`https://b.s3.us-east-1.amazonaws.com/k`) or path-style (`https://s3.amazonaws.com/b/k`);
+/// the query (a presigned URL's signature) is dropped and the key percent-decoded.
+fn s3_location(url: &str) -> Option<(String, String, Option<String>)> {
+    let rest = url.strip_prefix("https://")?;
+    let rest = rest.split(['?', '#']).next()?;
+    let (host, path) = rest.split_once('/')?;
+    let host = host
+        .strip_suffix(".amazonaws.com")
+        .or_else(|| host.strip_suffix(".amazonaws.com.cn"))?;
+    let region_of = |endpoint: &str| {
+        let region = endpoint
+            .strip_prefix("s3.")
+            .or_else(|| endpoint.strip_prefix("s3-"))
+            .filter(|r| !r.is_empty() && *r != "dualstack");
+        region.map(str::to_string)
+    };
+    let (bucket, key, endpoint) = match host.split_once(".s3") {
+        // Virtual-hosted: the bucket is the host's first labels.
+        Some((bucket, endpoint)) => (
+            bucket.to_string(),
+            path.to_string(),
+            format!("s3{endpoint}"),
+        ),
+        None if host == "s3" || host.starts_with("s3.") || host.starts_with("s3-") => {
+            let (bucket, key) = path.split_once('/')?;
+            (bucket.to_string(), key.to_string(), host.to_string())
+        }
+        None => return None,
+    };
+    let key = percent_decode(&key)?;
+    (!bucket.is_empty() && !key.is_empty()).then(|| (bucket, key, region_of(&endpoint)))
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let mut out = Vec::with_capacity(s.len());
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// In a recipient account: is the portfolio's share accepted, and which principals are
 /// associated with it there.
 pub async fn read_recipient(
@@ -349,4 +462,34 @@ pub async fn delegated_admins(aws: &Aws) -> Result<Vec<String>, AwsError> {
     }
     ids.sort();
     Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::s3_location;
+
+    #[test]
+    fn s3_urls_give_bucket_key_and_region() {
+        let at = |b: &str, k: &str, r: Option<&str>| {
+            Some((b.to_string(), k.to_string(), r.map(str::to_string)))
+        };
+        assert_eq!(
+            s3_location("https://b.s3.eu-west-1.amazonaws.com/templates/x%20y.json"),
+            at("b", "templates/x y.json", Some("eu-west-1"))
+        );
+        assert_eq!(
+            s3_location("https://my.bucket.s3.amazonaws.com/k?X-Amz-Signature=1"),
+            at("my.bucket", "k", None)
+        );
+        assert_eq!(
+            s3_location("https://s3.amazonaws.com/b/a/k.yaml"),
+            at("b", "a/k.yaml", None)
+        );
+        assert_eq!(
+            s3_location("https://s3-us-west-2.amazonaws.com/b/k"),
+            at("b", "k", Some("us-west-2"))
+        );
+        assert_eq!(s3_location("https://example.com/b/k"), None);
+        assert_eq!(s3_location("https://s3.amazonaws.com/b"), None);
+    }
 }

@@ -31,7 +31,8 @@ pub struct LiveState {
     pub accounts: Vec<LiveAccount>,
     /// Every active stack set of the administrator account, by name.
     pub stack_sets: BTreeMap<String, LiveStackSet>,
-    /// Portfolios this estate manages, read in their hub accounts.
+    /// Portfolios this estate manages, read in their hub accounts, and those without any
+    /// estate's tag that the manifest adopts or `estate import` reads.
     #[serde(default)]
     pub portfolios: Vec<LivePortfolio>,
     /// Whether Service Catalog may use AWS Organizations (read only when a portfolio is

@@ -45,6 +45,12 @@ pub struct ReadOptions {
     /// Read the instances of every stack set whose name matches one of these patterns,
     /// whoever owns it (`estate import`).
     pub every_instance_of: Vec<String>,
+    /// Portfolios the manifest adopts, as (hub email, display name): read in full although
+    /// they carry no estate's tag (when they carry another estate's, they are not).
+    pub adopted_portfolios: Vec<(String, String)>,
+    /// `estate import`: a hub account id and display-name patterns (`*`) of the portfolios
+    /// there to read in full although they carry no estate's tag.
+    pub import_portfolios: Option<(String, Vec<String>)>,
 }
 
 pub async fn read(aws: &Aws, opts: &ReadOptions) -> Result<LiveState, AwsError> {
@@ -432,6 +438,18 @@ pub fn generation_of(tags: &[(String, String)], estate: &str) -> Option<String> 
     tags.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone())
 }
 
+/// Reads the portfolios of `state` (which [`read`] filled) again, as `opts` now says:
+/// `estate import` knows the hub it imports from only once it knows the accounts.
+pub async fn reread_portfolios(
+    aws: &Aws,
+    opts: &ReadOptions,
+    state: &mut LiveState,
+) -> Result<(), AwsError> {
+    state.portfolios.clear();
+    state.unmanaged_portfolios.clear();
+    read_portfolios(aws, opts, state).await
+}
+
 /// Portfolios in the manifest's hubs and the recorded ones that exist, and the recipients of
 /// their account shares; hubs, and the recipients of each, read concurrently (bounded).
 async fn read_portfolios(
@@ -446,6 +464,13 @@ async fn read_portfolios(
         .filter_map(|email| state.account_by_email(email))
         .map(|a| a.id.clone())
         .chain(state.portfolio_hub_record.iter().cloned())
+        .chain(opts.import_portfolios.iter().map(|(hub, _)| hub.clone()))
+        .chain(
+            opts.adopted_portfolios
+                .iter()
+                .filter_map(|(email, _)| state.account_by_email(email))
+                .map(|a| a.id.clone()),
+        )
         .filter(|id| {
             // A suspended account cannot be entered, and holds nothing estate can change.
             state
@@ -457,6 +482,13 @@ async fn read_portfolios(
     hubs.sort();
     hubs.dedup();
     let caller = state.caller().to_string();
+    // Per hub, the display names of untagged portfolios read in full: adopted, or imported.
+    let adopted: Vec<(String, String)> = opts
+        .adopted_portfolios
+        .iter()
+        .filter_map(|(email, name)| Some((state.account_by_email(email)?.id.clone(), name.clone())))
+        .collect();
+    let adopted = &adopted;
     let read_one = |hub: String| {
         let caller = caller.clone();
         async move {
@@ -464,7 +496,20 @@ async fn read_portfolios(
                 let _permit = aws.read_permit().await;
                 aws.acting_in(&hub, &caller).await?
             };
-            let mut read = super::catalog::read_hub(&edge, &hub, region, &opts.estate).await?;
+            let untagged = |name: &str| {
+                adopted.iter().any(|(h, n)| *h == hub && n == name)
+                    || opts
+                        .import_portfolios
+                        .as_ref()
+                        .is_some_and(|(h, patterns)| {
+                            *h == hub
+                                && patterns
+                                    .iter()
+                                    .any(|p| crate::manifest::model::glob_match(p, name))
+                        })
+            };
+            let mut read =
+                super::catalog::read_hub(&edge, &hub, region, &opts.estate, &untagged).await?;
             for p in &mut read.portfolios {
                 let id = p.id.clone();
                 let recipients = try_join_all(p.shared_accounts.iter().map(|recipient| {

@@ -445,6 +445,12 @@ pub struct PortfolioSpec {
     pub recipient_principals: Vec<String>,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// Take over the hub's existing portfolio of this `displayName` that carries no estate's
+    /// tags (made by hand or by another tool), and inside it the untagged products whose
+    /// names `products` give: planned as this estate's instead of as conflicts; apply writes
+    /// estate's tags with the first change (`~ portfolio name (adopt)`). Never implied.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adopt: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

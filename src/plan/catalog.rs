@@ -41,6 +41,9 @@ pub struct DesiredPortfolio {
     pub share_tag_options: bool,
     /// The AWS partition those ARNs are in.
     pub partition: String,
+    /// The manifest adopts the hub's untagged portfolio of this display name, and its
+    /// untagged products of the names `products` give.
+    pub adopt: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -175,7 +178,100 @@ fn resolve_one(m: &Manifest, live: &LiveState, p: &Doc<PortfolioSpec>) -> Desire
         recipient_principals: spec.recipient_principals.clone(),
         share_principals,
         share_tag_options,
+        adopt: spec.adopt,
     }
+}
+
+/// The live portfolio `d` plans against: this estate's of its name in its hub or, when the
+/// manifest adopts it, the hub's one portfolio of its display name without any estate's tag.
+pub fn live_portfolio<'a>(d: &DesiredPortfolio, live: &'a LiveState) -> Option<&'a LivePortfolio> {
+    let in_hub = |l: &&LivePortfolio| Some(&l.account) == d.hub.as_ref();
+    live.portfolios
+        .iter()
+        .filter(in_hub)
+        .find(|l| l.tags.get(TAG_PORTFOLIO) == Some(&d.name) && !adoptable(&l.tags))
+        .or_else(|| {
+            let mut found = live
+                .portfolios
+                .iter()
+                .filter(in_hub)
+                .filter(|l| d.adopt && adoptable(&l.tags) && l.display_name == d.display_name);
+            // Two of that name: which one is meant is not known, so neither is (a conflict).
+            match (found.next(), found.next()) {
+                (Some(one), None) => Some(one),
+                _ => None,
+            }
+        })
+}
+
+/// Whether tags differ; while adopting, estate's own are absent by nature, not a difference:
+/// the first change written carries them.
+fn tags_differ(
+    live: &BTreeMap<String, String>,
+    wanted: &BTreeMap<String, String>,
+    adopting: bool,
+) -> bool {
+    let kept = |tags: &BTreeMap<String, String>| -> Vec<(String, String)> {
+        tags.iter()
+            .filter(|(k, _)| !(adopting && k.starts_with(crate::tags::TAG_PREFIX)))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    kept(live) != kept(wanted)
+}
+
+/// An update's reason: what differs, after what is adopted (which the update also tags).
+fn changed_reason(differs: &[&str], adopted: Option<String>) -> String {
+    let changed = format!("changed: {}", differs.join(", "));
+    match adopted {
+        Some(what) => {
+            format!("{what} carries no estate's tags; this update writes them; {changed}")
+        }
+        None => changed,
+    }
+}
+
+/// Whether `changes` adopt the portfolio (an update that writes estate's tags).
+fn portfolio_adopted_now(changes: &[Change], portfolio: &str) -> bool {
+    changes
+        .iter()
+        .any(|c| c.address == portfolio_address(portfolio) && c.hint == Some(Hint::Adopt))
+}
+
+/// Whether a resource carries no estate's tag at all: only such a one may be adopted.
+fn adoptable(tags: &BTreeMap<String, String>) -> bool {
+    !tags.contains_key(crate::tags::TAG_MANAGED_BY)
+}
+
+/// The live product `p` of portfolio `d` plans against (in `l`, the live portfolio): this
+/// estate's of its name or, when the manifest adopts the portfolio, its one product of that
+/// display name without any estate's tag.
+pub fn live_product<'a>(
+    d: &DesiredPortfolio,
+    p: &DesiredProduct,
+    l: Option<&'a LivePortfolio>,
+    estate: &str,
+) -> Option<&'a LiveProduct> {
+    let products = l.map(|l| l.products.as_slice()).unwrap_or_default();
+    products
+        .iter()
+        .filter(|x| is_ours(x, estate))
+        .find(|x| x.tags.get(TAG_PRODUCT) == Some(&p.name))
+        .or_else(|| {
+            let mut found = products
+                .iter()
+                .filter(|x| d.adopt && adoptable(&x.tags) && x.name == p.display_name);
+            match (found.next(), found.next()) {
+                (Some(one), None) => Some(one),
+                _ => None,
+            }
+        })
+}
+
+/// A product this estate made (or adopted and tagged).
+fn is_ours(x: &LiveProduct, estate: &str) -> bool {
+    x.tags.get(crate::tags::TAG_MANAGED_BY).map(String::as_str) == Some(estate)
+        && x.tags.contains_key(TAG_PRODUCT)
 }
 
 /// Whether a principal ARN is a name pattern (no account: AWS's PrincipalType IAM_PATTERN)
@@ -350,23 +446,38 @@ pub fn diff(
         ));
     }
     for d in desired {
-        let l = live.portfolios.iter().find(|l| {
-            l.tags.get(TAG_PORTFOLIO) == Some(&d.name) && Some(&l.account) == d.hub.as_ref()
-        });
-        // Someone else's portfolio of the same name in the hub: reported, never adopted.
+        let l = live_portfolio(d, live);
+        // Someone else's portfolio of the same name in the hub: reported, never taken over
+        // (an untagged one the manifest adopts was read in full, and is `l`).
         let other = live
             .unmanaged_portfolios
             .iter()
-            .find(|u| Some(&u.account) == d.hub.as_ref() && u.display_name == d.display_name);
-        if let (None, Some(other)) = (l, other) {
+            .map(|u| (u.id.as_str(), u.account.as_str(), u.display_name.as_str()))
+            .chain(
+                live.portfolios
+                    .iter()
+                    .filter(|u| adoptable(&u.tags))
+                    .map(|u| (u.id.as_str(), u.account.as_str(), u.display_name.as_str())),
+            )
+            .find(|(id, account, name)| {
+                Some(*account) == d.hub.as_deref()
+                    && *name == d.display_name
+                    && l.is_none_or(|l| l.id != *id)
+            });
+        if let (None, Some((id, account, display_name))) = (l, other) {
             findings.push(Finding {
                 kind: FindingKind::Conflict,
                 address: portfolio_address(&d.name),
                 environment: None,
-                message: format!(
-                    "portfolio {} ({}) in account {} does not carry this estate's tag; estate will not manage it. Tag it `estate:managed-by={estate}` and `{TAG_PORTFOLIO}={}` to adopt it, or rename the portfolio in the manifest",
-                    other.display_name, other.id, other.account, d.name
-                ),
+                message: if d.adopt {
+                    format!(
+                        "portfolio {display_name} ({id}) in account {account} cannot be adopted: it carries another estate's tag, or the account holds several untagged portfolios of that name; estate will not manage it"
+                    )
+                } else {
+                    format!(
+                        "portfolio {display_name} ({id}) in account {account} does not carry this estate's tag; estate will not manage it unless the manifest adopts it (`adopt: true`), or rename the portfolio in the manifest"
+                    )
+                },
             });
             continue;
         }
@@ -477,7 +588,8 @@ fn portfolio_change(d: &DesiredPortfolio, l: Option<&LivePortfolio>, changes: &m
             if l.description != d.description {
                 differs.push("description");
             }
-            if l.tags != d.tags {
+            let adopting = adoptable(&l.tags);
+            if tags_differ(&l.tags, &d.tags, adopting) {
                 differs.push("tags");
             }
             if !differs.is_empty() {
@@ -485,14 +597,25 @@ fn portfolio_change(d: &DesiredPortfolio, l: Option<&LivePortfolio>, changes: &m
                 before.tags = Some(l.tags.clone());
                 let mut after = after;
                 after.id = Some(l.id.clone());
-                changes.push(change(
+                let reason = changed_reason(
+                    &differs,
+                    adopting.then(|| {
+                        format!(
+                            "adopted (`adopt: true`): portfolio {} ({})",
+                            l.display_name, l.id
+                        )
+                    }),
+                );
+                let mut c = change(
                     portfolio_address(name),
                     ResourceType::Portfolio,
                     Action::Update,
-                    format!("changed: {}", differs.join(", ")),
+                    reason,
                     Some(Side::from(before)),
                     Some(Side::from(after)),
-                ));
+                );
+                c.hint = adopting.then_some(Hint::Adopt);
+                changes.push(c);
             }
         }
     }
@@ -513,17 +636,12 @@ fn products(
 ) {
     let name = &d.name;
     let live_products: &[LiveProduct] = l.map(|l| l.products.as_slice()).unwrap_or_default();
-    let ours = |x: &&LiveProduct| {
-        x.tags.get(crate::tags::TAG_MANAGED_BY).map(String::as_str) == Some(estate)
-            && x.tags.contains_key(TAG_PRODUCT)
-    };
+    let ours = |x: &&LiveProduct| is_ours(x, estate);
     for p in &d.products {
-        let lp = live_products
-            .iter()
-            .filter(ours)
-            .find(|x| x.tags.get(TAG_PRODUCT) == Some(&p.name));
-        // A product of the same name without this estate's tags is someone else's: reported,
-        // never adopted or updated, and not duplicated beside it.
+        let lp = live_product(d, p, l, estate);
+        // A product of the same name without this estate's tags is someone else's (unless the
+        // manifest adopts the portfolio, and it is the one untagged of that name): reported,
+        // never updated, and not duplicated beside it.
         if lp.is_none() {
             if let Some(other) = live_products
                 .iter()
@@ -534,7 +652,7 @@ fn products(
                     address: product_address(name, &p.name),
                     environment: None,
                     message: format!(
-                        "product {} ({}) in the portfolio does not carry this estate's tags; estate will not manage it. Remove it, or rename the product in the manifest",
+                        "product {} ({}) in the portfolio does not carry this estate's tags; estate will not manage it. Remove it, rename the product in the manifest, or adopt it (`adopt: true` on the portfolio adopts the one untagged product of each name its products give)",
                         other.name, other.id
                     ),
                 });
@@ -951,7 +1069,9 @@ fn diff_product(
         product_id: lp.map(|x| x.id.clone()),
     };
     product.product_change(changes);
-    product.versions(prune, changes);
+    // An adopted product's versions were never estate's: none is deleted by pruning.
+    let adopting = lp.is_some_and(|x| adoptable(&x.tags));
+    product.versions(prune && !adopting, changes);
     product.launch_constraint(l, changes);
 }
 
@@ -997,7 +1117,15 @@ impl OneProduct<'_> {
                     ("description", lp.description != p.description),
                     ("distributor", lp.distributor != p.distributor),
                     ("supportEmail", lp.support_email != p.support_email),
-                    ("tags", lp.tags != p.tags),
+                    // Adopted with a portfolio this plan adopts: tagged in the same apply.
+                    (
+                        "tags",
+                        tags_differ(
+                            &lp.tags,
+                            &p.tags,
+                            adoptable(&lp.tags) && !portfolio_adopted_now(changes, portfolio),
+                        ),
+                    ),
                 ]
                 .into_iter()
                 .filter_map(|(field, differs)| differs.then_some(field))
@@ -1005,11 +1133,21 @@ impl OneProduct<'_> {
                 if !differs.is_empty() {
                     let mut after = attrs;
                     after.id = Some(lp.id.clone());
-                    changes.push(change(
+                    let adopting = adoptable(&lp.tags);
+                    let reason = changed_reason(
+                        &differs,
+                        adopting.then(|| {
+                            format!(
+                                "adopted with its portfolio: product {} ({})",
+                                lp.name, lp.id
+                            )
+                        }),
+                    );
+                    let mut c = change(
                         address,
                         ResourceType::Product,
                         Action::Update,
-                        format!("changed: {}", differs.join(", ")),
+                        reason,
                         Some(Side::from(LiveProductSide {
                             portfolio: None,
                             portfolio_id: None,
@@ -1023,7 +1161,9 @@ impl OneProduct<'_> {
                             tags: Some(lp.tags.clone()),
                         })),
                         Some(Side::from(after)),
-                    ));
+                    );
+                    c.hint = adopting.then_some(Hint::Adopt);
+                    changes.push(c);
                 }
             }
         }

@@ -84,9 +84,20 @@ pub fn read_options(m: &Manifest) -> ReadOptions {
         .filter(|a| !a.adopt)
         .filter_map(|a| Some((a.email.clone(), a.unit.clone()?)))
         .collect();
+    let adopted_portfolios = m
+        .portfolios
+        .iter()
+        .filter(|p| p.spec.adopt)
+        .filter_map(|p| {
+            let hub = m.accounts().iter().find(|a| a.name == p.spec.account)?;
+            Some((hub.email.clone(), p.spec.display_name.clone()))
+        })
+        .collect();
     ReadOptions {
         placements,
         adopted,
+        adopted_portfolios,
+        import_portfolios: None,
         every_instance_of: Vec::new(),
         bootstrap: self_managed
             && m.estate.spec.stack_set_roles == crate::manifest::model::StackSetRoles::Bootstrap,

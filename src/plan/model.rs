@@ -179,9 +179,9 @@ pub enum Hint {
     /// Of a stack set whose only change is the overrides digest tag: no UpdateStackSet before
     /// the instances, only the tag's, once they carry the new overrides.
     OverridesTagOnly,
-    /// Of a stack set update or an account move: the resource carries no estate's tag and
-    /// the manifest adopts it; the change also writes estate's tags (a stack set's update is a
-    /// whole one, never the overrides tag alone).
+    /// Of a stack set, portfolio or product update, or an account move: the resource carries
+    /// no estate's tag and the manifest adopts it; the change also writes estate's tags (a
+    /// stack set's update is a whole one, never the overrides tag alone).
     Adopt,
 }
 

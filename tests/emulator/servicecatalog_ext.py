@@ -15,7 +15,7 @@ their associations, principals, accepted shares, share flags. The account and re
 ones moto itself uses for the request (see ``caller``).
 
 New: AcceptPortfolioShare, RejectPortfolioShare, ListAcceptedPortfolioShares, UpdatePortfolio,
-UpdateProduct, SearchProductsAsAdmin, DescribeProductAsAdmin, Create/Update/Delete/
+UpdateProduct, SearchProductsAsAdmin, DescribeProductAsAdmin, Create/Update/Delete/Describe/
 ListProvisioningArtifact(s), AssociateProductWithPortfolio, DisassociateProductFromPortfolio,
 Create/Delete/DescribeConstraint, ListConstraintsForPortfolio, Create/Delete/ListTagOption(s),
 AssociateTagOptionWithResource, DisassociateTagOptionFromResource,
@@ -62,9 +62,15 @@ Deviations from AWS (deliberate, or AWS's behaviour is not documented):
 - moto's portfolio and product ids are UUIDs, and a ProductViewSummary's Id is the product id
   (AWS: ``port-``/``prod-``/``prodview-`` ids). Ours look like AWS's: ``pa-``, ``cons-``,
   ``tag-`` and 13 lowercase letters or digits.
-- Templates are not fetched or validated (Info must name exactly one of LoadTemplateFromURL and
-  ImportFromPhysicalId); everything is AVAILABLE at once; IdempotencyToken is honoured only
-  where moto does (CreatePortfolio, CreateProduct).
+- Templates are read from moto's S3 when a version is made from LoadTemplateFromURL (an
+  https S3 URL), and a copy kept, as AWS does; one that cannot be read is refused unless
+  DisableTemplateValidation. They are not validated as CloudFormation. Info must name
+  exactly one of LoadTemplateFromURL and ImportFromPhysicalId; everything is AVAILABLE at
+  once; IdempotencyToken is honoured only where moto does (CreatePortfolio, CreateProduct).
+  DescribeProvisioningArtifact answers a presigned-style URL of the copy (on the emulator's
+  host, in a bucket of account 999999999999; the signature is not checked) as
+  Info.TemplateUrl, and none for a version made from ImportFromPhysicalId or from a template
+  it could not read.
 - A recipient sees its own principals, product associations and constraints on an imported
   portfolio, plus the owner's products, and what the shares reaching it carry (above);
   DescribePortfolio of an imported portfolio has no Tags.
@@ -99,6 +105,7 @@ import re
 import secrets
 import string
 import threading
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -110,6 +117,7 @@ from moto.core.exceptions import JsonRESTError, ServiceException
 from moto.core.responses import BaseResponse
 from moto.core.utils import unix_time, utcnow
 from moto.organizations.models import OrganizationsBackend, organizations_backends
+from moto.s3.models import s3_backends
 from moto.servicecatalog.models import Portfolio, Product, ServiceCatalogBackend, servicecatalog_backends
 from moto.utilities.utils import get_partition
 from werkzeug.wrappers import Request
@@ -217,6 +225,8 @@ class Call:
     account: str
     region: str
     params: dict[str, Any]
+    # scheme://host the request came to: where URLs this emulator hands out point
+    host: str = ""
 
     def get(self, name: str, default: Any = None) -> Any:
         value = self.params.get(name)
@@ -344,6 +354,10 @@ def tags_of(backend: ServiceCatalogBackend, arn: str) -> list[dict[str, str]]:
 
 def retag(call: Call, resource: Portfolio | Product) -> None:
     """AddTags/RemoveTags; moto keeps tags in its tagger and a copy on the model."""
+    # UpdatePortfolio, UpdateProduct (API Reference): AddTags "Array Members: Maximum number
+    # of 20 items"; moto takes any number.
+    if len(call.get("AddTags", [])) > 20:
+        raise invalid("AddTags takes at most 20 tags.")
     call.backend.tagger.tag_resource(resource.arn, call.get("AddTags", []))
     call.backend.tagger.untag_resource_using_names(resource.arn, call.get("RemoveTags", []))
     resource.tags = tags_of(call.backend, resource.arn)
@@ -360,7 +374,47 @@ def product_view(product: Product) -> dict[str, Any]:
     return view | ({"SourceConnection": product.source_connection} if product.source_connection else {})
 
 
-def artifact(properties: Any) -> dict[str, Any]:
+def s3_object(url: str) -> bytes | None:
+    """The S3 object an ``https://…amazonaws.com`` URL names (virtual-hosted or path-style),
+    from moto's S3, whichever account owns the bucket; None when there is none."""
+    parts = urllib.parse.urlsplit(url)
+    host, path = parts.hostname or "", urllib.parse.unquote(parts.path.lstrip("/"))
+    match = re.fullmatch(r"(?:(?P<bucket>.+)\.)?s3(?:[.-][a-z0-9-]+)?\.amazonaws\.com(?:\.cn)?", host)
+    if parts.scheme != "https" or not match:
+        return None
+    bucket, key = (match["bucket"], path) if match["bucket"] else (path.partition("/")[::2])
+    owner = s3_backends.bucket_accounts.get(bucket)
+    if not key or owner is None:
+        return None
+    partition, account = owner
+    try:
+        found = s3_backends[account][partition].get_object(bucket, key)
+    except Exception:  # moto's MissingKey and kin: no such object
+        return None
+    return found.value if found is not None else None
+
+
+# Service Catalog's own copies of templates, in a bucket of an account no test uses.
+COPIES_ACCOUNT = "999999999999"
+
+
+def copy_template(artifact_id: str, region: str, body: bytes) -> str:
+    """Keeps AWS's copy of a template (a later change to the source object changes no
+    version); the key of the copy in the bucket ``copies_bucket(region)``."""
+    backend = s3_backends[COPIES_ACCOUNT]["aws"]
+    bucket = copies_bucket(region)
+    if bucket not in backend.buckets:
+        backend.create_bucket(bucket, region)
+    key = f"{artifact_id}.template"
+    backend.put_object(bucket, key, body)
+    return key
+
+
+def copies_bucket(region: str) -> str:
+    return f"servicecatalog-template-copies-{region}"
+
+
+def artifact(properties: Any, region: str) -> dict[str, Any]:
     """A new provisioning artifact from ProvisioningArtifactProperties (not yet recorded)."""
     if not isinstance(properties, dict):
         raise invalid("Provisioning artifact parameters are required.")
@@ -370,8 +424,20 @@ def artifact(properties: Any) -> dict[str, Any]:
     kind = properties.get("Type") or "CLOUD_FORMATION_TEMPLATE"
     if kind not in ARTIFACT_TYPES:
         raise invalid(f"Invalid provisioning artifact type {kind}.")
+    artifact_id = new_id("pa-")
+    # AWS reads the template when the version is made, and keeps a copy (API Reference,
+    # ProvisioningArtifactProperties.DisableTemplateValidation: "If set to true, Service
+    # Catalog stops validating the specified provisioning artifact even if it is invalid");
+    # a template it cannot read is refused unless validation is disabled.
+    copy = None
+    if info.get("LoadTemplateFromURL"):
+        body = s3_object(info["LoadTemplateFromURL"])
+        if body is not None:
+            copy = copy_template(artifact_id, region, body)
+        elif properties.get("DisableTemplateValidation") is not True:
+            raise invalid(f"Unable to read the template at {info['LoadTemplateFromURL']}.")
     return {
-        "Id": new_id("pa-"),
+        "Id": artifact_id,
         "Name": properties.get("Name") or "",
         "Description": properties.get("Description") or "",
         "Type": kind,
@@ -379,6 +445,7 @@ def artifact(properties: Any) -> dict[str, Any]:
         "Active": True,
         "Guidance": "DEFAULT",
         "Info": info,
+        "Copy": copy,
     }
 
 
@@ -391,8 +458,8 @@ def record_artifact(call: Call, product_id: str, new: dict[str, Any]) -> dict[st
 
 
 def public(artifact: dict[str, Any]) -> dict[str, Any]:
-    """ProvisioningArtifactDetail: the artifact without its Info."""
-    return {k: v for k, v in artifact.items() if k != "Info"}
+    """ProvisioningArtifactDetail: the artifact without its Info and template copy."""
+    return {k: v for k, v in artifact.items() if k not in ("Info", "Copy")}
 
 
 def existing_artifact(call: Call) -> dict[str, Any]:
@@ -620,7 +687,7 @@ def create_product(call: Call) -> dict[str, Any]:
     properties = call.get("ProvisioningArtifactParameters")
     if properties is None and not call.get("SourceConnection"):
         raise invalid("ProvisioningArtifactParameters is required.")
-    first = artifact(properties) if properties is not None else None  # validate before creating
+    first = artifact(properties, call.region) if properties is not None else None  # validate before creating
     product = call.backend.create_product(
         name=name,
         owner=owner,
@@ -671,15 +738,19 @@ def delete_product(call: Call) -> None:
     call.backend.delete_product(accept_language=None, id=product.id)
 
 
+def product_by(call: Call, id_param: str, name_param: str) -> Product:
+    """A local product by its id, or else by its name (ResourceNotFoundException if none)."""
+    if call.get(id_param):
+        return local_product(call, call.params[id_param])
+    found = call.backend.lookup_by_name(call.required(name_param))
+    if found is None:
+        raise not_found(f"Product {call.params[name_param]} not found.")
+    return found
+
+
 @action("DescribeProductAsAdmin")
 def describe_product_as_admin(call: Call) -> dict[str, Any]:
-    if call.get("Id"):
-        product = local_product(call, call.params["Id"])
-    else:
-        found = call.backend.lookup_by_name(call.required("Name"))
-        if found is None:
-            raise not_found(f"Product {call.params['Name']} not found.")
-        product = found
+    product = product_by(call, "Id", "Name")
     artifacts = call.catalog.artifacts.get(product.id, {}).values()
     return {
         "ProductViewDetail": product_view(product),
@@ -724,7 +795,7 @@ def search_products_as_admin(call: Call) -> dict[str, Any]:
 @action("CreateProvisioningArtifact")
 def create_provisioning_artifact(call: Call) -> dict[str, Any]:
     product = local_product(call, call.required("ProductId"))
-    new = record_artifact(call, product.id, artifact(call.required("Parameters")))
+    new = record_artifact(call, product.id, artifact(call.required("Parameters"), call.region))
     return {"ProvisioningArtifactDetail": public(new), "Info": new["Info"], "Status": "AVAILABLE"}
 
 
@@ -750,6 +821,40 @@ def delete_provisioning_artifact(call: Call) -> None:
     if len(artifacts) == 1:
         raise invalid("A product must keep at least one provisioning artifact.")
     del artifacts[found["Id"]]
+
+
+@action("DescribeProvisioningArtifact")
+def describe_provisioning_artifact(call: Call) -> dict[str, Any]:
+    # AWS Service Catalog API Reference, DescribeProvisioningArtifact: the product by ProductId
+    # or ProductName, the artifact by ProvisioningArtifactId or ProvisioningArtifactName;
+    # ResourceNotFoundException when either is unknown. Info holds the template's URL as
+    # "TemplateUrl" (the key the SDKs' users read): a presigned URL of the copy AWS keeps.
+    product = product_by(call, "ProductId", "ProductName")
+    artifacts = call.catalog.artifacts.get(product.id, {})
+    if call.get("ProvisioningArtifactId"):
+        found_artifact = artifacts.get(call.params["ProvisioningArtifactId"])
+    else:
+        name = call.required("ProvisioningArtifactName")
+        found_artifact = next((a for a in artifacts.values() if a["Name"] == name), None)
+    if found_artifact is None:
+        raise not_found(f"Provisioning artifact not found in product {product.id}.")
+    info = {}
+    if found_artifact.get("Copy"):
+        # A URL of AWS's copy, presigned: its holder reads it without rights of its own.
+        query = urllib.parse.urlencode({
+            "X-Amz-Algorithm": "AWS4-HMAC-SHA256",
+            "X-Amz-Credential": f"AKIAEMULATOR/20260101/{call.region}/s3/aws4_request",
+            "X-Amz-Date": "20260101T000000Z",
+            "X-Amz-Expires": "3600",
+            "X-Amz-SignedHeaders": "host",
+            "X-Amz-Signature": secrets.token_hex(32),
+        })
+        info["TemplateUrl"] = f"{call.host}/{copies_bucket(call.region)}/{found_artifact['Copy']}?{query}"
+    return {
+        "ProvisioningArtifactDetail": public(found_artifact),
+        "Info": info,
+        "Status": "AVAILABLE",
+    }
 
 
 @action("ListProvisioningArtifacts")
@@ -1180,7 +1285,7 @@ def serve(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterab
         if not isinstance(params, dict):
             raise invalid("The request body is not a JSON object.")
         with LOCK:
-            body = ACTIONS[name](Call(account, region, params)) or {}
+            body = ACTIONS[name](Call(account, region, params, request.host_url.rstrip("/"))) or {}
     except ServiceCatalogError as e:
         status, body = 400, {"__type": e.code, "message": e.message}
     except JsonRESTError as e:  # from a moto backend we called

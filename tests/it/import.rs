@@ -3,7 +3,8 @@
 //! scope keeping someone else's accounts out of the plan.
 
 use crate::support::builders::edit_all;
-use crate::support::emulator::{TestAccount, management_account, stack_by_hand};
+use crate::support::catalog::{catalog_tags, portfolio_by_hand};
+use crate::support::emulator::{TestAccount, management_account, ok, stack_by_hand};
 use crate::support::run::{apply_all, plan_json, run};
 use aws_sdk_cloudformation::types::{
     AutoDeployment, Capability, DeploymentTargets, Parameter, PermissionModels, Tag,
@@ -148,9 +149,11 @@ const MARKER_JSON: &str = "{\"Resources\": {\"Marker\": {\"Type\": \"AWS::SSM::P
 
 const GUARDRAIL: &str = "Resources:\n  Marker:\n    Type: AWS::SSM::Parameter\n    Properties:\n      Name: !Sub /guardrail/${AWS::StackName}\n      Type: String\n      Value: here\n";
 
-/// Done when of issue 14: an organization of 12 accounts in nested units and 3 stack sets
-/// made with the AWS API is imported; the manifest validates and plans no change and no
-/// finding; one template edited plans exactly one stack-set update.
+/// Done when of issue 14: an organization of 12 accounts in nested units, 3 stack sets and a
+/// portfolio in the tools account (a product with a version, a tag option, a launch role, a
+/// share accepted by an account) made with the AWS API is imported; the manifest validates
+/// and plans no change and no finding; one template edited plans exactly one stack-set
+/// update, and the portfolio's description edited plans its adoption.
 #[tokio::test]
 async fn an_organization_made_by_hand_is_imported_and_plans_no_change() {
     let account = management_account().await;
@@ -237,18 +240,59 @@ async fn an_organization_made_by_hand_is_imported_and_plans_no_change() {
         .unwrap();
     operation_succeeds(&account, "dev-guardrails", &op).await;
 
+    // A portfolio in the tools account, shared with dev-a, which accepted it.
+    let tools = account.member(&ids["shared-tools"]).await;
+    let (portfolio, _) =
+        portfolio_by_hand(&tools, &ids["shared-tools"], "ML Products", GUARDRAIL).await;
+    let sc = aws_sdk_servicecatalog::Client::new(&tools);
+    ok(sc
+        .create_portfolio_share()
+        .portfolio_id(&portfolio)
+        .account_id(&ids["dev-a"])
+        .send()
+        .await);
+    let dev_a = aws_sdk_servicecatalog::Client::new(&account.member(&ids["dev-a"]).await);
+    ok(dev_a
+        .accept_portfolio_share()
+        .portfolio_id(&portfolio)
+        .send()
+        .await);
+
     let parent = tempfile::tempdir().unwrap();
     let dir = parent.path().join("legacy");
     let (code, out, err) = run(
         &account,
         parent.path(),
-        &["import", "legacy", "--region", "us-east-1"],
+        &[
+            "import",
+            "legacy",
+            "--region",
+            "us-east-1",
+            "--portfolio",
+            "ML *",
+            "--portfolio-account",
+            "shared-tools",
+        ],
     );
     assert_eq!(code, 0, "{out}{err}");
     assert!(
-        out.contains("13 accounts"),
+        out.contains("13 accounts") && out.contains("1 portfolios"),
         "the 12 and the management account: {out}"
     );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("templates/portfolios/ML-Products/Notebook/v1.yaml"))
+            .unwrap(),
+        GUARDRAIL
+    );
+    let imported = std::fs::read_to_string(dir.join("portfolios/ML-Products.yaml")).unwrap();
+    for part in [
+        "account: shared-tools",
+        "launchRoleName: notebook-launch",
+        "- dev-a",
+        "adopt: true",
+    ] {
+        assert!(imported.contains(part), "{part}: {imported}");
+    }
     // Templates are written as AWS returns them.
     assert_eq!(
         std::fs::read_to_string(dir.join("templates/workload-baseline.json")).unwrap(),
@@ -284,6 +328,46 @@ async fn an_organization_made_by_hand_is_imported_and_plans_no_change() {
     assert_eq!(changes[0]["action"], "update");
     assert_eq!(changes[0]["hint"], "adopt");
     assert_eq!(plan["findings"], serde_json::json!([]), "{plan}");
+    edit_all(&dir, "templates/workload-baseline.json", "\"v2\"", "\"v1\"");
+
+    // The imported portfolio's description edited: its adoption, which also tags the product
+    // adopted with it; nothing else.
+    edit_all(
+        &dir,
+        "portfolios/ML-Products.yaml",
+        "made by hand",
+        "notebooks for everyone",
+    );
+    let (code, plan) = plan_json(&account, &dir, &[]);
+    assert_eq!(code, 2, "{plan}");
+    assert_eq!(plan["findings"], serde_json::json!([]), "{plan}");
+    let changes: Vec<(&str, &str, &str)> = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["address"].as_str().unwrap(),
+                c["action"].as_str().unwrap(),
+                c["hint"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            ("portfolio:ML-Products", "update", "adopt"),
+            ("product:ML-Products/Notebook", "update", "adopt"),
+        ],
+        "{plan}"
+    );
+    assert!(
+        plan["changes"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("description"),
+        "{plan}"
+    );
 
     // Limited to one unit and one family of stack sets: the rest of the organization is out
     // of the Estate's scope, so no finding either.
@@ -301,6 +385,22 @@ async fn an_organization_made_by_hand_is_imported_and_plans_no_change() {
     );
     assert_eq!(code, 64, "{err}");
     assert!(err.contains("did you mean `/workloads/prod`?"), "{err}");
+    let (code, _, err) = run(
+        &account,
+        parent.path(),
+        &[
+            "import",
+            "tools",
+            "--region",
+            "us-east-1",
+            "--portfolio",
+            "*",
+            "--portfolio-account",
+            "shared-tool",
+        ],
+    );
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("did you mean `shared-tools`?"), "{err}");
     let (code, out, err) = run(
         &account,
         parent.path(),
@@ -330,13 +430,18 @@ async fn an_organization_made_by_hand_is_imported_and_plans_no_change() {
     assert_eq!(plan["findings"], serde_json::json!([]), "{plan}");
 }
 
-/// A manifest of one unit, one account and the stack set `roles` in `prod`, which may adopt.
-fn adopting_manifest(dir: &Path, email: &str, adopt: bool) {
+/// The Estate `team` of the adoption tests: one environment `prod`, its documents in docs.yaml.
+fn team_estate(dir: &Path) {
     std::fs::write(
         dir.join("estate.yaml"),
         "apiVersion: estate/v1\nkind: Estate\nmetadata: {name: team}\nspec:\n  homeRegion: us-east-1\n  regions: [us-east-1]\n  promotion: [prod]\n  stackSetRoles: existing\n  include: [docs.yaml]\n",
     )
     .unwrap();
+}
+
+/// A manifest of one unit, one account and the stack set `roles` in `prod`, which may adopt.
+fn adopting_manifest(dir: &Path, email: &str, adopt: bool) {
+    team_estate(dir);
     std::fs::write(dir.join("role.yaml"), ROLE_TEMPLATE).unwrap();
     std::fs::write(
         dir.join("docs.yaml"),
@@ -430,6 +535,85 @@ async fn an_untagged_stack_set_is_adopted_only_when_the_manifest_says_so() {
     assert_eq!(code, 0, "{plan}");
     // Estate's own now: `adopt` may go.
     adopting_manifest(dir.path(), &email, false);
+    let (code, plan) = plan_json(&account, dir.path(), &[]);
+    assert_eq!(code, 0, "{plan}");
+}
+
+/// A manifest of the tools account and its portfolio `Data Science`, which may adopt.
+fn portfolio_manifest(dir: &Path, email: &str, adopt: bool) {
+    team_estate(dir);
+    std::fs::write(dir.join("notebook.yaml"), GUARDRAIL).unwrap();
+    std::fs::write(
+        dir.join("docs.yaml"),
+        format!(
+            "apiVersion: estate/v1\nkind: Organization\nmetadata: {{name: org}}\nspec:\n  units:\n    - path: /ml\n  accounts:\n    - {{name: tools, email: {email}, unit: /ml}}\n---\napiVersion: estate/v1\nkind: Environment\nmetadata: {{name: prod}}\nspec:\n  targets: {{accounts: [tools]}}\n---\napiVersion: estate/v1\nkind: Portfolio\nmetadata: {{name: data-science}}\nspec:\n  account: tools\n  displayName: Data Science\n  providerName: Central IT\n  description: notebooks for data scientists\n  tagOptions: {{team: [ml]}}\n  products:\n    - name: notebook\n      displayName: Notebook\n      owner: Central IT\n      launchRoleName: notebook-launch\n      versions:\n        - {{name: v1, template: notebook.yaml}}\n{}",
+            if adopt { "  adopt: true\n" } else { "" }
+        ),
+    )
+    .unwrap();
+}
+
+/// An untagged portfolio is a conflict until the manifest adopts it; then plan shows the
+/// adoption (the portfolio, and the product adopted with it), apply writes estate's tags,
+/// and the next plan is clean, `adopt` or not.
+#[tokio::test]
+async fn an_untagged_portfolio_is_adopted_only_when_the_manifest_says_so() {
+    let account = management_account().await;
+    account
+        .configure_emulator(serde_json::json!({"CreateSeconds": 0.2, "UnreachableSeconds": 0.2}));
+    let units = make_units(&account, &["/ml"]).await;
+    let tools = make_account(&account, &units, "tools", "/ml").await;
+    let config = account.member(&tools).await;
+    let (portfolio, product) = portfolio_by_hand(&config, &tools, "Data Science", GUARDRAIL).await;
+    let sc = aws_sdk_servicecatalog::Client::new(&config);
+    let email = format!("tools+{}@example.com", account.id);
+    let dir = tempfile::tempdir().unwrap();
+
+    // Not adopted: a conflict (plan and drift count it), never taken over.
+    portfolio_manifest(dir.path(), &email, false);
+    let (code, plan) = plan_json(&account, dir.path(), &[]);
+    assert_eq!(code, 2, "{plan}");
+    assert_eq!(plan["changes"], serde_json::json!([]), "{plan}");
+    assert_eq!(plan["findings"][0]["kind"], "conflict", "{plan}");
+    assert_eq!(plan["findings"][0]["address"], "portfolio:data-science");
+    let (code, out, _) = run(&account, dir.path(), &["drift", "."]);
+    assert_eq!(code, 2, "{out}");
+
+    // Adopted: the portfolio's update says so, and tags the product adopted with it.
+    portfolio_manifest(dir.path(), &email, true);
+    let (code, plan) = plan_json(&account, dir.path(), &[]);
+    assert_eq!(code, 2, "{plan}");
+    assert_eq!(plan["findings"], serde_json::json!([]), "{plan}");
+    let changes = plan["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 2, "{plan}");
+    assert_eq!(changes[0]["address"], "portfolio:data-science");
+    assert_eq!(changes[0]["hint"], "adopt");
+    assert_eq!(changes[0]["before"]["description"], "made by hand");
+    assert_eq!(changes[0]["after"]["tags"]["estate:managed-by"], "team");
+    assert_eq!(changes[1]["address"], "product:data-science/notebook");
+    assert_eq!(changes[1]["hint"], "adopt");
+    let (_, text, _) = run(&account, dir.path(), &["plan", "."]);
+    assert!(text.contains("~ portfolio data-science (adopt)"), "{text}");
+
+    let (code, out) = apply_all(&account, dir.path(), &[]);
+    assert_eq!(code, 0, "{out}");
+    let (portfolio_tags, product_tags) = catalog_tags(&sc, &portfolio, &product).await;
+    assert_eq!(
+        portfolio_tags.get("estate:managed-by").map(String::as_str),
+        Some("team")
+    );
+    assert_eq!(
+        portfolio_tags.get("estate:portfolio").map(String::as_str),
+        Some("data-science")
+    );
+    assert_eq!(
+        product_tags.get("estate:product").map(String::as_str),
+        Some("notebook")
+    );
+    let (code, plan) = plan_json(&account, dir.path(), &[]);
+    assert_eq!(code, 0, "{plan}");
+    // Estate's own now: `adopt` may go.
+    portfolio_manifest(dir.path(), &email, false);
     let (code, plan) = plan_json(&account, dir.path(), &[]);
     assert_eq!(code, 0, "{plan}");
 }

@@ -140,6 +140,7 @@ fn desired() -> DesiredPortfolio {
         recipient_principals: Vec::new(),
         share_principals: false,
         share_tag_options: false,
+        adopt: false,
     }
 }
 
@@ -225,7 +226,7 @@ async fn a_portfolio_deleted_between_list_and_describe_is_skipped() {
     let aws = edge(&[&list, &describe]);
 
     // What a fresh list would show: the portfolio is gone, so it is not live state.
-    let hub = estate::live::catalog::read_hub(&aws, HUB, REGION, "e")
+    let hub = estate::live::catalog::read_hub(&aws, HUB, REGION, "e", &|_| false)
         .await
         .unwrap();
     assert!(hub.portfolios.is_empty());
@@ -242,7 +243,7 @@ async fn other_describe_errors_fail_the_read_naming_the_call() {
     let describe = mock!(Sc::describe_portfolio)
         .then_error(|| DescribePortfolioError::generic(meta("AccessDeniedException", "denied")));
     let aws = edge(&[&list, &describe]);
-    let err = estate::live::catalog::read_hub(&aws, HUB, REGION, "e")
+    let err = estate::live::catalog::read_hub(&aws, HUB, REGION, "e", &|_| false)
         .await
         .unwrap_err();
     assert_eq!(

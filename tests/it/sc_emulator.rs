@@ -37,6 +37,8 @@ fn version(name: &str) -> ProvisioningArtifactProperties {
             "LoadTemplateFromURL",
             format!("https://s3.amazonaws.com/templates/training-{name}.yaml"),
         )
+        // No such object: these tests are about the catalog, not the templates.
+        .disable_template_validation(true)
         .r#type(ProvisioningArtifactType::CloudFormationTemplate)
         .build()
 }
@@ -607,6 +609,16 @@ async fn unknown_ids_and_bad_parameters_get_aws_error_codes() {
             code(sc.delete_product().id("prod-nope").send().await),
         ),
         (
+            "DescribeProvisioningArtifact",
+            code(
+                sc.describe_provisioning_artifact()
+                    .product_id("prod-nope")
+                    .provisioning_artifact_id("pa-nope")
+                    .send()
+                    .await,
+            ),
+        ),
+        (
             "DescribeConstraint",
             code(sc.describe_constraint().id("cons-nope").send().await),
         ),
@@ -687,6 +699,36 @@ async fn unknown_ids_and_bad_parameters_get_aws_error_codes() {
                             .name("no template")
                             .build(),
                     )
+                    .send()
+                    .await,
+            ),
+        ),
+        (
+            // AWS reads the template when the version is made: one it cannot read is refused
+            // unless template validation is disabled.
+            "CreateProvisioningArtifact unreadable template",
+            code(
+                sc.create_provisioning_artifact()
+                    .product_id(&product)
+                    .parameters(
+                        ProvisioningArtifactProperties::builder()
+                            .name("v2")
+                            .info(
+                                "LoadTemplateFromURL",
+                                "https://s3.amazonaws.com/none/t.yaml",
+                            )
+                            .build(),
+                    )
+                    .send()
+                    .await,
+            ),
+        ),
+        (
+            "UpdatePortfolio 21 AddTags",
+            code(
+                sc.update_portfolio()
+                    .id(&portfolio)
+                    .set_add_tags(Some((0..21).map(|i| tag(&format!("k{i}"), "v")).collect()))
                     .send()
                     .await,
             ),
