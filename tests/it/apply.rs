@@ -554,7 +554,7 @@ async fn a_template_over_51200_bytes_goes_through_an_encrypted_private_bucket() 
 #[tokio::test]
 async fn a_portfolio_that_left_the_manifest_is_an_orphan_or_pruned() {
     let account = management_account().await;
-    let dir = example("self-service-lab");
+    let dir = example("cross-account-mlops-lab");
     let (code, out, err) = apply(&account, dir.path(), &[]);
     assert_eq!(code, 0, "{out}{err}");
     edit_all(dir.path(), "estate.yaml", ", portfolio.yaml", "");
@@ -577,7 +577,7 @@ async fn a_portfolio_that_left_the_manifest_is_an_orphan_or_pruned() {
 #[tokio::test]
 async fn a_removed_version_is_deleted_only_when_pruning() {
     let account = management_account().await;
-    let dir = example("self-service-lab");
+    let dir = example("cross-account-mlops-lab");
     assert_eq!(apply(&account, dir.path(), &[]).0, 0);
     // v1 replaced by v2 in the manifest, pruning on.
     edit_all(

@@ -66,7 +66,7 @@ fn cfn_lint_does_fail_a_broken_template() {
 /// (an upload source, test rights, approval emails, a stage template with every resource type
 /// the deploy role has rights for).
 const PIPELINE_MANIFESTS: [&str; 2] = [
-    "examples/environments/model-pipeline",
+    "examples/environments/sagemaker-pipelines-multi-account",
     "tests/fixtures/valid/kitchen-sink",
 ];
 

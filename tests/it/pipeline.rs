@@ -10,7 +10,7 @@ use crate::support::run::{change_fields, json_changes, run};
 use std::collections::BTreeSet;
 use std::io::Read;
 
-const EXAMPLE: &str = "examples/environments/model-pipeline";
+const EXAMPLE: &str = "examples/environments/sagemaker-pipelines-multi-account";
 
 #[test]
 fn an_account_in_two_stages_is_refused_at_plan_time() {

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-const LAB: &str = "self-service-lab";
+const LAB: &str = "cross-account-mlops-lab";
 const DISPLAY_NAME: &str = "Data Scientists - Sample Portfolio";
 
 fn assert_converged(account: &TestAccount, dir: &Path) {
