@@ -2,7 +2,7 @@
 //! re-plan empty; manifest edits plan exactly their change and converge; out-of-band changes
 //! show as drift and are healed by apply.
 
-use crate::support::builders::{edit, example};
+use crate::support::builders::{edit, example, self_service_lab};
 use crate::support::catalog::{accepted, principals, shares};
 use crate::support::emulator::{TestAccount, management_account, ok, s3};
 use crate::support::run::{apply, change_fields, json_of, run};
@@ -205,10 +205,15 @@ async fn a_manifest_without_portfolios_never_calls_service_catalog_or_enters_an_
     }
 }
 
+/// Issue 13's S1, the whole lab: it validates, plans, applies on a fresh organization and
+/// re-plans empty; the portfolio is shared and accepted, and the pipeline's upload bucket is
+/// in the tools account, as AWS has them.
 #[tokio::test]
-async fn the_self_service_lab_plans_applies_and_is_really_there() {
+async fn the_cross_account_mlops_lab_plans_applies_and_is_really_there() {
     let account = management_account().await;
     let dir = example(LAB);
+    let (code, out, err) = run(&account, dir.path(), &["validate", "."]);
+    assert_eq!(code, 0, "{out}{err}");
     let (code, plan) = json_of(&account, dir.path(), "plan", &[]);
     assert_eq!(code, 2);
     let planned = change_fields(&plan, "address", "action");
@@ -217,6 +222,12 @@ async fn the_self_service_lab_plans_applies_and_is_really_there() {
         "account:tools",
         "account:data-science",
         "account:stage",
+        // The roles the pipeline's self-managed stack sets need, in the accounts they reach.
+        "prerequisite:organizations-access",
+        "prerequisite:administration-role",
+        "prerequisite:execution-role",
+        "prerequisite:execution-role/stage (known after apply)",
+        "prerequisite:execution-role/tools (known after apply)",
         "portfolio:data-scientists",
         "product:data-scientists/secure-sagemaker",
         "productVersion:data-scientists/secure-sagemaker/v1",
@@ -226,6 +237,17 @@ async fn the_self_service_lab_plans_applies_and_is_really_there() {
         "principal:data-scientists/arn:aws:iam::(known after apply):role/PlatformAdmin",
         "share:data-scientists/account/data-science",
         "principal:data-scientists@data-science/role/DataScientist",
+        // The pipeline deploys in tools, then stage; its source and tools parts come with
+        // the last stage.
+        "stackSet:pipeline-mlops-tools",
+        "stackInstance:pipeline-mlops-tools/tools (known after apply)/us-east-1",
+        "stackSet:pipeline-mlops-stage",
+        "stackInstance:pipeline-mlops-stage/stage (known after apply)/us-east-1",
+        "stackSet:pipeline-mlops-source",
+        "stackInstance:pipeline-mlops-source/tools (known after apply)/us-east-1",
+        "stackSet:pipeline-mlops",
+        "stackInstance:pipeline-mlops/tools (known after apply)/us-east-1",
+        "pipeline:mlops",
     ];
     assert_eq!(
         planned,
@@ -316,9 +338,26 @@ async fn the_self_service_lab_plans_applies_and_is_really_there() {
             ids["data-science"]
         )]
     );
+
+    // The bucket the notebook uploads the model to, in the tools account, named with its id
+    // (S3's names are global) and encrypted with the pipeline's models key.
+    let s3 = s3(&account.member(&ids["tools"]).await);
+    let bucket = format!("mlops-lab-models-{}", ids["tools"]);
+    let listed = ok(s3.list_buckets().send().await);
+    assert!(
+        listed.buckets().iter().any(|b| b.name() == Some(&bucket)),
+        "{listed:?}"
+    );
+    let encryption = ok(s3.get_bucket_encryption().bucket(&bucket).send().await);
+    let rule = encryption
+        .server_side_encryption_configuration()
+        .and_then(|c| c.rules().first())
+        .and_then(|r| r.apply_server_side_encryption_by_default())
+        .unwrap_or_else(|| panic!("{encryption:?}"));
+    assert_eq!(rule.sse_algorithm().as_str(), "aws:kms");
 }
 
-/// The self-service lab applied and converged in a fresh organization, with the handles the
+/// The lab's self-service half applied and converged in a fresh organization, with the handles the
 /// checks after an edit need.
 struct Lab {
     account: TestAccount,
@@ -328,7 +367,7 @@ struct Lab {
 impl Lab {
     async fn applied() -> Lab {
         let account = management_account().await;
-        let dir = example(LAB);
+        let dir = self_service_lab();
         apply_lab(&account, dir.path());
         Lab { account, dir }
     }
