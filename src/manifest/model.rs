@@ -526,8 +526,9 @@ pub struct PipelineSource {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct S3Source {
-    /// Bucket estate creates in the source account (versioned, KMS-encrypted).
-    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"))]
+    /// Bucket estate creates in the source account (versioned, KMS-encrypted). S3's names
+    /// are global: `${account:NAME}` (the account's id) keeps one unique.
+    #[schemars(regex(pattern = r"^([a-z0-9.-]|\$\{account:[^}]+\})+$"))]
     pub bucket: String,
     /// Object key whose uploads start the pipeline (a model artifact, `model.tar.gz`).
     #[schemars(regex(pattern = r"^[^*?]{1,900}$"))]

@@ -579,10 +579,32 @@ fn resolve_pipeline(
     let tools = account(&spec.account);
     let source = account(&spec.source.account);
     let (tools_id, source_id) = (tools.key(), source.key());
-    let what = pipeline::Source::of(&spec.source).ok_or_else(|| PlanError::Pipeline {
+    let mut what = pipeline::Source::of(&spec.source).ok_or_else(|| PlanError::Pipeline {
         pipeline: p.name.clone(),
         message: "its source names neither a model package group nor an S3 object".into(),
     })?;
+    // An upload bucket's name may carry account ids (`${account:tools}`), as S3's names are
+    // global: resolved like any manifest value, the pipeline's environment aside (`validate`
+    // refuses `${environment}` there).
+    let upload_bucket;
+    if let pipeline::Source::Upload { bucket, key } = what {
+        let r = Resolver {
+            m,
+            live,
+            accounts,
+            environment: "",
+        };
+        upload_bucket = r
+            .value(bucket, None)
+            .map_err(|message| PlanError::Pipeline {
+                pipeline: p.name.clone(),
+                message: format!("its source bucket: {message}"),
+            })?;
+        what = pipeline::Source::Upload {
+            bucket: &upload_bucket,
+            key,
+        };
+    }
     let deployed = &m.templates[&p.resolve_path(&spec.template)];
     let part = PipelineParts {
         m,

@@ -1,7 +1,7 @@
 //! `estate apply` against the emulator: examples converge and re-plan empty; the refusals a
 //! careful operator expects; an apply killed mid-way converges on the next run.
 
-use crate::support::builders::{edit_all, example, prune};
+use crate::support::builders::{edit_all, example, prune, self_service_lab};
 use crate::support::emulator::{TestAccount, management_account, s3, stack_instances};
 use crate::support::mocks::fast;
 use crate::support::run::{
@@ -554,7 +554,7 @@ async fn a_template_over_51200_bytes_goes_through_an_encrypted_private_bucket() 
 #[tokio::test]
 async fn a_portfolio_that_left_the_manifest_is_an_orphan_or_pruned() {
     let account = management_account().await;
-    let dir = example("self-service-lab");
+    let dir = self_service_lab();
     let (code, out, err) = apply(&account, dir.path(), &[]);
     assert_eq!(code, 0, "{out}{err}");
     edit_all(dir.path(), "estate.yaml", ", portfolio.yaml", "");
@@ -577,7 +577,7 @@ async fn a_portfolio_that_left_the_manifest_is_an_orphan_or_pruned() {
 #[tokio::test]
 async fn a_removed_version_is_deleted_only_when_pruning() {
     let account = management_account().await;
-    let dir = example("self-service-lab");
+    let dir = self_service_lab();
     assert_eq!(apply(&account, dir.path(), &[]).0, 0);
     // v1 replaced by v2 in the manifest, pruning on.
     edit_all(

@@ -62,11 +62,13 @@ fn cfn_lint_does_fail_a_broken_template() {
     assert!(!status.success());
 }
 
-/// Every manifest with pipelines: the example, and the fixture using every pipeline field
-/// (an upload source, test rights, approval emails, a stage template with every resource type
-/// the deploy role has rights for).
-const PIPELINE_MANIFESTS: [&str; 2] = [
-    "examples/environments/model-pipeline",
+/// Every manifest with pipelines: the examples (S4's registry source in the pipeline's own
+/// account; S1's upload bucket named with an account id, and a stage in the tools account),
+/// and the fixture using every pipeline field (an upload source, test rights, approval
+/// emails, a stage template with every resource type the deploy role has rights for).
+const PIPELINE_MANIFESTS: [&str; 3] = [
+    "examples/environments/sagemaker-pipelines-multi-account",
+    "examples/environments/cross-account-mlops-lab",
     "tests/fixtures/valid/kitchen-sink",
 ];
 
@@ -97,12 +99,18 @@ fn generated_pipeline_templates_pass_cfn_lint() {
         }
         for (name, text) in templates {
             assert!(!text.contains("known after apply"), "{name}");
+            // Manifest references (the lab's upload bucket has one) are resolved.
+            assert!(!text.contains("${account:"), "{name}");
             let path = dir.path().join(format!("{i}-{name}.json"));
             std::fs::write(&path, &text).unwrap();
             files.push(path);
         }
     }
-    assert_eq!(files.len(), 12, "the example's pipeline, the fixture's two");
+    assert_eq!(
+        files.len(),
+        16,
+        "the examples' pipelines, the fixture's two"
+    );
     assert_lint_clean(&files);
 }
 
@@ -122,7 +130,7 @@ fn no_generated_pipeline_template_grants_everything_a_whole_service_or_any_role(
             checked += 1;
         }
     }
-    assert_eq!(checked, 12);
+    assert_eq!(checked, 16);
 }
 
 /// The script the pipeline's Resolve build runs is Python that compiles (a syntax error would

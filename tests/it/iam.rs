@@ -148,7 +148,11 @@ fn stats_of(account: &TestAccount, dir: &Path, args: &[&str]) -> BTreeSet<String
 #[tokio::test]
 async fn the_policies_cover_every_call_a_full_emulator_run_makes() {
     let (mut applying, mut reading) = (BTreeSet::new(), BTreeSet::new());
-    for name in ["ml-platform", "self-service-lab", "model-pipeline"] {
+    for name in [
+        "ml-platform",
+        "cross-account-mlops-lab",
+        "sagemaker-pipelines-multi-account",
+    ] {
         let account = management_account().await;
         let dir = example(name);
         let apply_all = ["apply", ".", "--auto-approve", "--skip-promotion-check"];
@@ -160,7 +164,7 @@ async fn the_policies_cover_every_call_a_full_emulator_run_makes() {
         }
         reading.extend(stats_of(&account, dir.path(), &["plan", "."]));
         reading.extend(stats_of(&account, dir.path(), &["drift", "."]));
-        if name == "self-service-lab" {
+        if name == "cross-account-mlops-lab" {
             // Everything deleted: the portfolio and what hangs from it.
             edit_all(dir.path(), "estate.yaml", ", portfolio.yaml", "");
             prune(dir.path());

@@ -1,16 +1,16 @@
-//! Model pipelines end to end against the emulator: the example compiles to stack sets that
-//! create the stage roles, the source forwarding and the tools part in their accounts, the
+//! Model pipelines end to end against the emulator: the example (issue 13's S4) compiles to
+//! stack sets that create the stage roles, the source and the tools part in their accounts, the
 //! source bundle lands encrypted in the artifact bucket, and the plan is empty after. (moto's
 //! CloudFormation skips CodePipeline, CodeBuild and policy resources it does not know; their
 //! content is checked by the unit tests of `estate::pipeline` and by cfn-lint.)
 
 use crate::support::builders::{copy_of, edit_all, live_with_ids, manifest};
-use crate::support::emulator::{TestAccount, management_account, s3};
+use crate::support::emulator::{management_account, s3, stack_resources};
 use crate::support::run::{change_fields, json_changes, run};
 use std::collections::BTreeSet;
 use std::io::Read;
 
-const EXAMPLE: &str = "examples/environments/model-pipeline";
+const EXAMPLE: &str = "examples/environments/sagemaker-pipelines-multi-account";
 
 #[test]
 fn an_account_in_two_stages_is_refused_at_plan_time() {
@@ -18,8 +18,8 @@ fn an_account_in_two_stages_is_refused_at_plan_time() {
     edit_all(
         dir.path(),
         "environments.yaml",
-        "targets: {units: [/ml/production]}",
-        "targets: {units: [/ml/production], accounts: [staging]}",
+        "targets: {units: [/multi-account-deployment/production]}",
+        "targets: {units: [/multi-account-deployment/production], accounts: [staging]}",
     );
     let m = manifest(dir.path());
     let err = estate::plan::desired::resolve(&m, &live_with_ids(&m), &[]).unwrap_err();
@@ -30,40 +30,43 @@ fn an_account_in_two_stages_is_refused_at_plan_time() {
     );
 }
 
-/// Logical ids of the resources the stack of `stack_set` holds in account `id`.
-async fn stack_resources(account: &TestAccount, id: &str, stack_set: &str) -> BTreeSet<String> {
-    let cfn = aws_sdk_cloudformation::Client::new(&account.member(id).await);
-    let stacks = cfn.list_stacks().send().await.unwrap();
-    let stack = stacks
-        .stack_summaries()
-        .iter()
-        .find(|s| {
-            // AWS (and the strict emulator) names a stack set's stacks `StackSet-<set>-<uuid>`.
-            s.stack_name()
-                .is_some_and(|n| n.starts_with(&format!("StackSet-{stack_set}-")))
-                && s.stack_status()
-                    .is_some_and(|st| st.as_str() != "DELETE_COMPLETE")
-        })
-        .unwrap_or_else(|| panic!("no stack of {stack_set} in {id}: {stacks:?}"))
-        .stack_name()
-        .unwrap()
-        .to_string();
-    cfn.list_stack_resources()
-        .stack_name(stack)
-        .send()
-        .await
-        .unwrap()
-        .stack_resource_summaries()
-        .iter()
-        .filter_map(|r| r.logical_resource_id().map(str::to_string))
-        .filter(|l| !l.is_empty())
-        .collect()
+/// The path of the unit holding `id`, by unit names, as AWS Organizations has it.
+async fn unit_path(orgs: &aws_sdk_organizations::Client, id: &str) -> String {
+    let mut names = Vec::new();
+    let mut child = id.to_string();
+    loop {
+        let parents = orgs.list_parents().child_id(&child).send().await.unwrap();
+        let parent = &parents.parents()[0];
+        if parent.r#type().map(|t| t.as_str()) == Some("ROOT") {
+            break;
+        }
+        child = parent.id().unwrap().to_string();
+        let unit = orgs
+            .describe_organizational_unit()
+            .organizational_unit_id(&child)
+            .send()
+            .await
+            .unwrap();
+        names.push(
+            unit.organizational_unit()
+                .unwrap()
+                .name()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    names.reverse();
+    names.join("/")
 }
 
+/// Issue 13's S4: the example validates, plans, applies on a fresh organization stage by
+/// stage and re-plans empty; each account is in its own unit, as the seed lays them out.
 #[tokio::test]
 async fn the_model_pipeline_compiles_to_stack_sets_applies_stage_by_stage_and_replans_empty() {
     let account = management_account().await;
     let dir = copy_of(EXAMPLE);
+    let (code, out, err) = run(&account, dir.path(), &["validate", "."]);
+    assert_eq!(code, 0, "{out}{err}");
 
     let plan = json_changes(&account, dir.path(), "plan", &[]);
     let addresses: Vec<(&str, &str)> = plan["changes"]
@@ -81,34 +84,34 @@ async fn the_model_pipeline_compiles_to_stack_sets_applies_stage_by_stage_and_re
     assert_eq!(
         addresses,
         [
-            ("staging", "stackSet:pipeline-abalone-deploy-staging"),
+            ("staging", "stackSet:pipeline-iris-multi-01-staging"),
             (
                 "staging",
-                "stackInstance:pipeline-abalone-deploy-staging/staging (known after apply)/us-east-1"
+                "stackInstance:pipeline-iris-multi-01-staging/staging (known after apply)/us-east-1"
             ),
-            ("production", "stackSet:pipeline-abalone-deploy-production"),
+            ("production", "stackSet:pipeline-iris-multi-01-production"),
             (
                 "production",
-                "stackInstance:pipeline-abalone-deploy-production/production (known after apply)/us-east-1"
+                "stackInstance:pipeline-iris-multi-01-production/production (known after apply)/us-east-1"
             ),
-            ("production", "stackSet:pipeline-abalone-deploy-source"),
+            ("production", "stackSet:pipeline-iris-multi-01-source"),
             (
                 "production",
-                "stackInstance:pipeline-abalone-deploy-source/data-science (known after apply)/us-east-1"
+                "stackInstance:pipeline-iris-multi-01-source/data-science (known after apply)/us-east-1"
             ),
-            ("production", "stackSet:pipeline-abalone-deploy"),
+            ("production", "stackSet:pipeline-iris-multi-01"),
             (
                 "production",
-                "stackInstance:pipeline-abalone-deploy/tools (known after apply)/us-east-1"
+                "stackInstance:pipeline-iris-multi-01/data-science (known after apply)/us-east-1"
             ),
-            ("production", "pipeline:abalone-deploy"),
+            ("production", "pipeline:iris-multi-01"),
         ]
     );
 
     // Staging first; production (approval: manual) only when named.
     let (code, out, err) = run(&account, dir.path(), &["apply", ".", "--auto-approve"]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(!err.contains("pipeline:abalone-deploy"), "{err}");
+    assert!(!err.contains("pipeline:iris-multi-01"), "{err}");
     let (code, out, err) = run(
         &account,
         dir.path(),
@@ -121,16 +124,15 @@ async fn the_model_pipeline_compiles_to_stack_sets_applies_stage_by_stage_and_re
             .unwrap_or_else(|| panic!("no `{needle}` in {err}"))
     };
     assert!(
-        at("stackInstance:pipeline-abalone-deploy-production/")
-            < at("stackSet:pipeline-abalone-deploy: CreateStackSet")
+        at("stackInstance:pipeline-iris-multi-01-production/")
+            < at("stackSet:pipeline-iris-multi-01: CreateStackSet")
     );
     assert!(
-        at("stackInstance:pipeline-abalone-deploy-source/")
-            < at("stackSet:pipeline-abalone-deploy: CreateStackSet")
+        at("stackInstance:pipeline-iris-multi-01-source/")
+            < at("stackSet:pipeline-iris-multi-01: CreateStackSet")
     );
     assert!(
-        at("stackSet:pipeline-abalone-deploy: CreateStackSet")
-            < at("pipeline:abalone-deploy: done")
+        at("stackSet:pipeline-iris-multi-01: CreateStackSet") < at("pipeline:iris-multi-01: done")
     );
     let (code, out, err) = run(&account, dir.path(), &["plan", "."]);
     assert_eq!(code, 0, "{out}{err}");
@@ -139,6 +141,14 @@ async fn the_model_pipeline_compiles_to_stack_sets_applies_stage_by_stage_and_re
     assert_eq!(code, 0, "{out}{err}");
 
     let ids = account.ids().await;
+    let orgs = aws_sdk_organizations::Client::new(&account.config);
+    for (name, path) in [
+        ("data-science", "multi-account-deployment"),
+        ("staging", "multi-account-deployment/staging"),
+        ("production", "multi-account-deployment/production"),
+    ] {
+        assert_eq!(unit_path(&orgs, &ids[name]).await, path, "{name}");
+    }
     for (stage, tested) in [("staging", true), ("production", false)] {
         let mut expected: BTreeSet<String> = ["ActionRole", "DeployRole", "Boundary", "ModelRole"]
             .map(str::to_string)
@@ -150,7 +160,7 @@ async fn the_model_pipeline_compiles_to_stack_sets_applies_stage_by_stage_and_re
             stack_resources(
                 &account,
                 &ids[stage],
-                &format!("pipeline-abalone-deploy-{stage}")
+                &format!("pipeline-iris-multi-01-{stage}")
             )
             .await,
             expected,
@@ -160,19 +170,17 @@ async fn the_model_pipeline_compiles_to_stack_sets_applies_stage_by_stage_and_re
     let source = stack_resources(
         &account,
         &ids["data-science"],
-        "pipeline-abalone-deploy-source",
+        "pipeline-iris-multi-01-source",
     )
     .await;
-    for r in [
-        "ForwardRole",
-        "ForwardApprovals",
-        "RegistryRole",
-        "ModelsKey",
-        "ModelsBucket",
-    ] {
+    for r in ["RegistryRole", "ModelsKey", "ModelsBucket"] {
         assert!(source.contains(r), "{r} in {source:?}");
     }
-    let tools = stack_resources(&account, &ids["tools"], "pipeline-abalone-deploy").await;
+    // The registry is in the pipeline's own account (the seed's SageMaker project): its
+    // approvals reach the pipeline's bus without forwarding.
+    assert!(!source.contains("ForwardRole"), "{source:?}");
+    assert!(!source.contains("ForwardApprovals"), "{source:?}");
+    let tools = stack_resources(&account, &ids["data-science"], "pipeline-iris-multi-01").await;
     for r in [
         "ArtifactKey",
         "ArtifactKeyAlias",
@@ -186,9 +194,9 @@ async fn the_model_pipeline_compiles_to_stack_sets_applies_stage_by_stage_and_re
         assert!(tools.contains(r), "{r} in {tools:?}");
     }
 
-    // The source bundle: in the tools account's artifact bucket, encrypted with the key.
-    let s3 = s3(&account.member(&ids["tools"]).await);
-    let bucket = format!("estate-abalone-deploy-{}", ids["tools"]);
+    // The source bundle: in the pipeline account's artifact bucket, encrypted with the key.
+    let s3 = s3(&account.member(&ids["data-science"]).await);
+    let bucket = format!("estate-iris-multi-01-{}", ids["data-science"]);
     let listed = s3.list_objects_v2().bucket(&bucket).send().await.unwrap();
     let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
     let [key] = keys.as_slice() else {
@@ -208,7 +216,7 @@ async fn the_model_pipeline_compiles_to_stack_sets_applies_stage_by_stage_and_re
     assert!(
         object
             .ssekms_key_id()
-            .is_some_and(|k| k.ends_with("alias/estate-abalone-deploy")),
+            .is_some_and(|k| k.ends_with("alias/estate-iris-multi-01")),
         "{:?}",
         object.ssekms_key_id()
     );
@@ -251,8 +259,8 @@ async fn the_model_pipeline_compiles_to_stack_sets_applies_stage_by_stage_and_re
     assert_eq!(
         changed,
         [
-            ("stackSet:pipeline-abalone-deploy", "update"),
-            ("pipeline:abalone-deploy", "create")
+            ("stackSet:pipeline-iris-multi-01", "update"),
+            ("pipeline:iris-multi-01", "create")
         ],
         "the pipeline's source key moves to the new bundle"
     );
@@ -274,9 +282,9 @@ async fn a_leftover_artifact_bucket_is_reported_before_the_pipeline_is_created()
     let dir = copy_of(EXAMPLE);
     let (code, out, err) = run(&account, dir.path(), &["apply", ".", "--auto-approve"]);
     assert_eq!(code, 0, "{out}{err}");
-    let tools = account.ids().await["tools"].clone();
+    let tools = account.ids().await["data-science"].clone();
     let s3 = s3(&account.member(&tools).await);
-    let bucket = format!("estate-abalone-deploy-{tools}");
+    let bucket = format!("estate-iris-multi-01-{tools}");
     s3.create_bucket().bucket(&bucket).send().await.unwrap();
 
     let (code, out, err) = run(&account, dir.path(), &["plan", ".", "--env", "production"]);
@@ -301,14 +309,14 @@ async fn the_tools_part_moving_to_a_new_last_stage_is_never_an_orphan() {
         text.replace("  include:", "  prune: true\n  include:"),
     )
     .unwrap();
-    let pipeline = dir.path().join("pipelines/abalone.yaml");
+    let pipeline = dir.path().join("pipelines/iris.yaml");
     let full = std::fs::read_to_string(&pipeline).unwrap();
     let production = "    - {environment: production, approval: manual}\n";
     assert!(full.contains(production));
     std::fs::write(&pipeline, full.replace(production, "")).unwrap();
     let (code, out, err) = run(&account, dir.path(), &["apply", ".", "--auto-approve"]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(err.contains("pipeline:abalone-deploy: done"), "{err}");
+    assert!(err.contains("pipeline:iris-multi-01: done"), "{err}");
 
     std::fs::write(&pipeline, full).unwrap();
     let (code, out, err) = run(
@@ -340,7 +348,7 @@ async fn the_tools_part_moving_to_a_new_last_stage_is_never_an_orphan() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|c| c["address"] == "stackSet:pipeline-abalone-deploy")
+        .find(|c| c["address"] == "stackSet:pipeline-iris-multi-01")
         .unwrap_or_else(|| panic!("{plan:#}"));
     assert_eq!(tools["action"], "update", "{tools:#}");
 }

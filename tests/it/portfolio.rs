@@ -2,9 +2,9 @@
 //! re-plan empty; manifest edits plan exactly their change and converge; out-of-band changes
 //! show as drift and are healed by apply.
 
-use crate::support::builders::{edit, example};
+use crate::support::builders::{edit, example, self_service_lab};
 use crate::support::catalog::{accepted, principals, shares};
-use crate::support::emulator::{TestAccount, management_account, ok, s3};
+use crate::support::emulator::{TestAccount, management_account, ok, s3, stack_resources};
 use crate::support::run::{apply, change_fields, json_of, run};
 use aws_sdk_servicecatalog::Client;
 use aws_sdk_servicecatalog::types::{
@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-const LAB: &str = "self-service-lab";
+const LAB: &str = "cross-account-mlops-lab";
 const DISPLAY_NAME: &str = "Data Scientists - Sample Portfolio";
 
 fn assert_converged(account: &TestAccount, dir: &Path) {
@@ -43,15 +43,20 @@ async fn member(account: &TestAccount, id: &str) -> Client {
 
 /// The id of the lab's portfolio in the tools account.
 async fn portfolio_id(tools: &Client) -> String {
-    let listed = tools.list_portfolios().send().await.unwrap();
+    portfolio_named(tools, DISPLAY_NAME).await
+}
+
+/// The id of the one portfolio of the hub `sc` acts in with this display name.
+async fn portfolio_named(sc: &Client, display_name: &str) -> String {
+    let listed = sc.list_portfolios().send().await.unwrap();
     let found: Vec<&str> = listed
         .portfolio_details()
         .iter()
-        .filter(|p| p.display_name() == Some(DISPLAY_NAME))
+        .filter(|p| p.display_name() == Some(display_name))
         .filter_map(|p| p.id())
         .collect();
     let [id] = found.as_slice() else {
-        panic!("one portfolio named {DISPLAY_NAME:?}, found {found:?}");
+        panic!("one portfolio named {display_name:?}, found {found:?}");
     };
     id.to_string()
 }
@@ -205,10 +210,15 @@ async fn a_manifest_without_portfolios_never_calls_service_catalog_or_enters_an_
     }
 }
 
+/// Issue 13's S1, the whole lab: it validates, plans, applies on a fresh organization and
+/// re-plans empty; the portfolio is shared and accepted, and the pipeline's upload bucket is
+/// in the tools account, as AWS has them.
 #[tokio::test]
-async fn the_self_service_lab_plans_applies_and_is_really_there() {
+async fn the_cross_account_mlops_lab_plans_applies_and_is_really_there() {
     let account = management_account().await;
     let dir = example(LAB);
+    let (code, out, err) = run(&account, dir.path(), &["validate", "."]);
+    assert_eq!(code, 0, "{out}{err}");
     let (code, plan) = json_of(&account, dir.path(), "plan", &[]);
     assert_eq!(code, 2);
     let planned = change_fields(&plan, "address", "action");
@@ -217,6 +227,12 @@ async fn the_self_service_lab_plans_applies_and_is_really_there() {
         "account:tools",
         "account:data-science",
         "account:stage",
+        // The roles the pipeline's self-managed stack sets need, in the accounts they reach.
+        "prerequisite:organizations-access",
+        "prerequisite:administration-role",
+        "prerequisite:execution-role",
+        "prerequisite:execution-role/stage (known after apply)",
+        "prerequisite:execution-role/tools (known after apply)",
         "portfolio:data-scientists",
         "product:data-scientists/secure-sagemaker",
         "productVersion:data-scientists/secure-sagemaker/v1",
@@ -226,6 +242,17 @@ async fn the_self_service_lab_plans_applies_and_is_really_there() {
         "principal:data-scientists/arn:aws:iam::(known after apply):role/PlatformAdmin",
         "share:data-scientists/account/data-science",
         "principal:data-scientists@data-science/role/DataScientist",
+        // The pipeline deploys in tools, then stage; its source and tools parts come with
+        // the last stage.
+        "stackSet:pipeline-mlops-tools",
+        "stackInstance:pipeline-mlops-tools/tools (known after apply)/us-east-1",
+        "stackSet:pipeline-mlops-stage",
+        "stackInstance:pipeline-mlops-stage/stage (known after apply)/us-east-1",
+        "stackSet:pipeline-mlops-source",
+        "stackInstance:pipeline-mlops-source/tools (known after apply)/us-east-1",
+        "stackSet:pipeline-mlops",
+        "stackInstance:pipeline-mlops/tools (known after apply)/us-east-1",
+        "pipeline:mlops",
     ];
     assert_eq!(
         planned,
@@ -316,9 +343,26 @@ async fn the_self_service_lab_plans_applies_and_is_really_there() {
             ids["data-science"]
         )]
     );
+
+    // The bucket the notebook uploads the model to, in the tools account, named with its id
+    // (S3's names are global) and encrypted with the pipeline's models key.
+    let s3 = s3(&account.member(&ids["tools"]).await);
+    let bucket = format!("mlops-lab-models-{}", ids["tools"]);
+    let listed = ok(s3.list_buckets().send().await);
+    assert!(
+        listed.buckets().iter().any(|b| b.name() == Some(&bucket)),
+        "{listed:?}"
+    );
+    let encryption = ok(s3.get_bucket_encryption().bucket(&bucket).send().await);
+    let rule = encryption
+        .server_side_encryption_configuration()
+        .and_then(|c| c.rules().first())
+        .and_then(|r| r.apply_server_side_encryption_by_default())
+        .unwrap_or_else(|| panic!("{encryption:?}"));
+    assert_eq!(rule.sse_algorithm().as_str(), "aws:kms");
 }
 
-/// The self-service lab applied and converged in a fresh organization, with the handles the
+/// The lab's self-service half applied and converged in a fresh organization, with the handles the
 /// checks after an edit need.
 struct Lab {
     account: TestAccount,
@@ -328,7 +372,7 @@ struct Lab {
 impl Lab {
     async fn applied() -> Lab {
         let account = management_account().await;
-        let dir = example(LAB);
+        let dir = self_service_lab();
         apply_lab(&account, dir.path());
         Lab { account, dir }
     }
@@ -1041,4 +1085,105 @@ async fn a_unit_share_gives_the_units_accounts_the_principal_names_and_tag_optio
         !tags.contains_key("sagemaker:studio-visibility"),
         "{tags:?}"
     );
+}
+
+/// Issue 13's S2, the secure multi-account ML environment: it validates, plans, applies on a
+/// fresh organization (staging, then production past its gate) and re-plans empty. Through
+/// the AWS API: the IAM roles and VPC stack sets are in the staging and production accounts,
+/// and a team account of the shared unit sees the Studio-visible product with the name
+/// pattern principal and the tag options, estate never entering it.
+#[tokio::test]
+async fn the_secure_ml_environment_deploys_roles_and_vpcs_and_shares_studio_projects_by_unit() {
+    let account = management_account().await;
+    let dir = example("secure-ml-environment");
+    let (code, out, err) = run(&account, dir.path(), &["validate", "."]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, plan) = json_of(&account, dir.path(), "plan", &[]);
+    assert_eq!(code, 2, "{plan}");
+    let planned = change_fields(&plan, "address", "action");
+    for address in [
+        "stackSet:env-iam-roles-staging",
+        "stackSet:env-vpc-staging",
+        "stackSet:env-iam-roles-production",
+        "stackSet:env-vpc-production",
+        "product:mlops-projects/model-registry",
+        "share:mlops-projects/unit/ml/teams",
+    ] {
+        assert!(
+            planned.contains(&(address, "create")),
+            "{address}: {planned:?}"
+        );
+    }
+    let (code, out, err) = apply(&account, dir.path(), &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = apply(&account, dir.path(), &["--env", "production"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_converged(&account, dir.path());
+
+    let ids = account.ids().await;
+    for (env, id) in [
+        ("staging", &ids["staging"]),
+        ("production", &ids["production"]),
+    ] {
+        let roles = stack_resources(&account, id, &format!("env-iam-roles-{env}")).await;
+        assert!(
+            roles.contains("SageMakerModelExecutionRole"),
+            "{env}: {roles:?}"
+        );
+        let vpc = stack_resources(&account, id, &format!("env-vpc-{env}")).await;
+        for r in [
+            "Vpc",
+            "PrivateSubnetA",
+            "PrivateSubnetB",
+            "S3Endpoint",
+            "SageMakerApiEndpoint",
+        ] {
+            assert!(vpc.contains(r), "{env}: {r} in {vpc:?}");
+        }
+    }
+
+    let hub = member(&account, &ids["data-science"]).await;
+    let portfolio = portfolio_named(
+        &hub,
+        "Products for creating MLOps projects in sm-mlops data science environment",
+    )
+    .await;
+    let tags = product_tags(&hub, &portfolio).await;
+    assert_eq!(
+        tags.get("sagemaker:studio-visibility").map(String::as_str),
+        Some("true"),
+        "{tags:?}"
+    );
+    // The team's account accepts the unit share (AWS Organizations sharing, nothing to
+    // import) and sees the product, the pattern and the tag options.
+    let team = member(&account, &ids["team-a"]).await;
+    ok(team
+        .accept_portfolio_share()
+        .portfolio_id(&portfolio)
+        .portfolio_share_type(PortfolioShareType::AwsOrganizations)
+        .send()
+        .await);
+    let products = ok(team
+        .search_products_as_admin()
+        .portfolio_id(&portfolio)
+        .send()
+        .await);
+    let names: Vec<&str> = products
+        .product_view_details()
+        .iter()
+        .filter_map(|p| p.product_view_summary().and_then(|s| s.name()))
+        .collect();
+    assert_eq!(names, ["sm-mlops MLOps Model Registry v1.0"]);
+    assert_eq!(
+        typed_principals(&team, &portfolio).await,
+        [(
+            "arn:aws:iam:::role/sm-mlops-studio-execution-*".to_string(),
+            PrincipalType::IamPattern
+        )]
+    );
+    let types = ["dev", "prod", "staging"].map(|v| ("EnvironmentType".to_string(), v.to_string()));
+    assert_eq!(tag_options_seen(&team, &portfolio).await, types);
+    // What the recipient did is not estate's to change.
+    let (code, out, err) = run(&account, dir.path(), &["plan", "."]);
+    assert_eq!(code, 0, "{out}{err}");
 }

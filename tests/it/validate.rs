@@ -352,7 +352,7 @@ fn paths_outside_the_repository_are_refused_unread() {
     )
     .unwrap();
     std::fs::copy(
-        "examples/environments/model-pipeline/templates/model-endpoint.yaml",
+        "examples/environments/sagemaker-pipelines-multi-account/templates/model-endpoint.yaml",
         dir.join("endpoint.yaml"),
     )
     .unwrap();

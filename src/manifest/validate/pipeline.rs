@@ -201,7 +201,10 @@ fn check_source(pipe: &Doc<PipelineSpec>, diags: &mut Diagnostics) -> Option<&'s
             }
             Some(aws::MODEL_PACKAGE_PARAMETER)
         }
-        (None, Some(_)) => Some(aws::MODEL_DATA_PARAMETER),
+        (None, Some(s3)) => {
+            check_upload_bucket(pipe, &s3.bucket, diags);
+            Some(aws::MODEL_DATA_PARAMETER)
+        }
         (both, _) => {
             let message = if both.is_some() {
                 "the source names both a model package group and an S3 object: name one"
@@ -218,6 +221,40 @@ fn check_source(pipe: &Doc<PipelineSpec>, diags: &mut Diagnostics) -> Option<&'s
                 .label("one of modelPackageGroup, s3");
             None
         }
+    }
+}
+
+/// An upload bucket's name may refer to accounts (S3's names are global, so
+/// `models-${account:tools}` is how a name stays unique); once those are ids, it must be a
+/// valid S3 name.
+fn check_upload_bucket(pipe: &Doc<PipelineSpec>, bucket: &str, diags: &mut Diagnostics) {
+    use crate::manifest::refs::{self, Ref};
+    let span = pipe.span("/spec/source/s3/bucket");
+    // Any 12 digits: every account id has that many.
+    // The schema admits no other reference there; a malformed one is reported by the
+    // reference checks.
+    let Ok(name) = refs::substitute(bucket, |r| {
+        matches!(r, Ref::Account(_)).then(|| "123456789012".to_string())
+    }) else {
+        return;
+    };
+    let valid = (3..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+        && !name.starts_with(['.', '-'])
+        && !name.ends_with(['.', '-']);
+    if !valid {
+        diags
+            .error(
+                Code::Pipeline,
+                &pipe.file,
+                span,
+                format!(
+                    "the source bucket `{bucket}` is not a valid S3 bucket name once its account ids are known (`{name}`): 3 to 63 lowercase letters, digits, dots and hyphens, starting and ending with a letter or digit"
+                ),
+            )
+            .label("source bucket");
     }
 }
 

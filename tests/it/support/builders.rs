@@ -31,6 +31,14 @@ pub fn example(name: &str) -> tempfile::TempDir {
     copy_of(Path::new("examples/environments").join(name))
 }
 
+/// The cross-account MLOps lab's self-service half: the example without its pipeline, what
+/// portfolio tests start from (the pipeline would only make them slower).
+pub fn self_service_lab() -> tempfile::TempDir {
+    let dir = example("cross-account-mlops-lab");
+    edit(dir.path(), "estate.yaml", ", pipeline.yaml]", "]");
+    dir
+}
+
 /// The first `from` in `dir/file` replaced by `to`; the file must have it.
 pub fn edit(dir: &Path, file: &str, from: &str, to: &str) {
     let path = dir.join(file);

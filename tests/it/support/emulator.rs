@@ -638,3 +638,39 @@ fn log_tail(log: &Path) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(30)..].join("\n")
 }
+
+/// Logical ids of the resources the stack of `stack_set` holds in account `id`.
+pub async fn stack_resources(
+    account: &TestAccount,
+    id: &str,
+    stack_set: &str,
+) -> std::collections::BTreeSet<String> {
+    let cfn = aws_sdk_cloudformation::Client::new(&account.member(id).await);
+    let stacks = ok(cfn.list_stacks().send().await);
+    // AWS (and the strict emulator) names a stack set's stacks `StackSet-<set>-<uuid>`; the
+    // UUID tells `pipeline-p`'s stack from `pipeline-p-source`'s.
+    let prefix = format!("StackSet-{stack_set}-");
+    let of_set = |name: &str| {
+        name.strip_prefix(&prefix).is_some_and(|rest| {
+            rest.len() == 36 && rest.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+        })
+    };
+    let stack = stacks
+        .stack_summaries()
+        .iter()
+        .find(|s| {
+            s.stack_name().is_some_and(of_set)
+                && s.stack_status()
+                    .is_some_and(|st| st.as_str() != "DELETE_COMPLETE")
+        })
+        .unwrap_or_else(|| panic!("no stack of {stack_set} in {id}: {stacks:?}"))
+        .stack_name()
+        .unwrap()
+        .to_string();
+    ok(cfn.list_stack_resources().stack_name(stack).send().await)
+        .stack_resource_summaries()
+        .iter()
+        .filter_map(|r| r.logical_resource_id().map(str::to_string))
+        .filter(|l| !l.is_empty())
+        .collect()
+}
