@@ -10,6 +10,8 @@ use super::progress::{Done, Event, Progress};
 use super::report::{InstanceFailure, Report, StepFailure};
 use super::templates;
 use crate::aws::{Aws, AwsError};
+use crate::live::LiveState;
+use crate::manifest::Manifest;
 use crate::plan::desired::{Desired, DesiredInstance, DesiredStackSet};
 use crate::plan::{Action, Address, Change, Hint, InstanceSide, Plan, ResourceType, StackSetSide};
 use crate::tags::TAG_OVERRIDES;
@@ -26,7 +28,38 @@ pub async fn stack_sets(
     opts: &Options,
     progress: &dyn Progress,
 ) -> Report {
+    stack_sets_with(aws, plan, desired, None, opts, progress).await
+}
+
+/// What a consumer's outputs are resolved again from, once its producers applied: the
+/// manifest and the live state the plan was made from.
+#[derive(Clone, Copy)]
+pub struct Sources<'a> {
+    pub manifest: &'a Manifest,
+    pub live: &'a LiveState,
+}
+
+/// As [`stack_sets`]; with `sources`, a wave whose stack sets use other stack sets' outputs
+/// first reads those outputs (their producers applied in an earlier wave or environment) and
+/// resolves the desired state again, so consumers get the values just made.
+pub async fn stack_sets_with(
+    aws: &Aws,
+    plan: &Plan,
+    desired: &Desired,
+    sources: Option<Sources<'_>>,
+    opts: &Options,
+    progress: &dyn Progress,
+) -> Report {
     let mut report = Report::default();
+    // Stack sets this apply changes and has not applied yet: their outputs are not known.
+    let mut pending: BTreeSet<String> = plan
+        .changes
+        .iter()
+        .filter(|c| c.environment.is_some())
+        .filter_map(|c| c.address.stack_set().map(str::to_string))
+        .collect();
+    // The desired state once outputs applied just now are read (the first one: as planned).
+    let mut refreshed: Option<Desired> = None;
     for env in &plan.environments {
         // Waves: a stack set whose policies name roles other sets create waits for them.
         let mut waves: BTreeMap<u8, Vec<&str>> = BTreeMap::new();
@@ -54,17 +87,73 @@ pub async fn stack_sets(
         // Stack sets whose changes did not all apply (failed, or in a wave never started).
         let mut not_done: BTreeSet<String> = BTreeSet::new();
         for names in waves.into_values() {
+            let now = refreshed.as_ref().unwrap_or(desired);
+            let producers: BTreeSet<String> = names
+                .iter()
+                .filter_map(|n| now.stack_sets.iter().find(|d| d.name == *n))
+                .flat_map(|d| d.producers.iter().cloned())
+                .collect();
             if failed {
+                // A consumer of a producer that did not apply is reported, never attempted.
+                for name in &names {
+                    let uses = now
+                        .stack_sets
+                        .iter()
+                        .find(|d| d.name == *name)
+                        .is_some_and(|d| !d.producers.is_empty());
+                    if uses {
+                        skip_consumer(name, progress, &mut report);
+                    }
+                }
                 not_done.extend(names.iter().map(|n| n.to_string()));
                 continue;
             }
+            if let (false, Some(src)) = (producers.is_empty(), sources) {
+                // The producers of this wave's consumers are applied: read their outputs.
+                match refresh_outputs(aws, src, plan, &producers, &pending, opts).await {
+                    Ok(d) => refreshed = Some(d),
+                    Err(message) => {
+                        for name in &names {
+                            progress.event(Event::Failed {
+                                address: format!("stackSet:{name}"),
+                                message: format!("ReadOutputs: {message}"),
+                            });
+                            report.failures.push(StepFailure {
+                                stack_set: name.to_string(),
+                                step: "ReadOutputs".into(),
+                                message: message.clone(),
+                                instances: Vec::new(),
+                            });
+                        }
+                        not_done.extend(names.iter().map(|n| n.to_string()));
+                        failed = true;
+                        continue;
+                    }
+                }
+            }
+            let now = refreshed.as_ref().unwrap_or(desired);
             let before = report.failures.len();
-            failed = run_wave(aws, plan, desired, opts, progress, env, names, &mut report).await;
-            not_done.extend(
-                report.failures[before..]
-                    .iter()
-                    .map(|f| f.stack_set.clone()),
-            );
+            failed = run_wave(
+                aws,
+                plan,
+                now,
+                opts,
+                progress,
+                env,
+                names.clone(),
+                &mut report,
+            )
+            .await;
+            let failed_now: BTreeSet<String> = report.failures[before..]
+                .iter()
+                .map(|f| f.stack_set.clone())
+                .collect();
+            for name in &names {
+                if !failed_now.contains(*name) {
+                    pending.remove(*name);
+                }
+            }
+            not_done.extend(failed_now);
         }
         // A source bundle goes up once its own pipeline's tools part applied.
         for c in plan.changes.iter().filter(|c| {
@@ -115,6 +204,60 @@ pub async fn stack_sets(
         .failures
         .sort_by(|a, b| a.stack_set.cmp(&b.stack_set));
     report
+}
+
+/// A consumer not attempted: a stack set whose outputs it uses did not apply.
+fn skip_consumer(name: &str, progress: &dyn Progress, report: &mut Report) {
+    let message = "not attempted: a stack set whose outputs it uses did not apply".to_string();
+    progress.event(Event::Failed {
+        address: format!("stackSet:{name}"),
+        message: message.clone(),
+    });
+    report.failures.push(StepFailure {
+        stack_set: name.to_string(),
+        step: "ReadOutputs".into(),
+        message,
+        instances: Vec::new(),
+    });
+}
+
+/// The desired state with the outputs of `producers` (applied just now) read again: their
+/// instances listed (new ones have new stacks), then each instance's stack described. Stack
+/// sets still `pending` stay "(known after apply)"; any other output must be read.
+async fn refresh_outputs(
+    aws: &Aws,
+    src: Sources<'_>,
+    plan: &Plan,
+    producers: &BTreeSet<String>,
+    pending: &BTreeSet<String>,
+    opts: &Options,
+) -> Result<Desired, String> {
+    let cfn = aws.cloudformation(&opts.home_region);
+    let mut wanted = Vec::new();
+    for p in producers {
+        let summaries = crate::live::read::list_instances(aws, &cfn, p)
+            .await
+            .map_err(|e| e.to_string())?;
+        for i in summaries {
+            if let (Some(account), Some(region), Some(id)) = (i.account, i.region, i.stack_id) {
+                wanted.push((p.clone(), account, region, id));
+            }
+        }
+    }
+    let mut live = src.live.clone();
+    live.stack_outputs
+        .retain(|k, _| !producers.iter().any(|p| k.starts_with(&format!("{p}/"))));
+    let caller = live.caller().to_string();
+    for (key, outputs) in crate::live::read::instance_outputs(aws, &caller, wanted)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        if let Some(o) = outputs {
+            live.stack_outputs.insert(key, o);
+        }
+    }
+    crate::plan::desired::resolve_with(src.manifest, &live, &plan.environments, Some(pending))
+        .map_err(|e| e.to_string())
 }
 
 /// Uploads a pipeline's source bundle to its artifact bucket, encrypted with its key (the

@@ -126,8 +126,24 @@ pub fn floor(opts: &ReadOptions, state: &LiveState) -> BTreeMap<&'static str, u6
     if opts.bootstrap || opts.stack_sets_access {
         f.insert("CloudFormation.DescribeOrganizationsAccess", 1);
     }
-    if opts.bootstrap {
-        f.insert("CloudFormation.DescribeStacks", 1);
+    // The administration stack, and each instance's stack whose outputs other stack sets use.
+    let outputs = state
+        .stack_sets
+        .iter()
+        .filter(|(name, _)| opts.outputs_of.contains(*name))
+        .flat_map(|(_, set)| set.instances.iter().flatten())
+        .filter(|i| i.stack_id.is_some())
+        .filter(|i| {
+            i.account == state.caller()
+                || state
+                    .accounts
+                    .iter()
+                    .any(|a| a.id == i.account && a.state == super::AccountState::Active)
+        })
+        .count() as u64;
+    let stacks = u64::from(opts.bootstrap) + outputs;
+    if stacks > 0 {
+        f.insert("CloudFormation.DescribeStacks", stacks);
     }
     f
 }
@@ -211,6 +227,7 @@ mod tests {
                         overrides: None,
                         drift: None,
                         last_operation: None,
+                        stack_id: None,
                     })
                     .collect()
             }),

@@ -659,6 +659,7 @@ fn desired_json(d: &DesiredStackSet) -> Side {
         // As the tag keeps it, so live and desired compare like for like.
         operation: super::desired::operation_tag(&d.operation),
         template: template_text(&d.template.body, &d.sensitive),
+        known_after_apply: d.unknown.clone(),
     }
     .into()
 }
@@ -732,6 +733,7 @@ fn live_json(l: &LiveStackSet, sensitive: &BTreeSet<String>, like: Option<&Value
         auto_deployment: l.auto_deployment,
         operation: l.tags.get(crate::tags::TAG_OPERATION).cloned(),
         template: template_text(&shown, &sensitive),
+        known_after_apply: BTreeSet::new(),
     }
 }
 

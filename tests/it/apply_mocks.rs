@@ -106,6 +106,8 @@ fn stack_set(
         units: Vec::new(),
         unit_ids: Vec::new(),
         instances,
+        producers: BTreeSet::new(),
+        unknown: BTreeSet::new(),
         wave: 0,
     }
 }
@@ -1256,6 +1258,7 @@ fn overrides_moving(other_reasons: bool) -> (Desired, Plan) {
             auto_deployment: None,
             operation: None,
             template: String::new(),
+            known_after_apply: Default::default(),
         }
         .into()
     };
