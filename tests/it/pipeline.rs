@@ -5,7 +5,7 @@
 //! content is checked by the unit tests of `estate::pipeline` and by cfn-lint.)
 
 use crate::support::builders::{copy_of, edit_all, live_with_ids, manifest};
-use crate::support::emulator::{TestAccount, management_account, s3};
+use crate::support::emulator::{TestAccount, management_account, s3, stack_set_stack};
 use crate::support::run::{change_fields, json_changes, run};
 use std::collections::BTreeSet;
 use std::io::Read;
@@ -32,22 +32,9 @@ fn an_account_in_two_stages_is_refused_at_plan_time() {
 
 /// Logical ids of the resources the stack of `stack_set` holds in account `id`.
 async fn stack_resources(account: &TestAccount, id: &str, stack_set: &str) -> BTreeSet<String> {
-    let cfn = aws_sdk_cloudformation::Client::new(&account.member(id).await);
-    let stacks = cfn.list_stacks().send().await.unwrap();
-    let stack = stacks
-        .stack_summaries()
-        .iter()
-        .find(|s| {
-            // AWS (and the strict emulator) names a stack set's stacks `StackSet-<set>-<uuid>`.
-            s.stack_name()
-                .is_some_and(|n| n.starts_with(&format!("StackSet-{stack_set}-")))
-                && s.stack_status()
-                    .is_some_and(|st| st.as_str() != "DELETE_COMPLETE")
-        })
-        .unwrap_or_else(|| panic!("no stack of {stack_set} in {id}: {stacks:?}"))
-        .stack_name()
-        .unwrap()
-        .to_string();
+    let config = account.member(id).await;
+    let cfn = aws_sdk_cloudformation::Client::new(&config);
+    let stack = stack_set_stack(&config, stack_set).await;
     cfn.list_stack_resources()
         .stack_name(stack)
         .send()

@@ -295,6 +295,25 @@ pub async fn stack_instances(account: &TestAccount, set: &str) -> Vec<(String, S
     out
 }
 
+/// The name of the stack a stack set's instance holds in the account `config` acts in (AWS,
+/// and the strict emulator, name it `StackSet-<set>-<uuid>`); panics when there is none.
+pub async fn stack_set_stack(config: &SdkConfig, set: &str) -> String {
+    let cfn = aws_sdk_cloudformation::Client::new(config);
+    let stacks = ok(cfn.list_stacks().send().await);
+    stacks
+        .stack_summaries()
+        .iter()
+        .find(|s| {
+            s.stack_name()
+                .is_some_and(|n| n.starts_with(&format!("StackSet-{set}-")))
+                && s.stack_status()
+                    .is_some_and(|st| st.as_str() != "DELETE_COMPLETE")
+        })
+        .and_then(|s| s.stack_name())
+        .unwrap_or_else(|| panic!("no stack of {set}: {stacks:?}"))
+        .to_string()
+}
+
 /// A stack named `name` from `template`, made by hand in the account `config` acts in (what
 /// someone could do outside estate), waited for until complete.
 pub async fn stack_by_hand(config: &SdkConfig, name: &str, template: &serde_json::Value) {
