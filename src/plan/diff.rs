@@ -1184,6 +1184,13 @@ fn set_reasons(
     if !changed_params.is_empty() {
         let names: Vec<&str> = changed_params.iter().map(|s| s.as_str()).collect();
         reasons.push(format!("parameters {}", names.join(", ")));
+        if changed_params.iter().any(|k| d.unknown.contains(*k)) {
+            let producers: Vec<&str> = d.producers.iter().map(String::as_str).collect();
+            reasons.push(format!(
+                "outputs of {} this plan changes, known after apply",
+                producers.join(", ")
+            ));
+        }
     }
     // An adopted stack set has no digest of its secrets: they cannot be compared until
     // estate has written them once.
