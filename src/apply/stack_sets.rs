@@ -195,8 +195,30 @@ pub async fn stack_sets_with(
                 }
             }
         }
-        // A later stage never runs on top of a failed earlier one.
+        // A later stage never runs on top of a failed earlier one; its stack sets that use
+        // outputs are reported not attempted (their producer may be what failed).
         if failed {
+            let now = refreshed.as_ref().unwrap_or(desired);
+            let later = plan
+                .environments
+                .iter()
+                .skip_while(|e| *e != env)
+                .skip(1)
+                .collect::<Vec<_>>();
+            let consumers: BTreeSet<&str> = plan
+                .changes
+                .iter()
+                .filter(|c| c.environment.as_ref().is_some_and(|e| later.contains(&e)))
+                .filter_map(|c| c.address.stack_set())
+                .filter(|n| {
+                    now.stack_sets
+                        .iter()
+                        .any(|d| d.name == *n && !d.producers.is_empty())
+                })
+                .collect();
+            for name in consumers {
+                skip_consumer(name, progress, &mut report);
+            }
             break;
         }
     }

@@ -266,6 +266,35 @@ mod tests {
     }
 
     #[test]
+    fn the_stacks_of_producers_instances_are_described_each() {
+        let mut state = LiveState {
+            root_id: "r-1".into(),
+            ..Default::default()
+        };
+        // Three instances: two with a stack in an active account, one without a stack yet.
+        state.accounts = (0..3).map(|i| account(i, "r-1")).collect();
+        let mut producer = set("producer", Some("e"), 3);
+        for (i, inst) in producer.instances.iter_mut().flatten().enumerate() {
+            inst.stack_id = (i < 2).then(|| format!("arn:aws:cloudformation:::stack/s{i}"));
+        }
+        let mut other = set("other", Some("e"), 2);
+        for inst in other.instances.iter_mut().flatten() {
+            inst.stack_id = Some("arn:aws:cloudformation:::stack/o".into());
+        }
+        for s in [producer, other] {
+            state.stack_sets.insert(s.name.clone(), s);
+        }
+        let opts = ReadOptions {
+            estate: "e".into(),
+            bootstrap: true,
+            outputs_of: ["producer".to_string()].into(),
+            ..Default::default()
+        };
+        // The administration stack, and the producer's two stacks (not the other set's).
+        assert_eq!(floor(&opts, &state)["CloudFormation.DescribeStacks"], 1 + 2);
+    }
+
+    #[test]
     fn stats_lines_mark_what_is_above_the_floor() {
         let calls: BTreeMap<String, u64> = [
             ("Organizations.ListRoots".to_string(), 2),

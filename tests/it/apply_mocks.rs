@@ -623,6 +623,70 @@ async fn a_failed_operation_lists_every_failed_instance_and_stops_later_stages()
     );
 }
 
+/// A producer whose operation failed stops the stack sets using its outputs: in a later wave
+/// of its environment and in later environments, each reported not attempted.
+#[tokio::test]
+async fn a_failed_producer_stops_its_consumers_reported_not_attempted() {
+    let mut consumer = stack_set(
+        "user",
+        "dev",
+        OperationPreferences::default(),
+        vec![instance(&account(1), REGION, &[])],
+    );
+    consumer.producers = BTreeSet::from(["store-dev".to_string()]);
+    consumer.wave = 1;
+    let mut later = stack_set(
+        "user",
+        "staging",
+        OperationPreferences::default(),
+        vec![instance(&account(2), REGION, &[])],
+    );
+    later.producers = BTreeSet::from(["store-dev".to_string()]);
+    let desired = desired(vec![
+        stack_set(
+            "store",
+            "dev",
+            OperationPreferences::default(),
+            vec![instance(&account(0), REGION, &[])],
+        ),
+        consumer,
+        later,
+    ]);
+    let plan = plan_creating_instances(&["dev", "staging"], &desired);
+    let requests = Requests::default();
+    let failed = mock!(Cfn::describe_stack_set_operation)
+        .then_output(|| operation(StackSetOperationStatus::Failed));
+    let aws = edge(&[
+        &create_instances(&requests),
+        &failed,
+        &operation_results(vec![(account(0), "FAILED", "Access Denied")]),
+    ]);
+
+    let report = apply::stack_sets(&aws, &plan, &desired, &options(), &apply::Silent).await;
+
+    let got: Vec<(&str, &str)> = report
+        .failures
+        .iter()
+        .map(|f| (f.stack_set.as_str(), f.step.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("store-dev", "CreateStackInstances"),
+            ("user-dev", "ReadOutputs"),
+            ("user-staging", "ReadOutputs"),
+        ]
+    );
+    assert!(report.failures[1].message.starts_with("not attempted"));
+    let asked: Vec<String> = requests
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r.stack_set_name().map(str::to_string))
+        .collect();
+    assert_eq!(asked, ["store-dev"]);
+}
+
 // ------------------------------------------------------------------ concurrency and re-runs
 
 #[tokio::test]
