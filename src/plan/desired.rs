@@ -513,13 +513,7 @@ fn targets(
     accounts: &[DesiredAccount],
     live: &LiveState,
 ) -> Vec<AccountRef> {
-    let inside = |path: &str| {
-        env.spec
-            .targets
-            .units
-            .iter()
-            .any(|u| u == "/" || path == u || path.starts_with(&format!("{u}/")))
-    };
+    let inside = |path: &str| env.spec.targets.reach_unit(path);
     let mut out: BTreeSet<AccountRef> = BTreeSet::new();
     // By id, once: looked up per account, a scan would make resolving quadratic.
     let by_id: std::collections::HashMap<&str, &crate::live::LiveAccount> =

@@ -104,6 +104,12 @@ async fn the_shared_accounts_outputs_reach_the_stage_accounts_and_replan_empty()
             .starts_with(&format!("arn:aws:kms:us-east-1:{}:key/", ids["shared"])),
         "{shared:?}"
     );
+    // A generated bucket name as S3 takes it: lower case, at most 63 characters.
+    let bucket = &shared["ArtifactBucket"];
+    assert!(
+        bucket.len() <= 63 && *bucket == bucket.to_lowercase(),
+        "{bucket}"
+    );
     assert!(
         shared["PipelineRoleArn"].starts_with(&format!("arn:aws:iam::{}:role/", ids["shared"])),
         "{shared:?}"

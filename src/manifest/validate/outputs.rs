@@ -275,13 +275,7 @@ impl<'a> Checker<'a> {
     /// The producer's instances in an environment, as the manifest alone tells them: its
     /// named accounts and the manifest accounts in its units, in its regions.
     fn instances(&self, env: &Doc<EnvironmentSpec>) -> Vec<(&'a str, String)> {
-        let inside = |path: &str| {
-            env.spec
-                .targets
-                .units
-                .iter()
-                .any(|u| u == "/" || path == u || path.starts_with(&format!("{u}/")))
-        };
+        let inside = |path: &str| env.spec.targets.reach_unit(path);
         let accounts: BTreeSet<&str> = self
             .names
             .accounts
