@@ -2,7 +2,7 @@
 //! (its parameters, its overrides, its environments' parameters): each names a stack set, an
 //! output its template declares and exactly one instance of it (`manifest::outputs`); the
 //! producer is applied first (the same or an earlier environment in promotion order); no stack
-//! set uses its own outputs, even through others.
+//! set uses its own outputs, even through others; none reaches a pipeline's stage.
 
 use super::lookup::Names;
 use crate::diag::{Code, Diagnostics, closest};
@@ -17,7 +17,7 @@ use std::ops::Range;
 use std::path::PathBuf;
 
 /// A stack set in one environment: a node of the dependency graph.
-type Node2 = (String, String);
+type SetIn = (String, String);
 
 /// Where one reference is written.
 struct Site<'a> {
@@ -100,6 +100,36 @@ pub(super) fn check_outputs(
             }
         }
     }
+    // A pipeline's stages take environment parameters into their own stack, which is no
+    // stack set's: an output cannot reach it.
+    for pipe in &p.pipelines {
+        let Some(t) = templates.get(&pipe.resolve_path(&pipe.spec.template)) else {
+            continue;
+        };
+        for stage in &pipe.spec.stages {
+            let Some(env) = p.environments.iter().find(|e| e.name == stage.environment) else {
+                continue;
+            };
+            for (k, v) in &env.spec.parameters {
+                let used = refs::outputs(&v.0);
+                if let (true, Some(r)) = (t.parameters.contains_key(k), used.first()) {
+                    let ptr = format!("/spec/parameters/{}", pointer_escape(k));
+                    let span = reference_span(diags, &env.file, &env.node, &ptr, r);
+                    diags
+                        .error(
+                            Code::Output,
+                            &env.file,
+                            span,
+                            format!(
+                                "pipeline `{}` deploys parameter `{k}` in its stage `{}`: a stack set's output cannot be passed to a pipeline stage",
+                                pipe.name, env.name
+                            ),
+                        )
+                        .label("cannot be resolved");
+                }
+            }
+        }
+    }
     if let Err(cycle) = outputs::waves(&c.edges) {
         let shown: Vec<String> = cycle.iter().map(|(s, e)| format!("{s} ({e})")).collect();
         if let Some(site) = c.sites.get(&(cycle[0].clone(), cycle[1].clone())) {
@@ -142,9 +172,9 @@ struct Checker<'a> {
     names: &'a Names<'a>,
     order: Vec<String>,
     /// Consumer → producers.
-    edges: BTreeMap<Node2, BTreeSet<Node2>>,
+    edges: BTreeMap<SetIn, BTreeSet<SetIn>>,
     /// The first reference of each edge, to point a cycle at.
-    sites: BTreeMap<(Node2, Node2), Site<'a>>,
+    sites: BTreeMap<(SetIn, SetIn), Site<'a>>,
     /// A stack set's own parameter is checked once per environment: reported once.
     reported: BTreeSet<(String, usize, String)>,
 }
@@ -155,7 +185,7 @@ impl<'a> Checker<'a> {
     #[allow(clippy::too_many_arguments)]
     fn location(
         &mut self,
-        consumer: &Node2,
+        consumer: &SetIn,
         file: &'a str,
         doc: &Node,
         ptr: &str,
@@ -199,10 +229,10 @@ impl<'a> Checker<'a> {
     /// The producer node a reference names, or what is wrong with it.
     fn producer(
         &self,
-        consumer: &Node2,
+        consumer: &SetIn,
         r: &OutputRef,
         contexts: &[Consumer],
-    ) -> Result<Node2, (Code, String, Option<String>)> {
+    ) -> Result<SetIn, (Code, String, Option<String>)> {
         let Some(producer) = self.p.stack_sets.iter().find(|s| s.name == r.stack_set) else {
             let known: Vec<&str> = self.p.stack_sets.iter().map(|s| s.name.as_str()).collect();
             return Err((
