@@ -51,7 +51,8 @@ pub async fn stack_sets_with(
     progress: &dyn Progress,
 ) -> Report {
     let mut report = Report::default();
-    // Stack sets this apply changes and has not applied yet: their outputs are not known.
+    // Stack sets this apply changes whose outputs have not been read since they applied: not
+    // known yet. A wave's producers leave it when their outputs are read, just before it.
     let mut pending: BTreeSet<String> = plan
         .changes
         .iter()
@@ -110,18 +111,22 @@ pub async fn stack_sets_with(
             }
             if let (false, Some(src)) = (producers.is_empty(), sources) {
                 // The producers of this wave's consumers are applied: read their outputs.
-                match refresh_outputs(aws, src, plan, &producers, &pending, opts).await {
-                    Ok(d) => refreshed = Some(d),
+                let still: BTreeSet<String> = pending.difference(&producers).cloned().collect();
+                match refresh_outputs(aws, src, plan, &producers, &still, opts).await {
+                    Ok(d) => {
+                        refreshed = Some(d);
+                        pending = still;
+                    }
                     Err(message) => {
                         for name in &names {
                             progress.event(Event::Failed {
                                 address: format!("stackSet:{name}"),
-                                message: format!("ReadOutputs: {message}"),
+                                message: format!("ReadOutputs: not attempted: {message}"),
                             });
                             report.failures.push(StepFailure {
                                 stack_set: name.to_string(),
                                 step: "ReadOutputs".into(),
-                                message: message.clone(),
+                                message: format!("not attempted: {message}"),
                                 instances: Vec::new(),
                             });
                         }
@@ -144,16 +149,11 @@ pub async fn stack_sets_with(
                 &mut report,
             )
             .await;
-            let failed_now: BTreeSet<String> = report.failures[before..]
-                .iter()
-                .map(|f| f.stack_set.clone())
-                .collect();
-            for name in &names {
-                if !failed_now.contains(*name) {
-                    pending.remove(*name);
-                }
-            }
-            not_done.extend(failed_now);
+            not_done.extend(
+                report.failures[before..]
+                    .iter()
+                    .map(|f| f.stack_set.clone()),
+            );
         }
         // A source bundle goes up once its own pipeline's tools part applied.
         for c in plan.changes.iter().filter(|c| {
