@@ -61,6 +61,8 @@ pub async fn stack_sets_with(
         .collect();
     // The desired state once outputs applied just now are read (the first one: as planned).
     let mut refreshed: Option<Desired> = None;
+    // The live state with the outputs read since the plan (the first time: as planned).
+    let mut read_live: Option<LiveState> = None;
     for env in &plan.environments {
         // Waves: a stack set whose policies name roles other sets create waits for them.
         let mut waves: BTreeMap<u8, Vec<&str>> = BTreeMap::new();
@@ -112,7 +114,8 @@ pub async fn stack_sets_with(
             if let (false, Some(src)) = (producers.is_empty(), sources) {
                 // The producers of this wave's consumers are applied: read their outputs.
                 let still: BTreeSet<String> = pending.difference(&producers).cloned().collect();
-                match refresh_outputs(aws, src, plan, &producers, &still, opts).await {
+                let read = read_live.get_or_insert_with(|| src.live.clone());
+                match refresh_outputs(aws, src, read, plan, &producers, &still, opts).await {
                     Ok(d) => {
                         refreshed = Some(d);
                         pending = still;
@@ -243,12 +246,14 @@ fn skip_consumer(name: &str, progress: &dyn Progress, report: &mut Report) {
     });
 }
 
-/// The desired state with the outputs of `producers` (applied just now) read again: their
-/// instances listed (new ones have new stacks), then each instance's stack described. Stack
-/// sets still `pending` stay "(known after apply)"; any other output must be read.
+/// The desired state with the outputs of `producers` (applied just now) read again into
+/// `live` (which keeps those read before earlier waves): their instances listed (new ones
+/// have new stacks), then each instance's stack described. Stack sets still `pending` stay
+/// "(known after apply)"; any other output must be read.
 async fn refresh_outputs(
     aws: &Aws,
     src: Sources<'_>,
+    live: &mut LiveState,
     plan: &Plan,
     producers: &BTreeSet<String>,
     pending: &BTreeSet<String>,
@@ -266,7 +271,6 @@ async fn refresh_outputs(
             }
         }
     }
-    let mut live = src.live.clone();
     live.stack_outputs
         .retain(|k, _| !producers.iter().any(|p| k.starts_with(&format!("{p}/"))));
     let caller = live.caller().to_string();
@@ -278,7 +282,7 @@ async fn refresh_outputs(
             live.stack_outputs.insert(key, o);
         }
     }
-    crate::plan::desired::resolve_with(src.manifest, &live, &plan.environments, Some(pending))
+    crate::plan::desired::resolve_with(src.manifest, live, &plan.environments, Some(pending))
         .map_err(|e| e.to_string())
 }
 

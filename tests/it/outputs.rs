@@ -138,3 +138,147 @@ async fn the_shared_accounts_outputs_reach_the_stage_accounts_and_replan_empty()
     );
     assert!(!err.contains("above the floor"), "{err}");
 }
+
+const CHAIN: &[(&str, &str)] = &[
+    (
+        "estate.yaml",
+        "apiVersion: estate/v1
+kind: Estate
+metadata: {name: chain}
+spec:
+  homeRegion: us-east-1
+  regions: [us-east-1]
+  promotion: [dev]
+  include: [all.yaml]
+",
+    ),
+    (
+        "all.yaml",
+        "apiVersion: estate/v1
+kind: Organization
+metadata: {name: chain}
+spec:
+  accounts:
+    - {name: a, email: chain-a@example.com}
+    - {name: b, email: chain-b@example.com}
+---
+apiVersion: estate/v1
+kind: Environment
+metadata: {name: dev}
+spec:
+  targets: {accounts: [a, b]}
+---
+apiVersion: estate/v1
+kind: StackSet
+metadata: {name: topic}
+spec:
+  template: topic.yaml
+  environments: [dev]
+---
+apiVersion: estate/v1
+kind: StackSet
+metadata: {name: relay}
+spec:
+  template: relay.yaml
+  environments: [dev]
+  parameters: {TopicArn: '${stackSet:topic.outputs.TopicArn@a}'}
+---
+apiVersion: estate/v1
+kind: StackSet
+metadata: {name: reader}
+spec:
+  template: reader.yaml
+  environments: [dev]
+  overrides:
+    - accounts: [a, b]
+      parameters:
+        Relayed: '${stackSet:relay.outputs.Relayed}'
+        Owner: '${stackSet:relay.outputs.Owner}'
+",
+    ),
+    (
+        "topic.yaml",
+        "Resources:
+  Topic: {Type: AWS::SNS::Topic}
+Outputs:
+  TopicArn: {Value: !Ref Topic}
+",
+    ),
+    (
+        "relay.yaml",
+        "Parameters:
+  TopicArn: {Type: String}
+Resources:
+  Queue: {Type: AWS::SQS::Queue}
+Outputs:
+  Relayed: {Value: !Ref TopicArn}
+  Owner: {Value: !Ref AWS::AccountId}
+",
+    ),
+    (
+        "reader.yaml",
+        "Parameters:
+  Relayed: {Type: String, Default: none}
+  Owner: {Type: String, Default: none}
+Resources:
+  Queue: {Type: AWS::SQS::Queue}
+",
+    ),
+];
+
+/// Three stack sets of one environment in a chain (topic → relay → reader): applied in three
+/// waves, each reading the outputs its producers just made, an override taking the producer's
+/// instance in its own account; a changed producer makes its consumer's value "(known after
+/// apply)" until apply reads it again.
+#[tokio::test]
+async fn a_chain_in_one_environment_applies_in_waves_with_each_instances_own_outputs() {
+    let account = management_account().await;
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in CHAIN {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let (code, out, err) = run(&account, dir.path(), &["apply", ".", "--auto-approve"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let at = |needle: &str| {
+        err.find(needle)
+            .unwrap_or_else(|| panic!("no `{needle}` in {err}"))
+    };
+    assert!(at("stackInstance:topic-dev/") < at("stackSet:relay-dev: CreateStackSet"));
+    assert!(at("stackInstance:relay-dev/") < at("stackSet:reader-dev: CreateStackSet"));
+
+    let ids = account.ids().await;
+    let (topic, _) = stack_values(&account.member(&ids["a"]).await, "topic-dev").await;
+    for name in ["a", "b"] {
+        let (_, reader) = stack_values(&account.member(&ids[name]).await, "reader-dev").await;
+        assert_eq!(reader["Relayed"], topic["TopicArn"], "{name}");
+        assert_eq!(
+            reader["Owner"], ids[name],
+            "{name}: its own account's relay"
+        );
+    }
+    let (code, out, err) = run(&account, dir.path(), &["plan", "."]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    // The producer changes: its consumer's value is not known until apply reads it again.
+    let topic_yaml = dir.path().join("topic.yaml");
+    let changed = std::fs::read_to_string(&topic_yaml).unwrap().replace(
+        "{Type: AWS::SNS::Topic}",
+        "{Type: AWS::SNS::Topic, Properties: {DisplayName: relayed}}",
+    );
+    std::fs::write(&topic_yaml, changed).unwrap();
+    let plan = json_changes(&account, dir.path(), "plan", &[]);
+    let relay = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["address"] == "stackSet:relay-dev")
+        .unwrap_or_else(|| panic!("relay-dev updated: {plan}"));
+    assert_eq!(
+        relay["after"]["parameters"]["TopicArn"],
+        "(known after apply)"
+    );
+    let (code, out, err) = run(&account, dir.path(), &["apply", ".", "--auto-approve"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = run(&account, dir.path(), &["plan", "."]);
+    assert_eq!(code, 0, "{out}{err}");
+}
