@@ -451,11 +451,22 @@ impl Resolver<'_> {
         if mode.pending.is_some_and(|p| p.contains(&name)) {
             return Ok(KNOWN_AFTER_APPLY.into());
         }
-        let Some(id) = &account.id else {
-            // The account is created by this plan: so is the instance.
-            return Ok(KNOWN_AFTER_APPLY.into());
-        };
         let planned = mode.selected.iter().any(|e| e == env);
+        let first = || {
+            format!(
+                "`{name}` has no instance in {}/{region} yet: apply environment `{env}` first",
+                account.key()
+            )
+        };
+        let Some(id) = &account.id else {
+            // The account is created by this plan: so is the instance, if its environment is
+            // planned.
+            return if planned {
+                Ok(KNOWN_AFTER_APPLY.into())
+            } else {
+                Err(first())
+            };
+        };
         match self
             .live
             .stack_outputs
@@ -472,9 +483,7 @@ impl Resolver<'_> {
             None if planned => Err(format!(
                 "the outputs of `{name}` in {id}/{region} could not be read: its instance has no stack in a completed state"
             )),
-            None => Err(format!(
-                "`{name}` has no instance with outputs in {id}/{region}: apply environment `{env}` first"
-            )),
+            None => Err(first()),
         }
     }
 
