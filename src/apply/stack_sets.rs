@@ -140,8 +140,39 @@ pub async fn stack_sets_with(
                 }
             }
             let now = refreshed.as_ref().unwrap_or(desired);
+            // An output still unknown is never deployed: its producer is not applied.
+            let (names, unknown): (Vec<&str>, Vec<&str>) = names.into_iter().partition(|n| {
+                now.stack_sets
+                    .iter()
+                    .find(|d| d.name == *n)
+                    .is_none_or(|d| d.unknown.is_empty())
+            });
+            for name in &unknown {
+                let d = now.stack_sets.iter().find(|d| d.name == *name);
+                let params: Vec<&str> = d
+                    .map(|d| d.unknown.iter().map(String::as_str).collect())
+                    .unwrap_or_default();
+                let message = format!(
+                    "not attempted: {} hold outputs of {} not known yet (apply their environment first)",
+                    params.join(", "),
+                    d.map(|d| d.producers.iter().cloned().collect::<Vec<_>>().join(", "))
+                        .unwrap_or_default()
+                );
+                progress.event(Event::Failed {
+                    address: format!("stackSet:{name}"),
+                    message: format!("ReadOutputs: {message}"),
+                });
+                report.failures.push(StepFailure {
+                    stack_set: name.to_string(),
+                    step: "ReadOutputs".into(),
+                    message,
+                    instances: Vec::new(),
+                });
+                not_done.insert(name.to_string());
+                failed = true;
+            }
             let before = report.failures.len();
-            failed = run_wave(
+            failed |= run_wave(
                 aws,
                 plan,
                 now,

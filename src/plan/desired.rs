@@ -139,7 +139,7 @@ pub struct DesiredStackSet {
     /// their outputs read once they are.
     pub producers: BTreeSet<String>,
     /// Parameters (and overrides) holding an output not known until apply: the producer is
-    /// created or changed by this plan.
+    /// created or changed by this plan, or not applied yet.
     pub unknown: BTreeSet<String>,
     /// Stack sets of a later wave start once the earlier ones of their environment are done:
     /// a pipeline's tools part names, in its key, bucket and bus policies, roles the other
@@ -233,11 +233,7 @@ pub fn resolve_with(
         .filter(|e| envs.is_empty() || envs.contains(&e.name))
         .collect();
 
-    let selected_names: Vec<String> = selected.iter().map(|e| e.name.clone()).collect();
-    let outputs = Outputs {
-        pending,
-        selected: &selected_names,
-    };
+    let outputs = Outputs { pending };
     let mut stack_sets = Vec::new();
     for s in &m.stack_sets {
         let template = &m.templates[&s.resolve_path(&s.spec.template)];
@@ -308,8 +304,6 @@ struct Outputs<'a> {
     /// `None`: provisional (an output not read yet is "(known after apply)"); else the
     /// stack sets this plan changes, whose outputs are not known until apply.
     pending: Option<&'a BTreeSet<String>>,
-    /// The environments planned.
-    selected: &'a [String],
 }
 
 /// Every stack set (AWS name) whose outputs another stack set's parameters use, in any
@@ -407,7 +401,7 @@ impl Resolver<'_> {
         &self,
         o: &OutputRef,
         consumer: Consumer,
-    ) -> Result<(String, &str, AccountRef, String), String> {
+    ) -> Result<(String, AccountRef, String), String> {
         let producer = self
             .m
             .stack_sets
@@ -432,7 +426,6 @@ impl Resolver<'_> {
         let (account, region) = placed[i].clone();
         Ok((
             producer.spec.aws_name(&producer.name, env_name),
-            &env.name,
             account,
             region,
         ))
@@ -447,44 +440,42 @@ impl Resolver<'_> {
                 o.output
             ));
         };
-        let (name, env, account, region) = self.producer(o, consumer)?;
+        let (name, account, region) = self.producer(o, consumer)?;
         if mode.pending.is_some_and(|p| p.contains(&name)) {
             return Ok(KNOWN_AFTER_APPLY.into());
         }
-        let planned = mode.selected.iter().any(|e| e == env);
-        let first = || {
-            format!(
-                "`{name}` has no instance in {}/{region} yet: apply environment `{env}` first",
-                account.key()
-            )
-        };
         let Some(id) = &account.id else {
-            // The account is created by this plan: so is the instance, if its environment is
-            // planned.
-            return if planned {
-                Ok(KNOWN_AFTER_APPLY.into())
-            } else {
-                Err(first())
-            };
+            // The account is created by this plan: the instance comes after it.
+            return Ok(KNOWN_AFTER_APPLY.into());
         };
-        match self
+        if let Some(values) = self
             .live
             .stack_outputs
             .get(&crate::live::output_key(&name, id, &region))
         {
-            Some(values) => values.get(&o.output).cloned().ok_or_else(|| {
+            return values.get(&o.output).cloned().ok_or_else(|| {
                 format!(
                     "the stack of `{name}` in {id}/{region} has no output `{}` (it has: {})",
                     o.output,
                     values.keys().cloned().collect::<Vec<_>>().join(", ")
                 )
-            }),
-            None if planned && mode.pending.is_none() => Ok(KNOWN_AFTER_APPLY.into()),
-            None if planned => Err(format!(
-                "the outputs of `{name}` in {id}/{region} could not be read: its instance has no stack in a completed state"
-            )),
-            None => Err(first()),
+            });
         }
+        let exists = self
+            .live
+            .stack_sets
+            .get(&name)
+            .and_then(|s| s.instances.as_ref())
+            .is_some_and(|is| is.iter().any(|i| &i.account == id && i.region == region));
+        if exists && mode.pending.is_some() {
+            return Err(format!(
+                "the outputs of `{name}` in {id}/{region} could not be read: its instance has no stack in a completed state"
+            ));
+        }
+        // Not there yet: this plan creates it, or applying the producer's environment will
+        // (apply refuses a stage before earlier ones converged, and never deploys an unknown
+        // value).
+        Ok(KNOWN_AFTER_APPLY.into())
     }
 
     /// The producers (AWS names) the output references of `s` name, in any context.

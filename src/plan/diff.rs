@@ -1187,7 +1187,7 @@ fn set_reasons(
         if changed_params.iter().any(|k| d.unknown.contains(*k)) {
             let producers: Vec<&str> = d.producers.iter().map(String::as_str).collect();
             reasons.push(format!(
-                "outputs of {} this plan changes, known after apply",
+                "outputs of {} known after apply",
                 producers.join(", ")
             ));
         }

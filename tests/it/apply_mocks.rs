@@ -687,6 +687,40 @@ async fn a_failed_producer_stops_its_consumers_reported_not_attempted() {
     assert_eq!(asked, ["store-dev"]);
 }
 
+/// A value still "(known after apply)" when its wave comes (its producer was not applied) is
+/// never deployed: the stack set is reported not attempted, and nothing is called for it.
+#[tokio::test]
+async fn an_output_still_unknown_is_never_deployed() {
+    let mut consumer = stack_set(
+        "user",
+        "dev",
+        OperationPreferences::default(),
+        vec![instance(&account(1), REGION, &[])],
+    );
+    consumer.producers = BTreeSet::from(["store-prod".to_string()]);
+    consumer.unknown = BTreeSet::from(["Key".to_string()]);
+    let desired = desired(vec![consumer]);
+    let plan = plan_creating_instances(&["dev"], &desired);
+    let requests = Requests::default();
+    let aws = edge(&[&create_instances(&requests), &succeeded_operations()]);
+
+    let report = apply::stack_sets(&aws, &plan, &desired, &options(), &apply::Silent).await;
+
+    let [failure] = report.failures.as_slice() else {
+        panic!("{:#?}", report.failures);
+    };
+    assert_eq!(
+        (failure.stack_set.as_str(), failure.step.as_str()),
+        ("user-dev", "ReadOutputs")
+    );
+    assert!(
+        failure.message.contains("Key hold outputs of store-prod"),
+        "{}",
+        failure.message
+    );
+    assert!(requests.lock().unwrap().is_empty());
+}
+
 // ------------------------------------------------------------------ concurrency and re-runs
 
 #[tokio::test]
