@@ -105,7 +105,7 @@ pub async fn stack_sets_with(
                         .find(|d| d.name == *name)
                         .is_some_and(|d| !d.producers.is_empty());
                     if uses {
-                        skip_consumer(name, progress, &mut report);
+                        not_attempted(name, PRODUCER_FAILED, progress, &mut report);
                     }
                 }
                 not_done.extend(names.iter().map(|n| n.to_string()));
@@ -122,16 +122,7 @@ pub async fn stack_sets_with(
                     }
                     Err(message) => {
                         for name in &names {
-                            progress.event(Event::Failed {
-                                address: format!("stackSet:{name}"),
-                                message: format!("ReadOutputs: not attempted: {message}"),
-                            });
-                            report.failures.push(StepFailure {
-                                stack_set: name.to_string(),
-                                step: "ReadOutputs".into(),
-                                message: format!("not attempted: {message}"),
-                                instances: Vec::new(),
-                            });
+                            not_attempted(name, &message, progress, &mut report);
                         }
                         not_done.extend(names.iter().map(|n| n.to_string()));
                         failed = true;
@@ -153,21 +144,12 @@ pub async fn stack_sets_with(
                     .map(|d| d.unknown.iter().map(String::as_str).collect())
                     .unwrap_or_default();
                 let message = format!(
-                    "not attempted: {} hold outputs of {} not known yet (apply their environment first)",
+                    "{} hold outputs of {} not known yet (apply their environment first)",
                     params.join(", "),
                     d.map(|d| d.producers.iter().cloned().collect::<Vec<_>>().join(", "))
                         .unwrap_or_default()
                 );
-                progress.event(Event::Failed {
-                    address: format!("stackSet:{name}"),
-                    message: format!("ReadOutputs: {message}"),
-                });
-                report.failures.push(StepFailure {
-                    stack_set: name.to_string(),
-                    step: "ReadOutputs".into(),
-                    message,
-                    instances: Vec::new(),
-                });
+                not_attempted(name, &message, progress, &mut report);
                 not_done.insert(name.to_string());
                 failed = true;
             }
@@ -251,7 +233,7 @@ pub async fn stack_sets_with(
                 })
                 .collect();
             for name in consumers {
-                skip_consumer(name, progress, &mut report);
+                not_attempted(name, PRODUCER_FAILED, progress, &mut report);
             }
             break;
         }
@@ -262,12 +244,15 @@ pub async fn stack_sets_with(
     report
 }
 
-/// A consumer not attempted: a stack set whose outputs it uses did not apply.
-fn skip_consumer(name: &str, progress: &dyn Progress, report: &mut Report) {
-    let message = "not attempted: a stack set whose outputs it uses did not apply".to_string();
+const PRODUCER_FAILED: &str = "a stack set whose outputs it uses did not apply";
+
+/// A stack set not attempted because of the outputs it uses (`why`): reported as it happens
+/// and in the report, as a failed `ReadOutputs` step.
+fn not_attempted(name: &str, why: &str, progress: &dyn Progress, report: &mut Report) {
+    let message = format!("not attempted: {why}");
     progress.event(Event::Failed {
         address: format!("stackSet:{name}"),
-        message: message.clone(),
+        message: format!("ReadOutputs: {message}"),
     });
     report.failures.push(StepFailure {
         stack_set: name.to_string(),
