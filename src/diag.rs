@@ -98,6 +98,10 @@ pub enum Code {
     MissingParameter,
     /// A pipeline stage's test buildspec does not exist.
     Buildspec,
+    /// A `${stackSet:….outputs.…}` reference no single instance answers: an output the
+    /// producer's template does not declare, an ambiguous or absent instance, a producer
+    /// applied after its consumer, a self-reference or a cycle between stack sets.
+    Output,
 }
 
 impl Code {
@@ -139,6 +143,7 @@ impl Code {
             Code::Pipeline => "estate::pipeline",
             Code::MissingParameter => "estate::missing-parameter",
             Code::Buildspec => "estate::buildspec",
+            Code::Output => "estate::output",
         }
     }
 }

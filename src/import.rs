@@ -920,6 +920,7 @@ mod tests {
             overrides: None,
             drift: None,
             last_operation: None,
+            stack_id: None,
         };
         let set = |name: &str, tags: &[(&str, &str)], instances: Vec<LiveInstance>| LiveStackSet {
             name: name.into(),

@@ -52,6 +52,15 @@ pub struct ParameterDecl {
 }
 
 impl Template {
+    /// The keys of the template's `Outputs` section.
+    pub fn outputs(&self) -> Vec<&str> {
+        self.body
+            .get("Outputs")
+            .and_then(Value::as_object)
+            .map(|o| o.keys().map(String::as_str).collect())
+            .unwrap_or_default()
+    }
+
     pub fn parse(bytes: &[u8]) -> Result<Template, TemplateError> {
         let text = std::str::from_utf8(bytes).map_err(|_| TemplateError::NotUtf8)?;
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);

@@ -108,6 +108,7 @@ pub fn live(m: &manifest::Manifest, missing_every: usize) -> LiveState {
                 overrides: None,
                 drift: None,
                 last_operation: None,
+                stack_id: None,
             })
             .collect();
         live.stack_sets.insert(

@@ -597,7 +597,13 @@ async fn converge(
         template_bucket: m.estate.spec.template_bucket.clone(),
         home_region: region.clone(),
     };
-    let mut report = super::stack_sets::stack_sets(aws, &plan, &desired, &opts, progress).await;
+    let sources = super::stack_sets::Sources {
+        manifest: m,
+        live: &live,
+    };
+    let mut report =
+        super::stack_sets::stack_sets_with(aws, &plan, &desired, Some(sources), &opts, progress)
+            .await;
     done.append(&mut report.done);
     report.done = done;
     report.failures.splice(0..0, prerequisites.failures);

@@ -10,6 +10,8 @@ use super::progress::{Done, Event, Progress};
 use super::report::{InstanceFailure, Report, StepFailure};
 use super::templates;
 use crate::aws::{Aws, AwsError};
+use crate::live::LiveState;
+use crate::manifest::Manifest;
 use crate::plan::desired::{Desired, DesiredInstance, DesiredStackSet};
 use crate::plan::{Action, Address, Change, Hint, InstanceSide, Plan, ResourceType, StackSetSide};
 use crate::tags::TAG_OVERRIDES;
@@ -26,7 +28,41 @@ pub async fn stack_sets(
     opts: &Options,
     progress: &dyn Progress,
 ) -> Report {
+    stack_sets_with(aws, plan, desired, None, opts, progress).await
+}
+
+/// What a consumer's outputs are resolved again from, once its producers applied: the
+/// manifest and the live state the plan was made from.
+#[derive(Clone, Copy)]
+pub struct Sources<'a> {
+    pub manifest: &'a Manifest,
+    pub live: &'a LiveState,
+}
+
+/// As [`stack_sets`]; with `sources`, a wave whose stack sets use other stack sets' outputs
+/// first reads those outputs (their producers applied in an earlier wave or environment) and
+/// resolves the desired state again, so consumers get the values just made.
+pub async fn stack_sets_with(
+    aws: &Aws,
+    plan: &Plan,
+    desired: &Desired,
+    sources: Option<Sources<'_>>,
+    opts: &Options,
+    progress: &dyn Progress,
+) -> Report {
     let mut report = Report::default();
+    // Stack sets this apply changes whose outputs have not been read since they applied: not
+    // known yet. A wave's producers leave it when their outputs are read, just before it.
+    let mut pending: BTreeSet<String> = plan
+        .changes
+        .iter()
+        .filter(|c| c.environment.is_some())
+        .filter_map(|c| c.address.stack_set().map(str::to_string))
+        .collect();
+    // The desired state once outputs applied just now are read (the first one: as planned).
+    let mut refreshed: Option<Desired> = None;
+    // The live state with the outputs read since the plan (the first time: as planned).
+    let mut read_live: Option<LiveState> = None;
     for env in &plan.environments {
         // Waves: a stack set whose policies name roles other sets create waits for them.
         let mut waves: BTreeMap<u8, Vec<&str>> = BTreeMap::new();
@@ -54,12 +90,81 @@ pub async fn stack_sets(
         // Stack sets whose changes did not all apply (failed, or in a wave never started).
         let mut not_done: BTreeSet<String> = BTreeSet::new();
         for names in waves.into_values() {
+            let now = refreshed.as_ref().unwrap_or(desired);
+            let producers: BTreeSet<String> = names
+                .iter()
+                .filter_map(|n| now.stack_sets.iter().find(|d| d.name == *n))
+                .flat_map(|d| d.producers.iter().cloned())
+                .collect();
             if failed {
+                // A consumer of a producer that did not apply is reported, never attempted.
+                for name in &names {
+                    let uses = now
+                        .stack_sets
+                        .iter()
+                        .find(|d| d.name == *name)
+                        .is_some_and(|d| !d.producers.is_empty());
+                    if uses {
+                        not_attempted(name, PRODUCER_FAILED, progress, &mut report);
+                    }
+                }
                 not_done.extend(names.iter().map(|n| n.to_string()));
                 continue;
             }
+            if let (false, Some(src)) = (producers.is_empty(), sources) {
+                // The producers of this wave's consumers are applied: read their outputs.
+                let still: BTreeSet<String> = pending.difference(&producers).cloned().collect();
+                let read = read_live.get_or_insert_with(|| src.live.clone());
+                match refresh_outputs(aws, src, read, plan, &producers, &still, opts).await {
+                    Ok(d) => {
+                        refreshed = Some(d);
+                        pending = still;
+                    }
+                    Err(message) => {
+                        for name in &names {
+                            not_attempted(name, &message, progress, &mut report);
+                        }
+                        not_done.extend(names.iter().map(|n| n.to_string()));
+                        failed = true;
+                        continue;
+                    }
+                }
+            }
+            let now = refreshed.as_ref().unwrap_or(desired);
+            // An output still unknown is never deployed: its producer is not applied.
+            let (names, unknown): (Vec<&str>, Vec<&str>) = names.into_iter().partition(|n| {
+                now.stack_sets
+                    .iter()
+                    .find(|d| d.name == *n)
+                    .is_none_or(|d| d.unknown.is_empty())
+            });
+            for name in &unknown {
+                let d = now.stack_sets.iter().find(|d| d.name == *name);
+                let params: Vec<&str> = d
+                    .map(|d| d.unknown.iter().map(String::as_str).collect())
+                    .unwrap_or_default();
+                let message = format!(
+                    "{} hold outputs of {} not known yet (apply their environment first)",
+                    params.join(", "),
+                    d.map(|d| d.producers.iter().cloned().collect::<Vec<_>>().join(", "))
+                        .unwrap_or_default()
+                );
+                not_attempted(name, &message, progress, &mut report);
+                not_done.insert(name.to_string());
+                failed = true;
+            }
             let before = report.failures.len();
-            failed = run_wave(aws, plan, desired, opts, progress, env, names, &mut report).await;
+            failed |= run_wave(
+                aws,
+                plan,
+                now,
+                opts,
+                progress,
+                env,
+                names.clone(),
+                &mut report,
+            )
+            .await;
             not_done.extend(
                 report.failures[before..]
                     .iter()
@@ -106,8 +211,30 @@ pub async fn stack_sets(
                 }
             }
         }
-        // A later stage never runs on top of a failed earlier one.
+        // A later stage never runs on top of a failed earlier one; its stack sets that use
+        // outputs are reported not attempted (their producer may be what failed).
         if failed {
+            let now = refreshed.as_ref().unwrap_or(desired);
+            let later = plan
+                .environments
+                .iter()
+                .skip_while(|e| *e != env)
+                .skip(1)
+                .collect::<Vec<_>>();
+            let consumers: BTreeSet<&str> = plan
+                .changes
+                .iter()
+                .filter(|c| c.environment.as_ref().is_some_and(|e| later.contains(&e)))
+                .filter_map(|c| c.address.stack_set())
+                .filter(|n| {
+                    now.stack_sets
+                        .iter()
+                        .any(|d| d.name == *n && !d.producers.is_empty())
+                })
+                .collect();
+            for name in consumers {
+                not_attempted(name, PRODUCER_FAILED, progress, &mut report);
+            }
             break;
         }
     }
@@ -115,6 +242,64 @@ pub async fn stack_sets(
         .failures
         .sort_by(|a, b| a.stack_set.cmp(&b.stack_set));
     report
+}
+
+const PRODUCER_FAILED: &str = "a stack set whose outputs it uses did not apply";
+
+/// A stack set not attempted because of the outputs it uses (`why`): reported as it happens
+/// and in the report, as a failed `ReadOutputs` step.
+fn not_attempted(name: &str, why: &str, progress: &dyn Progress, report: &mut Report) {
+    let message = format!("not attempted: {why}");
+    progress.event(Event::Failed {
+        address: format!("stackSet:{name}"),
+        message: format!("ReadOutputs: {message}"),
+    });
+    report.failures.push(StepFailure {
+        stack_set: name.to_string(),
+        step: "ReadOutputs".into(),
+        message,
+        instances: Vec::new(),
+    });
+}
+
+/// The desired state with the outputs of `producers` (applied just now) read again into
+/// `live` (which keeps those read before earlier waves): their instances listed (new ones
+/// have new stacks), then each instance's stack described. Stack sets still `pending` stay
+/// "(known after apply)"; any other output must be read.
+async fn refresh_outputs(
+    aws: &Aws,
+    src: Sources<'_>,
+    live: &mut LiveState,
+    plan: &Plan,
+    producers: &BTreeSet<String>,
+    pending: &BTreeSet<String>,
+    opts: &Options,
+) -> Result<Desired, String> {
+    let cfn = aws.cloudformation(&opts.home_region);
+    let mut wanted = Vec::new();
+    for p in producers {
+        let summaries = crate::live::read::list_instances(aws, &cfn, p)
+            .await
+            .map_err(|e| e.to_string())?;
+        for i in summaries {
+            if let (Some(account), Some(region), Some(id)) = (i.account, i.region, i.stack_id) {
+                wanted.push((p.clone(), account, region, id));
+            }
+        }
+    }
+    live.stack_outputs
+        .retain(|k, _| !producers.iter().any(|p| k.starts_with(&format!("{p}/"))));
+    let caller = live.caller().to_string();
+    for (key, outputs) in crate::live::read::instance_outputs(aws, &caller, wanted)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        if let Some(o) = outputs {
+            live.stack_outputs.insert(key, o);
+        }
+    }
+    crate::plan::desired::resolve_with(src.manifest, live, &plan.environments, Some(pending))
+        .map_err(|e| e.to_string())
 }
 
 /// Uploads a pipeline's source bundle to its artifact bucket, encrypted with its key (the

@@ -126,8 +126,24 @@ pub fn floor(opts: &ReadOptions, state: &LiveState) -> BTreeMap<&'static str, u6
     if opts.bootstrap || opts.stack_sets_access {
         f.insert("CloudFormation.DescribeOrganizationsAccess", 1);
     }
-    if opts.bootstrap {
-        f.insert("CloudFormation.DescribeStacks", 1);
+    // The administration stack, and each instance's stack whose outputs other stack sets use.
+    let outputs = state
+        .stack_sets
+        .iter()
+        .filter(|(name, _)| opts.outputs_of.contains(*name))
+        .flat_map(|(_, set)| set.instances.iter().flatten())
+        .filter(|i| i.stack_id.is_some())
+        .filter(|i| {
+            i.account == state.caller()
+                || state
+                    .accounts
+                    .iter()
+                    .any(|a| a.id == i.account && a.state == super::AccountState::Active)
+        })
+        .count() as u64;
+    let stacks = u64::from(opts.bootstrap) + outputs;
+    if stacks > 0 {
+        f.insert("CloudFormation.DescribeStacks", stacks);
     }
     f
 }
@@ -211,6 +227,7 @@ mod tests {
                         overrides: None,
                         drift: None,
                         last_operation: None,
+                        stack_id: None,
                     })
                     .collect()
             }),
@@ -246,6 +263,35 @@ mod tests {
         // The digest differs from the (absent) tag: every instance of ours is described.
         assert_eq!(f["CloudFormation.DescribeStackInstance"], 250);
         assert!(!f.contains_key("CloudFormation.DescribeStacks"));
+    }
+
+    #[test]
+    fn the_stacks_of_producers_instances_are_described_each() {
+        let mut state = LiveState {
+            root_id: "r-1".into(),
+            ..Default::default()
+        };
+        // Three instances: two with a stack in an active account, one without a stack yet.
+        state.accounts = (0..3).map(|i| account(i, "r-1")).collect();
+        let mut producer = set("producer", Some("e"), 3);
+        for (i, inst) in producer.instances.iter_mut().flatten().enumerate() {
+            inst.stack_id = (i < 2).then(|| format!("arn:aws:cloudformation:::stack/s{i}"));
+        }
+        let mut other = set("other", Some("e"), 2);
+        for inst in other.instances.iter_mut().flatten() {
+            inst.stack_id = Some("arn:aws:cloudformation:::stack/o".into());
+        }
+        for s in [producer, other] {
+            state.stack_sets.insert(s.name.clone(), s);
+        }
+        let opts = ReadOptions {
+            estate: "e".into(),
+            bootstrap: true,
+            outputs_of: ["producer".to_string()].into(),
+            ..Default::default()
+        };
+        // The administration stack, and the producer's two stacks (not the other set's).
+        assert_eq!(floor(&opts, &state)["CloudFormation.DescribeStacks"], 1 + 2);
     }
 
     #[test]

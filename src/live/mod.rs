@@ -72,6 +72,15 @@ pub struct LiveState {
     /// Whether the bootstrap reads above were made.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub bootstrap_read: bool,
+    /// Outputs of the stack instances whose outputs the manifest uses as parameters, by
+    /// [`output_key`]; an instance without a stack in a completed state has no entry.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub stack_outputs: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// The key of an instance's outputs in [`LiveState::stack_outputs`].
+pub fn output_key(stack_set: &str, account: &str, region: &str) -> String {
+    format!("{stack_set}/{account}/{region}")
 }
 
 /// A CloudFormation stack (not a stack set) estate created.
@@ -198,6 +207,10 @@ pub struct LiveInstance {
     /// serialized, as `drift`.
     #[serde(default, skip_serializing)]
     pub last_operation: Option<String>,
+    /// The instance's stack (its id, from ListStackInstances): where its outputs are read.
+    /// Never serialized: the outputs read are (`LiveState::stack_outputs`).
+    #[serde(default, skip_serializing)]
+    pub stack_id: Option<String>,
 }
 
 /// What drift detection (DetectStackSetDrift) last found in one instance's stack.

@@ -51,6 +51,10 @@ pub struct ReadOptions {
     /// `estate import`: a hub account id and display-name patterns (`*`) of the portfolios
     /// there to read in full although they carry no estate's tag.
     pub import_portfolios: Option<(String, Vec<String>)>,
+    /// Stack sets (AWS names) whose outputs the manifest passes to other stack sets: the
+    /// outputs of each of their instances are read (one DescribeStacks each, in the
+    /// instance's account and region).
+    pub outputs_of: std::collections::BTreeSet<String>,
 }
 
 pub async fn read(aws: &Aws, opts: &ReadOptions) -> Result<LiveState, AwsError> {
@@ -105,7 +109,9 @@ pub async fn read(aws: &Aws, opts: &ReadOptions) -> Result<LiveState, AwsError> 
         stack_sets_organizations_access: None,
         administration_stack: None,
         bootstrap_read: false,
+        stack_outputs: BTreeMap::new(),
     };
+    read_outputs(aws, &opts.outputs_of, &mut state).await?;
     read_portfolios(aws, opts, &mut state).await?;
     read_pipeline_sources(aws, opts, &mut state, |_| true).await?;
     if opts.bootstrap || opts.stack_sets_access {
@@ -128,6 +134,107 @@ pub async fn read(aws: &Aws, opts: &ReadOptions) -> Result<LiveState, AwsError> 
         state.portfolios.len()
     );
     Ok(state)
+}
+
+/// The outputs of every instance of the stack sets `names` (as `state` lists them), read
+/// concurrently (bounded) from each instance's stack in its account and region; an instance
+/// without a stack id, or whose account is not active, has none read.
+pub async fn read_outputs(
+    aws: &Aws,
+    names: &std::collections::BTreeSet<String>,
+    state: &mut LiveState,
+) -> Result<(), AwsError> {
+    let active: std::collections::HashSet<&str> = state
+        .accounts
+        .iter()
+        .filter(|a| a.state == AccountState::Active)
+        .map(|a| a.id.as_str())
+        .collect();
+    let mut wanted = Vec::new();
+    for name in names {
+        let Some(set) = state.stack_sets.get(name) else {
+            continue;
+        };
+        for i in set.instances.iter().flatten() {
+            if let Some(id) = &i.stack_id {
+                if active.contains(i.account.as_str()) || i.account == state.caller() {
+                    wanted.push((
+                        name.clone(),
+                        i.account.clone(),
+                        i.region.clone(),
+                        id.clone(),
+                    ));
+                }
+            }
+        }
+    }
+    let caller = state.caller().to_string();
+    for (key, outputs) in instance_outputs(aws, &caller, wanted).await? {
+        match outputs {
+            Some(o) => {
+                state.stack_outputs.insert(key, o);
+            }
+            None => {
+                state.stack_outputs.remove(&key);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The outputs of these instances (stack set, account, region, stack id), by
+/// [`output_key`], read concurrently (bounded) in each instance's account and region as
+/// `caller`; `None` for a stack not in a completed state.
+pub async fn instance_outputs(
+    aws: &Aws,
+    caller: &str,
+    wanted: Vec<(String, String, String, String)>,
+) -> Result<Vec<(String, Option<BTreeMap<String, String>>)>, AwsError> {
+    try_join_all(
+        wanted
+            .into_iter()
+            .map(|(name, account, region, id)| async move {
+                let _permit = aws.read_permit().await;
+                let edge = aws.acting_in(&account, caller).await?;
+                let outputs = stack_outputs(&edge, &region, &id).await?;
+                Ok::<_, AwsError>((output_key(&name, &account, &region), outputs))
+            }),
+    )
+    .await
+}
+
+/// A stack's outputs (DescribeStacks on its id, in the account `aws` acts in); `None` when
+/// the stack is not in a state whose outputs hold: only CREATE_COMPLETE, UPDATE_COMPLETE and
+/// UPDATE_ROLLBACK_COMPLETE (the last good template's) stacks have them as deployed.
+async fn stack_outputs(
+    aws: &Aws,
+    region: &str,
+    stack_id: &str,
+) -> Result<Option<BTreeMap<String, String>>, AwsError> {
+    let out = aws
+        .cloudformation(region)
+        .describe_stacks()
+        .stack_name(stack_id)
+        .send()
+        .await
+        .map_err(|e| AwsError::call("CloudFormation.DescribeStacks", e))?;
+    let Some(stack) = out.stacks.unwrap_or_default().into_iter().next() else {
+        return Ok(None);
+    };
+    let complete = stack.stack_status.as_ref().is_some_and(|s| {
+        matches!(
+            s.as_str(),
+            "CREATE_COMPLETE" | "UPDATE_COMPLETE" | "UPDATE_ROLLBACK_COMPLETE"
+        )
+    });
+    Ok(complete.then(|| {
+        stack
+            .outputs
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|o| Some((o.output_key?, o.output_value.unwrap_or_default())))
+            .collect()
+    }))
 }
 
 /// Whether CloudFormation StackSets has trusted access to AWS Organizations
@@ -850,6 +957,7 @@ async fn read_instances(
             overrides: None,
             drift,
             last_operation: i.last_operation_id,
+            stack_id: i.stack_id,
         });
     }
     instances.sort_by(|a, b| (&a.account, &a.region).cmp(&(&b.account, &b.region)));

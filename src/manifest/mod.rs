@@ -4,6 +4,7 @@
 mod doc;
 pub mod model;
 pub mod names;
+pub mod outputs;
 pub mod refs;
 pub mod schema;
 pub mod stage_rights;

@@ -239,6 +239,15 @@ pub struct Targets {
     pub accounts: Vec<String>,
 }
 
+impl Targets {
+    /// Whether an account in the unit at `path` is targeted: a targeted unit is it or above it.
+    pub fn reach_unit(&self, path: &str) -> bool {
+        self.units
+            .iter()
+            .any(|u| u == "/" || path == u || path.starts_with(&format!("{u}/")))
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Approval {

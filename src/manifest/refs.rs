@@ -16,6 +16,26 @@ pub enum Ref {
     Estate,
     /// `${region}` (only in stack-set overrides)
     Region,
+    /// `${stackSet:NAME[/ENVIRONMENT].outputs.OUTPUT[@ACCOUNT[/REGION]]}`: an output of
+    /// another stack set's instance (see [`OutputRef`]).
+    Output(OutputRef),
+}
+
+/// A stack set's output, as a parameter value of another stack set. Which instance gives it
+/// is decided by `crate::manifest::outputs::pick`; what is not written here is inferred.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OutputRef {
+    /// The producer: a StackSet's `metadata.name`.
+    pub stack_set: String,
+    /// The producer's environment; default: the consumer's, else the producer's only one.
+    pub environment: Option<String>,
+    /// An output key the producer's template declares under `Outputs`.
+    pub output: String,
+    /// The producer's instance account (manifest name); default: the consumer's own
+    /// account (in overrides), else the producer's only account.
+    pub account: Option<String>,
+    /// The producer's instance region; default: the consumer's, else the producer's only one.
+    pub region: Option<String>,
 }
 
 /// One `${…}` occurrence: what it says, and where it is in the string (bytes).
@@ -25,7 +45,14 @@ pub struct Occurrence {
     pub range: Range<usize>,
 }
 
-pub const KINDS: [&str; 5] = ["account", "unit", "environment", "estate", "region"];
+pub const KINDS: [&str; 6] = [
+    "account",
+    "unit",
+    "environment",
+    "estate",
+    "region",
+    "stackSet",
+];
 
 /// Every reference in `s`; `$${` is a literal `${` and is skipped.
 pub fn scan(s: &str) -> Vec<Occurrence> {
@@ -72,6 +99,8 @@ fn parse(inner: &str) -> Result<Ref, String> {
         ("unit", Some(path)) if path.starts_with('/') => Ok(Ref::Unit(path.to_string())),
         ("unit", _) => Err("`${unit:…}` needs a path starting with `/`".into()),
         ("account", _) => Err("`${account:…}` needs an account name".into()),
+        ("stackSet", Some(arg)) => parse_output(arg).map(Ref::Output),
+        ("stackSet", None) => Err(OUTPUT_SYNTAX.into()),
         ("environment", None) => Ok(Ref::Environment),
         ("estate", None) => Ok(Ref::Estate),
         ("region", None) => Ok(Ref::Region),
@@ -82,6 +111,55 @@ fn parse(inner: &str) -> Result<Ref, String> {
             "unknown reference `${{{inner}}}`: `{other}` is not a reference kind"
         )),
     }
+}
+
+const OUTPUT_SYNTAX: &str = "`${stackSet:…}` is `${stackSet:NAME.outputs.OUTPUT}`, optionally `NAME/ENVIRONMENT` and `OUTPUT@ACCOUNT` or `OUTPUT@ACCOUNT/REGION`";
+
+/// `NAME[/ENVIRONMENT].outputs.OUTPUT[@ACCOUNT[/REGION]]`.
+fn parse_output(arg: &str) -> Result<OutputRef, String> {
+    let (what, at) = match arg.split_once('@') {
+        Some((w, a)) => (w, Some(a)),
+        None => (arg, None),
+    };
+    let Some((set, output)) = what.split_once(".outputs.") else {
+        return Err(OUTPUT_SYNTAX.into());
+    };
+    let (stack_set, environment) = match set.split_once('/') {
+        Some((s, e)) => (s, Some(e)),
+        None => (set, None),
+    };
+    let (account, region) = match at.map(|a| a.split_once('/').unwrap_or((a, ""))) {
+        Some((a, r)) => (Some(a), Some(r).filter(|r| !r.is_empty())),
+        None => (None, None),
+    };
+    let word = |w: &str| !w.is_empty() && !w.contains(['/', '@', '.', ' ']);
+    // CloudFormation output keys are alphanumeric logical ids.
+    let key = !output.is_empty() && output.chars().all(|c| c.is_ascii_alphanumeric());
+    if !word(stack_set)
+        || !key
+        || environment.is_some_and(|e| !word(e))
+        || account.is_some_and(|a| !word(a))
+    {
+        return Err(OUTPUT_SYNTAX.into());
+    }
+    Ok(OutputRef {
+        stack_set: stack_set.to_string(),
+        environment: environment.map(str::to_string),
+        output: output.to_string(),
+        account: account.map(str::to_string),
+        region: region.map(str::to_string),
+    })
+}
+
+/// Every stack-set output `s` refers to (malformed references are left to validation).
+pub fn outputs(s: &str) -> Vec<OutputRef> {
+    scan(s)
+        .into_iter()
+        .filter_map(|o| match o.reference {
+            Ok(Ref::Output(r)) => Some(r),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Replaces every reference by what `resolve` gives, and `$${` by `${`.
@@ -124,6 +202,41 @@ mod tests {
         assert!(scan("${account:x")[0].reference.is_err());
         // CloudFormation dynamic references pass through untouched.
         assert!(scan("{{resolve:ssm-secure:/x:1}}").is_empty());
+    }
+
+    #[test]
+    fn parses_output_references() {
+        let r = |s: &str| scan(s).remove(0).reference;
+        assert_eq!(
+            r("${stackSet:shared.outputs.KeyArn}"),
+            Ok(Ref::Output(OutputRef {
+                stack_set: "shared".into(),
+                environment: None,
+                output: "KeyArn".into(),
+                account: None,
+                region: None,
+            }))
+        );
+        assert_eq!(
+            r("${stackSet:shared/tools.outputs.KeyArn@tools/eu-west-1}"),
+            Ok(Ref::Output(OutputRef {
+                stack_set: "shared".into(),
+                environment: Some("tools".into()),
+                output: "KeyArn".into(),
+                account: Some("tools".into()),
+                region: Some("eu-west-1".into()),
+            }))
+        );
+        for bad in [
+            "${stackSet:shared}",
+            "${stackSet:shared.outputs.}",
+            "${stackSet:shared.outputs.Key-Arn}",
+            "${stackSet:.outputs.KeyArn}",
+            "${stackSet:shared.outputs.KeyArn@}",
+            "${stackSet}",
+        ] {
+            assert!(r(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -94,7 +94,7 @@ fn resolve_one(m: &Manifest, live: &LiveState, p: &Doc<PortfolioSpec>) -> Desire
                     .map_or_else(|| KNOWN_AFTER_APPLY.to_string(), |u| u.id.clone()),
             ),
             Ref::Estate => Some(m.name().to_string()),
-            Ref::Environment | Ref::Region => None,
+            Ref::Environment | Ref::Region | Ref::Output(_) => None,
         })
         .unwrap_or_else(|_| s.to_string())
     };

@@ -8,7 +8,8 @@ use crate::manifest::model::{
     Approval, EnvironmentSpec, OperationPreferences, PermissionModel, PipelineSpec,
     RegionConcurrency, StackSetSpec,
 };
-use crate::manifest::refs::{self, Ref};
+use crate::manifest::outputs::{self, Consumer, Instance};
+use crate::manifest::refs::{self, OutputRef, Ref};
 use crate::manifest::{Doc, Manifest};
 use crate::pipeline::{self, Bundle};
 use crate::tags::{TAG_ENVIRONMENT, TAG_MANAGED_BY, TAG_OPERATION, TAG_PIPELINE, TAG_SECRETS};
@@ -134,6 +135,12 @@ pub struct DesiredStackSet {
     /// Their ids, where they exist (service-managed stack sets only): what AWS is given.
     pub unit_ids: Vec<String>,
     pub instances: Vec<DesiredInstance>,
+    /// Stack sets (AWS names) whose outputs this one's parameters use: applied before it,
+    /// their outputs read once they are.
+    pub producers: BTreeSet<String>,
+    /// Parameters (and overrides) holding an output not known until apply: the producer is
+    /// created or changed by this plan, or not applied yet.
+    pub unknown: BTreeSet<String>,
     /// Stack sets of a later wave start once the earlier ones of their environment are done:
     /// a pipeline's tools part names, in its key, bucket and bus policies, roles the other
     /// parts create, and AWS refuses a policy naming a principal that does not exist.
@@ -162,7 +169,21 @@ fn digest(text: &str) -> String {
 }
 
 /// Resolves the manifest for the environments `envs` (all, in promotion order, when empty).
+/// Another stack set's output is its live value, or "(known after apply)" when the producer's
+/// instance has none yet; see [`resolve_with`] for a plan's final resolution.
 pub fn resolve(m: &Manifest, live: &LiveState, envs: &[String]) -> Result<Desired, PlanError> {
+    resolve_with(m, live, envs, None)
+}
+
+/// As [`resolve`]; with `pending` (the stack sets, by AWS name, this plan creates or changes),
+/// their outputs are "(known after apply)" and any other output must be read live: one that
+/// is not fails the resolution, never becomes a silent empty value.
+pub fn resolve_with(
+    m: &Manifest,
+    live: &LiveState,
+    envs: &[String],
+    pending: Option<&BTreeSet<String>>,
+) -> Result<Desired, PlanError> {
     for e in envs {
         if m.environment(e).is_none() {
             return Err(PlanError::UnknownEnvironment(e.clone()));
@@ -212,14 +233,30 @@ pub fn resolve(m: &Manifest, live: &LiveState, envs: &[String]) -> Result<Desire
         .filter(|e| envs.is_empty() || envs.contains(&e.name))
         .collect();
 
+    let outputs = Outputs { pending };
     let mut stack_sets = Vec::new();
     for s in &m.stack_sets {
         let template = &m.templates[&s.resolve_path(&s.spec.template)];
         for env in &selected {
             if s.spec.environments.contains(&env.name) {
-                stack_sets.push(resolve_stack_set(m, live, &accounts, s, env, template)?);
+                stack_sets.push(resolve_stack_set(
+                    m, live, &accounts, s, env, template, &outputs,
+                )?);
             }
         }
+    }
+    // Producers first: a stack set's wave follows those of the stack sets whose outputs it
+    // uses (validate refused cycles; one here is a resolution error, not a hang).
+    let edges: BTreeMap<String, BTreeSet<String>> = stack_sets
+        .iter()
+        .map(|d| (d.name.clone(), d.producers.clone()))
+        .collect();
+    let waves = outputs::waves(&edges).map_err(|cycle| PlanError::Reference {
+        stack_set: cycle[0].clone(),
+        message: format!("its outputs are used in a cycle: {}", cycle.join(" → ")),
+    })?;
+    for d in &mut stack_sets {
+        d.wave = waves.get(&d.name).copied().unwrap_or(0);
     }
     let mut sources = Vec::new();
     for p in &m.pipelines {
@@ -262,19 +299,73 @@ pub fn resolve(m: &Manifest, live: &LiveState, envs: &[String]) -> Result<Desire
     })
 }
 
+/// How other stack sets' outputs resolve in one resolution.
+struct Outputs<'a> {
+    /// `None`: provisional (an output not read yet is "(known after apply)"); else the
+    /// stack sets this plan changes, whose outputs are not known until apply.
+    pending: Option<&'a BTreeSet<String>>,
+}
+
+/// Every stack set (AWS name) whose outputs another stack set's parameters use, in any
+/// environment: the live read reads their instances' outputs.
+pub fn output_producers(m: &Manifest) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for s in &m.stack_sets {
+        let template = m.templates.get(&s.resolve_path(&s.spec.template));
+        for env in s.spec.environments.iter().filter_map(|e| m.environment(e)) {
+            let values = s
+                .spec
+                .parameters
+                .values()
+                .chain(s.spec.overrides.iter().flat_map(|o| o.parameters.values()))
+                .chain(
+                    env.spec
+                        .parameters
+                        .iter()
+                        .filter(|(k, _)| template.is_some_and(|t| t.parameters.contains_key(*k)))
+                        .map(|(_, v)| v),
+                );
+            for v in values {
+                for o in refs::outputs(&v.0) {
+                    let Some(p) = m.stack_sets.iter().find(|p| p.name == o.stack_set) else {
+                        continue;
+                    };
+                    if let Ok(e) = outputs::environment(&o, &p.spec.environments, &env.name) {
+                        out.insert(p.spec.aws_name(&p.name, e));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
 struct Resolver<'a> {
     m: &'a Manifest,
     live: &'a LiveState,
     accounts: &'a [DesiredAccount],
     environment: &'a str,
+    outputs: Option<&'a Outputs<'a>>,
 }
 
 impl Resolver<'_> {
     fn value(&self, s: &str, region: Option<&str>) -> Result<String, String> {
+        self.value_in(s, None, region)
+    }
+
+    /// A value used in an instance of the account named `account` (overrides), or by the
+    /// whole stack set (`None`).
+    fn value_in(
+        &self,
+        s: &str,
+        account: Option<&str>,
+        region: Option<&str>,
+    ) -> Result<String, String> {
         if s.contains("{{resolve:") && !s.contains("${") {
             return Ok(s.to_string());
         }
-        refs::substitute(s, |r| match r {
+        let mut failed = None;
+        let out = refs::substitute(s, |r| match r {
             Ref::Account(name) => Some(
                 self.accounts
                     .iter()
@@ -291,8 +382,128 @@ impl Resolver<'_> {
             Ref::Environment => Some(self.environment.to_string()),
             Ref::Estate => Some(self.m.name().to_string()),
             Ref::Region => region.map(str::to_string),
-        })
+            Ref::Output(o) => match self.output(o, Consumer { account, region }) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    failed = Some(e);
+                    None
+                }
+            },
+        });
+        match failed {
+            Some(e) => Err(e),
+            None => out,
+        }
     }
+
+    /// The producer stack set (AWS name) and instance an output reference names.
+    fn producer(
+        &self,
+        o: &OutputRef,
+        consumer: Consumer,
+    ) -> Result<(String, AccountRef, String), String> {
+        let producer = self
+            .m
+            .stack_sets
+            .iter()
+            .find(|s| s.name == o.stack_set)
+            .ok_or_else(|| format!("unknown stack set `{}`", o.stack_set))?;
+        let env_name = outputs::environment(o, &producer.spec.environments, self.environment)?;
+        let env = self
+            .m
+            .environment(env_name)
+            .ok_or_else(|| format!("unknown environment `{env_name}`"))?;
+        let self_managed = producer.spec.permission_model == PermissionModel::SelfManaged;
+        let placed = placements(self.m, self.live, self.accounts, env, self_managed);
+        let instances: Vec<Instance> = placed
+            .iter()
+            .map(|(a, r)| Instance {
+                account: a.name.as_deref(),
+                region: r,
+            })
+            .collect();
+        let i = outputs::pick(o, &instances, consumer)?;
+        let (account, region) = placed[i].clone();
+        Ok((
+            producer.spec.aws_name(&producer.name, env_name),
+            account,
+            region,
+        ))
+    }
+
+    /// An output's value: live, or "(known after apply)" when this plan creates or changes
+    /// its producer; an output that neither is nor will be there is an error.
+    fn output(&self, o: &OutputRef, consumer: Consumer) -> Result<String, String> {
+        let Some(mode) = self.outputs else {
+            return Err(format!(
+                "`{}` is a stack set's output: only stack-set parameters may use one",
+                o.output
+            ));
+        };
+        let (name, account, region) = self.producer(o, consumer)?;
+        if mode.pending.is_some_and(|p| p.contains(&name)) {
+            return Ok(KNOWN_AFTER_APPLY.into());
+        }
+        let Some(id) = &account.id else {
+            // The account is created by this plan: the instance comes after it.
+            return Ok(KNOWN_AFTER_APPLY.into());
+        };
+        if let Some(values) = self
+            .live
+            .stack_outputs
+            .get(&crate::live::output_key(&name, id, &region))
+        {
+            return values.get(&o.output).cloned().ok_or_else(|| {
+                format!(
+                    "the stack of `{name}` in {id}/{region} has no output `{}` (it has: {})",
+                    o.output,
+                    values.keys().cloned().collect::<Vec<_>>().join(", ")
+                )
+            });
+        }
+        let exists = self
+            .live
+            .stack_sets
+            .get(&name)
+            .and_then(|s| s.instances.as_ref())
+            .is_some_and(|is| is.iter().any(|i| &i.account == id && i.region == region));
+        if exists && mode.pending.is_some() {
+            return Err(format!(
+                "the outputs of `{name}` in {id}/{region} could not be read: its instance has no stack in a completed state"
+            ));
+        }
+        // Not there yet: this plan creates it, or applying the producer's environment will
+        // (apply refuses a stage before earlier ones converged, and never deploys an unknown
+        // value).
+        Ok(KNOWN_AFTER_APPLY.into())
+    }
+
+    /// The producers (AWS names) the output references of `s` name, in any context.
+    fn producers_of(&self, s: &str, consumer: Consumer) -> BTreeSet<String> {
+        refs::outputs(s)
+            .iter()
+            .filter_map(|o| self.producer(o, consumer).ok().map(|p| p.0))
+            .collect()
+    }
+}
+
+/// Where a stack set of an environment has its instances: every target account (not the
+/// management account for a service-managed one) in every region.
+fn placements(
+    m: &Manifest,
+    live: &LiveState,
+    accounts: &[DesiredAccount],
+    env: &Doc<EnvironmentSpec>,
+    self_managed: bool,
+) -> Vec<(AccountRef, String)> {
+    let regions = m.regions_of(env);
+    targets(env, accounts, live)
+        .into_iter()
+        // Service-managed stack sets never deploy to the management account, even in a
+        // targeted unit; wanting an instance there would plan it forever.
+        .filter(|a| self_managed || a.id.as_deref() != Some(live.management_account.as_str()))
+        .flat_map(|a| regions.iter().map(move |r| (a.clone(), r.clone())))
+        .collect()
 }
 
 /// Accounts an environment targets: named accounts, and every account (by its desired unit,
@@ -302,13 +513,7 @@ fn targets(
     accounts: &[DesiredAccount],
     live: &LiveState,
 ) -> Vec<AccountRef> {
-    let inside = |path: &str| {
-        env.spec
-            .targets
-            .units
-            .iter()
-            .any(|u| u == "/" || path == u || path.starts_with(&format!("{u}/")))
-    };
+    let inside = |path: &str| env.spec.targets.reach_unit(path);
     let mut out: BTreeSet<AccountRef> = BTreeSet::new();
     // By id, once: looked up per account, a scan would make resolving quadratic.
     let by_id: std::collections::HashMap<&str, &crate::live::LiveAccount> =
@@ -355,12 +560,14 @@ fn resolve_stack_set(
     s: &Doc<StackSetSpec>,
     env: &Doc<EnvironmentSpec>,
     template: &Template,
+    outputs: &Outputs,
 ) -> Result<DesiredStackSet, PlanError> {
     let r = Resolver {
         m,
         live,
         accounts,
         environment: &env.name,
+        outputs: Some(outputs),
     };
     let name = s.spec.aws_name(&s.name, &env.name);
     let err = |message: String| PlanError::Reference {
@@ -370,6 +577,7 @@ fn resolve_stack_set(
     let spec = &s.spec;
 
     let parameters = merged_parameters(&r, spec, env, template).map_err(&err)?;
+    let (producers, mut unknown) = output_uses(&r, spec, env, template, &parameters);
     let sensitive: BTreeSet<String> = template
         .parameters
         .iter()
@@ -381,6 +589,19 @@ fn resolve_stack_set(
 
     let self_managed = spec.permission_model == PermissionModel::SelfManaged;
     let instances = stack_set_instances(&r, spec, env, self_managed).map_err(&err)?;
+    for i in &instances {
+        for (k, v) in &i.overrides {
+            if v.contains(KNOWN_AFTER_APPLY)
+                && spec.overrides.iter().any(|o| {
+                    o.parameters
+                        .get(k)
+                        .is_some_and(|raw| !refs::outputs(&raw.0).is_empty())
+                })
+            {
+                unknown.insert(k.clone());
+            }
+        }
+    }
     let mut capabilities: Vec<String> = spec
         .capabilities
         .iter()
@@ -432,8 +653,56 @@ fn resolve_stack_set(
             unit_ids(env, live)
         },
         instances,
+        producers,
+        unknown,
         wave: 0,
     })
+}
+
+/// The stack sets whose outputs a stack set's parameters and overrides use, and which of its
+/// resolved parameters hold an output not known until apply.
+fn output_uses(
+    r: &Resolver,
+    spec: &StackSetSpec,
+    env: &Doc<EnvironmentSpec>,
+    template: &Template,
+    parameters: &BTreeMap<String, String>,
+) -> (BTreeSet<String>, BTreeSet<String>) {
+    let mut producers = BTreeSet::new();
+    let mut unknown = BTreeSet::new();
+    let raw = spec.parameters.iter().chain(
+        env.spec
+            .parameters
+            .iter()
+            .filter(|(k, _)| template.parameters.contains_key(*k)),
+    );
+    for (k, v) in raw {
+        let used = r.producers_of(&v.0, Consumer::default());
+        if !used.is_empty()
+            && parameters
+                .get(k)
+                .is_some_and(|p| p.contains(KNOWN_AFTER_APPLY))
+        {
+            unknown.insert(k.clone());
+        }
+        producers.extend(used);
+    }
+    for o in &spec.overrides {
+        for a in &o.accounts {
+            for region in o.regions.clone().unwrap_or_else(|| r.m.regions_of(env)) {
+                for v in o.parameters.values() {
+                    producers.extend(r.producers_of(
+                        &v.0,
+                        Consumer {
+                            account: Some(a),
+                            region: Some(&region),
+                        },
+                    ));
+                }
+            }
+        }
+    }
+    (producers, unknown)
 }
 
 /// A stack set's parameters in an environment, references substituted.
@@ -493,35 +762,29 @@ fn stack_set_instances(
     env: &Doc<EnvironmentSpec>,
     self_managed: bool,
 ) -> Result<Vec<DesiredInstance>, String> {
-    let live = r.live;
-    let regions = r.m.regions_of(env);
     let mut instances = Vec::new();
-    for account in targets(env, r.accounts, live)
-        .into_iter()
-        // Service-managed stack sets never deploy to the management account, even in a
-        // targeted unit; wanting an instance there would plan it forever.
-        .filter(|a| self_managed || a.id.as_deref() != Some(live.management_account.as_str()))
-    {
-        for region in &regions {
-            let mut overrides = BTreeMap::new();
-            for o in &spec.overrides {
-                let applies = account
-                    .name
-                    .as_ref()
-                    .is_some_and(|n| o.accounts.contains(n))
-                    && o.regions.as_ref().is_none_or(|rs| rs.contains(region));
-                if applies {
-                    for (k, v) in &o.parameters {
-                        overrides.insert(k.clone(), r.value(&v.0, Some(region))?);
-                    }
+    for (account, region) in placements(r.m, r.live, r.accounts, env, self_managed) {
+        let mut overrides = BTreeMap::new();
+        for o in &spec.overrides {
+            let applies = account
+                .name
+                .as_ref()
+                .is_some_and(|n| o.accounts.contains(n))
+                && o.regions.as_ref().is_none_or(|rs| rs.contains(&region));
+            if applies {
+                for (k, v) in &o.parameters {
+                    overrides.insert(
+                        k.clone(),
+                        r.value_in(&v.0, account.name.as_deref(), Some(&region))?,
+                    );
                 }
             }
-            instances.push(DesiredInstance {
-                account: account.clone(),
-                region: region.clone(),
-                overrides,
-            });
         }
+        instances.push(DesiredInstance {
+            account,
+            region,
+            overrides,
+        });
     }
     Ok(instances)
 }
@@ -593,6 +856,7 @@ fn resolve_pipeline(
             live,
             accounts,
             environment: "",
+            outputs: None,
         };
         upload_bucket = r
             .value(bucket, None)
@@ -768,6 +1032,8 @@ impl<'a> PipelineParts<'a> {
             units: Vec::new(),
             unit_ids: Vec::new(),
             instances: targets,
+            producers: BTreeSet::new(),
+            unknown: BTreeSet::new(),
             wave,
         }
     }
@@ -815,6 +1081,7 @@ impl<'a> PipelineParts<'a> {
             live: self.live,
             accounts: self.accounts,
             environment: &env.name,
+            outputs: None,
         };
         let mut parameters = BTreeMap::new();
         for (k, v) in &env.spec.parameters {

@@ -659,6 +659,7 @@ fn desired_json(d: &DesiredStackSet) -> Side {
         // As the tag keeps it, so live and desired compare like for like.
         operation: super::desired::operation_tag(&d.operation),
         template: template_text(&d.template.body, &d.sensitive),
+        known_after_apply: d.unknown.clone(),
     }
     .into()
 }
@@ -732,6 +733,7 @@ fn live_json(l: &LiveStackSet, sensitive: &BTreeSet<String>, like: Option<&Value
         auto_deployment: l.auto_deployment,
         operation: l.tags.get(crate::tags::TAG_OPERATION).cloned(),
         template: template_text(&shown, &sensitive),
+        known_after_apply: BTreeSet::new(),
     }
 }
 
@@ -1182,6 +1184,13 @@ fn set_reasons(
     if !changed_params.is_empty() {
         let names: Vec<&str> = changed_params.iter().map(|s| s.as_str()).collect();
         reasons.push(format!("parameters {}", names.join(", ")));
+        if changed_params.iter().any(|k| d.unknown.contains(*k)) {
+            let producers: Vec<&str> = d.producers.iter().map(String::as_str).collect();
+            reasons.push(format!(
+                "outputs of {} known after apply",
+                producers.join(", ")
+            ));
+        }
     }
     // An adopted stack set has no digest of its secrets: they cannot be compared until
     // estate has written them once.

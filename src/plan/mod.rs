@@ -18,6 +18,7 @@ pub use side::*;
 use crate::live::LiveState;
 use crate::live::read::ReadOptions;
 use crate::manifest::Manifest;
+use std::collections::BTreeSet;
 
 /// The environments a plan covers: those asked for, in promotion order, or all of them.
 pub fn environments(m: &Manifest, only: &[String]) -> Result<Vec<String>, PlanError> {
@@ -94,6 +95,7 @@ pub fn read_options(m: &Manifest) -> ReadOptions {
         })
         .collect();
     ReadOptions {
+        outputs_of: desired::output_producers(m),
         placements,
         adopted,
         adopted_portfolios,
@@ -125,27 +127,45 @@ pub fn make_for(
     live: &LiveState,
     environments: Vec<String>,
 ) -> Result<Plan, PlanError> {
-    let mut desired = desired::resolve(m, live, &environments)?;
-    // `resolve` takes no environment for all of them; here none means none.
-    desired
-        .stack_sets
-        .retain(|s| environments.contains(&s.environment));
-    desired
-        .sources
-        .retain(|s| environments.contains(&s.environment));
     let scope = m.estate.spec.scope.as_ref();
     let out_of_scope = out_of_scope(m, live);
-    let (mut changes, mut findings) = diff::diff(
-        &desired,
-        live,
-        &diff::DiffOptions {
-            estate: m.name(),
-            environments: &environments,
-            prune: m.estate.spec.prune,
-            out_of_scope: &out_of_scope,
-            scope,
-        },
-    );
+    let options = diff::DiffOptions {
+        estate: m.name(),
+        environments: &environments,
+        prune: m.estate.spec.prune,
+        out_of_scope: &out_of_scope,
+        scope,
+    };
+    // Outputs of stack sets this plan changes are known only after apply, and a consumer of
+    // one changes with it: resolve again with the changed producers until that settles (it
+    // only grows, so at most once per stack set). Without outputs used, one pass.
+    let mut pending: Option<BTreeSet<String>> = None;
+    let mut rounds = 0;
+    let (desired, changes, findings) = loop {
+        let mut desired = desired::resolve_with(m, live, &environments, pending.as_ref())?;
+        // `resolve` takes no environment for all of them; here none means none.
+        desired
+            .stack_sets
+            .retain(|s| environments.contains(&s.environment));
+        desired
+            .sources
+            .retain(|s| environments.contains(&s.environment));
+        let (changes, findings) = diff::diff(&desired, live, &options);
+        if desired.stack_sets.iter().all(|s| s.producers.is_empty()) {
+            break (desired, changes, findings);
+        }
+        let changed: BTreeSet<String> = changes
+            .iter()
+            .filter(|c| c.environment.is_some())
+            .filter_map(|c| c.address.stack_set().map(str::to_string))
+            .collect();
+        rounds += 1;
+        if pending.as_ref() == Some(&changed) || rounds > desired.stack_sets.len() + 1 {
+            break (desired, changes, findings);
+        }
+        pending = Some(changed);
+    };
+    let (mut changes, mut findings) = (changes, findings);
     // Portfolios belong to no environment: like units and accounts, always planned, after
     // the organization (their hub and recipient accounts) and before stack sets.
     let (catalog_changes, catalog_findings) = catalog::diff(

@@ -63,6 +63,11 @@ pub struct StackSetSide {
     /// The operation preferences, as the `estate:operation` tag keeps them.
     pub operation: Option<String>,
     pub template: String,
+    /// Parameters (or instance overrides) whose value is another stack set's output that
+    /// this plan creates or changes (or not applied yet): shown "(known after apply)", read
+    /// by apply once the producer is applied.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub known_after_apply: std::collections::BTreeSet<String>,
 }
 
 /// `stackInstance:…`: one account × region of a stack set.

@@ -464,6 +464,10 @@ pub(crate) fn details(change: &Change) -> Vec<Detail> {
 /// `operation` field, the reason naming a sensitive parameter or instance overrides).
 fn without_bookkeeping(side: &crate::plan::Side) -> Value {
     let mut v = side.to_value();
+    // Its parameters already say "(known after apply)".
+    if let Value::Object(o) = &mut v {
+        o.remove("knownAfterApply");
+    }
     if let Some(Value::Object(tags)) = v.get_mut("tags") {
         for key in crate::tags::BOOKKEEPING {
             tags.remove(key);

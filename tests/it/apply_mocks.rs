@@ -106,6 +106,8 @@ fn stack_set(
         units: Vec::new(),
         unit_ids: Vec::new(),
         instances,
+        producers: BTreeSet::new(),
+        unknown: BTreeSet::new(),
         wave: 0,
     }
 }
@@ -619,6 +621,104 @@ async fn a_failed_operation_lists_every_failed_instance_and_stops_later_stages()
         failed[0].starts_with("stackSet:base-dev CreateStackInstances: operation"),
         "{failed:?}"
     );
+}
+
+/// A producer whose operation failed stops the stack sets using its outputs: in a later wave
+/// of its environment and in later environments, each reported not attempted.
+#[tokio::test]
+async fn a_failed_producer_stops_its_consumers_reported_not_attempted() {
+    let mut consumer = stack_set(
+        "user",
+        "dev",
+        OperationPreferences::default(),
+        vec![instance(&account(1), REGION, &[])],
+    );
+    consumer.producers = BTreeSet::from(["store-dev".to_string()]);
+    consumer.wave = 1;
+    let mut later = stack_set(
+        "user",
+        "staging",
+        OperationPreferences::default(),
+        vec![instance(&account(2), REGION, &[])],
+    );
+    later.producers = BTreeSet::from(["store-dev".to_string()]);
+    let desired = desired(vec![
+        stack_set(
+            "store",
+            "dev",
+            OperationPreferences::default(),
+            vec![instance(&account(0), REGION, &[])],
+        ),
+        consumer,
+        later,
+    ]);
+    let plan = plan_creating_instances(&["dev", "staging"], &desired);
+    let requests = Requests::default();
+    let failed = mock!(Cfn::describe_stack_set_operation)
+        .then_output(|| operation(StackSetOperationStatus::Failed));
+    let aws = edge(&[
+        &create_instances(&requests),
+        &failed,
+        &operation_results(vec![(account(0), "FAILED", "Access Denied")]),
+    ]);
+
+    let report = apply::stack_sets(&aws, &plan, &desired, &options(), &apply::Silent).await;
+
+    let got: Vec<(&str, &str)> = report
+        .failures
+        .iter()
+        .map(|f| (f.stack_set.as_str(), f.step.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("store-dev", "CreateStackInstances"),
+            ("user-dev", "ReadOutputs"),
+            ("user-staging", "ReadOutputs"),
+        ]
+    );
+    assert!(report.failures[1].message.starts_with("not attempted"));
+    let asked: Vec<String> = requests
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r.stack_set_name().map(str::to_string))
+        .collect();
+    assert_eq!(asked, ["store-dev"]);
+}
+
+/// A value still "(known after apply)" when its wave comes (its producer was not applied) is
+/// never deployed: the stack set is reported not attempted, and nothing is called for it.
+#[tokio::test]
+async fn an_output_still_unknown_is_never_deployed() {
+    let mut consumer = stack_set(
+        "user",
+        "dev",
+        OperationPreferences::default(),
+        vec![instance(&account(1), REGION, &[])],
+    );
+    consumer.producers = BTreeSet::from(["store-prod".to_string()]);
+    consumer.unknown = BTreeSet::from(["Key".to_string()]);
+    let desired = desired(vec![consumer]);
+    let plan = plan_creating_instances(&["dev"], &desired);
+    let requests = Requests::default();
+    let aws = edge(&[&create_instances(&requests), &succeeded_operations()]);
+
+    let report = apply::stack_sets(&aws, &plan, &desired, &options(), &apply::Silent).await;
+
+    let [failure] = report.failures.as_slice() else {
+        panic!("{:#?}", report.failures);
+    };
+    assert_eq!(
+        (failure.stack_set.as_str(), failure.step.as_str()),
+        ("user-dev", "ReadOutputs")
+    );
+    assert!(
+        failure.message.contains("Key hold outputs of store-prod"),
+        "{}",
+        failure.message
+    );
+    assert!(requests.lock().unwrap().is_empty());
 }
 
 // ------------------------------------------------------------------ concurrency and re-runs
@@ -1256,6 +1356,7 @@ fn overrides_moving(other_reasons: bool) -> (Desired, Plan) {
             auto_deployment: None,
             operation: None,
             template: String::new(),
+            known_after_apply: Default::default(),
         }
         .into()
     };

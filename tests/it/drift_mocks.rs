@@ -217,6 +217,7 @@ async fn drifted_resources_of_each_drifted_instance_are_listed_over_pages_withou
             stack_gone: false,
         }),
         last_operation: None,
+        stack_id: None,
     };
     let mut state = LiveState {
         stack_sets: BTreeMap::from([(

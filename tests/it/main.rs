@@ -15,6 +15,7 @@ mod gitops;
 mod iam;
 mod import;
 mod organizations;
+mod outputs;
 mod pipeline;
 mod plan;
 mod plan_cases;

@@ -64,6 +64,7 @@ fn stack_set(name: &str) -> StackSetSide {
         auto_deployment: None,
         operation: None,
         template: String::new(),
+        known_after_apply: Default::default(),
     }
 }
 

@@ -9,6 +9,7 @@ mod estate;
 mod limits;
 mod lookup;
 mod organization;
+mod outputs;
 mod pipeline;
 mod portfolio;
 mod references;
@@ -84,6 +85,7 @@ pub(super) fn check(p: &Parsed, templates: &BTreeMap<PathBuf, Template>, diags: 
     }
     pipeline::check_generated_names(p, diags);
     references::check_all(p, &names, diags);
+    outputs::check_outputs(p, templates, &names, diags);
 }
 
 fn raw_name(node: &Node) -> Option<&str> {

@@ -109,6 +109,10 @@ fn check_references(file: &str, doc: &Node, kind: Kind, names: &Names, diags: &m
                         None,
                     ))
                 }
+                Ok(Ref::Output(_)) if !takes_outputs(kind, &ptr) => Some((
+                    "a stack set's output can only be a stack-set parameter (in `parameters`, `overrides` or an environment's `parameters`)".into(),
+                    None,
+                )),
                 Ok(Ref::Account(_) | Ref::Unit(_)) if kind == Kind::Organization => Some((
                     "the Organization cannot refer to accounts or units it defines".into(),
                     None,
@@ -124,6 +128,16 @@ fn check_references(file: &str, doc: &Node, kind: Kind, names: &Names, diags: &m
                 }
             }
         }
+    }
+}
+
+/// Where a stack set's output may be used: stack sets' parameters and overrides, and
+/// environments' parameters (passed to stack sets).
+fn takes_outputs(kind: Kind, ptr: &str) -> bool {
+    match kind {
+        Kind::StackSet => ptr.starts_with("/spec/parameters/") || is_override_parameter(ptr),
+        Kind::Environment => ptr.starts_with("/spec/parameters/"),
+        _ => false,
     }
 }
 

@@ -444,7 +444,7 @@ fn literal_value(value: &str, env: Option<&str>, names: &Names) -> Option<String
         Ref::Environment => env.map(str::to_string),
         Ref::Estate => names.estate.map(str::to_string),
         Ref::Account(a) => names.pinned.get(a.as_str()).map(|s| s.to_string()),
-        Ref::Unit(_) | Ref::Region => None,
+        Ref::Unit(_) | Ref::Region | Ref::Output(_) => None,
     })
     .ok()
 }

@@ -295,6 +295,31 @@ pub async fn stack_instances(account: &TestAccount, set: &str) -> Vec<(String, S
     out
 }
 
+/// The name of the stack a stack set's instance holds in the account `config` acts in (AWS,
+/// and the strict emulator, name it `StackSet-<set>-<uuid>`); panics when there is none.
+pub async fn stack_set_stack(config: &SdkConfig, set: &str) -> String {
+    let cfn = aws_sdk_cloudformation::Client::new(config);
+    let stacks = ok(cfn.list_stacks().send().await);
+    // The UUID tells `pipeline-p`'s stack from `pipeline-p-source`'s.
+    let prefix = format!("StackSet-{set}-");
+    let of_set = |name: &str| {
+        name.strip_prefix(&prefix).is_some_and(|rest| {
+            rest.len() == 36 && rest.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+        })
+    };
+    stacks
+        .stack_summaries()
+        .iter()
+        .find(|s| {
+            s.stack_name().is_some_and(of_set)
+                && s.stack_status()
+                    .is_some_and(|st| st.as_str() != "DELETE_COMPLETE")
+        })
+        .and_then(|s| s.stack_name())
+        .unwrap_or_else(|| panic!("no stack of {set}: {stacks:?}"))
+        .to_string()
+}
+
 /// A stack named `name` from `template`, made by hand in the account `config` acts in (what
 /// someone could do outside estate), waited for until complete.
 pub async fn stack_by_hand(config: &SdkConfig, name: &str, template: &serde_json::Value) {
@@ -645,28 +670,9 @@ pub async fn stack_resources(
     id: &str,
     stack_set: &str,
 ) -> std::collections::BTreeSet<String> {
-    let cfn = aws_sdk_cloudformation::Client::new(&account.member(id).await);
-    let stacks = ok(cfn.list_stacks().send().await);
-    // AWS (and the strict emulator) names a stack set's stacks `StackSet-<set>-<uuid>`; the
-    // UUID tells `pipeline-p`'s stack from `pipeline-p-source`'s.
-    let prefix = format!("StackSet-{stack_set}-");
-    let of_set = |name: &str| {
-        name.strip_prefix(&prefix).is_some_and(|rest| {
-            rest.len() == 36 && rest.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
-        })
-    };
-    let stack = stacks
-        .stack_summaries()
-        .iter()
-        .find(|s| {
-            s.stack_name().is_some_and(of_set)
-                && s.stack_status()
-                    .is_some_and(|st| st.as_str() != "DELETE_COMPLETE")
-        })
-        .unwrap_or_else(|| panic!("no stack of {stack_set} in {id}: {stacks:?}"))
-        .stack_name()
-        .unwrap()
-        .to_string();
+    let config = account.member(id).await;
+    let stack = stack_set_stack(&config, stack_set).await;
+    let cfn = aws_sdk_cloudformation::Client::new(&config);
     ok(cfn.list_stack_resources().stack_name(stack).send().await)
         .stack_resource_summaries()
         .iter()
