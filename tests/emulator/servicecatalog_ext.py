@@ -75,11 +75,16 @@ Deviations from AWS (deliberate, or AWS's behaviour is not documented):
   portfolio, plus the owner's products, and what the shares reaching it carry (above);
   DescribePortfolio of an imported portfolio has no Tags.
   DescribeProductAsAdmin, ListProvisioningArtifacts and tag options see local products only.
-- Organization-node shares and unshares complete at once: DescribePortfolioShareStatus answers
-  COMPLETED (for a share, listing the accounts under the node as SuccessfulShares) (AWS: NOT_STARTED and IN_PROGRESS
-  first; the smithy-mock tests cover those). UpdatePortfolioShare of an organization-node share
-  answers IN_PROGRESS with the share's token, which DescribePortfolioShareStatus then answers
-  COMPLETED; of an account share (whose progress AWS does not document, and whose owner need
+- Organization-node shares, unshares and share updates run in the background, as AWS runs
+  them ("CreatePortfolioShare ... is an asynchronous operation ... use
+  DescribePortfolioShareStatus with the PortfolioShareToken to track progress", API reference,
+  CreatePortfolioShare / DeletePortfolioShare / UpdatePortfolioShare): the first
+  ``ESTATE_EMULATOR_SHARE_POLLS`` (default 1) DescribePortfolioShareStatus calls answer
+  IN_PROGRESS, then COMPLETED (for a share, listing the accounts under the node as
+  SuccessfulShares); a new share reaches no recipient until then, or until
+  ``ESTATE_EMULATOR_SHARE_SECONDS`` (default 5) have passed, as AWS finishes whether anyone
+  asks. UpdatePortfolioShare of an organization-node share answers IN_PROGRESS with the
+  share's token; of an account share (whose progress AWS does not document, and whose owner need
   not be allowed DescribePortfolioShareStatus) COMPLETED at once, with a token of its own.
 - UpdatePortfolioShare with neither ShareTagOptions nor SharePrincipals is
   InvalidParametersException (chosen strict: it would change nothing).
@@ -101,10 +106,12 @@ Deviations from AWS (deliberate, or AWS's behaviour is not documented):
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
 import string
 import threading
+import time
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -196,6 +203,32 @@ class Catalog:
     unshared: dict[str, tuple[str, str]] = field(default_factory=dict)
     # token of an account share's UpdatePortfolioShare -> (portfolio id, account)
     updated: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # token of an organization-node share, unshare or update still running -> (status calls
+    # still answering IN_PROGRESS, time it completes regardless)
+    running: dict[str, tuple[int, float]] = field(default_factory=dict)
+    # tokens of organization-node shares created (not updated): they reach no one while running
+    new_shares: set[str] = field(default_factory=set)
+
+
+SHARE_POLLS = int(os.environ.get("ESTATE_EMULATOR_SHARE_POLLS", "1"))
+SHARE_SECONDS = float(os.environ.get("ESTATE_EMULATOR_SHARE_SECONDS", "5"))
+
+
+def start_share_work(c: Catalog, token: str, new: bool = False) -> None:
+    """A share, unshare or update of an organization node starts running (see the docstring)."""
+    c.running[token] = (SHARE_POLLS, time.time() + SHARE_SECONDS)
+    if new:
+        c.new_shares.add(token)
+
+
+def share_running(c: Catalog, token: str) -> bool:
+    polls, deadline = c.running.get(token, (0, 0.0))
+    return polls > 0 and time.time() < deadline
+
+
+def share_arriving(c: Catalog, token: str) -> bool:
+    """An organization-node share still being made: it reaches no recipient yet."""
+    return token in c.new_shares and share_running(c, token)
 
 
 CATALOGS: dict[tuple[str, str], Catalog] = {}
@@ -553,10 +586,12 @@ def shared_with(call: Call, portfolio: Portfolio, share_type: str) -> bool:
     if organization_of(call, portfolio.account_id) is not org:
         return False
     above = ancestors(org, call.account)
+    running = catalog(portfolio.account_id, call.region)
     return any(
         (kind, value) in (("ORGANIZATION", org.org.id), ("ACCOUNT", call.account))
         or (kind == "ORGANIZATIONAL_UNIT" and value in above)
-        for kind, value, _ in node_shares(owner, portfolio.id)
+        for kind, value, token in node_shares(owner, portfolio.id)
+        if not share_arriving(running, token)
     )
 
 
@@ -571,7 +606,9 @@ def reaching_flags(call: Call, portfolio: Portfolio) -> dict[str, bool]:
     org = organization_of(call, call.account)
     if org is not None and org.org is not None and organization_of(call, portfolio.account_id) is org:
         above = ancestors(org, call.account)
-        for kind, value, _ in node_shares(owner, portfolio.id):
+        for kind, value, token in node_shares(owner, portfolio.id):
+            if share_arriving(catalog(portfolio.account_id, call.region), token):
+                continue
             if (kind, value) in (("ORGANIZATION", org.org.id), ("ACCOUNT", call.account)) or (
                 kind == "ORGANIZATIONAL_UNIT" and value in above
             ):
@@ -1077,6 +1114,8 @@ def create_portfolio_share(call: Call) -> dict[str, Any]:
         share_principals=flags["SharePrincipals"],
     )
     call.catalog.share_flags[(portfolio.id, kind, recipient)] = flags
+    if token:
+        start_share_work(call.catalog, token, new=True)
     return {"PortfolioShareToken": token} if token else {}
 
 
@@ -1100,6 +1139,7 @@ def delete_portfolio_share(call: Call) -> dict[str, Any]:
             raise not_found(f"Portfolio {portfolio.id} is not shared with {kind} {recipient}.")
         call.backend.portfolio_share_tokens[portfolio.id].remove(token)
         call.catalog.unshared[token] = (portfolio.id, recipient)
+        start_share_work(call.catalog, token)
     call.catalog.share_flags.pop((portfolio.id, kind, recipient), None)
     return {"PortfolioShareToken": token} if token else {}
 
@@ -1125,6 +1165,7 @@ def update_portfolio_share(call: Call) -> dict[str, Any]:
         if token is None:
             raise not_found(f"Portfolio {portfolio.id} is not shared with {kind} {recipient}.")
         status = "IN_PROGRESS"
+        start_share_work(call.catalog, token)
     flags = call.catalog.share_flags.setdefault(
         (portfolio.id, kind, recipient), {"ShareTagOptions": False, "SharePrincipals": False}
     )
@@ -1163,6 +1204,17 @@ def describe_portfolio_shares(call: Call) -> dict[str, Any]:
 @action("DescribePortfolioShareStatus")
 def describe_portfolio_share_status(call: Call) -> dict[str, Any]:
     token = call.required("PortfolioShareToken")
+    answer = share_status(call, token)
+    if share_running(call.catalog, token):
+        polls, deadline = call.catalog.running[token]
+        call.catalog.running[token] = (polls - 1, deadline)
+        answer["Status"] = "IN_PROGRESS"
+        answer["ShareDetails"] = {"SuccessfulShares": [], "ShareErrors": []}
+    return answer
+
+
+def share_status(call: Call, token: str) -> dict[str, Any]:
+    """DescribePortfolioShareStatus's answer once the work of `token` is done."""
     for portfolio_id in list(call.backend.portfolio_share_tokens):
         for kind, value, t in node_shares(call.backend, portfolio_id):
             if t != token:

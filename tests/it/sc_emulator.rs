@@ -10,7 +10,7 @@ use aws_sdk_servicecatalog::operation::create_product::CreateProductOutput;
 use aws_sdk_servicecatalog::types::{
     AccessStatus, DescribePortfolioShareType, ListTagOptionsFilters, OrganizationNode,
     OrganizationNodeType, PortfolioShareType, PrincipalType, ProductType,
-    ProvisioningArtifactProperties, ProvisioningArtifactType, Status, Tag,
+    ProvisioningArtifactProperties, ProvisioningArtifactType, ShareStatus, Status, Tag,
 };
 use aws_sdk_sts::config::Region;
 
@@ -76,6 +76,22 @@ async fn new_portfolio(sc: &Client, name: &str) -> String {
         .and_then(|p| p.id())
         .unwrap()
         .to_string()
+}
+
+/// Asks DescribePortfolioShareStatus until the share's work is COMPLETED (AWS runs it in the
+/// background; the emulator answers IN_PROGRESS first).
+async fn completed(sc: &Client, token: &str) {
+    for _ in 0..5 {
+        let status = ok(sc
+            .describe_portfolio_share_status()
+            .portfolio_share_token(token)
+            .send()
+            .await);
+        if status.status() == Some(&ShareStatus::Completed) {
+            return;
+        }
+    }
+    panic!("share {token} never completed");
 }
 
 async fn access_status(sc: &Client) -> AccessStatus {
@@ -495,13 +511,32 @@ async fn unit_shares_need_organizations_access_and_reach_accounts_in_the_unit() 
             .is_empty()
     );
 
-    // The member, in the unit, accepts an organization share, not an account share.
+    // The member, in the unit, accepts an organization share, not an account share, and only
+    // once the share has reached it: AWS makes it in the background.
     let accept = |kind| {
         member
             .accept_portfolio_share()
             .portfolio_id(&portfolio)
             .portfolio_share_type(kind)
     };
+    assert_eq!(
+        code(accept(PortfolioShareType::AwsOrganizations).send().await),
+        "ResourceNotFoundException",
+        "the share is still being made"
+    );
+    let status = || {
+        sc.describe_portfolio_share_status()
+            .portfolio_share_token(token.portfolio_share_token().unwrap())
+            .send()
+    };
+    let first = ok(status().await);
+    assert_eq!(first.status(), Some(&ShareStatus::InProgress), "{first:?}");
+    let done = ok(status().await);
+    assert_eq!(done.status(), Some(&ShareStatus::Completed), "{done:?}");
+    assert_eq!(
+        done.share_details().unwrap().successful_shares(),
+        [member_id.clone()]
+    );
     assert_eq!(
         code(accept(PortfolioShareType::Imported).send().await),
         "ResourceNotFoundException"
@@ -916,7 +951,7 @@ async fn unit_shares_carry_name_patterns_and_tag_options_and_update_in_place() {
         .r#type(OrganizationNodeType::OrganizationalUnit)
         .value(&unit)
         .build();
-    ok(sc
+    let created = ok(sc
         .create_portfolio_share()
         .portfolio_id(&portfolio)
         .organization_node(node.clone())
@@ -924,6 +959,7 @@ async fn unit_shares_carry_name_patterns_and_tag_options_and_update_in_place() {
         .share_tag_options(true)
         .send()
         .await);
+    completed(&sc, created.portfolio_share_token().unwrap()).await;
     let details = ok(sc
         .describe_portfolio_shares()
         .portfolio_id(&portfolio)
@@ -970,15 +1006,14 @@ async fn unit_shares_carry_name_patterns_and_tag_options_and_update_in_place() {
         .send()
         .await);
     let token = updated.portfolio_share_token().unwrap();
-    let status = ok(sc
-        .describe_portfolio_share_status()
-        .portfolio_share_token(token)
-        .send()
-        .await);
-    assert_eq!(
-        status.status(),
-        Some(&aws_sdk_servicecatalog::types::ShareStatus::Completed)
-    );
+    let status = || {
+        sc.describe_portfolio_share_status()
+            .portfolio_share_token(token)
+            .send()
+    };
+    for expected in [ShareStatus::InProgress, ShareStatus::Completed] {
+        assert_eq!(ok(status().await).status(), Some(&expected));
+    }
     assert!(principals(&member, &portfolio).await.is_empty());
     let described = ok(member.describe_portfolio().id(&portfolio).send().await);
     assert!(described.tag_options().is_empty());
