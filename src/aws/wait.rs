@@ -2,7 +2,7 @@
 //! detection): how often to ask, how long to keep asking, what to do when an answer is lost
 //! (ask again), and the error when it takes too long.
 
-use super::AwsError;
+use super::error::AwsError;
 use std::future::Future;
 use std::time::{Duration, Instant};
 use thiserror::Error;

@@ -535,7 +535,7 @@ async fn unit_shares_need_organizations_access_and_reach_accounts_in_the_unit() 
     assert_eq!(done.status(), Some(&ShareStatus::Completed), "{done:?}");
     assert_eq!(
         done.share_details().unwrap().successful_shares(),
-        [member_id.clone()]
+        std::slice::from_ref(&member_id)
     );
     assert_eq!(
         code(accept(PortfolioShareType::Imported).send().await),
