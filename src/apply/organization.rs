@@ -244,21 +244,26 @@ async fn unit_made_by(
     else {
         return Ok(None);
     };
+    Ok(made_by(aws, &id, estate, wait).await?.then_some(id))
+}
+
+/// Whether the unit or account `id` carries this estate's `estate:managed-by` tag.
+async fn made_by(aws: &Aws, id: &str, estate: &str, wait: &mut Backoff) -> Result<bool, AwsError> {
     let tags = wait
-        .call(&format!("the tags of unit {id}"), || async {
-            org.list_tags_for_resource()
-                .resource_id(&id)
+        .call(&format!("the tags of {id}"), || async {
+            aws.organizations()
+                .list_tags_for_resource()
+                .resource_id(id)
                 .send()
                 .await
                 .map_err(|e| AwsError::call("Organizations.ListTagsForResource", e))
         })
         .await?;
-    let ours = tags
+    Ok(tags
         .tags
         .unwrap_or_default()
         .iter()
-        .any(|t| t.key == crate::tags::TAG_MANAGED_BY && t.value == estate);
-    Ok(ours.then_some(id))
+        .any(|t| t.key == crate::tags::TAG_MANAGED_BY && t.value == estate))
 }
 
 /// Every account's failure reported, not only the first.
@@ -412,7 +417,7 @@ async fn find_or_create_account(
     estate: &str,
     polling: Polling,
 ) -> Result<String, ApplyError> {
-    if let Some(id) = find_earlier(aws, a, earlier, polling).await? {
+    if let Some(id) = find_earlier(aws, a, earlier, estate, polling).await? {
         return Ok(id);
     }
     let org = aws.organizations();
@@ -449,7 +454,7 @@ async fn find_or_create_account(
             // token, so its request is looked for (by name, then email) before another.
             Err(e) if e.is_transient() && lost < crate::aws::wait::TRANSIENT_IN_A_ROW => {
                 lost += 1;
-                if let Some(id) = find_again(aws, a, polling).await? {
+                if let Some(id) = find_again(aws, a, estate, polling).await? {
                     return Ok(id);
                 }
                 wait.sleep(&format!("creating account {}", a.name)).await?
@@ -472,7 +477,7 @@ async fn find_or_create_account(
         Err(ApplyError::AccountFailed { name, reason })
             if reason == "EMAIL_ALREADY_EXISTS" || reason == "CONCURRENT_ACCOUNT_MODIFICATION" =>
         {
-            match find_again(aws, a, polling).await? {
+            match find_again(aws, a, estate, polling).await? {
                 Some(id) => Ok(id),
                 None => Err(ApplyError::AccountFailed { name, reason }),
             }
@@ -485,6 +490,7 @@ async fn find_or_create_account(
 async fn find_again(
     aws: &Aws,
     a: &NewAccount,
+    estate: &str,
     polling: Polling,
 ) -> Result<Option<String>, ApplyError> {
     let mut wait = Backoff::new(polling);
@@ -493,16 +499,18 @@ async fn find_again(
             creation_requests(aws)
         })
         .await?;
-    find_earlier(aws, a, &requests, polling).await
+    find_earlier(aws, a, &requests, estate, polling).await
 }
 
 /// The account an earlier request of this name made (or, still in progress, is making),
 /// waited for, when it has this email. ListCreateAccountStatus carries no email:
-/// DescribeAccount tells.
+/// DescribeAccount tells. The request must have been this estate's (its account carries the
+/// tag CreateAccount gave it): one made by someone else is a conflict, never taken over.
 async fn find_earlier(
     aws: &Aws,
     a: &NewAccount,
     earlier: &[aws_sdk_organizations::types::CreateAccountStatus],
+    estate: &str,
     polling: Polling,
 ) -> Result<Option<String>, ApplyError> {
     use aws_sdk_organizations::types::CreateAccountState;
@@ -533,6 +541,14 @@ async fn find_earlier(
                 .call(&format!("the email of account {id}"), || email_of(aws, &id))
                 .await?;
             if email.is_some_and(|e| e.eq_ignore_ascii_case(&a.email)) {
+                if !made_by(aws, &id, estate, &mut wait).await? {
+                    return Err(ApplyError::Inconsistent(format!(
+                        "conflict: account {} <{}> ({id}) was created since the plan by a request that is not this estate's (it lacks the tag {}={estate}); estate will not take it over: plan again, and give the account `adopt: true` to take it over",
+                        a.name,
+                        a.email,
+                        crate::tags::TAG_MANAGED_BY
+                    )));
+                }
                 tracing::info!(
                     "account {}: found {id}, created by an earlier request",
                     a.name

@@ -1,7 +1,7 @@
 //! Organizations as AWS answers it, on the strict emulator: accounts with `State` and no
 //! `Status`, asynchronous creation, new accounts unreachable for a while, closed accounts.
 
-use crate::support::builders::example;
+use crate::support::builders::{edit_all, example};
 use crate::support::emulator::{TestAccount, management_account, stack_instances};
 use crate::support::run::{apply_all as apply, plan_json, run};
 use aws_sdk_organizations::types::CreateAccountState;
@@ -57,22 +57,53 @@ async fn a_new_organization_without_status_gets_every_instance_and_no_plan_delet
 }
 
 /// An apply cut off while AWS was still creating an account: the re-run finds that request
-/// (ListCreateAccountStatus) and waits for it; the account is never created twice.
+/// (ListCreateAccountStatus) and waits for it; the account is never created twice. A request
+/// someone else made for a manifest's account is a conflict until the manifest adopts it.
 #[tokio::test]
 async fn a_creation_an_earlier_run_started_is_taken_over_not_repeated() {
     let account = management_account().await;
     // Slow enough that the re-run's plan cannot see the account yet.
     account.configure_emulator(serde_json::json!({"CreateSeconds": 4.0}));
     let org = aws_sdk_organizations::Client::new(&account.config);
+    // The earlier run's request carried estate's tag, as every CreateAccount of estate does.
     org.create_account()
         .account_name("tools")
         .email("ml-tools@example.com")
+        .role_name("OrganizationAccountAccessRole")
+        .tags(
+            aws_sdk_organizations::types::Tag::builder()
+                .key("estate:managed-by")
+                .value("ml-platform")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    // Someone else's request for another of the manifest's accounts is not taken over.
+    org.create_account()
+        .account_name("data-science")
+        .email("ml-data-science@example.com")
         .role_name("OrganizationAccountAccessRole")
         .send()
         .await
         .unwrap();
     let dir = example("ml-platform");
 
+    let (code, out) = apply(&account, dir.path(), &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("conflict: account data-science <ml-data-science@example.com>")
+            && out.contains("adopt: true"),
+        "{out}"
+    );
+    // The account exists now: the manifest takes it over by saying so.
+    edit_all(
+        dir.path(),
+        "organization.yaml",
+        "email: ml-data-science@example.com,",
+        "email: ml-data-science@example.com, adopt: true,",
+    );
     let (code, out) = apply(&account, dir.path(), &[]);
     assert_eq!(code, 0, "{out}");
 
