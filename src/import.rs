@@ -26,6 +26,9 @@ pub struct ImportOptions {
     pub portfolios: Vec<String>,
     /// The hub account (id) whose portfolios are imported; `None`: the management account.
     pub portfolio_hub: Option<String>,
+    /// The role import entered member accounts through, when not AWS's default
+    /// (`OrganizationAccountAccessRole`): written as the Estate's `memberRole`.
+    pub member_role: Option<String>,
     /// The templates of the imported portfolios' versions as AWS returns them, by
     /// provisioning artifact id (the command reads them; see [`portfolios_to_import`]). A
     /// portfolio with a version missing here is left out.
@@ -190,6 +193,9 @@ pub fn import(live: &LiveState, opts: &ImportOptions) -> Imported {
         "stackSetRoles": "existing",
         "include": include,
     });
+    if let Some(role) = &opts.member_role {
+        estate["memberRole"] = json!(role);
+    }
     if scope != Scope::default() {
         estate["scope"] = serde_json::to_value(&scope).expect("a scope serializes");
     }
@@ -998,6 +1004,24 @@ mod tests {
             .collect(),
             ..LiveState::default()
         }
+    }
+
+    #[test]
+    fn a_member_role_other_than_the_default_becomes_the_estates() {
+        let estate = |member_role: Option<&str>| {
+            let out = import(
+                &live(),
+                &ImportOptions {
+                    estate: "e".into(),
+                    home_region: "us-east-1".into(),
+                    member_role: member_role.map(str::to_string),
+                    ..Default::default()
+                },
+            );
+            out.files[&PathBuf::from("estate.yaml")].clone()
+        };
+        assert!(estate(Some("PlatformAdmin")).contains("memberRole: PlatformAdmin"));
+        assert!(!estate(None).contains("memberRole"));
     }
 
     #[test]

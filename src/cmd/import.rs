@@ -5,6 +5,9 @@ use super::context::{Global, exit, runtime};
 use anyhow::{Context, Result};
 use std::path::PathBuf;
 
+/// AWS's name for the role CreateAccount makes (the manifest's default `memberRole` too).
+pub(crate) const DEFAULT_MEMBER_ROLE: &str = "OrganizationAccountAccessRole";
+
 #[derive(Debug, Clone)]
 pub(crate) struct Args {
     pub(crate) dir: PathBuf,
@@ -13,6 +16,7 @@ pub(crate) struct Args {
     pub(crate) stack_sets: Vec<String>,
     pub(crate) portfolios: Vec<String>,
     pub(crate) portfolio_account: Option<String>,
+    pub(crate) member_role: String,
     pub(crate) profile: Option<String>,
     pub(crate) region: Option<String>,
     pub(crate) force: bool,
@@ -57,7 +61,7 @@ pub(crate) fn run(g: &Global, args: &Args) -> Result<i32> {
         let aws = estate::aws::Aws::from_env(
             args.profile.as_deref(),
             args.region.as_deref(),
-            "OrganizationAccountAccessRole",
+            &args.member_role,
         )
         .await?;
         let region = aws
@@ -116,6 +120,8 @@ pub(crate) fn run(g: &Global, args: &Args) -> Result<i32> {
             stack_sets: args.stack_sets.clone(),
             portfolios: args.portfolios.clone(),
             portfolio_hub: hub.clone(),
+            member_role: (args.member_role != DEFAULT_MEMBER_ROLE)
+                .then(|| args.member_role.clone()),
             version_templates: Default::default(),
         };
         // The versions' templates, read in the hub; one that cannot be read leaves its

@@ -167,6 +167,10 @@ enum Command {
             requires = "portfolios"
         )]
         portfolio_account: Option<String>,
+        /// The role to enter member accounts through (portfolio hubs and recipients); a role
+        /// other than the default is written as the Estate's `memberRole`.
+        #[arg(long, value_name = "ROLE", default_value = import::DEFAULT_MEMBER_ROLE)]
+        member_role: String,
         /// AWS profile; it wins over keys in the environment.
         #[arg(long, env = "AWS_PROFILE")]
         profile: Option<String>,
@@ -337,6 +341,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             stack_sets,
             portfolios,
             portfolio_account,
+            member_role,
             profile,
             region,
             force,
@@ -349,6 +354,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 stack_sets,
                 portfolios,
                 portfolio_account,
+                member_role,
                 profile,
                 region,
                 force,
