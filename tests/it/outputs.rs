@@ -74,8 +74,15 @@ async fn the_shared_accounts_outputs_reach_the_stage_accounts_and_replan_empty()
             .is_none()
     );
 
-    // shared, then training; production (approval: manual) only when named.
-    let (code, out, err) = run(&account, dir.path(), &["apply", ".", "--auto-approve"]);
+    // shared, then training; production (approval: manual) only when named. From a saved
+    // plan: the outputs it could not know are read when apply reaches the consumers.
+    let (code, out, err) = run(&account, dir.path(), &["plan", ".", "--out", "saved.plan"]);
+    assert_eq!(code, 2, "{out}{err}");
+    let (code, out, err) = run(
+        &account,
+        dir.path(),
+        &["apply", ".", "--plan", "saved.plan", "--auto-approve"],
+    );
     assert_eq!(code, 0, "{out}{err}");
     let at = |err: &str, needle: &str| {
         err.find(needle)
