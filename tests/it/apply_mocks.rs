@@ -1175,54 +1175,85 @@ fn new_account_plan(names: &[&str]) -> Plan {
 }
 
 /// A re-run after an apply cut off mid-creation: AWS still has the earlier request in
-/// progress; estate waits for it and takes its account (same email) instead of asking again.
+/// progress; estate waits for it and takes its account (same email, estate's tag) instead of
+/// asking again. The same request made by someone else (no tag) is a conflict.
 #[tokio::test]
 async fn an_earlier_runs_creation_request_is_waited_for_not_repeated() {
-    let earlier = mock!(Orgs::list_create_account_status).then_output(|| {
-        aws_sdk_organizations::operation::list_create_account_status::ListCreateAccountStatusOutput::builder()
-            .create_account_statuses(
-                CreateAccountStatus::builder()
-                    .id("car-earlier")
-                    .account_name("ml-dev")
-                    .state(CreateAccountState::InProgress)
-                    .build(),
-            )
-            .build()
-    });
-    let describe = mock!(Orgs::describe_create_account_status)
-        .match_requests(|r| r.create_account_request_id() == Some("car-earlier"))
-        .sequence()
-        .output(|| {
-            DescribeCreateAccountStatusOutput::builder()
-                .create_account_status(account_status(CreateAccountState::InProgress))
+    async fn rerun(
+        tags: &'static [(&'static str, &'static str)],
+    ) -> (Aws, Result<Vec<String>, ApplyError>, usize) {
+        let earlier = mock!(Orgs::list_create_account_status).then_output(|| {
+            aws_sdk_organizations::operation::list_create_account_status::ListCreateAccountStatusOutput::builder()
+                .create_account_statuses(
+                    CreateAccountStatus::builder()
+                        .id("car-earlier")
+                        .account_name("ml-dev")
+                        .state(CreateAccountState::InProgress)
+                        .build(),
+                )
                 .build()
-        })
-        .output(|| succeeded("car-earlier"))
-        .build();
-    let describe_account = mock!(Orgs::describe_account).then_output(|| {
-        aws_sdk_organizations::operation::describe_account::DescribeAccountOutput::builder()
-            .account(
-                aws_sdk_organizations::types::Account::builder()
-                    .id("123456789012")
-                    .email("ML-DEV@example.com")
-                    .build(),
-            )
-            .build()
-    });
-    let aws = edge(&[
-        &earlier,
-        &describe,
-        &describe_account,
-        &create_account_rule(),
-    ]);
+        });
+        let describe = mock!(Orgs::describe_create_account_status)
+            .match_requests(|r| r.create_account_request_id() == Some("car-earlier"))
+            .sequence()
+            .output(|| {
+                DescribeCreateAccountStatusOutput::builder()
+                    .create_account_status(account_status(CreateAccountState::InProgress))
+                    .build()
+            })
+            .output(|| succeeded("car-earlier"))
+            .build();
+        let describe_account = mock!(Orgs::describe_account).then_output(|| {
+            aws_sdk_organizations::operation::describe_account::DescribeAccountOutput::builder()
+                .account(
+                    aws_sdk_organizations::types::Account::builder()
+                        .id("123456789012")
+                        .email("ML-DEV@example.com")
+                        .build(),
+                )
+                .build()
+        });
+        let tagged = mock!(Orgs::list_tags_for_resource)
+            .match_requests(|r| r.resource_id() == Some("123456789012"))
+            .then_output(move || {
+                aws_sdk_organizations::operation::list_tags_for_resource::ListTagsForResourceOutput::builder()
+                    .set_tags(Some(
+                        tags.iter()
+                            .map(|(k, v)| {
+                                aws_sdk_organizations::types::Tag::builder()
+                                    .key(*k)
+                                    .value(*v)
+                                    .build()
+                                    .unwrap()
+                            })
+                            .collect(),
+                    ))
+                    .build()
+            });
+        let aws = edge(&[
+            &earlier,
+            &describe,
+            &describe_account,
+            &tagged,
+            &create_account_rule(),
+        ]);
+        let done = create_new_accounts(&aws, &["ml-dev"], &apply::Silent).await;
+        let polls = describe.num_calls();
+        (aws, done, polls)
+    }
 
-    let done = create_new_accounts(&aws, &["ml-dev"], &apply::Silent)
-        .await
-        .unwrap();
-
-    assert_eq!(done, ["account:ml-dev"]);
+    let (aws, done, polls) = rerun(&[("estate:managed-by", "e")]).await;
+    assert_eq!(done.unwrap(), ["account:ml-dev"]);
     assert_eq!(calls(&aws, "Organizations.CreateAccount"), 0);
-    assert_eq!(describe.num_calls(), 2);
+    assert_eq!(polls, 2);
+
+    let (aws, done, _) = rerun(&[("estate:managed-by", "another-estate")]).await;
+    let err = done.unwrap_err().to_string();
+    assert!(
+        err.contains("conflict: account ml-dev") && err.contains("adopt: true"),
+        "{err}"
+    );
+    assert_eq!(calls(&aws, "Organizations.CreateAccount"), 0);
 }
 
 /// AWS answers ConcurrentModificationException (and, for the creation quota,

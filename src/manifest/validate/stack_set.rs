@@ -92,7 +92,12 @@ fn check_stack_set_names(s: &Doc<StackSetSpec>, p: &Parsed, diags: &mut Diagnost
                 .error(
                     Code::UnknownName,
                     &s.file,
-                    s.span(&format!("/spec/stackSetNames/{}", pointer_escape(env))),
+                    // The key is the unknown name, not the AWS name it maps to.
+                    s.node
+                        .key_span("/spec/stackSetNames", env)
+                        .unwrap_or_else(|| {
+                            s.span(&format!("/spec/stackSetNames/{}", pointer_escape(env)))
+                        }),
                     format!("`{env}` is not an environment of stack set `{}`", s.name),
                 )
                 .label("not in spec.environments");
