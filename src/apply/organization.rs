@@ -30,13 +30,6 @@ pub async fn organization(
         .map(|u| (u.path.clone(), u.id.clone()))
         .collect();
     unit_ids.insert("/".into(), live.root_id.clone());
-    let tag = |k: &str, v: &str| {
-        aws_sdk_organizations::types::Tag::builder()
-            .key(k)
-            .value(v)
-            .build()
-            .expect("key and value are set")
-    };
 
     // Units in plan order: the manifest lists parents before children.
     for c in plan
@@ -60,7 +53,7 @@ pub async fn organization(
                 org.create_organizational_unit()
                     .parent_id(&parent_id)
                     .name(name)
-                    .tags(tag(crate::tags::TAG_MANAGED_BY, estate))
+                    .tags(managed_by(estate))
                     .send()
                     .await
                     .map_err(|e| AwsError::call("Organizations.CreateOrganizationalUnit", e))
@@ -183,13 +176,7 @@ pub async fn organization(
                     aws.organizations()
                         .tag_resource()
                         .resource_id(id.as_str())
-                        .tags(
-                            aws_sdk_organizations::types::Tag::builder()
-                                .key(crate::tags::TAG_MANAGED_BY)
-                                .value(estate)
-                                .build()
-                                .expect("key and value are set"),
-                        )
+                        .tags(managed_by(estate))
                         .send()
                         .await
                         .map_err(|e| AwsError::call("Organizations.TagResource", e))?;
@@ -245,6 +232,15 @@ async fn unit_made_by(
         return Ok(None);
     };
     Ok(made_by(aws, &id, estate, wait).await?.then_some(id))
+}
+
+/// The tag that makes a unit or account this estate's.
+fn managed_by(estate: &str) -> aws_sdk_organizations::types::Tag {
+    aws_sdk_organizations::types::Tag::builder()
+        .key(crate::tags::TAG_MANAGED_BY)
+        .value(estate)
+        .build()
+        .expect("key and value are set")
 }
 
 /// Whether the unit or account `id` carries this estate's `estate:managed-by` tag.
@@ -429,13 +425,7 @@ async fn find_or_create_account(
             .account_name(&a.name)
             .email(&a.email)
             .role_name(aws.member_role())
-            .tags(
-                aws_sdk_organizations::types::Tag::builder()
-                    .key(crate::tags::TAG_MANAGED_BY)
-                    .value(estate)
-                    .build()
-                    .expect("key and value are set"),
-            )
+            .tags(managed_by(estate))
             .send()
             .await;
         // AWS says "too many in progress" in the exception's Reason, not its message.

@@ -4,39 +4,15 @@
 
 use crate::support::builders::edit_all;
 use crate::support::catalog::{catalog_tags, portfolio_by_hand};
-use crate::support::emulator::{TestAccount, management_account, ok, stack_by_hand};
+use crate::support::emulator::{
+    TestAccount, management_account, ok, operation_succeeds, stack_by_hand,
+};
 use crate::support::run::{apply_all, plan_json, run};
 use aws_sdk_cloudformation::types::{
     AutoDeployment, Capability, DeploymentTargets, Parameter, PermissionModels, Tag,
 };
 use std::collections::BTreeMap;
 use std::path::Path;
-
-/// Waits until a stack-set operation ends; it must succeed.
-async fn operation_succeeds(account: &TestAccount, stack_set: &str, operation: &str) {
-    let cfn = aws_sdk_cloudformation::Client::new(&account.config);
-    for _ in 0..400 {
-        let status = cfn
-            .describe_stack_set_operation()
-            .stack_set_name(stack_set)
-            .operation_id(operation)
-            .send()
-            .await
-            .unwrap()
-            .stack_set_operation
-            .and_then(|o| o.status)
-            .map(|s| s.as_str().to_string())
-            .unwrap_or_default();
-        match status.as_str() {
-            "RUNNING" | "QUEUED" | "STOPPING" => {
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await
-            }
-            "SUCCEEDED" => return,
-            other => panic!("operation {operation} on {stack_set}: {other}"),
-        }
-    }
-    panic!("operation {operation} on {stack_set} never ended");
-}
 
 /// Units made with the SDK, by path (the root as `/`).
 async fn make_units(account: &TestAccount, paths: &[&str]) -> BTreeMap<String, String> {

@@ -2,7 +2,9 @@
 //! the reference example; out-of-band changes made with the SDK show as drift.
 
 use crate::support::builders::{copy_dir, copy_of, edit_all, example};
-use crate::support::emulator::{TestAccount, management_account, stack_by_hand};
+use crate::support::emulator::{
+    TestAccount, management_account, operation_ends, operation_succeeds, stack_by_hand,
+};
 use crate::support::run::{git, json_changes, run};
 use std::path::Path;
 
@@ -18,44 +20,6 @@ fn example_without_portfolio() -> tempfile::TempDir {
         "  memberRole: OrganizationAccountAccessRole\n  stackSetRoles: existing\n",
     );
     dir
-}
-
-/// Waits until a stack-set operation ends, whatever its outcome; returns its status.
-async fn operation_ends(account: &TestAccount, stack_set: &str, operation: &str) -> String {
-    let cfn = aws_sdk_cloudformation::Client::new(&account.config);
-    for _ in 0..200 {
-        let status = cfn
-            .describe_stack_set_operation()
-            .stack_set_name(stack_set)
-            .operation_id(operation)
-            .send()
-            .await
-            .unwrap()
-            .stack_set_operation
-            .and_then(|o| o.status)
-            .map(|s| s.as_str().to_string())
-            .unwrap_or_default();
-        if !matches!(status.as_str(), "RUNNING" | "QUEUED" | "STOPPING") {
-            return status;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("operation {operation} on {stack_set} never ended");
-}
-
-/// Waits until a stack-set operation ends; it must succeed.
-async fn operation_succeeds(account: &TestAccount, stack_set: &str, operation: &str) {
-    let status = operation_ends(account, stack_set, operation).await;
-    if status != "SUCCEEDED" {
-        let results = aws_sdk_cloudformation::Client::new(&account.config)
-            .list_stack_set_operation_results()
-            .stack_set_name(stack_set)
-            .operation_id(operation)
-            .send()
-            .await
-            .unwrap();
-        panic!("operation {operation} on {stack_set}: {status}: {results:?}");
-    }
 }
 
 /// Ids that differ per test run, replaced for snapshots.

@@ -680,3 +680,41 @@ pub async fn stack_resources(
         .filter(|l| !l.is_empty())
         .collect()
 }
+
+/// Waits until a stack-set operation ends, whatever its outcome; returns its status.
+pub async fn operation_ends(account: &TestAccount, stack_set: &str, operation: &str) -> String {
+    let cfn = aws_sdk_cloudformation::Client::new(&account.config);
+    for _ in 0..200 {
+        let status = cfn
+            .describe_stack_set_operation()
+            .stack_set_name(stack_set)
+            .operation_id(operation)
+            .send()
+            .await
+            .unwrap()
+            .stack_set_operation
+            .and_then(|o| o.status)
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default();
+        if !matches!(status.as_str(), "RUNNING" | "QUEUED" | "STOPPING") {
+            return status;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("operation {operation} on {stack_set} never ended");
+}
+
+/// Waits until a stack-set operation ends; it must succeed.
+pub async fn operation_succeeds(account: &TestAccount, stack_set: &str, operation: &str) {
+    let status = operation_ends(account, stack_set, operation).await;
+    if status != "SUCCEEDED" {
+        let results = aws_sdk_cloudformation::Client::new(&account.config)
+            .list_stack_set_operation_results()
+            .stack_set_name(stack_set)
+            .operation_id(operation)
+            .send()
+            .await
+            .unwrap();
+        panic!("operation {operation} on {stack_set}: {status}: {results:?}");
+    }
+}
